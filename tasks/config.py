@@ -1,0 +1,423 @@
+"""Env files -> one validated, typed `Settings` object.
+
+This module is the only reader of ``config/<environment>.env`` files and of the app's
+secrets file. Every other module receives a `Settings` (or the `Secrets` inside it)
+from `load`; none reads the environment or the files on its own.
+
+Values are read with python-dotenv without interpolation: ``${VAR}`` in a file stays
+literal, so nothing from the developer's shell leaks into a server.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from dotenv.parser import parse_stream
+from invoke.context import Context
+
+from .errors import ConfigError
+
+#: The environment used when the command line names none.
+DEFAULT_ENVIRONMENT = "default"
+#: Env files in the config dir that are documentation, not deploy targets.
+NOT_ENVIRONMENTS = frozenset({"example"})
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_HOST = re.compile(
+    r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9.:_\[\]-]+?)(?::(?P<port>\d+))?$"
+)
+
+
+# --- value types ---------------------------------------------------------------------------
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _name(raw: str) -> str:
+    if not _NAME.match(raw):
+        raise ValueError(
+            "expected a lowercase name (letters, digits, '-', '_'; starting with a letter)"
+        )
+    return raw
+
+
+def _whole(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number >= {minimum}, got {raw!r}") from None
+        if value < minimum:
+            raise ValueError(f"expected a whole number >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "yes", "true", "on"}:
+        return True
+    if lowered in {"0", "no", "false", "off", ""}:
+        return False
+    raise ValueError(f"expected yes or no, got {raw!r}")
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _abs_path(raw: str) -> str:
+    if not raw:
+        return ""
+    if not raw.startswith("/") or raw.rstrip("/") == "" or ".." in raw.split("/"):
+        raise ValueError(f"expected an absolute path other than '/' and without '..', got {raw!r}")
+    if any(ch in raw for ch in "\n\r\0"):
+        raise ValueError("a path may not contain a newline or NUL")
+    return raw.rstrip("/")
+
+
+def _bind(raw: str) -> str:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8000, got {raw!r}")
+    return raw
+
+
+def _url_path(raw: str) -> str:
+    if not raw.startswith("/") or any(ch.isspace() for ch in raw):
+        raise ValueError(f"expected a URL path starting with '/', got {raw!r}")
+    return raw
+
+
+def _wsgi(raw: str) -> str:
+    if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.()]*$", raw):
+        raise ValueError(f"expected MODULE:CALLABLE such as app:app, got {raw!r}")
+    return raw
+
+
+def _batch(raw: str) -> str:
+    value = raw.strip()
+    number = value[:-1] if value.endswith("%") else value
+    if not number.isdigit() or int(number) < 1 or (value.endswith("%") and int(number) > 100):
+        raise ValueError(f"expected a count such as 2 or a percentage such as 25%, got {raw!r}")
+    return value
+
+
+def _hosts(raw: str) -> tuple[str, ...]:
+    hosts = _list(raw)
+    for host in hosts:
+        if not _HOST.match(host):
+            raise ValueError(f"expected [user@]host[:port], got {host!r}")
+    return hosts
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting of an env file: its name, parser, default and one line of help."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+    required: bool = False
+
+
+#: Every key an environment file may set. `config/example.env` and docs/configuration.md
+#: document exactly these (a test keeps them in step).
+KEYS: tuple[Key, ...] = (
+    Key("HOSTS", _hosts, "", "Comma-separated [user@]host[:port] to deploy to; -H overrides"),
+    Key(
+        "SSH_USER", _text, "", "SSH login user (the deploy user); empty: Fabric/ssh_config default"
+    ),
+    Key("SSH_PORT", _whole(1), "22", "SSH port for hosts that name none"),
+    Key("SSH_KEY", _text, "", "Private key file to log in with (relative to the project)"),
+    Key("KNOWN_HOSTS", _text, "", "Extra known_hosts file, checked besides ~/.ssh/known_hosts"),
+    Key("TRUST_NEW_HOSTS", _bool, "no", "yes: accept and record keys of hosts never seen before"),
+    Key("CONNECT_TIMEOUT", _whole(1), "10", "Seconds to wait for an SSH connection"),
+    Key("APP_NAME", _name, "", "Name of the app: service, unit file and deploy root", True),
+    Key("APP_DIR", _text, ".", "The app's source directory (relative to the project)"),
+    Key("REQUIREMENTS", _text, "requirements.txt", "Requirements file inside APP_DIR"),
+    Key(
+        "EXCLUDES",
+        _list,
+        ".git,.venv,__pycache__,*.pyc,.pytest_cache",
+        "Patterns left out of a release built from a plain directory",
+    ),
+    Key("ALLOW_DIRTY", _bool, "no", "yes: ship uncommitted changes of a git checkout"),
+    Key(
+        "PACKAGE_INDEX", _text, "", "Package index URL the servers install from; empty: wheelhouse"
+    ),
+    Key(
+        "DEPLOY_ROOT", _abs_path, "", "Directory holding releases on the host; empty: /srv/APP_NAME"
+    ),
+    Key("APP_USER", _text, "", "User the service runs as; empty: the SSH user"),
+    Key("PYTHON", _text, "python3", "Python interpreter on the host"),
+    Key("WSGI_APP", _wsgi, "app:app", "gunicorn's WSGI target, MODULE:CALLABLE"),
+    Key("BIND", _bind, "127.0.0.1:8000", "Address gunicorn listens on, HOST:PORT"),
+    Key("WORKERS", _whole(1), "2", "gunicorn worker processes"),
+    Key("HEALTH_PATH", _url_path, "/health", "Path that answers 200 when the app is healthy"),
+    Key("HEALTH_TIMEOUT", _whole(1), "30", "Seconds a new release has to become healthy"),
+    Key(
+        "KEEP_RELEASES", _whole(2), "5", "Releases kept on each host (current and previous always)"
+    ),
+    Key("SECRETS_FILE", _text, "", "Local env file of the app's secrets, uploaded 0600"),
+    Key("TEST_COMMAND", _text, "python -m pytest -q", "Command run in APP_DIR to gate a deploy"),
+    Key("LOG_FILES", _list, "", "The app's own log files (globs under shared/log) for `fab logs`"),
+    Key("PARALLEL", _whole(1), "8", "Hosts prepared at once in a fleet deploy"),
+    Key("SWITCH_BATCH", _batch, "1", "Hosts switched at once: a count or a percentage"),
+)
+KEYS_BY_NAME = {key.name: key for key in KEYS}
+
+
+# --- the settings object -------------------------------------------------------------------
+
+
+class Secrets:
+    """The app's secrets: key names are shown, values never are."""
+
+    def __init__(self, path: Path | None, values: dict[str, str]) -> None:
+        self.path = path
+        self._values = dict(values)
+
+    def names(self) -> list[str]:
+        """Names of the secrets, for messages."""
+        return sorted(self._values)
+
+    def values(self) -> list[str]:
+        """The secret values, so output can be checked to never contain them."""
+        return [value for value in self._values.values() if value]
+
+    def render(self) -> str:
+        """The file as uploaded to the host (``KEY='value'`` lines systemd and shells read)."""
+        lines = []
+        for key in sorted(self._values):
+            value = self._values[key].replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'{key}="{value}"')
+        return "\n".join(lines) + ("\n" if lines else "")
+
+    def __repr__(self) -> str:
+        return f"Secrets(path={self.path!r}, names={self.names()!r})"
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything fabdeploy knows about one environment, validated and typed."""
+
+    environment: str
+    source: Path
+    project_dir: Path
+    hosts: tuple[str, ...]
+    ssh_user: str
+    ssh_port: int
+    ssh_key: str
+    known_hosts: str
+    trust_new_hosts: bool
+    connect_timeout: int
+    app_name: str
+    app_dir: Path
+    requirements: str
+    excludes: tuple[str, ...]
+    allow_dirty: bool
+    package_index: str
+    deploy_root: str
+    app_user: str
+    python: str
+    wsgi_app: str
+    bind: str
+    workers: int
+    health_path: str
+    health_timeout: int
+    keep_releases: int
+    secrets_file: str
+    test_command: str
+    log_files: tuple[str, ...]
+    parallel: int
+    switch_batch: str
+    secrets: Secrets = field(repr=False, compare=False, default_factory=lambda: Secrets(None, {}))
+
+    @property
+    def port(self) -> int:
+        """The TCP port gunicorn binds."""
+        return int(self.bind.rpartition(":")[2])
+
+    @property
+    def service(self) -> str:
+        """The systemd unit's name."""
+        return f"{self.app_name}.service"
+
+    def batch_size(self, hosts: int) -> int:
+        """How many of ``hosts`` hosts one switch batch holds."""
+        if self.switch_batch.endswith("%"):
+            return max(1, hosts * int(self.switch_batch[:-1]) // 100)
+        return max(1, int(self.switch_batch))
+
+
+# --- finding files -------------------------------------------------------------------------
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The nearest directory from ``start`` (the cwd) upward that has a ``config/`` of env files."""
+    explicit = os.environ.get("FABDEPLOY_PROJECT_DIR")
+    if explicit:
+        return Path(explicit).resolve()
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if any((candidate / "config").glob("*.env")):
+            return candidate
+    return here
+
+
+def environments(config_dir: Path) -> list[str]:
+    """The deploy targets in ``config_dir``: one per ``<name>.env``, documentation excluded."""
+    if not config_dir.is_dir():
+        return []
+    names = (path.stem for path in config_dir.glob("*.env"))
+    return sorted(name for name in names if name not in NOT_ENVIRONMENTS and _NAME.match(name))
+
+
+def project_dir(c: Context) -> Path:
+    """The project whose ``config/`` is read: set by the namespace, else found from the cwd."""
+    configured = c.config.get("fabdeploy", {}).get("project_dir")
+    if configured:
+        return Path(configured)
+    prefix = getattr(c.config, "_project_prefix", None)
+    if prefix and any((Path(prefix) / "config").glob("*.env")):
+        return Path(prefix)
+    return find_project_dir()
+
+
+def selected_environment(c: Context) -> str:
+    """The environment named on the command line (``fab staging ...``), else the default."""
+    chosen = c.config.get("fabdeploy", {}).get("environment")
+    return chosen or os.environ.get("FABDEPLOY_ENVIRONMENT") or DEFAULT_ENVIRONMENT
+
+
+# --- reading and validating ----------------------------------------------------------------
+
+
+def read_env_file(path: Path, *, what: str = "environment file") -> dict[str, tuple[str, int]]:
+    """Parse ``path`` into ``{KEY: (value, line)}``; a missing or unparsable file is an error."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
+    found: dict[str, tuple[str, int]] = {}
+    for binding in parse_stream(_Stream(text)):
+        raw = binding.original.string
+        line = binding.original.line + raw[: len(raw) - len(raw.lstrip())].count("\n")
+        if binding.error:
+            snippet = binding.original.string.strip().splitlines()[0][:60]
+            raise ConfigError(f"{path}:{line}: cannot parse {snippet!r} (expected KEY=value)")
+        if binding.key is None:
+            continue
+        if binding.key in found:
+            first = found[binding.key][1]
+            raise ConfigError(f"{path}:{line}: {binding.key}: set twice (first on line {first})")
+        found[binding.key] = (binding.value or "", line)
+    return found
+
+
+class _Stream:
+    """The minimal text stream `parse_stream` reads."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def read(self) -> str:
+        return self._text
+
+
+def parse_values(raw: dict[str, tuple[str, int]], source: Path) -> dict[str, Any]:
+    """Check names and types of ``raw`` against `KEYS`; return ``{key: typed value}``."""
+    values: dict[str, Any] = {}
+    for name, (text, line) in raw.items():
+        key = KEYS_BY_NAME.get(name)
+        if key is None:
+            close = difflib.get_close_matches(name, KEYS_BY_NAME, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{source}:{line}: {name}: unknown key{hint}")
+        try:
+            values[name] = key.parse(text)
+        except ValueError as exc:
+            raise ConfigError(f"{source}:{line}: {name}: {exc}") from None
+    for key in KEYS:
+        if key.name in values:
+            continue
+        if key.required:
+            raise ConfigError(f"{source}: {key.name}: required key is missing ({key.help})")
+        values[key.name] = key.parse(key.default)
+    return values
+
+
+def load_secrets(path_text: str, project: Path) -> Secrets:
+    """Read the app's secrets file, checking it parses; values stay inside `Secrets`."""
+    if not path_text:
+        return Secrets(None, {})
+    path = (project / path_text).resolve()
+    raw = read_env_file(path, what="secrets file (SECRETS_FILE)")
+    for name, (_, line) in raw.items():
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise ConfigError(f"{path}:{line}: {name}: not a valid variable name")
+    return Secrets(path, {name: value for name, (value, _) in raw.items()})
+
+
+def build(environment: str, project: Path) -> Settings:
+    """Read and validate ``config/<environment>.env`` under ``project``."""
+    config_dir = project / "config"
+    source = config_dir / f"{environment}.env"
+    if not source.is_file():
+        known = ", ".join(environments(config_dir)) or "none"
+        raise ConfigError(f"{source}: environment file not found (environments here: {known})")
+    values = parse_values(read_env_file(source), source)
+    name = values["APP_NAME"]
+    return Settings(
+        environment=environment,
+        source=source,
+        project_dir=project,
+        hosts=values["HOSTS"],
+        ssh_user=values["SSH_USER"],
+        ssh_port=values["SSH_PORT"],
+        ssh_key=str(project / values["SSH_KEY"]) if values["SSH_KEY"] else "",
+        known_hosts=str(project / values["KNOWN_HOSTS"]) if values["KNOWN_HOSTS"] else "",
+        trust_new_hosts=values["TRUST_NEW_HOSTS"],
+        connect_timeout=values["CONNECT_TIMEOUT"],
+        app_name=name,
+        app_dir=(project / values["APP_DIR"]).resolve(),
+        requirements=values["REQUIREMENTS"],
+        excludes=values["EXCLUDES"],
+        allow_dirty=values["ALLOW_DIRTY"],
+        package_index=values["PACKAGE_INDEX"],
+        deploy_root=values["DEPLOY_ROOT"] or f"/srv/{name}",
+        app_user=values["APP_USER"],
+        python=values["PYTHON"],
+        wsgi_app=values["WSGI_APP"],
+        bind=values["BIND"],
+        workers=values["WORKERS"],
+        health_path=values["HEALTH_PATH"],
+        health_timeout=values["HEALTH_TIMEOUT"],
+        keep_releases=values["KEEP_RELEASES"],
+        secrets_file=values["SECRETS_FILE"],
+        test_command=values["TEST_COMMAND"],
+        log_files=values["LOG_FILES"],
+        parallel=values["PARALLEL"],
+        switch_batch=values["SWITCH_BATCH"],
+        secrets=load_secrets(values["SECRETS_FILE"], project),
+    )
+
+
+def load(c: Context) -> Settings:
+    """The settings of the environment this command runs against (the one config reader)."""
+    return build(selected_environment(c), project_dir(c))

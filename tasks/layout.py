@@ -1,0 +1,137 @@
+"""Where things live on a host, and the formats of the files fabdeploy keeps there.
+
+```
+<deploy_root>/
+  releases/<release>/           one per deploy; REVISION inside; .venv and .env are links
+  venvs/<hash>/                 shared by releases whose requirements and Python match
+  shared/.env                   the app's secrets, 0600, owned by the app user
+  shared/log/                   gunicorn's and the app's log files (rotated)
+  shared/pids/gunicorn.pid      the gunicorn master's pid
+  shared/gunicorn.conf.py       gunicorn's settings, rendered by setup
+  current -> releases/<release> switched by renaming a temporary link over it
+  .lock/owner                   mkdir-atomic deploy lock: who, pid, where, since when
+  revisions.log                 one audit line per deploy or rollback, appended only
+```
+Every module asks `Layout` for paths; none spells them itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths under one deploy root."""
+
+    root: str
+
+    @property
+    def releases(self) -> str:
+        return f"{self.root}/releases"
+
+    @property
+    def venvs(self) -> str:
+        return f"{self.root}/venvs"
+
+    @property
+    def shared(self) -> str:
+        return f"{self.root}/shared"
+
+    @property
+    def env_file(self) -> str:
+        return f"{self.root}/shared/.env"
+
+    @property
+    def logs(self) -> str:
+        return f"{self.root}/shared/log"
+
+    @property
+    def pids(self) -> str:
+        return f"{self.root}/shared/pids"
+
+    @property
+    def pidfile(self) -> str:
+        return f"{self.root}/shared/pids/gunicorn.pid"
+
+    @property
+    def gunicorn_conf(self) -> str:
+        return f"{self.root}/shared/gunicorn.conf.py"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    @property
+    def lock(self) -> str:
+        return f"{self.root}/.lock"
+
+    @property
+    def revisions_log(self) -> str:
+        return f"{self.root}/revisions.log"
+
+    def release(self, name: str) -> str:
+        """The directory of release ``name``."""
+        return f"{self.releases}/{name}"
+
+    def venv(self, digest: str) -> str:
+        """The virtualenv keyed by ``digest``."""
+        return f"{self.venvs}/{digest}"
+
+
+def release_name(now: dt.datetime | None = None) -> str:
+    """A new release's name: its UTC time, sortable, unique to the millisecond."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class Audit:
+    """One line of revisions.log: a deploy or rollback, as it ended."""
+
+    time: str  # ISO 8601 UTC, e.g. 2026-11-24T08:15:00Z
+    action: str  # deploy | rollback
+    release: str
+    revision: str
+    user: str  # who ran it: local user@machine
+    result: str  # ok | failed
+
+    def format(self) -> str:
+        """The tab-separated line written to revisions.log (no newline)."""
+        return "\t".join(
+            f"{f.name}={getattr(self, f.name)}".replace("\t", " ").replace("\n", " ")
+            for f in fields(self)
+        )
+
+    @classmethod
+    def parse(cls, line: str) -> Audit | None:
+        """The `Audit` a line holds, or None for a line that is not one."""
+        values = dict(part.split("=", 1) for part in line.strip().split("\t") if "=" in part)
+        try:
+            return cls(**{f.name: values[f.name] for f in fields(cls)})
+        except KeyError:
+            return None
+
+
+@dataclass(frozen=True)
+class Revision:
+    """The REVISION file in each release: what it was built from, by whom, when."""
+
+    revision: str
+    release: str
+    user: str
+    time: str
+
+    def format(self) -> str:
+        """The file's text: ``key=value`` lines."""
+        return "".join(f"{f.name}={getattr(self, f.name)}\n" for f in fields(self))
+
+    @classmethod
+    def parse(cls, text: str) -> Revision | None:
+        """The `Revision` in a REVISION file's text, or None if it is not one."""
+        values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        try:
+            return cls(**{f.name: values[f.name] for f in fields(cls)})
+        except KeyError:
+            return None

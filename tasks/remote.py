@@ -1,0 +1,365 @@
+"""Talking to hosts: quoting, host-prefixed output, the known_hosts policy, one-script runs.
+
+Every remote command fabdeploy sends goes through a `Host`: it quotes what it embeds,
+prefixes each line of output with the host's name (whole lines only, so parallel hosts
+never interleave mid-line), masks secret values, and turns failures into a `HostError`
+that names the host.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shlex
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import paramiko
+from fabric import Connection
+from invoke.context import Context
+from invoke.runners import Result
+
+from . import config
+from .config import Settings
+from .errors import FabdeployError, HostError
+
+T = TypeVar("T")
+
+
+def quote(value: object) -> str:
+    """Quote ``value`` as one word for a POSIX shell."""
+    return shlex.quote(str(value))
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's ``SHA256:...`` fingerprint of a host key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+class Output:
+    """Where fabdeploy writes: one lock shared by every host's writer, secrets masked."""
+
+    def __init__(
+        self, out: IO[str] | None = None, err: IO[str] | None = None, mask: Iterable[str] = ()
+    ) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.lock = threading.Lock()
+        self.mask = sorted({m for m in mask if len(m) >= 3}, key=len, reverse=True)
+
+    def clean(self, text: str) -> str:
+        """``text`` with every secret value replaced by ``***``."""
+        for secret in self.mask:
+            text = text.replace(secret, "***")
+        return text
+
+    def line(self, host: str, text: str, *, err: bool = False) -> None:
+        """Write whole lines of ``text``, each prefixed with ``[host]``."""
+        stream = self.err if err else self.out
+        lines = self.clean(text).splitlines() or [""]
+        with self.lock:
+            for line in lines:
+                stream.write(f"[{host}] {line}\n" if host else f"{line}\n")
+            stream.flush()
+
+    def say(self, text: str) -> None:
+        """Write a line that belongs to no host."""
+        self.line("", text)
+
+
+class LineWriter:
+    """A file-like stream for invoke's runner: buffers to whole lines, then `Output.line`."""
+
+    def __init__(self, output: Output, host: str, *, err: bool = False) -> None:
+        self.output = output
+        self.host = host
+        self.err = err
+        self.buffer = ""
+
+    def write(self, data: str) -> int:
+        self.buffer += data
+        if "\n" in self.buffer:
+            whole, _, self.buffer = self.buffer.rpartition("\n")
+            self.output.line(self.host, whole, err=self.err)
+        return len(data)
+
+    def flush(self) -> None:
+        """Invoke flushes after every write; only `close` emits a partial last line."""
+
+    def close(self) -> None:
+        if self.buffer:
+            self.output.line(self.host, self.buffer, err=self.err)
+            self.buffer = ""
+
+
+# --- host keys -----------------------------------------------------------------------------
+
+
+class RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
+    """Refuse a host whose key is in no known_hosts file, naming the way to trust it."""
+
+    def __init__(self, files: list[str], settings: Settings) -> None:
+        self.files = files
+        self.settings = settings
+
+    def missing_host_key(self, client: Any, hostname: str, key: paramiko.PKey) -> None:
+        checked = ", ".join(self.files) or "no known_hosts file"
+        env = self.settings.environment
+        word = "" if env == "default" else f"{env} "
+        raise UnknownHostKey(
+            f"unknown host key {key.get_name()} {fingerprint(key)} (checked {checked}). "
+            f"If that is the key you expect, trust it with `fab {word}trust` "
+            f"(with -H for hosts given there) or set TRUST_NEW_HOSTS=yes in {self.settings.source}"
+        )
+
+
+class TrustNewHost(paramiko.MissingHostKeyPolicy):
+    """Accept a host never seen before and append its key to ``path`` (trust on first use)."""
+
+    def __init__(self, path: Path, announce: Callable[[str], None]) -> None:
+        self.path = path
+        self.announce = announce
+
+    def missing_host_key(self, client: Any, hostname: str, key: paramiko.PKey) -> None:
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        self.announce(f"trusted new host key {key.get_name()} {fingerprint(key)} -> {self.path}")
+
+
+class UnknownHostKey(paramiko.SSHException):
+    """The host's key is not known and trusting new hosts was not asked for."""
+
+
+def known_hosts_files(conn: Connection, settings: Settings) -> list[str]:
+    """known_hosts files to check: ~/.ssh/known_hosts, ssh_config's, and KNOWN_HOSTS."""
+    files = [os.path.expanduser("~/.ssh/known_hosts")]
+    for option in ("userknownhostsfile", "globalknownhostsfile"):
+        value = conn.ssh_config.get(option)
+        for entry in value if isinstance(value, list) else [value] if value else []:
+            files.extend(os.path.expanduser(part) for part in str(entry).split())
+    if settings.known_hosts:
+        files.append(settings.known_hosts)
+    unique = list(dict.fromkeys(f for f in files if f and f != "/dev/null"))
+    return [f for f in unique if os.path.isfile(f)] + [
+        f for f in unique if f == settings.known_hosts and not os.path.isfile(f)
+    ]
+
+
+def apply_host_key_policy(
+    conn: Connection, settings: Settings, output: Output, *, trust: bool = False
+) -> None:
+    """Load the known_hosts files into ``conn`` and refuse (or record) unknown keys."""
+    files = known_hosts_files(conn, settings)
+    for path in files:
+        if os.path.isfile(path):
+            conn.client.load_system_host_keys(path)
+    if trust or settings.trust_new_hosts:
+        target = Path(settings.known_hosts or os.path.expanduser("~/.ssh/known_hosts"))
+        conn.client.set_missing_host_key_policy(
+            TrustNewHost(target, lambda msg: output.line(conn.host, msg))
+        )
+    else:
+        conn.client.set_missing_host_key_policy(RefuseUnknownHost(files, settings))
+
+
+# --- hosts ---------------------------------------------------------------------------------
+
+
+class Host:
+    """One server: a verified SSH connection plus quoting, prefixed output and clear errors."""
+
+    def __init__(self, conn: Connection, settings: Settings, output: Output) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.output = output
+        self.name = conn.host if conn.port == 22 else f"{conn.host}:{conn.port}"
+
+    def __repr__(self) -> str:
+        return f"Host({self.name!r})"
+
+    @property
+    def app_user(self) -> str:
+        """The user the app runs as: APP_USER, else the SSH user."""
+        return self.settings.app_user or self.conn.user
+
+    def say(self, text: str) -> None:
+        """Print ``text`` prefixed with this host's name."""
+        self.output.line(self.name, text)
+
+    def open(self) -> None:
+        """Connect now, turning SSH failures into one clear line naming the host."""
+        if self.conn.is_connected:
+            return
+        try:
+            self.conn.open()
+        except UnknownHostKey as exc:
+            raise HostError(self.name, str(exc)) from None
+        except paramiko.BadHostKeyException as exc:
+            files = ", ".join(known_hosts_files(self.conn, self.settings))
+            raise HostError(
+                self.name,
+                f"HOST KEY CHANGED: expected {exc.expected_key.get_name()} "
+                f"{fingerprint(exc.expected_key)} (from {files}), host offered "
+                f"{exc.key.get_name()} {fingerprint(exc.key)}. This may be an attack. If the "
+                f"host was rebuilt, remove the old key with `ssh-keygen -R {exc.hostname}"
+                f"{' -f ' + self.settings.known_hosts if self.settings.known_hosts else ''}` "
+                "and trust the new one.",
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            raise HostError(self.name, f"SSH login as {self.conn.user!r} refused: {exc}") from None
+        except (OSError, socket.timeout, paramiko.SSHException) as exc:
+            raise HostError(self.name, f"cannot connect on port {self.conn.port}: {exc}") from None
+
+    def run(
+        self,
+        command: str,
+        *,
+        sudo: bool = False,
+        hide: bool = False,
+        warn: bool = False,
+        label: str | None = None,
+        timeout: float | None = None,
+    ) -> Result:
+        """Run ``command`` (already quoted) on the host; a failure raises `HostError`."""
+        self.open()
+        if sudo:
+            command = f"sudo -n {command}"
+        out = LineWriter(self.output, self.name)
+        err = LineWriter(self.output, self.name, err=True)
+        kwargs: dict[str, Any] = {
+            "warn": True,
+            "hide": True,
+            "in_stream": False,
+            "timeout": timeout,
+        }
+        if not hide:
+            kwargs.update(out_stream=out, err_stream=err, hide=False)
+        try:
+            result = self.conn.run(command, **kwargs)
+        except (OSError, paramiko.SSHException) as exc:
+            raise HostError(self.name, f"{label or 'command'}: connection lost: {exc}") from None
+        finally:
+            out.close()
+            err.close()
+        if result.failed and not warn:
+            tail = self.output.clean((result.stderr or result.stdout).strip())[-2000:]
+            detail = f": {tail}" if tail else ""
+            raise HostError(
+                self.name, f"{label or 'command'} failed (exit {result.exited}){detail}"
+            )
+        return result
+
+    def script(
+        self,
+        body: str,
+        *,
+        sudo: bool = False,
+        hide: bool = False,
+        warn: bool = False,
+        label: str | None = None,
+        env: dict[str, object] | None = None,
+        timeout: float | None = None,
+    ) -> Result:
+        """Run a bash script in one round trip; ``env`` values are quoted into it."""
+        exports = "".join(f"{name}={quote(value)}\n" for name, value in (env or {}).items())
+        text = f"set -euo pipefail\n{exports}{body}"
+        return self.run(
+            f"bash -c {quote(text)}", sudo=sudo, hide=hide, warn=warn, label=label, timeout=timeout
+        )
+
+    def put(self, local: Path, remote: str, *, progress: bool = True) -> None:
+        """Copy a local file to ``remote`` over SFTP, reporting progress on large files."""
+        self.open()
+        size = local.stat().st_size
+        started = time.monotonic()
+        reported = [0.0]
+
+        def callback(sent: int, total: int) -> None:
+            now = time.monotonic()
+            if progress and total > 1 << 20 and now - reported[0] > 1:
+                reported[0] = now
+                self.say(f"upload {sent * 100 // total}% ({sent >> 10} of {total >> 10} KiB)")
+
+        try:
+            self.conn.sftp().put(str(local), remote, callback=callback)
+        except (OSError, paramiko.SSHException) as exc:
+            raise HostError(
+                self.name, f"upload of {local.name} to {remote} failed: {exc}"
+            ) from None
+        if progress:
+            seconds = time.monotonic() - started
+            self.say(f"uploaded {local.name} ({size >> 10} KiB in {seconds:.1f}s)")
+
+    def close(self) -> None:
+        """Close the SSH connection."""
+        self.conn.close()
+
+
+def connection(c: Context, host: str, settings: Settings) -> Connection:
+    """A Fabric connection to ``host`` honouring SSH_USER, SSH_PORT, SSH_KEY, -i and -S."""
+    kwargs: dict[str, Any] = {"config": c.config, "connect_timeout": settings.connect_timeout}
+    if "@" not in host and settings.ssh_user:
+        kwargs["user"] = settings.ssh_user
+    if not host.rsplit("]", 1)[-1].count(":") and settings.ssh_port != 22:
+        kwargs["port"] = settings.ssh_port
+    if settings.ssh_key:
+        kwargs["connect_kwargs"] = {"key_filename": [settings.ssh_key]}
+    return Connection(host, **kwargs)
+
+
+def target_hosts(c: Context, settings: Settings) -> list[str]:
+    """The host strings this command runs on: the one -H gave ``c``, else HOSTS."""
+    if isinstance(c, Connection):
+        return [c.original_host]
+    if not settings.hosts:
+        raise FabdeployError(f"no hosts: set HOSTS in {settings.source} or pass -H host[,host...]")
+    return list(settings.hosts)
+
+
+def hosts(
+    c: Context, settings: Settings, output: Output | None = None, *, trust: bool = False
+) -> list[Host]:
+    """`Host` objects for this command, each with the host key policy applied."""
+    output = output or Output(mask=settings.secrets.values())
+    result = []
+    for name in target_hosts(c, settings):
+        conn = connection(c, name, settings)
+        apply_host_key_policy(conn, settings, output, trust=trust)
+        result.append(Host(conn, settings, output))
+    return result
+
+
+def each(
+    items: list[T], work: Callable[[T], Any], limit: int
+) -> list[tuple[T, Any, BaseException | None]]:
+    """Run ``work`` on every item, ``limit`` at once; return (item, result, error) in order."""
+
+    def guarded(item: T) -> tuple[T, Any, BaseException | None]:
+        try:
+            return item, work(item), None
+        except (Exception, KeyboardInterrupt) as exc:  # reported per host by the caller
+            return item, None, exc
+
+    if len(items) <= 1 or limit <= 1:
+        return [guarded(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(limit, len(items))) as pool:
+        return list(pool.map(guarded, items))
+
+
+def session(c: Context, *, trust: bool = False) -> tuple[Settings, list[Host]]:
+    """Load this command's settings, then its hosts with host keys checked (nothing opened yet)."""
+    settings = config.load(c)
+    return settings, hosts(c, settings, trust=trust)
