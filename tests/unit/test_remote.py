@@ -1,0 +1,169 @@
+"""The SSH layer without a network: quoting, prefixed whole-line output, host key policy."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import threading
+from pathlib import Path
+
+import paramiko
+import pytest
+from fabric import Config
+from invoke import Context
+from invoke.runners import Result
+
+from tasks import config, remote
+from tasks.errors import HostError
+
+NASTY = [
+    "two words",
+    'it\'s "quoted"',
+    "a; touch /tmp/fabdeploy-pwned",
+    "$(touch /tmp/fabdeploy-pwned) `id`",
+    "line one\nline two",
+    "${HOME} \\ back",
+]
+
+
+def settings(tmp_path: Path, extra: str = "") -> config.Settings:
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "staging.env").write_text(f"APP_NAME=shop\n{extra}")
+    return config.build("staging", tmp_path)
+
+
+class LocalConnection:
+    """Stands in for a Fabric Connection: runs the command with the local bash."""
+
+    host = "web1"
+    port = 22
+    user = "deploy"
+    is_connected = True
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def run(self, command: str, **kwargs: object) -> Result:
+        self.commands.append(command)
+        proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+        for stream, text in (
+            (kwargs.get("out_stream"), proc.stdout),
+            (kwargs.get("err_stream"), proc.stderr),
+        ):
+            if stream is not None and text:
+                stream.write(text)  # type: ignore[attr-defined]
+        return Result(
+            stdout=proc.stdout, stderr=proc.stderr, exited=proc.returncode, command=command
+        )
+
+
+def local_host(tmp_path: Path, out: io.StringIO, mask: tuple[str, ...] = ()) -> remote.Host:
+    return remote.Host(LocalConnection(), settings(tmp_path), remote.Output(out, out, mask))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", NASTY)
+def test_script_env_values_arrive_unchanged_and_run_nothing(tmp_path: Path, value: str) -> None:
+    marker = Path("/tmp/fabdeploy-pwned")
+    marker.unlink(missing_ok=True)
+    host = local_host(tmp_path, io.StringIO())
+    result = host.script('printf %s "$VALUE"', env={"VALUE": value}, hide=True)
+    assert result.stdout == value
+    assert not marker.exists()
+
+
+def test_quote_survives_sudo_style_nesting(tmp_path: Path) -> None:
+    host = local_host(tmp_path, io.StringIO())
+    inner = f"printf %s {remote.quote(NASTY[3])}"
+    assert host.run(f"bash -c {remote.quote(inner)}", hide=True).stdout == NASTY[3]
+
+
+def test_output_lines_carry_the_host_and_mask_secrets(tmp_path: Path) -> None:
+    out = io.StringIO()
+    host = local_host(tmp_path, out, mask=("s3cr3t",))
+    host.script("echo one; printf 'two s3cr3t'; echo ' three'; printf 'tail'")
+    assert out.getvalue() == "[web1] one\n[web1] two *** three\n[web1] tail\n"
+
+
+def test_failure_names_host_command_and_exit_code(tmp_path: Path) -> None:
+    host = local_host(tmp_path, io.StringIO())
+    with pytest.raises(HostError) as caught:
+        host.script("echo broken >&2; exit 3", label="unpack release", hide=True)
+    assert str(caught.value) == "fabdeploy: [web1] unpack release failed (exit 3): broken"
+    assert caught.value.code == 1
+
+
+def test_parallel_writers_never_interleave_mid_line() -> None:
+    out = io.StringIO()
+    output = remote.Output(out, out)
+
+    def chatter(name: str) -> None:
+        writer = remote.LineWriter(output, name)
+        for i in range(300):
+            for piece in (f"{name} line {i} ", "has ", "three parts\n"):
+                writer.write(piece)
+        writer.close()
+
+    threads = [threading.Thread(target=chatter, args=(f"h{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1200
+    for line in lines:
+        host = line[1:3]
+        assert line.startswith(f"[{host}] {host} line ") and line.endswith(" has three parts")
+
+
+def test_unknown_host_key_is_refused_with_fingerprint_and_the_way_to_trust(tmp_path: Path) -> None:
+    key = paramiko.RSAKey.generate(1024)
+    policy = remote.RefuseUnknownHost(["/x/known_hosts"], settings(tmp_path))
+    with pytest.raises(remote.UnknownHostKey) as caught:
+        policy.missing_host_key(None, "web1", key)
+    message = str(caught.value)
+    assert remote.fingerprint(key) in message and message.count("SHA256:") == 1
+    assert "fab staging trust" in message and "TRUST_NEW_HOSTS=yes" in message
+    assert "/x/known_hosts" in message
+
+
+def test_trusting_records_the_key_in_known_hosts(tmp_path: Path) -> None:
+    key = paramiko.RSAKey.generate(1024)
+    target = tmp_path / "ssh" / "known_hosts"
+    client = paramiko.SSHClient()
+    said: list[str] = []
+    remote.TrustNewHost(target, said.append).missing_host_key(client, "[web1]:2222", key)
+    assert target.read_text() == f"[web1]:2222 ssh-rsa {key.get_base64()}\n"
+    assert remote.fingerprint(key) in said[0]
+    loaded = paramiko.HostKeys(str(target))
+    assert loaded.lookup("[web1]:2222")["ssh-rsa"] == key
+
+
+def test_default_policy_refuses_and_loads_configured_known_hosts(tmp_path: Path) -> None:
+    known = tmp_path / "known"
+    known.write_text("")
+    s = settings(tmp_path, f"KNOWN_HOSTS={known}\n")
+    conn = remote.connection(Context(Config()), "web1", s)
+    remote.apply_host_key_policy(conn, s, remote.Output(io.StringIO()))
+    policy = conn.client._policy
+    assert isinstance(policy, remote.RefuseUnknownHost)
+    assert str(known) in policy.files
+    s2 = settings(tmp_path, f"KNOWN_HOSTS={known}\nTRUST_NEW_HOSTS=yes\n")
+    conn2 = remote.connection(Context(Config()), "web1", s2)
+    remote.apply_host_key_policy(conn2, s2, remote.Output(io.StringIO()))
+    assert isinstance(conn2.client._policy, remote.TrustNewHost)
+
+
+def test_connection_applies_ssh_settings_but_the_host_string_wins(tmp_path: Path) -> None:
+    s = settings(tmp_path, "SSH_USER=deployer\nSSH_PORT=2200\nSSH_KEY=keys/id\n")
+    conn = remote.connection(Context(Config()), "web1", s)
+    assert (conn.user, conn.port) == ("deployer", 2200)
+    assert str(tmp_path / "keys" / "id") in conn.connect_kwargs["key_filename"]
+    explicit = remote.connection(Context(Config()), "root@web2:22", s)
+    assert (explicit.user, explicit.port) == ("root", 22)
+
+
+def test_no_hosts_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(
+        remote.FabdeployError, match=r"no hosts: set HOSTS in .*staging\.env or pass -H"
+    ):
+        remote.target_hosts(Context(), settings(tmp_path))
