@@ -7,6 +7,7 @@ one task per environment file (``fab staging deploy``).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from invoke import Collection, Task, task
@@ -39,12 +40,19 @@ def namespace(project_dir: Path | str | None = None) -> Collection:
     ns.add_task(deploy.rollback)
     ns.add_task(deploy.unlock)
     ns.add_task(deploy.trust)
-    ns.add_task(monitor.logs)
-    ns.add_task(monitor.status)
+    for shortcut in (monitor.logs, monitor.status, monitor.health, monitor.resources, monitor.releases):
+        ns.add_task(shortcut)
     taken = set(ns.task_names) | set(ns.collections)
     for name in config.environments(project / "config"):
-        if name not in taken:
-            ns.add_task(environment_task(name, project / "config" / f"{name}.env"))
+        source = project / "config" / f"{name}.env"
+        if name in taken:
+            print(
+                f"fabdeploy: warning: {source}: environment {name!r} is hidden by the task of "
+                f"that name; rename the file (e.g. {name}-env.env) to select it",
+                file=sys.stderr,
+            )
+            continue
+        ns.add_task(environment_task(name, source))
     ns.configure({"fabdeploy": {"project_dir": str(project), "environment": None}})
     return ns
 

@@ -38,6 +38,14 @@ def quote(value: object) -> str:
     return shlex.quote(str(value))
 
 
+#: A bash function for `Host.script` bodies: ``as_app CMD ARGS...`` runs one command as
+#: ``$APP_USER`` (pass it in ``env``), through ``sudo -n -u`` only when that is another user.
+AS_APP = """as_app() {
+  if [ "$(id -un)" = "$APP_USER" ]; then "$@"; else sudo -n -u "$APP_USER" -- "$@"; fi
+}
+"""
+
+
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's ``SHA256:...`` fingerprint of a host key."""
     digest = hashlib.sha256(key.asbytes()).digest()
@@ -232,11 +240,18 @@ class Host:
         warn: bool = False,
         label: str | None = None,
         timeout: float | None = None,
+        user: str | None = None,
     ) -> Result:
-        """Run ``command`` (already quoted) on the host; a failure raises `HostError`."""
+        """Run ``command`` (already quoted) on the host; a failure raises `HostError`.
+
+        ``sudo`` runs it as root, ``user`` as that user (``sudo -n -u``; nothing when it is
+        the SSH user already).
+        """
         self.open()
         if sudo:
             command = f"sudo -n {command}"
+        elif user and user != self.conn.user:
+            command = f"sudo -n -u {quote(user)} {command}"
         out = LineWriter(self.output, self.name)
         err = LineWriter(self.output, self.name, err=True)
         kwargs: dict[str, Any] = {
@@ -272,12 +287,19 @@ class Host:
         label: str | None = None,
         env: dict[str, object] | None = None,
         timeout: float | None = None,
+        user: str | None = None,
     ) -> Result:
         """Run a bash script in one round trip; ``env`` values are quoted into it."""
         exports = "".join(f"{name}={quote(value)}\n" for name, value in (env or {}).items())
         text = f"set -euo pipefail\n{exports}{body}"
         return self.run(
-            f"bash -c {quote(text)}", sudo=sudo, hide=hide, warn=warn, label=label, timeout=timeout
+            f"bash -c {quote(text)}",
+            sudo=sudo,
+            hide=hide,
+            warn=warn,
+            label=label,
+            timeout=timeout,
+            user=user,
         )
 
     def put(self, local: Path, remote: str, *, progress: bool = True) -> None:
@@ -320,10 +342,20 @@ def connection(c: Context, host: str, settings: Settings) -> Connection:
     return Connection(host, **kwargs)
 
 
+def given_host(c: Connection) -> str:
+    """The host string -H gave Fabric, with ``user@`` and ``:port`` only where they were given."""
+    host = c.original_host
+    if c.user != c.ssh_config.get("user", c.config.user):
+        host = f"{c.user}@{host}"
+    if c.port != int(c.ssh_config.get("port", c.config.port)):
+        host = f"{host}:{c.port}"
+    return host
+
+
 def target_hosts(c: Context, settings: Settings) -> list[str]:
     """The host strings this command runs on: the one -H gave ``c``, else HOSTS."""
     if isinstance(c, Connection):
-        return [c.original_host]
+        return [given_host(c)]
     if not settings.hosts:
         raise FabdeployError(f"no hosts: set HOSTS in {settings.source} or pass -H host[,host...]")
     return list(settings.hosts)

@@ -167,3 +167,13 @@ def test_no_hosts_is_a_clear_error(tmp_path: Path) -> None:
         remote.FabdeployError, match=r"no hosts: set HOSTS in .*staging\.env or pass -H"
     ):
         remote.target_hosts(Context(), settings(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("deploy@web1:2222", "deploy@web1:2222"), ("web1", "web1"), ("ops@web1", "ops@web1")],
+)
+def test_dash_h_host_string_keeps_only_what_was_given(given: str, expected: str) -> None:
+    from fabric import Connection
+
+    assert remote.given_host(Connection(given, config=Config())) == expected

@@ -1,0 +1,139 @@
+"""fabdeploy's SSH layer against real hosts: verified host keys, trust opt-in, host-prefixed output.
+
+Everything here runs the `fab` executable the way a user does, from a throwaway project.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import paramiko
+
+from tests.hostkit import TestHost
+
+REPO = Path(__file__).resolve().parents[2]
+FAB = str(Path(sys.executable).with_name("fab"))
+
+FABFILE = '''
+from invoke import task
+
+from tasks import ns, remote
+
+
+@task
+def whoami(c):
+    """Print each host's hostname and login user."""
+    _, hosts = remote.session(c)
+    for host in hosts:
+        host.run("hostname; id -un")
+
+
+ns.add_task(whoami)
+'''
+
+
+def project(tmp_path: Path, hosts: list[TestHost], known_hosts: Path, extra: str = "") -> Path:
+    key = hosts[0].client_key
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "fabfile.py").write_text(FABFILE)
+    (tmp_path / "config" / "staging.env").write_text(
+        "APP_NAME=hello\n"
+        f"HOSTS={','.join(f'{h.user}@{h.address}:{h.port}' for h in hosts)}\n"
+        f"SSH_KEY={key}\nKNOWN_HOSTS={known_hosts}\n{extra}"
+    )
+    return tmp_path
+
+
+def fab(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(root)}  # no ~/.ssh/known_hosts
+    return subprocess.run(
+        [FAB, *args], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def fingerprint(host: TestHost) -> str:
+    from tasks.remote import fingerprint as fp
+
+    _, kind, blob = host.host_key_line.split()[:3]
+    return fp(paramiko.PKey.from_type_string(kind, __import__("base64").b64decode(blob)))
+
+
+def test_known_host_runs_and_every_line_carries_its_host(tmp_path: Path, make_hosts) -> None:
+    hosts = make_hosts(2)
+    known = tmp_path / "known_hosts"
+    known.write_text("".join(h.host_key_line + "\n" for h in hosts))
+    proc = fab(project(tmp_path, hosts, known), "staging", "whoami")
+    assert proc.returncode == 0, proc.stderr
+    for h in hosts:
+        label = h.address if h.port == 22 else f"{h.address}:{h.port}"
+        assert f"[{label}] {h.name}\n" in proc.stdout
+        assert f"[{label}] {h.user}\n" in proc.stdout
+    assert all(line.startswith("[") for line in proc.stdout.splitlines())
+    assert hosts[0].name != hosts[1].name
+
+
+def test_unknown_host_is_refused_with_fingerprint_then_trusted_on_request(
+    tmp_path: Path, host: TestHost
+) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    root = project(tmp_path, [host], known)
+    refused = fab(root, "staging", "whoami")
+    assert refused.returncode == 1
+    assert f"unknown host key ssh-ed25519 {fingerprint(host)}" in refused.stderr
+    assert "fab staging trust" in refused.stderr and "TRUST_NEW_HOSTS=yes" in refused.stderr
+    assert "Traceback" not in refused.stderr and host.name not in refused.stdout
+    assert known.read_text() == ""
+
+    trusted = fab(root, "staging", "trust")
+    assert trusted.returncode == 0, trusted.stderr
+    assert fingerprint(host) in trusted.stdout
+    assert host.host_key_line.split()[2] in known.read_text()
+
+    again = fab(root, "staging", "whoami")
+    assert again.returncode == 0, again.stderr
+    assert host.name in again.stdout
+
+
+def test_trust_new_hosts_setting_accepts_and_records(tmp_path: Path, host: TestHost) -> None:
+    known = tmp_path / "known_hosts"
+    proc = fab(project(tmp_path, [host], known, "TRUST_NEW_HOSTS=yes\n"), "staging", "whoami")
+    assert proc.returncode == 0, proc.stderr
+    assert f"trusted new host key ssh-ed25519 {fingerprint(host)}" in proc.stdout
+    assert host.host_key_line.split()[2] in known.read_text()
+
+
+def test_changed_host_key_is_refused_even_when_trusting_new_hosts(
+    tmp_path: Path, host: TestHost
+) -> None:
+    other = paramiko.RSAKey.generate(1024)
+    label = host.address if host.port == 22 else f"[{host.address}]:{host.port}"
+    known = tmp_path / "known_hosts"
+    known.write_text(
+        f"{label} ssh-ed25519 {_other_ed25519(tmp_path)}\n{label} ssh-rsa {other.get_base64()}\n"
+    )
+    proc = fab(project(tmp_path, [host], known, "TRUST_NEW_HOSTS=yes\n"), "staging", "whoami")
+    assert proc.returncode == 1
+    assert "HOST KEY CHANGED" in proc.stderr and fingerprint(host) in proc.stderr
+    assert "ssh-keygen -R" in proc.stderr and "Traceback" not in proc.stderr
+    assert host.name not in proc.stdout
+
+
+def test_dash_h_overrides_the_hosts_of_the_environment(tmp_path: Path, host: TestHost) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text(host.host_key_line + "\n")
+    root = project(tmp_path, [host], known)
+    env_file = root / "config" / "staging.env"
+    env_file.write_text(env_file.read_text().replace(f"@{host.address}", "@192.0.2.1"))
+    proc = fab(root, "-H", f"{host.user}@{host.address}:{host.port}", "staging", "whoami")
+    assert proc.returncode == 0, proc.stderr
+    assert host.name in proc.stdout
+
+
+def _other_ed25519(tmp_path: Path) -> str:
+    key = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key.with_suffix(".pub").read_text().split()[1]
