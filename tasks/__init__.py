@@ -40,7 +40,13 @@ def namespace(project_dir: Path | str | None = None) -> Collection:
     ns.add_task(deploy.rollback)
     ns.add_task(deploy.unlock)
     ns.add_task(deploy.trust)
-    for shortcut in (monitor.logs, monitor.status, monitor.health, monitor.resources, monitor.releases):
+    for shortcut in (
+        monitor.logs,
+        monitor.status,
+        monitor.health,
+        monitor.resources,
+        monitor.releases,
+    ):
         ns.add_task(shortcut)
     taken = set(ns.task_names) | set(ns.collections)
     for name in config.environments(project / "config"):

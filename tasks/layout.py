@@ -10,6 +10,7 @@
   shared/gunicorn.conf.py       gunicorn's settings, rendered by setup
   current -> releases/<release> switched by renaming a temporary link over it
   .lock/owner                   mkdir-atomic deploy lock: who, pid, where, since when
+  .incoming/                    archives and smoke logs of a deploy in progress (temporary)
   revisions.log                 one audit line per deploy or rollback, appended only
 ```
 Every module asks `Layout` for paths; none spells them itself.
@@ -56,6 +57,15 @@ class Layout:
         return f"{self.root}/shared/pids/gunicorn.pid"
 
     @property
+    def error_log(self) -> str:
+        """gunicorn's error log, which also captures the app's output."""
+        return f"{self.root}/shared/log/error.log"
+
+    @property
+    def access_log(self) -> str:
+        return f"{self.root}/shared/log/access.log"
+
+    @property
     def gunicorn_conf(self) -> str:
         return f"{self.root}/shared/gunicorn.conf.py"
 
@@ -64,8 +74,18 @@ class Layout:
         return f"{self.root}/current"
 
     @property
+    def current_tmp(self) -> str:
+        """The temporary link renamed over `current` to switch it atomically."""
+        return f"{self.root}/.current.tmp"
+
+    @property
     def lock(self) -> str:
         return f"{self.root}/.lock"
+
+    @property
+    def incoming(self) -> str:
+        """Where archives land before they are unpacked; emptied by the next upload."""
+        return f"{self.root}/.incoming"
 
     @property
     def revisions_log(self) -> str:
@@ -78,6 +98,16 @@ class Layout:
     def venv(self, digest: str) -> str:
         """The virtualenv keyed by ``digest``."""
         return f"{self.venvs}/{digest}"
+
+
+def unit_file(app_name: str) -> str:
+    """The systemd unit file of the app's service."""
+    return f"/etc/systemd/system/{app_name}.service"
+
+
+def logrotate_file(app_name: str) -> str:
+    """The logrotate rule for the app's logs."""
+    return f"/etc/logrotate.d/{app_name}"
 
 
 def release_name(now: dt.datetime | None = None) -> str:

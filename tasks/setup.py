@@ -1,43 +1,447 @@
-"""Stage setup: server packages, the app user, the directory layout and the unit file."""
+"""Stage setup: server packages, the app user, the directory layout and the unit file.
+
+Every item checks the host first and changes it only when needed, reporting "changed" or
+"no change" (a second ``fab setup`` prints "no change" for every item). Root actions use
+``sudo -n``: passwordless sudo for the SSH user is a documented requirement.
+
+Functions other modules compose:
+
+- `prepare(host)` runs every item below in order and returns their `Change` list;
+- `packages(host)`, `user(host)`, `directories(host, group)`, `secrets(host, group)`,
+  `service(host, group)` are the items;
+- `check(host)` verifies a host was set up and returns its `Facts` (Python identity, the
+  release `current` points to), used by the deploy's ``check`` step;
+- `render_unit`, `render_gunicorn_conf`, `render_logrotate` render the templates.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
 
 from invoke import Collection, task
 
 from . import remote
-from .errors import FabdeployError
+from .config import Settings
+from .errors import FabdeployError, HostError
+from .layout import Layout, logrotate_file, unit_file
+from .remote import Host
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One setup item on one host: whether it had to change anything."""
+
+    item: str
+    changed: bool
+    detail: str = ""
+
+    def line(self) -> str:
+        state = "changed" if self.changed else "no change"
+        return f"{self.item}: {state}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the deploy needs to know about a prepared host."""
+
+    python: str  # `python -VV` and platform: part of the venv hash
+    python_version: str  # "3.11"
+    current: str  # release `current` points to ("" when none)
+
+
+def _say(host: Host, change: Change) -> Change:
+    host.say(change.line())
+    return change
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def systemd_quote(word: str) -> str:
+    """``word`` as one argument of a systemd command line (specifiers and $ escaped)."""
+    escaped = word.replace("%", "%%").replace("$", "$$")
+    if re.fullmatch(r"[A-Za-z0-9_@%+=:,./$-]+", escaped):
+        return escaped
+    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _systemd_path(path: str) -> str:
+    return path.replace("%", "%%")
+
+
+def _template(name: str) -> Template:
+    return Template((TEMPLATES / name).read_text(encoding="utf-8"))
+
+
+def exec_start(settings: Settings) -> list[str]:
+    """The service's command: gunicorn via `current`'s venv python, paths not resolved."""
+    paths = Layout(settings.deploy_root)
+    return [
+        f"{paths.current}/.venv/bin/python",
+        "-m",
+        "gunicorn",
+        "--daemon",
+        "--config",
+        paths.gunicorn_conf,
+        settings.wsgi_app,
+    ]
+
+
+def render_unit(settings: Settings, user: str, group: str) -> str:
+    """The text of ``/etc/systemd/system/<app>.service``."""
+    paths = Layout(settings.deploy_root)
+    return _template("app.service.in").substitute(
+        app_name=settings.app_name,
+        pidfile=_systemd_path(paths.pidfile),
+        user=user,
+        group=group,
+        current=_systemd_path(paths.current),
+        env_file=_systemd_path(paths.env_file),
+        exec_start=" ".join(systemd_quote(word) for word in exec_start(settings)),
+        timeout=max(30, settings.health_timeout + 10),
+    )
+
+
+def render_gunicorn_conf(settings: Settings) -> str:
+    """The text of ``shared/gunicorn.conf.py`` (values as Python literals)."""
+    paths = Layout(settings.deploy_root)
+    return _template("gunicorn.conf.py.in").substitute(
+        app_name=settings.app_name,
+        app_name_py=repr(settings.app_name),
+        env_file_text=paths.env_file,
+        bind=repr(settings.bind),
+        workers=settings.workers,
+        pidfile=repr(paths.pidfile),
+        current=repr(paths.current),
+        error_log=repr(paths.error_log),
+        access_log=repr(paths.access_log),
+        graceful_timeout=max(10, settings.health_timeout),
+        env_file=repr(paths.env_file),
+    )
+
+
+def render_logrotate(settings: Settings, user: str, group: str) -> str:
+    """The text of ``/etc/logrotate.d/<app>``: shared/log/*.log, copytruncate."""
+    paths = Layout(settings.deploy_root)
+    return _template("logrotate.in").substitute(
+        app_name=settings.app_name,
+        logs=paths.logs.replace('"', ""),
+        user=user,
+        group=group,
+    )
+
+
+# --- items ---------------------------------------------------------------------------------
+
+
+def packages(host: Host) -> Change:
+    """Install python3 and venv support with apt-get, only when ``PYTHON`` lacks them."""
+    result = host.script(
+        """
+if "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  echo "no change"
+else
+  if ! command -v apt-get >/dev/null; then
+    echo "$PYTHON cannot create virtualenvs and apt-get is missing: install python3-venv" >&2
+    exit 3
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  sudo -n apt-get update -q >/dev/null
+  sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv >/dev/null
+  "$PYTHON" -c 'import venv, ensurepip'
+  echo changed
+fi
+"$PYTHON" -c 'import sys; print("Python %d.%d.%d" % sys.version_info[:3])'
+""",
+        env={"PYTHON": host.settings.python},
+        hide=True,
+        label="setup packages",
+    )
+    state, version = [*result.stdout.strip().splitlines(), "", ""][:2]
+    return _say(host, Change("packages (python3, venv)", state == "changed", version))
+
+
+def user(host: Host) -> tuple[Change, str]:
+    """Create APP_USER (``useradd --system``) when missing; return it and its group."""
+    name = host.app_user
+    if not _USER.match(name):
+        raise HostError(host.name, f"APP_USER {name!r} is not a valid user name")
+    result = host.script(
+        """
+if id -u "$APP_USER" >/dev/null 2>&1; then
+  echo "no change"
+else
+  sudo -n useradd --system --user-group --home-dir "$ROOT" --no-create-home \
+    --shell /usr/sbin/nologin "$APP_USER"
+  echo changed
+fi
+id -gn "$APP_USER"
+""",
+        env={"APP_USER": name, "ROOT": host.settings.deploy_root},
+        hide=True,
+        label="setup user",
+    )
+    state, group = [*result.stdout.strip().splitlines(), "", ""][:2]
+    return _say(host, Change(f"user {name}", state == "changed")), group
+
+
+def directories(host: Host, group: str) -> Change:
+    """The deploy root and its directories, owned by the app user (.incoming by the SSH user)."""
+    paths = Layout(host.settings.deploy_root)
+    owned = [paths.root, paths.releases, paths.venvs, paths.shared, paths.logs, paths.pids]
+    result = host.script(
+        """
+changed=()
+ensure() {  # DIR OWNER GROUP
+  if [ "$(stat -c %U:%G:%a "$1" 2>/dev/null)" != "$2:$3:755" ]; then
+    sudo -n install -d -o "$2" -g "$3" -m 0755 "$1"
+    changed+=("$1")
+  fi
+}
+while IFS= read -r dir; do ensure "$dir" "$APP_USER" "$GROUP"; done <<< "$DIRS"
+ensure "$INCOMING" "$(id -un)" "$(id -gn)"
+if [ ${#changed[@]} -gt 0 ]; then echo changed; printf '%s\\n' "${changed[@]}"; else echo "no change"; fi
+""",
+        env={
+            "DIRS": "\n".join(owned),
+            "INCOMING": paths.incoming,
+            "APP_USER": host.app_user,
+            "GROUP": group,
+        },
+        hide=True,
+        label="setup directories",
+    )
+    lines = result.stdout.strip().splitlines()
+    detail = f"{len(lines) - 1} created or fixed" if lines[:1] == ["changed"] else paths.root
+    return _say(host, Change("directories", lines[:1] == ["changed"], detail))
+
+
+def secrets(host: Host, group: str) -> Change:
+    """Upload SECRETS_FILE to shared/.env (0600, app user) when its checksum differs."""
+    settings = host.settings
+    paths = Layout(settings.deploy_root)
+    if settings.secrets.path is None:
+        return _say(host, Change("secrets", False, "no SECRETS_FILE configured"))
+    text = settings.secrets.render()
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    names = ", ".join(settings.secrets.names())
+    want = f"{digest} {host.app_user}:{group}:600"
+    have = host.script(
+        'if sudo -n test -f "$DEST"; then\n'
+        '  echo "$(sudo -n sha256sum "$DEST" | cut -d" " -f1) $(stat -c %U:%G:%a "$DEST")"\n'
+        "fi\n",
+        env={"DEST": paths.env_file},
+        hide=True,
+        label="setup secrets",
+    ).stdout.strip()
+    if have == want:
+        return _say(host, Change("secrets shared/.env", False, names))
+    remote_tmp = host.script(
+        'umask 077; mktemp "${HOME:-/tmp}/.fabdeploy-env.XXXXXX"', hide=True, label="mktemp"
+    ).stdout.strip()
+    fd, local_tmp = tempfile.mkstemp(prefix="fabdeploy-env-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        host.put(Path(local_tmp), remote_tmp, progress=False)
+        host.script(
+            """
+trap 'rm -f "$TMP"' EXIT
+sudo -n install -m 0600 -o "$APP_USER" -g "$GROUP" "$TMP" "$DEST.new"
+sudo -n mv -fT "$DEST.new" "$DEST"
+[ "$(sudo -n sha256sum "$DEST" | cut -d' ' -f1)" = "$DIGEST" ]
+""",
+            env={
+                "TMP": remote_tmp,
+                "DEST": paths.env_file,
+                "APP_USER": host.app_user,
+                "GROUP": group,
+                "DIGEST": digest,
+            },
+            hide=True,
+            label="upload secrets",
+        )
+    finally:
+        os.unlink(local_tmp)
+    return _say(host, Change("secrets shared/.env", True, names))
+
+
+def write_file(
+    host: Host, path: str, text: str, *, owner: str = "root", group: str = "root", mode: str = "644"
+) -> bool:
+    """Write ``text`` to ``path`` as root, only when content or owner/mode differ."""
+    result = host.script(
+        """
+if sudo -n test -f "$DEST" && printf '%s' "$TEXT" | sudo -n cmp -s - "$DEST" \
+   && [ "$(sudo -n stat -c %U:%G:%a "$DEST")" = "$OWNER:$GROUP:$MODE" ]; then
+  echo "no change"
+else
+  sudo -n mkdir -p "$(dirname "$DEST")"
+  printf '%s' "$TEXT" | sudo -n tee "$DEST.fabdeploy-new" >/dev/null
+  sudo -n chown "$OWNER:$GROUP" "$DEST.fabdeploy-new"
+  sudo -n chmod "$MODE" "$DEST.fabdeploy-new"
+  sudo -n mv -fT "$DEST.fabdeploy-new" "$DEST"
+  echo changed
+fi
+""",
+        env={"DEST": path, "TEXT": text, "OWNER": owner, "GROUP": group, "MODE": mode},
+        hide=True,
+        label=f"write {path}",
+    )
+    return result.stdout.strip() == "changed"
+
+
+def service(host: Host, group: str) -> list[Change]:
+    """gunicorn.conf.py, the unit file (daemon-reload only if it changed), enable, logrotate."""
+    settings = host.settings
+    paths = Layout(settings.deploy_root)
+    name = host.app_user
+    conf = write_file(
+        host, paths.gunicorn_conf, render_gunicorn_conf(settings), owner=name, group=group
+    )
+    changes = [_say(host, Change("shared/gunicorn.conf.py", conf))]
+    unit_path = unit_file(settings.app_name)
+    unit = write_file(host, unit_path, render_unit(settings, name, group))
+    changes.append(_say(host, Change(unit_path, unit)))
+    result = host.script(
+        """
+if [ "$UNIT_CHANGED" = yes ]; then sudo -n systemctl daemon-reload >/dev/null 2>&1 || true; fi
+if [ "$(sudo -n systemctl is-enabled "$SERVICE" 2>/dev/null)" = enabled ]; then
+  echo "no change"
+else
+  sudo -n systemctl enable "$SERVICE" >/dev/null 2>&1
+  echo changed
+fi
+""",
+        env={"UNIT_CHANGED": "yes" if unit else "no", "SERVICE": settings.service},
+        hide=True,
+        label="enable service",
+    )
+    if unit:
+        host.say("systemctl daemon-reload (the unit changed)")
+    enabled = result.stdout.strip() == "changed"
+    changes.append(_say(host, Change(f"{settings.service} enabled at boot", enabled)))
+    rotate_path = logrotate_file(settings.app_name)
+    rotate = write_file(host, rotate_path, render_logrotate(settings, name, group))
+    changes.append(_say(host, Change(rotate_path, rotate)))
+    return changes
+
+
+def prepare(host: Host) -> list[Change]:
+    """Every setup item on ``host``, in order; returns what changed."""
+    changes = [packages(host)]
+    change, group = user(host)
+    changes += [change, directories(host, group), secrets(host, group)]
+    changes += service(host, group)
+    return changes
+
+
+def check(host: Host) -> Facts:
+    """Refuse a host that was not set up; return its Python identity and current release."""
+    settings = host.settings
+    paths = Layout(settings.deploy_root)
+    result = host.script(
+        """
+missing=()
+for dir in "$RELEASES" "$VENVS" "$SHARED" "$INCOMING"; do [ -d "$dir" ] || missing+=("$dir"); done
+[ -f "$UNIT" ] || missing+=("$UNIT")
+[ -f "$CONF" ] || missing+=("$CONF")
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "not set up: missing ${missing[*]}: run \\`fab setup\\` first" >&2; exit 3
+fi
+[ -w "$INCOMING" ] || { echo "$INCOMING is not writable by $(id -un)" >&2; exit 3; }
+sudo -n true 2>/dev/null || { echo "sudo -n fails for $(id -un): passwordless sudo is required" >&2; exit 3; }
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || { echo "$PYTHON lacks venv: run \\`fab setup\\`" >&2; exit 3; }
+echo "$("$PYTHON" -VV 2>&1 | tr '\\n' ' ')"
+"$PYTHON" -c 'import sysconfig, sys; print(sysconfig.get_platform()); print("%d.%d" % sys.version_info[:2])'
+target=$(readlink "$CURRENT" 2>/dev/null || true)
+echo "current=${target##*/}"
+""",
+        env={
+            "RELEASES": paths.releases,
+            "VENVS": paths.venvs,
+            "SHARED": paths.shared,
+            "INCOMING": paths.incoming,
+            "UNIT": unit_file(settings.app_name),
+            "CONF": paths.gunicorn_conf,
+            "PYTHON": settings.python,
+            "CURRENT": paths.current,
+        },
+        hide=True,
+        label="check",
+    )
+    lines = result.stdout.strip().splitlines()
+    if len(lines) < 3:
+        raise HostError(host.name, f"check: unexpected answer {result.stdout!r}")
+    identity, version = lines[0].strip() + " " + lines[1].strip(), lines[2].strip()
+    current = lines[3].partition("=")[2] if len(lines) > 3 else ""
+    return Facts(python=identity, python_version=version, current=current)
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+
+def _each_host(c, work) -> None:  # type: ignore[no-untyped-def]
+    _, hosts = remote.session(c)
+    failed = []
+    for host in hosts:
+        try:
+            work(host)
+        except FabdeployError as exc:
+            host.output.line(host.name, str(exc).removeprefix("fabdeploy: "), err=True)
+            failed.append(host.name)
+        finally:
+            host.close()
+    if failed:
+        raise FabdeployError(f"setup failed on {', '.join(failed)}")
 
 
 @task(name="all")
 def all_(c):  # type: ignore[no-untyped-def]
-    """Prepare hosts: packages, user, directories, unit file (idempotent)."""
-    remote.session(c)
-    raise FabdeployError("setup.all: not implemented yet")
+    """Prepare hosts: packages, user, directories, secrets, unit file (idempotent)."""
+    _each_host(c, prepare)
 
 
-@task
-def packages(c):  # type: ignore[no-untyped-def]
+@task(name="packages")
+def packages_(c):  # type: ignore[no-untyped-def]
     """Install the remote Python and venv support when missing."""
-    remote.session(c)
-    raise FabdeployError("setup.packages: not implemented yet")
+    _each_host(c, packages)
 
 
 @task
 def layout(c):  # type: ignore[no-untyped-def]
-    """Create the deploy root: releases/, shared/, shared/log/."""
-    remote.session(c)
-    raise FabdeployError("setup.layout: not implemented yet")
+    """Create the app user and the deploy root (releases/, venvs/, shared/), upload secrets."""
+
+    def work(host: Host) -> None:
+        _, group = user(host)
+        directories(host, group)
+        secrets(host, group)
+
+    _each_host(c, work)
 
 
-@task
-def service(c):  # type: ignore[no-untyped-def]
-    """Install the systemd unit and log rotation for the app."""
-    remote.session(c)
-    raise FabdeployError("setup.service: not implemented yet")
+@task(name="service")
+def service_(c):  # type: ignore[no-untyped-def]
+    """Install the systemd unit, gunicorn's config and log rotation for the app."""
+
+    def work(host: Host) -> None:
+        _, group = user(host)
+        service(host, group)
+
+    _each_host(c, work)
 
 
 ns = Collection("setup")
 ns.add_task(all_, default=True)
-ns.add_task(packages)
+ns.add_task(packages_)
 ns.add_task(layout)
-ns.add_task(service)
+ns.add_task(service_)

@@ -1,27 +1,171 @@
-"""Stage test: the app's own test suite gates a deploy; a smoke check gates a switch."""
+"""Stage test: the app's own test suite gates a deploy; a smoke check gates a switch.
+
+Functions other modules compose:
+
+- `run_local(c, settings, output=None)` runs TEST_COMMAND in APP_DIR on this machine and
+  raises `FabdeployError` when it fails (before any host is touched);
+- `smoke(host, release)` checks a release on the host before it is switched to: its own
+  Python imports the WSGI target (with the app's secrets in the environment), then gunicorn
+  serves it on a free port of 127.0.0.1 (1 worker, as the app user, with the production
+  gunicorn.conf.py) until HEALTH_PATH answers 200. A failure prints the app's output.
+"""
 
 from __future__ import annotations
 
-from invoke import Collection, task
+import time
 
-from . import remote
-from .errors import FabdeployError
+from invoke import Collection, Context, task
+
+from . import config, remote, run
+from .config import Settings
+from .errors import FabdeployError, HostError
+from .layout import Layout
+from .remote import Host, LineWriter, Output
+
+#: Imports MODULE:CALLABLE from the release, with the environment gunicorn.conf.py builds.
+_IMPORT = """
+import importlib, os, runpy, sys
+conf, target = sys.argv[1], sys.argv[2]
+for item in runpy.run_path(conf).get("raw_env", []):
+    key, _, value = item.partition("=")
+    os.environ[key] = value
+sys.path.insert(0, os.getcwd())
+module_name, _, expression = target.partition(":")
+obj = importlib.import_module(module_name)
+for part in expression.split("(")[0].split("."):
+    obj = getattr(obj, part)
+print("import %s: ok" % target)
+"""
+
+_SMOKE = """
+cd -- "$RELEASE"
+py="$RELEASE/.venv/bin/python"
+[ -x "$py" ] || { echo "smoke: $py is missing (install step not done?)" >&2; exit 3; }
+if ! out=$(as_app "$py" -c "$IMPORT_CODE" "$CONF" "$WSGI_APP" 2>&1); then
+  echo "smoke: importing $WSGI_APP with the release's Python failed:" >&2
+  printf '%s\\n' "$out" | tail -n 30 >&2
+  exit 1
+fi
+echo "$out"
+port=$("$PROBE_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+log="$INCOMING/smoke-${RELEASE##*/}.log"
+: > "$log"
+chmod 0644 "$log"
+as=()  # a background job must be the process itself (not a function) so $! can stop it
+[ "$(id -un)" = "$APP_USER" ] || as=(sudo -n -u "$APP_USER" --)
+"${as[@]}" env FABDEPLOY_CHDIR="$RELEASE" timeout -k 5 "$LIMIT" "$py" -m gunicorn \
+  --config "$CONF" --bind "127.0.0.1:$port" --workers 1 --pid "$SMOKE_PID" \
+  --graceful-timeout 5 --error-logfile - --access-logfile /dev/null "$WSGI_APP" \
+  </dev/null >>"$log" 2>&1 &
+pid=$!
+trap 'kill -TERM "$pid" 2>/dev/null || true' EXIT
+url="http://127.0.0.1:$port$HEALTH_PATH"
+if code=$(wait_healthy "$url" "$TIMEOUT" "$pid"); then ok=yes; else ok=no; fi
+kill -TERM "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+trap - EXIT
+if [ $ok = yes ]; then
+  echo "smoke: $url answered $code on a side port"
+  rm -f -- "$log"
+else
+  echo "smoke: the release did not become healthy on a side port: $url answered $code" >&2
+  echo "--- the app's output ---" >&2
+  tail -n 40 -- "$log" >&2 || true
+  rm -f -- "$log"
+  exit 1
+fi
+"""
+
+
+def smoke(host: Host, release: str) -> None:
+    """Import the WSGI target and serve ``release`` on a side port until it is healthy."""
+    settings = host.settings
+    paths = Layout(settings.deploy_root)
+    result = host.script(
+        remote.AS_APP + run.HEALTH_SHELL + _SMOKE,
+        env={
+            **run.health_env(settings),
+            "APP_USER": host.app_user,
+            "RELEASE": paths.release(release),
+            "CONF": paths.gunicorn_conf,
+            "WSGI_APP": settings.wsgi_app,
+            "IMPORT_CODE": _IMPORT,
+            "INCOMING": paths.incoming,
+            "SMOKE_PID": f"{paths.pids}/smoke-{release}.pid",
+            "HEALTH_PATH": settings.health_path,
+            "TIMEOUT": settings.health_timeout,
+            "LIMIT": settings.health_timeout + 30,
+        },
+        warn=True,
+        label="smoke",
+    )
+    if result.failed:
+        raise HostError(host.name, f"smoke check of release {release} failed")
+
+
+def run_local(c: Context, settings: Settings, output: Output | None = None) -> float:
+    """Run TEST_COMMAND in APP_DIR locally; raise `FabdeployError` if it fails. Returns seconds."""
+    output = output or Output(mask=settings.secrets.values())
+    if not settings.test_command.strip():
+        output.say("test: TEST_COMMAND is empty: no local tests")
+        return 0.0
+    if not settings.app_dir.is_dir():
+        raise FabdeployError(f"APP_DIR {settings.app_dir} is not a directory")
+    local = Context(config=c.config)  # under `fab -H`, c is a Connection: run locally anyway
+    output.say(f"test: {settings.test_command} (in {settings.app_dir})")
+    out = LineWriter(output, "local")
+    err = LineWriter(output, "local", err=True)
+    started = time.monotonic()
+    try:
+        with local.cd(str(settings.app_dir)):
+            result = local.run(
+                settings.test_command,
+                warn=True,
+                hide=False,
+                pty=False,
+                in_stream=False,
+                out_stream=out,
+                err_stream=err,
+            )
+    finally:
+        out.close()
+        err.close()
+    seconds = time.monotonic() - started
+    if result.failed:
+        raise FabdeployError(
+            f"local tests failed (exit {result.exited}): {settings.test_command!r} in "
+            f"{settings.app_dir}; nothing was deployed (--skip-tests skips them)"
+        )
+    output.say(f"test: passed in {seconds:.1f}s")
+    return seconds
 
 
 @task
 def local(c):  # type: ignore[no-untyped-def]
     """Run the app's test suite locally (TEST_COMMAND in APP_DIR)."""
-    remote.session(c)
-    raise FabdeployError("test.local: not implemented yet")
+    run_local(c, config.load(c))
 
 
-@task
-def smoke(c):  # type: ignore[no-untyped-def]
-    """Import the WSGI target with the current release's Python on each host."""
-    remote.session(c)
-    raise FabdeployError("test.smoke: not implemented yet")
+@task(name="smoke", help={"release": "release to check (default: the one `current` points to)"})
+def smoke_(c, release=""):  # type: ignore[no-untyped-def]
+    """Import the WSGI target with a release's Python and serve it on a side port."""
+    _, hosts = remote.session(c)
+    failed = []
+    for host in hosts:
+        try:
+            name = release or run.current_release(host)
+            if not name:
+                raise HostError(host.name, "no current release to check")
+            smoke(host, name)
+        except FabdeployError as exc:
+            host.output.line(host.name, str(exc).removeprefix("fabdeploy: "), err=True)
+            failed.append(host.name)
+        finally:
+            host.close()
+    if failed:
+        raise FabdeployError(f"smoke check failed on {', '.join(failed)}")
 
 
 ns = Collection("test")
 ns.add_task(local, default=True)
-ns.add_task(smoke)
+ns.add_task(smoke_)

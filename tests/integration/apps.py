@@ -1,0 +1,92 @@
+"""Variants of examples/app for the deploy tests: a version you choose, extra requirements,
+and ways to be broken that each safety net of the deploy must catch."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "app"
+
+#: What each ``broken`` value does to the app.
+BROKEN = {
+    # the module cannot be imported: the smoke check's import fails
+    "import": (
+        "from flask import Flask, jsonify\n",
+        "from flask import Flask, jsonify\nimport not_a_module_xyz  # noqa\n",
+    ),
+    # the health path answers 500: the smoke check on a side port fails
+    "health": (
+        '    ok = bool(os.environ.get("GREETING"))\n',
+        '    print("health: refusing on purpose", flush=True)\n    ok = False\n',
+    ),
+    # healthy on the smoke check's side port, 503 on the service's port 8000: the switch's own
+    # health gate must catch it and put the old release back
+    "switch": (
+        '    ok = bool(os.environ.get("GREETING"))\n',
+        "    from flask import request\n\n"
+        '    ok = bool(os.environ.get("GREETING")) and not request.host.endswith(":8000")\n',
+    ),
+    # the app's own test suite fails: the local test gate stops the deploy
+    "tests": (
+        'assert response.get_json()["app"] == "hello"',
+        'assert response.get_json()["app"] == "not hello"',
+    ),
+}
+
+
+#: Added to every variant: proves which GREETING the app got without ever showing it.
+DIGEST_ROUTE = '''
+
+@app.get("/greeting-sha256")
+def greeting_sha256() -> dict[str, str]:
+    """sha256 of the GREETING secret as the app sees it."""
+    import hashlib
+
+    return {"sha256": hashlib.sha256(os.environ.get("GREETING", "").encode()).hexdigest()}
+'''
+
+
+def write_app(
+    dest: Path,
+    version: str,
+    *,
+    requirements: tuple[str, ...] = (),
+    broken: str | None = None,
+    uses: str | None = None,
+) -> Path:
+    """Make ``dest`` a copy of examples/app serving ``version`` (replacing what was there).
+
+    ``requirements`` are appended to requirements.txt; ``uses`` names a module app.py imports
+    and reports (``"uses": module.__name__``), proving the venv has it.
+    """
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    (dest / "VERSION").write_text(version + "\n")
+    if requirements:
+        with (dest / "requirements.txt").open("a") as handle:
+            handle.write("".join(f"{line}\n" for line in requirements))
+    app = dest / "app.py"
+    text = app.read_text() + DIGEST_ROUTE
+    if uses:
+        text = text.replace(
+            "from flask import Flask, jsonify\n",
+            f"from flask import Flask, jsonify\nimport {uses}\n",
+        )
+        text = text.replace(
+            '"release": HERE.name}', f'"release": HERE.name, "uses": {uses}.__name__}}'
+        )
+    if broken:
+        old, new = BROKEN[broken]
+        target = dest / "tests" / "test_app.py" if broken == "tests" else app
+        source = target.read_text() if target != app else text
+        if old not in source:
+            raise AssertionError(f"examples/app changed: cannot make it broken={broken!r}")
+        source = source.replace(old, new)
+        if target == app:
+            text = source
+        else:
+            target.write_text(source)
+    app.write_text(text)
+    return dest

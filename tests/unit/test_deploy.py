@@ -1,0 +1,228 @@
+"""The deploy flow's pure parts: the lock and its messages, cleanup and rollback choices,
+the audit line and the timing table; the steps' order."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tasks import config, deploy
+from tasks.errors import HostError
+from tasks.layout import Audit, release_name
+
+R = [f"20261124T0{h}0000.000Z" for h in range(1, 8)]  # seven releases, oldest first
+
+
+# --- the lock ------------------------------------------------------------------------------
+
+
+def owner(**kw: object) -> deploy.LockOwner:
+    values = {"user": "ann@laptop", "machine": "laptop", "pid": 4242, "since": 1000, "token": "t1"}
+    values.update(kw)
+    return deploy.LockOwner(**values)  # type: ignore[arg-type]
+
+
+def test_lock_owner_round_trips() -> None:
+    assert deploy.LockOwner.parse(owner().format()) == owner()
+    assert deploy.LockOwner.parse("pid=notanumber\n") is None
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (1000, "ann@laptop (pid 4242 on laptop) for 0s"),
+        (1042, "ann@laptop (pid 4242 on laptop) for 42s"),
+        (1065, "ann@laptop (pid 4242 on laptop) for 1m05s"),
+        (1000 + 7260, "ann@laptop (pid 4242 on laptop) for 2h01m"),
+    ],
+)
+def test_describe_lock_names_holder_and_age(now: int, expected: str) -> None:
+    assert deploy.describe_lock(owner(), now) == expected
+
+
+def test_describe_lock_without_owner_file() -> None:
+    assert "unknown deploy" in deploy.describe_lock(None, 5)
+
+
+def test_stale_only_when_the_holder_ran_here_and_is_gone() -> None:
+    assert deploy.is_stale(owner(), "laptop", lambda pid: False)
+    assert not deploy.is_stale(owner(), "laptop", lambda pid: True)
+    assert not deploy.is_stale(owner(), "other-machine", lambda pid: False)
+    assert not deploy.is_stale(None, "laptop", lambda pid: False)
+
+
+def test_pid_alive_sees_this_process() -> None:
+    assert deploy.pid_alive(os.getpid())
+    assert not deploy.pid_alive(0)
+
+
+class FakeHost:
+    """Answers `script` calls from a queue and records the env each got."""
+
+    def __init__(self, answers: list[str], tmp_path: Path) -> None:
+        (tmp_path / "config").mkdir(exist_ok=True)
+        (tmp_path / "config" / "staging.env").write_text("APP_NAME=shop\n")
+        self.settings = config.build("staging", tmp_path)
+        self.answers = list(answers)
+        self.name = "web1"
+        self.app_user = "deploy"
+        self.envs: list[dict] = []
+        self.said: list[str] = []
+
+    def script(self, body: str, **kw):  # type: ignore[no-untyped-def]
+        self.envs.append(kw.get("env") or {})
+        return SimpleNamespace(stdout=self.answers.pop(0), failed=False)
+
+    def say(self, text: str) -> None:
+        self.said.append(text)
+
+
+def held_by(holder: deploy.LockOwner, now: int = 1030) -> str:
+    return f"held\nnow={now}\n{holder.format()}"
+
+
+def test_take_lock_acquires(tmp_path: Path) -> None:
+    host = FakeHost(["acquired\n"], tmp_path)
+    deploy.take_lock(host, owner(), break_lock=False)  # type: ignore[arg-type]
+    assert host.envs[0]["LOCK"] == "/srv/shop/.lock" and host.envs[0]["FORCE"] == "no"
+    assert "token=t1" in host.envs[0]["OWNER"]
+
+
+def test_a_held_lock_fails_at_once_naming_holder_and_age(tmp_path: Path) -> None:
+    holder = owner(user="bob@ci", machine="ci-runner", pid=77)
+    host = FakeHost([held_by(holder)], tmp_path)
+    with pytest.raises(HostError) as info:
+        deploy.take_lock(host, owner(), break_lock=False)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "deploy lock held by bob@ci (pid 77 on ci-runner) for 30s" in message
+    assert "fab unlock" in message and "--break-lock" in message
+    assert len(host.envs) == 1  # nothing was forced
+
+
+def test_break_lock_says_who_held_it(tmp_path: Path) -> None:
+    holder = owner(user="bob@ci", machine="ci-runner", pid=77)
+    host = FakeHost([held_by(holder), "acquired\n"], tmp_path)
+    deploy.take_lock(host, owner(), break_lock=True)  # type: ignore[arg-type]
+    assert host.said == [
+        "breaking the deploy lock held by bob@ci (pid 77 on ci-runner) for 30s (--break-lock)"
+    ]
+    assert host.envs[1]["FORCE"] == "yes"
+
+
+def test_a_lock_of_a_dead_fab_on_this_machine_is_broken_saying_so(tmp_path: Path) -> None:
+    me = owner(machine="laptop", pid=os.getpid())
+    dead = owner(machine="laptop", pid=2**22 + 12345, token="old")  # no such pid
+    host = FakeHost([held_by(dead), "acquired\n"], tmp_path)
+    deploy.take_lock(host, me)  # type: ignore[arg-type]
+    assert "is stale: that fab is no longer running; breaking it" in host.said[0]
+    assert host.envs[1]["FORCE"] == "yes"
+
+
+def test_release_lock_keeps_a_lock_someone_else_took(tmp_path: Path) -> None:
+    other = owner(user="bob@ci", token="theirs")
+    host = FakeHost([f"now=1010\n{other.format()}kept=yes\n"], tmp_path)
+    held = deploy.release_lock(host, owner())  # type: ignore[arg-type]
+    assert held.startswith("bob@ci")
+    assert host.envs[0]["TOKEN"] == "t1"
+    assert "left in place" in host.said[0]
+
+
+# --- releases ------------------------------------------------------------------------------
+
+
+def test_cleanup_keeps_the_newest() -> None:
+    assert deploy.releases_to_remove(R, R[-1], R[-2], 3) == R[:4]
+
+
+def test_cleanup_never_removes_current_or_previous_after_a_rollback() -> None:
+    doomed = deploy.releases_to_remove(R, current=R[1], previous=R[0], keep=3)
+    assert R[0] not in doomed and R[1] not in doomed
+    assert doomed == R[2:6]  # kept: current, previous and the newest
+    assert len(R) - len(doomed) == 3
+
+
+def test_cleanup_with_few_releases_removes_nothing() -> None:
+    assert deploy.releases_to_remove(R[:2], R[1], R[0], 5) == []
+    assert deploy.releases_to_remove([], "", "", 2) == []
+
+
+def test_previous_release_is_the_newest_older_than_current() -> None:
+    assert deploy.previous_release(R, R[3]) == R[2]
+    assert deploy.previous_release(R, R[0]) == ""
+    assert deploy.previous_release(R, R[3], good={R[0], R[1], R[3]}) == R[1]
+
+
+def test_good_releases_come_from_ok_audit_lines() -> None:
+    log = "\n".join(
+        Audit("t", action, release, "rev", "ann@laptop", result).format()
+        for action, release, result in [
+            ("deploy", R[0], "ok"),
+            ("deploy", R[1], "failed"),
+            ("rollback", R[2], "ok"),
+        ]
+    )
+    assert deploy.good_releases(log + "\nnot an audit line\n") == {R[0], R[2]}
+    assert deploy.good_releases("") is None
+
+
+def test_inventory_previous_skips_releases_that_never_served() -> None:
+    log = Audit("t", "deploy", R[0], "r", "u", "ok").format() + "\n"
+    log += Audit("t", "deploy", R[2], "r", "u", "ok").format() + "\n"
+    found = deploy.Inventory({R[0]: "a", R[1]: "a", R[2]: "b"}, [], R[2], ["a", "b"], log)
+    assert found.previous() == R[0]  # R[1] was unpacked by a killed deploy, never served
+    bare = deploy.Inventory({R[0]: "a", R[1]: "a", R[2]: "b"}, [], R[2], ["a", "b"], "")
+    assert bare.previous() == R[1]
+
+
+def test_release_names_sort_by_time() -> None:
+    import datetime as dt
+
+    early = release_name(dt.datetime(2026, 11, 24, 8, 0, 0, 5000, tzinfo=dt.timezone.utc))
+    late = release_name(dt.datetime(2026, 11, 24, 8, 0, 0, 6000, tzinfo=dt.timezone.utc))
+    assert early == "20261124T080000.005Z" and early < late
+
+
+# --- the flow ------------------------------------------------------------------------------
+
+
+def test_timing_table_has_steps_in_flow_order_per_place() -> None:
+    table = deploy.timing_table(
+        {"local": {"build": 1.5, "test": 0.25}, "web1": {"upload": 0.5, "lock": 0.1}}
+    )
+    lines = table.splitlines()
+    assert lines[0].split() == ["step", "local", "web1"]
+    assert [line.split()[0] for line in lines[1:]] == ["lock", "test", "build", "upload", "total"]
+    assert lines[-1].split() == ["total", "1.75", "0.60"]
+
+
+def test_deploy_reads_as_the_list_of_steps() -> None:
+    source = inspect.getsource(deploy.deploy.body)
+    order = [
+        source.index(marker)
+        for marker in (
+            "locked(",
+            '"check"',
+            '"test"',
+            '"build"',
+            '"upload"',
+            '"install"',
+            '"smoke"',
+            '"switch"',
+            '"cleanup"',
+            '"record"',
+        )
+    ]
+    assert order == sorted(order)
+    assert deploy.STEPS[0] == "lock" and deploy.STEPS[-1] == "unlock"
+
+
+def test_task_options_have_help() -> None:
+    assert set(deploy.deploy.help) == {"skip-tests", "allow-dirty", "break-lock"}
+    assert set(deploy.rollback.help) == {"release"}
+    for task in (deploy.deploy, deploy.rollback, deploy.unlock):
+        assert re.match(r"^[A-Z].*\.$", task.__doc__.strip().splitlines()[0])

@@ -1,0 +1,155 @@
+"""The run stage: health URLs, the shell helpers of the switch (run here with bash against a
+local HTTP server), the scripts' syntax, and how switch reports."""
+
+from __future__ import annotations
+
+import http.server
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tasks import config, deploy, remote, run, setup, test, upload
+from tasks.errors import HostError
+
+
+def settings(tmp_path: Path, extra: str = "") -> config.Settings:
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "staging.env").write_text("APP_NAME=shop\n" + extra)
+    return config.build("staging", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("bind", "url"),
+    [
+        ("0.0.0.0:8000", "http://127.0.0.1:8000/health"),
+        ("127.0.0.1:9000", "http://127.0.0.1:9000/health"),
+        ("10.0.0.5:80", "http://10.0.0.5:80/health"),
+        ("[::]:8000", "http://[::1]:8000/health"),
+    ],
+)
+def test_health_url_is_seen_from_the_host(tmp_path: Path, bind: str, url: str) -> None:
+    assert run.health_url(settings(tmp_path, f"BIND={bind}\n")) == url
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        remote.AS_APP + run.HEALTH_SHELL + run._SWITCH,
+        remote.AS_APP + run.HEALTH_SHELL + test._SMOKE,
+        deploy._LOCK,
+    ],
+)
+def test_scripts_are_valid_bash(script: str) -> None:
+    result = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
+    assert result.returncode == 0, result.stderr
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        code = int(self.path.rsplit("/", 1)[-1])
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(b"x")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def shell(body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: str(v) for k, v in run.health_env(settings(tmp_path)).items()}
+    env["ANSWER_GRACE"] = "1"
+    env["PATH"] = "/usr/bin:/bin"
+    return subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + run.HEALTH_SHELL + body],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_probe_prints_the_status(server: str, tmp_path: Path) -> None:
+    result = shell(
+        f"probe {server}/200; probe {server}/503; probe http://127.0.0.1:1/x\n", tmp_path
+    )
+    assert result.stdout.split() == ["200", "503", "000"]
+
+
+def test_wait_healthy_gives_up_early_on_a_wrong_answer(server: str, tmp_path: Path) -> None:
+    result = shell(f"wait_healthy {server}/500 20 || echo gave-up\n", tmp_path)
+    assert result.stdout.split() == ["500", "gave-up"]
+
+
+def test_wait_healthy_stops_when_the_master_dies(tmp_path: Path) -> None:
+    result = shell("wait_healthy http://127.0.0.1:1/ 20 999999999 || echo gave-up\n", tmp_path)
+    assert "master 999999999 exited" in result.stdout and "gave-up" in result.stdout
+
+
+def test_alive_knows_live_and_missing_processes(tmp_path: Path) -> None:
+    result = shell(
+        "alive $$ && echo yes; alive 999999999 || echo no; alive abc || echo bad\n", tmp_path
+    )
+    assert result.stdout.split() == ["yes", "no", "bad"]
+
+
+class FakeHost:
+    def __init__(self, tmp_path: Path, stdout: str, failed: bool) -> None:
+        self.settings = settings(tmp_path)
+        self.name = "web1"
+        self.app_user = "deploy"
+        self.result = SimpleNamespace(stdout=stdout, failed=failed)
+        self.env: dict = {}
+
+    def run(self, command: str, **kw):  # type: ignore[no-untyped-def]
+        return SimpleNamespace(stdout="releases/20261124T080000.000Z\n", failed=False)
+
+    def script(self, body: str, **kw):  # type: ignore[no-untyped-def]
+        self.env = kw["env"]
+        assert kw["warn"] is True
+        return self.result
+
+
+def test_switch_reports_what_it_did(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, "switched: master 1 -> 2, serving x: health 200\n", False)
+    done = run.switch(host, "20261124T090000.000Z")  # type: ignore[arg-type]
+    assert done == run.Switched("20261124T090000.000Z", "20261124T080000.000Z", False)
+    assert host.env["NEW_TARGET"] == "releases/20261124T090000.000Z"
+    assert host.env["PIDFILE"] == "/srv/shop/shared/pids/gunicorn.pid"
+    assert host.env["WORKERS"] == 2
+
+
+def test_failed_switch_names_what_still_serves(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, "", True)
+    with pytest.raises(HostError, match=r"still serving 20261124T080000\.000Z"):
+        run.switch(host, "20261124T090000.000Z")  # type: ignore[arg-type]
+
+
+def test_reload_switches_onto_current(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path, "started shop.service (master 5)\n", False)
+    done = run.switch(host, None)  # type: ignore[arg-type]
+    assert host.env["NEW_TARGET"] == "" and done.started
+    assert done.release == "20261124T080000.000Z"
+
+
+def test_stage_modules_expose_their_functions() -> None:
+    for module, names in {
+        setup: ("prepare", "check", "packages", "user", "directories", "secrets", "service"),
+        upload: ("build", "ship", "unpack", "install", "remove_release", "venv_digest"),
+        test: ("run_local", "smoke"),
+        run: ("switch", "start", "stop", "restart", "health", "master_pid", "current_release"),
+    }.items():
+        for name in names:
+            assert callable(getattr(module, name)), f"{module.__name__}.{name}"

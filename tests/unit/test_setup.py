@@ -1,0 +1,166 @@
+"""Setup's templates: the unit file, gunicorn.conf.py and the logrotate rule, rendered."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tasks import config, setup
+
+
+def settings(tmp_path: Path, extra: str = "") -> config.Settings:
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "staging.env").write_text(
+        "APP_NAME=shop\nBIND=0.0.0.0:8123\nWORKERS=3\nWSGI_APP=shop.web:create_app()\n" + extra
+    )
+    return config.build("staging", tmp_path)
+
+
+def test_unit_runs_gunicorn_through_current_unresolved(tmp_path: Path) -> None:
+    unit = setup.render_unit(settings(tmp_path), "deploy", "deploy")
+    lines = unit.splitlines()
+    assert "Type=forking" in lines
+    assert "PIDFile=/srv/shop/shared/pids/gunicorn.pid" in lines
+    assert "User=deploy" in lines and "Group=deploy" in lines
+    assert "WorkingDirectory=/srv/shop/current" in lines
+    assert "EnvironmentFile=-/srv/shop/shared/.env" in lines
+    assert "Restart=on-failure" in lines
+    assert (
+        "ExecStart=/srv/shop/current/.venv/bin/python -m gunicorn --daemon "
+        '--config /srv/shop/shared/gunicorn.conf.py "shop.web:create_app()"'
+    ) in lines
+    assert "WantedBy=multi-user.target" in lines
+    assert "$" not in unit.replace("$$", "")  # nothing for systemd to expand
+
+
+def test_systemd_quote_escapes_specifiers_and_spaces() -> None:
+    assert setup.systemd_quote("/srv/app/current") == "/srv/app/current"
+    assert setup.systemd_quote("100%") == "100%%"
+    assert setup.systemd_quote("$HOME") == "$$HOME"
+    assert setup.systemd_quote('a b"c') == '"a b\\"c"'
+
+
+def test_unit_follows_deploy_root_and_escapes_percent(tmp_path: Path) -> None:
+    unit = setup.render_unit(settings(tmp_path, "DEPLOY_ROOT=/opt/my%app\n"), "web", "www")
+    assert "PIDFile=/opt/my%%app/shared/pids/gunicorn.pid" in unit
+    assert "User=web" in unit and "Group=www" in unit
+
+
+def test_gunicorn_conf_is_valid_python_with_the_settings(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    text = setup.render_gunicorn_conf(settings(tmp_path))
+    monkeypatch.delenv("FABDEPLOY_CHDIR", raising=False)
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(text)
+    values = runpy.run_path(str(conf))
+    assert values["bind"] == "0.0.0.0:8123"
+    assert values["workers"] == 3
+    assert values["pidfile"] == "/srv/shop/shared/pids/gunicorn.pid"
+    assert values["chdir"] == "/srv/shop/current"
+    assert values["errorlog"] == "/srv/shop/shared/log/error.log"
+    assert values["accesslog"] == "/srv/shop/shared/log/access.log"
+    assert values["capture_output"] is True
+    assert values["control_socket_disable"] is True
+    assert values["raw_env"] == []  # /srv/shop/shared/.env does not exist here
+    monkeypatch.setenv("FABDEPLOY_CHDIR", "/srv/shop/releases/x")
+    assert runpy.run_path(str(conf))["chdir"] == "/srv/shop/releases/x"
+
+
+def test_gunicorn_conf_reads_the_env_file_setup_writes(tmp_path: Path) -> None:
+    nasty = 'say "hi"; $(id) `x` \\back $HOME'
+    secrets = config.Secrets(None, {"GREETING": nasty, "EMPTY": "", "PLAIN": "x=y"})
+    env_file = tmp_path / ".env"
+    env_file.write_text(secrets.render())
+    text = setup.render_gunicorn_conf(settings(tmp_path)).replace(
+        "'/srv/shop/shared/.env'", repr(str(env_file))
+    )
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(text)
+    raw_env = runpy.run_path(str(conf))["raw_env"]
+    assert sorted(raw_env) == sorted([f"GREETING={nasty}", "EMPTY=", "PLAIN=x=y"])
+
+
+def test_pre_exec_reexecs_python_dash_m_from_current(tmp_path: Path) -> None:
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(setup.render_gunicorn_conf(settings(tmp_path)))
+    pre_exec = runpy.run_path(str(conf))["pre_exec"]
+    main = "/srv/shop/current/.venv/lib/python3.11/site-packages/gunicorn/__main__.py"
+    server = SimpleNamespace(
+        START_CTX={
+            0: "/srv/shop/current/.venv/bin/python",
+            "args": ["/srv/shop/current/.venv/bin/python", main, "--daemon", "app:app"],
+            "cwd": "/srv/shop/releases/old",
+        }
+    )
+    pre_exec(server)
+    assert server.START_CTX["args"] == [
+        "/srv/shop/current/.venv/bin/python",
+        "-m",
+        "gunicorn",
+        "--daemon",
+        "app:app",
+    ]
+    assert server.START_CTX["cwd"] == "/srv/shop/current"
+
+
+def test_logrotate_rotates_shared_log_as_the_app_user(tmp_path: Path) -> None:
+    rule = setup.render_logrotate(settings(tmp_path), "deploy", "deploy")
+    assert '"/srv/shop/shared/log/*.log" {' in rule
+    assert "su deploy deploy" in rule
+    assert "copytruncate" in rule
+
+
+def test_templates_ship_with_the_package() -> None:
+    names = {p.name for p in setup.TEMPLATES.iterdir()}
+    assert {"app.service.in", "gunicorn.conf.py.in", "logrotate.in"} <= names
+
+
+class FakeHost:
+    """A `Host` stand-in: answers scripts from a queue, records what it was asked."""
+
+    def __init__(self, answers: list[str], settings: config.Settings) -> None:
+        self.answers = list(answers)
+        self.settings = settings
+        self.name = "web1"
+        self.app_user = "deploy"
+        self.said: list[str] = []
+        self.scripts: list[tuple[str, dict]] = []
+
+    def script(self, body: str, **kw):  # type: ignore[no-untyped-def]
+        self.scripts.append((body, kw.get("env") or {}))
+        return SimpleNamespace(stdout=self.answers.pop(0), failed=False)
+
+    def say(self, text: str) -> None:
+        self.said.append(text)
+
+
+def test_items_report_changed_or_no_change(tmp_path: Path) -> None:
+    host = FakeHost(["no change\nPython 3.11.2\n", "changed\ndeploy\n"], settings(tmp_path))
+    assert setup.packages(host).changed is False  # type: ignore[arg-type]
+    change, group = setup.user(host)  # type: ignore[arg-type]
+    assert change.changed and group == "deploy"
+    assert host.said == [
+        "packages (python3, venv): no change (Python 3.11.2)",
+        "user deploy: changed",
+    ]
+    assert host.scripts[0][1] == {"PYTHON": "python3"}
+
+
+def test_check_parses_the_hosts_python_and_current(tmp_path: Path) -> None:
+    answer = (
+        "Python 3.11.2 (main) [GCC 12.2.0] \nlinux-x86_64\n3.11\ncurrent=20261124T080000.000Z\n"
+    )
+    facts = setup.check(FakeHost([answer], settings(tmp_path)))  # type: ignore[arg-type]
+    assert facts.python == "Python 3.11.2 (main) [GCC 12.2.0] linux-x86_64"
+    assert facts.python_version == "3.11"
+    assert facts.current == "20261124T080000.000Z"
+
+
+def test_user_refuses_a_bad_name(tmp_path: Path) -> None:
+    host = FakeHost([], settings(tmp_path))
+    host.app_user = "bad name; rm -rf /"
+    with pytest.raises(setup.HostError, match="not a valid user name"):
+        setup.user(host)  # type: ignore[arg-type]
+    assert host.scripts == []

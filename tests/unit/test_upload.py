@@ -1,0 +1,207 @@
+"""Building a release locally: what goes into the archive, its revision, the venv key."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tasks import config, upload
+from tasks.errors import FabdeployError
+from tasks.layout import Revision
+
+GIT = shutil.which("git")
+
+
+def project(tmp_path: Path, extra: str = "PACKAGE_INDEX=https://pypi.example/simple\n") -> Path:
+    app = tmp_path / "app"
+    (app / "pkg").mkdir(parents=True)
+    (app / "app.py").write_text("app = None\n")
+    (app / "pkg" / "__init__.py").write_text("")
+    (app / "requirements.txt").write_text("gunicorn\n")
+    (app / "secrets.env").write_text("TOKEN=s3cr3t-value\n")
+    (app / "__pycache__").mkdir()
+    (app / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"x")
+    (app / "notes.log").write_text("local only\n")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "staging.env").write_text(
+        "APP_NAME=shop\nAPP_DIR=app\nSECRETS_FILE=app/secrets.env\n"
+        "EXCLUDES=.git,.venv,__pycache__,*.pyc,*.log\n" + extra
+    )
+    return tmp_path
+
+
+def members(build: upload.Build) -> set[str]:
+    with tarfile.open(build.archive) as tar:
+        return {m.name for m in tar.getmembers() if m.isfile()}
+
+
+def read(build: upload.Build, name: str) -> str:
+    with tarfile.open(build.archive) as tar:
+        handle = tar.extractfile(name)
+        assert handle is not None
+        return handle.read().decode()
+
+
+def test_excluded_matches_names_and_paths() -> None:
+    patterns = (".git", "__pycache__", "*.pyc", "docs/*.md")
+    assert upload.excluded("a/__pycache__/b.py", patterns)
+    assert upload.excluded("x.pyc", patterns)
+    assert upload.excluded(".git", patterns)
+    assert upload.excluded("docs/readme.md", patterns)
+    assert not upload.excluded("app.py", patterns)
+    assert not upload.excluded("gitignore.txt", patterns)
+
+
+def test_plain_directory_build_honours_excludes_and_never_ships_secrets(tmp_path: Path) -> None:
+    settings = config.build("staging", project(tmp_path))
+    built = upload.build(settings, say=lambda _: None)
+    try:
+        assert members(built) == {"app.py", "pkg/__init__.py", "requirements.txt"}
+        assert re.fullmatch(r"[0-9a-f]{12}", built.revision)
+        assert re.fullmatch(r"\d{8}T\d{6}\.\d{3}Z", built.release)
+        assert built.wheelhouse is False  # PACKAGE_INDEX set: the hosts install from it
+        assert built.requirements == "gunicorn\n"
+        assert built.archive.name == f"{built.release}.tar.gz"
+        assert len(built.sha256) == 64
+    finally:
+        built.cleanup()
+    assert not built.workdir.exists()
+
+
+def test_content_revision_follows_the_content(tmp_path: Path) -> None:
+    settings = config.build("staging", project(tmp_path))
+    files = upload.walk(settings.app_dir, settings.excludes)
+    first = upload.content_revision(settings.app_dir, files)
+    assert upload.content_revision(settings.app_dir, files) == first
+    (settings.app_dir / "notes.log").write_text("excluded: no effect\n")
+    assert (
+        upload.content_revision(settings.app_dir, upload.walk(settings.app_dir, settings.excludes))
+        == first
+    )
+    (settings.app_dir / "app.py").write_text("app = 1\n")
+    assert upload.content_revision(settings.app_dir, files) != first
+
+
+def test_wheelhouse_goes_into_the_archive(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    settings = config.build("staging", project(tmp_path, extra=""))
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "gunicorn-99-py3-none-any.whl").write_bytes(b"zip")
+    seen = {}
+
+    def fake(settings, requirements, versions, say):  # type: ignore[no-untyped-def]
+        seen.update(requirements=requirements, versions=set(versions))
+        return wheels
+
+    monkeypatch.setattr(upload, "wheelhouse", fake)
+    built = upload.build(settings, python_versions={"3.11", "3.12"}, say=lambda _: None)
+    try:
+        assert "wheelhouse/gunicorn-99-py3-none-any.whl" in members(built)
+        assert built.wheelhouse is True
+        assert seen == {"requirements": "gunicorn\n", "versions": {"3.11", "3.12"}}
+    finally:
+        built.cleanup()
+
+
+def test_missing_requirements_is_refused(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    (root / "app" / "requirements.txt").unlink()
+    with pytest.raises(FabdeployError, match="requirements file missing"):
+        upload.build(config.build("staging", root), say=lambda _: None)
+
+
+def test_revision_file_round_trips(tmp_path: Path) -> None:
+    settings = config.build("staging", project(tmp_path))
+    built = upload.build(settings, say=lambda _: None)
+    built.cleanup()
+    parsed = Revision.parse(built.revision_file("2026-11-24T08:00:00Z"))
+    assert parsed == Revision(built.revision, built.release, built.user, "2026-11-24T08:00:00Z")
+
+
+def test_venv_digest_changes_with_requirements_and_python() -> None:
+    base = upload.venv_digest("flask\n", "Python 3.11.2 linux-x86_64")
+    assert re.fullmatch(r"[0-9a-f]{16}", base)
+    assert upload.venv_digest("flask\n", "Python 3.11.2 linux-x86_64") == base
+    assert upload.venv_digest("flask\nsix\n", "Python 3.11.2 linux-x86_64") != base
+    assert upload.venv_digest("flask\n", "Python 3.12.1 linux-x86_64") != base
+
+
+# --- from a git work tree ------------------------------------------------------------------
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(root), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    if GIT is None:
+        pytest.skip("git is not installed")
+    root = project(tmp_path)
+    (root / ".gitignore").write_text("*.log\n__pycache__/\n.fabdeploy/\n")
+    git(root, "init", "-q")
+    git(root, "add", "app/app.py", "app/pkg", "app/requirements.txt", "config", ".gitignore")
+    git(root, "commit", "-q", "-m", "first")
+    (root / "app" / "secrets.env").unlink()  # untracked secrets would count as a change
+    (root / "app" / "secrets.env").write_text("TOKEN=s3cr3t-value\n")
+    return root
+
+
+def test_clean_git_tree_ships_git_archive_of_head(repo: Path) -> None:
+    (repo / ".gitignore").write_text("*.log\n__pycache__/\n.fabdeploy/\nsecrets.env\n")
+    git(repo, "commit", "-q", "-am", "ignore secrets")
+    built = upload.build(config.build("staging", repo), say=lambda _: None)
+    try:
+        assert built.revision == git(repo, "rev-parse", "--short=12", "HEAD")
+        assert members(built) == {"app.py", "pkg/__init__.py", "requirements.txt"}
+    finally:
+        built.cleanup()
+
+
+def test_dirty_git_tree_is_refused_naming_the_files(repo: Path) -> None:
+    (repo / "app" / "app.py").write_text("app = 'changed'\n")
+    (repo / "app" / "new.py").write_text("x = 1\n")
+    settings = config.build("staging", repo)
+    with pytest.raises(FabdeployError) as info:
+        upload.build(settings, say=lambda _: None)
+    message = str(info.value)
+    assert "uncommitted changes" in message and "app.py" in message and "new.py" in message
+    assert "secrets.env" not in message  # never shipped, so never "dirty"
+    assert "--allow-dirty" in message
+
+
+def test_allow_dirty_ships_the_working_tree_with_a_dirty_revision(repo: Path) -> None:
+    (repo / "app" / "app.py").write_text("app = 'changed'\n")
+    (repo / "app" / "new.py").write_text("x = 1\n")
+    head = git(repo, "rev-parse", "--short=12", "HEAD")
+    built = upload.build(config.build("staging", repo), allow_dirty=True, say=lambda _: None)
+    try:
+        assert built.revision == f"{head}-dirty"
+        assert members(built) == {"app.py", "new.py", "pkg/__init__.py", "requirements.txt"}
+        assert read(built, "app.py") == "app = 'changed'\n"
+    finally:
+        built.cleanup()
+
+
+def test_build_dirs_of_dead_fabs_are_removed(tmp_path: Path) -> None:
+    settings = config.build("staging", project(tmp_path))
+    stale = tmp_path / ".fabdeploy" / "tmp" / f"build-{2**22 + 4321}-abc"
+    stale.mkdir(parents=True)
+    built = upload.build(settings, say=lambda _: None)
+    try:
+        assert not stale.exists()
+        assert built.workdir.parent == stale.parent
+        assert built.workdir.name.startswith(f"build-{os.getpid()}-")
+    finally:
+        built.cleanup()
