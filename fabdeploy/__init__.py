@@ -38,8 +38,9 @@ def _load_tasks() -> ModuleType:
 tasks = _load_tasks()
 ns = tasks.ns
 namespace = tasks.namespace
+hooks = tasks.hooks
 FabdeployError = tasks.FabdeployError
 ConfigError = tasks.ConfigError
 HostError = tasks.HostError
 
-__all__ = ["ConfigError", "FabdeployError", "HostError", "namespace", "ns", "tasks"]
+__all__ = ["ConfigError", "FabdeployError", "HostError", "hooks", "namespace", "ns", "tasks"]

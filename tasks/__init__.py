@@ -12,10 +12,10 @@ from pathlib import Path
 
 from invoke import Collection, Task, task
 
-from . import config, deploy, monitor, run, setup, test, upload
+from . import config, deploy, hooks, monitor, run, setup, test, upload
 from .errors import ConfigError, FabdeployError, HostError
 
-__all__ = ["ConfigError", "FabdeployError", "HostError", "namespace", "ns"]
+__all__ = ["ConfigError", "FabdeployError", "HostError", "hooks", "namespace", "ns"]
 
 
 def environment_task(name: str, source: Path) -> Task:

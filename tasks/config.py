@@ -169,8 +169,31 @@ KEYS: tuple[Key, ...] = (
         "KEEP_RELEASES", _whole(2), "5", "Releases kept on each host (current and previous always)"
     ),
     Key("SECRETS_FILE", _text, "", "Local env file of the app's secrets, uploaded 0600"),
-    Key("TEST_COMMAND", _text, "python -m pytest -q", "Command run in APP_DIR to gate a deploy"),
+    Key(
+        "TEST_COMMAND",
+        _text,
+        "python -m pytest -q",
+        "Command run in APP_DIR to gate a deploy (python: fab's own)",
+    ),
     Key("LOG_FILES", _list, "", "The app's own log files (globs under shared/log) for `fab logs`"),
+    Key(
+        "HOOK_AFTER_UPLOAD",
+        _text,
+        "",
+        "Command run in each new release after its venv is ready; 'once:' for one host",
+    ),
+    Key(
+        "HOOK_BEFORE_SWITCH",
+        _text,
+        "",
+        "Command run in the new release before the switch (e.g. once: migrations)",
+    ),
+    Key(
+        "HOOK_AFTER_SWITCH",
+        _text,
+        "",
+        "Command run in the new release after it serves; 'once:' for one host",
+    ),
     Key("PARALLEL", _whole(1), "8", "Hosts prepared at once in a fleet deploy"),
     Key("SWITCH_BATCH", _batch, "1", "Hosts switched at once: a count or a percentage"),
 )
@@ -244,6 +267,7 @@ class Settings:
     log_files: tuple[str, ...]
     parallel: int
     switch_batch: str
+    hooks: dict[str, str] = field(default_factory=dict, compare=False)
     secrets: Secrets = field(repr=False, compare=False, default_factory=lambda: Secrets(None, {}))
 
     @property
@@ -261,6 +285,23 @@ class Settings:
         if self.switch_batch.endswith("%"):
             return max(1, hosts * int(self.switch_batch[:-1]) // 100)
         return max(1, int(self.switch_batch))
+
+
+def example_env() -> str:
+    """The text of ``config/example.env``: every key with its default and its help line."""
+    lines = [
+        "# Every key fabdeploy reads from config/<environment>.env, with its default.",
+        "# Copy the lines you need into config/<environment>.env (e.g. config/staging.env) and",
+        "# select the environment with `fab staging deploy`; config/default.env is used when the",
+        "# command line names none. Values are literal: ${VAR} is not expanded.",
+        "# Regenerate with: python -c 'import tasks.config as c; print(c.example_env(), end=\"\")'",
+        "",
+    ]
+    for key in KEYS:
+        lines.append(f"# {key.help}" + (" (required)" if key.required else ""))
+        lines.append(f"{key.name}={'myapp' if key.required else key.default}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
 
 
 # --- finding files -------------------------------------------------------------------------
@@ -414,6 +455,10 @@ def build(environment: str, project: Path) -> Settings:
         log_files=values["LOG_FILES"],
         parallel=values["PARALLEL"],
         switch_batch=values["SWITCH_BATCH"],
+        hooks={
+            point: values[f"HOOK_{point.upper()}"]
+            for point in ("after_upload", "before_switch", "after_switch")
+        },
         secrets=load_secrets(values["SECRETS_FILE"], project),
     )
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,6 +25,7 @@ from .config import Settings
 from .errors import FabdeployError, HostError
 from .layout import Audit, Layout, Revision
 from .remote import Host, Output
+from .report import table
 
 #: Seconds the health probe waits for the app to answer.
 PROBE_TIMEOUT = 5
@@ -51,31 +51,6 @@ class FlagTask(Task):
             shorts = [n for n in arg.names[1:] if n not in wanted]
             arg.names = (long_name, chosen) if chosen else (long_name, *shorts)
         return args
-
-
-# --- tables --------------------------------------------------------------------------------
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: str = "") -> str:
-    """Plain aligned text: a header line, then one line per row; columns two spaces apart.
-
-    ``right`` names the headers whose column is right-aligned (numbers). Cells are turned
-    into one-line strings; trailing blanks are dropped.
-    """
-    cells = [[str(h) for h in headers]]
-    for row in rows:
-        line = [" ".join(str(v).split()) if v is not None else "" for v in row]
-        cells.append(line + [""] * (len(headers) - len(line)))
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    align = [h in right.split(",") if right else False for h in headers]
-    out = []
-    for row in cells:
-        parts = [
-            cell.rjust(widths[i]) if align[i] else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        out.append("  ".join(parts).rstrip())
-    return "\n".join(out)
 
 
 def parse_pairs(text: str) -> dict[str, str]:

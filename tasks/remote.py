@@ -193,6 +193,9 @@ class Host:
         self.conn = conn
         self.settings = settings
         self.output = output
+        #: SSH connections opened and sessions (commands, SFTP) started: the cost of a command.
+        self.connections = 0
+        self.sessions = 0
         self.name = conn.host if conn.port == 22 else f"{conn.host}:{conn.port}"
 
     def __repr__(self) -> str:
@@ -213,6 +216,7 @@ class Host:
             return
         try:
             self.conn.open()
+            self.connections += 1
         except UnknownHostKey as exc:
             raise HostError(self.name, str(exc)) from None
         except paramiko.BadHostKeyException as exc:
@@ -263,6 +267,7 @@ class Host:
         if not hide:
             kwargs.update(out_stream=out, err_stream=err, hide=False)
         try:
+            self.sessions += 1
             result = self.conn.run(command, **kwargs)
         except (OSError, paramiko.SSHException) as exc:
             raise HostError(self.name, f"{label or 'command'}: connection lost: {exc}") from None
@@ -316,6 +321,8 @@ class Host:
                 self.say(f"upload {sent * 100 // total}% ({sent >> 10} of {total >> 10} KiB)")
 
         try:
+            if self.conn._sftp is None:
+                self.sessions += 1
             self.conn.sftp().put(str(local), remote, callback=callback)
         except (OSError, paramiko.SSHException) as exc:
             raise HostError(
@@ -362,12 +369,17 @@ def target_hosts(c: Context, settings: Settings) -> list[str]:
 
 
 def hosts(
-    c: Context, settings: Settings, output: Output | None = None, *, trust: bool = False
+    c: Context,
+    settings: Settings,
+    output: Output | None = None,
+    *,
+    trust: bool = False,
+    names: list[str] | None = None,
 ) -> list[Host]:
-    """`Host` objects for this command, each with the host key policy applied."""
+    """`Host` objects for ``names`` (default: this command's hosts), host key policy applied."""
     output = output or Output(mask=settings.secrets.values())
     result = []
-    for name in target_hosts(c, settings):
+    for name in target_hosts(c, settings) if names is None else names:
         conn = connection(c, name, settings)
         apply_host_key_policy(conn, settings, output, trust=trust)
         result.append(Host(conn, settings, output))
@@ -391,7 +403,56 @@ def each(
         return list(pool.map(guarded, items))
 
 
-def session(c: Context, *, trust: bool = False) -> tuple[Settings, list[Host]]:
-    """Load this command's settings, then its hosts with host keys checked (nothing opened yet)."""
+def cli_hosts(argv: list[str]) -> list[str]:
+    """The hosts given to ``fab`` with -H/--hosts in ``argv`` (Fabric keeps them to itself)."""
+    found: list[str] = []
+    args = iter(argv[1:])
+    for arg in args:
+        if arg == "--":
+            break
+        if arg in ("-H", "--hosts"):
+            value = next(args, "")
+        elif arg.startswith("--hosts="):
+            value = arg.partition("=")[2]
+        elif arg.startswith("-H") and not arg.startswith("--"):
+            value = arg[2:]
+        else:
+            continue
+        found.extend(part for part in value.split(",") if part)
+    return found
+
+
+def session(c: Context, *, trust: bool = False, fleet: bool = False) -> tuple[Settings, list[Host]]:
+    """Load this command's settings, then its hosts with host keys checked (nothing opened yet).
+
+    With ``fleet`` under ``fab -H a,b``, the first per-host call gets every -H host at once and
+    later calls get none (Fabric calls the task once per host; the fleet already covered them).
+    """
     settings = config.load(c)
+    if fleet and isinstance(c, Connection):
+        if c.config.fabdeploy.get("fleet_done"):
+            return settings, []
+        c.config.fabdeploy.fleet_done = True
+        return settings, hosts(c, settings, trust=trust, names=cli_hosts(sys.argv) or None)
     return settings, hosts(c, settings, trust=trust)
+
+
+def on_each_host(
+    c: Context, what: str, work: Callable[[Host], object], found: list[Host] | None = None
+) -> None:
+    """Run ``work`` on every host of this command (or ``found``), PARALLEL at once; then close
+    the connections and fail naming every host where ``what`` failed."""
+    settings, targets = session(c) if found is None else (found[0].settings, found)
+    try:
+        done = each(targets, work, settings.parallel)
+    finally:
+        for host in targets:
+            host.close()
+    failed = [(host, error) for host, _, error in done if error is not None]
+    for host, error in failed:
+        if isinstance(error, KeyboardInterrupt):
+            raise error
+        message = error.message if isinstance(error, FabdeployError) else repr(error)
+        host.output.line(host.name, str(message).removeprefix("fabdeploy: "), err=True)
+    if failed:
+        raise FabdeployError(f"{what} failed on {', '.join(h.name for h, _ in failed)}")

@@ -32,7 +32,7 @@ from invoke import Collection, task
 
 from . import remote
 from .config import Settings
-from .errors import FabdeployError, HostError
+from .errors import HostError
 from .layout import Layout
 from .remote import Host
 
@@ -341,43 +341,28 @@ def restart(host: Host) -> None:
 # --- tasks ---------------------------------------------------------------------------------
 
 
-def _each_host(c, work) -> None:  # type: ignore[no-untyped-def]
-    _, hosts = remote.session(c)
-    failed = []
-    for host in hosts:
-        try:
-            work(host)
-        except FabdeployError as exc:
-            host.output.line(host.name, str(exc).removeprefix("fabdeploy: "), err=True)
-            failed.append(host.name)
-        finally:
-            host.close()
-    if failed:
-        raise FabdeployError(f"failed on {', '.join(failed)}")
-
-
 @task(name="start")
 def start_(c):  # type: ignore[no-untyped-def]
     """Start the app's service on each host."""
-    _each_host(c, start)
+    remote.on_each_host(c, "start", start)
 
 
 @task(name="stop")
 def stop_(c):  # type: ignore[no-untyped-def]
     """Stop the app's service on each host."""
-    _each_host(c, stop)
+    remote.on_each_host(c, "stop", stop)
 
 
 @task(name="restart")
 def restart_(c):  # type: ignore[no-untyped-def]
     """Restart the app's service (a short outage; prefer reload)."""
-    _each_host(c, restart)
+    remote.on_each_host(c, "restart", restart)
 
 
 @task
 def reload(c):  # type: ignore[no-untyped-def]
     """Reload gracefully onto the release `current` points to, no dropped request."""
-    _each_host(c, lambda host: switch(host, None))
+    remote.on_each_host(c, "reload", lambda host: switch(host, None))
 
 
 ns = Collection("run")

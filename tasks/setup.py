@@ -26,9 +26,9 @@ from string import Template
 
 from invoke import Collection, task
 
-from . import remote
+from . import hooks, remote
 from .config import Settings
-from .errors import FabdeployError, HostError
+from .errors import HostError
 from .layout import Layout, logrotate_file, unit_file
 from .remote import Host
 
@@ -390,31 +390,28 @@ echo "current=${target##*/}"
 # --- tasks ---------------------------------------------------------------------------------
 
 
-def _each_host(c, work) -> None:  # type: ignore[no-untyped-def]
-    _, hosts = remote.session(c)
-    failed = []
-    for host in hosts:
-        try:
-            work(host)
-        except FabdeployError as exc:
-            host.output.line(host.name, str(exc).removeprefix("fabdeploy: "), err=True)
-            failed.append(host.name)
-        finally:
-            host.close()
-    if failed:
-        raise FabdeployError(f"setup failed on {', '.join(failed)}")
-
-
 @task(name="all")
 def all_(c):  # type: ignore[no-untyped-def]
     """Prepare hosts: packages, user, directories, secrets, unit file (idempotent)."""
-    _each_host(c, prepare)
+    _, hosts = remote.session(c)
+
+    def work(host: Host) -> None:
+        first = host is hosts[0]
+        hooks.run_on(c, host, "before_setup", once=False)
+        if first:
+            hooks.run_on(c, host, "before_setup", once=True)
+        prepare(host)
+        hooks.run_on(c, host, "after_setup", once=False)
+        if first:
+            hooks.run_on(c, host, "after_setup", once=True)
+
+    remote.on_each_host(c, "setup", work, hosts)
 
 
 @task(name="packages")
 def packages_(c):  # type: ignore[no-untyped-def]
     """Install the remote Python and venv support when missing."""
-    _each_host(c, packages)
+    remote.on_each_host(c, "setup.packages", packages)
 
 
 @task
@@ -426,7 +423,7 @@ def layout(c):  # type: ignore[no-untyped-def]
         directories(host, group)
         secrets(host, group)
 
-    _each_host(c, work)
+    remote.on_each_host(c, "setup", work)
 
 
 @task(name="service")
@@ -437,7 +434,7 @@ def service_(c):  # type: ignore[no-untyped-def]
         _, group = user(host)
         service(host, group)
 
-    _each_host(c, work)
+    remote.on_each_host(c, "setup", work)
 
 
 ns = Collection("setup")

@@ -12,7 +12,10 @@ Functions other modules compose:
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from pathlib import Path
 
 from invoke import Collection, Context, task
 
@@ -124,6 +127,9 @@ def run_local(c: Context, settings: Settings, output: Output | None = None) -> f
                 hide=False,
                 pty=False,
                 in_stream=False,
+                env={
+                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+                },
                 out_stream=out,
                 err_stream=err,
             )

@@ -370,10 +370,13 @@ def test_broken_release_never_replaces_the_served_one(
 
 def test_failing_local_tests_stop_the_deploy_before_any_host_changes(site: Site) -> None:
     releases, lines = site.releases(), len(site.audit())
+    sshd_log = site.host.root / "log" / "sshd.log"
+    logins = sshd_log.read_text().count("Accepted publickey")
     site.app("1.3.1", requirements=("python-dotenv",), uses="dotenv", broken="tests")
     failed = site.fab("deploy", ok=False)
     assert "local tests failed" in failed.stderr
-    assert "-> upload" not in failed.stdout
+    assert "-> lock" not in failed.stdout and "-> upload" not in failed.stdout
+    assert sshd_log.read_text().count("Accepted publickey") == logins, "no SSH login at all"
     assert site.releases() == releases and len(site.audit()) == lines
     assert site.get("/")["version"] == "1.2.0"
 

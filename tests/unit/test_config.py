@@ -126,6 +126,7 @@ def test_example_env_documents_exactly_the_keys() -> None:
     text = (REPO / "config" / "example.env").read_text()
     documented = [line.split("=", 1)[0] for line in text.splitlines() if line and line[0] != "#"]
     assert documented == [key.name for key in config.KEYS]
+    assert text == config.example_env(), "regenerate config/example.env (see its header)"
 
 
 class Listener:

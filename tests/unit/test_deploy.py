@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import config, deploy
+from tasks import config, deploy, fleet, lock, releases
 from tasks.errors import HostError
 from tasks.layout import Audit, release_name
 
@@ -21,15 +21,15 @@ R = [f"20261124T0{h}0000.000Z" for h in range(1, 8)]  # seven releases, oldest f
 # --- the lock ------------------------------------------------------------------------------
 
 
-def owner(**kw: object) -> deploy.LockOwner:
+def owner(**kw: object) -> lock.LockOwner:
     values = {"user": "ann@laptop", "machine": "laptop", "pid": 4242, "since": 1000, "token": "t1"}
     values.update(kw)
-    return deploy.LockOwner(**values)  # type: ignore[arg-type]
+    return lock.LockOwner(**values)  # type: ignore[arg-type]
 
 
 def test_lock_owner_round_trips() -> None:
-    assert deploy.LockOwner.parse(owner().format()) == owner()
-    assert deploy.LockOwner.parse("pid=notanumber\n") is None
+    assert lock.LockOwner.parse(owner().format()) == owner()
+    assert lock.LockOwner.parse("pid=notanumber\n") is None
 
 
 @pytest.mark.parametrize(
@@ -42,23 +42,23 @@ def test_lock_owner_round_trips() -> None:
     ],
 )
 def test_describe_lock_names_holder_and_age(now: int, expected: str) -> None:
-    assert deploy.describe_lock(owner(), now) == expected
+    assert lock.describe_lock(owner(), now) == expected
 
 
 def test_describe_lock_without_owner_file() -> None:
-    assert "unknown deploy" in deploy.describe_lock(None, 5)
+    assert "unknown deploy" in lock.describe_lock(None, 5)
 
 
 def test_stale_only_when_the_holder_ran_here_and_is_gone() -> None:
-    assert deploy.is_stale(owner(), "laptop", lambda pid: False)
-    assert not deploy.is_stale(owner(), "laptop", lambda pid: True)
-    assert not deploy.is_stale(owner(), "other-machine", lambda pid: False)
-    assert not deploy.is_stale(None, "laptop", lambda pid: False)
+    assert lock.is_stale(owner(), "laptop", lambda pid: False)
+    assert not lock.is_stale(owner(), "laptop", lambda pid: True)
+    assert not lock.is_stale(owner(), "other-machine", lambda pid: False)
+    assert not lock.is_stale(None, "laptop", lambda pid: False)
 
 
 def test_pid_alive_sees_this_process() -> None:
-    assert deploy.pid_alive(os.getpid())
-    assert not deploy.pid_alive(0)
+    assert lock.pid_alive(os.getpid())
+    assert not lock.pid_alive(0)
 
 
 class FakeHost:
@@ -82,13 +82,13 @@ class FakeHost:
         self.said.append(text)
 
 
-def held_by(holder: deploy.LockOwner, now: int = 1030) -> str:
+def held_by(holder: lock.LockOwner, now: int = 1030) -> str:
     return f"held\nnow={now}\n{holder.format()}"
 
 
 def test_take_lock_acquires(tmp_path: Path) -> None:
     host = FakeHost(["acquired\n"], tmp_path)
-    deploy.take_lock(host, owner(), break_lock=False)  # type: ignore[arg-type]
+    lock.take_lock(host, owner(), break_lock=False)  # type: ignore[arg-type]
     assert host.envs[0]["LOCK"] == "/srv/shop/.lock" and host.envs[0]["FORCE"] == "no"
     assert "token=t1" in host.envs[0]["OWNER"]
 
@@ -97,7 +97,7 @@ def test_a_held_lock_fails_at_once_naming_holder_and_age(tmp_path: Path) -> None
     holder = owner(user="bob@ci", machine="ci-runner", pid=77)
     host = FakeHost([held_by(holder)], tmp_path)
     with pytest.raises(HostError) as info:
-        deploy.take_lock(host, owner(), break_lock=False)  # type: ignore[arg-type]
+        lock.take_lock(host, owner(), break_lock=False)  # type: ignore[arg-type]
     message = str(info.value)
     assert "deploy lock held by bob@ci (pid 77 on ci-runner) for 30s" in message
     assert "fab unlock" in message and "--break-lock" in message
@@ -107,7 +107,7 @@ def test_a_held_lock_fails_at_once_naming_holder_and_age(tmp_path: Path) -> None
 def test_break_lock_says_who_held_it(tmp_path: Path) -> None:
     holder = owner(user="bob@ci", machine="ci-runner", pid=77)
     host = FakeHost([held_by(holder), "acquired\n"], tmp_path)
-    deploy.take_lock(host, owner(), break_lock=True)  # type: ignore[arg-type]
+    lock.take_lock(host, owner(), break_lock=True)  # type: ignore[arg-type]
     assert host.said == [
         "breaking the deploy lock held by bob@ci (pid 77 on ci-runner) for 30s (--break-lock)"
     ]
@@ -118,7 +118,7 @@ def test_a_lock_of_a_dead_fab_on_this_machine_is_broken_saying_so(tmp_path: Path
     me = owner(machine="laptop", pid=os.getpid())
     dead = owner(machine="laptop", pid=2**22 + 12345, token="old")  # no such pid
     host = FakeHost([held_by(dead), "acquired\n"], tmp_path)
-    deploy.take_lock(host, me)  # type: ignore[arg-type]
+    lock.take_lock(host, me)  # type: ignore[arg-type]
     assert "is stale: that fab is no longer running; breaking it" in host.said[0]
     assert host.envs[1]["FORCE"] == "yes"
 
@@ -126,7 +126,7 @@ def test_a_lock_of_a_dead_fab_on_this_machine_is_broken_saying_so(tmp_path: Path
 def test_release_lock_keeps_a_lock_someone_else_took(tmp_path: Path) -> None:
     other = owner(user="bob@ci", token="theirs")
     host = FakeHost([f"now=1010\n{other.format()}kept=yes\n"], tmp_path)
-    held = deploy.release_lock(host, owner())  # type: ignore[arg-type]
+    held = lock.release_lock(host, owner())  # type: ignore[arg-type]
     assert held.startswith("bob@ci")
     assert host.envs[0]["TOKEN"] == "t1"
     assert "left in place" in host.said[0]
@@ -136,25 +136,25 @@ def test_release_lock_keeps_a_lock_someone_else_took(tmp_path: Path) -> None:
 
 
 def test_cleanup_keeps_the_newest() -> None:
-    assert deploy.releases_to_remove(R, R[-1], R[-2], 3) == R[:4]
+    assert releases.releases_to_remove(R, R[-1], R[-2], 3) == R[:4]
 
 
 def test_cleanup_never_removes_current_or_previous_after_a_rollback() -> None:
-    doomed = deploy.releases_to_remove(R, current=R[1], previous=R[0], keep=3)
+    doomed = releases.releases_to_remove(R, current=R[1], previous=R[0], keep=3)
     assert R[0] not in doomed and R[1] not in doomed
     assert doomed == R[2:6]  # kept: current, previous and the newest
     assert len(R) - len(doomed) == 3
 
 
 def test_cleanup_with_few_releases_removes_nothing() -> None:
-    assert deploy.releases_to_remove(R[:2], R[1], R[0], 5) == []
-    assert deploy.releases_to_remove([], "", "", 2) == []
+    assert releases.releases_to_remove(R[:2], R[1], R[0], 5) == []
+    assert releases.releases_to_remove([], "", "", 2) == []
 
 
 def test_previous_release_is_the_newest_older_than_current() -> None:
-    assert deploy.previous_release(R, R[3]) == R[2]
-    assert deploy.previous_release(R, R[0]) == ""
-    assert deploy.previous_release(R, R[3], good={R[0], R[1], R[3]}) == R[1]
+    assert releases.previous_release(R, R[3]) == R[2]
+    assert releases.previous_release(R, R[0]) == ""
+    assert releases.previous_release(R, R[3], good={R[0], R[1], R[3]}) == R[1]
 
 
 def test_good_releases_come_from_ok_audit_lines() -> None:
@@ -166,16 +166,16 @@ def test_good_releases_come_from_ok_audit_lines() -> None:
             ("rollback", R[2], "ok"),
         ]
     )
-    assert deploy.good_releases(log + "\nnot an audit line\n") == {R[0], R[2]}
-    assert deploy.good_releases("") is None
+    assert releases.good_releases(log + "\nnot an audit line\n") == {R[0], R[2]}
+    assert releases.good_releases("") is None
 
 
 def test_inventory_previous_skips_releases_that_never_served() -> None:
     log = Audit("t", "deploy", R[0], "r", "u", "ok").format() + "\n"
     log += Audit("t", "deploy", R[2], "r", "u", "ok").format() + "\n"
-    found = deploy.Inventory({R[0]: "a", R[1]: "a", R[2]: "b"}, [], R[2], ["a", "b"], log)
+    found = releases.Inventory({R[0]: "a", R[1]: "a", R[2]: "b"}, [], R[2], ["a", "b"], log)
     assert found.previous() == R[0]  # R[1] was unpacked by a killed deploy, never served
-    bare = deploy.Inventory({R[0]: "a", R[1]: "a", R[2]: "b"}, [], R[2], ["a", "b"], "")
+    bare = releases.Inventory({R[0]: "a", R[1]: "a", R[2]: "b"}, [], R[2], ["a", "b"], "")
     assert bare.previous() == R[1]
 
 
@@ -190,14 +190,35 @@ def test_release_names_sort_by_time() -> None:
 # --- the flow ------------------------------------------------------------------------------
 
 
-def test_timing_table_has_steps_in_flow_order_per_place() -> None:
-    table = deploy.timing_table(
-        {"local": {"build": 1.5, "test": 0.25}, "web1": {"upload": 0.5, "lock": 0.1}}
-    )
-    lines = table.splitlines()
-    assert lines[0].split() == ["step", "local", "web1"]
-    assert [line.split()[0] for line in lines[1:]] == ["lock", "test", "build", "upload", "total"]
-    assert lines[-1].split() == ["total", "1.75", "0.60"]
+def test_summary_has_a_row_per_host_with_steps_in_flow_order() -> None:
+    class FakeHost:
+        def __init__(self, name: str) -> None:
+            self.name, self.connections, self.sessions, self.output = name, 1, 7, None
+
+    web1, web2 = FakeHost("web1"), FakeHost("web2")
+    run_ = fleet.Run.__new__(fleet.Run)
+    run_.hosts = [web1, web2]  # type: ignore[list-item]
+    run_.timings = {
+        "local": {"build": 1.5, "test": 0.25},
+        "web1": {"upload": 0.5, "lock": 0.1},
+        "web2": {"lock": 0.2},
+    }
+    run_.results = {"web1": "serving R1", "web2": "prepare failed"}
+    lines = run_.summary().splitlines()
+    assert lines[0].split() == [
+        "host",
+        "test",
+        "lock",
+        "build",
+        "upload",
+        "total",
+        "ssh",
+        "conn/sess",
+        "result",
+    ]
+    assert lines[1].split() == ["local", "0.25", "1.50", "1.75"]
+    assert lines[2].split() == ["web1", "0.10", "0.50", "0.60", "1/7", "serving", "R1"]
+    assert lines[3].split() == ["web2", "0.20", "0.20", "1/7", "prepare", "failed"]
 
 
 def test_deploy_reads_as_the_list_of_steps() -> None:
@@ -205,24 +226,25 @@ def test_deploy_reads_as_the_list_of_steps() -> None:
     order = [
         source.index(marker)
         for marker in (
+            '"before_deploy"',
+            '"test"',
             "locked(",
             '"check"',
-            '"test"',
             '"build"',
-            '"upload"',
-            '"install"',
-            '"smoke"',
-            '"switch"',
+            "prepare(",
+            "switch_in_batches(",
             '"cleanup"',
             '"record"',
+            '"after_deploy"',
         )
     ]
     assert order == sorted(order)
-    assert deploy.STEPS[0] == "lock" and deploy.STEPS[-1] == "unlock"
+    body = source[source.index("def deploy") :].strip().splitlines()
+    assert len(body) < 30, "the flow stays a short list of named steps"
 
 
 def test_task_options_have_help() -> None:
-    assert set(deploy.deploy.help) == {"skip-tests", "allow-dirty", "break-lock"}
-    assert set(deploy.rollback.help) == {"release"}
+    assert set(deploy.deploy.help) == {"skip-tests", "allow-dirty", "break-lock", "fleet"}
+    assert set(deploy.rollback.help) == {"release", "fleet"}
     for task in (deploy.deploy, deploy.rollback, deploy.unlock):
         assert re.match(r"^[A-Z].*\.$", task.__doc__.strip().splitlines()[0])

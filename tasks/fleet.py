@@ -1,0 +1,172 @@
+"""One deploy or rollback across hosts: steps run locally once, on every host in parallel,
+or in batches, with seconds per step per host and a summary table at the end.
+
+Every host keeps one SSH connection for the whole command (its `Host`), so a step on a host
+costs a session on that connection, never a new connection.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from invoke import Context
+
+from . import remote, setup, upload
+from .config import Settings
+from .errors import FabdeployError, HostError
+from .lock import LockOwner
+from .remote import Host, Output
+from .report import table
+
+LOCAL = "local"
+#: The order steps appear in the summary (others follow, in the order they ran).
+ORDER = (
+    "test",
+    "lock",
+    "check",
+    "choose",
+    "build",
+    "upload",
+    "install",
+    "smoke",
+    "switch",
+    "cleanup",
+    "record",
+    "unlock",
+)
+
+Step = Callable[["Run", Host], object]
+
+
+@dataclass
+class Run:
+    """One deploy or rollback: settings, hosts, options, and what happened on each host."""
+
+    c: Context
+    settings: Settings
+    hosts: list[Host]
+    action: str = "deploy"
+    skip_tests: bool = False
+    allow_dirty: bool = False
+    break_lock: bool = False
+    wanted: str = ""  # rollback: the release asked for
+    owner: LockOwner = field(init=False)
+    output: Output = field(init=False)
+    build: upload.Build | None = None
+    facts: dict[str, setup.Facts] = field(default_factory=dict)
+    locked: list[Host] = field(default_factory=list)
+    release: dict[str, str] = field(default_factory=dict)  # host -> release being switched to
+    served: dict[str, str] = field(default_factory=dict)  # host -> release served before
+    results: dict[str, str] = field(default_factory=dict)  # host -> how it ended
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.owner = LockOwner(
+            upload.local_user(), socket.gethostname(), os.getpid(), 0, secrets.token_hex(8)
+        )
+        self.output = self.hosts[0].output if self.hosts else Output()
+
+    def say(self, text: str) -> None:
+        """Print a line that belongs to no host."""
+        self.output.say(text)
+
+    def _timed(self, where: str, name: str, work: Callable[[], object]) -> object:
+        started = time.monotonic()
+        try:
+            return work()
+        finally:
+            spent = self.timings.setdefault(where, {})
+            spent[name] = spent.get(name, 0.0) + time.monotonic() - started
+
+    def locally(self, name: str, step: Callable[[Run], object]) -> None:
+        """Run a local step once."""
+        self.say(f"-> {name}")
+        self._timed(LOCAL, name, lambda: step(self))
+
+    def on(self, host: Host, name: str, step: Step) -> None:
+        """Run a host step on one host."""
+        host.say(f"-> {name}")
+        self._timed(host.name, name, lambda: step(self, host))
+
+    def across(
+        self, hosts: list[Host], work: Callable[[Host], object]
+    ) -> list[tuple[Host, BaseException]]:
+        """Run ``work`` on ``hosts`` in parallel (PARALLEL at once); return the failures."""
+        done = remote.each(hosts, work, self.settings.parallel)
+        failures = [(host, error) for host, _, error in done if error is not None]
+        for host, error in failures:
+            if isinstance(error, KeyboardInterrupt):
+                raise error
+            host.output.line(host.name, f"failed: {detail(error)}", err=True)
+        return failures
+
+    def everywhere(self, name: str, step: Step, hosts: list[Host] | None = None) -> None:
+        """Run a host step on every host in parallel; any failure stops the command."""
+        failures = self.across(
+            self.hosts if hosts is None else hosts, lambda h: self.on(h, name, step)
+        )
+        if failures:
+            for host, _ in failures:
+                self.results[host.name] = f"{name} failed"
+            raise failed(name, failures)
+
+    def batches(self) -> list[list[Host]]:
+        """The hosts in switch batches of SWITCH_BATCH."""
+        size = self.settings.batch_size(len(self.hosts))
+        return [self.hosts[i : i + size] for i in range(0, len(self.hosts), size)]
+
+    def summary(self) -> str:
+        """Seconds per step, result and SSH use per host (and the local steps)."""
+        steps = [s for s in ORDER if any(s in t for t in self.timings.values())]
+        steps += [s for t in self.timings.values() for s in t if s not in steps]
+        rows = []
+        for where in [LOCAL, *(h.name for h in self.hosts)]:
+            spent = self.timings.get(where, {})
+            host = next((h for h in self.hosts if h.name == where), None)
+            ssh = f"{host.connections}/{host.sessions}" if host else ""
+            rows.append(
+                [where]
+                + [f"{spent[s]:.2f}" if s in spent else "" for s in steps]
+                + [f"{sum(spent.values()):.2f}", ssh, self.results.get(where, "")]
+            )
+        headers = ["host", *steps, "total", "ssh conn/sess", "result"]
+        return table(headers, rows, right=",".join([*steps, "total"]))
+
+
+def detail(error: BaseException) -> str:
+    """An error's message without the host prefix `HostError` adds."""
+    if isinstance(error, HostError):
+        return error.detail
+    if isinstance(error, FabdeployError):
+        return (error.message or "").removeprefix("fabdeploy: ")
+    return f"{type(error).__name__}: {error}"
+
+
+def failed(
+    step: str, failures: list[tuple[Host, BaseException]], after: str = ""
+) -> FabdeployError:
+    """One error naming every host where ``step`` failed, and why."""
+    where = "; ".join(f"[{host.name}] {detail(error)}" for host, error in failures)
+    return FabdeployError(
+        f"{step} failed on {len(failures)} host(s): {where}" + (f". {after}" if after else "")
+    )
+
+
+@contextmanager
+def reported(run_: Run) -> Iterator[Run]:
+    """Print the summary table and close every connection when the command ends."""
+    try:
+        yield run_
+    finally:
+        if run_.build:
+            run_.build.cleanup()
+        if run_.timings:
+            run_.say(run_.summary())
+        for host in run_.hosts:
+            host.close()

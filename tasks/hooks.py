@@ -1,0 +1,214 @@
+"""Hooks: a user's own steps before and after each stage and around the switch.
+
+A hook is attached to a named point, from a fabfile (a Python function) or from the
+environment file (a shell command run on the hosts)::
+
+    from fabdeploy import hooks, ns
+
+    @hooks.before("switch", ns, once=True)
+    def migrate(ctx):
+        ctx.run(".venv/bin/python manage.py migrate")
+
+``HOOK_BEFORE_SWITCH=once: .venv/bin/python manage.py migrate`` in ``config/<env>.env`` does
+the same. Host points run on every host (in the new release's directory, as the app user,
+with the app's secrets in the environment), or on the first host only with ``once``. Local
+points run once, on this machine. A hook that fails stops the deploy as a failing stage would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from invoke import Collection, Context
+from invoke.runners import Result
+
+from .config import Settings
+from .errors import FabdeployError
+from .layout import Layout
+from .remote import Host, Output, quote
+
+#: Points that run once, locally.
+LOCAL_POINTS = (
+    "before_deploy",
+    "before_test",
+    "after_test",
+    "after_deploy",
+    "before_rollback",
+    "after_rollback",
+)
+#: Points that run on the hosts (each host, or the first only with ``once``).
+HOST_POINTS = (
+    "before_setup",
+    "after_setup",
+    "before_upload",
+    "after_upload",
+    "before_switch",
+    "after_switch",
+)
+POINTS = LOCAL_POINTS + HOST_POINTS
+#: Points the environment file can attach a command to (``HOOK_<POINT>``).
+ENV_POINTS = ("after_upload", "before_switch", "after_switch")
+
+#: Runs a hook command with the app's secrets (``.env`` in the release) in its environment,
+#: parsed (never sourced by a shell, so nothing in a value is executed).
+_WITH_SECRETS = r"""
+import os, re, sys
+env = dict(os.environ)
+try:
+    text = open(".env", encoding="utf-8").read()
+except OSError:
+    text = ""
+for line in text.splitlines():
+    match = re.match(r'^([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"$', line.strip())
+    if match:
+        env[match.group(1)] = re.sub(r"\\(.)", r"\1", match.group(2))
+os.execvpe("bash", ["bash", "-c", sys.argv[1]], env)
+"""
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One attached action: a Python callable taking a `HookContext`, or a shell command."""
+
+    point: str
+    action: Callable[[HookContext], Any] | str
+    once: bool = False
+
+    @property
+    def name(self) -> str:
+        """How output refers to the hook."""
+        if isinstance(self.action, str):
+            return f"`{self.action}`"
+        return getattr(self.action, "__name__", repr(self.action))
+
+
+@dataclass
+class HookContext:
+    """What a hook gets: where it runs, the release, and `run` to run a command there."""
+
+    point: str
+    c: Context
+    settings: Settings
+    output: Output
+    host: Host | None = None
+    release: str = ""
+
+    @property
+    def path(self) -> str:
+        """The release's directory on the host ("" before upload and for local points)."""
+        if not self.release:
+            return ""
+        return Layout(self.settings.deploy_root).release(self.release)
+
+    def say(self, text: str) -> None:
+        """Print ``text``, prefixed with the host when there is one."""
+        self.output.line(self.host.name if self.host else "", text)
+
+    def run(self, command: str) -> Result:
+        """Run ``command``: on the host in the release directory as the app user with the
+        app's secrets in its environment, or locally for local points. Fails loudly."""
+        if self.host is None:
+            result = Context(config=self.c.config).run(command, warn=True, in_stream=False)
+            if result.failed:
+                raise FabdeployError(
+                    f"hook {self.point}: `{command}` failed (exit {result.exited})"
+                )
+            return result
+        where = self.path or self.settings.deploy_root
+        python = ".venv/bin/python" if self.path else self.settings.python
+        script = f'cd {quote(where)} && exec {python} -c {quote(_WITH_SECRETS)} "$0"'
+        return self.host.run(
+            f"bash -c {quote(script)} {quote(command)}",
+            user=self.host.app_user,
+            label=f"hook {self.point} `{command}`",
+        )
+
+
+def _check_point(point: str) -> str:
+    if point not in POINTS:
+        raise ValueError(f"unknown hook point {point!r}; points: {', '.join(POINTS)}")
+    return point
+
+
+def add(
+    collection: Collection,
+    point: str,
+    action: Callable[[HookContext], Any] | str,
+    *,
+    once: bool = False,
+) -> None:
+    """Attach ``action`` to ``point`` for the tasks of ``collection`` (fabdeploy's ``ns``)."""
+    _check_point(point)
+    if once and point in LOCAL_POINTS:
+        raise ValueError(f"{point} runs once, locally, already: drop once=True")
+    current = collection.configuration().get("fabdeploy", {}).get("hooks", {})
+    hooks = {name: list(entries) for name, entries in current.items()}
+    hooks.setdefault(point, []).append(Hook(point, action, once))
+    collection.configure({"fabdeploy": {"hooks": hooks}})
+
+
+def before(stage: str, collection: Collection, *, once: bool = False) -> Callable[[Any], Any]:
+    """Decorator: run the function before ``stage`` (deploy, test, upload, switch, ...)."""
+
+    def attach(function: Callable[[HookContext], Any]) -> Callable[[HookContext], Any]:
+        add(collection, f"before_{stage}", function, once=once)
+        return function
+
+    return attach
+
+
+def after(stage: str, collection: Collection, *, once: bool = False) -> Callable[[Any], Any]:
+    """Decorator: run the function after ``stage`` (deploy, test, upload, switch, ...)."""
+
+    def attach(function: Callable[[HookContext], Any]) -> Callable[[HookContext], Any]:
+        add(collection, f"after_{stage}", function, once=once)
+        return function
+
+    return attach
+
+
+def from_settings(settings: Settings, point: str) -> list[Hook]:
+    """The hook the environment file attaches to ``point`` (``HOOK_<POINT>``), if any."""
+    command = settings.hooks.get(point, "").strip()
+    if not command:
+        return []
+    once = command.startswith("once:")
+    return [Hook(point, command.removeprefix("once:").strip(), once)]
+
+
+def attached(c: Context, settings: Settings, point: str) -> list[Hook]:
+    """Every hook at ``point``: the fabfile's first, then the environment file's."""
+    configured = c.config.get("fabdeploy", {}).get("hooks", {}) or {}
+    return [*configured.get(point, []), *from_settings(settings, point)]
+
+
+def run_local(c: Context, settings: Settings, output: Output, point: str) -> None:
+    """Run the hooks of a local point, once."""
+    for hook in attached(c, settings, point):
+        output.say(f"hook {point}: {hook.name}")
+        _call(hook, HookContext(point, c, settings, output))
+
+
+def run_on(c: Context, host: Host, point: str, release: str = "", *, once: bool) -> None:
+    """Run on ``host`` the hooks of a host point that are ``once`` hooks (or are not)."""
+    for hook in attached(c, host.settings, point):
+        if hook.once != once:
+            continue
+        host.say(f"hook {point}: {hook.name}" + (" (once)" if once else ""))
+        _call(hook, HookContext(point, c, host.settings, host.output, host, release))
+
+
+def _call(hook: Hook, ctx: HookContext) -> None:
+    """Run one hook; any failure becomes a `FabdeployError` naming the hook and the host."""
+    where = f"[{ctx.host.name}] " if ctx.host else ""
+    try:
+        if isinstance(hook.action, str):
+            ctx.run(hook.action)
+        else:
+            hook.action(ctx)
+    except FabdeployError:
+        raise
+    except Exception as exc:
+        raise FabdeployError(f"{where}hook {hook.point} {hook.name} failed: {exc}") from exc

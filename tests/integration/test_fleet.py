@@ -1,0 +1,206 @@
+"""Fleet deploys on three real hosts, with the example user fabfile (tests/example_project).
+
+Prepare runs on every host before any switch; the switch goes host by host (SWITCH_BATCH=1),
+each behind its health check. A host that cannot prepare stops the deploy with no host
+switched; a host failing its live health check in the second batch goes back, the third is
+never switched, and the report says who serves what. The example fabfile's migration hook
+runs once per fleet deploy, before the first switch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.hostkit import HostKit, TestHost
+from tests.integration.apps import write_app
+
+try:
+    from tests.conftest import _LIVE_KITS, missing_for_netns
+except ImportError:  # pragma: no cover
+    _LIVE_KITS = []
+
+    def missing_for_netns() -> str | None:
+        return None
+
+
+REPO = Path(__file__).resolve().parents[2]
+FAB = str(Path(sys.executable).with_name("fab"))
+EXAMPLE_FABFILE = REPO / "tests" / "example_project" / "fabfile.py"
+APP, PORT, ROOT = "hello", 8000, "/srv/hello"
+
+#: The example app's migration: one line per run in shared/log/migrations.log, saying where
+#: it ran, which release, and whether the app's secrets were in its environment.
+MIGRATE = """import os, pathlib, socket
+line = f"{socket.gethostname()} {pathlib.Path.cwd().name} secrets={'GREETING' in os.environ}\\n"
+with open("../../shared/log/migrations.log", "a") as log:
+    log.write(line)
+"""
+#: Health that fails on the live port only where the host has a marker file: the smoke check
+#: (side port) passes, the switch's own health gate must catch it.
+MARKED_UNHEALTHY = (
+    '    ok = bool(os.environ.get("GREETING"))\n',
+    "    from flask import request\n\n"
+    '    marked = Path("/srv/hello/shared/unhealthy").exists() and request.host.endswith(":8000")\n'
+    '    ok = bool(os.environ.get("GREETING")) and not marked\n',
+)
+
+
+@dataclass
+class Fleet:
+    hosts: list[TestHost]
+    project: Path
+    env: dict[str, str]
+
+    def fab(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [FAB, *args],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        print(proc.stdout[-6000:], proc.stderr[-3000:])
+        assert (proc.returncode == 0) == ok, f"fab {args} exited {proc.returncode}"
+        return proc
+
+    def app(self, version: str, *, marked_unhealthy: bool = False) -> None:
+        dest = write_app(self.project / "app", version)
+        (dest / "migrate.py").write_text(MIGRATE)
+        (dest / "secrets.env").write_text("GREETING=hi\n")
+        if marked_unhealthy:
+            app = dest / "app.py"
+            old, new = MARKED_UNHEALTHY
+            assert old in app.read_text()
+            app.write_text(app.read_text().replace(old, new))
+
+    def served(self) -> list[str]:
+        versions = []
+        for host in self.hosts:
+            with urllib.request.urlopen(host.url(PORT, "/"), timeout=10) as answer:
+                versions.append(json.loads(answer.read())["version"])
+        return versions
+
+    def current(self, host: TestHost) -> str:
+        return os.readlink(host.root / "srv" / APP / "current").rpartition("/")[2]
+
+    def releases(self, host: TestHost) -> list[str]:
+        return sorted(p.name for p in (host.root / "srv" / APP / "releases").iterdir())
+
+    def migrations(self) -> list[str]:
+        lines = []
+        for host in self.hosts:
+            log = host.root / "srv" / APP / "shared" / "log" / "migrations.log"
+            lines += log.read_text().splitlines() if log.exists() else []
+        return lines
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    missing = missing_for_netns()
+    if missing:
+        pytest.skip(f"[hostkit] a fleet needs root and network namespaces; missing: {missing}")
+    kit = HostKit(tmp_path_factory.mktemp("fleet-hosts"))
+    _LIVE_KITS.append(kit)
+    try:
+        hosts = kit.start(3)
+        project = tmp_path_factory.mktemp("fleet-project")
+        shutil.copy(EXAMPLE_FABFILE, project / "fabfile.py")
+        (project / "config").mkdir()
+        (project / "config" / "staging.env").write_text(
+            f"HOSTS={','.join(f'deploy@{h.address}' for h in hosts)}\n"
+            f"SSH_KEY={kit.client_key}\nKNOWN_HOSTS={kit.known_hosts}\n"
+            f"APP_NAME={APP}\nAPP_DIR=app\nBIND=0.0.0.0:{PORT}\nSECRETS_FILE=app/secrets.env\n"
+            "WORKERS=1\nHEALTH_TIMEOUT=10\nSWITCH_BATCH=1\nPARALLEL=8\nTEST_COMMAND=\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FABDEPLOY_")}
+        env["PYTHONPATH"] = str(REPO)
+        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+        fleet = Fleet(hosts, project, env)
+        fleet.app("1.0.0")
+        fleet.fab("staging", "setup")
+        yield fleet
+    finally:
+        kit.stop()
+        if kit in _LIVE_KITS:
+            _LIVE_KITS.remove(kit)
+
+
+def test_fleet_prepares_everywhere_then_switches_host_by_host(fleet: Fleet) -> None:
+    proc = fleet.fab("staging", "deploy")
+    out = proc.stdout
+    assert fleet.served() == ["1.0.0"] * 3
+    first_switch = out.index("-> switch")
+    for host in fleet.hosts:
+        assert out.index(f"[{host.address}] -> smoke") < first_switch  # all prepared first
+    assert "switch: batch 1 of 3" in out and "switch: batch 3 of 3" in out
+    # the example fabfile's hook: once per fleet deploy, before any switch, with the secrets
+    assert len(fleet.migrations()) == 1
+    assert fleet.migrations()[0].endswith("secrets=True")
+    assert out.index("hook before_switch: migrate (once)") < first_switch
+    # one SSH connection per host for the whole command (summary column conn/sess)
+    for host in fleet.hosts:
+        row = next(line for line in out.splitlines() if line.startswith(host.address + " "))
+        assert " 1/" in row and "serving" in row
+
+
+def test_a_host_that_cannot_prepare_stops_the_deploy_with_none_switched(fleet: Fleet) -> None:
+    before = [fleet.current(h) for h in fleet.hosts]
+    releases = [fleet.releases(h) for h in fleet.hosts]
+    full = fleet.hosts[1]
+    incoming = f"{ROOT}/.incoming"
+    full.sh(f"mkdir -p {incoming} && mount -t tmpfs -o size=64k tmpfs {incoming}")
+    try:
+        fleet.app("2.0.0")
+        proc = fleet.fab("staging", "deploy", ok=False)
+    finally:
+        full.sh(f"umount {incoming}")
+    assert f"prepare failed on 1 host(s): [{full.address}]" in proc.stderr
+    assert "No host was switched" in proc.stderr
+    assert "-> switch" not in proc.stdout
+    assert fleet.served() == ["1.0.0"] * 3
+    assert [fleet.current(h) for h in fleet.hosts] == before
+    assert [fleet.releases(h) for h in fleet.hosts] == releases  # half-made releases removed
+    assert len(fleet.migrations()) == 1  # the hook never ran
+
+
+def test_a_batch_failing_its_health_check_goes_back_and_the_report_says_so(fleet: Fleet) -> None:
+    h1, h2, h3 = fleet.hosts
+    h2.sh(f"touch {ROOT}/shared/unhealthy")
+    try:
+        fleet.app("3.0.0", marked_unhealthy=True)
+        proc = fleet.fab("staging", "deploy", ok=False)
+    finally:
+        h2.sh(f"rm -f {ROOT}/shared/unhealthy")
+    assert f"switch (batch 2 of 3) failed on 1 host(s): [{h2.address}]" in proc.stderr
+    assert fleet.served() == ["3.0.0", "1.0.0", "1.0.0"]
+    assert f"{h1.address} serving" in proc.stderr and f"{h2.address} back on" in proc.stderr
+    assert f"{h3.address} not switched" in proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line[:1].isdigit()}
+    assert "serving" in rows[h1.address] and "back on" in rows[h2.address]
+    assert "not switched" in rows[h3.address]
+    assert len(fleet.migrations()) == 2  # ran once, before the first batch
+
+
+def test_dash_h_fleet_flag_and_the_projects_own_tasks(fleet: Fleet) -> None:
+    fleet.app("4.0.0")
+    hosts = ",".join(f"deploy@{h.address}" for h in fleet.hosts)
+    proc = fleet.fab("-H", hosts, "staging", "ship", "--fleet")
+    assert fleet.served() == ["4.0.0"] * 3
+    assert proc.stdout.count("hook before_switch: migrate (once)") == 1
+    assert proc.stdout.count("deployed ") == 1  # one fleet deploy, not one per -H host
+    assert len(fleet.migrations()) == 3
+    uptime = fleet.fab("staging", "uptime")
+    for host in fleet.hosts:
+        assert f"[{host.address}]" in uptime.stdout and "load average" in uptime.stdout
