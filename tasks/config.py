@@ -153,6 +153,12 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("ALLOW_DIRTY", _bool, "no", "yes: ship uncommitted changes of a git checkout"),
     Key(
+        "PREBUILT_PACKAGES",
+        _bool,
+        "yes",
+        "yes: when hosts run the local Python X.Y, install packages locally, not with pip on hosts",
+    ),
+    Key(
         "PACKAGE_INDEX", _text, "", "Package index URL the servers install from; empty: wheelhouse"
     ),
     Key(
@@ -252,6 +258,7 @@ class Settings:
     requirements: str
     excludes: tuple[str, ...]
     allow_dirty: bool
+    prebuilt_packages: bool
     package_index: str
     deploy_root: str
     app_user: str
@@ -440,6 +447,7 @@ def build(environment: str, project: Path) -> Settings:
         requirements=values["REQUIREMENTS"],
         excludes=values["EXCLUDES"],
         allow_dirty=values["ALLOW_DIRTY"],
+        prebuilt_packages=values["PREBUILT_PACKAGES"],
         package_index=values["PACKAGE_INDEX"],
         deploy_root=values["DEPLOY_ROOT"] or f"/srv/{name}",
         app_user=values["APP_USER"],

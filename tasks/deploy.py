@@ -45,21 +45,24 @@ FLEET_HELP = "with -H a,b: deploy the -H hosts as one fleet (parallel prepare, b
         "allow-dirty": "ship uncommitted changes of a git checkout (revision gets -dirty)",
         "break-lock": "remove another deploy's lock first (prints who held it)",
         "fleet": FLEET_HELP,
+        "force": "deploy even when every host already serves this revision",
     }
 )
-def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, fleet=False):  # type: ignore[no-untyped-def]
+def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, fleet=False, force=False):  # type: ignore[no-untyped-def]
     """Deploy the app: test, build, upload, switch behind a health check, clean up."""
     settings, hosts = remote.session(c, fleet=fleet)
     if not hosts:
         return  # `fab -H a,b deploy --fleet`: this host was deployed with the fleet
     started = time.monotonic()
-    run_ = Run(c, settings, hosts, "deploy", skip_tests, allow_dirty, break_lock)
+    run_ = Run(c, settings, hosts, "deploy", skip_tests, allow_dirty, break_lock, force=force)
     with reported(run_):
         hooks.run_local(c, settings, run_.output, "before_deploy")
         run_.locally("test", test_step)  # before anything touches a host
         with locked(run_):  # lock ... unlock
             run_.everywhere("check", check)
             run_.locally("build", build)
+            if already_serving(run_):  # same revision, running everywhere: nothing to do
+                return
             prepare(run_)  # upload, install, smoke: every host, all or nothing
             switch_in_batches(run_)  # health-gated batches; a failed batch goes back
             run_.everywhere("cleanup", cleanup)
@@ -202,6 +205,22 @@ def test_step(run_: Run) -> None:
     hooks.run_local(run_.c, run_.settings, run_.output, "before_test")
     test.run_local(run_.c, run_.settings, run_.output)
     hooks.run_local(run_.c, run_.settings, run_.output, "after_test")
+
+
+def already_serving(run_: Run) -> bool:
+    """Whether every host runs the revision just built (then nothing changes, unless --force)."""
+    assert run_.build is not None
+    revision = run_.build.revision
+    same = all(f.revision == revision and f.running for f in run_.facts.values())
+    if same and not run_.force and not revision.endswith("-dirty"):
+        for host in run_.hosts:
+            run_.results[host.name] = f"no change, serving {run_.served[host.name]}"
+        run_.say(
+            f"no change: every host already serves revision {revision} "
+            "(nothing restarted; --force deploys it again)"
+        )
+        return True
+    return False
 
 
 def build(run_: Run) -> None:

@@ -56,6 +56,7 @@ class Run:
     allow_dirty: bool = False
     break_lock: bool = False
     wanted: str = ""  # rollback: the release asked for
+    force: bool = False  # deploy: even a revision every host already serves
     owner: LockOwner = field(init=False)
     output: Output = field(init=False)
     build: upload.Build | None = None

@@ -56,6 +56,8 @@ class Facts:
     python: str  # `python -VV` and platform: part of the venv hash
     python_version: str  # "3.11"
     current: str  # release `current` points to ("" when none)
+    revision: str = ""  # the revision of that release (its REVISION file)
+    running: bool = False  # the gunicorn master in the pidfile is alive
 
 
 def _say(host: Host, change: Change) -> Change:
@@ -365,6 +367,9 @@ echo "$("$PYTHON" -VV 2>&1 | tr '\\n' ' ')"
 "$PYTHON" -c 'import sysconfig, sys; print(sysconfig.get_platform()); print("%d.%d" % sys.version_info[:2])'
 target=$(readlink "$CURRENT" 2>/dev/null || true)
 echo "current=${target##*/}"
+echo "revision=$(sed -n 's/^revision=//p' "$CURRENT/REVISION" 2>/dev/null || true)"
+pid=$(cat "$PIDFILE" 2>/dev/null || true)
+if [[ $pid =~ ^[0-9]+$ ]] && [ -d "/proc/$pid" ]; then echo "running=yes"; else echo "running=no"; fi
 """,
         env={
             "RELEASES": paths.releases,
@@ -375,6 +380,7 @@ echo "current=${target##*/}"
             "CONF": paths.gunicorn_conf,
             "PYTHON": settings.python,
             "CURRENT": paths.current,
+            "PIDFILE": paths.pidfile,
         },
         hide=True,
         label="check",
@@ -383,8 +389,14 @@ echo "current=${target##*/}"
     if len(lines) < 3:
         raise HostError(host.name, f"check: unexpected answer {result.stdout!r}")
     identity, version = lines[0].strip() + " " + lines[1].strip(), lines[2].strip()
-    current = lines[3].partition("=")[2] if len(lines) > 3 else ""
-    return Facts(python=identity, python_version=version, current=current)
+    found = dict(line.partition("=")[::2] for line in lines[3:])
+    return Facts(
+        python=identity,
+        python_version=version,
+        current=found.get("current", ""),
+        revision=found.get("revision", ""),
+        running=found.get("running") == "yes",
+    )
 
 
 # --- tasks ---------------------------------------------------------------------------------

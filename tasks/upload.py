@@ -43,6 +43,9 @@ from .remote import Host
 VENV_MARKER = ".fabdeploy-complete"
 #: The wheelhouse's directory inside the archive (and the release, until install).
 WHEELHOUSE = "wheelhouse"
+#: Packages installed once locally (``pip install --target``) for hosts whose Python matches
+#: the local one: the venv on the host is then made without pip and filled by a copy.
+PREBUILT = "prebuilt-site-packages"
 #: fabdeploy's local state in the project (the wheel cache): never shipped, never "dirty".
 LOCAL_STATE = ".fabdeploy"
 
@@ -57,6 +60,7 @@ class Build:
     sha256: str
     requirements: str  # text of REQUIREMENTS ("" when the app has none)
     wheelhouse: bool  # the archive carries wheelhouse/ (no PACKAGE_INDEX)
+    prebuilt: bool  # the archive carries prebuilt-site-packages/ (hosts run the local Python)
     user: str  # local user@machine
     workdir: Path = field(repr=False)
 
@@ -177,7 +181,7 @@ def _source(
     """The release's revision, and a function adding the source files to a tar."""
     app_dir = settings.app_dir
     secret = _secrets_relative(settings)
-    skip = (*settings.excludes, WHEELHOUSE, LOCAL_STATE)
+    skip = (*settings.excludes, WHEELHOUSE, PREBUILT, LOCAL_STATE)
     prefix = git_prefix(app_dir)
     if prefix is None:
         files = [f for f in walk(app_dir, skip) if f != secret]
@@ -294,6 +298,33 @@ def wheelhouse(
     return cache
 
 
+def prebuilt(settings: Settings, wheels: Path, say: Callable[[str], None]) -> Path:
+    """REQUIREMENTS installed from ``wheels`` into a plain directory, locally, once (cached
+    beside the wheelhouse): what a venv's site-packages holds after ``pip install``."""
+    cache = wheels.with_name(f"{wheels.name}-site")
+    if (cache / VENV_MARKER).exists():
+        return cache
+    tmp = Path(f"{cache}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    started = time.monotonic()
+    command = [
+        sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "install",
+        "-q", "--no-index", "--find-links", str(wheels), "--target", str(tmp), "--no-compile",
+        "--no-warn-script-location", "-r", str(settings.app_dir / settings.requirements),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise FabdeployError(f"installing the requirements locally failed:\n{tail}")
+    shutil.rmtree(tmp / "bin", ignore_errors=True)  # console scripts name the local Python
+    (tmp / VENV_MARKER).write_text("")
+    shutil.rmtree(cache, ignore_errors=True)
+    tmp.rename(cache)
+    say(f"packages installed locally for the hosts in {time.monotonic() - started:.1f}s")
+    return cache
+
+
 def _workdir(settings: Settings) -> Path:
     """A fresh ``.fabdeploy/tmp/build-<pid>-*`` dir; removes those of fabs that died."""
     parent = settings.project_dir / LOCAL_STATE / "tmp"
@@ -335,14 +366,22 @@ def build(
     workdir = _workdir(settings)
     try:
         revision, add_source = _source(settings, allow_dirty or settings.allow_dirty, workdir)
-        wheels = None
+        wheels = site = None
         if not settings.package_index:
-            wheels = wheelhouse(settings, requirements, python_versions, say)
+            versions = {v for v in python_versions if v}
+            wheels = wheelhouse(settings, requirements, versions, say)
+            local = "{}.{}".format(*sys.version_info[:2])
+            if settings.prebuilt_packages and versions == {local}:
+                site = prebuilt(settings, wheels, say)
         name = release_name()
         archive = workdir / f"{name}.tar.gz"
         with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
             add_source(tar)
-            if wheels is not None:
+            if site is not None:
+                for path in sorted(site.iterdir()):
+                    if path.name != VENV_MARKER:
+                        tar.add(path, arcname=f"{PREBUILT}/{path.name}")
+            elif wheels is not None:
                 for wheel in sorted(wheels.glob("*.whl")):
                     tar.add(wheel, arcname=f"{WHEELHOUSE}/{wheel.name}")
         digest = hashlib.sha256(archive.read_bytes()).hexdigest()
@@ -355,7 +394,8 @@ def build(
         archive=archive,
         sha256=digest,
         requirements=requirements,
-        wheelhouse=wheels is not None,
+        wheelhouse=wheels is not None and site is None,
+        prebuilt=site is not None,
         user=local_user(),
         workdir=workdir,
     )
@@ -452,21 +492,30 @@ if [ -f "$venv/$MARKER" ]; then
   echo "venv $DIGEST reused"
 else
   if [ -e "$venv" ]; then echo "removing unfinished venv $DIGEST"; rm -rf -- "$venv"; fi
-  "$PYTHON" -m venv "$venv"
-  log="$venv/pip-install.log"
-  if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-input \
-       {source} -r "$RELEASE/$REQUIREMENTS" >"$log" 2>&1; then
-    tail -n 25 "$log" >&2
-    echo "pip install failed; the unfinished venv $DIGEST will be rebuilt next time" >&2
-    exit 3
+  if [ -d "$RELEASE/$PREBUILT" ]; then  # packages installed locally: no pip on the host
+    "$PYTHON" -m venv --without-pip "$venv"
+    site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    cp -a -- "$RELEASE/$PREBUILT/." "$site/"
+    how="from the prebuilt packages"
+  else
+    "$PYTHON" -m venv "$venv"
+    log="$venv/pip-install.log"
+    if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-input \
+         {source} -r "$RELEASE/$REQUIREMENTS" >"$log" 2>&1; then
+      tail -n 25 "$log" >&2
+      echo "pip install failed; the unfinished venv $DIGEST will be rebuilt next time" >&2
+      exit 3
+    fi
+    how="with pip"
   fi
   "$venv/bin/python" -c 'import gunicorn' 2>/dev/null \
     || {{ echo "gunicorn is not installed by $REQUIREMENTS: add it" >&2; exit 3; }}
   touch "$venv/$MARKER"
-  echo "venv $DIGEST built ($("$venv/bin/python" -m pip list --format=freeze 2>/dev/null | wc -l) packages)"
+  site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "venv $DIGEST built $how ($(find "$site" -maxdepth 1 -name '*.dist-info' | wc -l) packages)"
 fi
 ln -sfn "../../venvs/$DIGEST" "$RELEASE/.venv"
-rm -rf -- "$RELEASE/wheelhouse"
+rm -rf -- "$RELEASE/wheelhouse" "$RELEASE/$PREBUILT"
 printf '%s' "$REVISION_TEXT" > "$RELEASE/REVISION.tmp"
 mv -f "$RELEASE/REVISION.tmp" "$RELEASE/REVISION"
 """,
@@ -474,6 +523,7 @@ mv -f "$RELEASE/REVISION.tmp" "$RELEASE/REVISION"
             "VENVS": paths.venvs,
             "DIGEST": digest,
             "MARKER": VENV_MARKER,
+            "PREBUILT": PREBUILT,
             "PYTHON": settings.python,
             "RELEASE": paths.release(build.release),
             "REQUIREMENTS": settings.requirements,

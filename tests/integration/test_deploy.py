@@ -253,7 +253,8 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
     answer = site.get("/")
     assert answer["version"] == "1.0.0"
     assert answer["release"] == site.current()
-    assert re.search(r"venv [0-9a-f]{16} built", cold.stdout)
+    # the host's Python matches the local one: no pip on the host, packages prebuilt locally
+    assert re.search(r"venv [0-9a-f]{16} built from the prebuilt packages", cold.stdout)
     assert "2 passed" in cold.stdout  # the local test gate ran
 
     master = site.master()
@@ -280,20 +281,25 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
     assert "no previous release to roll back to" in refused.stderr
 
 
-def test_unchanged_redeploy_reuses_the_venv_without_pip(site: Site) -> None:
-    before = site.current()
+def test_unchanged_redeploy_changes_nothing_and_forced_reuses_the_venv(site: Site) -> None:
+    before, master = site.current(), site.master()
     digest = site.venv_of(before)
     venv = site.srv / "venvs" / digest
-    log = venv / "pip-install.log"
-    stat_before = (venv.stat().st_ino, venv.stat().st_mtime_ns, log.stat().st_mtime_ns)
+    stat_before = (venv.stat().st_ino, venv.stat().st_mtime_ns)
     venvs_before = site.venvs()
 
     again = site.fab("deploy")
     site.numbers["unchanged deploy seconds"] = round(again.seconds, 1)  # type: ignore[attr-defined]
-    assert f"venv {digest} reused" in again.stdout
-    assert "built" not in again.stdout.split("-> install")[1].split("-> smoke")[0]
+    assert "no change: every host already serves revision" in again.stdout
+    assert "-> upload" not in again.stdout
+    assert (site.current(), site.master()) == (before, master)  # nothing restarted
+
+    forced = site.fab("deploy", "--force")
+    assert f"venv {digest} reused" in forced.stdout
+    assert "built" not in forced.stdout.split("-> install")[1].split("-> smoke")[0]
     assert site.current() != before and site.venv_of(site.current()) == digest
-    assert (venv.stat().st_ino, venv.stat().st_mtime_ns, log.stat().st_mtime_ns) == stat_before
+    assert (venv.stat().st_ino, venv.stat().st_mtime_ns) == stat_before  # pip never ran
+    assert not list(venv.glob("**/pip-install.log"))
     assert site.venvs() == venvs_before
     assert site.get("/")["release"] == site.current()
 
@@ -320,14 +326,21 @@ def test_code_change_is_served_with_no_failed_request(site: Site) -> None:
 def test_requirement_change_gets_a_new_venv_with_no_failed_request(site: Site) -> None:
     old_venv = site.venv_of(site.current())
     site.app("1.2.0", requirements=("python-dotenv",), uses="dotenv")
-    with site.loop() as loop:
-        out = site.fab("deploy")
+    env_file = site.project / "config" / "staging.env"
+    settings = env_file.read_text()
+    env_file.write_text(settings + "PREBUILT_PACKAGES=no\n")  # this time pip on the host
+    try:
+        with site.loop() as loop:
+            out = site.fab("deploy")
+    finally:
+        env_file.write_text(settings)
     site.numbers["failed requests, requirement change"] = len(loop.failures)
     loop.report("redeploy with a changed requirement")
     assert loop.failures == [] and loop.ok > 20
     assert loop.versions[-5:] == ["1.2.0"] * 5
     new_venv = site.venv_of(site.current())
-    assert new_venv != old_venv and f"venv {new_venv} built" in out.stdout
+    assert new_venv != old_venv and f"venv {new_venv} built with pip" in out.stdout
+    assert (site.srv / "venvs" / new_venv / "pip-install.log").exists()
     assert site.get("/") == {
         "app": "hello",
         "version": "1.2.0",
