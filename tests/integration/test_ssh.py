@@ -137,3 +137,30 @@ def _other_ed25519(tmp_path: Path) -> str:
     key = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     return key.with_suffix(".pub").read_text().split()[1]
+
+
+def test_dash_i_and_dash_s_keep_working(tmp_path: Path, host: TestHost) -> None:
+    known = tmp_path / "ssh_known_hosts"
+    known.write_text(host.host_key_line + "\n")
+    root = project(tmp_path, [host], tmp_path / "unused_known_hosts")
+    env_file = root / "config" / "staging.env"
+    lines = env_file.read_text().splitlines()
+    env_file.write_text("".join(f"{line}\n" for line in lines if line.startswith("APP_NAME")))
+
+    (root / "known_hosts_for_i").write_text(host.host_key_line + "\n")
+    env_file.write_text(env_file.read_text() + f"KNOWN_HOSTS={root / 'known_hosts_for_i'}\n")
+    with_i = fab(
+        root, "-i", str(host.client_key), "-H", f"deploy@{host.address}", "staging", "whoami"
+    )
+    assert with_i.returncode == 0, with_i.stderr
+    assert host.name in with_i.stdout
+
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(
+        f"Host web-alias\n  HostName {host.address}\n  User deploy\n  Port {host.port}\n"
+        f"  IdentityFile {host.client_key}\n  UserKnownHostsFile {known}\n"
+    )
+    env_file.write_text("APP_NAME=hello\n")  # no key, no known_hosts: all from ssh_config
+    with_s = fab(root, "-S", str(ssh_config), "-H", "web-alias", "staging", "whoami")
+    assert with_s.returncode == 0, with_s.stderr
+    assert f"{host.name}\n" in with_s.stdout and "deploy\n" in with_s.stdout
