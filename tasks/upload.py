@@ -37,6 +37,7 @@ from . import config, remote, setup
 from .config import Settings
 from .errors import FabdeployError, HostError
 from .layout import Layout, Revision, release_name
+from .lock import pid_alive
 from .remote import Host
 
 #: Marker written into a venv after pip finished; a venv dir without it is rebuilt.
@@ -331,19 +332,9 @@ def _workdir(settings: Settings) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
     for old in parent.glob("build-*"):
         pid = old.name.split("-")[1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"build-{os.getpid()}-", dir=parent))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def build(
