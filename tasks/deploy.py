@@ -157,7 +157,11 @@ def switch_in_batches(run_: Run, *, with_hooks: bool = True) -> None:
     batches = run_.batches()
     first = run_.hosts[0]
     if with_hooks:
-        hooks.run_on(run_.c, first, "before_switch", run_.release[first.name], once=True)
+        try:
+            hooks.run_on(run_.c, first, "before_switch", run_.release[first.name], once=True)
+        except BaseException:
+            run_.across(run_.hosts, lambda host: undo(run_, host))
+            raise
     step = switch_with_hooks if with_hooks else switch
     done: list[Host] = []
     for number, batch in enumerate(batches, 1):
@@ -177,7 +181,11 @@ def switch_in_batches(run_: Run, *, with_hooks: bool = True) -> None:
             )
         done += batch
     if with_hooks:
-        hooks.run_on(run_.c, first, "after_switch", run_.release[first.name], once=True)
+        try:
+            hooks.run_on(run_.c, first, "after_switch", run_.release[first.name], once=True)
+        except BaseException:  # every host serves the release: record that, then fail
+            run_.across(run_.hosts, lambda host: record(run_, host))
+            raise
 
 
 # --- the steps -----------------------------------------------------------------------------

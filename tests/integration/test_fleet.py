@@ -204,3 +204,21 @@ def test_dash_h_fleet_flag_and_the_projects_own_tasks(fleet: Fleet) -> None:
     uptime = fleet.fab("staging", "uptime")
     for host in fleet.hosts:
         assert f"[{host.address}]" in uptime.stdout and "load average" in uptime.stdout
+
+
+def test_a_failing_hook_from_the_env_file_stops_the_deploy_with_none_switched(
+    fleet: Fleet,
+) -> None:
+    served, releases = fleet.served(), [fleet.releases(h) for h in fleet.hosts]
+    env_file = fleet.project / "config" / "staging.env"
+    settings = env_file.read_text()
+    env_file.write_text(settings + "HOOK_BEFORE_SWITCH=once: echo checking; exit 7\n")
+    try:
+        fleet.app("5.0.0")
+        proc = fleet.fab("staging", "deploy", ok=False)
+    finally:
+        env_file.write_text(settings)
+    assert "hook before_switch `echo checking; exit 7` failed (exit 7)" in proc.stderr
+    assert "-> switch" not in proc.stdout
+    assert fleet.served() == served
+    assert [fleet.releases(h) for h in fleet.hosts] == releases
