@@ -22,7 +22,7 @@ def environment_task(name: str, source: Path) -> Task:
     """A task that selects ``source`` as the environment for the tasks after it."""
 
     def select(c):  # type: ignore[no-untyped-def]
-        c.config.fabdeploy.environment = name
+        config.state(c)["environment"] = name
 
     select.__doc__ = f"Use the {name} environment ({source.name}) for the tasks that follow."
     select.__name__ = name

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -287,6 +288,11 @@ class Settings:
         """The systemd unit's name."""
         return f"{self.app_name}.service"
 
+    def command(self, task: str) -> str:
+        """The ``fab`` command line that runs ``task`` against this environment."""
+        word = "" if self.environment == DEFAULT_ENVIRONMENT else f"{self.environment} "
+        return f"fab {word}{task}"
+
     def batch_size(self, hosts: int) -> int:
         """How many of ``hosts`` hosts one switch batch holds."""
         if self.switch_batch.endswith("%"):
@@ -319,6 +325,10 @@ def find_project_dir(start: Path | None = None) -> Path:
     explicit = os.environ.get("FABDEPLOY_PROJECT_DIR")
     if explicit:
         return Path(explicit).resolve()
+    fabfile = getattr(sys.modules.get("fabfile"), "__file__", None)  # `fab` is loading it
+    if start is None and fabfile:
+        folder = Path(fabfile).resolve().parent
+        return folder.parent if folder.name == "fabfile" else folder
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
         if any((candidate / "config").glob("*.env")):
@@ -334,9 +344,17 @@ def environments(config_dir: Path) -> list[str]:
     return sorted(name for name in names if name not in NOT_ENVIRONMENTS and _NAME.match(name))
 
 
+def state(c: Context) -> Any:
+    """fabdeploy's part of the invoke config (``fabdeploy.*``), made when a collection of the
+    user's own lacks it: the chosen environment, the project dir, hooks."""
+    if "fabdeploy" not in c.config:
+        c.config["fabdeploy"] = {}
+    return c.config["fabdeploy"]
+
+
 def project_dir(c: Context) -> Path:
     """The project whose ``config/`` is read: set by the namespace, else found from the cwd."""
-    configured = c.config.get("fabdeploy", {}).get("project_dir")
+    configured = state(c).get("project_dir")
     if configured:
         return Path(configured)
     prefix = getattr(c.config, "_project_prefix", None)
@@ -347,7 +365,7 @@ def project_dir(c: Context) -> Path:
 
 def selected_environment(c: Context) -> str:
     """The environment named on the command line (``fab staging ...``), else the default."""
-    chosen = c.config.get("fabdeploy", {}).get("environment")
+    chosen = state(c).get("environment")
     return chosen or os.environ.get("FABDEPLOY_ENVIRONMENT") or DEFAULT_ENVIRONMENT
 
 

@@ -78,7 +78,7 @@ def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, fleet=False
 @task(
     help={
         "release": "release to switch to (default: the one before `current`)",
-        "fleet": FLEET_HELP,
+        "fleet": "with -H a,b: roll the -H hosts back as one fleet (batched, health-gated)",
     }
 )
 def rollback(c, release="", fleet=False):  # type: ignore[no-untyped-def]

@@ -15,6 +15,16 @@ class FabdeployError(Exit):
         return self.message or ""
 
 
+def detail(error: BaseException) -> str:
+    """An error's message for a line already prefixed with its host: no ``fabdeploy:`` and no
+    ``[host]`` prefix."""
+    if isinstance(error, HostError):
+        return error.detail
+    if isinstance(error, FabdeployError):
+        return (error.message or "").removeprefix("fabdeploy: ")
+    return f"{type(error).__name__}: {error}"
+
+
 class ConfigError(FabdeployError):
     """A missing, unparsable or invalid env file; raised before any connection is opened."""
 

@@ -7,9 +7,6 @@ costs a session on that connection, never a new connection.
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +16,7 @@ from invoke import Context
 
 from . import remote, setup, upload
 from .config import Settings
-from .errors import FabdeployError, HostError
+from .errors import FabdeployError, detail
 from .lock import LockOwner
 from .remote import Host, Output
 from .report import table
@@ -68,9 +65,7 @@ class Run:
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.owner = LockOwner(
-            upload.local_user(), socket.gethostname(), os.getpid(), 0, secrets.token_hex(8)
-        )
+        self.owner = LockOwner.mine()
         self.output = self.hosts[0].output if self.hosts else Output()
 
     def say(self, text: str) -> None:
@@ -138,15 +133,6 @@ class Run:
             )
         headers = ["host", *steps, "total", "ssh conn/sess", "result"]
         return table(headers, rows, right=",".join([*steps, "total"]))
-
-
-def detail(error: BaseException) -> str:
-    """An error's message without the host prefix `HostError` adds."""
-    if isinstance(error, HostError):
-        return error.detail
-    if isinstance(error, FabdeployError):
-        return (error.message or "").removeprefix("fabdeploy: ")
-    return f"{type(error).__name__}: {error}"
 
 
 def failed(

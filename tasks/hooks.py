@@ -24,6 +24,7 @@ from typing import Any
 from invoke import Collection, Context
 from invoke.runners import Result
 
+from . import config
 from .config import Settings
 from .errors import FabdeployError
 from .layout import Layout
@@ -180,7 +181,7 @@ def from_settings(settings: Settings, point: str) -> list[Hook]:
 
 def attached(c: Context, settings: Settings, point: str) -> list[Hook]:
     """Every hook at ``point``: the fabfile's first, then the environment file's."""
-    configured = c.config.get("fabdeploy", {}).get("hooks", {}) or {}
+    configured = config.state(c).get("hooks") or {}
     return [*configured.get(point, []), *from_settings(settings, point)]
 
 

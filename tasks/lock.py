@@ -8,7 +8,10 @@ makes sure a deploy only ever removes its own lock.
 
 from __future__ import annotations
 
+import getpass
 import os
+import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +29,11 @@ class LockOwner:
     pid: int
     since: int  # epoch seconds, the host's clock
     token: str = ""
+
+    @classmethod
+    def mine(cls) -> LockOwner:
+        """This process, as the owner of a lock it is about to take."""
+        return cls(local_user(), socket.gethostname(), os.getpid(), 0, secrets.token_hex(8))
 
     def format(self) -> str:
         return (
@@ -65,6 +73,11 @@ def describe_lock(owner: LockOwner | None, now: int) -> str:
     return f"{owner.user} (pid {owner.pid} on {owner.machine}) for {span}"
 
 
+def local_user() -> str:
+    """Who is deploying: local ``user@machine``."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this machine."""
     if pid <= 0:
@@ -84,7 +97,7 @@ def is_stale(owner: LockOwner | None, machine: str, alive: Callable[[int], bool]
 
 
 _LOCK = """
-[ -d "$ROOT" ] || { echo "deploy root $ROOT is missing: run \\`fab setup\\` first" >&2; exit 3; }
+[ -d "$ROOT" ] || { echo "deploy root $ROOT is missing: run \\`$SETUP\\` first" >&2; exit 3; }
 if [ "$FORCE" = yes ]; then rm -rf -- "$LOCK"; fi
 if mkdir -- "$LOCK" 2>/dev/null; then
   printf '%s' "$OWNER" | sed "s/^since=.*/since=$(date +%s)/" > "$LOCK/owner"
@@ -106,6 +119,7 @@ def _lock_script(host: Host, owner: LockOwner, force: bool) -> tuple[bool, LockO
             "LOCK": paths.lock,
             "OWNER": owner.format(),
             "FORCE": "yes" if force else "no",
+            "SETUP": host.settings.command("setup"),
         },
         user=host.app_user,
         hide=True,
@@ -134,7 +148,8 @@ def take_lock(host: Host, owner: LockOwner, *, break_lock: bool = False) -> None
         raise HostError(
             host.name,
             f"deploy lock held by {held}: another deploy is running. If it is not, "
-            "`fab unlock` (or deploy --break-lock) removes the lock.",
+            f"`{host.settings.command('unlock')}` removes the lock "
+            f"(or `{host.settings.command('deploy --break-lock')}`).",
         )
     acquired, holder, now = _lock_script(host, owner, True)
     if not acquired:

@@ -112,9 +112,11 @@ def prune(host: Host, keep: int, protect: str = "") -> list[str]:
         host.script(
             """
 cd -- "$ROOT"
-while IFS= read -r name; do [ -n "$name" ] && rm -rf -- "releases/$name"; done <<< "$RELEASES"
 while IFS= read -r name; do
-  [ -n "$name" ] && rm -rf -- "venvs/$name" "venvs/.$name.lock"
+  if [ -n "$name" ]; then rm -rf -- "releases/$name"; fi
+done <<< "$RELEASES"
+while IFS= read -r name; do
+  if [ -n "$name" ]; then rm -rf -- "venvs/$name" "venvs/.$name.lock"; fi
 done <<< "$VENVS"
 """,
             env={"ROOT": paths.root, "RELEASES": "\n".join(doomed), "VENVS": "\n".join(unused)},

@@ -28,7 +28,7 @@ from invoke.runners import Result
 
 from . import config
 from .config import Settings
-from .errors import FabdeployError, HostError
+from .errors import FabdeployError, HostError, detail
 
 T = TypeVar("T")
 
@@ -430,9 +430,10 @@ def session(c: Context, *, trust: bool = False, fleet: bool = False) -> tuple[Se
     """
     settings = config.load(c)
     if fleet and isinstance(c, Connection):
-        if c.config.fabdeploy.get("fleet_done"):
+        state = config.state(c)
+        if state.get("fleet_done"):
             return settings, []
-        c.config.fabdeploy.fleet_done = True
+        state["fleet_done"] = True
         return settings, hosts(c, settings, trust=trust, names=cli_hosts(sys.argv) or None)
     return settings, hosts(c, settings, trust=trust)
 
@@ -452,7 +453,6 @@ def on_each_host(
     for host, error in failed:
         if isinstance(error, KeyboardInterrupt):
             raise error
-        message = error.message if isinstance(error, FabdeployError) else repr(error)
-        host.output.line(host.name, str(message).removeprefix("fabdeploy: "), err=True)
+        host.output.line(host.name, detail(error), err=True)
     if failed:
         raise FabdeployError(f"{what} failed on {', '.join(h.name for h, _ in failed)}")

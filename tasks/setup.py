@@ -358,11 +358,11 @@ for dir in "$RELEASES" "$VENVS" "$SHARED" "$INCOMING"; do [ -d "$dir" ] || missi
 [ -f "$UNIT" ] || missing+=("$UNIT")
 [ -f "$CONF" ] || missing+=("$CONF")
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "not set up: missing ${missing[*]}: run \\`fab setup\\` first" >&2; exit 3
+  echo "not set up: missing ${missing[*]}: run \\`$SETUP\\` first" >&2; exit 3
 fi
 [ -w "$INCOMING" ] || { echo "$INCOMING is not writable by $(id -un)" >&2; exit 3; }
 sudo -n true 2>/dev/null || { echo "sudo -n fails for $(id -un): passwordless sudo is required" >&2; exit 3; }
-"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || { echo "$PYTHON lacks venv: run \\`fab setup\\`" >&2; exit 3; }
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || { echo "$PYTHON lacks venv: run \\`$SETUP\\`" >&2; exit 3; }
 echo "$("$PYTHON" -VV 2>&1 | tr '\\n' ' ')"
 "$PYTHON" -c 'import sysconfig, sys; print(sysconfig.get_platform()); print("%d.%d" % sys.version_info[:2])'
 target=$(readlink "$CURRENT" 2>/dev/null || true)
@@ -381,6 +381,7 @@ if [[ $pid =~ ^[0-9]+$ ]] && [ -d "/proc/$pid" ]; then echo "running=yes"; else 
             "PYTHON": settings.python,
             "CURRENT": paths.current,
             "PIDFILE": paths.pidfile,
+            "SETUP": settings.command("setup"),
         },
         hide=True,
         label="check",

@@ -17,11 +17,9 @@ Functions other modules compose (the deploy runs them in this order):
 from __future__ import annotations
 
 import fnmatch
-import getpass
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -37,7 +35,7 @@ from . import config, remote, setup
 from .config import Settings
 from .errors import FabdeployError, HostError
 from .layout import Layout, Revision, release_name
-from .lock import pid_alive
+from .lock import LockOwner, local_user, pid_alive, release_lock, take_lock
 from .remote import Host
 
 #: Marker written into a venv after pip finished; a venv dir without it is rebuilt.
@@ -86,11 +84,6 @@ class Venv:
     digest: str
     reused: bool
     seconds: float
-
-
-def local_user() -> str:
-    """Who is deploying: local ``user@machine``."""
-    return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 # --- building ------------------------------------------------------------------------------
@@ -289,7 +282,7 @@ def wheelhouse(
             shutil.rmtree(tmp, ignore_errors=True)
             tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
             raise FabdeployError(
-                f"building the wheelhouse failed ({' '.join(command[3:5])}):\n{tail}"
+                f"building the wheelhouse failed ({' '.join(command[5:7])}):\n{tail}"
             )
     (tmp / VENV_MARKER).write_text("")
     shutil.rmtree(cache, ignore_errors=True)
@@ -559,14 +552,18 @@ def release(c, allow_dirty=False):  # type: ignore[no-untyped-def]
     facts = {host.name: setup.check(host) for host in hosts}
     versions = {f.python_version for f in facts.values()}
     built = build(settings, allow_dirty=allow_dirty, python_versions=versions)
+    owner = LockOwner.mine()
+    switch = settings.command(f"rollback --release {built.release}")
     try:
         for host in hosts:
-            archive = ship(host, built)
-            unpack(host, built, archive)
-            install(host, built, facts[host.name].python)
-            host.say(
-                f"release {built.release} ready (not switched; `fab run.reload` after linking)"
-            )
+            take_lock(host, owner)  # .incoming and half-made releases are a deploy's to clean
+            try:
+                archive = ship(host, built)
+                unpack(host, built, archive)
+                install(host, built, facts[host.name].python)
+            finally:
+                release_lock(host, owner)
+            host.say(f"release {built.release} ready, not switched: `{switch}` switches to it")
     finally:
         built.cleanup()
 

@@ -430,7 +430,7 @@ def test_a_second_deploy_is_refused_naming_the_holder(site: Site) -> None:
         second = site.fab("deploy", "--skip-tests", ok=False)
         assert "deploy lock held by" in second.stderr
         assert f"(pid {first.pid} on " in second.stderr
-        assert "fab unlock" in second.stderr
+        assert "`fab staging unlock`" in second.stderr
     finally:
         out, _ = first.communicate(timeout=120)
         site.outputs.append(out)

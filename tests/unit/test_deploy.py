@@ -100,7 +100,7 @@ def test_a_held_lock_fails_at_once_naming_holder_and_age(tmp_path: Path) -> None
         lock.take_lock(host, owner(), break_lock=False)  # type: ignore[arg-type]
     message = str(info.value)
     assert "deploy lock held by bob@ci (pid 77 on ci-runner) for 30s" in message
-    assert "fab unlock" in message and "--break-lock" in message
+    assert "`fab staging unlock`" in message and "`fab staging deploy --break-lock`" in message
     assert len(host.envs) == 1  # nothing was forced
 
 
