@@ -41,24 +41,28 @@ LOG_TAIL = 30
 #: Seconds a release may keep answering the health path with another status than 200.
 ANSWER_GRACE = 5
 
-_PROBE = """
-import sys, urllib.error, urllib.request
-try:
-    with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as answer:
-        print(answer.status)
-except urllib.error.HTTPError as error:
-    print(error.code)
-except Exception:
-    print("000")
-"""
-
 #: Bash functions for `Host.script` bodies (pass `health_env(settings)` in ``env``):
 #: ``probe URL`` prints the HTTP status (000: no answer); ``alive PID`` is true for a live,
 #: non-zombie process; ``wait_healthy URL SECONDS [PID]`` waits for a 200 and prints the last
 #: status, giving up early when PID dies or the app keeps answering another status for
 #: ANSWER_GRACE seconds (no answer at all waits the whole SECONDS).
 HEALTH_SHELL = """
-probe() { "$PROBE_PYTHON" -c "$PROBE_CODE" "$1" 5 2>/dev/null || echo 000; }
+probe() {  # URL -> HTTP status; bash's /dev/tcp, no process started (000: no answer)
+  local rest=${1#http://} hostport host port code
+  hostport=${rest%%/*}
+  host=${hostport%:*} port=${hostport##*:}
+  host=${host#[} host=${host%]}
+  if exec 3<>"/dev/tcp/$host/$port"; then
+    printf 'GET /%s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "${rest#*/}" "$hostport" >&3
+    if IFS=' ' read -r -t 5 _ code _ <&3 && [[ $code =~ ^[0-9]{3}$ ]]; then
+      exec 3<&-
+      echo "$code"
+      return
+    fi
+    exec 3<&-
+  fi 2>/dev/null
+  echo 000
+}
 alive() {
   [[ ${1:-} =~ ^[0-9]+$ ]] && [ -r "/proc/$1/stat" ] || return 1
   local stat
@@ -79,7 +83,7 @@ wait_healthy() {
       failing=${failing:-$SECONDS}
       [ $((SECONDS - failing)) -ge "$ANSWER_GRACE" ] && { echo "$code"; return 1; }
     fi
-    sleep 0.3
+    sleep 0.1
   done
 }
 """
@@ -99,7 +103,6 @@ def health_env(settings: Settings) -> dict[str, object]:
     """The ``env`` `HEALTH_SHELL` needs."""
     return {
         "PROBE_PYTHON": settings.python,
-        "PROBE_CODE": _PROBE,
         "ANSWER_GRACE": min(ANSWER_GRACE, settings.health_timeout),
     }
 
@@ -211,9 +214,9 @@ while :; do
     fail "the new master exited while booting"
   fi
   [ $SECONDS -ge $deadline ] && fail "no new master with $WORKERS workers after ${TIMEOUT}s"
-  sleep 0.2
+  sleep 0.1
 done
-sleep 0.5
+sleep 0.1
 alive "$new" || fail "the new master $new exited while booting"
 [ "$(children "$new")" -ge "$WORKERS" ] || fail "the new master $new lost workers while booting"
 echo "new master $new has $WORKERS workers; stopping the old master's workers"
