@@ -242,9 +242,11 @@ def build(run_: Run) -> None:
 def upload_step(run_: Run, host: Host) -> None:
     """Ship the archive, verify it, unpack ``releases/<name>``."""
     assert run_.build is not None
-    archive = upload.ship(host, run_.build)
+    facts = run_.facts[host.name]
+    packages = upload.needs_packages(run_.build, facts.python, facts.venvs)
+    archives = upload.ship(host, run_.build, packages=packages)
     run_.release[host.name] = run_.build.release
-    upload.unpack(host, run_.build, archive)
+    upload.unpack(host, run_.build, archives)
 
 
 def install(run_: Run, host: Host) -> None:

@@ -21,6 +21,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, fields
 
+#: Written into a venv once its packages are in; a venv dir without it is rebuilt.
+VENV_MARKER = ".fabdeploy-complete"
+
 
 @dataclass(frozen=True)
 class Layout:

@@ -29,7 +29,7 @@ from invoke import Collection, task
 from . import hooks, remote
 from .config import Settings
 from .errors import HostError
-from .layout import Layout, logrotate_file, unit_file
+from .layout import VENV_MARKER, Layout, logrotate_file, unit_file
 from .remote import Host
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -58,6 +58,7 @@ class Facts:
     current: str  # release `current` points to ("" when none)
     revision: str = ""  # the revision of that release (its REVISION file)
     running: bool = False  # the gunicorn master in the pidfile is alive
+    venvs: tuple[str, ...] = ()  # digests of the complete venvs on the host
 
 
 def _say(host: Host, change: Change) -> Change:
@@ -370,6 +371,8 @@ echo "current=${target##*/}"
 echo "revision=$(sed -n 's/^revision=//p' "$CURRENT/REVISION" 2>/dev/null || true)"
 pid=$(cat "$PIDFILE" 2>/dev/null || true)
 if [[ $pid =~ ^[0-9]+$ ]] && [ -d "/proc/$pid" ]; then echo "running=yes"; else echo "running=no"; fi
+shopt -s nullglob
+for done in "$VENVS"/*/"$MARKER"; do venv=${done%/*}; echo "venv=${venv##*/}"; done
 """,
         env={
             "RELEASES": paths.releases,
@@ -382,6 +385,7 @@ if [[ $pid =~ ^[0-9]+$ ]] && [ -d "/proc/$pid" ]; then echo "running=yes"; else 
             "CURRENT": paths.current,
             "PIDFILE": paths.pidfile,
             "SETUP": settings.command("setup"),
+            "MARKER": VENV_MARKER,
         },
         hide=True,
         label="check",
@@ -390,13 +394,15 @@ if [[ $pid =~ ^[0-9]+$ ]] && [ -d "/proc/$pid" ]; then echo "running=yes"; else 
     if len(lines) < 3:
         raise HostError(host.name, f"check: unexpected answer {result.stdout!r}")
     identity, version = lines[0].strip() + " " + lines[1].strip(), lines[2].strip()
-    found = dict(line.partition("=")[::2] for line in lines[3:])
+    pairs = [line.partition("=")[::2] for line in lines[3:]]
+    found = dict(pairs)
     return Facts(
         python=identity,
         python_version=version,
         current=found.get("current", ""),
         revision=found.get("revision", ""),
         running=found.get("running") == "yes",
+        venvs=tuple(value for key, value in pairs if key == "venv"),
     )
 
 

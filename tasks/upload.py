@@ -3,10 +3,12 @@
 Functions other modules compose (the deploy runs them in this order):
 
 - `build(settings, *, allow_dirty=False, python_versions=(), say=print) -> Build` runs once
-  per command, locally: the app's source as a tar.gz plus a wheelhouse of REQUIREMENTS;
-- `ship(host, build) -> str` removes leftovers of interrupted deploys from ``.incoming``,
-  copies the archive there and returns its remote path;
-- `unpack(host, build, archive)` verifies the archive's sha256, removes half-made releases,
+  per command, locally: the app's source as a tar.gz, and a packages archive (REQUIREMENTS
+  installed locally, or their wheelhouse) cached per set of requirements;
+- `ship(host, build, packages=...) -> [(path, sha256)]` removes leftovers of interrupted
+  deploys from ``.incoming`` and copies the archives there: the packages only to a host that
+  lacks the release's venv (`needs_packages`);
+- `unpack(host, build, archives)` verifies the archives' sha256, removes half-made releases,
   unpacks ``releases/<name>`` and links ``.env``;
 - `install(host, build, python) -> Venv` links the release to ``venvs/<hash>`` (reused when
   complete, built with pip from the wheelhouse otherwise) and writes REVISION last: a
@@ -34,12 +36,10 @@ from invoke import Collection, task
 from . import config, remote, setup
 from .config import Settings
 from .errors import FabdeployError, HostError
-from .layout import Layout, Revision, release_name
+from .layout import VENV_MARKER, Layout, Revision, release_name
 from .lock import LockOwner, local_user, pid_alive, release_lock, take_lock
 from .remote import Host
 
-#: Marker written into a venv after pip finished; a venv dir without it is rebuilt.
-VENV_MARKER = ".fabdeploy-complete"
 #: The wheelhouse's directory inside the archive (and the release, until install).
 WHEELHOUSE = "wheelhouse"
 #: Packages installed once locally (``pip install --target``) for hosts whose Python matches
@@ -55,13 +55,17 @@ class Build:
 
     release: str
     revision: str
-    archive: Path
+    archive: Path  # the app's source
     sha256: str
     requirements: str  # text of REQUIREMENTS ("" when the app has none)
     wheelhouse: bool  # the archive carries wheelhouse/ (no PACKAGE_INDEX)
     prebuilt: bool  # the archive carries prebuilt-site-packages/ (hosts run the local Python)
     user: str  # local user@machine
     workdir: Path = field(repr=False)
+    packages: Path | None = (
+        None  # prebuilt-site-packages/ or wheelhouse/, for hosts without the venv
+    )
+    packages_sha256: str = ""
 
     @property
     def size(self) -> int:
@@ -319,6 +323,25 @@ def prebuilt(settings: Settings, wheels: Path, say: Callable[[str], None]) -> Pa
     return cache
 
 
+def packed(wheels: Path, site: Path | None) -> tuple[Path, str]:
+    """The packages archive (the prebuilt ``site`` or the ``wheels``) and its sha256, made once
+    per set of requirements and cached beside the wheelhouse."""
+    source, arcname = (site, PREBUILT) if site is not None else (wheels, WHEELHOUSE)
+    archive = wheels.with_name(f"{wheels.name}-{arcname}.tar.gz")
+    stamp = archive.with_name(archive.name + ".sha256")
+    if archive.exists() and stamp.exists():
+        return archive, stamp.read_text().strip()
+    tmp = archive.with_name(f"{archive.name}.tmp-{os.getpid()}")
+    with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+        for path in sorted(source.iterdir()):
+            if path.name != VENV_MARKER:
+                tar.add(path, arcname=f"{arcname}/{path.name}")
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    tmp.rename(archive)
+    stamp.write_text(digest + "\n")
+    return archive, digest
+
+
 def _workdir(settings: Settings) -> Path:
     """A fresh ``.fabdeploy/tmp/build-<pid>-*`` dir; removes those of fabs that died."""
     parent = settings.project_dir / LOCAL_STATE / "tmp"
@@ -361,14 +384,8 @@ def build(
         archive = workdir / f"{name}.tar.gz"
         with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
             add_source(tar)
-            if site is not None:
-                for path in sorted(site.iterdir()):
-                    if path.name != VENV_MARKER:
-                        tar.add(path, arcname=f"{PREBUILT}/{path.name}")
-            elif wheels is not None:
-                for wheel in sorted(wheels.glob("*.whl")):
-                    tar.add(wheel, arcname=f"{WHEELHOUSE}/{wheel.name}")
         digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        packages, packages_sha256 = (None, "") if wheels is None else packed(wheels, site)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
@@ -382,8 +399,11 @@ def build(
         prebuilt=site is not None,
         user=local_user(),
         workdir=workdir,
+        packages=packages,
+        packages_sha256=packages_sha256,
     )
-    say(f"built release {name} (revision {revision}, {built.size >> 10} KiB)")
+    extra = f" + packages {packages.stat().st_size >> 10} KiB" if packages else ""
+    say(f"built release {name} (revision {revision}, {built.size >> 10} KiB{extra})")
     return built
 
 
@@ -395,10 +415,15 @@ def venv_digest(requirements: str, python: str) -> str:
     return hashlib.sha256(f"{requirements}\0{python}".encode()).hexdigest()[:16]
 
 
-def ship(host: Host, build: Build) -> str:
-    """Empty ``.incoming`` of interrupted deploys' leftovers, then copy the archive there."""
+def needs_packages(build: Build, python: str, venvs: Iterable[str]) -> bool:
+    """Whether a host with these complete ``venvs`` needs the packages to build this release's."""
+    return build.packages is not None and venv_digest(build.requirements, python) not in venvs
+
+
+def ship(host: Host, build: Build, *, packages: bool = True) -> list[tuple[str, str]]:
+    """Empty ``.incoming`` of interrupted deploys' leftovers, then copy the source archive (and,
+    with ``packages``, the packages archive) there. Returns (remote path, sha256) pairs."""
     paths = Layout(host.settings.deploy_root)
-    target = f"{paths.incoming}/{build.release}.tar.gz"
     result = host.script(
         """
 shopt -s nullglob dotglob
@@ -414,19 +439,29 @@ fi
     )
     if result.stdout.strip():
         host.say(result.stdout.strip())
-    host.put(build.archive, target)
-    return target
+    shipped = [(build.archive, build.sha256, f"{build.release}.tar.gz")]
+    if packages and build.packages is not None:
+        shipped.append((build.packages, build.packages_sha256, f"{build.release}-packages.tar.gz"))
+    elif build.packages is not None:
+        host.say("packages not shipped: the host has this release's venv")
+    targets = []
+    for local, digest, name in shipped:
+        host.put(local, f"{paths.incoming}/{name}")
+        targets.append((f"{paths.incoming}/{name}", digest))
+    return targets
 
 
-def unpack(host: Host, build: Build, archive: str) -> None:
-    """Verify the archive, remove half-made releases, unpack ``releases/<name>``, link .env."""
+def unpack(host: Host, build: Build, archives: list[tuple[str, str]]) -> None:
+    """Verify the archives, remove half-made releases, unpack ``releases/<name>``, link .env."""
     settings = host.settings
     paths = Layout(settings.deploy_root)
     result = host.script(
         remote.AS_APP
         + """
-echo "$SHA256  $ARCHIVE" | sha256sum --check --quiet --strict \
-  || { echo "archive checksum mismatch after upload: $ARCHIVE" >&2; exit 3; }
+while read -r sum archive; do
+  echo "$sum  $archive" | sha256sum --check --quiet --strict \
+    || { echo "archive checksum mismatch after upload: $archive" >&2; exit 3; }
+done <<< "$ARCHIVES"
 current=$(readlink "$CURRENT" 2>/dev/null || true)
 shopt -s nullglob
 for dir in "$RELEASES"/*/; do
@@ -437,14 +472,15 @@ for dir in "$RELEASES"/*/; do
   fi
 done
 as_app mkdir -- "$RELEASE"
-as_app tar -xzf "$ARCHIVE" -C "$RELEASE" --no-same-owner --no-same-permissions
+while read -r sum archive; do
+  as_app tar -xzf "$archive" -C "$RELEASE" --no-same-owner --no-same-permissions
+  rm -f -- "$archive"
+done <<< "$ARCHIVES"
 as_app ln -sfn ../../shared/.env "$RELEASE/.env"
-rm -f -- "$ARCHIVE"
 """,
         env={
             "APP_USER": host.app_user,
-            "SHA256": build.sha256,
-            "ARCHIVE": archive,
+            "ARCHIVES": "\n".join(f"{digest} {path}" for path, digest in archives),
             "CURRENT": paths.current,
             "RELEASES": paths.releases,
             "RELEASE": paths.release(build.release),
@@ -558,8 +594,11 @@ def release(c, allow_dirty=False):  # type: ignore[no-untyped-def]
         for host in hosts:
             take_lock(host, owner)  # .incoming and half-made releases are a deploy's to clean
             try:
-                archive = ship(host, built)
-                unpack(host, built, archive)
+                fact = facts[host.name]
+                archives = ship(
+                    host, built, packages=needs_packages(built, fact.python, fact.venvs)
+                )
+                unpack(host, built, archives)
                 install(host, built, facts[host.name].python)
             finally:
                 release_lock(host, owner)

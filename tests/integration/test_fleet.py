@@ -163,6 +163,7 @@ def test_a_host_that_cannot_prepare_stops_the_deploy_with_none_switched(fleet: F
     full.sh(f"mkdir -p {incoming} && mount -t tmpfs -o size=64k tmpfs {incoming}")
     try:
         fleet.app("2.0.0")
+        (fleet.project / "app" / "data.bin").write_bytes(os.urandom(256 << 10))  # > 64 KiB
         proc = fleet.fab("staging", "deploy", ok=False)
     finally:
         full.sh(f"umount {incoming}")
@@ -200,6 +201,8 @@ def test_dash_h_fleet_flag_and_the_projects_own_tasks(fleet: Fleet) -> None:
     assert fleet.served() == ["4.0.0"] * 3
     assert proc.stdout.count("hook before_switch: migrate (once)") == 1
     assert proc.stdout.count("deployed ") == 1  # one fleet deploy, not one per -H host
+    # the requirements did not change: every host has the venv, so no package is shipped
+    assert proc.stdout.count("packages not shipped: the host has this release's venv") == 3
     assert len(fleet.migrations()) == 3
     uptime = fleet.fab("staging", "uptime")
     for host in fleet.hosts:

@@ -102,9 +102,15 @@ def test_wheelhouse_goes_into_the_archive(tmp_path: Path, monkeypatch) -> None: 
     monkeypatch.setattr(upload, "wheelhouse", fake)
     built = upload.build(settings, python_versions={"3.11", "3.12"}, say=lambda _: None)
     try:
-        assert "wheelhouse/gunicorn-99-py3-none-any.whl" in members(built)
-        assert built.wheelhouse is True
+        assert built.packages is not None and built.wheelhouse is True
+        assert not any(m.startswith("wheelhouse/") for m in members(built))  # source only
+        with tarfile.open(built.packages) as tar:
+            assert tar.getnames() == ["wheelhouse/gunicorn-99-py3-none-any.whl"]
         assert seen == {"requirements": "gunicorn\n", "versions": {"3.11", "3.12"}}
+        # packages go only to hosts without this release's venv
+        digest = upload.venv_digest(built.requirements, "Python 3.11.2")
+        assert upload.needs_packages(built, "Python 3.11.2", ["0123456789abcdef"])
+        assert not upload.needs_packages(built, "Python 3.11.2", [digest])
     finally:
         built.cleanup()
 
