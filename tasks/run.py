@@ -9,8 +9,10 @@ with that release's venv. `switch` (one script, one round trip):
 2. sends USR2 to the running master and waits for the new master (gunicorn >= 20 writes its pid
    to ``gunicorn.pid.2`` until the old one exits) to have WORKERS workers;
 3. sends WINCH to the old master, which stops its workers gracefully and keeps listening fds
-   open: from now on only the new release's workers accept, so the health check tests it;
-4. health-checks ``http://127.0.0.1:<port><HEALTH_PATH>`` with the host's Python;
+   open, and waits until those workers are gone: from then on only the new release's workers
+   accept, so the health check tests it (an old worker that has not yet handled the signal
+   could otherwise answer for the new release);
+4. health-checks ``http://127.0.0.1:<port><HEALTH_PATH>`` (bash's /dev/tcp, no process);
 5. writes the new pid into the PIDFile (systemd re-reads it when the old main process exits,
    so it keeps tracking the service) and sends TERM to the old master, waiting for it to exit.
 
@@ -222,6 +224,13 @@ alive "$new" || fail "the new master $new exited while booting"
 echo "new master $new has $WORKERS workers; stopping the old master's workers"
 as_app kill -WINCH "$old"
 winched=yes
+# Until they exit, the old workers may still accept a request: the health check must not
+# reach them, or the old release would answer for the new one.
+until=$((SECONDS + GRACE + 5))
+while [ "$(children "$old" "$new")" -gt 0 ]; do
+  [ $SECONDS -ge $until ] && fail "the old master's workers did not stop within $((GRACE + 5))s"
+  sleep 0.05
+done
 code=$(wait_healthy "$URL" $((deadline - SECONDS > 1 ? deadline - SECONDS : 1)) "$new") \
   || fail "health check $URL answered $code"
 as_app sh -c 'printf "%s\\n" "$1" > "$2.fabdeploy" && mv -f "$2.fabdeploy" "$2"' _ "$new" "$PIDFILE"
