@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,7 +23,7 @@ from invoke.parser import Argument
 
 from . import remote
 from .config import Settings
-from .errors import FabdeployError, HostError
+from .errors import FabdeployError, HostError, detail
 from .layout import Audit, Layout, Revision
 from .remote import Host, Output
 from .report import table
@@ -152,15 +153,14 @@ def ask(
         if isinstance(error, KeyboardInterrupt):
             raise error
         if error is not None:
-            detail = error.detail if isinstance(error, HostError) else f"{error}"
-            reply = Reply(host.name, error=detail or type(error).__name__)
+            reply = Reply(host.name, error=detail(error))
         replies.append(reply)
     for host in hosts:
         host.close()
     return replies
 
 
-def fail_if_unanswered(replies: list[Reply], what: str) -> None:
+def fail_if_unanswered(replies: Sequence[Reply | Status], what: str) -> None:
     """Name the hosts that gave no answer (after their rows were printed)."""
     failed = [r for r in replies if r.error]
     if failed:
@@ -170,7 +170,7 @@ def fail_if_unanswered(replies: list[Reply], what: str) -> None:
         )
 
 
-def report_errors(output: Output, replies: list[Reply]) -> None:
+def report_errors(output: Output, replies: Sequence[Reply | Status]) -> None:
     """One line per host that gave no answer, prefixed with the host."""
     for reply in replies:
         if reply.error:
@@ -361,8 +361,8 @@ class Status:
             return [("unreachable: " if self.unreachable else "") + self.error]
         found = []
         if self.state != "active":
-            detail = f" ({self.state_detail})" if self.state_detail else ""
-            found.append(f"service {self.state}{detail}")
+            why = f" ({self.state_detail})" if self.state_detail else ""
+            found.append(f"service {self.state}{why}")
         if self.pid_alive is False:
             found.append(f"gunicorn pid {self.pid} from the pidfile is not running")
         if self.release_missing:
@@ -453,14 +453,8 @@ def status(c):  # type: ignore[no-untyped-def]
     statuses = gather_status(hosts, settings, sample=True)
     output = hosts[0].output
     output.say(render_status(statuses))
-    failed = [s for s in statuses if s.error]
-    for s in failed:
-        output.line(s.host, s.error, err=True)
-    if failed:
-        names = ", ".join(s.host for s in failed)
-        raise FabdeployError(
-            f"status: {len(failed)} of {len(statuses)} hosts did not answer: {names}"
-        )
+    report_errors(output, statuses)
+    fail_if_unanswered(statuses, "status")
 
 
 def health_line(s: Status) -> str:
@@ -481,8 +475,8 @@ def health(c):  # type: ignore[no-untyped-def]
         output.line(s.host, health_line(s), err=not s.healthy)
     sick = [s for s in statuses if not s.healthy]
     if sick:
-        detail = "; ".join(f"{s.host} ({', '.join(s.problems())})" for s in sick)
-        raise FabdeployError(f"{len(sick)} of {len(statuses)} hosts unhealthy: {detail}")
+        sick_hosts = "; ".join(f"{s.host} ({', '.join(s.problems())})" for s in sick)
+        raise FabdeployError(f"{len(sick)} of {len(statuses)} hosts unhealthy: {sick_hosts}")
 
 
 # --- resources -----------------------------------------------------------------------------
@@ -787,7 +781,7 @@ def follow_logs(hosts: list[Host], lines: int) -> None:
                 errors[host.name] = f"log stream ended (exit {result.exited})"
         except Exception as exc:  # reported per host
             if not stopping.is_set():
-                errors[host.name] = exc.detail if isinstance(exc, HostError) else f"{exc}"
+                errors[host.name] = detail(exc)
         if host.name in errors:
             host.output.line(host.name, errors[host.name], err=True)
 

@@ -161,9 +161,8 @@ def known_hosts_files(conn: Connection, settings: Settings) -> list[str]:
     if settings.known_hosts:
         files.append(settings.known_hosts)
     unique = list(dict.fromkeys(f for f in files if f and f != "/dev/null"))
-    return [f for f in unique if os.path.isfile(f)] + [
-        f for f in unique if f == settings.known_hosts and not os.path.isfile(f)
-    ]
+    # KNOWN_HOSTS is named even before it exists: it is where `fab trust` records keys
+    return [f for f in unique if os.path.isfile(f) or f == settings.known_hosts]
 
 
 def apply_host_key_policy(
