@@ -289,7 +289,8 @@ def test_stop_tears_everything_down(
         ).stdout.split()
         # The list may also hold a helper that is exiting (the shell that started sleep):
         # follow the sshd and the stray sleep, which must both be alive now.
-        sleepers = {int(p) for p in listed if _cmdline(int(p)).split("\0")[:2] == ["sleep", "300"]}
+        # (seen as `setsid sleep 300` until setsid execs sleep in the same process)
+        sleepers = {int(p) for p in listed if "sleep 300 " in _cmdline(int(p)).replace("\x00", " ")}
         assert len(sleepers) == 1, [(p, _cmdline(int(p))) for p in listed]
         pids |= sleepers
     assert all(alive(p) for p in pids)
