@@ -120,8 +120,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.hosts import nspawn, rootfs
 
 __all__ = [
     "DEFAULT_BASE",
@@ -132,6 +135,7 @@ __all__ = [
     "find_systemctl_replacement",
     "main",
     "netns_unavailable_reason",
+    "nspawn_unavailable_reason",
 ]
 
 MODE_ENV = "FABDEPLOY_HOSTKIT_MODE"
@@ -349,13 +353,21 @@ def netns_unavailable_reason() -> str | None:
     return reason
 
 
+def nspawn_unavailable_reason(release: str) -> str | None:
+    """Why real-systemd hosts of ``release`` cannot boot here (``None``: they can)."""
+    reason = netns_unavailable_reason() or nspawn.unavailable_reason()
+    if reason is None and not rootfs.is_ready(release):
+        reason = rootfs.unavailable_reason()
+    return reason
+
+
 def _choose_mode(mode: str | None) -> str:
     """``mode``, else $FABDEPLOY_HOSTKIT_MODE, else netns when it works, else loopback."""
     chosen = (mode or os.environ.get(MODE_ENV, "") or "").strip().lower()
     if chosen in ("", "auto"):
         return "netns" if netns_unavailable_reason() is None else "loopback"
-    if chosen not in ("netns", "loopback"):
-        raise HostKitError(f"{MODE_ENV} must be 'netns' or 'loopback', not {chosen!r}")
+    if chosen not in ("netns", "loopback", "nspawn"):
+        raise HostKitError(f"{MODE_ENV} must be 'netns', 'loopback' or 'nspawn', not {chosen!r}")
     return chosen
 
 
@@ -480,6 +492,32 @@ class TestHost:
     startup_seconds: float = 0.0
     client_key: Path | None = None
     known_hosts: Path | None = None
+    release: str = ""  # nspawn: the Debian release it boots
+    machine: str = (
+        ""  # nspawn: the container's machine name (veth ve-MACHINE, cgroup nspawn-MACHINE)
+    )
+    supervisor: int = 0  # nspawn: the systemd-nspawn process (``pid`` is the container's PID 1)
+    systemd: str = ""  # nspawn: ``systemctl --version``'s first line
+    python: str = ""  # nspawn: ``python3 --version``
+
+    def path(self, inside: str) -> Path:
+        """Where the host's file ``inside`` (an absolute path) is, seen from this machine."""
+        inside = "/" + inside.lstrip("/")
+        if self.mode == "nspawn":
+            return self.root / "fs" / inside.lstrip("/")
+        for prefix, local in (
+            ("/var/log", "log"),
+            ("/srv", "srv"),
+            ("/home", "home"),
+            ("/etc", "etc"),
+            ("/run", "run"),
+            ("/tmp", "tmp"),
+        ):
+            if inside == prefix or inside.startswith(prefix + "/"):
+                return self.root / local / inside[len(prefix) :].lstrip("/")
+        raise HostKitError(
+            f"{self.name}: {inside} is not a path of the host's own (mode {self.mode})"
+        )
 
     def sh(
         self, script: str, *, user: str = "root", check: bool = True, timeout: float = 60
@@ -498,6 +536,13 @@ class TestHost:
             "USER": "root",
             "LOGNAME": "root",
         }
+        if self.mode == "nspawn":
+            proc = nspawn.enter(self.pid, script, user=user, timeout=timeout)
+            if check and proc.returncode != 0:
+                raise subprocess.CalledProcessError(
+                    proc.returncode, ["nsenter", self.name, script], proc.stdout, proc.stderr
+                )
+            return proc
         prefix: list[str] = []
         if self.mode == "netns":
             prefix = ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", "--"]
@@ -547,8 +592,14 @@ class HostKit:
     """Starts and stops test hosts; everything lives under ``workdir``."""
 
     def __init__(
-        self, workdir: Path, *, run_id: str | None = None, mode: str | None = None
+        self,
+        workdir: Path,
+        *,
+        run_id: str | None = None,
+        mode: str | None = None,
+        release: str | None = None,
     ) -> None:
+        self.release = release or rootfs.RELEASES[0]
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.run_id = run_id or secrets.token_hex(2)
@@ -582,13 +633,17 @@ class HostKit:
                 "loopback mode runs one host "
                 f"({netns_unavailable_reason() or MODE_ENV + '=loopback'})"
             )
-        if self.mode == "netns":
+        if self.mode in ("netns", "nspawn"):
             reason = netns_unavailable_reason()
+            if self.mode == "nspawn":
+                reason = nspawn_unavailable_reason(self.release)
             if reason:
-                raise NeedsRootError(f"netns mode needs root and network namespaces: {reason}")
+                raise NeedsRootError(f"{self.mode} mode cannot start hosts here: {reason}")
             if len(self.hosts) + n > MAX_HOSTS_PER_KIT:
                 raise HostKitError(f"at most {MAX_HOSTS_PER_KIT} hosts per kit")
         self.stopped = False
+        if self.mode == "nspawn":
+            return self._start_nspawn(n)
         started: list[TestHost] = []
         for _ in range(n):
             index = len(self.hosts)
@@ -601,8 +656,10 @@ class HostKit:
 
         Host data (``root/`` dirs, logs) stays for debugging unless ``purge``.
         """
-        errors: list[str] = []
+        errors: list[str] = self._stop_nspawn([h for h in self.hosts if h.mode == "nspawn"])
         for host in self.hosts:
+            if host.mode == "nspawn":
+                continue
             try:
                 if host.mode == "netns":
                     self._stop_netns(host)
@@ -617,7 +674,7 @@ class HostKit:
         self.stopped = True
         with contextlib.suppress(OSError):
             self.write_state()
-        if purge:
+        if purge and not any(os.path.ismount(h.root / "fs") for h in self.hosts):
             shutil.rmtree(self.workdir / "hosts", ignore_errors=True)
         if errors:
             raise HostKitError("stop left things behind: " + "; ".join(errors))
@@ -627,6 +684,7 @@ class HostKit:
         state = {
             "version": 1,
             "mode": self.mode,
+            "release": self.release,
             "run_id": self.run_id,
             "workdir": str(self.workdir),
             "subnet": self.subnet,
@@ -653,6 +711,7 @@ class HostKit:
         kit.workdir = Path(state["workdir"])
         kit.run_id = state["run_id"]
         kit.mode = state["mode"]
+        kit.release = state.get("release") or rootfs.RELEASES[0]
         kit.subnet = state.get("subnet")
         kit.client_key = Path(state["client_key"])
         kit.known_hosts = Path(state["known_hosts"])
@@ -1027,6 +1086,122 @@ class HostKit:
             _run(["ip", "netns", "del", host.netns])
         if host.veth and Path(f"/sys/class/net/{host.veth}").exists():
             _run(["ip", "link", "del", host.veth], check=False)
+
+    # --- nspawn (real systemd) ----------------------------------------------------------------
+
+    def _start_nspawn(self, n: int) -> list[TestHost]:
+        """Boot ``n`` containers of ``self.release`` at once; return them when all run."""
+        t0 = time.monotonic()
+        try:
+            lower = rootfs.build(self.release)
+        except rootfs.RootfsError as exc:
+            raise NeedsRootError(f"no {self.release} root filesystem: {exc}") from exc
+        if self.subnet is None:
+            self.subnet = self._pick_subnet()
+        self._guard_subnet()
+        net = ipaddress.ip_network(self.subnet)
+        client_pub = self.client_key.with_name(self.client_key.name + ".pub").read_text()
+        started: list[TestHost] = []
+        for _ in range(n):
+            index = len(self.hosts)
+            machine = f"fd{self.run_id}n{index + 1}"
+            host = TestHost(
+                name=f"fdt-{self.run_id}-{index + 1}",
+                address=str(net.network_address + 4 * index + 2),
+                port=22,
+                user=DEPLOY_USER,
+                root=self.workdir / "hosts" / f"fdt-{self.run_id}-{index + 1}",
+                pid=0,
+                host_key_line="",
+                mode="nspawn",
+                veth=nspawn.veth(machine),
+                client_key=self.client_key,
+                known_hosts=self.known_hosts,
+                release=self.release,
+                machine=machine,
+            )
+            self.hosts.append(host)  # recorded first: stop() cleans a half-started host too
+            self.write_state()
+            if host.root.exists() and not os.path.ismount(host.root / "fs"):
+                shutil.rmtree(host.root)
+            pub = nspawn.prepare(
+                host.root,
+                lower,
+                hostname=host.name,
+                address=host.address,
+                prefix=30,
+                client_pub=client_pub,
+                user=DEPLOY_USER,
+            )
+            host.host_key_line = f"{host.address} {pub}"
+            started.append(host)
+        self._write_known_hosts()
+        for host in started:
+            self._boot_nspawn(host)
+        for host in started:
+            self._await_nspawn(host)
+            host.startup_seconds = round(time.monotonic() - t0, 3)
+        self.write_state()
+        return started
+
+    def _boot_nspawn(self, host: TestHost) -> None:
+        proc = nspawn.launch(host.root, host.machine)
+        self._procs[host.name] = proc
+        host.supervisor = proc.pid
+        host.pid = 0
+        self.write_state()
+
+    def _await_nspawn(self, host: TestHost) -> None:
+        """Wait until ``host`` boots, has its address, sshd listens and systemd is running."""
+        proc = self._procs[host.name]
+        console = host.root / "console.log"
+        outer = str(ipaddress.ip_address(host.address) - 1)
+        try:
+            host.pid = nspawn.wait_booted(proc, host.machine, outer, 30, console)
+            self.write_state()
+            route = _run(["ip", "-o", "route", "get", host.address]).stdout.split()
+            if host.veth not in route:
+                raise HostKitError(
+                    f"{host.address} does not route via {host.veth}: {' '.join(route)}"
+                )
+            deadline = time.monotonic() + nspawn.BOOT_TIMEOUT
+            while not _port_open(host.address, host.port, timeout=0.2):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise HostKitError(
+                        f"sshd on {host.name} not listening:\n{nspawn._tail(console)}"
+                    )
+                time.sleep(0.02)
+            nspawn.wait_running(host.pid, host.machine, console)
+        except nspawn.NspawnError as exc:
+            raise HostKitError(str(exc)) from exc
+        versions = host.sh("systemctl --version | head -n 1; python3 --version").stdout.splitlines()
+        host.systemd, host.python = [*versions, "", ""][:2]
+
+    def reboot(self, host: TestHost) -> None:
+        """Shut ``host`` down and boot it again with its files, as a server reboots."""
+        if host.mode != "nspawn":
+            raise HostKitError(f"{host.name}: only real-systemd hosts reboot (mode {host.mode})")
+        left = nspawn.halt(host.supervisor, host.machine, self._procs.pop(host.name, None))
+        if left:
+            raise HostKitError(f"{host.name}: halting left {left}")
+        self._boot_nspawn(host)
+        self._await_nspawn(host)
+
+    def _stop_nspawn(self, hosts: list[TestHost]) -> list[str]:
+        """Halt ``hosts`` in parallel and unmount their overlays; return what was left."""
+
+        def one(host: TestHost) -> list[str]:
+            try:
+                left = nspawn.halt(host.supervisor, host.machine, self._procs.pop(host.name, None))
+                left += nspawn.unmount(host.root)
+            except Exception as exc:  # keep going: stop as much as possible
+                left = [str(exc)]
+            return [f"{host.name}: {item}" for item in left]
+
+        if not hosts:
+            return []
+        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+            return [item for items in pool.map(one, hosts) for item in items]
 
     # --- loopback ----------------------------------------------------------------------------
 
