@@ -6,6 +6,10 @@ Fixtures:
   test add hosts to the same per-test kit (``make_hosts.kit``: one client key, one known_hosts).
   Without root + network namespaces, a test asking for more than one host, or marked
   ``needs_root``, is skipped with a reason that names what is missing.
+* ``make_hosts(n, release="bookworm")`` -> real-systemd hosts (systemd-nspawn, tests/hosts/):
+  what every test that starts, switches, stops or reads the service uses. Where they cannot
+  boot (no root, no systemd-nspawn, no root filesystem and no way to build one) the test is
+  skipped with the reason. ``systemd_kit(tmp, release)`` makes such a kit for module fixtures.
 * ``host`` -> ``make_hosts(1)[0]``.
 * ``hostkit`` -> a session-wide ``HostKit`` (for tests that only read from hosts).
 * ``new_hostkit(**kw)`` -> an extra ``HostKit`` in the test's tmp dir, stopped at the end.
@@ -32,11 +36,15 @@ from tests.hostkit import (
     NeedsRootError,
     TestHost,
     netns_unavailable_reason,
+    nspawn_unavailable_reason,
 )
+from tests.hosts import nspawn
 
 SKIP_TAG = "[hostkit]"
 INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
 _LIVE_KITS: list[HostKit] = []
+#: Every kit this session started (for the summary and the leftover check).
+_ALL_KITS: list[HostKit] = []
 
 
 def _stop_all_kits() -> None:
@@ -104,25 +112,95 @@ def _skip_reason(report: pytest.TestReport) -> str:
     return str(longrepr)
 
 
+def systemd_kit(workdir: Path, release: str = "bookworm") -> HostKit:
+    """A real-systemd kit (registered for teardown); skips the caller where none can boot."""
+    reason = nspawn_unavailable_reason(release)
+    if reason:
+        pytest.skip(f"{SKIP_TAG} real-systemd {release} hosts cannot boot here: {reason}")
+    kit = HostKit(workdir, mode="nspawn", release=release)
+    _LIVE_KITS.append(kit)
+    _ALL_KITS.append(kit)
+    return kit
+
+
+def stop_kit(kit: HostKit) -> None:
+    """Stop ``kit`` and forget it."""
+    try:
+        kit.stop()
+    finally:
+        _forget(kit)
+
+
+def leftovers() -> list[str]:
+    """Hosts of this session's kits that still run, or left a cgroup, veth, netns or mount."""
+    found: list[str] = []
+    for kit in _ALL_KITS:
+        for host in kit.hosts:
+            if host.mode == "nspawn":
+                paths = [*nspawn.cgroup_dirs(host.machine), Path(f"/sys/class/net/{host.veth}")]
+                found += [str(p) for p in paths if p.exists()]
+                if os.path.ismount(host.root / "fs"):
+                    found.append(f"overlay mounted at {host.root / 'fs'}")
+            elif host.mode == "netns" and Path(f"/run/netns/{host.netns}").exists():
+                found.append(f"network namespace {host.netns}")
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop what is still running; a test host left behind fails the session."""
+    _stop_all_kits()
+    left = leftovers()
+    if left:
+        session.config.stash[_LEFT_KEY] = left
+        session.exitstatus = 1
+
+
+_LEFT_KEY = pytest.StashKey[list]()
+
+
+def _host_kinds() -> list[str]:
+    """One line per kind of host this session booted, with how many."""
+    kinds: dict[str, int] = {}
+    for kit in _ALL_KITS:
+        for host in kit.hosts:
+            if host.mode == "nspawn":
+                what = f"real systemd: Debian {host.release} ({host.systemd}, {host.python})"
+            elif host.mode == "netns":
+                what = "stand-in: netns + sshd + docker-systemctl-replacement"
+            else:
+                what = "stand-in: one unprivileged sshd on 127.0.0.1"
+            kinds[what] = kinds.get(what, 0) + 1
+    return [f"  {count} x {what}" for what, count in kinds.items()]
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """Say which tests were skipped for lack of root / network namespaces."""
+    """Say which hosts ran, which tests were skipped for lack of them, and what was left."""
+    kinds = _host_kinds()
+    if kinds:
+        terminalreporter.write_sep("-", "hosts")
+        terminalreporter.write_line("hostkit: hosts this run started:")
+        for line in kinds:
+            terminalreporter.write_line(line)
+    left = config.stash.get(_LEFT_KEY, [])
+    if left:
+        terminalreporter.write_line(f"hostkit: FAILED: test hosts left behind: {left}")
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if SKIP_TAG in _skip_reason(r)]
     missing = missing_for_netns()
     if skipped:
         terminalreporter.write_sep("-", "hostkit")
         terminalreporter.write_line(
-            f"hostkit: {len(skipped)} test(s) skipped for lack of root/network namespaces "
-            f"({missing or 'see reasons'}):"
+            f"hostkit: {len(skipped)} test(s) skipped for lack of hosts this machine can start:"
         )
         for report in skipped:
-            terminalreporter.write_line(f"  SKIPPED {report.nodeid}")
+            reason = _skip_reason(report).replace("Skipped: ", "").replace(SKIP_TAG, "").strip()
+            terminalreporter.write_line(f"  SKIPPED {report.nodeid}: {reason}")
     elif missing:
         terminalreporter.write_line(
             f"hostkit: loopback mode ({missing}); no test was skipped for it"
         )
     else:
         terminalreporter.write_line(
-            "hostkit: netns mode (root + network namespaces); nothing skipped for lack of them"
+            "hostkit: root + network namespaces + systemd-nspawn; no test skipped for lack of hosts"
         )
 
 
@@ -132,35 +210,45 @@ class HostFactory:
     def __init__(self, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
         self._request = request
         self._tmp = tmp_path_factory
-        self._kit: HostKit | None = None
+        self._kits: dict[str | None, HostKit] = {}
+        self._last: str | None = None
 
     @property
     def kit(self) -> HostKit:
-        """This test's kit (created on first use)."""
-        if self._kit is None:
-            self._kit = HostKit(self._tmp.mktemp("hosts"))
-            _LIVE_KITS.append(self._kit)
-        return self._kit
+        """The kit of this test's last ``make_hosts`` call (a stand-in kit if none yet)."""
+        return self._kit_for(self._last)
 
-    def __call__(self, n: int = 1) -> list[TestHost]:
-        """Start ``n`` more hosts for this test (skip if this machine cannot)."""
+    def _kit_for(self, release: str | None) -> HostKit:
+        if release not in self._kits:
+            if release is None:
+                kit = HostKit(self._tmp.mktemp("hosts"))
+                _LIVE_KITS.append(kit)
+                _ALL_KITS.append(kit)
+            else:
+                kit = systemd_kit(self._tmp.mktemp(f"hosts-{release}"), release)
+            self._kits[release] = kit
+        return self._kits[release]
+
+    def __call__(self, n: int = 1, release: str | None = None) -> list[TestHost]:
+        """Start ``n`` more hosts for this test (skip if this machine cannot).
+
+        ``release`` (bookworm, trixie) asks for real-systemd hosts of that Debian release.
+        """
         needs_root = self._request.node.get_closest_marker("needs_root") is not None
         missing = missing_for_netns()
-        if missing and (n > 1 or needs_root):
+        if release is None and missing and (n > 1 or needs_root):
             what = f"{n} hosts need" if n > 1 else "this test needs"
             pytest.skip(f"{SKIP_TAG} {what} root and network namespaces; missing: {missing}")
+        self._last = release
         try:
-            return self.kit.start(n)
+            return self._kit_for(release).start(n)
         except NeedsRootError as exc:
             pytest.skip(f"{SKIP_TAG} {exc}")
 
     def stop(self) -> None:
         """Stop this test's hosts."""
-        if self._kit is not None:
-            try:
-                self._kit.stop()
-            finally:
-                _forget(self._kit)
+        for kit in self._kits.values():
+            stop_kit(kit)
 
 
 @pytest.fixture
@@ -184,6 +272,7 @@ def hostkit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostKit]:
     """A kit shared by the whole session; its hosts are stopped at session end."""
     kit = HostKit(tmp_path_factory.mktemp("hostkit"))
     _LIVE_KITS.append(kit)
+    _ALL_KITS.append(kit)
     yield kit
     try:
         kit.stop()
@@ -200,6 +289,7 @@ def new_hostkit(tmp_path: Path) -> Iterator[Any]:
         kit = HostKit(tmp_path / f"kit{len(kits)}", **kw)
         kits.append(kit)
         _LIVE_KITS.append(kit)
+        _ALL_KITS.append(kit)
         return kit
 
     yield make

@@ -504,6 +504,9 @@ class TestHost:
         """Where the host's file ``inside`` (an absolute path) is, seen from this machine."""
         inside = "/" + inside.lstrip("/")
         if self.mode == "nspawn":
+            for volatile in ("/tmp", "/run"):  # tmpfs inside the container: not on the overlay
+                if inside == volatile or inside.startswith(volatile + "/"):
+                    raise HostKitError(f"{self.name}: {volatile} is a tmpfs inside; use sh()")
             return self.root / "fs" / inside.lstrip("/")
         for prefix, local in (
             ("/var/log", "log"),

@@ -280,7 +280,9 @@ def enter(
 ) -> subprocess.CompletedProcess[str]:
     """Run bash ``script`` inside the container (all its namespaces) as ``user``."""
     env = {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "HOME": "/root", "USER": "root", "LOGNAME": "root"}
-    inner = ["bash", "-c", script] if user == "root" else ["runuser", "-l", user, "-c", script]
+    inner = ["bash", "-c", script]
+    if user != "root":  # -u, not -l: a service user's shell may be nologin
+        inner = ["runuser", "-u", user, "--", "bash", "-c", script]
     return subprocess.run(
         [
             "nsenter",

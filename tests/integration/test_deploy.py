@@ -1,5 +1,12 @@
-"""The deploy pipeline against a real SSH host, driven the way a user drives it: `fab staging
+"""The deploy pipeline against a real server, driven the way a user drives it: `fab staging
 setup`, `fab staging deploy`, `fab staging rollback` run as subprocesses from a project dir.
+
+The server boots real systemd (tests/hosts/: systemd-nspawn), once as Debian 12 (systemd 252,
+the local Python's X.Y: packages prebuilt locally) and once as Debian 13 (systemd 257, Python
+3.13: a wheelhouse and pip with --no-index on the host, and APP_USER another user than the SSH
+one). After every switch the unit must still track the serving master: `systemctl show` gives
+MainPID = the master in the pidfile, NRestarts=0, active/running, and the unit's journal has
+no Deactivated/Stopped/restart line since the step began.
 
 Every check looks at what the host SERVES (HTTP from outside) and what lies on its disk, not
 only at exit codes. One host walks the whole story in order (setup, first deploy, unchanged
@@ -12,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -28,17 +36,9 @@ import pytest
 from invoke import Context
 
 from tasks import config, remote
+from tests.conftest import missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import HostKit, TestHost
 from tests.integration.apps import write_app
-
-try:  # stop our kit too if pytest is killed (conftest's registry), when available
-    from tests.conftest import _LIVE_KITS, missing_for_netns
-except ImportError:  # pragma: no cover
-    _LIVE_KITS = []
-
-    def missing_for_netns() -> str | None:
-        return None
-
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
@@ -46,6 +46,12 @@ APP = "hello"
 PORT = 8000
 ROOT = f"/srv/{APP}"
 KEEP = 3
+#: The Debian releases the story runs on, and the user the app runs as on each.
+APP_USERS = {"bookworm": "deploy", "trixie": "web"}
+#: Journal lines that mean systemd lost or restarted the service.
+UNTRACKED = re.compile(
+    r"Deactivated|Stopped|Stopping|Scheduled restart|Main process exited|Failed|Killing"
+)
 #: Secrets with characters a shell, systemd or an env parser could mangle; never printed.
 SECRETS_ENV = (
     "# test secrets\n"
@@ -102,13 +108,43 @@ class Site:
     host: TestHost
     project: Path
     env: dict[str, str]
+    kit: HostKit
+    app_user: str = "deploy"
     outputs: list[str] = field(default_factory=list)
     numbers: dict[str, float] = field(default_factory=dict)
 
     @property
     def srv(self) -> Path:
         """The host's deploy root, seen from this machine."""
-        return self.host.root / "srv" / APP
+        return self.host.path(ROOT)
+
+    @property
+    def same_python(self) -> bool:
+        """Whether the host runs the local Python's X.Y (packages are then prebuilt locally)."""
+        return self.host.python.split()[-1].rsplit(".", 1)[0] == "{}.{}".format(*sys.version_info)
+
+    def unit(self) -> dict[str, str]:
+        """What systemd says of the app's unit: MainPID, NRestarts, ActiveState, SubState."""
+        out = self.sh(f"systemctl show -p MainPID,NRestarts,ActiveState,SubState {APP}")
+        return dict(line.split("=", 1) for line in out.splitlines())
+
+    def journal(self) -> list[str]:
+        """The unit's journal lines (systemd's own, since the app logs to its files)."""
+        return self.sh(f"journalctl -u {APP}.service -o cat --no-pager -q || true").splitlines()
+
+    def tracked(self, since: int) -> None:
+        """Assert systemd tracks the serving master and lost nothing since journal line ``since``."""
+        master = self.master()
+        assert running_in(self, master)
+        unit = self.unit()
+        assert unit == {
+            "MainPID": str(master),
+            "NRestarts": "0",
+            "ActiveState": "active",
+            "SubState": "running",
+        }, unit
+        lost = [line for line in self.journal()[since:] if UNTRACKED.search(line)]
+        assert lost == [], lost
 
     def fab(
         self, *args: str, ok: bool = True, timeout: float = 300
@@ -175,14 +211,20 @@ class Site:
     def master(self) -> int:
         return int((self.srv / "shared" / "pids" / "gunicorn.pid").read_text())
 
+    def masters(self) -> list[str]:
+        """Command lines of every gunicorn master on the host (workers excluded)."""
+        out = self.sh(
+            "ps -e -o pid=,ppid=,args= | awk '$3 ~ /python/ && /gunicorn/ {print}' || true"
+        )
+        rows = [line.split(None, 2) for line in out.splitlines()]
+        pids = {row[0] for row in rows}
+        return [row[2] for row in rows if row[1] not in pids]
 
-def running(pid: int) -> bool:
-    """Whether ``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+def running_in(site: Site, pid: int) -> bool:
+    """Whether ``pid`` (as the host numbers it) is a live process there, not a zombie."""
+    state = site.sh(f"ps -o stat= -p {pid} || true")
+    return state != "" and not state.startswith(("Z", "X"))
 
 
 def _parsed_secrets() -> dict[str, str]:
@@ -193,7 +235,7 @@ def _parsed_secrets() -> dict[str, str]:
     return {k: v or "" for k, v in dotenv_values(stream=io.StringIO(SECRETS_ENV)).items()}
 
 
-def write_project(project: Path, host: TestHost, kit: HostKit) -> None:
+def write_project(project: Path, host: TestHost, kit: HostKit, app_user: str = "") -> None:
     (project / "config").mkdir(parents=True, exist_ok=True)
     (project / "fabfile.py").write_text("from tasks import ns\n")
     (project / "config" / "staging.env").write_text(
@@ -202,34 +244,36 @@ def write_project(project: Path, host: TestHost, kit: HostKit) -> None:
         + f"\nSSH_KEY={kit.client_key}\nKNOWN_HOSTS={kit.known_hosts}\n"
         f"APP_NAME={APP}\nAPP_DIR=app\nBIND=0.0.0.0:{PORT}\nSECRETS_FILE=app/secrets.env\n"
         f"WORKERS=2\nHEALTH_TIMEOUT=10\nKEEP_RELEASES={KEEP}\n"
+        + (f"APP_USER={app_user}\n" if app_user else "")
     )
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """A fresh host (its own kit, torn down after this module) and a project deploying to it."""
+@pytest.fixture(scope="module", params=sorted(APP_USERS))
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
+    """A fresh real-systemd host of one Debian release (torn down after its story) and a
+    project deploying to it."""
+    release = request.param
     missing = missing_for_netns()
     if missing:
-        pytest.skip(
-            f"[hostkit] deploying needs root and network namespaces (sudo, systemctl in a host); missing: {missing}"
-        )
-    kit = HostKit(tmp_path_factory.mktemp("deploy-hosts"))
-    _LIVE_KITS.append(kit)
+        pytest.skip(f"[hostkit] deploying needs root and network namespaces; missing: {missing}")
+    kit = systemd_kit(tmp_path_factory.mktemp(f"deploy-{release}"), release)
     try:
         host = kit.start(1)[0]
         project = tmp_path_factory.mktemp("deploy-project")
-        write_project(project, host, kit)
+        app_user = APP_USERS[release]
+        write_project(project, host, kit, "" if app_user == host.user else app_user)
         env = {k: v for k, v in os.environ.items() if not k.startswith("FABDEPLOY_")}
         env["PYTHONPATH"] = str(REPO)
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
-        site = Site(host, project, env)
+        site = Site(host, project, env, kit, app_user)
         site.app("1.0.0")
+        site.numbers["host"] = f"Debian {release}, {host.systemd}, {host.python}"  # type: ignore[assignment]
         yield site
         print("deploy numbers:", json.dumps(site.numbers, indent=1))
     finally:
-        kit.stop()
-        if kit in _LIVE_KITS:
-            _LIVE_KITS.remove(kit)
+        stop_kit(kit)
 
 
 # --- the story, in order -------------------------------------------------------------------
@@ -248,27 +292,38 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
 
     with pytest.raises(OSError):
         site.get("/")  # nothing serves before the first deploy
-    cold = site.fab("deploy")
+    journal = len(site.journal())
+    with site.loop() as loop:
+        cold = site.fab("deploy")
     site.numbers["cold deploy seconds"] = round(cold.seconds, 1)  # type: ignore[attr-defined]
     answer = site.get("/")
     assert answer["version"] == "1.0.0"
     assert answer["release"] == site.current()
-    # the host's Python matches the local one: no pip on the host, packages prebuilt locally
-    assert re.search(r"venv [0-9a-f]{16} built from the prebuilt packages", cold.stdout)
+    assert loop.versions and set(loop.versions) == {"1.0.0"}  # nothing else ever answered
+    if site.same_python:  # no pip on the host, packages prebuilt locally
+        assert re.search(r"venv [0-9a-f]{16} built from the prebuilt packages", cold.stdout)
+    else:  # another Python: the wheelhouse, pip on the host offline
+        venv = re.search(r"venv ([0-9a-f]{16}) built with pip", cold.stdout)
+        assert venv, cold.stdout
+        log = (site.srv / "venvs" / venv.group(1) / "pip-install.log").read_text()
+        assert "Looking in indexes" not in log and "Looking in links" in log, log
     assert "2 passed" in cold.stdout  # the local test gate ran
 
     master = site.master()
     users = site.sh(f"ps -o user= -p {master}; ps -o user= --ppid {master}").split()
-    assert users == ["deploy"] * 3, users  # master + WORKERS=2, all as the deploy user
+    assert users == [site.app_user] * 3, users  # master + WORKERS=2, all as the app user
     assert site.sh(f"systemctl is-active {APP}") == "active"
+    assert site.sh(f"systemctl is-enabled {APP}") == "enabled"
+    site.tracked(journal)
 
     env_file = site.srv / "shared" / ".env"
-    assert site.sh(f"stat -c '%U %G %a' {ROOT}/shared/.env") == "deploy deploy 600"
+    owner = site.app_user
+    assert site.sh(f"stat -c '%U %G %a' {ROOT}/shared/.env") == f"{owner} {owner} 600"
     assert env_file.stat().st_mode & 0o777 == 0o600
     assert not (site.srv / "releases" / site.current() / "secrets.env").exists()  # never shipped
     greeting = _parsed_secrets()["GREETING"]
     assert site.get("/greeting-sha256")["sha256"] == hashlib.sha256(greeting.encode()).hexdigest()
-    assert not (site.host.root / "tmp" / "fabdeploy-pwned").exists()
+    assert site.sh("test ! -e /tmp/fabdeploy-pwned && echo clean") == "clean"
 
     release = site.srv / "releases" / site.current()
     assert os.readlink(release / ".env") == "../../shared/.env"
@@ -286,6 +341,7 @@ def test_unchanged_redeploy_changes_nothing_and_forced_reuses_the_venv(site: Sit
     digest = site.venv_of(before)
     venv = site.srv / "venvs" / digest
     stat_before = (venv.stat().st_ino, venv.stat().st_mtime_ns)
+    pip_logs = {p: p.stat().st_mtime_ns for p in venv.glob("**/pip-install.log")}
     venvs_before = site.venvs()
 
     again = site.fab("deploy")
@@ -299,32 +355,39 @@ def test_unchanged_redeploy_changes_nothing_and_forced_reuses_the_venv(site: Sit
     assert "built" not in forced.stdout.split("-> install")[1].split("-> smoke")[0]
     assert site.current() != before and site.venv_of(site.current()) == digest
     assert (venv.stat().st_ino, venv.stat().st_mtime_ns) == stat_before  # pip never ran
-    assert not list(venv.glob("**/pip-install.log"))
+    if site.same_python:  # prebuilt: pip never ran on the host
+        assert not pip_logs
+    assert {p: p.stat().st_mtime_ns for p in venv.glob("**/pip-install.log")} == pip_logs
     assert site.venvs() == venvs_before
     assert site.get("/")["release"] == site.current()
 
 
-def test_code_change_is_served_with_no_failed_request(site: Site) -> None:
-    old_master = site.master()
-    site.app("1.1.0")
+@pytest.mark.parametrize("version", ["1.0.1", "1.0.2", "1.1.0"])
+def test_code_change_is_served_with_no_failed_request(site: Site, version: str) -> None:
+    """Three code-change redeploys in a row, each with the request loop."""
+    old_master, journal = site.master(), len(site.journal())
+    site.app(version)
     with site.loop() as loop:
         site.fab("deploy")
-    site.numbers["failed requests, code change"] = len(loop.failures)
-    loop.report("redeploy with a code change")
+    site.numbers[f"failed requests, code change {version}"] = len(loop.failures)
+    site.numbers[f"requests, code change {version}"] = loop.ok
+    loop.report(f"redeploy with a code change to {version}")
     assert loop.failures == [] and loop.ok > 20
-    assert loop.versions[-5:] == ["1.1.0"] * 5
-    assert site.get("/")["version"] == "1.1.0"
+    assert loop.versions[-5:] == [version] * 5
+    assert site.get("/")["version"] == version
     assert site.get("/")["release"] == site.current()
     # the service is tracked through the handoff: new master in the pidfile, old one gone
     new_master = site.master()
     assert new_master != old_master
     assert site.sh(f"systemctl is-active {APP}") == "active"
     assert site.sh(f"systemctl show -p MainPID {APP}") == f"MainPID={new_master}"
-    assert not running(old_master)
+    assert not running_in(site, old_master)
+    site.tracked(journal)
+    assert len(site.masters()) == 1, site.masters()
 
 
 def test_requirement_change_gets_a_new_venv_with_no_failed_request(site: Site) -> None:
-    old_venv = site.venv_of(site.current())
+    old_venv, journal = site.venv_of(site.current()), len(site.journal())
     site.app("1.2.0", requirements=("python-dotenv",), uses="dotenv")
     env_file = site.project / "config" / "staging.env"
     settings = env_file.read_text()
@@ -347,6 +410,7 @@ def test_requirement_change_gets_a_new_venv_with_no_failed_request(site: Site) -
         "release": site.current(),
         "uses": "dotenv",
     }
+    site.tracked(journal)
 
 
 @pytest.mark.parametrize(
@@ -361,7 +425,7 @@ def test_broken_release_never_replaces_the_served_one(
     site: Site, broken: str, expected: str
 ) -> None:
     served, releases = site.current(), site.releases()
-    master = site.master()
+    master, journal = site.master(), len(site.journal())
     site.app(f"1.3.0-{broken}", requirements=("python-dotenv",), uses="dotenv", broken=broken)
     with site.loop() as loop:
         failed = site.fab("deploy", "--skip-tests", ok=False)
@@ -379,11 +443,13 @@ def test_broken_release_never_replaces_the_served_one(
         assert "rolling back" in output and "last lines of" in output
         assert site.sh(f"systemctl is-active {APP}") == "active"
     assert not (site.srv / ".lock").exists()
+    site.tracked(journal)
+    assert len(site.masters()) == 1, site.masters()
 
 
 def test_failing_local_tests_stop_the_deploy_before_any_host_changes(site: Site) -> None:
     releases, lines = site.releases(), len(site.audit())
-    sshd_log = site.host.root / "log" / "sshd.log"
+    sshd_log = site.host.path("/var/log/sshd.log")
     logins = sshd_log.read_text().count("Accepted publickey")
     site.app("1.3.1", requirements=("python-dotenv",), uses="dotenv", broken="tests")
     failed = site.fab("deploy", ok=False)
@@ -395,12 +461,15 @@ def test_failing_local_tests_stop_the_deploy_before_any_host_changes(site: Site)
 
 
 def test_rollback_then_cleanup_keeps_releases(site: Site) -> None:
-    served = site.current()
+    served, journal = site.current(), len(site.journal())
     with site.loop() as loop:
         site.fab("rollback")
     loop.report("rollback")
+    site.numbers["failed requests, rollback"] = len(loop.failures)
     assert loop.failures == []
     assert site.get("/")["version"] == "1.1.0"
+    assert loop.versions[-3:] == ["1.1.0"] * 3
+    site.tracked(journal)
     assert site.current() < served
     last = site.audit()[-1]
     assert (last["action"], last["result"], last["release"]) == ("rollback", "ok", site.current())
@@ -464,19 +533,23 @@ def test_a_killed_deploy_keeps_serving_and_the_next_one_succeeds(site: Site) -> 
     assert loop.failures == []
     assert "is stale: that fab is no longer running; breaking it" in after.stdout
     assert site.get("/")["version"] == "1.6.0"
+    assert len(site.masters()) == 1, site.masters()
     assert all((site.srv / "releases" / r / "REVISION").exists() for r in site.releases())
     assert list((site.srv / ".incoming").iterdir()) == []
     assert not (site.srv / ".lock").exists()
 
 
 def test_run_tasks_reload_stop_and_start(site: Site) -> None:
-    master = site.master()
+    master, journal = site.master(), len(site.journal())
     with site.loop() as loop:
         reloaded = site.fab("run.reload")
     loop.report("run.reload")
+    site.numbers["failed requests, run.reload"] = len(loop.failures)
     assert loop.failures == [] and "switched: master" in reloaded.stdout
-    assert site.master() != master and not running(master)
+    assert site.master() != master and not running_in(site, master)
     assert site.get("/")["version"] == "1.6.0"
+    assert set(loop.versions) == {"1.6.0"}
+    site.tracked(journal)
 
     site.fab("run.stop")
     assert site.sh(f"systemctl is-active {APP} || true") != "active"
@@ -493,12 +566,151 @@ def test_run_tasks_reload_stop_and_start(site: Site) -> None:
             time.sleep(0.2)
 
 
+def test_a_deploy_killed_in_the_switch_keeps_serving_and_the_next_one_recovers(
+    site: Site,
+) -> None:
+    """SIGKILL fab while the switch runs on the host; the next deploy puts it right."""
+    site.app("1.7.0")
+    with site.loop() as loop:
+        victim = site.popen("deploy", "--skip-tests")
+        seen = []
+        assert victim.stdout is not None
+        for line in victim.stdout:
+            seen.append(line)
+            if "-> switch" in line:
+                break
+        time.sleep(0.7)  # USR2 sent, the new master booting: the middle of the switch
+        victim.send_signal(signal.SIGKILL)
+        rest, _ = victim.communicate(timeout=30)
+        site.outputs.append("".join(seen) + rest)
+        time.sleep(2.0)
+        after_kill = {
+            "current": site.current(),
+            "serves": site.get("/")["release"],
+            "masters": len(site.masters()),
+        }
+        print("after the kill:", after_kill)
+        journal = len(site.journal())
+        site.app("1.7.1")
+        recovered = site.fab("deploy", "--skip-tests")
+    loop.report("deploy killed in the switch, then the next deploy")
+    site.numbers["failed requests, killed in the switch + next deploy"] = len(loop.failures)
+    assert loop.failures == [] and loop.ok > 20
+    assert "is stale: that fab is no longer running; breaking it" in recovered.stdout
+    assert site.get("/") == {"app": "hello", "version": "1.7.1", "release": site.current()}
+    assert loop.versions[-3:] == ["1.7.1"] * 3
+    assert len(site.masters()) == 1, site.masters()
+    site.tracked(journal)
+    assert not (site.srv / ".lock").exists()
+
+
+def test_restart_is_followed_in_the_journal(site: Site) -> None:
+    """`fab run.restart` (a real stop and start) while `fab logs --follow` reads the journal."""
+    follow = site.popen("logs", "--follow", "-n", "1")
+    lines: queue.Queue[str] = queue.Queue()
+    assert follow.stdout is not None
+    threading.Thread(target=lambda: [lines.put(x) for x in follow.stdout], daemon=True).start()  # type: ignore[union-attr]
+    seen: list[str] = []
+
+    def wait_for(pattern: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(re.search(pattern, line) for line in seen):
+            try:
+                seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                follow.kill()
+                raise AssertionError(f"no {pattern!r} in:\n{''.join(seen)}") from None
+
+    prefix = re.escape(f"[{site.host.address}]")
+    try:
+        wait_for(prefix + r" ==> .*error.log <==")
+        master = site.master()
+        with site.loop() as loop:
+            site.fab("run.restart")
+        wait_for(prefix + r" .*systemd\[1\]: Stopped .*" + APP)
+        wait_for(prefix + r" .*systemd\[1\]: Started .*" + APP)
+        follow.send_signal(signal.SIGINT)
+        follow.communicate(timeout=15)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    assert follow.returncode == 0, "".join(seen)
+    loop.report("run.restart (stop, then start: an outage by design)")
+    site.numbers["failed requests, run.restart (outage by design)"] = len(loop.failures)
+    site.numbers["requests, run.restart"] = loop.ok
+    assert site.master() != master and not running_in(site, master)
+    assert site.get("/")["version"] == "1.7.1"
+    site.tracked(len(site.journal()))
+    deadline = time.monotonic() + 10  # the follow left nothing running on the host
+    while site.sh("pgrep -x journalctl || true") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert site.sh("pgrep -x journalctl || true") == ""
+
+
+def test_systemctl_stop_and_start_after_a_switch(site: Site) -> None:
+    """After USR2 handovers systemd still owns the master: stop ends every process of it."""
+    site.fab("run.reload")
+    switched = site.master()
+    site.sh(f"systemctl stop {APP}")
+    assert site.unit()["ActiveState"] == "inactive"
+    assert site.masters() == [] and not running_in(site, switched)
+    with pytest.raises(OSError):
+        site.get("/")
+    site.sh(f"systemctl start {APP}")
+    journal = len(site.journal())
+    assert site.get("/")["version"] == "1.7.1"
+    site.tracked(journal)
+
+
+def test_a_reboot_brings_the_service_back_on_current(site: Site) -> None:
+    served, journal_before = site.current(), len(site.journal())
+    site.fab("run.reload")  # the master now running came from a USR2 handover
+    site.kit.reboot(site.host)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            answer = site.get("/")
+            break
+        except OSError:
+            assert time.monotonic() < deadline, site.sh(f"systemctl status {APP} || true")
+            time.sleep(0.2)
+    assert answer == {"app": "hello", "version": "1.7.1", "release": served}
+    assert site.current() == served
+    assert site.sh(f"systemctl is-enabled {APP}") == "enabled"
+    journal = site.journal()
+    assert len(journal) > journal_before  # the journal outlived the reboot
+    site.tracked(len(journal))
+    assert len(site.masters()) == 1, site.masters()
+
+
+def test_status_health_and_logs_read_real_systemd(site: Site) -> None:
+    status = site.fab("status")
+    _header, *rows = status.stdout.splitlines()
+    cells = rows[0].split()
+    assert cells[:3] == [site.host.address, "active", site.current()], status.stdout
+    assert "200" in cells
+    health = site.fab("health")
+    assert f"[{site.host.address}] healthy: HTTP 200 in" in health.stdout
+    logs = site.fab("logs", "-n", "50")
+    mine = [line for line in logs.stdout.splitlines() if line.startswith(f"[{site.host.address}]")]
+    assert any(re.search(r"systemd\[1\]: Started .*" + APP, line) for line in mine), logs.stdout
+    assert any("error.log <==" in line for line in mine), logs.stdout
+    site.sh(f"systemctl stop {APP}")
+    try:
+        down = site.fab("health", ok=False)
+        assert f"[{site.host.address}] UNHEALTHY: service inactive" in down.stderr
+    finally:
+        site.sh(f"systemctl start {APP}")
+    assert site.get("/")["version"] == "1.7.1"
+
+
 def test_break_lock_and_unlock_say_who_held_it(site: Site) -> None:
     lock = site.srv / ".lock"
     site.sh(
         f"mkdir {ROOT}/.lock && printf 'user=ops@elsewhere\\nmachine=elsewhere\\npid=4242\\n"
         f"since=1\\ntoken=x\\n' > {ROOT}/.lock/owner",
-        user="deploy",
+        user=site.app_user,
     )
     refused = site.fab("deploy", "--skip-tests", ok=False)
     assert "deploy lock held by ops@elsewhere (pid 4242 on elsewhere)" in refused.stderr
@@ -514,7 +726,7 @@ def test_no_secret_value_appears_in_any_output(site: Site) -> None:
     for output in site.outputs:
         for value in values:
             assert value not in output
-    assert not (site.host.root / "tmp" / "fabdeploy-pwned").exists()
+    assert site.sh("test ! -e /tmp/fabdeploy-pwned && echo clean") == "clean"
 
 
 # --- quoting -------------------------------------------------------------------------------
