@@ -23,6 +23,7 @@ import atexit
 import contextlib
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -134,7 +135,12 @@ def stop_kit(kit: HostKit) -> None:
 def leftovers() -> list[str]:
     """Hosts of this session's kits that still run, or left a cgroup, veth, netns or mount."""
     found: list[str] = []
+    routes = subprocess.run(
+        ["ip", "route", "show", "table", "all"], capture_output=True, text=True, check=False
+    ).stdout.split()
     for kit in _ALL_KITS:
+        if kit.subnet and kit.mode != "loopback" and kit.subnet in routes:
+            found.append(f"route {kit.subnet} of kit {kit.run_id}")
         for host in kit.hosts:
             if host.mode == "nspawn":
                 paths = [*nspawn.cgroup_dirs(host.machine), Path(f"/sys/class/net/{host.veth}")]

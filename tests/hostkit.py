@@ -1055,7 +1055,7 @@ class HostKit:
         if not self.subnet:
             return
         _RESERVED_SUBNETS.discard(self.subnet)
-        if self.mode != "netns" or os.geteuid() != 0:
+        if self.mode not in ("netns", "nspawn") or os.geteuid() != 0:
             return
         shown = _run(
             ["ip", "route", "show", "exact", self.subnet, "type", "unreachable"], check=False
@@ -1338,10 +1338,15 @@ def _known_state_dirs(base: Path) -> list[Path]:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
+    if args.why_not_nspawn:
+        reason = nspawn_unavailable_reason(args.release or rootfs.RELEASES[0])
+        if reason:
+            print(reason)
+        return 1 if reason else 0
     base = Path(args.base)
     run_id = args.run_id or secrets.token_hex(2)
     state = Path(args.state) if args.state else base / run_id
-    kit = HostKit(state, run_id=run_id, mode=args.mode)
+    kit = HostKit(state, run_id=run_id, mode=args.mode, release=args.release)
     base.mkdir(parents=True, exist_ok=True)
     with open(_registry(base), "a") as reg:
         reg.write(f"{kit.workdir}\n")
@@ -1390,7 +1395,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         except HostKitError as exc:
             print(f"{d}: {exc}")
             continue
-        running = [h for h in kit.hosts if _alive(h.pid)]
+        running = [h for h in kit.hosts if _alive(h.supervisor or h.pid)]
         print(f"{d}  mode={kit.mode} hosts={len(kit.hosts)} running={len(running)}")
         for h in kit.hosts:
             print(
@@ -1413,7 +1418,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--state", help="state dir [BASE/RUN_ID]")
     up.add_argument("--run-id", help="short id used in names (default: random)")
     up.add_argument(
-        "--mode", choices=["netns", "loopback"], help=f"default: ${MODE_ENV} or automatic"
+        "--mode",
+        choices=["netns", "loopback", "nspawn"],
+        help=f"default: ${MODE_ENV} or automatic (nspawn: real systemd)",
+    )
+    up.add_argument("--release", help="nspawn: the Debian release to boot [bookworm]")
+    up.add_argument(
+        "--why-not-nspawn", action="store_true", help="print why nspawn hosts cannot boot, and exit"
     )
     up.set_defaults(func=_cmd_up)
     down = sub.add_parser("down", help="stop the hosts recorded in a state dir")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import missing_for_netns
+from tests.hostkit import nspawn_unavailable_reason
 
 REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / ".fabdeploy" / "demo"
@@ -50,6 +51,11 @@ def test_the_demo_deploys_the_example_app_and_shows_it_serving() -> None:
         assert served["app"] == "hello" and served["version"] == "1.0.0"
         assert re.search(r"\n\S+\s+active\s+\d{8}T", out), "fab demo status shows it active"
         assert "sudo bash scripts/demo down" in out
+        if nspawn_unavailable_reason("bookworm") is None:  # a real server where one can boot
+            assert "mode=nspawn" in out, out[-4000:]
+            assert re.search(r"demo: the app answers at http://10\.", out)
+        else:
+            assert "demo: no real-systemd host here" in out
     finally:
         down = subprocess.run(
             ["bash", "scripts/demo", "down"], cwd=REPO, env=env, capture_output=True,
@@ -57,4 +63,5 @@ def test_the_demo_deploys_the_example_app_and_shows_it_serving() -> None:
         )  # fmt: skip
     assert down.returncode == 0, down.stdout + down.stderr
     assert netns_names() <= before, "the demo host's namespace is gone"
+    assert not list(Path("/sys/fs/cgroup").glob("*/nspawn-fd*")), "the container is gone"
     assert not STATE.exists() and not (REPO / "config" / "demo.env").exists()

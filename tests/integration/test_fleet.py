@@ -1,4 +1,5 @@
-"""Fleet deploys on three real hosts, with the example user fabfile (tests/example_project).
+"""Fleet deploys on three real-systemd hosts (Debian 12 in systemd-nspawn), with the example
+user fabfile (tests/example_project).
 
 Prepare runs on every host before any switch; the switch goes host by host (SWITCH_BATCH=1),
 each behind its health check. A host that cannot prepare stops the deploy with no host
@@ -21,17 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostkit import HostKit, TestHost
+from tests.conftest import missing_for_netns, stop_kit, systemd_kit
+from tests.hostkit import TestHost
 from tests.integration.apps import write_app
-
-try:
-    from tests.conftest import _LIVE_KITS, missing_for_netns
-except ImportError:  # pragma: no cover
-    _LIVE_KITS = []
-
-    def missing_for_netns() -> str | None:
-        return None
-
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
@@ -93,15 +86,26 @@ class Fleet:
         return versions
 
     def current(self, host: TestHost) -> str:
-        return os.readlink(host.root / "srv" / APP / "current").rpartition("/")[2]
+        return os.readlink(host.path(f"{ROOT}/current")).rpartition("/")[2]
 
     def releases(self, host: TestHost) -> list[str]:
-        return sorted(p.name for p in (host.root / "srv" / APP / "releases").iterdir())
+        return sorted(p.name for p in host.path(f"{ROOT}/releases").iterdir())
+
+    def tracked(self) -> None:
+        """On every host systemd's MainPID is the master in the pidfile, active, never restarted."""
+        for host in self.hosts:
+            master = host.path(f"{ROOT}/shared/pids/gunicorn.pid").read_text().strip()
+            shown = host.sh(f"systemctl show -p MainPID,NRestarts,ActiveState {APP}").stdout
+            assert dict(line.split("=", 1) for line in shown.split()) == {
+                "MainPID": master,
+                "NRestarts": "0",
+                "ActiveState": "active",
+            }, (host.name, shown)
 
     def migrations(self) -> list[str]:
         lines = []
         for host in self.hosts:
-            log = host.root / "srv" / APP / "shared" / "log" / "migrations.log"
+            log = host.path(f"{ROOT}/shared/log/migrations.log")
             lines += log.read_text().splitlines() if log.exists() else []
         return lines
 
@@ -111,8 +115,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     missing = missing_for_netns()
     if missing:
         pytest.skip(f"[hostkit] a fleet needs root and network namespaces; missing: {missing}")
-    kit = HostKit(tmp_path_factory.mktemp("fleet-hosts"))
-    _LIVE_KITS.append(kit)
+    kit = systemd_kit(tmp_path_factory.mktemp("fleet-hosts"), "bookworm")
     try:
         hosts = kit.start(3)
         project = tmp_path_factory.mktemp("fleet-project")
@@ -132,9 +135,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         fleet.fab("staging", "setup")
         yield fleet
     finally:
-        kit.stop()
-        if kit in _LIVE_KITS:
-            _LIVE_KITS.remove(kit)
+        stop_kit(kit)
 
 
 def test_fleet_prepares_everywhere_then_switches_host_by_host(fleet: Fleet) -> None:
@@ -153,6 +154,7 @@ def test_fleet_prepares_everywhere_then_switches_host_by_host(fleet: Fleet) -> N
     for host in fleet.hosts:
         row = next(line for line in out.splitlines() if line.startswith(host.address + " "))
         assert " 1/" in row and "serving" in row
+    fleet.tracked()
 
 
 def test_a_host_that_cannot_prepare_stops_the_deploy_with_none_switched(fleet: Fleet) -> None:
@@ -192,6 +194,7 @@ def test_a_batch_failing_its_health_check_goes_back_and_the_report_says_so(fleet
     assert "serving" in rows[h1.address] and "back on" in rows[h2.address]
     assert "not switched" in rows[h3.address]
     assert len(fleet.migrations()) == 2  # ran once, before the first batch
+    fleet.tracked()  # the host that went back is still the unit's, as are the others
 
 
 def test_dash_h_fleet_flag_and_the_projects_own_tasks(fleet: Fleet) -> None:

@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import HostFactory, missing_for_netns
 from tests.hostkit import MODE_ENV, HostKit, HostKitError, NeedsRootError, TestHost
+from tests.hosts import nspawn
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -420,3 +421,90 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_text()
     except OSError:
         return ""
+
+
+# real systemd (systemd-nspawn) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("release", ["bookworm", "trixie"])
+def test_real_systemd_hosts_boot_isolated_and_verified(
+    make_hosts: HostFactory, release: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = make_hosts(2, release=release)
+    report_startup([a, b], capsys)
+    with capsys.disabled():
+        print(f"\n    [hostkit] {a.release}: {a.systemd}, {a.python}", end="")
+    assert a.mode == "nspawn" and a.address != b.address
+    expected = {
+        "bookworm": ("systemd 252", "Python 3.11"),
+        "trixie": ("systemd 257", "Python 3.13"),
+    }
+    assert a.systemd.startswith(expected[release][0]) and a.python.startswith(expected[release][1])
+    marker = f"fdt-marker-{uuid.uuid4().hex}"
+    with connect(a) as ca, connect(b) as cb:  # RejectPolicy: the kit's known_hosts only
+        assert run(ca, "hostname")[1].strip() == a.name
+        assert run(ca, "ps -o comm= -p 1")[1].strip() == "systemd"  # PID 1 is systemd
+        assert run(ca, "systemctl is-system-running")[1].strip() == "running"
+        assert run(ca, f"echo hi | sudo -n tee /srv/{marker} >/dev/null")[0] == 0
+        assert run(cb, f"test -e /srv/{marker}")[0] == 1
+        assert run(ca, "ip -4 -o addr show dev host0")[1].split()[3] == f"{a.address}/30"
+        assert run(ca, "ip route show default")[1].strip() == ""  # no way off the /30
+    assert a.path(f"/srv/{marker}").read_text() == "hi\n"
+    assert not b.path(f"/srv/{marker}").exists()
+    lower = a.root / "fs"
+    assert os.path.ismount(lower)
+    # the cached root under every host's overlay never changes
+    from tests.hosts import rootfs
+
+    assert not (rootfs.root_path(release) / "srv" / marker).exists()
+    with pytest.raises(HostKitError, match="tmpfs"):
+        a.path("/tmp/x")  # /tmp is a tmpfs inside: a test must not look at the overlay's
+
+
+def test_real_systemd_host_reboots_with_its_files_and_leaves_nothing(
+    make_hosts: HostFactory,
+) -> None:
+    [h] = make_hosts(1, release="bookworm")
+    kit = make_hosts.kit
+    h.sh(
+        "printf '[Service]\\nExecStart=/usr/bin/sleep infinity\\n[Install]\\nWantedBy=multi-user.target\\n'"
+        " > /etc/systemd/system/napper.service && systemctl enable --now napper -q"
+    )
+    first_leader, first_supervisor = h.pid, h.supervisor
+    boots = h.sh("journalctl --list-boots --no-pager | wc -l").stdout.strip()
+    kit.reboot(h)
+    assert h.pid != first_leader and h.supervisor != first_supervisor
+    assert not alive(first_supervisor) and not alive(first_leader)
+    assert h.sh("systemctl is-active napper").stdout.strip() == "active"  # enabled: back
+    assert int(h.sh("journalctl --list-boots --no-pager | wc -l").stdout) == int(boots) + 1
+    with connect(h) as c:  # the same host key after the reboot
+        assert run(c, "true")[0] == 0
+    inside = nspawn.cgroup_pids(h.machine)
+    assert h.pid in inside and len(inside) > 3
+    kit.stop()
+    assert not [p for p in (h.pid, h.supervisor, *inside) if alive(p)]
+    assert not [d for d in nspawn.cgroup_dirs(h.machine) if d.exists()]
+    assert not Path(f"/sys/class/net/{h.veth}").exists()
+    assert not os.path.ismount(h.root / "fs")
+    assert not (nspawn.PROPAGATE / h.machine).exists()
+    assert (
+        kit.subnet
+        not in subprocess.run(
+            ["ip", "route", "show", "table", "all"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    kit.stop()  # idempotent
+
+
+def test_real_systemd_skips_name_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests import hostkit
+    from tests.hosts import rootfs
+
+    monkeypatch.setattr(rootfs, "is_ready", lambda release: False)
+    monkeypatch.setattr(rootfs, "apt_mirror", lambda *a: None)
+    if hostkit.netns_unavailable_reason() or nspawn.unavailable_reason():
+        assert hostkit.nspawn_unavailable_reason("bookworm")
+    else:
+        assert hostkit.nspawn_unavailable_reason("bookworm") == (
+            "no Debian mirror in /etc/apt/sources.list{,.d}"
+        )

@@ -72,7 +72,7 @@ def app_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def deploy_app(host, venv: Path, *, start: bool = True) -> None:  # type: ignore[no-untyped-def]
     """Lay out a deployed app on ``host`` as `fab deploy` would, and start its service."""
     paths = Layout(ROOT)
-    outside = host.root / "srv" / APP  # the host's /srv, seen from this machine
+    outside = host.path(ROOT)  # the host's deploy root, seen from this machine
     for name, revision, result in RELEASES:
         if result != "ok":
             continue  # a failed deploy leaves no release behind
@@ -87,7 +87,7 @@ def deploy_app(host, venv: Path, *, start: bool = True) -> None:  # type: ignore
         for name, rev, res in RELEASES
     )
     (outside / "revisions.log").write_text(audit)
-    (host.root / "etc" / "systemd" / "system" / f"{APP}.service").write_text(
+    host.path(f"/etc/systemd/system/{APP}.service").write_text(
         UNIT.format(app=APP, paths=paths, port=PORT)
     )
     links = "".join(
@@ -108,7 +108,7 @@ def deploy_app(host, venv: Path, *, start: bool = True) -> None:  # type: ignore
 
 
 def start_app(host) -> None:  # type: ignore[no-untyped-def]
-    host.sh(f"systemctl start {APP}.service", timeout=60)
+    host.sh(f"systemctl daemon-reload && systemctl start {APP}.service", timeout=60)
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -161,9 +161,9 @@ def processes_in(host, word: str) -> list[str]:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def fleet(make_hosts, app_venv: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
-    hosts = make_hosts(3)
-    if any(getattr(h, "mode", "netns") != "netns" for h in hosts):
-        pytest.skip("needs netns test hosts (root)")
+    hosts = make_hosts(
+        3, release="bookworm"
+    )  # real systemd: the venv is made by Debian 12's python
     with ThreadPoolExecutor(len(hosts)) as pool:
         list(pool.map(lambda h: deploy_app(h, app_venv), hosts))
     yield hosts, project(tmp_path / "proj", hosts)
@@ -221,6 +221,9 @@ def test_status_health_releases_resources_with_one_host_stopped(fleet) -> None: 
     assert logs.returncode == 0, logs
     for h in hosts:
         assert f"[{h.address}] ==> {ROOT}/shared/log/error.log <==" in logs.stdout
+        mine = [line for line in logs.stdout.splitlines() if line.startswith(f"[{h.address}]")]
+        last = "Stopped" if h is down else "Started"  # systemd's own lines, from the journal
+        assert any(f"systemd[1]: {last} {APP}.service" in line for line in mine), logs.stdout
     assert all(line.startswith("[") for line in logs.stdout.splitlines())
 
 
@@ -277,3 +280,4 @@ def test_logs_follow_streams_new_lines_and_stops_on_ctrl_c(fleet) -> None:  # ty
         while processes_in(h, "tail") and time.monotonic() < deadline:
             time.sleep(0.2)
         assert processes_in(h, "tail") == []
+        assert processes_in(h, "journalctl") == []
