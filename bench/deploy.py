@@ -67,7 +67,7 @@ if __name__ == "__main__":
     _in_project_venv()
 
 sys.path.insert(0, str(REPO))
-from tests.hostkit import HostKit, TestHost  # noqa: E402
+from tests.hostkit import HostKit, TestHost, nspawn_unavailable_reason  # noqa: E402
 from tests.integration.apps import write_app  # noqa: E402
 
 FAB = str(Path(sys.executable).with_name("fab"))
@@ -75,8 +75,8 @@ NAIVE = REPO / "bench" / "naive_fabfile.py"
 APP = "hello"
 PORT = 8000  # fabdeploy's service
 NAIVE_PORT = 8001  # the naive baseline's service
-FAB_PIDFILE = f"srv/{APP}/shared/pids/gunicorn.pid"  # under TestHost.root
-NAIVE_PIDFILE = "home/deploy/naive/gunicorn.pid"
+FAB_PIDFILE = f"/srv/{APP}/shared/pids/gunicorn.pid"  # on the host
+NAIVE_PIDFILE = "/home/deploy/naive/gunicorn.pid"
 COLD, UNCHANGED, CHANGE = "cold deploy", "unchanged redeploy", "code-change redeploy"
 QUIET = "code change, no traffic"  # fabdeploy only: the same work without the request loop
 SCENARIOS = (COLD, UNCHANGED, CHANGE, QUIET)
@@ -129,21 +129,21 @@ def wait_serving(hosts: list[TestHost], port: int, version: str, limit: float) -
 def accepted(host: TestHost) -> int:
     """SSH connections the host's sshd accepted so far (one log line per connection)."""
     try:
-        return (
-            (host.root / "log" / "sshd.log").read_text(errors="replace").count("Accepted publickey")
-        )
+        log = host.path("/var/log/sshd.log")
+        return log.read_text(errors="replace").count("Accepted publickey")
     except OSError:
         return 0
 
 
 def processes(host: TestHost, pidfile: str) -> tuple[int, ...]:
     """The gunicorn master's pid and its workers' pids (empty when not running)."""
-    try:
-        master = int((host.root / pidfile).read_text().strip())
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    except (OSError, ValueError):
+    found = host.sh(
+        f'm=$(cat {pidfile} 2>/dev/null) && echo "$m" $(cat /proc/"$m"/task/"$m"/children)',
+        check=False,
+    ).stdout.split()
+    if not found or not all(p.isdigit() for p in found):
         return ()
-    return (master, *sorted(int(c) for c in children))
+    return (int(found[0]), *sorted(int(c) for c in found[1:]))
 
 
 def cpu_times() -> tuple[int, int]:
@@ -515,8 +515,8 @@ class Fleet:
 
     @classmethod
     @contextlib.contextmanager
-    def of(cls, workdir: Path, n: int) -> Iterator[tuple[HostKit, list[TestHost]]]:
-        kit = HostKit(workdir)
+    def of(cls, workdir: Path, n: int, mode: str) -> Iterator[tuple[HostKit, list[TestHost]]]:
+        kit = HostKit(workdir, mode=mode, release="bookworm")
         cls.live.append(kit)
         try:
             yield kit, kit.start(n)
@@ -548,7 +548,7 @@ def run_size(
 ) -> None:
     """Start N hosts, set them up, measure fabdeploy then the naive script (into ``results``)."""
     say(f"\n== {n} host(s)")
-    with Fleet.of(workdir / f"hosts-{n}", n) as (kit, hosts):
+    with Fleet.of(workdir / f"hosts-{n}", n, args.hosts) as (kit, hosts):
         site = Site(kit, hosts, project, env, wheelhouse, args.workers)
         write_env(site, args.switch_batch, args.parallel)
         site.write_app(V1)
@@ -572,7 +572,7 @@ def warm_up(workdir: Path, project: Path, env: dict[str, str], args: argparse.Na
     (.fabdeploy/: wheels, locally installed packages), as on a developer's machine that has
     deployed before, so every size's cold deploy measures the same work."""
     started = time.monotonic()
-    with Fleet.of(workdir / "warm-up", 1) as (kit, hosts):
+    with Fleet.of(workdir / "warm-up", 1, args.hosts) as (kit, hosts):
         site = Site(kit, hosts, project, env, Path(), args.workers)
         write_env(site, args.switch_batch, args.parallel)
         site.write_app(V1)
@@ -801,7 +801,14 @@ def main(argv: list[str] | None = None) -> int:
         "figures stand in: it does the same work)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (hosts' logs)")
+    parser.add_argument(
+        "--hosts",
+        choices=["nspawn", "netns"],
+        help="real systemd (Debian 12 in systemd-nspawn) or the stand-in [nspawn where it boots]",
+    )
     args = parser.parse_args(argv)
+    if args.hosts is None:
+        args.hosts = "nspawn" if nspawn_unavailable_reason("bookworm") is None else "netns"
     sizes = [1, 2] if args.quick else sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     if os.geteuid() != 0:
         say("bench/deploy.py needs root: its hosts are network namespaces (tests/hostkit.py)")
@@ -819,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         say(
             f"fabdeploy deploy benchmark: sizes {sizes}, SWITCH_BATCH={args.switch_batch}, "
-            f"PARALLEL={args.parallel}, WORKERS={args.workers}; fabdeploy {state['commit']}"
+            f"PARALLEL={args.parallel}, WORKERS={args.workers}, hosts {args.hosts}; fabdeploy {state['commit']}"
             + (" with uncommitted changes in tasks/" if state["uncommitted_tasks"] else "")
             + f"; {os.cpu_count()} cores, load average {load}; work dir {workdir}"
         )
