@@ -104,6 +104,29 @@ def _wsgi(raw: str) -> str:
     return raw
 
 
+#: gunicorn's own worker classes (``-k NAME``); anything else is a dotted path to a class.
+GUNICORN_WORKERS = frozenset({"sync", "gthread", "eventlet", "gevent", "tornado"})
+
+
+def _worker_class(raw: str) -> str:
+    value = raw.strip()
+    if value in GUNICORN_WORKERS or re.match(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$", value):
+        return value
+    raise ValueError(
+        "expected one of gunicorn's worker classes (sync, gthread, gevent, eventlet, tornado) or "
+        f"a dotted class path such as uvicorn_worker.UvicornWorker, got {raw!r}"
+    )
+
+
+def _release_file(raw: str) -> str:
+    if not raw:
+        return ""
+    parts = raw.split("/")
+    if raw.startswith("/") or ".." in parts or not re.match(r"^[\w./-]+\.py$", raw):
+        raise ValueError(f"expected a .py file relative to the app's directory, got {raw!r}")
+    return raw
+
+
 def _batch(raw: str) -> str:
     value = raw.strip()
     number = value[:-1] if value.endswith("%") else value
@@ -170,6 +193,32 @@ KEYS: tuple[Key, ...] = (
     Key("WSGI_APP", _wsgi, "app:app", "gunicorn's WSGI target, MODULE:CALLABLE"),
     Key("BIND", _bind, "127.0.0.1:8000", "Address gunicorn listens on, HOST:PORT"),
     Key("WORKERS", _whole(1), "2", "gunicorn worker processes"),
+    Key(
+        "WORKER_CLASS",
+        _worker_class,
+        "sync",
+        "gunicorn worker class; uvicorn_worker.UvicornWorker serves an ASGI app",
+    ),
+    Key("THREADS", _whole(1), "1", "Threads per worker (gunicorn's gthread worker uses them)"),
+    Key("WORKER_TIMEOUT", _whole(1), "30", "Seconds a worker may be silent before it is restarted"),
+    Key(
+        "MAX_REQUESTS",
+        _whole(0),
+        "0",
+        "Requests a worker serves before it is replaced; 0: no limit",
+    ),
+    Key(
+        "MAX_REQUESTS_JITTER",
+        _whole(0),
+        "0",
+        "Random extra requests added to MAX_REQUESTS per worker",
+    ),
+    Key(
+        "GUNICORN_CONFIG",
+        _release_file,
+        "",
+        "The app's own gunicorn settings file in APP_DIR, read after fabdeploy's",
+    ),
     Key("HEALTH_PATH", _url_path, "/health", "Path that answers 200 when the app is healthy"),
     Key("HEALTH_TIMEOUT", _whole(1), "30", "Seconds a new release has to become healthy"),
     Key(
@@ -267,6 +316,12 @@ class Settings:
     wsgi_app: str
     bind: str
     workers: int
+    worker_class: str
+    threads: int
+    worker_timeout: int
+    max_requests: int
+    max_requests_jitter: int
+    gunicorn_config: str
     health_path: str
     health_timeout: int
     keep_releases: int
@@ -276,6 +331,7 @@ class Settings:
     parallel: int
     switch_batch: str
     hooks: dict[str, str] = field(default_factory=dict, compare=False)
+    lines: dict[str, int] = field(default_factory=dict, compare=False)  # KEY -> line in source
     secrets: Secrets = field(repr=False, compare=False, default_factory=lambda: Secrets(None, {}))
 
     @property
@@ -287,6 +343,10 @@ class Settings:
     def service(self) -> str:
         """The systemd unit's name."""
         return f"{self.app_name}.service"
+
+    def where(self, key: str) -> str:
+        """``file:line`` of ``key`` in the env file (``file`` when the key took its default)."""
+        return f"{self.source}:{self.lines[key]}" if key in self.lines else str(self.source)
 
     def command(self, task: str) -> str:
         """The ``fab`` command line that runs ``task`` against this environment."""
@@ -447,7 +507,8 @@ def build(environment: str, project: Path) -> Settings:
     if not source.is_file():
         known = ", ".join(environments(config_dir)) or "none"
         raise ConfigError(f"{source}: environment file not found (environments here: {known})")
-    values = parse_values(read_env_file(source), source)
+    raw = read_env_file(source)
+    values = parse_values(raw, source)
     name = values["APP_NAME"]
     return Settings(
         environment=environment,
@@ -473,6 +534,12 @@ def build(environment: str, project: Path) -> Settings:
         wsgi_app=values["WSGI_APP"],
         bind=values["BIND"],
         workers=values["WORKERS"],
+        worker_class=values["WORKER_CLASS"],
+        threads=values["THREADS"],
+        worker_timeout=values["WORKER_TIMEOUT"],
+        max_requests=values["MAX_REQUESTS"],
+        max_requests_jitter=values["MAX_REQUESTS_JITTER"],
+        gunicorn_config=values["GUNICORN_CONFIG"],
         health_path=values["HEALTH_PATH"],
         health_timeout=values["HEALTH_TIMEOUT"],
         keep_releases=values["KEEP_RELEASES"],
@@ -485,6 +552,7 @@ def build(environment: str, project: Path) -> Settings:
             point: values[f"HOOK_{point.upper()}"]
             for point in ("after_upload", "before_switch", "after_switch")
         },
+        lines={key: line for key, (_, line) in raw.items()},
         secrets=load_secrets(values["SECRETS_FILE"], project),
     )
 

@@ -129,6 +129,12 @@ def render_gunicorn_conf(settings: Settings) -> str:
         access_log=repr(paths.access_log),
         graceful_timeout=max(10, settings.health_timeout),
         env_file=repr(paths.env_file),
+        worker_class=repr(settings.worker_class),
+        threads=settings.threads,
+        timeout=settings.worker_timeout,
+        max_requests=settings.max_requests,
+        max_requests_jitter=settings.max_requests_jitter,
+        own_config=repr(settings.gunicorn_config),
     )
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from . import config, remote, setup
+from . import config, remote, setup, workers
 from .config import Settings
 from .errors import FabdeployError, HostError
 from .layout import VENV_MARKER, Layout, Revision, release_name
@@ -377,6 +377,7 @@ def build(
         if not settings.package_index:
             versions = {v for v in python_versions if v}
             wheels = wheelhouse(settings, requirements, versions, say)
+            workers.check(settings, wheels)
             local = "{}.{}".format(*sys.version_info[:2])
             if settings.prebuilt_packages and versions == {local}:
                 site = prebuilt(settings, wheels, say)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import runpy
 from pathlib import Path
 from types import SimpleNamespace
@@ -164,3 +165,63 @@ def test_user_refuses_a_bad_name(tmp_path: Path) -> None:
     with pytest.raises(setup.HostError, match="not a valid user name"):
         setup.user(host)  # type: ignore[arg-type]
     assert host.scripts == []
+
+
+def test_gunicorn_conf_carries_the_worker_settings(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("FABDEPLOY_CHDIR", raising=False)
+    defaults = runpy.run_path(str(_conf(tmp_path, setup.render_gunicorn_conf(settings(tmp_path)))))
+    assert (defaults["worker_class"], defaults["threads"], defaults["timeout"]) == ("sync", 1, 30)
+    assert (defaults["max_requests"], defaults["max_requests_jitter"]) == (0, 0)
+    chosen = settings(
+        tmp_path,
+        "WORKER_CLASS=uvicorn_worker.UvicornWorker\nTHREADS=4\nWORKER_TIMEOUT=90\n"
+        "MAX_REQUESTS=1000\nMAX_REQUESTS_JITTER=50\n",
+    )
+    values = runpy.run_path(str(_conf(tmp_path, setup.render_gunicorn_conf(chosen))))
+    assert values["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert (values["threads"], values["timeout"]) == (4, 90)
+    assert (values["max_requests"], values["max_requests_jitter"]) == (1000, 50)
+
+
+def test_the_apps_own_gunicorn_settings_apply_but_not_over_the_switchs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = tmp_path / "release"
+    (release / "deploy").mkdir(parents=True)
+    (release / "deploy" / "gunicorn_extra.py").write_text(
+        "keepalive = 7\nworkers = 99\nbind = '0.0.0.0:1'\n"
+        "def post_fork(server, worker):\n    pass\n"
+    )
+    monkeypatch.setenv("FABDEPLOY_CHDIR", str(release))  # what the smoke check sets
+    text = setup.render_gunicorn_conf(
+        settings(tmp_path, "GUNICORN_CONFIG=deploy/gunicorn_extra.py\n")
+    )
+    values = runpy.run_path(str(_conf(tmp_path, text)))
+    assert values["keepalive"] == 7 and callable(values["post_fork"])
+    assert (values["workers"], values["bind"]) == (3, "0.0.0.0:8123")  # the switch's own
+    assert values["chdir"] == str(release) and callable(values["pre_exec"])
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("WORKER_CLASS=uvicorn worker", "expected one of gunicorn's worker classes"),
+        ("WORKER_CLASS=$(id)", "expected one of gunicorn's worker classes"),
+        ("GUNICORN_CONFIG=../outside.py", "relative to the app's directory"),
+        ("GUNICORN_CONFIG=/etc/gunicorn.py", "relative to the app's directory"),
+        ("MAX_REQUESTS=-1", "whole number >= 0"),
+        ("THREADS=0", "whole number >= 1"),
+    ],
+)
+def test_bad_worker_settings_name_the_file_line_and_key(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    key = line.split("=", 1)[0]
+    with pytest.raises(config.ConfigError, match=rf"staging\.env:5: {key}: .*{re.escape(message)}"):
+        settings(tmp_path, line + "\n")
+
+
+def _conf(tmp_path: Path, text: str) -> Path:
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(text)
+    return conf

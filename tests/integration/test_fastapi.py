@@ -1,0 +1,86 @@
+"""The FastAPI example (examples/fastapi) on a real-systemd host: an ASGI app served by
+uvicorn's worker under gunicorn, deployed and redeployed with no failed request, and a worker
+class the requirements do not install refused before anything reaches the host."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import missing_for_netns, stop_kit, systemd_kit
+from tests.integration.test_deploy import Site, running_in, write_project
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "fastapi"
+ASGI = "WORKER_CLASS=uvicorn_worker.UvicornWorker\nTEST_COMMAND=\nMAX_REQUESTS=200\nMAX_REQUESTS_JITTER=20\n"
+
+
+def write_fastapi(dest: Path, version: str, requirements: str | None = None) -> None:
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    (dest / "VERSION").write_text(version + "\n")
+    if requirements is not None:
+        (dest / "requirements.txt").write_text(requirements)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    missing = missing_for_netns()
+    if missing:
+        pytest.skip(f"[hostkit] deploying needs root and network namespaces; missing: {missing}")
+    kit = systemd_kit(tmp_path_factory.mktemp("fastapi-hosts"), "bookworm")
+    try:
+        host = kit.start(1)[0]
+        project = tmp_path_factory.mktemp("fastapi-project")
+        write_project(project, host, kit)
+        env_file = project / "config" / "staging.env"
+        env_file.write_text(env_file.read_text() + ASGI)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FABDEPLOY_")}
+        env["PYTHONPATH"] = str(REPO)
+        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+        site = Site(host, project, env, kit)
+        write_fastapi(project / "app", "1.0.0")
+        yield site
+    finally:
+        stop_kit(kit)
+
+
+def test_an_asgi_app_deploys_and_redeploys_with_no_failed_request(site: Site) -> None:
+    site.fab("setup")
+    site.fab("deploy")
+    with urllib.request.urlopen(site.host.url(8000, "/"), timeout=10) as answer:
+        assert answer.headers["server"] == "uvicorn"  # served by uvicorn's worker
+        assert answer.status == 200
+    assert site.get("/")["app"] == "hello-fastapi"
+    conf = (site.srv / "shared" / "gunicorn.conf.py").read_text()
+    assert "worker_class = 'uvicorn_worker.UvicornWorker'" in conf
+    for version in ("1.1.0", "1.2.0"):
+        old, journal = site.master(), len(site.journal())
+        write_fastapi(site.project / "app", version)
+        with site.loop() as loop:
+            site.fab("deploy")
+        loop.report(f"FastAPI redeploy to {version}")
+        assert loop.failures == [] and loop.ok > 20
+        assert loop.versions[-3:] == [version] * 3
+        assert site.master() != old and not running_in(site, old)
+        site.tracked(journal)
+
+
+def test_a_worker_class_the_requirements_lack_is_refused_before_any_host(site: Site) -> None:
+    releases, served = site.releases(), site.get("/")["version"]
+    write_fastapi(site.project / "app", "2.0.0", "fastapi\nuvicorn\ngunicorn\n")
+    failed = site.fab("deploy", ok=False)
+    assert (
+        "staging.env:" in failed.stderr
+        and "WORKER_CLASS: uvicorn_worker.UvicornWorker" in failed.stderr
+    )
+    assert "uvicorn-worker" in failed.stderr and "Traceback" not in failed.stderr
+    assert "-> upload" not in failed.stdout
+    assert site.releases() == releases and site.get("/")["version"] == served
