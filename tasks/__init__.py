@@ -12,7 +12,7 @@ from pathlib import Path
 
 from invoke import Collection, Task, task
 
-from . import config, deploy, hooks, monitor, run, setup, test, upload
+from . import config, deploy, execute, hooks, monitor, run, setup, test, upload
 from .errors import ConfigError, FabdeployError, HostError
 
 __all__ = ["ConfigError", "FabdeployError", "HostError", "hooks", "namespace", "ns"]
@@ -40,6 +40,7 @@ def namespace(project_dir: Path | str | None = None) -> Collection:
     ns.add_task(deploy.rollback)
     ns.add_task(deploy.unlock)
     ns.add_task(deploy.trust)
+    ns.add_task(execute.exec_)
     for shortcut in (
         monitor.logs,
         monitor.status,

@@ -24,11 +24,11 @@ from typing import Any
 from invoke import Collection, Context
 from invoke.runners import Result
 
-from . import config
+from . import appenv, config
 from .config import Settings
 from .errors import FabdeployError
 from .layout import Layout
-from .remote import Host, Output, quote
+from .remote import Host, Output
 
 #: Points that run once, locally.
 LOCAL_POINTS = (
@@ -52,23 +52,9 @@ POINTS = LOCAL_POINTS + HOST_POINTS
 #: Points the environment file can attach a command to (``HOOK_<POINT>``).
 ENV_POINTS = ("after_upload", "before_switch", "after_switch")
 
+
 #: Runs a hook command with the app's secrets (``.env`` in the release) in its environment,
 #: parsed (never sourced by a shell, so nothing in a value is executed).
-_WITH_SECRETS = r"""
-import os, re, sys
-env = dict(os.environ)
-try:
-    text = open(".env", encoding="utf-8").read()
-except OSError:
-    text = ""
-for line in text.splitlines():
-    match = re.match(r'^([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"$', line.strip())
-    if match:
-        env[match.group(1)] = re.sub(r"\\(.)", r"\1", match.group(2))
-os.execvpe("bash", ["bash", "-c", sys.argv[1]], env)
-"""
-
-
 @dataclass(frozen=True)
 class Hook:
     """One attached action: a Python callable taking a `HookContext`, or a shell command."""
@@ -118,10 +104,8 @@ class HookContext:
                 )
             return result
         where = self.path or self.settings.deploy_root
-        python = ".venv/bin/python" if self.path else self.settings.python
-        script = f'cd {quote(where)} && exec {python} -c {quote(_WITH_SECRETS)} "$0"'
         return self.host.run(
-            f"bash -c {quote(script)} {quote(command)}",
+            appenv.command(self.settings, where, command, venv=bool(self.path)),
             user=self.host.app_user,
             label=f"hook {self.point} `{command}`",
         )

@@ -21,6 +21,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -703,6 +704,31 @@ def test_status_health_and_logs_read_real_systemd(site: Site) -> None:
     finally:
         site.sh(f"systemctl start {APP}")
     assert site.get("/")["version"] == "1.7.1"
+
+
+def test_exec_runs_in_current_as_the_app_with_its_venv_and_secrets(site: Site) -> None:
+    code = (
+        "import getpass, hashlib, os, shutil; "
+        "print('who', getpass.getuser(), shutil.which('python'), os.getcwd()); "
+        "print('sha', hashlib.sha256(os.environ['GREETING'].encode()).hexdigest())"
+    )
+    ran = site.fab("exec", f"python -c {shlex.quote(code)}")
+    prefix = f"[{site.host.address}] "
+    who = next(line for line in ran.stdout.splitlines() if line.startswith(prefix + "who "))
+    assert who.split()[2:] == [
+        site.app_user,
+        f"{ROOT}/current/.venv/bin/python",
+        f"{ROOT}/releases/{site.current()}",
+    ]
+    greeting = hashlib.sha256(_parsed_secrets()["GREETING"].encode()).hexdigest()
+    assert f"{prefix}sha {greeting}" in ran.stdout
+    shown = site.fab("exec", "--once", "echo $API_TOKEN")  # a secret value is never printed
+    assert f"{prefix}***" in shown.stdout and _parsed_secrets()["API_TOKEN"] not in shown.stdout
+    failed = site.fab("exec", "echo trying; exit 3", ok=False)
+    assert failed.returncode == 3, failed
+    assert f"exec failed on {site.host.address} (exit 3)" in failed.stderr
+    tty = site.fab("exec", "--pty", "tty")
+    assert re.search(r"/dev/pts/\d+", tty.stdout), tty.stdout
 
 
 def test_break_lock_and_unlock_say_who_held_it(site: Site) -> None:

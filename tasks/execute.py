@@ -1,0 +1,82 @@
+"""``fab exec``: a one-off command in the served release, as the app runs.
+
+The command runs in `current` as the app user, with the release's venv first on PATH and the
+app's secrets in its environment (`tasks.appenv`), on every host of the environment, or on the
+primary host only (``--once``: the first host). Output is host-prefixed with secret values
+masked; ``--pty`` gives an interactive terminal (``python manage.py shell``) on one host. The
+command's exit status becomes fab's: the first non-zero one, naming the hosts that failed.
+"""
+
+from __future__ import annotations
+
+from invoke import task
+
+from . import appenv, remote
+from .errors import FabdeployError
+from .layout import Layout
+from .remote import Host, quote
+
+
+def run_in_current(host: Host, command: str, *, pty: bool = False) -> int:
+    """Run ``command`` in `current` on ``host`` as the app does; return its exit status."""
+    paths = Layout(host.settings.deploy_root)
+    line = appenv.command(host.settings, paths.current, command)
+    missing = f"no release deployed here ({paths.current} is missing): run fab deploy first"
+    guard = f"test -d {quote(paths.current + '/')} || {{ echo {quote(missing)} >&2; exit 127; }}; "
+    line = f"bash -c {quote(guard + line)}"  # one command: sudo -u applies to all of it
+    if not pty:
+        result = host.run(line, user=host.app_user, warn=True, label="exec")
+        return int(result.exited or 0)
+    host.open()
+    if host.app_user != host.conn.user:
+        line = f"sudo -n -u {quote(host.app_user)} {line}"
+    host.sessions += 1
+    result = host.conn.run(line, pty=True, warn=True)
+    return int(result.exited or 0)
+
+
+def targets(hosts: list[Host], *, once: bool, pty: bool) -> list[Host]:
+    """The hosts ``exec`` runs on; an interactive command needs exactly one."""
+    chosen = hosts[:1] if once else hosts
+    if pty and len(chosen) != 1:
+        raise FabdeployError(
+            f"--pty runs on one host, and this environment has {len(chosen)}: add --once "
+            "(the primary host) or name one with -H"
+        )
+    return chosen
+
+
+@task(
+    name="exec",
+    positional=["command"],
+    help={
+        "command": 'the command line (quote it: fab exec "python manage.py migrate")',
+        "once": "run on the primary host only (the first host)",
+        "pty": "interactive: a terminal on one host (python manage.py shell)",
+    },
+)
+def exec_(c, command, once=False, pty=False):  # type: ignore[no-untyped-def]
+    """Run a command in the served release as the app user, venv on PATH, secrets set."""
+    settings, hosts = remote.session(c)
+    chosen = targets(hosts, once=once, pty=pty)
+    try:
+        done = remote.each(
+            chosen,
+            lambda host: run_in_current(host, command, pty=pty),
+            1 if pty else settings.parallel,
+        )
+    finally:
+        for host in hosts:
+            host.close()
+    failed: list[tuple[Host, int]] = []
+    for host, status, error in done:
+        if error is not None:
+            if isinstance(error, KeyboardInterrupt):
+                raise error
+            host.output.line(host.name, str(error), err=True)
+            failed.append((host, 255))
+        elif status:
+            failed.append((host, status))
+    if failed:
+        names = ", ".join(f"{h.name} (exit {code})" for h, code in failed)
+        raise FabdeployError(f"exec failed on {names}", code=failed[0][1])
