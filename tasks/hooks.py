@@ -119,7 +119,7 @@ class HookContext:
             return result
         where = self.path or self.settings.deploy_root
         python = ".venv/bin/python" if self.path else self.settings.python
-        script = f'cd {quote(where)} && exec {python} -c {quote(_WITH_SECRETS)} "$0"'
+        script = f'cd {quote(where)} && exec {quote(python)} -c {quote(_WITH_SECRETS)} "$0"'
         return self.host.run(
             f"bash -c {quote(script)} {quote(command)}",
             user=self.host.app_user,

@@ -28,7 +28,7 @@ from invoke.runners import Result
 
 from . import config
 from .config import Settings
-from .errors import FabdeployError, HostError, detail
+from .errors import ConfigError, FabdeployError, HostError, detail
 
 T = TypeVar("T")
 
@@ -421,6 +421,14 @@ def cli_hosts(argv: list[str]) -> list[str]:
     return found
 
 
+def check_key_file(settings: Settings) -> None:
+    """SSH_KEY, when set, names a readable file: checked before any connection is opened."""
+    key = settings.ssh_key
+    if key and not (os.path.isfile(key) and os.access(key, os.R_OK)):
+        what = "is not readable" if os.path.isfile(key) else "not found"
+        raise ConfigError(f"{settings.where('SSH_KEY')}: key file {key} {what}")
+
+
 def session(c: Context, *, trust: bool = False, fleet: bool = False) -> tuple[Settings, list[Host]]:
     """Load this command's settings, then its hosts with host keys checked (nothing opened yet).
 
@@ -428,6 +436,7 @@ def session(c: Context, *, trust: bool = False, fleet: bool = False) -> tuple[Se
     later calls get none (Fabric calls the task once per host; the fleet already covered them).
     """
     settings = config.load(c)
+    check_key_file(settings)
     if fleet and isinstance(c, Connection):
         state = config.state(c)
         if state.get("fleet_done"):
