@@ -1,10 +1,11 @@
 """The deploy flow and rollback: a short list of named steps, like Capistrano's deploy.rake.
 
 ```
-test -> lock -> check -> build -> upload -> install -> smoke -> switch -> cleanup -> record -> unlock
+preflight -> test -> lock -> check -> build -> upload -> install -> smoke -> switch -> cleanup -> record -> unlock
 ```
 
-``test`` runs first and locally, so a failing suite touches no host. Across a fleet (the
+``preflight`` (files, settings, git state: no time) and ``test`` run first and locally, so a
+missing file, an uncommitted change or a failing suite touches no host. Across a fleet (the
 hosts of the environment file, or ``fab -H a,b deploy --fleet``) the prepare steps (upload,
 install, smoke) run on every host at once, PARALLEL at a time, all or nothing: a host that
 fails to prepare stops the deploy with no host switched. The switch then goes in batches of
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 
 from invoke import task
 
-from . import hooks, remote, run, setup, test, upload
+from . import hooks, preflight, remote, run, setup, test, upload
 from .errors import FabdeployError, HostError
 from .fleet import Run, failed, reported
 from .layout import Audit
@@ -57,6 +58,7 @@ def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, fleet=False
     run_ = Run(c, settings, hosts, "deploy", skip_tests, allow_dirty, break_lock, force=force)
     with reported(run_):
         hooks.run_local(c, settings, run_.output, "before_deploy")
+        run_.locally("preflight", preflight_step)  # files, settings, git: no time, no host
         run_.locally("test", test_step)  # before anything touches a host
         with locked(run_):  # lock ... unlock
             run_.everywhere("check", check)
@@ -203,6 +205,11 @@ def check(run_: Run, host: Host) -> None:
     run_.facts[host.name] = facts
     run_.served[host.name] = facts.current
     host.say(f"{facts.python.split(' (')[0]}; serving {facts.current or 'nothing yet'}")
+
+
+def preflight_step(run_: Run) -> None:
+    """The local preconditions that take no time: APP_DIR, requirements, git state."""
+    preflight.local(run_.settings, allow_dirty=run_.allow_dirty)
 
 
 def test_step(run_: Run) -> None:

@@ -24,6 +24,7 @@ from .report import table
 LOCAL = "local"
 #: The order steps appear in the summary (others follow, in the order they ran).
 ORDER = (
+    "preflight",
     "test",
     "lock",
     "check",
