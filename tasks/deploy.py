@@ -31,6 +31,7 @@ from .errors import FabdeployError, HostError
 from .fleet import Run, failed, reported
 from .layout import Audit
 from .lock import release_lock, take_lock
+from .lock import unlock as unlock  # `tasks.deploy.unlock`, as before it moved to lock
 from .releases import append_audit, inventory, prune, read_revision, utc_now
 from .remote import Host
 
@@ -44,23 +45,25 @@ FLEET_HELP = "with -H a,b: deploy the -H hosts as one fleet (parallel prepare, b
     help={
         "skip-tests": "do not run the app's test suite locally first (says so)",
         "allow-dirty": "ship uncommitted changes of a git checkout (revision gets -dirty)",
-        "break-lock": "remove another deploy's lock first (prints who held it)",
+        "break-lock": "remove another deploy's lock first (prints who held it; logged)",
+        "lock-wait": "wait up to SECONDS for a held deploy lock instead of failing at once",
         "fleet": FLEET_HELP,
         "force": "deploy even when every host already serves this revision",
+        "summary-json": "also write the final summary as JSON to this file (for CI)",
     }
 )
-def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, fleet=False, force=False):  # type: ignore[no-untyped-def]
+def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, lock_wait=0, fleet=False, force=False, summary_json=""):  # type: ignore[no-untyped-def]  # fmt: skip
     """Deploy the app: test, build, upload, switch behind a health check, clean up."""
     settings, hosts = remote.session(c, fleet=fleet)
     if not hosts:
         return  # `fab -H a,b deploy --fleet`: this host was deployed with the fleet
-    started = time.monotonic()
     run_ = Run(c, settings, hosts, "deploy", skip_tests, allow_dirty, break_lock, force=force)
+    run_.lock_wait, run_.summary_json = float(lock_wait), summary_json
     with reported(run_):
         hooks.run_local(c, settings, run_.output, "before_deploy")
         run_.locally("preflight", preflight_step)  # files, settings, git: no time, no host
         run_.locally("test", test_step)  # before anything touches a host
-        with locked(run_):  # lock ... unlock
+        with locked(run_):  # lock ... unlock; the after_deploy hooks run under the lock
             run_.everywhere("check", check)
             run_.locally("build", build)
             if already_serving(run_):  # same revision, running everywhere: nothing to do
@@ -69,11 +72,11 @@ def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, fleet=False
             switch_in_batches(run_)  # health-gated batches; a failed batch goes back
             run_.everywhere("cleanup", cleanup)
             run_.everywhere("record", record)
-        hooks.run_local(c, settings, run_.output, "after_deploy")
+            hooks.run_local(c, settings, run_.output, "after_deploy")
     assert run_.build is not None
     run_.say(
         f"deployed {run_.build.release} (revision {run_.build.revision}) to "
-        f"{len(hosts)} host(s) in {time.monotonic() - started:.1f}s"
+        f"{len(hosts)} host(s) in {time.monotonic() - run_.started:.1f}s"
     )
 
 
@@ -96,17 +99,7 @@ def rollback(c, release="", fleet=False):  # type: ignore[no-untyped-def]
             run_.everywhere("choose", choose)
             switch_in_batches(run_, with_hooks=False)
             run_.everywhere("record", record)
-        hooks.run_local(c, settings, run_.output, "after_rollback")
-
-
-@task
-def unlock(c):  # type: ignore[no-untyped-def]
-    """Break a stale deploy lock on the hosts (shows who held it and since when)."""
-    _, hosts = remote.session(c)
-    for host in hosts:
-        held = release_lock(host, None)
-        host.say(f"removed the deploy lock held by {held}" if held else "no deploy lock")
-        host.close()
+            hooks.run_local(c, settings, run_.output, "after_rollback")
 
 
 @task
@@ -127,7 +120,11 @@ def trust(c):  # type: ignore[no-untyped-def]
 def locked(run_: Run) -> Iterator[None]:
     """``lock`` on every host now, ``unlock`` on every host locked when the block ends."""
     try:
-        run_.everywhere("lock", lock)
+        if run_.lock_wait:  # one at a time, in one order: two waiting fleets never deadlock
+            for host in sorted(run_.hosts, key=lambda h: h.name):
+                run_.everywhere("lock", lock, [host])
+        else:
+            run_.everywhere("lock", lock)
         yield
     finally:
         for host, error in run_.across(run_.locked, lambda h: run_.on(h, "unlock", unlock_step)):
@@ -195,7 +192,7 @@ def switch_in_batches(run_: Run, *, with_hooks: bool = True) -> None:
 
 def lock(run_: Run, host: Host) -> None:
     """Take the deploy lock on the host."""
-    take_lock(host, run_.owner, break_lock=run_.break_lock)
+    take_lock(host, run_.owner, break_lock=run_.break_lock, wait=run_.lock_wait)
     run_.locked.append(host)
 
 

@@ -32,6 +32,14 @@ from .errors import ConfigError, FabdeployError, HostError, detail
 
 T = TypeVar("T")
 
+#: The package's remote scripts (``scripts/<name>.sh``), shipped as package data.
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
+def shell(name: str) -> str:
+    """The text of the package's remote script ``scripts/<name>.sh``."""
+    return (SCRIPTS / f"{name}.sh").read_text(encoding="utf-8")
+
 
 def quote(value: object) -> str:
     """Quote ``value`` as one word for a POSIX shell."""
