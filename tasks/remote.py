@@ -437,21 +437,29 @@ def check_key_file(settings: Settings) -> None:
         raise ConfigError(f"{settings.where('SSH_KEY')}: key file {key} {what}")
 
 
-def session(c: Context, *, trust: bool = False, fleet: bool = False) -> tuple[Settings, list[Host]]:
+def session(
+    c: Context, *, trust: bool = False, fleet: bool = False, data_on_stdout: bool = False
+) -> tuple[Settings, list[Host]]:
     """Load this command's settings, then its hosts with host keys checked (nothing opened yet).
+
+    With ``data_on_stdout`` (``--json``) everything the hosts' output says goes to stderr, so
+    stdout holds only the document the task prints.
 
     With ``fleet`` under ``fab -H a,b``, the first per-host call gets every -H host at once and
     later calls get none (Fabric calls the task once per host; the fleet already covered them).
     """
     settings = config.load(c)
     check_key_file(settings)
+    mask = settings.secrets.values()
+    output = Output(sys.stderr, sys.stderr, mask=mask) if data_on_stdout else Output(mask=mask)
     if fleet and isinstance(c, Connection):
         state = config.state(c)
         if state.get("fleet_done"):
             return settings, []
         state["fleet_done"] = True
-        return settings, hosts(c, settings, trust=trust, names=cli_hosts(sys.argv) or None)
-    return settings, hosts(c, settings, trust=trust)
+        names = cli_hosts(sys.argv) or None
+        return settings, hosts(c, settings, output, trust=trust, names=names)
+    return settings, hosts(c, settings, output, trust=trust)
 
 
 def on_each_host(
