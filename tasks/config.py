@@ -351,6 +351,8 @@ class Settings:
     switch_batch: str
     hooks: dict[str, str] = field(default_factory=dict, compare=False)
     lines: dict[str, int] = field(default_factory=dict, compare=False)  # KEY -> its line
+    #: `deploy --ref`: the ref's commit; APP_DIR is then that commit's tree, exported.
+    revision: str = field(default="", compare=False)
     secrets: Secrets = field(repr=False, compare=False, default_factory=lambda: Secrets(None, {}))
 
     @property

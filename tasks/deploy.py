@@ -26,7 +26,7 @@ from contextlib import contextmanager
 
 from invoke import task
 
-from . import hooks, preflight, remote, run, setup, test, upload
+from . import gitref, hooks, preflight, remote, run, setup, test, upload
 from .errors import FabdeployError, HostError
 from .fleet import Run, failed, reported
 from .layout import Audit
@@ -50,15 +50,16 @@ FLEET_HELP = "with -H a,b: deploy the -H hosts as one fleet (parallel prepare, b
         "fleet": FLEET_HELP,
         "force": "deploy even when every host already serves this revision",
         "summary-json": "also write the final summary as JSON to this file (for CI)",
+        "ref": "deploy this git tag, branch or commit (exported from git; the work tree is untouched)",
     }
 )
-def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, lock_wait=0, fleet=False, force=False, summary_json=""):  # type: ignore[no-untyped-def]  # fmt: skip
+def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, lock_wait=0, fleet=False, force=False, summary_json="", ref=""):  # type: ignore[no-untyped-def]  # fmt: skip
     """Deploy the app: test, build, upload, switch behind a health check, clean up."""
     settings, hosts = remote.session(c, fleet=fleet)
     if not hosts:
         return  # `fab -H a,b deploy --fleet`: this host was deployed with the fleet
     run_ = Run(c, settings, hosts, "deploy", skip_tests, allow_dirty, break_lock, force=force)
-    run_.lock_wait, run_.summary_json = float(lock_wait), summary_json
+    run_.lock_wait, run_.summary_json, run_.ref = float(lock_wait), summary_json, ref
     with reported(run_):
         hooks.run_local(c, settings, run_.output, "before_deploy")
         run_.locally("preflight", preflight_step)  # files, settings, git: no time, no host
@@ -205,7 +206,11 @@ def check(run_: Run, host: Host) -> None:
 
 
 def preflight_step(run_: Run) -> None:
-    """The local preconditions that take no time: APP_DIR, requirements, git state."""
+    """The local preconditions that take no time: APP_DIR, requirements, git state; with
+    ``--ref``, the ref's APP_DIR exported from git first (tests and build then use it)."""
+    if run_.ref:
+        run_.settings = gitref.export(run_.settings, run_.ref)
+        run_.say(f"preflight: {run_.ref} is commit {run_.settings.revision}, exported from git")
     preflight.local(run_.settings, allow_dirty=run_.allow_dirty)
 
 

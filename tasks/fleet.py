@@ -17,7 +17,7 @@ from pathlib import Path
 
 from invoke import Context
 
-from . import remote, setup, upload
+from . import gitref, remote, setup, upload
 from .config import Settings
 from .errors import FabdeployError, detail
 from .lock import LockOwner, new_id
@@ -60,6 +60,7 @@ class Run:
     force: bool = False  # deploy: even a revision every host already serves
     lock_wait: float = 0  # seconds to wait for a held deploy lock
     summary_json: str = ""  # a file to write the summary to as JSON
+    ref: str = ""  # deploy: the git ref to deploy instead of the work tree
     owner: LockOwner = field(init=False)
     id: str = field(init=False)  # this run's id, the same on every host (in the lock)
     started: float = field(init=False)
@@ -204,6 +205,7 @@ def reported(run_: Run) -> Iterator[Run]:
     finally:
         if run_.build:
             run_.build.cleanup()
+        gitref.remove(run_.settings)  # the export of `deploy --ref`
         if run_.timings:
             run_.say(run_.summary())
         if run_.summary_json:

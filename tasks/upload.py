@@ -207,7 +207,7 @@ def _source(
     prefix = git_prefix(app_dir)
     if prefix is None:
         files = [f for f in walk(app_dir, skip) if f != secret]
-        revision = content_revision(app_dir, files)
+        revision = settings.revision or content_revision(app_dir, files)  # deploy --ref
         return revision, lambda tar: _add_files(tar, app_dir, files)
     changed = require_committed(settings, allow_dirty)
     head = git(app_dir, "rev-parse", "--short=12", "HEAD")

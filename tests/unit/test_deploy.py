@@ -252,6 +252,7 @@ def test_task_options_have_help() -> None:
         "fleet",
         "force",
         "summary-json",
+        "ref",
     }
     assert set(deploy.rollback.help) == {"release", "fleet"}
     for task in (deploy.deploy, deploy.rollback, deploy.unlock):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import shlex
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,6 +30,7 @@ from tasks import (
 from tasks.errors import ConfigError, FabdeployError
 from tasks.layout import Audit
 from tests.unit.test_monitor import LocalConnection, fake_sudo  # noqa: F401 (a fixture)
+from tests.unit.test_upload import git
 
 #: Keys whose value is a shell command on purpose: it runs as written (locally for
 #: TEST_COMMAND; on the hosts, as one quoted argument, for the hooks).
@@ -297,14 +297,6 @@ def project(tmp_path: Path, extra: str = "") -> Path:
     (tmp_path / "config").mkdir(exist_ok=True)
     (tmp_path / "config" / "staging.env").write_text(f"APP_NAME=shop\nAPP_DIR=app\n{extra}")
     return tmp_path
-
-
-def git(where: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(where), *args],
-        check=True,
-        capture_output=True,
-    )
 
 
 def test_app_dir_and_requirements_are_checked(tmp_path: Path) -> None:
