@@ -273,7 +273,9 @@ def hold(c, reason=""):  # type: ignore[no-untyped-def]
     """Lock every host until `fab unlock`: deploys and rollbacks wait or fail, naming why."""
     if not reason.strip():
         raise FabdeployError('say why: fab lock --reason "..." (deploys that find it show it)')
-    settings, hosts = remote.session(c)
+    settings, hosts = remote.session(c, fleet=True)  # -H a,b: one lock, one token for all
+    if not hosts:
+        return  # `fab -H a,b lock`: this host was locked with the others
     owner = LockOwner.mine(reason=reason, held=True, deploy_id=f"lock-{new_id()}")
     done = remote.each(hosts, lambda h: take_lock(h, owner), settings.parallel)
     failed = [(host, error) for host, _, error in done if error is not None]
@@ -321,7 +323,9 @@ def describe_held(holder: LockOwner | None, now: int) -> str:
 @task(help={"token": "release only the lock with this token (the one `fab lock` printed)"})
 def unlock(c, token=""):  # type: ignore[no-untyped-def]
     """Release the deploy lock `fab lock` took here, or break whoever's (logged)."""
-    settings, hosts = remote.session(c)
+    settings, hosts = remote.session(c, fleet=True)  # -H a,b: every host, then the token file
+    if not hosts:
+        return
     mine = token or saved_token(settings)
 
     def work(host: Host) -> None:

@@ -192,3 +192,12 @@ def test_the_summary_is_written_as_json(tmp_path: Path) -> None:
             "ssh_sessions": 9,
         }
     ]
+
+
+def test_lock_and_unlock_take_the_dash_h_hosts_at_once(monkeypatch) -> None:
+    """Under `fab -H a,b`, one call gets every host (one lock, one token); the others none."""
+    seen: list[dict] = []
+    monkeypatch.setattr(remote, "session", lambda c, **kw: (seen.append(kw), (None, []))[1])
+    lock.hold(Context(), reason="db migration")
+    lock.unlock(Context())
+    assert seen == [{"fleet": True}, {"fleet": True}]
