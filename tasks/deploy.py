@@ -20,9 +20,11 @@ before and after the test, upload and switch stages and around the whole deploy.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from invoke import task
 
@@ -208,6 +210,9 @@ def check(run_: Run, host: Host) -> None:
 def preflight_step(run_: Run) -> None:
     """The local preconditions that take no time: APP_DIR, requirements, git state; with
     ``--ref``, the ref's APP_DIR exported from git first (tests and build then use it)."""
+    folder = Path(run_.summary_json or ".").resolve().parent
+    if run_.summary_json and not (folder.is_dir() and os.access(folder, os.W_OK)):
+        raise FabdeployError(f"--summary-json {run_.summary_json}: cannot write in {folder}")
     if run_.ref:
         run_.settings = gitref.export(run_.settings, run_.ref)
         run_.say(f"preflight: {run_.ref} is commit {run_.settings.revision}, exported from git")

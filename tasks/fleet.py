@@ -209,6 +209,11 @@ def reported(run_: Run) -> Iterator[Run]:
         if run_.timings:
             run_.say(run_.summary())
         if run_.summary_json:
-            write_json(run_.summary_json, run_.summary_data(error))
+            try:
+                write_json(run_.summary_json, run_.summary_data(error))
+            except OSError as exc:  # never hides how the deploy itself ended
+                run_.output.line(
+                    "", f"--summary-json: cannot write {run_.summary_json}: {exc}", err=True
+                )
         for host in run_.hosts:
             host.close()
