@@ -16,6 +16,8 @@ from invoke.runners import Result
 
 from tasks import (
     config,
+    deploy,
+    fleet,
     hooks,
     lock,
     monitor,
@@ -369,8 +371,6 @@ def test_no_tests_found_says_how_to_set_test_command(tmp_path: Path) -> None:
 def test_a_summary_json_path_that_cannot_be_written_stops_the_deploy_first(
     tmp_path: Path,
 ) -> None:
-    from tasks import deploy, fleet
-
     run_ = fleet.Run.__new__(fleet.Run)
     run_.summary_json, run_.ref = str(tmp_path / "no" / "such" / "summary.json"), ""
     with pytest.raises(FabdeployError, match=r"--summary-json .*summary\.json: cannot write in"):
