@@ -24,11 +24,12 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from . import remote
+from . import monitor, remote
 from .config import Settings
 from .errors import FabdeployError, HostError
 from .layout import Audit, Layout, release_name
 from .remote import Host
+from .report import JSON_HELP, print_json
 
 #: Seconds between two looks at a held lock while waiting for it (``--lock-wait``).
 POLL = 1.0
@@ -209,15 +210,44 @@ def take_lock(host: Host, owner: LockOwner, *, break_lock: bool = False, wait: f
 
 def read_lock(host: Host) -> tuple[LockOwner | None, int] | None:
     """Who holds the lock on ``host`` and the host's time (None: no lock)."""
-    paths = Layout(host.settings.deploy_root)
     result = host.script(
-        remote.shell("lock-status"), env={"LOCK": paths.lock}, hide=True, label="lock status"
+        remote.shell("lock-status"), env=_status_env(host), hide=True, label="lock status"
     )
-    lines = result.stdout.splitlines()
+    return parse_held(result.stdout)
+
+
+def _status_env(host: Host) -> dict[str, object]:
+    return {"LOCK": Layout(host.settings.deploy_root).lock}
+
+
+def parse_held(text: str) -> tuple[LockOwner | None, int] | None:
+    """The lock-status script's answer: (owner, the host's time), or None for no lock."""
+    lines = text.splitlines()
     if lines[:1] != ["held"]:
         return None
     now = int(lines[1].partition("=")[2] or 0) if len(lines) > 1 else 0
     return LockOwner.parse("\n".join(lines[2:])), now
+
+
+def held_json(reply: monitor.Reply) -> dict[str, object]:
+    """One host's object in ``lock.status --json`` (docs/json.md); never the token."""
+    found = None if reply.error else parse_held(reply.text)
+    holder, now = found or (None, 0)
+    since = holder.since if holder and holder.since else None
+    return {
+        "host": reply.host,
+        "error": reply.error,
+        "unreachable": reply.unreachable,
+        "locked": None if reply.error else found is not None,
+        "held_by": describe_lock(holder, now) if found else "",
+        "user": holder.user if holder else "",
+        "machine": holder.machine if holder else "",
+        "pid": holder.pid if holder else None,
+        "since": since,
+        "age_seconds": max(0, now - since) if since else None,
+        "reason": holder.reason if holder else "",
+        "deploy_id": holder.deploy_id if holder else "",
+    }
 
 
 def release_lock(
@@ -303,15 +333,20 @@ def hold(c, reason=""):  # type: ignore[no-untyped-def]
             host.close()
 
 
-@task(name="status")
-def status(c):  # type: ignore[no-untyped-def]
+@task(name="status", help={"json": JSON_HELP})
+def status(c, json=False):  # type: ignore[no-untyped-def]
     """Show who holds the deploy lock on each host, since when, why, and the deploy id."""
-
-    def show(host: Host) -> None:
-        found = read_lock(host)
-        host.say(f"locked by {describe_held(*found)}" if found else "not locked")
-
-    remote.on_each_host(c, "lock.status", show)
+    settings, hosts = remote.session(c, data_on_stdout=json)
+    replies = monitor.ask(hosts, settings, remote.shell("lock-status"), _status_env, "lock status")
+    output = hosts[0].output
+    if json:
+        print_json([held_json(reply) for reply in replies], output.clean)
+    else:
+        for reply in (r for r in replies if not r.error):
+            found = parse_held(reply.text)
+            output.line(reply.host, f"locked by {describe_held(*found)}" if found else "not locked")
+    monitor.report_errors(output, replies)
+    monitor.fail_if_unanswered(replies, "lock.status")
 
 
 def describe_held(holder: LockOwner | None, now: int) -> str:

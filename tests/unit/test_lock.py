@@ -201,3 +201,30 @@ def test_lock_and_unlock_take_the_dash_h_hosts_at_once(monkeypatch) -> None:
     lock.hold(Context(), reason="db migration")
     lock.unlock(Context())
     assert seen == [{"fleet": True}, {"fleet": True}]
+
+
+def test_lock_status_json_names_holder_reason_and_id_but_never_the_token(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    host = local_host(tmp_path)
+    sessions(monkeypatch, host)
+    lock.status(Context(), json=True)
+    [free] = json.loads(capsys.readouterr().out)
+    assert free["locked"] is False and free["held_by"] == "" and free["pid"] is None
+    held = lock.LockOwner.mine(reason="db migration", held=True, deploy_id="lock-X")
+    lock.take_lock(host, held)
+    lock.status(Context(), json=True)
+    text = capsys.readouterr().out
+    [item] = json.loads(text)
+    assert set(item) == {
+        "host", "error", "unreachable", "locked", "held_by", "user", "machine", "pid", "since",
+        "age_seconds", "reason", "deploy_id",
+    }  # fmt: skip
+    assert (item["locked"], item["reason"], item["deploy_id"], item["pid"]) == (
+        True,
+        "db migration",
+        "lock-X",
+        0,
+    )
+    assert item["age_seconds"] >= 0 and "`fab lock`" in item["held_by"]
+    assert held.token not in text
