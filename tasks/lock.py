@@ -26,7 +26,7 @@ from invoke import Collection, task
 
 from . import monitor, remote
 from .config import Settings
-from .errors import FabdeployError, HostError
+from .errors import FabdeployError, HostError, detail
 from .layout import Audit, Layout, release_name
 from .remote import Host
 from .report import JSON_HELP, print_json
@@ -316,7 +316,7 @@ def hold(c, reason=""):  # type: ignore[no-untyped-def]
                     release_lock(host, owner)
                     host.say("lock released again: not every host could be locked")
                 else:
-                    host.output.line(host.name, f"failed: {error}", err=True)
+                    host.output.line(host.name, f"failed: {detail(error)}", err=True)
             names = ", ".join(h.name for h, _ in failed)
             raise FabdeployError(f"lock failed on {names}: no host is left locked by this command")
         path = token_file(settings)

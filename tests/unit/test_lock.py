@@ -70,16 +70,16 @@ def test_a_break_is_written_to_revisions_log_in_the_same_step(tmp_path: Path) ->
 # --- the scripts, for real -----------------------------------------------------------------
 
 
-def local_host(tmp_path: Path) -> remote.Host:
+def local_host(tmp_path: Path, name: str = "web1") -> remote.Host:
     root = tmp_path / "srv"
-    root.mkdir(exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     (tmp_path / "config").mkdir(exist_ok=True)
     (tmp_path / "config" / "staging.env").write_text(
         f"APP_NAME=shop\nHOSTS=web1\nDEPLOY_ROOT={root}\n"
     )
     settings = config.build("staging", tmp_path)
     out = io.StringIO()
-    return remote.Host(LocalConnection(), settings, remote.Output(out, out))  # type: ignore[arg-type]
+    return remote.Host(LocalConnection(name), settings, remote.Output(out, out))  # type: ignore[arg-type]
 
 
 def audit_lines(tmp_path: Path) -> list[Audit]:
@@ -228,3 +228,17 @@ def test_lock_status_json_names_holder_reason_and_id_but_never_the_token(
     )
     assert item["age_seconds"] >= 0 and "`fab lock`" in item["held_by"]
     assert held.token not in text
+
+
+def test_fab_lock_locks_every_host_or_none(tmp_path: Path, monkeypatch) -> None:
+    free, taken = local_host(tmp_path / "a"), local_host(tmp_path / "b", "web2")
+    monkeypatch.setattr(remote, "session", lambda c, **kw: (free.settings, [free, taken]))
+    lock.take_lock(taken, lock.LockOwner("bob@ci", "ci", 77, 1, "theirs"))
+    with pytest.raises(FabdeployError, match="no host is left locked by this command"):
+        lock.hold(Context(), reason="incident")
+    assert lock.read_lock(free) is None  # released again
+    found = lock.read_lock(taken)
+    assert found is not None and found[0] is not None and found[0].token == "theirs"
+    said = taken.output.out.getvalue()  # type: ignore[attr-defined]
+    assert "[web2] failed: deploy lock held by bob@ci (pid 77 on ci)" in said
+    assert "[web1] lock released again" in free.output.out.getvalue()  # type: ignore[attr-defined]
