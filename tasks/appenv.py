@@ -25,5 +25,7 @@ def command(settings: Settings, where: str, command: str, *, venv: bool = True) 
     """
     python = ".venv/bin/python" if venv else settings.python
     path = 'export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"; ' if venv else ""
-    script = f'cd {quote(where)} && {path}exec {python} -c {quote(WITH_SECRETS.read_text())} "$0"'
+    script = (
+        f'cd {quote(where)} && {path}exec {quote(python)} -c {quote(WITH_SECRETS.read_text())} "$0"'
+    )
     return f"bash -c {quote(script)} {quote(command)}"

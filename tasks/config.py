@@ -32,12 +32,24 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _HOST = re.compile(
     r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9.:_\[\]-]+?)(?::(?P<port>\d+))?$"
 )
+_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]{0,31}\$?$")
+#: Characters a path sent to the hosts may hold: nothing a shell or systemd would interpret.
+_PATH_CHARS = re.compile(r"^[A-Za-z0-9._%+@=,/-]+$")
+_COMMAND_NAME = re.compile(r"^[A-Za-z0-9._+-]+$")
+_ADDRESS = re.compile(r"^[A-Za-z0-9.*:\[\]_-]*$")
+#: What a URL path may hold (RFC 3986 characters; no quotes, backslash, backtick or spaces).
+_URL_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/%?-]*$")
+_URL = re.compile(r"^(?:https?|file)://[A-Za-z0-9._~!$&'()*+,;=:@/%?\[\]-]+$")
+_GLOB = re.compile(r"^[A-Za-z0-9._*?\[\]/-]+$")
 
 
 # --- value types ---------------------------------------------------------------------------
 
 
-def _text(raw: str) -> str:
+def _command(raw: str) -> str:
+    """A shell command: run as written, on purpose (the one kind of value never quoted)."""
+    if "\0" in raw:
+        raise ValueError("a command may not contain NUL")
     return raw
 
 
@@ -75,26 +87,88 @@ def _list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _user(raw: str) -> str:
+    if raw and not _USER.match(raw):
+        raise ValueError(f"expected a user name (letters, digits, '.', '_', '-'), got {raw!r}")
+    return raw
+
+
 def _abs_path(raw: str) -> str:
     if not raw:
         return ""
     if not raw.startswith("/") or raw.rstrip("/") == "" or ".." in raw.split("/"):
         raise ValueError(f"expected an absolute path other than '/' and without '..', got {raw!r}")
+    if not _PATH_CHARS.match(raw):
+        raise ValueError(
+            f"a path on the hosts may hold only letters, digits and . _ % + @ = , / -, got {raw!r}"
+        )
+    return raw.rstrip("/")
+
+
+def _local_path(raw: str) -> str:
     if any(ch in raw for ch in "\n\r\0"):
         raise ValueError("a path may not contain a newline or NUL")
-    return raw.rstrip("/")
+    return raw
+
+
+def _relative_file(raw: str) -> str:
+    if raw.startswith("/") or ".." in raw.split("/") or raw.startswith("-"):
+        raise ValueError(f"expected a relative path inside APP_DIR (no '..'), got {raw!r}")
+    if not _PATH_CHARS.match(raw):
+        raise ValueError(
+            f"expected a file name of letters, digits and . _ % + @ = , / -, got {raw!r}"
+        )
+    return raw
+
+
+def _python(raw: str) -> str:
+    value = raw.strip()
+    is_path = value.startswith("/") and _PATH_CHARS.match(value) and ".." not in value.split("/")
+    if not (is_path or _COMMAND_NAME.match(value)) or value.startswith("-"):
+        raise ValueError(
+            "expected an absolute path or a plain command name such as python3 or "
+            f"/usr/bin/python3.12 (no spaces, arguments or shell characters), got {raw!r}"
+        )
+    return value
+
+
+def _url(raw: str) -> str:
+    if raw and not _URL.match(raw):
+        raise ValueError(
+            f"expected an http(s):// or file:// URL without spaces or quotes, got {raw!r}"
+        )
+    return raw
+
+
+def _globs(raw: str) -> tuple[str, ...]:
+    patterns = _list(raw)
+    for pattern in patterns:
+        if not _GLOB.match(pattern) or ".." in pattern.split("/"):
+            raise ValueError(
+                "expected file names or globs under shared/log (letters, digits, . _ - / * ? []), "
+                f"got {pattern!r}"
+            )
+    return patterns
 
 
 def _bind(raw: str) -> str:
     host, sep, port = raw.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if (
+        not sep
+        or not host
+        or not _ADDRESS.match(host)
+        or not port.isdigit()
+        or not 0 < int(port) < 65536
+    ):
         raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8000, got {raw!r}")
     return raw
 
 
 def _url_path(raw: str) -> str:
-    if not raw.startswith("/") or any(ch.isspace() for ch in raw):
-        raise ValueError(f"expected a URL path starting with '/', got {raw!r}")
+    if not _URL_PATH.match(raw):
+        raise ValueError(
+            f"expected a URL path starting with '/' (no spaces, quotes or backslashes), got {raw!r}"
+        )
     return raw
 
 
@@ -159,16 +233,18 @@ class Key:
 KEYS: tuple[Key, ...] = (
     Key("HOSTS", _hosts, "", "Comma-separated [user@]host[:port] to deploy to; -H overrides"),
     Key(
-        "SSH_USER", _text, "", "SSH login user (the deploy user); empty: Fabric/ssh_config default"
+        "SSH_USER", _user, "", "SSH login user (the deploy user); empty: Fabric/ssh_config default"
     ),
     Key("SSH_PORT", _whole(1), "22", "SSH port for hosts that name none"),
-    Key("SSH_KEY", _text, "", "Private key file to log in with (relative to the project)"),
-    Key("KNOWN_HOSTS", _text, "", "Extra known_hosts file, checked besides ~/.ssh/known_hosts"),
+    Key("SSH_KEY", _local_path, "", "Private key file to log in with (relative to the project)"),
+    Key(
+        "KNOWN_HOSTS", _local_path, "", "Extra known_hosts file, checked besides ~/.ssh/known_hosts"
+    ),
     Key("TRUST_NEW_HOSTS", _bool, "no", "yes: accept and record keys of hosts never seen before"),
     Key("CONNECT_TIMEOUT", _whole(1), "10", "Seconds to wait for an SSH connection"),
     Key("APP_NAME", _name, "", "Name of the app: service, unit file and deploy root", True),
-    Key("APP_DIR", _text, ".", "The app's source directory (relative to the project)"),
-    Key("REQUIREMENTS", _text, "requirements.txt", "Requirements file inside APP_DIR"),
+    Key("APP_DIR", _local_path, ".", "The app's source directory (relative to the project)"),
+    Key("REQUIREMENTS", _relative_file, "requirements.txt", "Requirements file inside APP_DIR"),
     Key(
         "EXCLUDES",
         _list,
@@ -182,14 +258,12 @@ KEYS: tuple[Key, ...] = (
         "yes",
         "yes: when hosts run the local Python X.Y, install packages locally, not with pip on hosts",
     ),
-    Key(
-        "PACKAGE_INDEX", _text, "", "Package index URL the servers install from; empty: wheelhouse"
-    ),
+    Key("PACKAGE_INDEX", _url, "", "Package index URL the servers install from; empty: wheelhouse"),
     Key(
         "DEPLOY_ROOT", _abs_path, "", "Directory holding releases on the host; empty: /srv/APP_NAME"
     ),
-    Key("APP_USER", _text, "", "User the service runs as; empty: the SSH user"),
-    Key("PYTHON", _text, "python3", "Python interpreter on the host"),
+    Key("APP_USER", _user, "", "User the service runs as; empty: the SSH user"),
+    Key("PYTHON", _python, "python3", "Python interpreter on the host"),
     Key("WSGI_APP", _wsgi, "app:app", "gunicorn's WSGI target, MODULE:CALLABLE"),
     Key("BIND", _bind, "127.0.0.1:8000", "Address gunicorn listens on, HOST:PORT"),
     Key("WORKERS", _whole(1), "2", "gunicorn worker processes"),
@@ -224,29 +298,29 @@ KEYS: tuple[Key, ...] = (
     Key(
         "KEEP_RELEASES", _whole(2), "5", "Releases kept on each host (current and previous always)"
     ),
-    Key("SECRETS_FILE", _text, "", "Local env file of the app's secrets, uploaded 0600"),
+    Key("SECRETS_FILE", _local_path, "", "Local env file of the app's secrets, uploaded 0600"),
     Key(
         "TEST_COMMAND",
-        _text,
+        _command,
         "python -m pytest -q",
         "Command run in APP_DIR to gate a deploy (python: fab's own)",
     ),
-    Key("LOG_FILES", _list, "", "The app's own log files (globs under shared/log) for `fab logs`"),
+    Key("LOG_FILES", _globs, "", "The app's own log files (globs under shared/log) for `fab logs`"),
     Key(
         "HOOK_AFTER_UPLOAD",
-        _text,
+        _command,
         "",
         "Command run in each new release after its venv is ready; 'once:' for one host",
     ),
     Key(
         "HOOK_BEFORE_SWITCH",
-        _text,
+        _command,
         "",
         "Command run in the new release before the switch (e.g. once: migrations)",
     ),
     Key(
         "HOOK_AFTER_SWITCH",
-        _text,
+        _command,
         "",
         "Command run in the new release after it serves; 'once:' for one host",
     ),
@@ -331,7 +405,9 @@ class Settings:
     parallel: int
     switch_batch: str
     hooks: dict[str, str] = field(default_factory=dict, compare=False)
-    lines: dict[str, int] = field(default_factory=dict, compare=False)  # KEY -> line in source
+    lines: dict[str, int] = field(default_factory=dict, compare=False)  # KEY -> its line
+    #: `deploy --ref`: the ref's commit; APP_DIR is then that commit's tree, exported.
+    revision: str = field(default="", compare=False)
     secrets: Secrets = field(repr=False, compare=False, default_factory=lambda: Secrets(None, {}))
 
     @property
@@ -345,8 +421,9 @@ class Settings:
         return f"{self.app_name}.service"
 
     def where(self, key: str) -> str:
-        """``file:line`` of ``key`` in the env file (``file`` when the key took its default)."""
-        return f"{self.source}:{self.lines[key]}" if key in self.lines else str(self.source)
+        """``<env file>:<line>: KEY`` (or ``<env file>: KEY`` for a default), for messages."""
+        line = self.lines.get(key)
+        return f"{self.source}:{line}: {key}" if line else f"{self.source}: {key}"
 
     def command(self, task: str) -> str:
         """The ``fab`` command line that runs ``task`` against this environment."""
@@ -488,11 +565,14 @@ def parse_values(raw: dict[str, tuple[str, int]], source: Path) -> dict[str, Any
     return values
 
 
-def load_secrets(path_text: str, project: Path) -> Secrets:
-    """Read the app's secrets file, checking it parses; values stay inside `Secrets`."""
+def load_secrets(path_text: str, project: Path, where: str = "") -> Secrets:
+    """Read the app's secrets file, checking it parses; values stay inside `Secrets`.
+    ``where`` (``<env file>:<line>``) is named when the file is missing."""
     if not path_text:
         return Secrets(None, {})
     path = (project / path_text).resolve()
+    if where and not path.is_file():
+        raise ConfigError(f"{where}: SECRETS_FILE: {path}: secrets file (SECRETS_FILE) not found")
     raw = read_env_file(path, what="secrets file (SECRETS_FILE)")
     for name, (_, line) in raw.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
@@ -553,7 +633,9 @@ def build(environment: str, project: Path) -> Settings:
             for point in ("after_upload", "before_switch", "after_switch")
         },
         lines={key: line for key, (_, line) in raw.items()},
-        secrets=load_secrets(values["SECRETS_FILE"], project),
+        secrets=load_secrets(
+            values["SECRETS_FILE"], project, f"{source}:{raw.get('SECRETS_FILE', ('', 0))[1]}"
+        ),
     )
 
 

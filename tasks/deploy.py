@@ -1,10 +1,11 @@
 """The deploy flow and rollback: a short list of named steps, like Capistrano's deploy.rake.
 
 ```
-test -> lock -> check -> build -> upload -> install -> smoke -> switch -> cleanup -> record -> unlock
+preflight -> test -> lock -> check -> build -> upload -> install -> smoke -> switch -> cleanup -> record -> unlock
 ```
 
-``test`` runs first and locally, so a failing suite touches no host. Across a fleet (the
+``preflight`` (files, settings, git state: no time) and ``test`` run first and locally, so a
+missing file, an uncommitted change or a failing suite touches no host. Across a fleet (the
 hosts of the environment file, or ``fab -H a,b deploy --fleet``) the prepare steps (upload,
 install, smoke) run on every host at once, PARALLEL at a time, all or nothing: a host that
 fails to prepare stops the deploy with no host switched. The switch then goes in batches of
@@ -19,17 +20,20 @@ before and after the test, upload and switch stages and around the whole deploy.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from invoke import task
 
-from . import hooks, remote, run, setup, test, upload
+from . import gitref, hooks, preflight, remote, run, setup, test, upload
 from .errors import FabdeployError, HostError
 from .fleet import Run, failed, reported
 from .layout import Audit
 from .lock import release_lock, take_lock
+from .lock import unlock as unlock  # `tasks.deploy.unlock`, as before it moved to lock
 from .releases import append_audit, inventory, prune, read_revision, utc_now
 from .remote import Host
 
@@ -43,22 +47,26 @@ FLEET_HELP = "with -H a,b: deploy the -H hosts as one fleet (parallel prepare, b
     help={
         "skip-tests": "do not run the app's test suite locally first (says so)",
         "allow-dirty": "ship uncommitted changes of a git checkout (revision gets -dirty)",
-        "break-lock": "remove another deploy's lock first (prints who held it)",
+        "break-lock": "remove another deploy's lock first (prints who held it; logged)",
+        "lock-wait": "wait up to SECONDS for a held deploy lock instead of failing at once",
         "fleet": FLEET_HELP,
         "force": "deploy even when every host already serves this revision",
+        "summary-json": "also write the final summary as JSON to this file (for CI)",
+        "ref": "deploy this git tag, branch or commit (exported from git; the work tree is untouched)",
     }
 )
-def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, fleet=False, force=False):  # type: ignore[no-untyped-def]
+def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, lock_wait=0, fleet=False, force=False, summary_json="", ref=""):  # type: ignore[no-untyped-def]  # fmt: skip
     """Deploy the app: test, build, upload, switch behind a health check, clean up."""
     settings, hosts = remote.session(c, fleet=fleet)
     if not hosts:
         return  # `fab -H a,b deploy --fleet`: this host was deployed with the fleet
-    started = time.monotonic()
     run_ = Run(c, settings, hosts, "deploy", skip_tests, allow_dirty, break_lock, force=force)
+    run_.lock_wait, run_.summary_json, run_.ref = float(lock_wait), summary_json, ref
     with reported(run_):
         hooks.run_local(c, settings, run_.output, "before_deploy")
+        run_.locally("preflight", preflight_step)  # files, settings, git: no time, no host
         run_.locally("test", test_step)  # before anything touches a host
-        with locked(run_):  # lock ... unlock
+        with locked(run_):  # lock ... unlock; the after_deploy hooks run under the lock
             run_.everywhere("check", check)
             run_.locally("build", build)
             if already_serving(run_):  # same revision, running everywhere: nothing to do
@@ -67,11 +75,11 @@ def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, fleet=False
             switch_in_batches(run_)  # health-gated batches; a failed batch goes back
             run_.everywhere("cleanup", cleanup)
             run_.everywhere("record", record)
-        hooks.run_local(c, settings, run_.output, "after_deploy")
+            hooks.run_local(c, settings, run_.output, "after_deploy")
     assert run_.build is not None
     run_.say(
         f"deployed {run_.build.release} (revision {run_.build.revision}) to "
-        f"{len(hosts)} host(s) in {time.monotonic() - started:.1f}s"
+        f"{len(hosts)} host(s) in {time.monotonic() - run_.started:.1f}s"
     )
 
 
@@ -94,17 +102,7 @@ def rollback(c, release="", fleet=False):  # type: ignore[no-untyped-def]
             run_.everywhere("choose", choose)
             switch_in_batches(run_, with_hooks=False)
             run_.everywhere("record", record)
-        hooks.run_local(c, settings, run_.output, "after_rollback")
-
-
-@task
-def unlock(c):  # type: ignore[no-untyped-def]
-    """Break a stale deploy lock on the hosts (shows who held it and since when)."""
-    _, hosts = remote.session(c)
-    for host in hosts:
-        held = release_lock(host, None)
-        host.say(f"removed the deploy lock held by {held}" if held else "no deploy lock")
-        host.close()
+            hooks.run_local(c, settings, run_.output, "after_rollback")
 
 
 @task
@@ -125,7 +123,11 @@ def trust(c):  # type: ignore[no-untyped-def]
 def locked(run_: Run) -> Iterator[None]:
     """``lock`` on every host now, ``unlock`` on every host locked when the block ends."""
     try:
-        run_.everywhere("lock", lock)
+        if run_.lock_wait:  # one at a time, in one order: two waiting fleets never deadlock
+            for host in sorted(run_.hosts, key=lambda h: h.name):
+                run_.everywhere("lock", lock, [host])
+        else:
+            run_.everywhere("lock", lock)
         yield
     finally:
         for host, error in run_.across(run_.locked, lambda h: run_.on(h, "unlock", unlock_step)):
@@ -193,7 +195,7 @@ def switch_in_batches(run_: Run, *, with_hooks: bool = True) -> None:
 
 def lock(run_: Run, host: Host) -> None:
     """Take the deploy lock on the host."""
-    take_lock(host, run_.owner, break_lock=run_.break_lock)
+    take_lock(host, run_.owner, break_lock=run_.break_lock, wait=run_.lock_wait)
     run_.locked.append(host)
 
 
@@ -203,6 +205,18 @@ def check(run_: Run, host: Host) -> None:
     run_.facts[host.name] = facts
     run_.served[host.name] = facts.current
     host.say(f"{facts.python.split(' (')[0]}; serving {facts.current or 'nothing yet'}")
+
+
+def preflight_step(run_: Run) -> None:
+    """The local preconditions that take no time: APP_DIR, requirements, git state; with
+    ``--ref``, the ref's APP_DIR exported from git first (tests and build then use it)."""
+    folder = Path(run_.summary_json or ".").resolve().parent
+    if run_.summary_json and not (folder.is_dir() and os.access(folder, os.W_OK)):
+        raise FabdeployError(f"--summary-json {run_.summary_json}: cannot write in {folder}")
+    if run_.ref:
+        run_.settings = gitref.export(run_.settings, run_.ref)
+        run_.say(f"preflight: {run_.ref} is commit {run_.settings.revision}, exported from git")
+    preflight.local(run_.settings, allow_dirty=run_.allow_dirty)
 
 
 def test_step(run_: Run) -> None:

@@ -7,23 +7,27 @@ costs a session on that connection, never a new connection.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from invoke import Context
 
-from . import remote, setup, upload
+from . import gitref, remote, setup, upload
 from .config import Settings
 from .errors import FabdeployError, detail
-from .lock import LockOwner
+from .lock import LockOwner, new_id
 from .remote import Host, Output
 from .report import table
 
 LOCAL = "local"
 #: The order steps appear in the summary (others follow, in the order they ran).
 ORDER = (
+    "preflight",
     "test",
     "lock",
     "check",
@@ -54,7 +58,12 @@ class Run:
     break_lock: bool = False
     wanted: str = ""  # rollback: the release asked for
     force: bool = False  # deploy: even a revision every host already serves
+    lock_wait: float = 0  # seconds to wait for a held deploy lock
+    summary_json: str = ""  # a file to write the summary to as JSON
+    ref: str = ""  # deploy: the git ref to deploy instead of the work tree
     owner: LockOwner = field(init=False)
+    id: str = field(init=False)  # this run's id, the same on every host (in the lock)
+    started: float = field(init=False)
     output: Output = field(init=False)
     build: upload.Build | None = None
     facts: dict[str, setup.Facts] = field(default_factory=dict)
@@ -65,7 +74,9 @@ class Run:
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.owner = LockOwner.mine()
+        self.id = new_id()
+        self.started = time.monotonic()
+        self.owner = LockOwner.mine(deploy_id=self.id)
         self.output = self.hosts[0].output if self.hosts else Output()
 
     def say(self, text: str) -> None:
@@ -134,6 +145,43 @@ class Run:
         headers = ["host", *steps, "total", "ssh conn/sess", "result"]
         return table(headers, rows, right=",".join([*steps, "total"]))
 
+    def summary_data(self, error: BaseException | None = None) -> dict[str, object]:
+        """The summary as JSON data: the run, then one object per host (docs/json.md)."""
+        return {
+            "action": self.action,
+            "id": self.id,
+            "environment": self.settings.environment,
+            "ok": error is None,
+            "error": "" if error is None else detail(error),
+            "release": self.build.release if self.build else "",
+            "revision": self.build.revision if self.build else "",
+            "seconds": round(time.monotonic() - self.started, 3),
+            "local": {"steps": self._steps(LOCAL)},
+            "hosts": [
+                {
+                    "host": host.name,
+                    "result": self.results.get(host.name, ""),
+                    "served_before": self.served.get(host.name, ""),
+                    "release": self.release.get(host.name, ""),
+                    "steps": self._steps(host.name),
+                    "ssh_connections": host.connections,
+                    "ssh_sessions": host.sessions,
+                }
+                for host in self.hosts
+            ],
+        }
+
+    def _steps(self, where: str) -> dict[str, float]:
+        return {name: round(spent, 3) for name, spent in self.timings.get(where, {}).items()}
+
+
+def write_json(path: str, data: object) -> None:
+    """Write ``data`` as JSON to ``path`` (replacing it whole: a reader never sees half)."""
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    partial.replace(target)
+
 
 def failed(
     step: str, failures: list[tuple[Host, BaseException]], after: str = ""
@@ -148,12 +196,24 @@ def failed(
 @contextmanager
 def reported(run_: Run) -> Iterator[Run]:
     """Print the summary table and close every connection when the command ends."""
+    error: BaseException | None = None
     try:
         yield run_
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         if run_.build:
             run_.build.cleanup()
+        gitref.remove(run_.settings)  # the export of `deploy --ref`
         if run_.timings:
             run_.say(run_.summary())
+        if run_.summary_json:
+            try:
+                write_json(run_.summary_json, run_.summary_data(error))
+            except OSError as exc:  # never hides how the deploy itself ended
+                run_.output.line(
+                    "", f"--summary-json: cannot write {run_.summary_json}: {exc}", err=True
+                )
         for host in run_.hosts:
             host.close()

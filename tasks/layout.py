@@ -9,7 +9,8 @@
   shared/pids/gunicorn.pid      the gunicorn master's pid
   shared/gunicorn.conf.py       gunicorn's settings, rendered by setup
   current -> releases/<release> switched by renaming a temporary link over it
-  .lock/owner                   mkdir-atomic deploy lock: who, pid, where, since when
+  .lock/owner                   mkdir-atomic deploy lock: who, pid, where, since when, why,
+                                the deploy id and the token that releases it
   .incoming/                    archives and smoke logs of a deploy in progress (temporary)
   revisions.log                 one audit line per deploy or rollback, appended only
 ```
@@ -128,13 +129,15 @@ class Audit:
     release: str
     revision: str
     user: str  # who ran it: local user@machine
-    result: str  # ok | failed
+    result: str  # ok | failed | broken (a lock broken)
+    detail: str = ""  # break-lock: whose lock it was; written only when set
 
     def format(self) -> str:
         """The tab-separated line written to revisions.log (no newline)."""
         return "\t".join(
             f"{f.name}={getattr(self, f.name)}".replace("\t", " ").replace("\n", " ")
             for f in fields(self)
+            if f.name != "detail" or self.detail
         )
 
     @classmethod
@@ -142,7 +145,10 @@ class Audit:
         """The `Audit` a line holds, or None for a line that is not one."""
         values = dict(part.split("=", 1) for part in line.strip().split("\t") if "=" in part)
         try:
-            return cls(**{f.name: values[f.name] for f in fields(cls)})
+            return cls(
+                **{f.name: values[f.name] for f in fields(cls) if f.name != "detail"},
+                detail=values.get("detail", ""),
+            )
         except KeyError:
             return None
 

@@ -1,9 +1,14 @@
-"""The deploy lock: an atomic ``mkdir <root>/.lock`` holding who took it, from where, when.
+"""The deploy lock: an atomic ``mkdir <root>/.lock`` holding who took it, from where, when,
+why, for which deploy, and the token that releases it.
 
-A second deploy fails at once naming the holder and the lock's age. A lock whose holder ran on
-this machine and is gone is stale and broken automatically, saying so; any other lock is
-broken only on request (``fab unlock``, ``deploy --break-lock``). A token in the owner file
-makes sure a deploy only ever removes its own lock.
+A second deploy fails at once naming the holder, the lock's age and its reason, or with
+``deploy --lock-wait SECONDS`` waits for it. A lock whose holder ran on this machine and is
+gone is stale and broken automatically, saying so; any other lock is released only by its
+token (the deploy that took it, or ``fab unlock`` after ``fab lock`` on this machine) or broken
+on request (``fab unlock``, ``deploy --break-lock``). Every break is a line in revisions.log.
+
+Tasks: ``fab lock --reason "..."`` holds the lock on every host until ``fab unlock``;
+``fab lock.status`` shows who holds it.
 """
 
 from __future__ import annotations
@@ -12,12 +17,22 @@ import getpass
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from .errors import HostError
-from .layout import Layout
+from invoke import Collection, task
+
+from . import monitor, remote
+from .config import Settings
+from .errors import FabdeployError, HostError, detail
+from .layout import Audit, Layout, release_name
 from .remote import Host
+from .report import JSON_HELP, print_json
+
+#: Seconds between two looks at a held lock while waiting for it (``--lock-wait``).
+POLL = 1.0
 
 
 @dataclass(frozen=True)
@@ -26,19 +41,31 @@ class LockOwner:
 
     user: str
     machine: str
-    pid: int
+    pid: int  # 0: held by `fab lock` until `fab unlock`, not by a running process
     since: int  # epoch seconds, the host's clock
     token: str = ""
+    reason: str = ""
+    deploy_id: str = ""
 
     @classmethod
-    def mine(cls) -> LockOwner:
-        """This process, as the owner of a lock it is about to take."""
-        return cls(local_user(), socket.gethostname(), os.getpid(), 0, secrets.token_hex(8))
+    def mine(cls, *, deploy_id: str = "", reason: str = "", held: bool = False) -> LockOwner:
+        """This process (or, ``held``, nobody's process) as the owner of a lock it will take."""
+        return cls(
+            local_user(),
+            socket.gethostname(),
+            0 if held else os.getpid(),
+            0,
+            secrets.token_hex(8),
+            " ".join(reason.split()),
+            deploy_id or new_id(),
+        )
 
     def format(self) -> str:
         return (
             f"user={self.user}\nmachine={self.machine}\npid={self.pid}\n"
             f"since={self.since}\ntoken={self.token}\n"
+            + (f"reason={self.reason}\n" if self.reason else "")
+            + (f"deploy_id={self.deploy_id}\n" if self.deploy_id else "")
         )
 
     @classmethod
@@ -51,6 +78,8 @@ class LockOwner:
                 pid=int(values.get("pid", "0")),
                 since=int(values.get("since", "0")),
                 token=values.get("token", ""),
+                reason=values.get("reason", ""),
+                deploy_id=values.get("deploy_id", ""),
             )
         except ValueError:
             return None
@@ -70,7 +99,14 @@ def describe_lock(owner: LockOwner | None, now: int) -> str:
         if minutes
         else f"{seconds}s"
     )
-    return f"{owner.user} (pid {owner.pid} on {owner.machine}) for {span}"
+    held = f"pid {owner.pid}" if owner.pid else "`fab lock`"
+    why = f': "{owner.reason}"' if owner.reason else ""
+    return f"{owner.user} ({held} on {owner.machine}) for {span}{why}"
+
+
+def new_id() -> str:
+    """A new deploy id: the UTC time and a few random characters, the same on every host."""
+    return f"{release_name()}-{secrets.token_hex(2)}"
 
 
 def local_user() -> str:
@@ -92,33 +128,31 @@ def pid_alive(pid: int) -> bool:
 
 
 def is_stale(owner: LockOwner | None, machine: str, alive: Callable[[int], bool]) -> bool:
-    """A lock is stale when its holder ran on this machine and that process is gone."""
-    return owner is not None and owner.machine == machine and not alive(owner.pid)
+    """A lock is stale when its holder ran on this machine and that process is gone (a lock
+    `fab lock` holds has no process and is never stale)."""
+    return owner is not None and owner.pid > 0 and owner.machine == machine and not alive(owner.pid)
 
 
-_LOCK = """
-[ -d "$ROOT" ] || { echo "deploy root $ROOT is missing: run \\`$SETUP\\` first" >&2; exit 3; }
-if [ "$FORCE" = yes ]; then rm -rf -- "$LOCK"; fi
-if mkdir -- "$LOCK" 2>/dev/null; then
-  printf '%s' "$OWNER" | sed "s/^since=.*/since=$(date +%s)/" > "$LOCK/owner"
-  echo acquired
-else
-  echo held
-  echo "now=$(date +%s)"
-  cat -- "$LOCK/owner" 2>/dev/null || true
-fi
-"""
+def break_line(held: str, why: str) -> str:
+    """The revisions.log line that records breaking the lock ``held`` describes."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return Audit(now, "break-lock", "", "", local_user(), "broken", f"{held} ({why})").format()
 
 
-def _lock_script(host: Host, owner: LockOwner, force: bool) -> tuple[bool, LockOwner | None, int]:
+def _lock_script(
+    host: Host, owner: LockOwner, force: str = ""
+) -> tuple[bool, LockOwner | None, int]:
+    """One try at ``mkdir .lock``; ``force`` (a break line) removes a held lock first."""
     paths = Layout(host.settings.deploy_root)
     result = host.script(
-        _LOCK,
+        remote.shell("lock"),
         env={
             "ROOT": paths.root,
             "LOCK": paths.lock,
             "OWNER": owner.format(),
             "FORCE": "yes" if force else "no",
+            "AUDIT": force,
+            "REVLOG": paths.revisions_log,
             "SETUP": host.settings.command("setup"),
         },
         user=host.app_user,
@@ -132,47 +166,104 @@ def _lock_script(host: Host, owner: LockOwner, force: bool) -> tuple[bool, LockO
     return False, LockOwner.parse("\n".join(lines[2:])), now
 
 
-def take_lock(host: Host, owner: LockOwner, *, break_lock: bool = False) -> None:
-    """Take the deploy lock (``mkdir .lock``); a held lock fails at once naming its holder."""
-    acquired, holder, now = _lock_script(host, owner, False)
-    if acquired:
-        return
-    held = describe_lock(holder, now)
-    if break_lock:
-        host.say(f"breaking the deploy lock held by {held} (--break-lock)")
-    elif is_stale(holder, owner.machine, pid_alive):
-        host.say(
-            f"the deploy lock held by {held} is stale: that fab is no longer running; breaking it"
-        )
-    else:
-        raise HostError(
-            host.name,
-            f"deploy lock held by {held}: another deploy is running. If it is not, "
-            f"`{host.settings.command('unlock')}` removes the lock "
-            f"(or `{host.settings.command('deploy --break-lock')}`).",
-        )
-    acquired, holder, now = _lock_script(host, owner, True)
+def take_lock(host: Host, owner: LockOwner, *, break_lock: bool = False, wait: float = 0) -> None:
+    """Take the deploy lock (``mkdir .lock``); a held lock fails at once naming its holder, or
+    after ``wait`` seconds of waiting for it to be released."""
+    deadline = time.monotonic() + wait
+    waiting = False
+    while True:
+        acquired, holder, now = _lock_script(host, owner)
+        if acquired:
+            return
+        held = describe_lock(holder, now)
+        if break_lock:
+            host.say(f"breaking the deploy lock held by {held} (--break-lock)")
+            why = "--break-lock"
+        elif is_stale(holder, owner.machine, pid_alive):
+            host.say(
+                f"the deploy lock held by {held} is stale: that fab is no longer running; "
+                "breaking it"
+            )
+            why = "stale: its fab is gone"
+        elif time.monotonic() < deadline:
+            if not waiting:
+                host.say(f"waiting up to {wait:.0f}s for the deploy lock held by {held}")
+                waiting = True
+            time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
+            continue
+        else:
+            waited = f" (waited {wait:.0f}s)" if wait else ""
+            raise HostError(
+                host.name,
+                f"deploy lock held by {held}{waited}: another deploy is running. If it is not, "
+                f"`{host.settings.command('unlock')}` removes the lock "
+                f"(or `{host.settings.command('deploy --break-lock')}`; "
+                f"`--lock-wait SECONDS` waits for it).",
+            )
+        break
+    acquired, holder, now = _lock_script(host, owner, break_line(held, why))
     if not acquired:
         raise HostError(
             host.name, f"could not take the deploy lock from {describe_lock(holder, now)}"
         )
 
 
-def release_lock(host: Host, owner: LockOwner | None = None) -> str:
-    """Release the lock: ours (``owner``'s token), or whoever's (None). Returns who held it."""
+def read_lock(host: Host) -> tuple[LockOwner | None, int] | None:
+    """Who holds the lock on ``host`` and the host's time (None: no lock)."""
+    result = host.script(
+        remote.shell("lock-status"), env=_status_env(host), hide=True, label="lock status"
+    )
+    return parse_held(result.stdout)
+
+
+def _status_env(host: Host) -> dict[str, object]:
+    return {"LOCK": Layout(host.settings.deploy_root).lock}
+
+
+def parse_held(text: str) -> tuple[LockOwner | None, int] | None:
+    """The lock-status script's answer: (owner, the host's time), or None for no lock."""
+    lines = text.splitlines()
+    if lines[:1] != ["held"]:
+        return None
+    now = int(lines[1].partition("=")[2] or 0) if len(lines) > 1 else 0
+    return LockOwner.parse("\n".join(lines[2:])), now
+
+
+def held_json(reply: monitor.Reply) -> dict[str, object]:
+    """One host's object in ``lock.status --json`` (docs/json.md); never the token."""
+    found = None if reply.error else parse_held(reply.text)
+    holder, now = found or (None, 0)
+    since = holder.since if holder and holder.since else None
+    return {
+        "host": reply.host,
+        "error": reply.error,
+        "unreachable": reply.unreachable,
+        "locked": None if reply.error else found is not None,
+        "held_by": describe_lock(holder, now) if found else "",
+        "user": holder.user if holder else "",
+        "machine": holder.machine if holder else "",
+        "pid": holder.pid if holder else None,
+        "since": since,
+        "age_seconds": max(0, now - since) if since else None,
+        "reason": holder.reason if holder else "",
+        "deploy_id": holder.deploy_id if holder else "",
+    }
+
+
+def release_lock(
+    host: Host, owner: LockOwner | None = None, *, token: str = "", audit: str = ""
+) -> str:
+    """Release the lock: ``owner``'s (its token), the one ``token`` names, or whoever's (neither
+    given; ``audit`` is then the revisions.log line recording the break). Returns who held it."""
     paths = Layout(host.settings.deploy_root)
     result = host.script(
-        """
-[ -d "$LOCK" ] || { echo "none"; exit 0; }
-echo "now=$(date +%s)"
-cat -- "$LOCK/owner" 2>/dev/null || true
-if [ -z "$TOKEN" ] || grep -qx "token=$TOKEN" "$LOCK/owner" 2>/dev/null; then
-  rm -rf -- "$LOCK"
-else
-  echo "kept=yes"
-fi
-""",
-        env={"LOCK": paths.lock, "TOKEN": owner.token if owner else ""},
+        remote.shell("unlock"),
+        env={
+            "LOCK": paths.lock,
+            "TOKEN": owner.token if owner else token,
+            "AUDIT": audit,
+            "REVLOG": paths.revisions_log,
+        },
         user=host.app_user,
         hide=True,
         label="unlock",
@@ -185,3 +276,117 @@ fi
     if "kept=yes" in lines:
         host.say(f"the deploy lock is now held by {held}: left in place")
     return held
+
+
+# --- the token `fab lock` leaves on this machine -------------------------------------------
+
+
+def token_file(settings: Settings) -> Path:
+    """Where `fab lock` keeps the token of the lock it took for this environment."""
+    return settings.project_dir / ".fabdeploy" / "locks" / f"{settings.environment}.token"
+
+
+def saved_token(settings: Settings) -> str:
+    """The token `fab lock` saved for this environment ("" when none)."""
+    path = token_file(settings)
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+
+@task(
+    name="hold",
+    help={"reason": "why the hosts are locked (required; shown to every deploy it stops)"},
+)
+def hold(c, reason=""):  # type: ignore[no-untyped-def]
+    """Lock every host until `fab unlock`: deploys and rollbacks wait or fail, naming why."""
+    if not reason.strip():
+        raise FabdeployError('say why: fab lock --reason "..." (deploys that find it show it)')
+    settings, hosts = remote.session(c, fleet=True)  # -H a,b: one lock, one token for all
+    if not hosts:
+        return  # `fab -H a,b lock`: this host was locked with the others
+    owner = LockOwner.mine(reason=reason, held=True, deploy_id=f"lock-{new_id()}")
+    done = remote.each(hosts, lambda h: take_lock(h, owner), settings.parallel)
+    failed = [(host, error) for host, _, error in done if error is not None]
+    try:
+        if failed:
+            for host, _, error in done:
+                if error is None:
+                    release_lock(host, owner)
+                    host.say("lock released again: not every host could be locked")
+                else:
+                    host.output.line(host.name, f"failed: {detail(error)}", err=True)
+            names = ", ".join(h.name for h, _ in failed)
+            raise FabdeployError(f"lock failed on {names}: no host is left locked by this command")
+        path = token_file(settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(owner.token + "\n", encoding="utf-8")
+        for host in hosts:
+            host.say(f'locked: "{owner.reason}" (lock id {owner.deploy_id})')
+        hosts[0].output.say(
+            f"held until `{settings.command('unlock')}` (from this machine it releases the lock "
+            f"by its token, {owner.token}; elsewhere `unlock --token {owner.token}`)"
+        )
+    finally:
+        for host in hosts:
+            host.close()
+
+
+@task(name="status", help={"json": JSON_HELP})
+def status(c, json=False):  # type: ignore[no-untyped-def]
+    """Show who holds the deploy lock on each host, since when, why, and the deploy id."""
+    settings, hosts = remote.session(c, data_on_stdout=json)
+    replies = monitor.ask(hosts, settings, remote.shell("lock-status"), _status_env, "lock status")
+    output = hosts[0].output
+    if json:
+        print_json([held_json(reply) for reply in replies], output.clean)
+    else:
+        for reply in (r for r in replies if not r.error):
+            found = parse_held(reply.text)
+            output.line(reply.host, f"locked by {describe_held(*found)}" if found else "not locked")
+    monitor.report_errors(output, replies)
+    monitor.fail_if_unanswered(replies, "lock.status")
+
+
+def describe_held(holder: LockOwner | None, now: int) -> str:
+    """`describe_lock`, and the id of the deploy (or `fab lock`) holding it."""
+    deploy = f" (deploy id {holder.deploy_id})" if holder and holder.deploy_id else ""
+    return describe_lock(holder, now) + deploy
+
+
+@task(help={"token": "release only the lock with this token (the one `fab lock` printed)"})
+def unlock(c, token=""):  # type: ignore[no-untyped-def]
+    """Release the deploy lock `fab lock` took here, or break whoever's (logged)."""
+    settings, hosts = remote.session(c, fleet=True)  # -H a,b: every host, then the token file
+    if not hosts:
+        return
+    mine = token or saved_token(settings)
+
+    def work(host: Host) -> None:
+        found = read_lock(host)
+        if found is None:
+            host.say("no deploy lock")
+            return
+        holder, now = found
+        held = describe_lock(holder, now)
+        theirs = holder.token if holder else ""
+        if mine and theirs == mine:
+            release_lock(host, token=mine)
+            host.say(f"released the deploy lock held by {held}")
+        elif token:
+            raise HostError(
+                host.name, f"the deploy lock held by {held} has another token: left in place"
+            )
+        else:
+            release_lock(host, token=theirs, audit=break_line(held, "fab unlock"))
+            host.say(f"removed the deploy lock held by {held} (recorded in revisions.log)")
+
+    remote.on_each_host(c, "unlock", work, hosts)
+    if mine and not token:
+        token_file(settings).unlink(missing_ok=True)
+
+
+ns = Collection("lock")
+ns.add_task(hold, default=True)
+ns.add_task(status)

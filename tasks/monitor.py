@@ -5,6 +5,9 @@ lines, and the parsing happens here, so what a host reports is plain data that u
 can feed in. Nothing here finds processes by name: the gunicorn master comes from the
 pidfile, its workers are the processes whose parent it is.
 
+With ``--json``, status, health, resources and releases print one JSON document, a list with
+an object per host (the shapes are in docs/json.md), and nothing else on stdout.
+
 Exit codes: ``health`` exits 1 naming every unhealthy host; ``status``, ``resources`` and
 ``releases`` print a row for every host and then exit 1 if a host could not be asked;
 ``logs --follow`` runs until Ctrl-C and then exits 0.
@@ -15,7 +18,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
 from invoke import Collection, Task, task
@@ -26,7 +29,7 @@ from .config import Settings
 from .errors import FabdeployError, HostError, detail
 from .layout import Audit, Layout, Revision
 from .remote import Host, Output
-from .report import table
+from .report import JSON_HELP, print_json, table
 
 #: Seconds the health probe waits for the app to answer.
 PROBE_TIMEOUT = 5
@@ -386,6 +389,15 @@ class Status:
     def latency(self) -> str:
         return "" if self.health_ms is None else f"{self.health_ms:.0f} ms"
 
+    def to_json(self) -> dict[str, Any]:
+        """The host's object in ``status --json`` and ``health --json`` (docs/json.md)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "revision"}
+        data["revision"] = asdict(self.revision) if self.revision else None
+        data["state"] = self.state if not self.error else None
+        data["healthy"] = self.healthy
+        data["problems"] = self.problems()
+        return data
+
     def row(self) -> list[object]:
         """The `status` table row."""
         if self.error:
@@ -446,14 +458,24 @@ def render_status(statuses: list[Status]) -> str:
     return table(STATUS_HEADERS, [s.row() for s in statuses], right="PID,WORKERS,RSS,CPU")
 
 
-@task(name="status")
-def status(c):  # type: ignore[no-untyped-def]
-    """Show service state, release, revision, pid, uptime, memory, CPU and health per host."""
-    settings, hosts = remote.session(c)
-    statuses = gather_status(hosts, settings, sample=True)
+def show(
+    hosts: list[Host], items: Sequence[Reply | Status | Resources | History], text: str | None
+) -> None:
+    """Print ``text`` (the table), or with None the items as one JSON document on stdout."""
     output = hosts[0].output
-    output.say(render_status(statuses))
-    report_errors(output, statuses)
+    if text is None:
+        print_json([item.to_json() for item in items], output.clean)  # type: ignore[union-attr]
+    else:
+        output.say(text)
+
+
+@task(name="status", help={"json": JSON_HELP})
+def status(c, json=False):  # type: ignore[no-untyped-def]
+    """Show service state, release, revision, pid, uptime, memory, CPU and health per host."""
+    settings, hosts = remote.session(c, data_on_stdout=json)
+    statuses = gather_status(hosts, settings, sample=True)
+    show(hosts, statuses, None if json else render_status(statuses))
+    report_errors(hosts[0].output, statuses)
     fail_if_unanswered(statuses, "status")
 
 
@@ -465,13 +487,15 @@ def health_line(s: Status) -> str:
     return "UNHEALTHY: " + "; ".join(s.problems())
 
 
-@task(name="health")
-def health(c):  # type: ignore[no-untyped-def]
+@task(name="health", help={"json": JSON_HELP})
+def health(c, json=False):  # type: ignore[no-untyped-def]
     """Check service and health path on every host; exit 1 naming unhealthy ones (for cron/CI)."""
-    settings, hosts = remote.session(c)
+    settings, hosts = remote.session(c, data_on_stdout=json)
     statuses = gather_status(hosts, settings, sample=False)
     output = hosts[0].output
-    for s in statuses:
+    if json:
+        show(hosts, statuses, None)
+    for s in statuses if not json else []:
         output.line(s.host, health_line(s), err=not s.healthy)
     sick = [s for s in statuses if not s.healthy]
     if sick:
@@ -531,6 +555,12 @@ class Resources:
             current=p.get("current", ""),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """The host's object in ``resources --json`` (docs/json.md): load as three numbers."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["load"] = [float(x) for x in self.load.split()] if self.load else None
+        return data
+
     @classmethod
     def from_reply(cls, reply: Reply) -> Resources:
         if reply.error:
@@ -576,15 +606,14 @@ def render_resources(items: list[Resources]) -> str:
     return table(RESOURCES_HEADERS, [r.row() for r in items], right="CPUS,RELEASES")
 
 
-@task(name="resources")
-def resources(c):  # type: ignore[no-untyped-def]
+@task(name="resources", help={"json": JSON_HELP})
+def resources(c, json=False):  # type: ignore[no-untyped-def]
     """Show load, memory, disk free under the deploy root and the releases kept, per host."""
-    settings, hosts = remote.session(c)
+    settings, hosts = remote.session(c, data_on_stdout=json)
     replies = ask(hosts, settings, RESOURCES_SCRIPT, _base_env, "resources")
     items = [Resources.from_reply(r) for r in replies]
-    output = hosts[0].output
-    output.say(render_resources(items))
-    report_errors(output, replies)
+    show(hosts, items, None if json else render_resources(items))
+    report_errors(hosts[0].output, replies)
     fail_if_unanswered(replies, "resources")
 
 
@@ -641,6 +670,18 @@ class History:
                 return i
         return None
 
+    def to_json(self) -> dict[str, Any]:
+        """The host's object in ``releases --json`` (docs/json.md): entries newest first."""
+        marked = self.current_index()
+        return {
+            "host": self.host,
+            "error": self.error,
+            "unreachable": self.unreachable,
+            "current": self.current,
+            "has_log": self.has_log,
+            "entries": [{**asdict(a), "current": i == marked} for i, a in enumerate(self.entries)],
+        }
+
     def rows(self) -> list[list[object]]:
         if self.error:
             return [[self.host, "", "unreachable" if self.unreachable else "error"]]
@@ -675,11 +716,14 @@ def render_releases(histories: list[History]) -> str:
     name="releases",
     klass=FlagTask,
     short={"limit": "n"},
-    help={"limit": "Show at most N entries per host, newest first (0: all; default 20)"},
+    help={
+        "limit": "Show at most N entries per host, newest first (0: all; default 20)",
+        "json": JSON_HELP,
+    },
 )
-def releases(c, limit=20):  # type: ignore[no-untyped-def]
+def releases(c, limit=20, json=False):  # type: ignore[no-untyped-def]
     """List the deploy history from revisions.log, newest first; * marks the current release."""
-    settings, hosts = remote.session(c)
+    settings, hosts = remote.session(c, data_on_stdout=json)
     limit = int(limit)
 
     def env(host: Host) -> dict[str, object]:
@@ -687,9 +731,8 @@ def releases(c, limit=20):  # type: ignore[no-untyped-def]
 
     replies = ask(hosts, settings, RELEASES_SCRIPT, env, "releases")
     histories = [History.from_reply(r, limit) for r in replies]
-    output = hosts[0].output
-    output.say(render_releases(histories))
-    report_errors(output, replies)
+    show(hosts, histories, None if json else render_releases(histories))
+    report_errors(hosts[0].output, replies)
     fail_if_unanswered(replies, "releases")
 
 

@@ -28,9 +28,17 @@ from invoke.runners import Result
 
 from . import config
 from .config import Settings
-from .errors import FabdeployError, HostError, detail
+from .errors import ConfigError, FabdeployError, HostError, detail
 
 T = TypeVar("T")
+
+#: The package's remote scripts (``scripts/<name>.sh``), shipped as package data.
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
+def shell(name: str) -> str:
+    """The text of the package's remote script ``scripts/<name>.sh``."""
+    return (SCRIPTS / f"{name}.sh").read_text(encoding="utf-8")
 
 
 def quote(value: object) -> str:
@@ -421,20 +429,37 @@ def cli_hosts(argv: list[str]) -> list[str]:
     return found
 
 
-def session(c: Context, *, trust: bool = False, fleet: bool = False) -> tuple[Settings, list[Host]]:
+def check_key_file(settings: Settings) -> None:
+    """SSH_KEY, when set, names a readable file: checked before any connection is opened."""
+    key = settings.ssh_key
+    if key and not (os.path.isfile(key) and os.access(key, os.R_OK)):
+        what = "is not readable" if os.path.isfile(key) else "not found"
+        raise ConfigError(f"{settings.where('SSH_KEY')}: key file {key} {what}")
+
+
+def session(
+    c: Context, *, trust: bool = False, fleet: bool = False, data_on_stdout: bool = False
+) -> tuple[Settings, list[Host]]:
     """Load this command's settings, then its hosts with host keys checked (nothing opened yet).
+
+    With ``data_on_stdout`` (``--json``) everything the hosts' output says goes to stderr, so
+    stdout holds only the document the task prints.
 
     With ``fleet`` under ``fab -H a,b``, the first per-host call gets every -H host at once and
     later calls get none (Fabric calls the task once per host; the fleet already covered them).
     """
     settings = config.load(c)
+    check_key_file(settings)
+    mask = settings.secrets.values()
+    output = Output(sys.stderr, sys.stderr, mask=mask) if data_on_stdout else Output(mask=mask)
     if fleet and isinstance(c, Connection):
         state = config.state(c)
         if state.get("fleet_done"):
             return settings, []
         state["fleet_done"] = True
-        return settings, hosts(c, settings, trust=trust, names=cli_hosts(sys.argv) or None)
-    return settings, hosts(c, settings, trust=trust)
+        names = cli_hosts(sys.argv) or None
+        return settings, hosts(c, settings, output, trust=trust, names=names)
+    return settings, hosts(c, settings, output, trust=trust)
 
 
 def on_each_host(

@@ -1,8 +1,19 @@
-"""What a command prints at its end: aligned plain-text tables."""
+"""What a command prints at its end: aligned plain-text tables, or one JSON document."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+#: The help text of every ``--json`` option.
+JSON_HELP = "print one JSON document (a list with an object per host) and nothing else on stdout"
+
+
+def print_json(data: object, clean: Callable[[str], str] = str) -> None:
+    """Write ``data`` to stdout as one JSON document (``clean`` masks secrets in it)."""
+    sys.stdout.write(clean(json.dumps(data, indent=2)) + "\n")
+    sys.stdout.flush()
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: str = "") -> str:

@@ -25,6 +25,9 @@ from .errors import FabdeployError, HostError
 from .layout import Layout
 from .remote import Host, LineWriter, Output
 
+#: pytest's exit status when it collected no tests.
+NO_TESTS = 5
+
 #: Imports MODULE:CALLABLE from the release, with the environment gunicorn.conf.py builds.
 _IMPORT = """
 import importlib, os, runpy, sys
@@ -118,24 +121,28 @@ def run_local(c: Context, settings: Settings, output: Output | None = None) -> f
     out = LineWriter(output, "local")
     err = LineWriter(output, "local", err=True)
     started = time.monotonic()
-    try:
-        with local.cd(str(settings.app_dir)):
-            result = local.run(
-                settings.test_command,
-                warn=True,
-                hide=False,
-                pty=False,
-                in_stream=False,
-                env={
-                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-                },
-                out_stream=out,
-                err_stream=err,
-            )
+    try:  # invoke's `cd` escapes only spaces: quote APP_DIR ourselves
+        result = local.run(
+            f"cd {remote.quote(settings.app_dir)} && {settings.test_command}",
+            warn=True,
+            hide=False,
+            pty=False,
+            in_stream=False,
+            env={"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+            out_stream=out,
+            err_stream=err,
+        )
     finally:
         out.close()
         err.close()
     seconds = time.monotonic() - started
+    if result.exited == NO_TESTS and "pytest" in settings.test_command:
+        raise FabdeployError(
+            f"no tests found: {settings.test_command!r} in {settings.app_dir} collected no tests "
+            f"(pytest's exit {NO_TESTS}); nothing was deployed. Add tests, set TEST_COMMAND in "
+            f"{settings.source} to the command that runs yours (an empty TEST_COMMAND= runs "
+            "none), or deploy with --skip-tests"
+        )
     if result.failed:
         raise FabdeployError(
             f"local tests failed (exit {result.exited}): {settings.test_command!r} in "

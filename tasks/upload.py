@@ -93,7 +93,8 @@ class Venv:
 # --- building ------------------------------------------------------------------------------
 
 
-def _git(app_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def git(app_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``git -C app_dir ARGS`` and capture what it says (never raises on failure)."""
     return subprocess.run(
         ["git", "--no-optional-locks", "-C", str(app_dir), *args],
         capture_output=True,
@@ -106,15 +107,15 @@ def git_prefix(app_dir: Path) -> str | None:
     """APP_DIR's path inside its git work tree ("" at the top), or None outside git."""
     if shutil.which("git") is None:
         return None
-    inside = _git(app_dir, "rev-parse", "--is-inside-work-tree")
+    inside = git(app_dir, "rev-parse", "--is-inside-work-tree")
     if inside.returncode != 0 or inside.stdout.strip() != "true":
         return None
-    return _git(app_dir, "rev-parse", "--show-prefix").stdout.strip()
+    return git(app_dir, "rev-parse", "--show-prefix").stdout.strip()
 
 
 def dirty_files(app_dir: Path) -> list[str]:
     """Changed, added, deleted or untracked files under APP_DIR (relative to the git root)."""
-    result = _git(app_dir, "status", "--porcelain=v1", "--untracked-files=normal", "--", ".")
+    result = git(app_dir, "status", "--porcelain=v1", "--untracked-files=normal", "--", ".")
     if result.returncode != 0:
         raise FabdeployError(f"git status failed in {app_dir}: {result.stderr.strip()}")
     return [line[3:] for line in result.stdout.splitlines() if line.strip()]
@@ -173,6 +174,29 @@ def _secrets_relative(settings: Settings) -> str | None:
         return None
 
 
+def require_committed(settings: Settings, allow_dirty: bool) -> list[str]:
+    """APP_DIR's uncommitted changes a release would ship (none outside git); unless
+    ``allow_dirty``, having any is an error naming them."""
+    prefix = git_prefix(settings.app_dir)
+    if prefix is None:
+        return []
+    secret = _secrets_relative(settings)
+    changed = [
+        f
+        for f in (p.removeprefix(prefix) for p in dirty_files(settings.app_dir))
+        if f.split("/")[0] != LOCAL_STATE and f != secret
+    ]
+    if changed and not allow_dirty:
+        shown = ", ".join(changed[:10]) + (
+            f" and {len(changed) - 10} more" if len(changed) > 10 else ""
+        )
+        raise FabdeployError(
+            f"uncommitted changes in {settings.app_dir}: {shown}. Commit them, or ship them "
+            "anyway with --allow-dirty (or ALLOW_DIRTY=yes)"
+        )
+    return changed
+
+
 def _source(
     settings: Settings, allow_dirty: bool, workdir: Path
 ) -> tuple[str, Callable[[tarfile.TarFile], None]]:
@@ -183,34 +207,22 @@ def _source(
     prefix = git_prefix(app_dir)
     if prefix is None:
         files = [f for f in walk(app_dir, skip) if f != secret]
-        revision = content_revision(app_dir, files)
+        revision = settings.revision or content_revision(app_dir, files)  # deploy --ref
         return revision, lambda tar: _add_files(tar, app_dir, files)
-    changed = [
-        f
-        for f in (p.removeprefix(prefix) for p in dirty_files(app_dir))
-        if f.split("/")[0] != LOCAL_STATE and f != secret
-    ]
-    head = _git(app_dir, "rev-parse", "--short=12", "HEAD")
+    changed = require_committed(settings, allow_dirty)
+    head = git(app_dir, "rev-parse", "--short=12", "HEAD")
     if head.returncode != 0:
         raise FabdeployError(f"{app_dir} is in a git work tree without commits: commit first")
     revision = head.stdout.strip()
-    if changed and not allow_dirty:
-        shown = ", ".join(changed[:10]) + (
-            f" and {len(changed) - 10} more" if len(changed) > 10 else ""
-        )
-        raise FabdeployError(
-            f"uncommitted changes in {app_dir}: {shown}. Commit them, or ship them anyway "
-            "with --allow-dirty (or ALLOW_DIRTY=yes)"
-        )
     if changed:
-        listed = _git(app_dir, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+        listed = git(app_dir, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
         names = sorted({n for n in listed.stdout.split("\0") if n})
         files = [
             n for n in names if (app_dir / n).exists() and n != secret and not excluded(n, skip)
         ]
         return revision + "-dirty", lambda tar: _add_files(tar, app_dir, files)
     tree = f"HEAD:{prefix.rstrip('/')}" if prefix else "HEAD"
-    top = _git(app_dir, "rev-parse", "--show-toplevel").stdout.strip()
+    top = git(app_dir, "rev-parse", "--show-toplevel").stdout.strip()
     raw = workdir / "source.tar"
     with raw.open("wb") as handle:
         result = subprocess.run(  # from the top: in a subdirectory git archive limits to it

@@ -50,7 +50,7 @@ def check(settings: Settings, wheels: Path) -> None:
     if module is None or module in top_level_modules(sorted(wheels.glob("*.whl"))):
         return
     raise ConfigError(
-        f"{settings.where('WORKER_CLASS')}: WORKER_CLASS: {settings.worker_class} needs the "
+        f"{settings.where('WORKER_CLASS')}: {settings.worker_class} needs the "
         f"module {module!r}, which no package of {settings.requirements} installs: add its "
         "package (for uvicorn_worker.UvicornWorker: uvicorn-worker) to the requirements"
     )

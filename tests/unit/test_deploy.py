@@ -244,7 +244,16 @@ def test_deploy_reads_as_the_list_of_steps() -> None:
 
 
 def test_task_options_have_help() -> None:
-    assert set(deploy.deploy.help) == {"skip-tests", "allow-dirty", "break-lock", "fleet", "force"}
+    assert set(deploy.deploy.help) == {
+        "skip-tests",
+        "allow-dirty",
+        "break-lock",
+        "lock-wait",
+        "fleet",
+        "force",
+        "summary-json",
+        "ref",
+    }
     assert set(deploy.rollback.help) == {"release", "fleet"}
     for task in (deploy.deploy, deploy.rollback, deploy.unlock):
         assert re.match(r"^[A-Z].*\.$", task.__doc__.strip().splitlines()[0])

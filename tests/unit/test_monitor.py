@@ -354,8 +354,9 @@ def test_task_options_have_help_and_short_flags() -> None:
     assert args["lines"].names == ("lines", "n") and args["lines"].default == 50
     assert args["follow"].names == ("follow", "f")
     assert all(a.help for a in args.values())
-    (limit,) = monitor.releases.get_arguments()
+    limit, as_json = monitor.releases.get_arguments()
     assert limit.names == ("limit", "n") and limit.help
+    assert as_json.names == ("json", "j") and as_json.help
 
 
 def test_fab_help_describes_every_option(tmp_path: Path) -> None:
@@ -419,7 +420,7 @@ def test_health_task_names_the_unhealthy_host(
     deployed(settings)
     out = io.StringIO()
     hosts = local_hosts(settings, out, "web1", "web2")
-    monkeypatch.setattr(monitor.remote, "session", lambda c: (settings, hosts))
+    monkeypatch.setattr(monitor.remote, "session", lambda c, **kw: (settings, hosts))
     with pytest.raises(FabdeployError) as caught:
         monitor.health(Context())
     assert "2 of 2 hosts unhealthy: web1 (service failed" in str(caught.value)
@@ -434,7 +435,7 @@ def test_resources_and_releases_scripts(
     deployed(settings, releases=3)
     out = io.StringIO()
     hosts = local_hosts(settings, out)
-    monkeypatch.setattr(monitor.remote, "session", lambda c: (settings, hosts))
+    monkeypatch.setattr(monitor.remote, "session", lambda c, **kw: (settings, hosts))
     monitor.resources(Context())
     header, row = out.getvalue().splitlines()
     assert header.startswith("HOST") and row.startswith("web1")
@@ -458,7 +459,7 @@ def test_logs_script_shows_journal_and_log_files(
     Path(paths.logs, "access.log").write_text("not shown\n")
     out = io.StringIO()
     hosts = local_hosts(settings, out)
-    monkeypatch.setattr(monitor.remote, "session", lambda c: (settings, hosts))
+    monkeypatch.setattr(monitor.remote, "session", lambda c, **kw: (settings, hosts))
     monitor.logs(Context(), lines=3)
     text = out.getvalue()
     assert "[web1] ==> journal of hello.service <==" in text

@@ -20,6 +20,8 @@ def test_installed_copy_works_in_a_project_with_its_own_tasks_py(tmp_path: Path)
     )  # fmt: skip
     for name in ("app.service.in", "gunicorn.conf.py.in", "logrotate.in"):
         assert (site / "tasks" / "templates" / name).is_file()
+    for script in sorted((REPO / "tasks" / "scripts").glob("*.sh")):
+        assert (site / "tasks" / "scripts" / script.name).is_file(), script.name
     assert (site / "tasks" / "py.typed").is_file() and (site / "fabdeploy" / "__init__.py").exists()
 
     project = tmp_path / "project"

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import config, lock, remote, run, setup, test, upload
+from tasks import config, remote, run, setup, test, upload
 from tasks.errors import HostError
 
 
@@ -40,7 +40,7 @@ def test_health_url_is_seen_from_the_host(tmp_path: Path, bind: str, url: str) -
     [
         remote.AS_APP + run.HEALTH_SHELL + run._SWITCH,
         remote.AS_APP + run.HEALTH_SHELL + test._SMOKE,
-        lock._LOCK,
+        *(remote.shell(path.stem) for path in sorted(remote.SCRIPTS.glob("*.sh"))),
     ],
 )
 def test_scripts_are_valid_bash(script: str) -> None:

@@ -1,0 +1,15 @@
+# Take the deploy lock: mkdir is atomic, so of two deploys exactly one gets it.
+# env: ROOT LOCK OWNER (the owner file, since= filled in here) FORCE (yes: remove a held
+# lock first) AUDIT (with FORCE: the revisions.log line recording the break) REVLOG SETUP
+[ -d "$ROOT" ] || { echo "deploy root $ROOT is missing: run \`$SETUP\` first" >&2; exit 3; }
+broke=no
+if [ "$FORCE" = yes ] && [ -d "$LOCK" ]; then rm -rf -- "$LOCK"; broke=yes; fi
+if mkdir -- "$LOCK" 2>/dev/null; then
+  printf '%s' "$OWNER" | sed "s/^since=.*/since=$(date +%s)/" > "$LOCK/owner"
+  if [ "$broke" = yes ] && [ -n "${AUDIT:-}" ]; then printf '%s\n' "$AUDIT" >> "$REVLOG"; fi
+  echo acquired
+else
+  echo held
+  echo "now=$(date +%s)"
+  cat -- "$LOCK/owner" 2>/dev/null || true
+fi

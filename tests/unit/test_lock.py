@@ -1,0 +1,244 @@
+"""The lock with a reason: `fab lock`, `fab lock.status`, `fab unlock` by token or as a logged
+break, `deploy --lock-wait`, and the lock scripts run for real against a local directory."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from invoke import Context
+
+from tasks import config, deploy, fleet, lock, remote
+from tasks.errors import FabdeployError, HostError
+from tasks.layout import Audit
+from tests.unit.test_deploy import FakeHost, held_by, owner
+from tests.unit.test_monitor import LocalConnection
+
+
+def test_owner_records_reason_deploy_id_and_token() -> None:
+    mine = lock.LockOwner.mine(deploy_id="20261203T120000.000Z-ab12", reason="db\nmigration")
+    again = lock.LockOwner.parse(mine.format())
+    assert again == mine
+    assert (mine.reason, mine.deploy_id, mine.pid) == ("db migration", mine.deploy_id, os.getpid())
+    assert len(mine.token) == 16
+    assert lock.LockOwner.mine().deploy_id  # a deploy id even when none is given
+
+
+def test_a_held_lock_names_its_reason_and_is_never_stale() -> None:
+    held = owner(pid=0, reason="db migration")
+    assert (
+        lock.describe_lock(held, 1065)
+        == 'ann@laptop (`fab lock` on laptop) for 1m05s: "db migration"'
+    )
+    assert not lock.is_stale(held, "laptop", lambda pid: False)
+
+
+def test_lock_wait_waits_for_the_holder_to_go(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(lock, "POLL", 0.01)
+    holder = owner(user="bob@ci", machine="ci", pid=77, reason="migrating")
+    host = FakeHost([held_by(holder), held_by(holder), "acquired\n"], tmp_path)
+    lock.take_lock(host, owner(), wait=30)  # type: ignore[arg-type]
+    assert host.said == [
+        'waiting up to 30s for the deploy lock held by bob@ci (pid 77 on ci) for 30s: "migrating"'
+    ]
+    assert [env["FORCE"] for env in host.envs] == ["no", "no", "no"]
+
+
+def test_lock_wait_gives_up_after_its_seconds(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(lock, "POLL", 0.01)
+    holder = owner(user="bob@ci", machine="ci", pid=77)
+    host = FakeHost([held_by(holder)] * 500, tmp_path)
+    with pytest.raises(HostError, match=r"held by bob@ci .* \(waited 0s\): another deploy"):
+        lock.take_lock(host, owner(), wait=0.05)  # type: ignore[arg-type]
+    assert len(host.envs) > 1
+
+
+def test_a_break_is_written_to_revisions_log_in_the_same_step(tmp_path: Path) -> None:
+    holder = owner(user="bob@ci", machine="ci", pid=77)
+    host = FakeHost([held_by(holder), "acquired\n"], tmp_path)
+    lock.take_lock(host, owner(), break_lock=True)  # type: ignore[arg-type]
+    audit = Audit.parse(host.envs[1]["AUDIT"])
+    assert audit is not None and (audit.action, audit.result) == ("break-lock", "broken")
+    assert audit.detail == "bob@ci (pid 77 on ci) for 30s (--break-lock)"
+    assert host.envs[0]["AUDIT"] == ""  # nothing to record when nothing is broken
+
+
+# --- the scripts, for real -----------------------------------------------------------------
+
+
+def local_host(tmp_path: Path, name: str = "web1") -> remote.Host:
+    root = tmp_path / "srv"
+    root.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "staging.env").write_text(
+        f"APP_NAME=shop\nHOSTS=web1\nDEPLOY_ROOT={root}\n"
+    )
+    settings = config.build("staging", tmp_path)
+    out = io.StringIO()
+    return remote.Host(LocalConnection(name), settings, remote.Output(out, out))  # type: ignore[arg-type]
+
+
+def audit_lines(tmp_path: Path) -> list[Audit]:
+    log = tmp_path / "srv" / "revisions.log"
+    text = log.read_text() if log.exists() else ""
+    return [a for a in map(Audit.parse, text.splitlines()) if a]
+
+
+def test_only_the_owners_token_releases_a_lock(tmp_path: Path) -> None:
+    host = local_host(tmp_path)
+    first, second = lock.LockOwner.mine(reason="one"), lock.LockOwner.mine(reason="two")
+    lock.take_lock(host, first)
+    with pytest.raises(HostError, match=r'deploy lock held by .*: "one"'):
+        lock.take_lock(host, second)
+    assert lock.release_lock(host, second)  # not its lock: left in place
+    assert (tmp_path / "srv" / ".lock").is_dir()
+    found = lock.read_lock(host)
+    assert found is not None and found[0] is not None and found[0].token == first.token
+    lock.release_lock(host, first)
+    assert lock.read_lock(host) is None
+    assert audit_lines(tmp_path) == []  # releasing one's own lock is no break
+
+
+def test_break_lock_logs_who_held_it(tmp_path: Path) -> None:
+    host = local_host(tmp_path)
+    lock.take_lock(host, lock.LockOwner.mine(reason="one", held=True))
+    lock.take_lock(host, lock.LockOwner.mine(), break_lock=True)
+    [audit] = audit_lines(tmp_path)
+    assert audit.action == "break-lock" and '"one" (--break-lock)' in audit.detail
+
+
+def sessions(monkeypatch, host: remote.Host) -> None:
+    monkeypatch.setattr(remote, "session", lambda c, **kw: (host.settings, [host]))
+
+
+def test_fab_lock_holds_until_fab_unlock_releases_it_by_its_token(
+    tmp_path: Path, monkeypatch
+) -> None:
+    host = local_host(tmp_path)
+    sessions(monkeypatch, host)
+    with pytest.raises(FabdeployError, match="say why"):
+        lock.hold(Context(), reason=" ")
+    lock.hold(Context(), reason="db migration")
+    said = host.output.out.getvalue()  # type: ignore[attr-defined]
+    assert '[web1] locked: "db migration" (lock id lock-' in said
+    assert "held until `fab staging unlock`" in said
+    token = lock.saved_token(host.settings)
+    with pytest.raises(FabdeployError, match=r'held by .*`fab lock` on .*: "db migration"'):
+        lock.take_lock(host, lock.LockOwner.mine())  # a deploy is stopped, naming why
+    lock.status(Context())
+    assert "[web1] locked by " in host.output.out.getvalue()  # type: ignore[attr-defined]
+    lock.unlock(Context())
+    assert "released the deploy lock held by" in host.output.out.getvalue()  # type: ignore[attr-defined]
+    assert lock.read_lock(host) is None and audit_lines(tmp_path) == []
+    assert not lock.token_file(host.settings).exists() and token
+
+
+def test_fab_unlock_breaks_another_lock_and_logs_it(tmp_path: Path, monkeypatch) -> None:
+    host = local_host(tmp_path)
+    sessions(monkeypatch, host)
+    theirs = lock.LockOwner("ops@elsewhere", "elsewhere", 4242, 1, "x", "hotfix")
+    lock.take_lock(host, theirs)
+    with pytest.raises(FabdeployError, match="unlock failed on web1"):
+        lock.unlock(Context(), token="not-theirs")
+    assert lock.read_lock(host) is not None
+    lock.unlock(Context())
+    said = host.output.out.getvalue()  # type: ignore[attr-defined]
+    assert "removed the deploy lock held by ops@elsewhere (pid 4242 on elsewhere)" in said
+    [audit] = audit_lines(tmp_path)
+    assert audit.result == "broken" and audit.detail.startswith("ops@elsewhere (pid 4242")
+    assert lock.read_lock(host) is None
+
+
+# --- the deploy ----------------------------------------------------------------------------
+
+
+def test_the_after_deploy_hooks_run_under_the_lock() -> None:
+    lines = inspect.getsource(deploy.deploy.body).splitlines()
+    locked = next(line for line in lines if "with locked(" in line)
+    hook = next(line for line in lines if '"after_deploy"' in line)
+    indent = len(locked) - len(locked.lstrip())
+    assert len(hook) - len(hook.lstrip()) > indent
+    assert lines.index(hook) > lines.index(locked)
+
+
+def test_the_summary_is_written_as_json(tmp_path: Path) -> None:
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name, self.connections, self.sessions = name, 1, 9
+
+    run_ = fleet.Run.__new__(fleet.Run)
+    run_.action, run_.id, run_.started, run_.build = "deploy", "ID1", 0.0, None
+    run_.settings = type("S", (), {"environment": "staging"})()  # type: ignore[assignment]
+    run_.hosts = [Named("web1")]  # type: ignore[list-item]
+    run_.timings = {"local": {"test": 1.23456}, "web1": {"lock": 0.1}}
+    run_.results, run_.served, run_.release = {"web1": "serving R2"}, {"web1": "R1"}, {"web1": "R2"}
+    path = tmp_path / "summary.json"
+    fleet.write_json(str(path), run_.summary_data(FabdeployError("switch failed")))
+    data = json.loads(path.read_text())
+    assert data["ok"] is False and data["error"] == "switch failed" and data["id"] == "ID1"
+    assert data["local"] == {"steps": {"test": 1.235}}
+    assert data["hosts"] == [
+        {
+            "host": "web1",
+            "result": "serving R2",
+            "served_before": "R1",
+            "release": "R2",
+            "steps": {"lock": 0.1},
+            "ssh_connections": 1,
+            "ssh_sessions": 9,
+        }
+    ]
+
+
+def test_lock_and_unlock_take_the_dash_h_hosts_at_once(monkeypatch) -> None:
+    """Under `fab -H a,b`, one call gets every host (one lock, one token); the others none."""
+    seen: list[dict] = []
+    monkeypatch.setattr(remote, "session", lambda c, **kw: (seen.append(kw), (None, []))[1])
+    lock.hold(Context(), reason="db migration")
+    lock.unlock(Context())
+    assert seen == [{"fleet": True}, {"fleet": True}]
+
+
+def test_lock_status_json_names_holder_reason_and_id_but_never_the_token(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    host = local_host(tmp_path)
+    sessions(monkeypatch, host)
+    lock.status(Context(), json=True)
+    [free] = json.loads(capsys.readouterr().out)
+    assert free["locked"] is False and free["held_by"] == "" and free["pid"] is None
+    held = lock.LockOwner.mine(reason="db migration", held=True, deploy_id="lock-X")
+    lock.take_lock(host, held)
+    lock.status(Context(), json=True)
+    text = capsys.readouterr().out
+    [item] = json.loads(text)
+    assert set(item) == {
+        "host", "error", "unreachable", "locked", "held_by", "user", "machine", "pid", "since",
+        "age_seconds", "reason", "deploy_id",
+    }  # fmt: skip
+    assert (item["locked"], item["reason"], item["deploy_id"], item["pid"]) == (
+        True,
+        "db migration",
+        "lock-X",
+        0,
+    )
+    assert item["age_seconds"] >= 0 and "`fab lock`" in item["held_by"]
+    assert held.token not in text
+
+
+def test_fab_lock_locks_every_host_or_none(tmp_path: Path, monkeypatch) -> None:
+    free, taken = local_host(tmp_path / "a"), local_host(tmp_path / "b", "web2")
+    monkeypatch.setattr(remote, "session", lambda c, **kw: (free.settings, [free, taken]))
+    lock.take_lock(taken, lock.LockOwner("bob@ci", "ci", 77, 1, "theirs"))
+    with pytest.raises(FabdeployError, match="no host is left locked by this command"):
+        lock.hold(Context(), reason="incident")
+    assert lock.read_lock(free) is None  # released again
+    found = lock.read_lock(taken)
+    assert found is not None and found[0] is not None and found[0].token == "theirs"
+    said = taken.output.out.getvalue()  # type: ignore[attr-defined]
+    assert "[web2] failed: deploy lock held by bob@ci (pid 77 on ci)" in said
+    assert "[web1] lock released again" in free.output.out.getvalue()  # type: ignore[attr-defined]
