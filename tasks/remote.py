@@ -33,9 +33,24 @@ from .errors import FabdeployError, HostError, detail
 T = TypeVar("T")
 
 
+#: Remote scripts kept as files (``tasks/scripts/*.sh``) and the host-side Python snippets.
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
 def quote(value: object) -> str:
     """Quote ``value`` as one word for a POSIX shell."""
     return shlex.quote(str(value))
+
+
+def script_file(name: str) -> str:
+    """The text of ``tasks/scripts/<name>``, a script body for `Host.script`."""
+    return (SCRIPTS / name).read_text(encoding="utf-8")
+
+
+def bash_text(body: str, env: dict[str, object] | None = None) -> str:
+    """The bash program `Host.script` runs: strict mode, ``env`` quoted in, then ``body``."""
+    exports = "".join(f"{name}={quote(value)}\n" for name, value in (env or {}).items())
+    return f"set -euo pipefail\n{exports}{body}"
 
 
 #: A bash function for `Host.script` bodies: ``as_app CMD ARGS...`` runs one command as
@@ -294,10 +309,8 @@ class Host:
         user: str | None = None,
     ) -> Result:
         """Run a bash script in one round trip; ``env`` values are quoted into it."""
-        exports = "".join(f"{name}={quote(value)}\n" for name, value in (env or {}).items())
-        text = f"set -euo pipefail\n{exports}{body}"
         return self.run(
-            f"bash -c {quote(text)}",
+            f"bash -c {quote(bash_text(body, env))}",
             sudo=sudo,
             hide=hide,
             warn=warn,
