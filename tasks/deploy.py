@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 from invoke import task
 
-from . import hooks, remote, run, setup, test, upload
+from . import hooks, remote, run, setup, test, upload, wheelbuild
 from .errors import FabdeployError, HostError
 from .fleet import Run, failed, reported
 from .layout import Audit
@@ -237,7 +237,11 @@ def build(run_: Run) -> None:
     """Build the release archive once, and its packages once per tag set of the hosts."""
     targets = {name: facts.tags for name, facts in run_.facts.items()}
     run_.build = upload.build(
-        run_.settings, allow_dirty=run_.allow_dirty, targets=targets, say=run_.say
+        run_.settings,
+        allow_dirty=run_.allow_dirty,
+        targets=targets,
+        say=run_.say,
+        builder=wheelbuild.host_builder(run_.hosts, targets),
     )
 
 

@@ -32,11 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import pip, wheelbuild
 from .config import Settings
 from .errors import FabdeployError
 from .layout import VENV_MARKER
 from .report import table
 from .tags import TagSet
+from .wheelbuild import Builder, NoWheel
 
 #: The wheelhouse's directory inside the packages archive (and the release, until install).
 WHEELHOUSE = "wheelhouse"
@@ -71,43 +73,15 @@ class Packages:
         return self.archive.stat().st_size
 
 
-class NoWheel(FabdeployError):
-    """A requirement has no wheel for a tag set and cannot be built for it here."""
-
-    def __init__(self, requirement: str, tags: TagSet, hosts: tuple[str, ...]) -> None:
-        where = ", ".join(hosts) or "the hosts"
-        super().__init__(
-            f"no wheel of {requirement} for {tags.name} ({where}; Python {tags.python_version},"
-            f" platforms {tags.platforms[0]}...), and fabdeploy builds wheels only for the Python"
-            " and platform it runs on. Ways out: publish a wheel of it for that platform to"
-            " your PACKAGE_INDEX (`pip wheel` on a machine like those hosts makes one); deploy"
-            " from a machine with the hosts' Python and platform; or set HOST_PACKAGE_INDEX so"
-            " that each host installs with pip from an index itself (building it there needs a"
-            " compiler and the Python headers on the hosts)"
-        )
-        self.requirement = requirement
-        self.tags = tags
-
-
 # --- pip -----------------------------------------------------------------------------------
-
-
-def pip_command(settings: Settings, *args: str) -> list[str]:
-    """``python -m pip`` with ``args``, resolving from PACKAGE_INDEX when it is set."""
-    index = ["--index-url", settings.package_index] if settings.package_index else []
-    return [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", *args, *index]
 
 
 def wheelhouse_command(settings: Settings, tags: TagSet, local: TagSet, dest: Path) -> list[str]:
     """The pip command that fills ``dest`` with wheels of REQUIREMENTS for ``tags``."""
     requirements = str(settings.app_dir / settings.requirements)
     if tags == local:
-        return pip_command(settings, "wheel", "-r", requirements, "-w", str(dest))
-    return pip_command(settings, "download", *tags.pip_args(), "-r", requirements, "-d", str(dest))
-
-
-def _tail(result: subprocess.CompletedProcess[str]) -> str:
-    return "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        return pip.command(settings, "wheel", "-r", requirements, "-w", str(dest))
+    return pip.command(settings, "download", *tags.pip_args(), "-r", requirements, "-d", str(dest))
 
 
 def missing_requirement(output: str) -> str:
@@ -143,6 +117,42 @@ def check_wheels(folder: Path, tags: TagSet) -> list[str]:
     return names
 
 
+def fill(
+    settings: Settings,
+    tags: TagSet,
+    local: TagSet,
+    hosts: tuple[str, ...],
+    dest: Path,
+    builder: Builder | None,
+) -> dict[str, str]:
+    """Put the wheels of REQUIREMENTS for ``tags`` into ``dest``; return the wheels that were
+    built, and where. For another tag set than the local one, a requirement without a wheel
+    is built from its sdist by ``builder`` (on a host of that tag set), then the download is
+    tried again with that wheel at hand, until every requirement has one."""
+    found = wheelbuild.Found(dest.with_name(dest.name + "-built"))
+    try:
+        while True:
+            command = wheelhouse_command(settings, tags, local, dest)
+            if found.wheels:
+                command += ["--find-links", str(found.folder)]
+            result = pip.run(settings, command)
+            if result.returncode == 0:
+                built = {name: "locally" for name in built_wheels(result.stdout)}
+                return {**built, **found.wheels}
+            missing = missing_requirement(result.stderr + result.stdout)
+            if not missing or tags == local:
+                raise FabdeployError(
+                    f"building the wheelhouse for {tags.name} failed (pip {command[5]}):\n"
+                    f"{pip.tail(result)}"
+                )
+            if builder is None or missing in found.tried:
+                raise NoWheel(missing, tags, hosts)
+            found.tried.add(missing)
+            wheelbuild.build_missing(settings, missing, tags, hosts, found, builder)
+    finally:
+        found.cleanup()
+
+
 def wheelhouse(
     settings: Settings,
     requirements: str,
@@ -150,6 +160,7 @@ def wheelhouse(
     local: TagSet,
     hosts: tuple[str, ...],
     say: Callable[[str], None],
+    builder: Builder | None = None,
 ) -> Path:
     """Wheels of REQUIREMENTS for ``tags``, cached in ``.fabdeploy/wheels/<key>``."""
     cache = settings.project_dir / LOCAL_STATE / "wheels" / cache_key(settings, requirements, tags)
@@ -161,25 +172,13 @@ def wheelhouse(
     tmp = Path(f"{cache}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    command = wheelhouse_command(settings, tags, local, tmp)
     started = time.monotonic()
-    result = subprocess.run(
-        command, cwd=settings.app_dir, capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        missing = missing_requirement(result.stderr + result.stdout)
-        if missing and tags != local:
-            raise NoWheel(missing, tags, hosts)
-        raise FabdeployError(
-            f"building the wheelhouse for {tags.name} failed (pip {command[5]}):\n{_tail(result)}"
-        )
     try:
+        built = fill(settings, tags, local, hosts, tmp, builder)
         count = len(check_wheels(tmp, tags))
-    except FabdeployError:
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    built = {name: "locally" for name in built_wheels(result.stdout)}
     (tmp / ORIGINS).write_text(json.dumps(built, sort_keys=True) + "\n")
     (tmp / VENV_MARKER).write_text("")
     shutil.rmtree(cache, ignore_errors=True)
@@ -229,7 +228,7 @@ def prebuilt(settings: Settings, wheels: Path, say: Callable[[str], None]) -> Pa
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise FabdeployError(f"installing the requirements locally failed:\n{_tail(result)}")
+        raise FabdeployError(f"installing the requirements locally failed:\n{pip.tail(result)}")
     for script in sorted((tmp / "bin").glob("*")) if (tmp / "bin").is_dir() else []:
         if script.is_file():
             placeholder_shebang(script, sys.executable)
@@ -273,11 +272,13 @@ def resolve(
     targets: dict[TagSet, tuple[str, ...]],
     local: TagSet,
     say: Callable[[str], None],
+    builder: Builder | None = None,
 ) -> list[Packages]:
-    """The packages archive of each tag set in ``targets`` (tag set -> its hosts)."""
+    """The packages archive of each tag set in ``targets`` (tag set -> its hosts); ``builder``
+    builds a requirement without a wheel on a host of a tag set (`tasks.wheelbuild`)."""
     found = []
     for tag_set, hosts in targets.items():
-        wheels = wheelhouse(settings, requirements, tag_set, local, hosts, say)
+        wheels = wheelhouse(settings, requirements, tag_set, local, hosts, say, builder)
         same = settings.prebuilt_packages and tag_set == local
         site = prebuilt(settings, wheels, say) if same else None
         archive, digest = packed(wheels, site)
@@ -296,11 +297,12 @@ def wheel_label(name: str) -> tuple[str, str, str]:
 
 def summary(packages: Packages) -> str:
     """One line on the packages of one tag set: where they come from, how they ship, bytes."""
-    built = len([w for w in packages.wheels if w in packages.built])
+    places = [packages.built[w] for w in packages.wheels if w in packages.built]
+    built = ", ".join(f"{places.count(p)} built {p}" for p in sorted(set(places))) or "0 built"
     how = "installed locally, shipped as site-packages" if packages.prebuilt else "wheelhouse"
     return (
         f"packages for {packages.tags.name} ({', '.join(packages.hosts) or 'this machine'}): "
-        f"{len(packages.wheels) - built} wheels from the index, {built} built locally; {how}, "
+        f"{len(packages.wheels) - len(places)} wheels from the index, {built}; {how}, "
         f"{packages.size >> 10} KiB to each host without the venv"
     )
 

@@ -344,6 +344,16 @@ class Host:
             seconds = time.monotonic() - started
             self.say(f"uploaded {local.name} ({size >> 10} KiB in {seconds:.1f}s)")
 
+    def get(self, remote: str, local: Path) -> None:
+        """Copy the host's file ``remote`` to ``local`` over SFTP."""
+        self.open()
+        try:
+            if self.conn._sftp is None:
+                self.sessions += 1
+            self.conn.sftp().get(remote, str(local))
+        except (OSError, paramiko.SSHException) as exc:
+            raise HostError(self.name, f"download of {remote} failed: {exc}") from None
+
     def close(self) -> None:
         """Close the SSH connection."""
         self.conn.close()

@@ -31,9 +31,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from invoke import Collection, Context, task
+from fabric import Connection
+from invoke import Collection, task
 
-from . import config, packages, remote, setup, tags
+from . import config, packages, remote, setup, tags, wheelbuild
 from .config import Settings
 from .errors import FabdeployError, HostError
 from .layout import VENV_MARKER, Layout, Revision, release_name
@@ -42,6 +43,7 @@ from .packages import LOCAL_STATE, PREBUILT, PREBUILT_BIN, WHEELHOUSE, Packages
 from .remote import Host
 from .setup import Facts
 from .tags import TagSet
+from .wheelbuild import Builder
 
 
 @dataclass
@@ -273,9 +275,11 @@ def build(
     allow_dirty: bool = False,
     targets: Mapping[str, TagSet] | None = None,
     say: Callable[[str], None] = print,
+    builder: Builder | None = None,
 ) -> Build:
     """Build the release once: the source (git archive or the directory), and the packages
-    for each tag set of ``targets`` (host name -> its tags; none: this machine's)."""
+    for each tag set of ``targets`` (host name -> its tags; none: this machine's). A
+    requirement without a wheel for a tag set is built by ``builder`` (`tasks.wheelbuild`)."""
     app_dir = settings.app_dir
     if not app_dir.is_dir():
         raise FabdeployError(f"APP_DIR {app_dir} is not a directory")
@@ -292,7 +296,7 @@ def build(
         if not settings.host_package_index:
             local = tags.local()
             wanted = targets_by_tags(targets) if targets else {local: ()}
-            found = packages.resolve(settings, requirements, wanted, local, say)
+            found = packages.resolve(settings, requirements, wanted, local, say, builder)
         name = release_name()
         archive = workdir / f"{name}.tar.gz"
         with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
@@ -468,7 +472,9 @@ def release(c, allow_dirty=False):  # type: ignore[no-untyped-def]
     """Build, ship and install a new release without switching to it."""
     settings, hosts = remote.session(c)
     facts = {host.name: setup.check(host) for host in hosts}
-    built = build(settings, allow_dirty=allow_dirty, targets={n: f.tags for n, f in facts.items()})
+    targets = {name: found.tags for name, found in facts.items()}
+    builder = wheelbuild.host_builder(hosts, targets)
+    built = build(settings, allow_dirty=allow_dirty, targets=targets, builder=builder)
     owner = LockOwner.mine()
     switch = settings.command(f"rollback --release {built.release}")
     try:
@@ -485,21 +491,13 @@ def release(c, allow_dirty=False):  # type: ignore[no-untyped-def]
         built.cleanup()
 
 
-def host_targets(c: Context, settings: Settings) -> dict[str, TagSet]:
-    """Each host of this command -> the wheel tags its Python accepts (learned by
-    `setup.check`, PARALLEL at once); none when the command has no hosts."""
-    try:
-        _, hosts = remote.session(c)
-    except FabdeployError:  # no hosts configured: build for this machine
-        return {}
-    try:
-        done = remote.each(hosts, setup.check, settings.parallel)
-    finally:
-        for host in hosts:
-            host.close()
-    failed = [(host, error) for host, _, error in done if error is not None]
+def host_targets(hosts: list[Host], settings: Settings) -> dict[str, TagSet]:
+    """Each of ``hosts`` -> the wheel tags its Python accepts (learned by `setup.check`,
+    PARALLEL at once)."""
+    done = remote.each(hosts, setup.check, settings.parallel)
+    failed = [error for _, _, error in done if error is not None]
     if failed:
-        raise FabdeployError("; ".join(str(error) for _, error in failed))
+        raise FabdeployError("; ".join(str(error) for error in failed))
     return {host.name: facts.tags for host, facts, _ in done}
 
 
@@ -513,8 +511,16 @@ def host_targets(c: Context, settings: Settings) -> dict[str, TagSet]:
 def build_(c, allow_dirty=False, local=False):  # type: ignore[no-untyped-def]
     """Build the release and its packages for the hosts' Pythons and say what would ship."""
     settings = config.load(c)
-    targets = {} if local else host_targets(c, settings)
-    built = build(settings, allow_dirty=allow_dirty, targets=targets)
+    hosts = [] if local or not (settings.hosts or isinstance(c, Connection)) else None
+    if hosts is None:
+        settings, hosts = remote.session(c)
+    try:
+        targets = host_targets(hosts, settings) if hosts else {}
+        builder = wheelbuild.host_builder(hosts, targets)
+        built = build(settings, allow_dirty=allow_dirty, targets=targets, builder=builder)
+    finally:
+        for host in hosts:
+            host.close()
     try:
         for found in built.packages:
             print(packages.describe(found))

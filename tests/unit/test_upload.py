@@ -100,7 +100,7 @@ def test_wheelhouse_goes_into_the_archive(tmp_path: Path, monkeypatch) -> None: 
     (wheels / "gunicorn-99-py3-none-any.whl").write_bytes(b"zip")
     seen: dict = {"tags": set()}
 
-    def fake(settings, requirements, tags, local, hosts, say):  # type: ignore[no-untyped-def]
+    def fake(settings, requirements, tags, local, hosts, say, builder=None):  # type: ignore[no-untyped-def]
         seen.update(requirements=requirements, hosts=seen.get("hosts", ()) + hosts)
         seen["tags"].add(tags)
         return wheels
