@@ -119,6 +119,7 @@ def check_wheels(folder: Path, tags: TagSet) -> list[str]:
 
 def fill(
     settings: Settings,
+    requirements: str,
     tags: TagSet,
     local: TagSet,
     hosts: tuple[str, ...],
@@ -128,7 +129,11 @@ def fill(
     """Put the wheels of REQUIREMENTS for ``tags`` into ``dest``; return the wheels that were
     built, and where. For another tag set than the local one, a requirement without a wheel
     is built from its sdist by ``builder`` (on a host of that tag set), then the download is
-    tried again with that wheel at hand, until every requirement has one."""
+    tried again with that wheel at hand, until every requirement has one. A URL, path or VCS
+    requirement is refused for another tag set (pip would skip or misplace it)."""
+    direct = wheelbuild.direct_references(requirements) if tags != local else []
+    if direct:
+        raise NoWheel(direct[0], tags, hosts, wheelbuild.DIRECT_REFERENCE)
     found = wheelbuild.Found(dest.with_name(dest.name + "-built"))
     try:
         while True:
@@ -174,7 +179,7 @@ def wheelhouse(
     tmp.mkdir(parents=True)
     started = time.monotonic()
     try:
-        built = fill(settings, tags, local, hosts, tmp, builder)
+        built = fill(settings, requirements, tags, local, hosts, tmp, builder)
         count = len(check_wheels(tmp, tags))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -31,6 +31,11 @@ from .tags import TagSet
 
 #: (tags, sdist, folder of build-requirement wheels, build requirements) -> (wheel, where).
 Builder = Callable[[TagSet, Path, Path, list[str]], tuple[Path, str]]
+#: Why a URL, path or VCS requirement stops a build for another tag set.
+DIRECT_REFERENCE = (
+    "and it names a URL, path or VCS checkout, which fabdeploy resolves only for the Python"
+    " and platform it runs on"
+)
 #: PEP 517's build requirements for an sdist that names none.
 DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")
 
@@ -76,6 +81,27 @@ class Found:
 
 
 # --- here ----------------------------------------------------------------------------------
+
+
+def direct_references(requirements: str) -> list[str]:
+    """The lines of a requirements file that name a URL, a path or a VCS checkout instead of
+    a project on the index (``./pkg``, ``git+https://...``, ``name @ https://...``, ``-e``)."""
+    found = []
+    for raw in requirements.splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(("-e", "--editable")):
+            found.append(line)
+            continue
+        if line.startswith("-"):  # -r, -c, --hash and other options
+            continue
+        try:
+            if Requirement(line).url:
+                found.append(line)
+        except InvalidRequirement:
+            found.append(line)
+    return found
 
 
 def sdist_of(settings: Settings, requirement: str, dest: Path) -> Path | None:

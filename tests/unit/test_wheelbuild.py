@@ -177,3 +177,27 @@ def test_build_requirements_come_from_the_sdists_pyproject(tmp_path: Path) -> No
     (source / "pyproject.toml").write_text('[build-system]\nrequires = ["hatchling>=1.2"]\n')
     hatch = Path(shutil.make_archive(str(tmp_path / "hatch"), "gztar", tmp_path, "pkg-1.0"))
     assert wheelbuild.build_requirements(hatch) == ["hatchling>=1.2"]
+
+
+def test_url_path_and_vcs_requirements_are_refused_for_another_tag_set(tmp_path: Path) -> None:
+    text = (
+        "flask>=2  # the app\n-r more.txt\n--hash=sha256:ab\n./vendor/tinypure\n"
+        "git+https://git.example/x.git#egg=x\nshop @ https://files.example/shop-1.tar.gz\n"
+        "-e ./lib\ngunicorn ; python_version >= '3.9'\n"
+    )
+    assert wheelbuild.direct_references(text) == [
+        "./vendor/tinypure", "git+https://git.example/x.git#egg=x",
+        "shop @ https://files.example/shop-1.tar.gz", "-e ./lib",
+    ]  # fmt: skip
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "requirements.txt").write_text("gunicorn\n./vendor/tinypure\n")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "staging.env").write_text("APP_NAME=shop\nAPP_DIR=app\n")
+    conf = config.build("staging", tmp_path)
+    with pytest.raises(
+        wheelbuild.NoWheel,
+        match=r"no wheel of \./vendor/tinypure for cp312-.*names a URL, path or VCS",
+    ):
+        packages.wheelhouse(
+            conf, "gunicorn\n./vendor/tinypure\n", SERVER_ARM, LAPTOP, ("web1",), print
+        )
