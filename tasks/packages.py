@@ -81,7 +81,10 @@ def wheelhouse_command(settings: Settings, tags: TagSet, local: TagSet, dest: Pa
     requirements = str(settings.app_dir / settings.requirements)
     if tags == local:
         return pip.command(settings, "wheel", "-r", requirements, "-w", str(dest))
-    return pip.command(settings, "download", *tags.pip_args(), "-r", requirements, "-d", str(dest))
+    return pip.command(
+        settings, "download", *tags.pip_args(), "-r", requirements, "-d", str(dest),
+        markers=tags.markers,
+    )  # fmt: skip
 
 
 def missing_requirement(output: str) -> str:

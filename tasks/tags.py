@@ -13,7 +13,8 @@ import hashlib
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging import tags as packaging_tags
@@ -35,6 +36,9 @@ class TagSet:
     interpreter: str  # "cp312"
     abis: tuple[str, ...]  # most specific first: ("cp312", "abi3", "none")
     platforms: tuple[str, ...]  # most specific first: ("manylinux_2_36_aarch64", ...)
+    #: PEP 508 marker values of the Python that reported the tags (not part of equality:
+    #: hosts differing only in, say, their kernel release share one tag set).
+    markers: Mapping[str, str] = field(default_factory=dict)
 
     def _identity(self) -> tuple[object, ...]:
         return (
@@ -71,7 +75,8 @@ class TagSet:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def pip_args(self) -> list[str]:
-        """pip's options that resolve for this tag set instead of the running Python."""
+        """pip's options that resolve for this tag set instead of the running Python (the
+        markers are not among them: `tasks.pip` passes those)."""
         args = [
             "--only-binary=:all:",
             "--implementation",
@@ -113,6 +118,7 @@ class TagSet:
                 "interpreter": self.interpreter,
                 "abis": list(self.abis),
                 "platforms": list(self.platforms),
+                "markers": dict(self.markers),
             },
             separators=(",", ":"),
         )
@@ -128,6 +134,7 @@ def parse(text: str) -> TagSet:
             interpreter=str(data["interpreter"]),
             abis=tuple(str(a) for a in data["abis"]),
             platforms=tuple(str(p) for p in data["platforms"]),
+            markers={str(k): str(v) for k, v in dict(data.get("markers") or {}).items()},
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"not the tags of a Python: {text[:200]!r} ({exc})") from None

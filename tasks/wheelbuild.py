@@ -158,7 +158,9 @@ def build_missing(
         raise NoWheel(requirement, tags, hosts, "and no source distribution of it either")
     requires = build_requirements(sdist)
     deps = found.sources / f"deps-{sdist.name}"
-    argv = pip.command(settings, "download", *tags.pip_args(), *requires, "-d", str(deps))
+    argv = pip.command(
+        settings, "download", *tags.pip_args(), *requires, "-d", str(deps), markers=tags.markers
+    )
     result = pip.run(settings, argv)
     if result.returncode != 0:
         raise NoWheel(

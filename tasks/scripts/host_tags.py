@@ -6,6 +6,7 @@ that deploys. The answer holds what pip needs to resolve for this interpreter:
 
     {"implementation": "cp", "python_version": "3.12", "interpreter": "cp312",
      "abis": ["cp312", "abi3", "none"], "platforms": ["manylinux_2_36_x86_64", ...],
+     "markers": {"sys_platform": "linux", "platform_machine": "x86_64", ...},
      "source": "packaging"}
 
 ``packaging.tags`` answers when it can be imported (on its own or as vendored by pip);
@@ -149,6 +150,28 @@ def derived_platforms():
     return [system]
 
 
+def marker_environment():
+    """The values of PEP 508 environment markers for this Python (as packaging computes them),
+    so that requirements with markers resolve for the host, not for the deploying machine."""
+    info = sys.implementation.version
+    version = f"{info.major}.{info.minor}.{info.micro}"
+    if info.releaselevel != "final":
+        version += info.releaselevel[0] + str(info.serial)
+    return {
+        "implementation_name": sys.implementation.name,
+        "implementation_version": version,
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "platform_python_implementation": platform.python_implementation(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    }
+
+
 def answer(derive):
     """The tags as a dict, from packaging.tags unless ``derive`` or it is missing."""
     interpreter = implementation() + version_text().replace(".", "")
@@ -175,6 +198,7 @@ def answer(derive):
         "interpreter": interpreter,
         "abis": abis,
         "platforms": platforms,
+        "markers": marker_environment(),
         "source": source,
     }
 

@@ -3,16 +3,19 @@ them on a host (tasks/scripts/install.sh run here, in a tmp dir)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from packaging.utils import parse_wheel_filename
 
-from tasks import config, packages, remote, tags
+from tasks import config, packages, pip, remote, tags
 from tasks.layout import VENV_MARKER
+from tasks.tags import TagSet
 from tests.unit.fake_tags import LAPTOP, SERVER_313, SERVER_ARM
 
 
@@ -50,6 +53,28 @@ def test_pip_downloads_for_the_hosts_tags_not_the_laptops(tmp_path: Path) -> Non
     # the local tag set itself is built with pip wheel (sdists too), without tag options
     local = packages.wheelhouse_command(conf, LAPTOP, LAPTOP, tmp_path / "w")
     assert "wheel" in local and "--platform" not in local and "--only-binary=:all:" not in local
+
+
+def test_requirement_markers_are_evaluated_with_the_hosts_values(tmp_path: Path) -> None:
+    """The real thing (network): a Windows-only requirement, resolved on Linux for a Windows
+    host, is downloaded; for a Linux host it is not."""
+    requirements = 'colorama ; sys_platform == "win32"\nsix\n'
+    conf = settings(tmp_path, requirements)
+    windows = TagSet(
+        "cp", "3.12", "cp312", ("cp312", "abi3", "none"), ("win_amd64",),
+        markers={"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt",
+                 "python_version": "3.12", "python_full_version": "3.12.4"},
+    )  # fmt: skip
+    command = packages.wheelhouse_command(conf, windows, tags.local(), tmp_path / "w")
+    assert command[1] == str(pip.FOR_HOST) and json.loads(command[2])["sys_platform"] == "win32"
+    found = packages.wheelhouse(conf, requirements, windows, tags.local(), ("win1",), print)
+    names = {parse_wheel_filename(p.name)[0] for p in found.glob("*.whl")}
+    assert names == {"colorama", "six"}
+    linux = replace(
+        windows, platforms=("manylinux_2_36_x86_64",), markers={"sys_platform": "linux"}
+    )
+    found = packages.wheelhouse(conf, requirements, linux, tags.local(), ("web1",), print)
+    assert {parse_wheel_filename(p.name)[0] for p in found.glob("*.whl")} == {"six"}
 
 
 def test_prebuilt_packages_only_for_hosts_with_the_local_tags(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -19,6 +19,8 @@ def test_the_script_ships_in_the_package_and_prints_this_pythons_tags() -> None:
     assert found.interpreter == "cp{}{}".format(*sys.version_info[:2])
     assert found.abis[0] == found.interpreter and "none" in found.abis
     assert tags.parse(found.to_json()) == found
+    assert found.markers["sys_platform"] == sys.platform
+    assert found.markers["python_version"] == found.python_version
 
 
 def test_derived_tags_equal_packagings() -> None:
