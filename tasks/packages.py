@@ -7,9 +7,10 @@ set and PACKAGE_INDEX stay the same:
 - for the local interpreter's own tag set, ``pip wheel`` (a requirement without a wheel is
   built here, with the same Python and platform as the hosts);
 - for any other, ``pip download`` with that tag set's ``--only-binary=:all:``,
-  ``--implementation``, ``--python-version``, ``--abi`` and ``--platform`` options; a
-  requirement without a wheel for it stops the build, naming the package, the tags, the
-  hosts and the ways out (`NoWheel`).
+  ``--implementation``, ``--python-version``, ``--abi`` and ``--platform`` options (and the
+  host's marker values); a requirement without a wheel for it is built from its sdist on a
+  host of the tag set (`tasks.wheelbuild`), or stops the build naming the package, the
+  tags, the hosts and the ways out (`NoWheel`).
 
 Every file is then checked to be a wheel that tag set installs. Hosts of the local tag set
 get the packages installed once locally (``pip install --target``: *prebuilt*), console
@@ -53,6 +54,8 @@ LOCAL_STATE = ".fabdeploy"
 ORIGINS = "origins.json"
 #: The shebang of a script that the host points at its venv's Python (as in wheels).
 PLACEHOLDER_SHEBANG = b"#!python\n"
+#: pip's /bin/sh trampoline for a Python path too long for a shebang: its 2nd and 3rd lines.
+EXEC_PREFIX, EXEC_END = b"'''exec' ", b"' '''\n"
 
 
 @dataclass(frozen=True)
@@ -208,14 +211,13 @@ def placeholder_shebang(script: Path, python: str) -> None:
     """Give a script that pip wrote for the local ``python`` the ``#!python`` shebang of a
     wheel, which the host rewrites to its venv's Python; other files stay as they are."""
     data = script.read_bytes()
-    first, newline, rest = data.partition(b"\n")
+    first, _, rest = data.partition(b"\n")
     if first.startswith(b"#!") and b"python" in first:
         script.write_bytes(PLACEHOLDER_SHEBANG + rest)
-    elif first == b"#!/bin/sh" and rest.startswith(b"'''exec' "):  # pip's form for long paths
-        body = rest.split(b"\n", 2)[2] if rest.count(b"\n") >= 2 else b""
-        if python.encode() in rest.split(b"\n", 1)[0]:
-            script.write_bytes(PLACEHOLDER_SHEBANG + body)
-    del newline
+    elif first == b"#!/bin/sh" and rest.startswith(EXEC_PREFIX):  # pip's form for long paths
+        exec_line, _, body = rest.partition(b"\n")
+        if python.encode() in exec_line and body.startswith(EXEC_END):
+            script.write_bytes(PLACEHOLDER_SHEBANG + body[len(EXEC_END) :])
 
 
 def prebuilt(settings: Settings, wheels: Path, say: Callable[[str], None]) -> Path:

@@ -4,17 +4,21 @@ them on a host (tasks/scripts/install.sh run here, in a tmp dir)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tarfile
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from invoke import Context
 from packaging.utils import parse_wheel_filename
 
-from tasks import config, packages, pip, remote, tags
+from tasks import config, packages, pip, remote, tags, upload
 from tasks.layout import VENV_MARKER
+from tasks.setup import Facts
 from tasks.tags import TagSet
 from tests.unit.fake_tags import LAPTOP, SERVER_313, SERVER_ARM
 
@@ -213,3 +217,51 @@ def test_a_venv_from_prebuilt_packages_has_console_scripts_for_its_python(tmp_pa
     assert (release / "REVISION").read_text() == "revision=abc\n"
     assert not (release / packages.PREBUILT_BIN).exists()
     assert not (venv / "lib" / "bin").exists() and (venv / "bin" / "python").exists()
+
+
+def test_upload_build_asks_the_hosts_tags_and_tells_per_tag_set_what_ships(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = settings(tmp_path, "flask\n", "HOSTS=web1,web2,web3\n")
+    hosts = [SimpleNamespace(name=name, close=lambda: None) for name in ("web1", "web2", "web3")]
+    host_tags = {"web1": SERVER_ARM, "web2": SERVER_313, "web3": SERVER_ARM}
+
+    def fake_wheelhouse(settings, requirements, tag_set, local, names, say, builder=None):  # type: ignore[no-untyped-def]
+        folder = tmp_path / "wheels" / tag_set.interpreter
+        folder.mkdir(parents=True, exist_ok=True)
+        name = (
+            f"markupsafe-3.0.2-{tag_set.interpreter}-{tag_set.interpreter}-{tag_set.platform}.whl"
+        )
+        (folder / name).write_bytes(b"zip")
+        (folder / "flask-3.1.0-py3-none-any.whl").write_bytes(b"zip")
+        return folder
+
+    monkeypatch.setattr(upload.config, "load", lambda c: conf)
+    monkeypatch.setattr(upload.remote, "session", lambda c: (conf, hosts))
+    monkeypatch.setattr(
+        upload.setup, "check", lambda host: Facts("Python", "3", "", host_tags[host.name])
+    )
+    monkeypatch.setattr(packages, "wheelhouse", fake_wheelhouse)
+    upload.build_(Context())
+    out = capsys.readouterr().out
+    assert (
+        "packages for cp312-cp312-manylinux_2_36_aarch64 (web1, web3): 2 wheels from the index"
+        in out
+    )
+    assert "packages for cp313-cp313-manylinux_2_41_x86_64 (web2): 2 wheels from the index" in out
+    assert "cp312-cp312-manylinux_2_36_aarch64 (web1, web3):\n  package     version" in out
+    assert "markupsafe  3.0.2    wheel from the index  cp313-cp313-manylinux_2_41_x86_64" in out
+    assert re.search(r"source \S+\.tar\.gz: \d+ KiB to every host", out)
+
+
+def test_local_shebangs_become_the_wheel_placeholder(tmp_path: Path) -> None:
+    python = "/home/me/a very long path/.venv/bin/python"
+    plain, long_form, binary = tmp_path / "flask", tmp_path / "celery", tmp_path / "tool"
+    plain.write_text("#!/home/me/.venv/bin/python3.11\nimport sys\n")
+    long_form.write_text(f"#!/bin/sh\n'''exec' \"{python}\" \"$0\" \"$@\"\n' '''\nimport sys\n")
+    binary.write_bytes(b"\x7fELF\x02\x01")
+    for script in (plain, long_form, binary):
+        packages.placeholder_shebang(script, python)
+    assert plain.read_text() == "#!python\nimport sys\n"
+    assert long_form.read_text() == "#!python\nimport sys\n"
+    assert binary.read_bytes() == b"\x7fELF\x02\x01"
