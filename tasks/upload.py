@@ -315,7 +315,10 @@ def build(
         workdir=workdir,
         packages=tuple(found),
     )
-    extra = "".join(f" + packages {p.size >> 10} KiB" for p in found)
+    sizes = [
+        f"{p.size >> 10} KiB" + (f" for {p.tags.name}" if len(found) > 1 else "") for p in found
+    ]
+    extra = f" + packages {', '.join(sizes)}" if sizes else ""
     say(f"built release {name} (revision {revision}, {built.size >> 10} KiB{extra})")
     return built
 
@@ -511,9 +514,8 @@ def host_targets(hosts: list[Host], settings: Settings) -> dict[str, TagSet]:
 def build_(c, allow_dirty=False, local=False):  # type: ignore[no-untyped-def]
     """Build the release and its packages for the hosts' Pythons and say what would ship."""
     settings = config.load(c)
-    hosts = [] if local or not (settings.hosts or isinstance(c, Connection)) else None
-    if hosts is None:
-        settings, hosts = remote.session(c)
+    asks = not local and (settings.hosts or isinstance(c, Connection))  # -H or HOSTS
+    hosts = remote.session(c)[1] if asks else []
     try:
         targets = host_targets(hosts, settings) if hosts else {}
         builder = wheelbuild.host_builder(hosts, targets)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -64,7 +65,7 @@ class LocalHost:
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A file:// simple index with tinyext's sdist only (no wheel) and setuptools and wheel
-    (the build requirements) as wheels."""
+    (the build requirements) and their dependencies as wheels."""
     root = tmp_path_factory.mktemp("index")
     source = root / "src" / "tinyext-0.1"
     source.mkdir(parents=True)
@@ -78,7 +79,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     tools = root / "tools"
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--no-deps",
+        [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
          "setuptools>=61", "wheel", "-d", str(tools)],
         check=True, capture_output=True,
     )  # fmt: skip
@@ -102,6 +103,11 @@ def settings(tmp_path: Path, index: Path) -> config.Settings:
     return config.build("staging", tmp_path)
 
 
+@pytest.mark.skipif(
+    not (shutil.which("cc") or shutil.which("gcc"))
+    or not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file(),
+    reason="building tinyext needs a C compiler and the Python headers here",
+)
 def test_an_sdist_only_requirement_is_built_once_on_one_host_of_the_tag_set(
     tmp_path: Path, index: Path
 ) -> None:
@@ -137,18 +143,22 @@ def test_a_host_without_a_compiler_is_named_with_the_ways_out(tmp_path: Path, in
         found = shutil.which(name)
         if found:
             (tools / name).symlink_to(found)
-    conf = settings(tmp_path, index)
+    sdist = next((index / "tinyext").glob("*.tar.gz"))
+    deps = tmp_path / "src" / "deps"
+    deps.mkdir(parents=True)
+    for wheel in index.glob("*/*.whl"):
+        shutil.copy(wheel, deps)
     here = tags.local()
     host = LocalHost(tmp_path, "web1", path=str(tools))
-    builder = wheelbuild.host_builder([host], {"web1": here})  # type: ignore[list-item]
     with pytest.raises(wheelbuild.NoWheel) as info:
-        packages.resolve(conf, "tinyext\n", {here: ("web1",)}, LAPTOP, lambda _: None, builder)
+        wheelbuild.build_on_host(host, here, sdist, deps, ["setuptools>=61", "wheel"])  # type: ignore[arg-type]
     message = str(info.value)
     assert f"no wheel of tinyext-0.1.tar.gz for {here.name} (web1;" in message
     assert "web1 lacks a C compiler (cc or gcc)" in message
     for way_out in ("PACKAGE_INDEX", "build-essential python3-dev", "HOST_PACKAGE_INDEX"):
         assert way_out in message
-    assert not list((tmp_path / ".fabdeploy" / "wheels").glob("*/" + VENV_MARKER))
+    assert host.labels == ["build wheel"]  # the script removed its work dir itself
+    assert not list((tmp_path / "srv" / ".incoming").iterdir())
 
 
 def test_without_a_builder_or_an_sdist_the_error_names_package_tags_and_hosts(
