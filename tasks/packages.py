@@ -64,6 +64,7 @@ class Packages:
 
     tags: TagSet
     hosts: tuple[str, ...]
+    folder: Path  # the wheelhouse (cached), whatever ships
     archive: Path
     sha256: str
     prebuilt: bool  # installed locally (PREBUILT), else a wheelhouse (WHEELHOUSE)
@@ -293,7 +294,9 @@ def resolve(
         site = prebuilt(settings, wheels, say) if same else None
         archive, digest = packed(wheels, site)
         names = tuple(check_wheels(wheels, tag_set))
-        done = Packages(tag_set, hosts, archive, digest, site is not None, names, origins(wheels))
+        done = Packages(
+            tag_set, hosts, wheels, archive, digest, site is not None, names, origins(wheels)
+        )
         say(summary(done))
         found.append(done)
     return found
