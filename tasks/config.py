@@ -256,9 +256,20 @@ KEYS: tuple[Key, ...] = (
         "PREBUILT_PACKAGES",
         _bool,
         "yes",
-        "yes: when hosts run the local Python X.Y, install packages locally, not with pip on hosts",
+        "yes: for hosts whose wheel tags equal the local Python's, install packages locally",
     ),
-    Key("PACKAGE_INDEX", _url, "", "Package index URL the servers install from; empty: wheelhouse"),
+    Key(
+        "PACKAGE_INDEX",
+        _url,
+        "",
+        "Package index URL this machine resolves the hosts' packages from; empty: pip's default",
+    ),
+    Key(
+        "HOST_PACKAGE_INDEX",
+        _url,
+        "",
+        "Index URL each host pip-installs from itself (nothing shipped); empty: ship packages",
+    ),
     Key(
         "DEPLOY_ROOT", _abs_path, "", "Directory holding releases on the host; empty: /srv/APP_NAME"
     ),
@@ -384,6 +395,7 @@ class Settings:
     allow_dirty: bool
     prebuilt_packages: bool
     package_index: str
+    host_package_index: str
     deploy_root: str
     app_user: str
     python: str
@@ -608,6 +620,7 @@ def build(environment: str, project: Path) -> Settings:
         allow_dirty=values["ALLOW_DIRTY"],
         prebuilt_packages=values["PREBUILT_PACKAGES"],
         package_index=values["PACKAGE_INDEX"],
+        host_package_index=values["HOST_PACKAGE_INDEX"],
         deploy_root=values["DEPLOY_ROOT"] or f"/srv/{name}",
         app_user=values["APP_USER"],
         python=values["PYTHON"],

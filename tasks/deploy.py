@@ -28,7 +28,7 @@ from pathlib import Path
 
 from invoke import task
 
-from . import gitref, hooks, preflight, remote, run, setup, test, upload
+from . import gitref, hooks, preflight, remote, run, setup, test, upload, wheelbuild
 from .errors import FabdeployError, HostError
 from .fleet import Run, failed, reported
 from .layout import Audit
@@ -200,11 +200,13 @@ def lock(run_: Run, host: Host) -> None:
 
 
 def check(run_: Run, host: Host) -> None:
-    """The host was set up; learn its Python (for the venv hash) and current release."""
+    """The host was set up; learn its Python and wheel tags (for the packages and the venv
+    hash) and current release."""
     facts = setup.check(host)
     run_.facts[host.name] = facts
     run_.served[host.name] = facts.current
-    host.say(f"{facts.python.split(' (')[0]}; serving {facts.current or 'nothing yet'}")
+    python = facts.python.split(" (")[0]
+    host.say(f"{python} ({facts.tags.name}); serving {facts.current or 'nothing yet'}")
 
 
 def preflight_step(run_: Run) -> None:
@@ -246,27 +248,29 @@ def already_serving(run_: Run) -> bool:
 
 
 def build(run_: Run) -> None:
-    """Build the release archive and wheelhouse once, for every host."""
-    versions = {f.python_version for f in run_.facts.values()}
+    """Build the release archive once, and its packages once per tag set of the hosts."""
+    targets = {name: facts.tags for name, facts in run_.facts.items()}
     run_.build = upload.build(
-        run_.settings, allow_dirty=run_.allow_dirty, python_versions=versions, say=run_.say
+        run_.settings,
+        allow_dirty=run_.allow_dirty,
+        targets=targets,
+        say=run_.say,
+        builder=wheelbuild.host_builder(run_.hosts, targets),
     )
 
 
 def upload_step(run_: Run, host: Host) -> None:
     """Ship the archive, verify it, unpack ``releases/<name>``."""
     assert run_.build is not None
-    facts = run_.facts[host.name]
-    packages = upload.needs_packages(run_.build, facts.python, facts.venvs)
-    archives = upload.ship(host, run_.build, packages=packages)
+    archives = upload.ship(host, run_.build, run_.facts[host.name])
     run_.release[host.name] = run_.build.release
     upload.unpack(host, run_.build, archives)
 
 
 def install(run_: Run, host: Host) -> None:
-    """Give the release its venv (reused when requirements and Python match) and REVISION."""
+    """Give the release its venv (reused when requirements, Python and tags match), REVISION."""
     assert run_.build is not None
-    upload.install(host, run_.build, run_.facts[host.name].python)
+    upload.install(host, run_.build, run_.facts[host.name])
 
 
 def smoke(run_: Run, host: Host) -> None:

@@ -41,9 +41,24 @@ def shell(name: str) -> str:
     return (SCRIPTS / f"{name}.sh").read_text(encoding="utf-8")
 
 
+#: Remote scripts kept as files (``tasks/scripts/*.sh``) and the host-side Python snippets.
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
 def quote(value: object) -> str:
     """Quote ``value`` as one word for a POSIX shell."""
     return shlex.quote(str(value))
+
+
+def script_file(name: str) -> str:
+    """The text of ``tasks/scripts/<name>``, a script body for `Host.script`."""
+    return (SCRIPTS / name).read_text(encoding="utf-8")
+
+
+def bash_text(body: str, env: dict[str, object] | None = None) -> str:
+    """The bash program `Host.script` runs: strict mode, ``env`` quoted in, then ``body``."""
+    exports = "".join(f"{name}={quote(value)}\n" for name, value in (env or {}).items())
+    return f"set -euo pipefail\n{exports}{body}"
 
 
 #: A bash function for `Host.script` bodies: ``as_app CMD ARGS...`` runs one command as
@@ -302,10 +317,8 @@ class Host:
         user: str | None = None,
     ) -> Result:
         """Run a bash script in one round trip; ``env`` values are quoted into it."""
-        exports = "".join(f"{name}={quote(value)}\n" for name, value in (env or {}).items())
-        text = f"set -euo pipefail\n{exports}{body}"
         return self.run(
-            f"bash -c {quote(text)}",
+            f"bash -c {quote(bash_text(body, env))}",
             sudo=sudo,
             hide=hide,
             warn=warn,
@@ -338,6 +351,16 @@ class Host:
         if progress:
             seconds = time.monotonic() - started
             self.say(f"uploaded {local.name} ({size >> 10} KiB in {seconds:.1f}s)")
+
+    def get(self, remote: str, local: Path) -> None:
+        """Copy the host's file ``remote`` to ``local`` over SFTP."""
+        self.open()
+        try:
+            if self.conn._sftp is None:
+                self.sessions += 1
+            self.conn.sftp().get(remote, str(local))
+        except (OSError, paramiko.SSHException) as exc:
+            raise HostError(self.name, f"download of {remote} failed: {exc}") from None
 
     def close(self) -> None:
         """Close the SSH connection."""

@@ -9,8 +9,9 @@ Functions other modules compose:
 - `prepare(host)` runs every item below in order and returns their `Change` list;
 - `packages(host)`, `user(host)`, `directories(host, group)`, `secrets(host, group)`,
   `service(host, group)` are the items;
-- `check(host)` verifies a host was set up and returns its `Facts` (Python identity, the
-  release `current` points to), used by the deploy's ``check`` step;
+- `check(host)` verifies a host was set up and returns its `Facts` (Python identity and the
+  wheel tags it accepts, learned in the same session, the release `current` points to), used
+  by the deploy's ``check`` step;
 - `render_unit`, `render_gunicorn_conf`, `render_logrotate` render the templates.
 """
 
@@ -26,11 +27,12 @@ from string import Template
 
 from invoke import Collection, task
 
-from . import hooks, remote
+from . import hooks, remote, tags
 from .config import Settings
 from .errors import HostError
 from .layout import VENV_MARKER, Layout, logrotate_file, unit_file
 from .remote import Host
+from .tags import TagSet
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
@@ -56,6 +58,7 @@ class Facts:
     python: str  # `python -VV` and platform: part of the venv hash
     python_version: str  # "3.11"
     current: str  # release `current` points to ("" when none)
+    tags: TagSet  # the wheel tags the host's Python accepts: part of the venv hash
     revision: str = ""  # the revision of that release (its REVISION file)
     running: bool = False  # the gunicorn master in the pidfile is alive
     venvs: tuple[str, ...] = ()  # digests of the complete venvs on the host
@@ -372,6 +375,7 @@ sudo -n true 2>/dev/null || { echo "sudo -n fails for $(id -un): passwordless su
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || { echo "$PYTHON lacks venv: run \\`$SETUP\\`" >&2; exit 3; }
 echo "$("$PYTHON" -VV 2>&1 | tr '\\n' ' ')"
 "$PYTHON" -c 'import sysconfig, sys; print(sysconfig.get_platform()); print("%d.%d" % sys.version_info[:2])'
+echo "tags=$("$PYTHON" -c "$HOST_TAGS")"
 target=$(readlink "$CURRENT" 2>/dev/null || true)
 echo "current=${target##*/}"
 echo "revision=$(sed -n 's/^revision=//p' "$CURRENT/REVISION" 2>/dev/null || true)"
@@ -392,6 +396,7 @@ for done in "$VENVS"/*/"$MARKER"; do venv=${done%/*}; echo "venv=${venv##*/}"; d
             "PIDFILE": paths.pidfile,
             "SETUP": settings.command("setup"),
             "MARKER": VENV_MARKER,
+            "HOST_TAGS": tags.script_text(),
         },
         hide=True,
         label="check",
@@ -402,10 +407,17 @@ for done in "$VENVS"/*/"$MARKER"; do venv=${done%/*}; echo "venv=${venv##*/}"; d
     identity, version = lines[0].strip() + " " + lines[1].strip(), lines[2].strip()
     pairs = [line.partition("=")[::2] for line in lines[3:]]
     found = dict(pairs)
+    try:
+        host_tags = tags.parse(found.get("tags", ""))
+    except ValueError as exc:
+        raise HostError(
+            host.name, f"check: cannot learn the wheel tags of {settings.python}: {exc}"
+        ) from None
     return Facts(
         python=identity,
         python_version=version,
         current=found.get("current", ""),
+        tags=host_tags,
         revision=found.get("revision", ""),
         running=found.get("running") == "yes",
         venvs=tuple(value for key, value in pairs if key == "venv"),

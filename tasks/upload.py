@@ -2,17 +2,18 @@
 
 Functions other modules compose (the deploy runs them in this order):
 
-- `build(settings, *, allow_dirty=False, python_versions=(), say=print) -> Build` runs once
-  per command, locally: the app's source as a tar.gz, and a packages archive (REQUIREMENTS
-  installed locally, or their wheelhouse) cached per set of requirements;
-- `ship(host, build, packages=...) -> [(path, sha256)]` removes leftovers of interrupted
-  deploys from ``.incoming`` and copies the archives there: the packages only to a host that
-  lacks the release's venv (`needs_packages`);
+- `build(settings, *, allow_dirty=False, targets=None, say=print) -> Build` runs once per
+  command, locally: the app's source as a tar.gz, and for each tag set of ``targets`` (host
+  name -> `TagSet` from `setup.check`) a packages archive (`tasks.packages`: REQUIREMENTS
+  installed locally, or their wheelhouse), cached per requirements and tag set;
+- `ship(host, build, facts) -> [(path, sha256)]` removes leftovers of interrupted deploys
+  from ``.incoming`` and copies the archives there: the packages of the host's tag set only
+  to a host that lacks the release's venv (`needs_packages`);
 - `unpack(host, build, archives)` verifies the archives' sha256, removes half-made releases,
   unpacks ``releases/<name>`` and links ``.env``;
-- `install(host, build, python) -> Venv` links the release to ``venvs/<hash>`` (reused when
-  complete, built with pip from the wheelhouse otherwise) and writes REVISION last: a
-  release without REVISION is half-made;
+- `install(host, build, facts) -> Venv` links the release to ``venvs/<hash>`` (reused when
+  complete, made from the prebuilt packages or with pip otherwise: ``scripts/install.sh``)
+  and writes REVISION last: a release without REVISION is half-made;
 - `remove_release(host, name)` deletes one release (never `current`).
 """
 
@@ -23,30 +24,26 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fabric import Connection
 from invoke import Collection, task
 
-from . import config, remote, setup, workers
+from . import config, packages, remote, setup, tags, wheelbuild, workers
 from .config import Settings
 from .errors import FabdeployError, HostError
 from .layout import VENV_MARKER, Layout, Revision, release_name
 from .lock import LockOwner, local_user, pid_alive, release_lock, take_lock
+from .packages import LOCAL_STATE, PREBUILT, PREBUILT_BIN, WHEELHOUSE, Packages
 from .remote import Host
-
-#: The wheelhouse's directory inside the archive (and the release, until install).
-WHEELHOUSE = "wheelhouse"
-#: Packages installed once locally (``pip install --target``) for hosts whose Python matches
-#: the local one: the venv on the host is then made without pip and filled by a copy.
-PREBUILT = "prebuilt-site-packages"
-#: fabdeploy's local state in the project (the wheel cache): never shipped, never "dirty".
-LOCAL_STATE = ".fabdeploy"
+from .setup import Facts
+from .tags import TagSet
+from .wheelbuild import Builder
 
 
 @dataclass
@@ -58,18 +55,31 @@ class Build:
     archive: Path  # the app's source
     sha256: str
     requirements: str  # text of REQUIREMENTS ("" when the app has none)
-    wheelhouse: bool  # the archive carries wheelhouse/ (no PACKAGE_INDEX)
-    prebuilt: bool  # the archive carries prebuilt-site-packages/ (hosts run the local Python)
     user: str  # local user@machine
     workdir: Path = field(repr=False)
-    packages: Path | None = (
-        None  # prebuilt-site-packages/ or wheelhouse/, for hosts without the venv
-    )
-    packages_sha256: str = ""
+    #: One packages archive per tag set of the hosts (none with HOST_PACKAGE_INDEX).
+    packages: tuple[Packages, ...] = ()
 
     @property
     def size(self) -> int:
         return self.archive.stat().st_size
+
+    @property
+    def wheelhouse(self) -> bool:
+        """Whether some hosts get a wheelhouse (and install it with pip)."""
+        return any(not p.prebuilt for p in self.packages)
+
+    @property
+    def prebuilt(self) -> bool:
+        """Whether some hosts get packages installed locally (and run no pip)."""
+        return any(p.prebuilt for p in self.packages)
+
+    def packages_for(self, host_tags: TagSet) -> Packages | None:
+        """The packages built for ``host_tags`` (None with HOST_PACKAGE_INDEX)."""
+        found = [p for p in self.packages if p.tags == host_tags]
+        if self.packages and not found:
+            raise FabdeployError(f"no packages were built for {host_tags.name}")
+        return found[0] if found else None
 
     def revision_file(self, now: str | None = None) -> str:
         """The REVISION file's text for this release."""
@@ -203,7 +213,7 @@ def _source(
     """The release's revision, and a function adding the source files to a tar."""
     app_dir = settings.app_dir
     secret = _secrets_relative(settings)
-    skip = (*settings.excludes, WHEELHOUSE, PREBUILT, LOCAL_STATE)
+    skip = (*settings.excludes, WHEELHOUSE, PREBUILT, PREBUILT_BIN, LOCAL_STATE)
     prefix = git_prefix(app_dir)
     if prefix is None:
         files = [f for f in walk(app_dir, skip) if f != secret]
@@ -252,108 +262,6 @@ def _add_files(tar: tarfile.TarFile, app_dir: Path, files: list[str]) -> None:
         tar.add(app_dir / relative, arcname=relative, recursive=False)
 
 
-def wheelhouse(
-    settings: Settings,
-    requirements: str,
-    python_versions: Iterable[str],
-    say: Callable[[str], None],
-) -> Path:
-    """Wheels for REQUIREMENTS built locally, cached in ``.fabdeploy/wheels/<key>``."""
-    local = "{}.{}".format(*sys.version_info[:2])
-    extra = sorted({v for v in python_versions if v and v != local})
-    key_text = "\0".join([requirements, sys.implementation.cache_tag or "", *extra])
-    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
-    cache = settings.project_dir / LOCAL_STATE / "wheels" / key
-    if (cache / VENV_MARKER).exists():
-        count = len(list(cache.glob("*.whl")))
-        say(f"wheelhouse: {count} wheels (cached in {cache.relative_to(settings.project_dir)})")
-        return cache
-    tmp = Path(f"{cache}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    req = settings.app_dir / settings.requirements
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    commands = [[*pip, "wheel", "-q", "-r", str(req), "-w", str(tmp)]]
-    for version in extra:
-        commands.append(
-            [
-                *pip,
-                "download",
-                "-q",
-                "--only-binary=:all:",
-                "--python-version",
-                version,
-                "-r",
-                str(req),
-                "-d",
-                str(tmp),
-            ]
-        )
-    started = time.monotonic()
-    for command in commands:
-        result = subprocess.run(
-            command, cwd=settings.app_dir, capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-            raise FabdeployError(
-                f"building the wheelhouse failed ({' '.join(command[5:7])}):\n{tail}"
-            )
-    (tmp / VENV_MARKER).write_text("")
-    shutil.rmtree(cache, ignore_errors=True)
-    tmp.rename(cache)
-    count = len(list(cache.glob("*.whl")))
-    say(f"wheelhouse: {count} wheels built in {time.monotonic() - started:.1f}s")
-    return cache
-
-
-def prebuilt(settings: Settings, wheels: Path, say: Callable[[str], None]) -> Path:
-    """REQUIREMENTS installed from ``wheels`` into a plain directory, locally, once (cached
-    beside the wheelhouse): what a venv's site-packages holds after ``pip install``."""
-    cache = wheels.with_name(f"{wheels.name}-site")
-    if (cache / VENV_MARKER).exists():
-        return cache
-    tmp = Path(f"{cache}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    started = time.monotonic()
-    command = [
-        sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "install",
-        "-q", "--no-index", "--find-links", str(wheels), "--target", str(tmp), "--no-compile",
-        "--no-warn-script-location", "-r", str(settings.app_dir / settings.requirements),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-        raise FabdeployError(f"installing the requirements locally failed:\n{tail}")
-    shutil.rmtree(tmp / "bin", ignore_errors=True)  # console scripts name the local Python
-    (tmp / VENV_MARKER).write_text("")
-    shutil.rmtree(cache, ignore_errors=True)
-    tmp.rename(cache)
-    say(f"packages installed locally for the hosts in {time.monotonic() - started:.1f}s")
-    return cache
-
-
-def packed(wheels: Path, site: Path | None) -> tuple[Path, str]:
-    """The packages archive (the prebuilt ``site`` or the ``wheels``) and its sha256, made once
-    per set of requirements and cached beside the wheelhouse."""
-    source, arcname = (site, PREBUILT) if site is not None else (wheels, WHEELHOUSE)
-    archive = wheels.with_name(f"{wheels.name}-{arcname}.tar.gz")
-    stamp = archive.with_name(archive.name + ".sha256")
-    if archive.exists() and stamp.exists():
-        return archive, stamp.read_text().strip()
-    tmp = archive.with_name(f"{archive.name}.tmp-{os.getpid()}")
-    with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
-        for path in sorted(source.iterdir()):
-            if path.name != VENV_MARKER:
-                tar.add(path, arcname=f"{arcname}/{path.name}")
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    tmp.rename(archive)
-    stamp.write_text(digest + "\n")
-    return archive, digest
-
-
 def _workdir(settings: Settings) -> Path:
     """A fresh ``.fabdeploy/tmp/build-<pid>-*`` dir; removes those of fabs that died."""
     parent = settings.project_dir / LOCAL_STATE / "tmp"
@@ -365,14 +273,25 @@ def _workdir(settings: Settings) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"build-{os.getpid()}-", dir=parent))
 
 
+def targets_by_tags(targets: Mapping[str, TagSet]) -> dict[TagSet, tuple[str, ...]]:
+    """Host name -> tag set, turned into each distinct tag set -> its hosts (first seen first)."""
+    found: dict[TagSet, tuple[str, ...]] = {}
+    for host, host_tags in targets.items():
+        found[host_tags] = (*found.get(host_tags, ()), host)
+    return found
+
+
 def build(
     settings: Settings,
     *,
     allow_dirty: bool = False,
-    python_versions: Iterable[str] = (),
+    targets: Mapping[str, TagSet] | None = None,
     say: Callable[[str], None] = print,
+    builder: Builder | None = None,
 ) -> Build:
-    """Build the release archive once: source (git archive or the directory) + wheelhouse."""
+    """Build the release once: the source (git archive or the directory), and the packages
+    for each tag set of ``targets`` (host name -> its tags; none: this machine's). A
+    requirement without a wheel for a tag set is built by ``builder`` (`tasks.wheelbuild`)."""
     app_dir = settings.app_dir
     if not app_dir.is_dir():
         raise FabdeployError(f"APP_DIR {app_dir} is not a directory")
@@ -385,20 +304,18 @@ def build(
     workdir = _workdir(settings)
     try:
         revision, add_source = _source(settings, allow_dirty or settings.allow_dirty, workdir)
-        wheels = site = None
-        if not settings.package_index:
-            versions = {v for v in python_versions if v}
-            wheels = wheelhouse(settings, requirements, versions, say)
-            workers.check(settings, wheels)
-            local = "{}.{}".format(*sys.version_info[:2])
-            if settings.prebuilt_packages and versions == {local}:
-                site = prebuilt(settings, wheels, say)
+        found: list[Packages] = []
+        if not settings.host_package_index:
+            local = tags.local()
+            wanted = targets_by_tags(targets) if targets else {local: ()}
+            found = packages.resolve(settings, requirements, wanted, local, say, builder)
+            for done in found:
+                workers.check(settings, done.folder)
         name = release_name()
         archive = workdir / f"{name}.tar.gz"
         with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
             add_source(tar)
         digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-        packages, packages_sha256 = (None, "") if wheels is None else packed(wheels, site)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
@@ -408,14 +325,14 @@ def build(
         archive=archive,
         sha256=digest,
         requirements=requirements,
-        wheelhouse=wheels is not None and site is None,
-        prebuilt=site is not None,
         user=local_user(),
         workdir=workdir,
-        packages=packages,
-        packages_sha256=packages_sha256,
+        packages=tuple(found),
     )
-    extra = f" + packages {packages.stat().st_size >> 10} KiB" if packages else ""
+    sizes = [
+        f"{p.size >> 10} KiB" + (f" for {p.tags.name}" if len(found) > 1 else "") for p in found
+    ]
+    extra = f" + packages {', '.join(sizes)}" if sizes else ""
     say(f"built release {name} (revision {revision}, {built.size >> 10} KiB{extra})")
     return built
 
@@ -423,19 +340,27 @@ def build(
 # --- on the host ---------------------------------------------------------------------------
 
 
-def venv_digest(requirements: str, python: str) -> str:
-    """The venv's key: sha256 of the requirements text and the remote Python's identity."""
-    return hashlib.sha256(f"{requirements}\0{python}".encode()).hexdigest()[:16]
+def venv_digest(requirements: str, python: str, host_tags: TagSet) -> str:
+    """The venv's key: sha256 of the requirements text, the remote Python's identity and the
+    wheel tags it accepts (a host on another Python or platform never gets this venv)."""
+    text = f"{requirements}\0{python}\0{host_tags.digest()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def needs_packages(build: Build, python: str, venvs: Iterable[str]) -> bool:
-    """Whether a host with these complete ``venvs`` needs the packages to build this release's."""
-    return build.packages is not None and venv_digest(build.requirements, python) not in venvs
+def facts_digest(build: Build, facts: Facts) -> str:
+    """The venv key of this release on the host ``facts`` describe."""
+    return venv_digest(build.requirements, facts.python, facts.tags)
 
 
-def ship(host: Host, build: Build, *, packages: bool = True) -> list[tuple[str, str]]:
-    """Empty ``.incoming`` of interrupted deploys' leftovers, then copy the source archive (and,
-    with ``packages``, the packages archive) there. Returns (remote path, sha256) pairs."""
+def needs_packages(build: Build, facts: Facts) -> bool:
+    """Whether the host ``facts`` describe needs the packages to build this release's venv."""
+    return bool(build.packages) and facts_digest(build, facts) not in facts.venvs
+
+
+def ship(host: Host, build: Build, facts: Facts) -> list[tuple[str, str]]:
+    """Empty ``.incoming`` of interrupted deploys' leftovers, then copy the source archive there,
+    and the packages archive of the host's tag set when it lacks the release's venv
+    (`needs_packages`). Returns (remote path, sha256) pairs."""
     paths = Layout(host.settings.deploy_root)
     result = host.script(
         """
@@ -453,9 +378,10 @@ fi
     if result.stdout.strip():
         host.say(result.stdout.strip())
     shipped = [(build.archive, build.sha256, f"{build.release}.tar.gz")]
-    if packages and build.packages is not None:
-        shipped.append((build.packages, build.packages_sha256, f"{build.release}-packages.tar.gz"))
-    elif build.packages is not None:
+    wanted = build.packages_for(facts.tags)
+    if wanted is not None and needs_packages(build, facts):
+        shipped.append((wanted.archive, wanted.sha256, f"{build.release}-packages.tar.gz"))
+    elif wanted is not None:
         host.say("packages not shipped: the host has this release's venv")
     targets = []
     for local, digest, name in shipped:
@@ -506,61 +432,25 @@ as_app ln -sfn ../../shared/.env "$RELEASE/.env"
     host.say(f"unpacked releases/{build.release}")
 
 
-def install(host: Host, build: Build, python: str) -> Venv:
-    """Link the release to its venv (reused, or built from the wheelhouse); write REVISION."""
+def install(host: Host, build: Build, facts: Facts) -> Venv:
+    """Link the release to its venv (reused, or built from the packages); write REVISION."""
     settings = host.settings
     paths = Layout(settings.deploy_root)
-    digest = venv_digest(build.requirements, python)
-    if settings.package_index:
-        source = f"--index-url {remote.quote(settings.package_index)}"
-    else:
-        source = '--no-index --find-links "$RELEASE/wheelhouse"'
+    digest = facts_digest(build, facts)
     started = time.monotonic()
     result = host.script(
-        f"""
-venv="$VENVS/$DIGEST"
-exec 9>>"$VENVS/.$DIGEST.lock"
-flock -w 900 9 || {{ echo "venv $DIGEST is locked by another install" >&2; exit 3; }}
-if [ -f "$venv/$MARKER" ]; then
-  echo "venv $DIGEST reused"
-else
-  if [ -e "$venv" ]; then echo "removing unfinished venv $DIGEST"; rm -rf -- "$venv"; fi
-  if [ -d "$RELEASE/$PREBUILT" ]; then  # packages installed locally: no pip on the host
-    "$PYTHON" -m venv --without-pip "$venv"
-    site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    cp -a -- "$RELEASE/$PREBUILT/." "$site/"
-    how="from the prebuilt packages"
-  else
-    "$PYTHON" -m venv "$venv"
-    log="$venv/pip-install.log"
-    if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-input \
-         {source} -r "$RELEASE/$REQUIREMENTS" >"$log" 2>&1; then
-      tail -n 25 "$log" >&2
-      echo "pip install failed; the unfinished venv $DIGEST will be rebuilt next time" >&2
-      exit 3
-    fi
-    how="with pip"
-  fi
-  "$venv/bin/python" -c 'import gunicorn' 2>/dev/null \
-    || {{ echo "gunicorn is not installed by $REQUIREMENTS: add it" >&2; exit 3; }}
-  touch "$venv/$MARKER"
-  site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-  echo "venv $DIGEST built $how ($(find "$site" -maxdepth 1 -name '*.dist-info' | wc -l) packages)"
-fi
-ln -sfn "../../venvs/$DIGEST" "$RELEASE/.venv"
-rm -rf -- "$RELEASE/wheelhouse" "$RELEASE/$PREBUILT"
-printf '%s' "$REVISION_TEXT" > "$RELEASE/REVISION.tmp"
-mv -f "$RELEASE/REVISION.tmp" "$RELEASE/REVISION"
-""",
+        remote.script_file("install.sh"),
         env={
             "VENVS": paths.venvs,
             "DIGEST": digest,
             "MARKER": VENV_MARKER,
-            "PREBUILT": PREBUILT,
+            "PREBUILT": packages.PREBUILT,
+            "PREBUILT_BIN": packages.PREBUILT_BIN,
             "PYTHON": settings.python,
             "RELEASE": paths.release(build.release),
             "REQUIREMENTS": settings.requirements,
             "REVISION_TEXT": build.revision_file(),
+            "INDEX_URL": settings.host_package_index,
         },
         user=host.app_user,
         hide=True,
@@ -599,20 +489,18 @@ def release(c, allow_dirty=False):  # type: ignore[no-untyped-def]
     """Build, ship and install a new release without switching to it."""
     settings, hosts = remote.session(c)
     facts = {host.name: setup.check(host) for host in hosts}
-    versions = {f.python_version for f in facts.values()}
-    built = build(settings, allow_dirty=allow_dirty, python_versions=versions)
+    targets = {name: found.tags for name, found in facts.items()}
+    builder = wheelbuild.host_builder(hosts, targets)
+    built = build(settings, allow_dirty=allow_dirty, targets=targets, builder=builder)
     owner = LockOwner.mine()
     switch = settings.command(f"rollback --release {built.release}")
     try:
         for host in hosts:
             take_lock(host, owner)  # .incoming and half-made releases are a deploy's to clean
             try:
-                fact = facts[host.name]
-                archives = ship(
-                    host, built, packages=needs_packages(built, fact.python, fact.venvs)
-                )
+                archives = ship(host, built, facts[host.name])
                 unpack(host, built, archives)
-                install(host, built, facts[host.name].python)
+                install(host, built, facts[host.name])
             finally:
                 release_lock(host, owner)
             host.say(f"release {built.release} ready, not switched: `{switch}` switches to it")
@@ -620,15 +508,43 @@ def release(c, allow_dirty=False):  # type: ignore[no-untyped-def]
         built.cleanup()
 
 
+def host_targets(hosts: list[Host], settings: Settings) -> dict[str, TagSet]:
+    """Each of ``hosts`` -> the wheel tags its Python accepts (learned by `setup.check`,
+    PARALLEL at once)."""
+    done = remote.each(hosts, setup.check, settings.parallel)
+    failed = [error for _, _, error in done if error is not None]
+    if failed:
+        raise FabdeployError("; ".join(str(error) for error in failed))
+    return {host.name: facts.tags for host, facts, _ in done}
+
+
 @task(
     name="build",
-    help={"allow-dirty": "build from uncommitted changes of a git checkout"},
+    help={
+        "allow-dirty": "build from uncommitted changes of a git checkout",
+        "local": "build for this machine's Python only, without asking the hosts",
+    },
 )
-def build_(c, allow_dirty=False):  # type: ignore[no-untyped-def]
-    """Build the release archive and wheelhouse locally, once (a dry run of the upload)."""
+def build_(c, allow_dirty=False, local=False):  # type: ignore[no-untyped-def]
+    """Build the release and its packages for the hosts' Pythons and say what would ship."""
     settings = config.load(c)
-    built = build(settings, allow_dirty=allow_dirty)
-    built.cleanup()
+    asks = not local and (settings.hosts or isinstance(c, Connection))  # -H or HOSTS
+    hosts = remote.session(c)[1] if asks else []
+    try:
+        targets = host_targets(hosts, settings) if hosts else {}
+        builder = wheelbuild.host_builder(hosts, targets)
+        built = build(settings, allow_dirty=allow_dirty, targets=targets, builder=builder)
+    finally:
+        for host in hosts:
+            host.close()
+    try:
+        for found in built.packages:
+            print(packages.describe(found))
+        if not built.packages:
+            print(f"packages: none shipped, each host installs from {settings.host_package_index}")
+        print(f"source {built.release}.tar.gz: {built.size >> 10} KiB to every host")
+    finally:
+        built.cleanup()
 
 
 ns = Collection("upload")

@@ -31,6 +31,7 @@ from tasks import (
 )
 from tasks.errors import ConfigError, FabdeployError
 from tasks.layout import Audit
+from tests.unit.fake_tags import SERVER_313
 from tests.unit.test_monitor import LocalConnection, fake_sudo  # noqa: F401 (a fixture)
 from tests.unit.test_upload import git
 
@@ -93,16 +94,9 @@ def sent_commands(settings: config.Settings, tmp_path: Path) -> list[str]:
     conn = Recorder()
     host = remote.Host(conn, settings, remote.Output(io.StringIO(), io.StringIO()))  # type: ignore[arg-type]
     built = upload.Build(
-        "R1",
-        "abc",
-        tmp_path / "a.tar.gz",
-        "0" * 64,
-        "gunicorn\n",
-        False,
-        False,
-        "me@here",
-        tmp_path,
+        "R1", "abc", tmp_path / "a.tar.gz", "0" * 64, "gunicorn\n", "me@here", tmp_path
     )
+    facts = setup.Facts("Python 3.13.5", "3.13", "", SERVER_313)
     owner = lock.LockOwner.mine()
     hook_context = SimpleNamespace(c=Context(), settings=settings, output=host.output, host=host)
     steps = [
@@ -110,9 +104,9 @@ def sent_commands(settings: config.Settings, tmp_path: Path) -> list[str]:
         lambda: setup.directories(host, "grp"),
         lambda: setup.service(host, "grp"),
         lambda: setup.check(host),
-        lambda: upload.ship(host, built),
+        lambda: upload.ship(host, built, facts),
         lambda: upload.unpack(host, built, [("/srv/x.tar.gz", "0" * 64)]),
-        lambda: upload.install(host, built, "Python 3.11"),
+        lambda: upload.install(host, built, facts),
         lambda: upload.remove_release(host, "R1"),
         lambda: test.smoke(host, "R1"),
         lambda: run.switch(host, "R1"),

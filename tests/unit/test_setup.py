@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import config, setup
+from tasks import config, setup, tags
+from tests.unit.fake_tags import SERVER_313
 
 
 def settings(tmp_path: Path, extra: str = "") -> config.Settings:
@@ -151,12 +152,25 @@ def test_items_report_changed_or_no_change(tmp_path: Path) -> None:
 
 def test_check_parses_the_hosts_python_and_current(tmp_path: Path) -> None:
     answer = (
-        "Python 3.11.2 (main) [GCC 12.2.0] \nlinux-x86_64\n3.11\ncurrent=20261124T080000.000Z\n"
+        "Python 3.11.2 (main) [GCC 12.2.0] \nlinux-x86_64\n3.11\n"
+        f"tags={SERVER_313.to_json()}\ncurrent=20261124T080000.000Z\n"
     )
-    facts = setup.check(FakeHost([answer], settings(tmp_path)))  # type: ignore[arg-type]
+    host = FakeHost([answer], settings(tmp_path))
+    facts = setup.check(host)  # type: ignore[arg-type]
     assert facts.python == "Python 3.11.2 (main) [GCC 12.2.0] linux-x86_64"
     assert facts.python_version == "3.11"
     assert facts.current == "20261124T080000.000Z"
+    assert facts.tags == SERVER_313
+    # the tags are learned in the same script, by the host's Python running host_tags.py
+    body, env = host.scripts[0]
+    assert '"$PYTHON" -c "$HOST_TAGS"' in body
+    assert env["HOST_TAGS"] == tags.SCRIPT.read_text()
+
+
+def test_check_without_the_tags_names_the_python(tmp_path: Path) -> None:
+    answer = "Python 3.11.2 \nlinux-x86_64\n3.11\ntags=\ncurrent=\n"
+    with pytest.raises(setup.HostError, match="cannot learn the wheel tags of python3"):
+        setup.check(FakeHost([answer], settings(tmp_path)))  # type: ignore[arg-type]
 
 
 def test_user_refuses_a_bad_name(tmp_path: Path) -> None:

@@ -7,18 +7,23 @@ import re
 import shutil
 import subprocess
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tasks import config, upload
+from tasks import config, packages, upload
 from tasks.errors import FabdeployError
 from tasks.layout import Revision
+from tasks.setup import Facts
+from tests.unit.fake_tags import SERVER_313, SERVER_ARM, cpython, manylinux
 
 GIT = shutil.which("git")
 
 
-def project(tmp_path: Path, extra: str = "PACKAGE_INDEX=https://pypi.example/simple\n") -> Path:
+def project(
+    tmp_path: Path, extra: str = "HOST_PACKAGE_INDEX=https://pypi.example/simple\n"
+) -> Path:
     app = tmp_path / "app"
     (app / "pkg").mkdir(parents=True)
     (app / "app.py").write_text("app = None\n")
@@ -65,7 +70,7 @@ def test_plain_directory_build_honours_excludes_and_never_ships_secrets(tmp_path
         assert members(built) == {"app.py", "pkg/__init__.py", "requirements.txt"}
         assert re.fullmatch(r"[0-9a-f]{12}", built.revision)
         assert re.fullmatch(r"\d{8}T\d{6}\.\d{3}Z", built.release)
-        assert built.wheelhouse is False  # PACKAGE_INDEX set: the hosts install from it
+        assert built.wheelhouse is False  # HOST_PACKAGE_INDEX set: the hosts install from it
         assert built.requirements == "gunicorn\n"
         assert built.archive.name == f"{built.release}.tar.gz"
         assert len(built.sha256) == 64
@@ -93,24 +98,33 @@ def test_wheelhouse_goes_into_the_archive(tmp_path: Path, monkeypatch) -> None: 
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     (wheels / "gunicorn-99-py3-none-any.whl").write_bytes(b"zip")
-    seen = {}
+    seen: dict = {"tags": set()}
 
-    def fake(settings, requirements, versions, say):  # type: ignore[no-untyped-def]
-        seen.update(requirements=requirements, versions=set(versions))
+    def fake(settings, requirements, tags, local, hosts, say, builder=None):  # type: ignore[no-untyped-def]
+        seen.update(requirements=requirements, hosts=seen.get("hosts", ()) + hosts)
+        seen["tags"].add(tags)
         return wheels
 
-    monkeypatch.setattr(upload, "wheelhouse", fake)
-    built = upload.build(settings, python_versions={"3.11", "3.12"}, say=lambda _: None)
+    monkeypatch.setattr(packages, "wheelhouse", fake)
+    targets = {"web1": SERVER_ARM, "web2": SERVER_313, "web3": SERVER_ARM}
+    built = upload.build(settings, targets=targets, say=lambda _: None)
     try:
-        assert built.packages is not None and built.wheelhouse is True
+        assert built.packages and built.wheelhouse is True and built.prebuilt is False
         assert not any(m.startswith("wheelhouse/") for m in members(built))  # source only
-        with tarfile.open(built.packages) as tar:
+        arm = built.packages_for(SERVER_ARM)
+        assert arm is not None and arm.hosts == ("web1", "web3")
+        with tarfile.open(arm.archive) as tar:
             assert tar.getnames() == ["wheelhouse/gunicorn-99-py3-none-any.whl"]
-        assert seen == {"requirements": "gunicorn\n", "versions": {"3.11", "3.12"}}
+        assert seen == {
+            "requirements": "gunicorn\n",
+            "tags": {SERVER_ARM, SERVER_313},  # one wheelhouse per distinct tag set
+            "hosts": ("web1", "web3", "web2"),
+        }
         # packages go only to hosts without this release's venv
-        digest = upload.venv_digest(built.requirements, "Python 3.11.2")
-        assert upload.needs_packages(built, "Python 3.11.2", ["0123456789abcdef"])
-        assert not upload.needs_packages(built, "Python 3.11.2", [digest])
+        digest = upload.venv_digest(built.requirements, "Python 3.11.2", SERVER_ARM)
+        facts = Facts("Python 3.11.2", "3.12", "", SERVER_ARM, venvs=("0123456789abcdef",))
+        assert upload.needs_packages(built, facts)
+        assert not upload.needs_packages(built, replace(facts, venvs=(digest,)))
     finally:
         built.cleanup()
 
@@ -131,11 +145,20 @@ def test_revision_file_round_trips(tmp_path: Path) -> None:
 
 
 def test_venv_digest_changes_with_requirements_and_python() -> None:
-    base = upload.venv_digest("flask\n", "Python 3.11.2 linux-x86_64")
+    base = upload.venv_digest("flask\n", "Python 3.11.2 linux-x86_64", SERVER_ARM)
     assert re.fullmatch(r"[0-9a-f]{16}", base)
-    assert upload.venv_digest("flask\n", "Python 3.11.2 linux-x86_64") == base
-    assert upload.venv_digest("flask\nsix\n", "Python 3.11.2 linux-x86_64") != base
-    assert upload.venv_digest("flask\n", "Python 3.12.1 linux-x86_64") != base
+    assert upload.venv_digest("flask\n", "Python 3.11.2 linux-x86_64", SERVER_ARM) == base
+    assert upload.venv_digest("flask\nsix\n", "Python 3.11.2 linux-x86_64", SERVER_ARM) != base
+    assert upload.venv_digest("flask\n", "Python 3.12.1 linux-x86_64", SERVER_ARM) != base
+
+
+def test_venv_digest_changes_with_the_hosts_tags_alone() -> None:
+    base = upload.venv_digest("flask\n", "Python 3.12.1 linux", SERVER_ARM)
+    assert upload.venv_digest("flask\n", "Python 3.12.1 linux", SERVER_313) != base
+    newer_glibc = cpython("3.12", manylinux("aarch64", 39))
+    assert upload.venv_digest("flask\n", "Python 3.12.1 linux", newer_glibc) != base
+    reordered = replace(SERVER_ARM, platforms=tuple(reversed(SERVER_ARM.platforms)))
+    assert upload.venv_digest("flask\n", "Python 3.12.1 linux", reordered) == base
 
 
 # --- from a git work tree ------------------------------------------------------------------

@@ -1,0 +1,73 @@
+# Give a release its virtualenv, then write its REVISION (run by upload.install as the app user).
+#
+# In: VENVS DIGEST MARKER PREBUILT PREBUILT_BIN PYTHON RELEASE REQUIREMENTS REVISION_TEXT
+#     INDEX_URL (HOST_PACKAGE_INDEX: pip on the host installs from it; empty: the shipped
+#     wheelhouse). Prints "venv <digest> reused" or "venv <digest> built <how> (<n> packages)".
+#
+# venvs/<digest> is reused when complete (it has $MARKER). Otherwise it is made from the
+# prebuilt packages without pip (site-packages copied, scripts given this venv's Python in
+# their shebang, as pip would have written them), or with pip from the wheelhouse or index.
+
+venv="$VENVS/$DIGEST"
+
+site_packages() {  # the venv's site-packages directory
+  "$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'
+}
+
+install_scripts() {  # FROM: copy scripts into the venv's bin/, #!python -> its Python
+  local script name first
+  shopt -s nullglob
+  for script in "$1"/*; do
+    name=${script##*/}
+    if [ ! -f "$script" ] || [ -e "$venv/bin/$name" ]; then continue; fi  # not the venv's python
+    IFS= read -r first < "$script" || true
+    if [ "$first" = '#!python' ] || [ "$first" = '#!pythonw' ]; then
+      { printf '#!%s\n' "$venv/bin/python"; tail -n +2 -- "$script"; } > "$venv/bin/$name"
+    else
+      cp -p -- "$script" "$venv/bin/$name"
+    fi
+    chmod 755 "$venv/bin/$name"
+  done
+  shopt -u nullglob
+}
+
+from_prebuilt() {  # packages installed on the deploying machine: no pip on the host
+  "$PYTHON" -m venv --without-pip "$venv"
+  cp -a -- "$RELEASE/$PREBUILT/." "$(site_packages)/"
+  if [ -d "$RELEASE/$PREBUILT_BIN" ]; then install_scripts "$RELEASE/$PREBUILT_BIN"; fi
+  how="from the prebuilt packages"
+}
+
+with_pip() {  # pip from the shipped wheelhouse, or from INDEX_URL
+  local log="$venv/pip-install.log" source
+  if [ -n "$INDEX_URL" ]; then
+    source=(--index-url "$INDEX_URL")
+  else
+    source=(--no-index --find-links "$RELEASE/wheelhouse")
+  fi
+  "$PYTHON" -m venv "$venv"
+  if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-input \
+       "${source[@]}" -r "$RELEASE/$REQUIREMENTS" >"$log" 2>&1; then
+    tail -n 25 "$log" >&2
+    echo "pip install failed; the unfinished venv $DIGEST will be rebuilt next time" >&2
+    exit 3
+  fi
+  how="with pip"
+}
+
+exec 9>>"$VENVS/.$DIGEST.lock"
+flock -w 900 9 || { echo "venv $DIGEST is locked by another install" >&2; exit 3; }
+if [ -f "$venv/$MARKER" ]; then
+  echo "venv $DIGEST reused"
+else
+  if [ -e "$venv" ]; then echo "removing unfinished venv $DIGEST"; rm -rf -- "$venv"; fi
+  if [ -d "$RELEASE/$PREBUILT" ]; then from_prebuilt; else with_pip; fi
+  "$venv/bin/python" -c 'import gunicorn' 2>/dev/null \
+    || { echo "gunicorn is not installed by $REQUIREMENTS: add it" >&2; exit 3; }
+  touch "$venv/$MARKER"
+  echo "venv $DIGEST built $how ($(find "$(site_packages)" -maxdepth 1 -name '*.dist-info' | wc -l) packages)"
+fi
+ln -sfn "../../venvs/$DIGEST" "$RELEASE/.venv"
+rm -rf -- "${RELEASE:?}/wheelhouse" "$RELEASE/${PREBUILT:?}" "$RELEASE/${PREBUILT_BIN:?}"
+printf '%s' "$REVISION_TEXT" > "$RELEASE/REVISION.tmp"
+mv -f "$RELEASE/REVISION.tmp" "$RELEASE/REVISION"
