@@ -129,6 +129,15 @@ def _locked(release: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def in_use(root: Path) -> bool:
+    """Whether a host's overlay (of this or another test run) has ``root`` as its lower dir."""
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return True
+    return f"lowerdir={root}," in mounts or f"lowerdir={root} " in mounts
+
+
 def _remove_tree(path: Path) -> None:
     """Delete a half-built root (it may hold the debootstrap's /proc mount)."""
     for mount in ("proc", "sys", "dev/pts"):
@@ -192,8 +201,8 @@ def build(release: str, *, say: object = print) -> Path:
             _remove_tree(tmp)
             raise
         tmp.rename(target)
-        for old in cache_dir().glob(f"{release}-*"):  # roots of older recipes
-            if old.is_dir() and old != target and not old.name.endswith(".tmp"):
+        for old in cache_dir().glob(f"{release}-*"):  # roots of older recipes, unless booted
+            if old.is_dir() and old != target and not old.name.endswith(".tmp") and not in_use(old):
                 _remove_tree(old)
         say(f"rootfs: built {release} in {time.monotonic() - started:.0f}s ({target})")  # type: ignore[operator]
         return target
