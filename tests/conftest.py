@@ -162,6 +162,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _LEFT_KEY = pytest.StashKey[list]()
+#: Figures tests measured (request loops during deploys), printed in the run's summary.
+_FIGURES: list[str] = []
+
+
+def figure(line: str) -> None:
+    """Record a measured figure for the summary at the end of the run."""
+    _FIGURES.append(line)
 
 
 def _host_kinds() -> list[str]:
@@ -187,6 +194,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line("hostkit: hosts this run started:")
         for line in kinds:
             terminalreporter.write_line(line)
+    if _FIGURES:
+        terminalreporter.write_sep("-", "figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(f"  {line}")
     left = config.stash.get(_LEFT_KEY, [])
     if left:
         terminalreporter.write_line(f"hostkit: FAILED: test hosts left behind: {left}")

@@ -626,8 +626,11 @@ class HostKit:
 
     # --- public ------------------------------------------------------------------------------
 
-    def start(self, n: int) -> list[TestHost]:
-        """Start ``n`` more hosts and return them (``self.hosts`` accumulates every host)."""
+    def start(self, n: int, release: str | None = None) -> list[TestHost]:
+        """Start ``n`` more hosts and return them (``self.hosts`` accumulates every host).
+
+        ``release``: nspawn kits only, a Debian release other than the kit's for these hosts.
+        """
         if n < 1:
             raise ValueError("n must be >= 1")
         if self.mode == "loopback" and len(self.hosts) + n > 1:
@@ -639,14 +642,14 @@ class HostKit:
         if self.mode in ("netns", "nspawn"):
             reason = netns_unavailable_reason()
             if self.mode == "nspawn":
-                reason = nspawn_unavailable_reason(self.release)
+                reason = nspawn_unavailable_reason(release or self.release)
             if reason:
                 raise NeedsRootError(f"{self.mode} mode cannot start hosts here: {reason}")
             if len(self.hosts) + n > MAX_HOSTS_PER_KIT:
                 raise HostKitError(f"at most {MAX_HOSTS_PER_KIT} hosts per kit")
         self.stopped = False
         if self.mode == "nspawn":
-            return self._start_nspawn(n)
+            return self._start_nspawn(n, release or self.release)
         started: list[TestHost] = []
         for _ in range(n):
             index = len(self.hosts)
@@ -1092,13 +1095,13 @@ class HostKit:
 
     # --- nspawn (real systemd) ----------------------------------------------------------------
 
-    def _start_nspawn(self, n: int) -> list[TestHost]:
-        """Boot ``n`` containers of ``self.release`` at once; return them when all run."""
+    def _start_nspawn(self, n: int, release: str) -> list[TestHost]:
+        """Boot ``n`` containers of ``release`` at once; return them when all run."""
         t0 = time.monotonic()
         try:
-            lower = rootfs.build(self.release)
+            lower = rootfs.build(release)
         except rootfs.RootfsError as exc:
-            raise NeedsRootError(f"no {self.release} root filesystem: {exc}") from exc
+            raise NeedsRootError(f"no {release} root filesystem: {exc}") from exc
         if self.subnet is None:
             self.subnet = self._pick_subnet()
         self._guard_subnet()
@@ -1120,7 +1123,7 @@ class HostKit:
                 veth=nspawn.veth(machine),
                 client_key=self.client_key,
                 known_hosts=self.known_hosts,
-                release=self.release,
+                release=release,
                 machine=machine,
             )
             self.hosts.append(host)  # recorded first: stop() cleans a half-started host too

@@ -37,7 +37,7 @@ import pytest
 from invoke import Context
 
 from tasks import config, remote
-from tests.conftest import missing_for_netns, stop_kit, systemd_kit
+from tests.conftest import figure, missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import HostKit, TestHost
 from tests.integration.apps import write_app
 
@@ -66,8 +66,9 @@ SECRETS_ENV = (
 class RequestLoop:
     """GET a URL every ~20 ms in a thread (at most 60 s); count failures, remember versions."""
 
-    def __init__(self, url: str, limit: float = 60.0) -> None:
+    def __init__(self, url: str, limit: float = 60.0, where: str = "") -> None:
         self.url = url
+        self.where = where
         self.limit = limit
         self.ok = 0
         self.failures: list[str] = []
@@ -99,6 +100,7 @@ class RequestLoop:
     def report(self, what: str) -> str:
         line = f"{what}: {self.ok} requests, {len(self.failures)} failed"
         print(line, self.failures[:3])
+        figure(f"{self.where}: {line}" if self.where else line)  # in the run's summary
         return line
 
 
@@ -188,7 +190,8 @@ class Site:
             return json.loads(answer.read())
 
     def loop(self) -> RequestLoop:
-        return RequestLoop(self.host.url(PORT, "/"))
+        where = f"Debian {self.host.release}, {self.host.systemd}" if self.host.release else ""
+        return RequestLoop(self.host.url(PORT, "/"), where=where)
 
     def sh(self, script: str, user: str = "root") -> str:
         return self.host.sh(script, user=user).stdout.strip()
