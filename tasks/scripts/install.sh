@@ -42,6 +42,11 @@ with_pip() {  # pip from the shipped wheelhouse, or from INDEX_URL
   local log="$venv/pip-install.log" source
   if [ -n "$INDEX_URL" ]; then
     source=(--index-url "$INDEX_URL")
+    if [[ $INDEX_URL == http://* ]]; then  # plain HTTP was asked for: pip refuses it otherwise
+      local hostport=${INDEX_URL#http://}
+      hostport=${hostport%%/*}
+      source+=(--trusted-host "${hostport%%:*}")
+    fi
   else
     source=(--no-index --find-links "$RELEASE/wheelhouse")
   fi

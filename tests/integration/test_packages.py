@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from tests.conftest import missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import TestHost
+from tests.hosts import pyindex
 from tests.integration.apps import write_app
 from tests.integration.test_deploy import Site, write_project
 
@@ -34,31 +34,13 @@ WANTED = ["flask", "gunicorn", "pydantic-core", "setuptools>=61", "wheel"]
 
 
 def simple_index(root: Path) -> Path:
-    """A PEP 503 file:// index: wheels of WANTED for CPython 3.11 and 3.13 and tinypure's sdist."""
-    files = root / "files"
-    for version in ("3.11", "3.13"):
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-             "--only-binary=:all:", "--python-version", version, "--implementation", "cp",
-             "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
-             "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_34_x86_64",
-             "--platform", "linux_x86_64", "-d", str(files), *WANTED],
-            check=True, capture_output=True,
-        )  # fmt: skip
+    """A file:// index: WANTED for CPython 3.11 and 3.13, and tinypure's sdist only."""
     source = root / "src" / "tinypure-0.1"
     source.mkdir(parents=True)
     for name, text in TINYPURE.items():
         (source / name).write_text(text)
-    shutil.make_archive(str(files / "tinypure-0.1"), "gztar", root / "src", "tinypure-0.1")
-    simple = root / "simple"
-    for path in files.iterdir():
-        project = re.sub(r"[-_.]+", "-", path.name.split("-")[0]).lower()
-        (simple / project).mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, simple / project / path.name)
-    for project in simple.iterdir():
-        links = "".join(f'<a href="{f.name}">{f.name}</a>\n' for f in sorted(project.iterdir()))
-        (project / "index.html").write_text(f"<html><body>\n{links}</body></html>\n")
-    return simple
+    sdist = shutil.make_archive(str(root / "tinypure-0.1"), "gztar", root / "src", "tinypure-0.1")
+    return pyindex.build(root / "index", WANTED, ("3.11", "3.13"), [Path(sdist)])
 
 
 @pytest.fixture(scope="module")
