@@ -241,6 +241,7 @@ def check_command(words: list[str]) -> list[str]:
     problems: list[str] = []
     options: dict[str, Argument] | None = core_options()  # None: after an unknown task
     current = None
+    positionals = 0  # how many positional words the current task still takes
     words = list(words)
     if any(w in ("-c", "--collection") or w.startswith("--collection=") for w in words):
         return []  # another collection: nothing here to check against
@@ -275,6 +276,9 @@ def check_command(words: list[str]) -> list[str]:
             if takes_value(known) and not eq and words:
                 words.pop(0)
             continue
+        if positionals:  # a positional argument of the task (fab exec "COMMAND")
+            positionals -= 1
+            continue
         if word in ENVIRONMENT_WORDS and word not in tasks:
             current, options = word, dict(TASK_HELP)
             continue
@@ -283,6 +287,7 @@ def check_command(words: list[str]) -> list[str]:
             current, options = None, None
             continue
         current, options = word, task_options(word)
+        positionals = sum(1 for arg in fresh_arguments(task_path(word)) if arg.positional)
     return problems
 
 
@@ -359,6 +364,8 @@ def test_fab_commands_name_existing_tasks(page: Path) -> None:
         ("fab nosuch --whatever deploy", ["no task 'nosuch'"]),
         ("fab staging -H web1 deploy", []),
         ("fab staging deploy -H web1,web2 --fleet", []),
+        ("fab production exec --once 'python manage.py migrate' status", []),
+        ("fab exec 'ls' lsx", ["no task 'lsx'"]),  # one positional, then tasks again
     ],
 )
 def test_command_checker(command: str, expected: list[str]) -> None:
