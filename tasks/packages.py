@@ -52,6 +52,9 @@ PREBUILT_BIN = "prebuilt-bin"
 LOCAL_STATE = ".fabdeploy"
 #: Where a wheelhouse records which wheels pip built rather than downloaded.
 ORIGINS = "origins.json"
+#: The requirements with each URL, path or VCS reference pinned to the wheel built of it:
+#: what pip installs from a wheelhouse (the hosts cannot fetch those references).
+PINNED = "pinned-requirements.txt"
 #: The shebang of a script that the host points at its venv's Python (as in wheels).
 PLACEHOLDER_SHEBANG = b"#!python\n"
 #: pip's /bin/sh trampoline for a Python path too long for a shebang: its 2nd and 3rd lines.
@@ -80,9 +83,16 @@ class Packages:
 # --- pip -----------------------------------------------------------------------------------
 
 
-def wheelhouse_command(settings: Settings, tags: TagSet, local: TagSet, dest: Path) -> list[str]:
-    """The pip command that fills ``dest`` with wheels of REQUIREMENTS for ``tags``."""
-    requirements = str(settings.app_dir / settings.requirements)
+def wheelhouse_command(
+    settings: Settings,
+    tags: TagSet,
+    local: TagSet,
+    dest: Path,
+    requirements_file: Path | None = None,
+) -> list[str]:
+    """The pip command that fills ``dest`` with wheels of REQUIREMENTS (or of
+    ``requirements_file``) for ``tags``."""
+    requirements = str(requirements_file or settings.app_dir / settings.requirements)
     if tags == local:
         return pip.command(settings, "wheel", "-r", requirements, "-w", str(dest))
     return pip.command(
@@ -114,7 +124,7 @@ def cache_key(settings: Settings, requirements: str, tags: TagSet) -> str:
 def check_wheels(folder: Path, tags: TagSet) -> list[str]:
     """The wheel file names in ``folder``; any other file, or a wheel ``tags`` refuse, is an
     error (the hosts could not install it)."""
-    names = sorted(p.name for p in folder.iterdir() if p.name not in (VENV_MARKER, ORIGINS))
+    names = sorted(p.name for p in folder.iterdir() if p.name not in (VENV_MARKER, ORIGINS, PINNED))
     wrong = [name for name in names if not tags.accepts(name)]
     if wrong:
         raise FabdeployError(
@@ -137,14 +147,18 @@ def fill(
     built, and where. For another tag set than the local one, a requirement without a wheel
     is built from its sdist by ``builder`` (on a host of that tag set), then the download is
     tried again with that wheel at hand, until every requirement has one. A URL, path or VCS
-    requirement is refused for another tag set (pip would skip or misplace it)."""
-    direct = wheelbuild.direct_references(requirements) if tags != local else []
-    if direct:
-        raise NoWheel(direct[0], tags, hosts, wheelbuild.DIRECT_REFERENCE)
+    requirement is built here first (`wheelbuild.pin_direct`) and pinned to its wheel in
+    ``dest/PINNED``, what pip on the hosts installs."""
     found = wheelbuild.Found(dest.with_name(dest.name + "-built"))
+    requirements_file = None
+    direct = wheelbuild.direct_references(requirements)
     try:
+        if direct:
+            pinned = wheelbuild.pin_direct(settings, requirements, direct, tags, hosts, found)
+            (dest / PINNED).write_text(pinned)
+            requirements_file = dest / PINNED
         while True:
-            command = wheelhouse_command(settings, tags, local, dest)
+            command = wheelhouse_command(settings, tags, local, dest, requirements_file)
             if found.wheels:
                 command += ["--find-links", str(found.folder)]
             result = pip.run(settings, command)
@@ -199,6 +213,12 @@ def wheelhouse(
     return cache
 
 
+def requirements_of(settings: Settings, wheels: Path) -> Path:
+    """The requirements file pip installs a wheelhouse with (pinned, when it has one)."""
+    pinned = wheels / PINNED
+    return pinned if pinned.is_file() else settings.app_dir / settings.requirements
+
+
 def origins(wheels: Path) -> dict[str, str]:
     """Which wheels of a wheelhouse were built, and where (the others came from the index)."""
     path = wheels / ORIGINS
@@ -234,7 +254,7 @@ def prebuilt(settings: Settings, wheels: Path, say: Callable[[str], None]) -> Pa
     command = [
         sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "install",
         "-q", "--no-index", "--find-links", str(wheels), "--target", str(tmp), "--no-compile",
-        "--no-warn-script-location", "-r", str(settings.app_dir / settings.requirements),
+        "--no-warn-script-location", "-r", str(requirements_of(settings, wheels)),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:

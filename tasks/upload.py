@@ -446,6 +446,7 @@ def install(host: Host, build: Build, facts: Facts) -> Venv:
             "MARKER": VENV_MARKER,
             "PREBUILT": packages.PREBUILT,
             "PREBUILT_BIN": packages.PREBUILT_BIN,
+            "PINNED": packages.PINNED,
             "PYTHON": settings.python,
             "RELEASE": paths.release(build.release),
             "REQUIREMENTS": settings.requirements,

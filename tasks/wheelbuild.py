@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import parse_wheel_filename
 
 from . import pip, remote
 from .config import Settings
@@ -31,10 +32,10 @@ from .tags import TagSet
 
 #: (tags, sdist, folder of build-requirement wheels, build requirements) -> (wheel, where).
 Builder = Callable[[TagSet, Path, Path, list[str]], tuple[Path, str]]
-#: Why a URL, path or VCS requirement stops a build for another tag set.
+#: Why a URL, path or VCS requirement with compiled code stops a build for another tag set.
 DIRECT_REFERENCE = (
-    "and it names a URL, path or VCS checkout, which fabdeploy resolves only for the Python"
-    " and platform it runs on"
+    "and it names a URL, path or VCS checkout whose wheel, built here, has compiled code for"
+    " this machine's Python and platform only"
 )
 #: PEP 517's build requirements for an sdist that names none.
 DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")
@@ -102,6 +103,43 @@ def direct_references(requirements: str) -> list[str]:
         except InvalidRequirement:
             found.append(line)
     return found
+
+
+def pin_direct(
+    settings: Settings,
+    requirements: str,
+    direct: list[str],
+    tags: TagSet,
+    hosts: tuple[str, ...],
+    found: Found,
+) -> str:
+    """Build each URL, path or VCS requirement here (``pip wheel --no-deps``) into
+    ``found``; return the requirements with each such line pinned to ``NAME==VERSION`` of its
+    wheel. A wheel ``tags`` cannot install (compiled for this machine) is a `NoWheel`."""
+    found.folder.mkdir(parents=True, exist_ok=True)
+    pinned: dict[str, str] = {}
+    for line in direct:
+        target = line.split(None, 1)[1] if line.startswith(("-e ", "--editable ")) else line
+        before = set(found.folder.iterdir())
+        argv = pip.command(settings, "wheel", "--no-deps", target, "-w", str(found.folder))
+        result = pip.run(settings, argv)
+        new = [p for p in set(found.folder.iterdir()) - before if p.suffix == ".whl"]
+        if result.returncode != 0 or len(new) != 1:
+            raise FabdeployError(
+                f"{settings.requirements}: building a wheel of `{line}` here failed:\n"
+                f"{pip.tail(result)}"
+            )
+        if not tags.accepts(new[0].name):
+            new[0].unlink()
+            raise NoWheel(line, tags, hosts, DIRECT_REFERENCE)
+        name, version, _, _ = parse_wheel_filename(new[0].name)
+        found.wheels[new[0].name] = f"locally, from {target}"
+        pinned[line] = f"{name}=={version}"
+    lines = []
+    for raw in requirements.splitlines():
+        key = raw.split(" #", 1)[0].strip()
+        lines.append(pinned.get(key, raw))
+    return "\n".join(lines) + "\n"
 
 
 def sdist_of(settings: Settings, requirement: str, dest: Path) -> Path | None:

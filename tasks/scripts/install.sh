@@ -1,6 +1,6 @@
 # Give a release its virtualenv, then write its REVISION (run by upload.install as the app user).
 #
-# In: VENVS DIGEST MARKER PREBUILT PREBUILT_BIN PYTHON RELEASE REQUIREMENTS REVISION_TEXT
+# In: VENVS DIGEST MARKER PREBUILT PREBUILT_BIN PINNED PYTHON RELEASE REQUIREMENTS REVISION_TEXT
 #     INDEX_URL (HOST_PACKAGE_INDEX: pip on the host installs from it; empty: the shipped
 #     wheelhouse). Prints "venv <digest> reused" or "venv <digest> built <how> (<n> packages)".
 #
@@ -50,9 +50,14 @@ with_pip() {  # pip from the shipped wheelhouse, or from INDEX_URL
   else
     source=(--no-index --find-links "$RELEASE/wheelhouse")
   fi
+  local wanted="$RELEASE/$REQUIREMENTS"
+  # URL, path and VCS requirements pinned to the wheels built of them (the host cannot fetch them)
+  if [ -z "$INDEX_URL" ] && [ -f "$RELEASE/wheelhouse/$PINNED" ]; then
+    wanted="$RELEASE/wheelhouse/$PINNED"
+  fi
   "$PYTHON" -m venv "$venv"
   if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-input \
-       "${source[@]}" -r "$RELEASE/$REQUIREMENTS" >"$log" 2>&1; then
+       "${source[@]}" -r "$wanted" >"$log" 2>&1; then
     tail -n 25 "$log" >&2
     echo "pip install failed; the unfinished venv $DIGEST will be rebuilt next time" >&2
     exit 3

@@ -2,7 +2,8 @@
 Pythons: a fleet of two Debian 13 hosts (CPython 3.13) and one Debian 12 host (CPython 3.11,
 the local Python's X.Y) deploys the example app with a compiled requirement (pydantic-core)
 and one that only has an sdist (tinypure, made here), resolved from a private index on this
-machine (PACKAGE_INDEX=file://...). The hosts reach no index: each tag set gets its own
+machine (PACKAGE_INDEX=file://...), and a vendored path requirement (./vendor/tinylocal),
+built here and pinned in every wheelhouse. The hosts reach no index: each tag set gets its own
 wheelhouse, the sdist is built once on one Debian 13 host and shipped to the other, and every
 console script of the requirements runs from the host's .venv/bin."""
 
@@ -69,9 +70,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, list
         write_app(
             project / "app",
             "1.0.0",
-            requirements=("pydantic-core", "tinypure"),
+            requirements=("pydantic-core", "tinypure", "./vendor/tinylocal"),
             uses="pydantic_core",
         )
+        vendored = project / "app" / "vendor" / "tinylocal"  # a path requirement, pure Python
+        vendored.mkdir(parents=True)
+        (vendored / "setup.py").write_text(
+            'from setuptools import setup\nsetup(name="tinylocal", version="0.2", py_modules=["tinylocal"])\n'
+        )
+        (vendored / "tinylocal.py").write_text('VALUE = "vendored"\n')
         (project / "app" / "secrets.env").write_text("GREETING=hi\n")
         yield site, hosts
     finally:
@@ -97,11 +104,13 @@ def test_each_python_gets_packages_built_for_it_and_the_hosts_reach_no_index(
     assert new2.address not in " ".join(re.findall(r"built on \S+", out))
     for host in hosts:
         assert site_get(host)["uses"] == "pydantic_core"
-    probe = "python -c 'import sys, pydantic_core, tinypure; print(\"py\", sys.version_info[:2], pydantic_core.__version__, tinypure.VALUE)'"
+    probe = "python -c 'import sys, pydantic_core, tinylocal, tinypure; print(\"py\", sys.version_info[:2], pydantic_core.__version__, tinylocal.VALUE, tinypure.VALUE)'"
     ran = site.fab("exec", probe)
     for host, version in ((new1, "(3, 13)"), (new2, "(3, 13)"), (old, "(3, 11)")):
         [line] = [line for line in lines_of(ran.stdout, host) if line.startswith("py ")]
-        assert line.startswith(f"py {version} ") and line.endswith("built from an sdist"), line
+        assert line.startswith(f"py {version} ") and line.endswith(
+            "vendored built from an sdist"
+        ), line
     # console scripts, with shebangs naming the host's venv: prebuilt (Debian 12) and pip (13)
     scripts = site.fab(
         "exec",

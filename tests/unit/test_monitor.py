@@ -498,7 +498,15 @@ def follow_with_ctrl_c(settings: config.Settings, conns: list[StreamingConnectio
     out = io.StringIO()
     output = remote.Output(out, out)
     hosts = [remote.Host(c, settings, output) for c in conns]  # type: ignore[arg-type]
-    timer = threading.Timer(0.5, _thread.interrupt_main)
+
+    def interrupt_once_streaming() -> None:  # Ctrl-C when every stream has begun (or failed)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(c.commands for c in conns):
+            time.sleep(0.01)
+        time.sleep(0.2)
+        _thread.interrupt_main()
+
+    timer = threading.Timer(0.0, interrupt_once_streaming)
     timer.start()
     try:
         monitor.follow_logs(hosts, 5)

@@ -189,7 +189,9 @@ def test_build_requirements_come_from_the_sdists_pyproject(tmp_path: Path) -> No
     assert wheelbuild.build_requirements(hatch) == ["hatchling>=1.2"]
 
 
-def test_url_path_and_vcs_requirements_are_refused_for_another_tag_set(tmp_path: Path) -> None:
+def test_url_path_and_vcs_requirements_are_built_here_and_pinned(tmp_path: Path) -> None:
+    """A path requirement of pure Python is built here and pinned for another tag set; one
+    with compiled code is refused for it, naming it (the hosts could not load it)."""
     text = (
         "flask>=2  # the app\n-r more.txt\n--hash=sha256:ab\n./vendor/tinypure\n"
         "git+https://git.example/x.git#egg=x\nshop @ https://files.example/shop-1.tar.gz\n"
@@ -199,15 +201,42 @@ def test_url_path_and_vcs_requirements_are_refused_for_another_tag_set(tmp_path:
         "./vendor/tinypure", "git+https://git.example/x.git#egg=x",
         "shop @ https://files.example/shop-1.tar.gz", "-e ./lib",
     ]  # fmt: skip
-    (tmp_path / "app").mkdir()
-    (tmp_path / "app" / "requirements.txt").write_text("gunicorn\n./vendor/tinypure\n")
+    app = tmp_path / "app"
+    pure = app / "vendor" / "tinypure"
+    pure.mkdir(parents=True)
+    (pure / "setup.py").write_text(
+        'from setuptools import setup\nsetup(name="fabdeploy-test-tinypure", version="0.3",'
+        ' py_modules=["fdt_tinypure"])\n'
+    )
+    (pure / "fdt_tinypure.py").write_text("VALUE = 1\n")
+    requirements = "./vendor/tinypure  # vendored\n"
+    (app / "requirements.txt").write_text(requirements)
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
     (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "staging.env").write_text("APP_NAME=shop\nAPP_DIR=app\n")
+    (tmp_path / "config" / "staging.env").write_text(
+        f"APP_NAME=shop\nAPP_DIR=app\nPACKAGE_INDEX={empty.as_uri()}\n"
+    )
     conf = config.build("staging", tmp_path)
+    said: list[str] = []
+    wheels = packages.wheelhouse(conf, requirements, SERVER_ARM, LAPTOP, ("web1",), said.append)
+    [wheel] = packages.check_wheels(wheels, SERVER_ARM)
+    assert wheel.startswith("fabdeploy_test_tinypure-0.3-py3-none-any")
+    assert (wheels / packages.PINNED).read_text() == "fabdeploy-test-tinypure==0.3\n"
+    assert packages.origins(wheels) == {wheel: "locally, from ./vendor/tinypure"}
+    assert packages.requirements_of(conf, wheels) == wheels / packages.PINNED
+
+    if (
+        not (shutil.which("cc") or shutil.which("gcc"))
+        or not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file()
+    ):
+        return  # building the compiled one needs a compiler and the Python headers here
+    compiled = app / "vendor" / "tinyext"
+    compiled.mkdir()
+    (compiled / "setup.py").write_text(SETUP_PY)
+    (compiled / "tinyext.c").write_text(TINYEXT_C)
     with pytest.raises(
         wheelbuild.NoWheel,
-        match=r"no wheel of \./vendor/tinypure for cp312-.*names a URL, path or VCS",
+        match=r"no wheel of \./vendor/tinyext for cp312-.*names a URL, path or VCS checkout whose wheel",
     ):
-        packages.wheelhouse(
-            conf, "gunicorn\n./vendor/tinypure\n", SERVER_ARM, LAPTOP, ("web1",), print
-        )
+        packages.wheelhouse(conf, "./vendor/tinyext\n", SERVER_ARM, LAPTOP, ("web1",), print)
