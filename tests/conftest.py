@@ -39,7 +39,7 @@ from tests.hostkit import (
     netns_unavailable_reason,
     nspawn_unavailable_reason,
 )
-from tests.hosts import nspawn
+from tests.hosts import nspawn, rootfs
 
 SKIP_TAG = "[hostkit]"
 INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
@@ -113,15 +113,32 @@ def _skip_reason(report: pytest.TestReport) -> str:
     return str(longrepr)
 
 
+#: Releases whose root filesystem could not be built this session, and why (tried once).
+_ROOTFS_FAILED: dict[str, str] = {}
+
+
 def systemd_kit(workdir: Path, release: str = "bookworm") -> HostKit:
-    """A real-systemd kit (registered for teardown); skips the caller where none can boot."""
-    reason = nspawn_unavailable_reason(release)
-    if reason:
-        pytest.skip(f"{SKIP_TAG} real-systemd {release} hosts cannot boot here: {reason}")
+    """A real-systemd kit (registered for teardown); skips the caller where none can boot
+    (`require_release`)."""
+    require_release(release)
     kit = HostKit(workdir, mode="nspawn", release=release)
     _LIVE_KITS.append(kit)
     _ALL_KITS.append(kit)
     return kit
+
+
+def require_release(release: str) -> None:
+    """Skip the caller unless real-systemd hosts of ``release`` can boot here: root,
+    systemd-nspawn, and its root filesystem (built here if missing, once per session; a
+    failed build skips every test needing that release, saying why)."""
+    reason = nspawn_unavailable_reason(release) or _ROOTFS_FAILED.get(release)
+    if reason is None and not rootfs.is_ready(release):
+        try:
+            rootfs.build(release)
+        except (rootfs.RootfsError, OSError, subprocess.SubprocessError) as exc:
+            reason = _ROOTFS_FAILED[release] = f"building its root filesystem failed: {exc}"
+    if reason:
+        pytest.skip(f"{SKIP_TAG} real-systemd {release} hosts cannot boot here: {reason}")
 
 
 def stop_kit(kit: HostKit) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing_for_netns, stop_kit, systemd_kit
+from tests.conftest import missing_for_netns, require_release, stop_kit, systemd_kit
 from tests.hostkit import TestHost
 from tests.hosts import pyindex
 from tests.integration.apps import write_app
@@ -49,6 +49,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, list
     missing = missing_for_netns()
     if missing:
         pytest.skip(f"[hostkit] deploying needs root and network namespaces; missing: {missing}")
+    require_release("bookworm")  # the third host
     kit = systemd_kit(tmp_path_factory.mktemp("packages-hosts"), "trixie")
     try:
         hosts = [*kit.start(2), *kit.start(1, release="bookworm")]

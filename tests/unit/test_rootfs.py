@@ -41,3 +41,28 @@ def test_the_cache_dir_can_be_moved(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.setenv(rootfs.CACHE_ENV, str(tmp_path))
     assert rootfs.root_path("trixie").parent == tmp_path
     assert not rootfs.is_ready("trixie")
+
+
+def test_a_root_that_cannot_be_built_skips_with_the_reason_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests import conftest
+
+    if conftest.nspawn_unavailable_reason("trixie"):
+        pytest.skip("[hostkit] no real-systemd hosts here at all: nothing to build")
+    calls: list[str] = []
+
+    def failing(release: str, **_: object) -> Path:
+        calls.append(release)
+        raise rootfs.RootfsError("debootstrap exited 1: E: Couldn't download packages")
+
+    monkeypatch.setattr(rootfs, "is_ready", lambda release: False)
+    monkeypatch.setattr(rootfs, "build", failing)
+    monkeypatch.setattr(conftest, "_ROOTFS_FAILED", {})
+    for _ in range(2):
+        with pytest.raises(
+            pytest.skip.Exception,
+            match="trixie hosts cannot boot here: building its root filesystem failed: debootstrap exited 1",
+        ):
+            conftest.require_release("trixie")
+    assert calls == ["trixie"]  # tried once per session
