@@ -304,6 +304,10 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
     assert answer["version"] == "1.0.0"
     assert answer["release"] == site.current()
     assert loop.versions and set(loop.versions) == {"1.0.0"}  # nothing else ever answered
+    figure(
+        f"{loop.where}: cold deploy: {loop.ok} answers, all 1.0.0; {len(loop.failures)} refused "
+        "before the first start (nothing served yet)"
+    )
     if site.same_python:  # no pip on the host, packages prebuilt locally
         assert re.search(r"venv [0-9a-f]{16} built from the prebuilt packages", cold.stdout)
     else:  # another Python: the wheelhouse, pip on the host offline
