@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -170,12 +171,28 @@ def leftovers() -> list[str]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Stop what is still running; a test host left behind fails the session."""
+    """Stop what is still running; a test host left behind fails the session. Under
+    pytest-xdist a worker hands its hosts, figures and leftovers to the controller."""
     _stop_all_kits()
-    left = leftovers()
+    left = [*session.config.stash.get(_LEFT_KEY, []), *leftovers()]  # workers' first
     if left:
         session.config.stash[_LEFT_KEY] = left
         session.exitstatus = 1
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["hostkit"] = json.dumps(
+            {"kinds": _host_counts(), "figures": _FIGURES, "left": left}
+        )
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist (controller): gather what a worker reported in its sessionfinish."""
+    data = json.loads(getattr(node, "workeroutput", {}).get("hostkit", "{}") or "{}")
+    for what, count in data.get("kinds", {}).items():
+        _WORKER_KINDS[what] = _WORKER_KINDS.get(what, 0) + count
+    _FIGURES.extend(data.get("figures", []))
+    if data.get("left"):
+        node.config.stash[_LEFT_KEY] = [*node.config.stash.get(_LEFT_KEY, []), *data["left"]]
 
 
 _LEFT_KEY = pytest.StashKey[list]()
@@ -188,8 +205,20 @@ def figure(line: str) -> None:
     _FIGURES.append(line)
 
 
+#: Hosts the pytest-xdist workers booted, by kind (controller only).
+_WORKER_KINDS: dict[str, int] = {}
+
+
 def _host_kinds() -> list[str]:
-    """One line per kind of host this session booted, with how many."""
+    """One line per kind of host this session (and its workers) booted, with how many."""
+    kinds = dict(_WORKER_KINDS)
+    for what, count in _host_counts().items():
+        kinds[what] = kinds.get(what, 0) + count
+    return [f"  {count} x {what}" for what, count in kinds.items()]
+
+
+def _host_counts() -> dict[str, int]:
+    """Hosts this process booted, by kind."""
     kinds: dict[str, int] = {}
     for kit in _ALL_KITS:
         for host in kit.hosts:
@@ -200,7 +229,7 @@ def _host_kinds() -> list[str]:
             else:
                 what = "stand-in: one unprivileged sshd on 127.0.0.1"
             kinds[what] = kinds.get(what, 0) + 1
-    return [f"  {count} x {what}" for what, count in kinds.items()]
+    return kinds
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -218,6 +247,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     left = config.stash.get(_LEFT_KEY, [])
     if left:
         terminalreporter.write_line(f"hostkit: FAILED: test hosts left behind: {left}")
+
     skipped = [r for r in terminalreporter.stats.get("skipped", []) if SKIP_TAG in _skip_reason(r)]
     missing = missing_for_netns()
     if skipped:

@@ -770,6 +770,10 @@ class HostKit:
                 continue
             if any(net.overlaps(u) for u in used if isinstance(u, ipaddress.IPv4Network)):
                 continue
+            # Claim it with the guard route: `add` fails if another process (a pytest-xdist
+            # worker, another run) claimed the same /24 since the routes were read.
+            if _run(["ip", "route", "add", "unreachable", str(net)], check=False).returncode:
+                continue
             _RESERVED_SUBNETS.add(str(net))
             return str(net)
         raise HostKitError("no free 10.200-250.x.0/24 subnet found")
