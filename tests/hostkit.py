@@ -8,7 +8,17 @@ over TCP, and tears them all down again. Importable without pytest, and a CLI::
     python -m tests.hostkit down --all                   # stop every kit listed by `list`
     python -m tests.hostkit list                         # state dirs known under the base dir
 
-Two modes (``FABDEPLOY_HOSTKIT_MODE=netns|loopback`` overrides the automatic choice):
+Three modes (``FABDEPLOY_HOSTKIT_MODE=netns|loopback|nspawn`` overrides the automatic
+choice between the first two):
+
+nspawn (root, systemd-nspawn; ``HostKit(dir, mode="nspawn", release="bookworm"|"trixie")``)
+    Real servers: a cached Debian root (tests/hosts/rootfs.py) booted by systemd-nspawn with
+    systemd as PID 1, on an overlay of the host's own, in cgroups of its own, addressed on a
+    veth /30 of the kit's /24 (tests/hosts/nspawn.py has the details). What every test that
+    starts, switches, stops or reads the service uses. ``TestHost.pid`` is the container's
+    PID 1 (``sh`` enters all its namespaces), ``supervisor`` the nspawn process that
+    ``stop()`` signals; ``path("/srv/...")`` is a host file seen from here; ``reboot(host)``
+    halts and boots it again with its files. ``python -m tests.hostkit up --mode nspawn``.
 
 netns (root, ``ip netns`` works)
     Each host is a network namespace ``fdt-RUN-I`` joined to the root namespace by a veth pair
