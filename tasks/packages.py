@@ -154,7 +154,15 @@ def fill(
     direct = wheelbuild.direct_references(requirements)
     try:
         if direct:
-            pinned = wheelbuild.pin_direct(settings, requirements, direct, tags, hosts, found)
+            pinned = wheelbuild.pin_direct(
+                settings,
+                requirements,
+                direct,
+                tags,
+                hosts,
+                found,
+                builder if tags != local else None,
+            )
             (dest / PINNED).write_text(pinned)
             requirements_file = dest / PINNED
         while True:

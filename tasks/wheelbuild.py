@@ -35,7 +35,7 @@ Builder = Callable[[TagSet, Path, Path, list[str]], tuple[Path, str]]
 #: Why a URL, path or VCS requirement with compiled code stops a build for another tag set.
 DIRECT_REFERENCE = (
     "and it names a URL, path or VCS checkout whose wheel, built here, has compiled code for"
-    " this machine's Python and platform only"
+    " this machine's Python and platform only, and no source of it could be built on them"
 )
 #: PEP 517's build requirements for an sdist that names none.
 DEFAULT_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")
@@ -112,14 +112,21 @@ def pin_direct(
     tags: TagSet,
     hosts: tuple[str, ...],
     found: Found,
+    builder: Builder | None = None,
 ) -> str:
     """Build each URL, path or VCS requirement here (``pip wheel --no-deps``) into
     ``found``; return the requirements with each such line pinned to ``NAME==VERSION`` of its
-    wheel. A wheel ``tags`` cannot install (compiled for this machine) is a `NoWheel`."""
+    wheel. A wheel ``tags`` cannot install (compiled for this machine) is built again from
+    its source by ``builder``, on a host of ``tags``; without one it is a `NoWheel`."""
     found.folder.mkdir(parents=True, exist_ok=True)
     pinned: dict[str, str] = {}
     for line in direct:
         target = line.split(None, 1)[1] if line.startswith(("-e ", "--editable ")) else line
+        label, tree = target, (settings.app_dir / target).resolve()
+        if tree.is_dir():  # build a copy: setuptools writes build/ and *.egg-info in place
+            copy = found.sources / f"tree-{len(pinned)}" / tree.name
+            clean_copy(tree, copy)
+            target = str(copy)
         before = set(found.folder.iterdir())
         argv = pip.command(settings, "wheel", "--no-deps", target, "-w", str(found.folder))
         result = pip.run(settings, argv)
@@ -129,11 +136,16 @@ def pin_direct(
                 f"{settings.requirements}: building a wheel of `{line}` here failed:\n"
                 f"{pip.tail(result)}"
             )
-        if not tags.accepts(new[0].name):
+        built = new[0].name
+        if tags.accepts(built):
+            found.wheels[built] = f"locally, from {label}"
+        else:  # compiled for this machine: build it from its source on a host of ``tags``
+            source = source_of(settings, target, built, found.sources / f"direct-{len(pinned)}")
             new[0].unlink()
-            raise NoWheel(line, tags, hosts, DIRECT_REFERENCE)
-        name, version, _, _ = parse_wheel_filename(new[0].name)
-        found.wheels[new[0].name] = f"locally, from {target}"
+            if builder is None or source is None:
+                raise NoWheel(line, tags, hosts, DIRECT_REFERENCE)
+            built = build_sdist(settings, line, source, tags, hosts, found, builder)
+        name, version, _, _ = parse_wheel_filename(built)
         pinned[line] = f"{name}=={version}"
     lines = []
     for raw in requirements.splitlines():
@@ -194,6 +206,19 @@ def build_missing(
     sdist = sdist_of(settings, requirement, found.sources / "sdist")
     if sdist is None:
         raise NoWheel(requirement, tags, hosts, "and no source distribution of it either")
+    build_sdist(settings, requirement, sdist, tags, hosts, found, builder)
+
+
+def build_sdist(
+    settings: Settings,
+    requirement: str,
+    sdist: Path,
+    tags: TagSet,
+    hosts: tuple[str, ...],
+    found: Found,
+    builder: Builder,
+) -> str:
+    """Build ``sdist`` for ``tags`` with ``builder``; add the wheel to ``found``, return its name."""
     requires = build_requirements(sdist)
     deps = found.sources / f"deps-{sdist.name}"
     argv = pip.command(
@@ -212,6 +237,48 @@ def build_missing(
     found.folder.mkdir(parents=True, exist_ok=True)
     shutil.move(str(wheel), str(found.folder / wheel.name))
     found.wheels[wheel.name] = where
+    return wheel.name
+
+
+#: What a source tree holds that is not source: earlier builds, caches.
+NOT_SOURCE = ("build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".git", ".venv")
+
+
+def clean_copy(tree: Path, dest: Path) -> None:
+    """Copy the source ``tree`` to ``dest`` without build products (`NOT_SOURCE`)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(tree, dest, ignore=shutil.ignore_patterns(*NOT_SOURCE))
+
+
+def source_of(settings: Settings, target: str, wheel: str, dest: Path) -> Path | None:
+    """A source archive (``NAME-VERSION.tar.gz``, one top folder) of a URL, path or VCS
+    requirement whose ``wheel`` was built here, to build it again on a host; None if none."""
+    name, version, _, _ = parse_wheel_filename(wheel)
+    dest.mkdir(parents=True, exist_ok=True)
+    base = dest / f"{name}-{version}"
+    folder = (settings.app_dir / target).resolve()
+    if folder.is_dir():  # a path requirement: its source tree is the sdist
+        clean = dest / "tree" / folder.name
+        clean_copy(folder, clean)
+        return Path(shutil.make_archive(str(base), "gztar", clean.parent, folder.name))
+    got = dest / "download"
+    argv = pip.command(settings, "download", "--no-deps", target, "-d", str(got))
+    files = (
+        sorted(got.iterdir()) if pip.run(settings, argv).returncode == 0 and got.is_dir() else []
+    )
+    if len(files) != 1:
+        return None
+    if files[0].name.endswith(".tar.gz"):
+        return files[0]
+    if files[0].suffix != ".zip":  # a VCS checkout is saved as a zip: make it a tar.gz
+        return None
+    unpacked = dest / "unpacked"
+    shutil.unpack_archive(str(files[0]), str(unpacked))
+    tops = list(unpacked.iterdir())
+    root, top = (
+        (unpacked, tops[0].name) if len(tops) == 1 and tops[0].is_dir() else (dest, "unpacked")
+    )
+    return Path(shutil.make_archive(str(base), "gztar", root, top))
 
 
 # --- on a host -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -225,6 +226,7 @@ def test_url_path_and_vcs_requirements_are_built_here_and_pinned(tmp_path: Path)
     assert (wheels / packages.PINNED).read_text() == "fabdeploy-test-tinypure==0.3\n"
     assert packages.origins(wheels) == {wheel: "locally, from ./vendor/tinypure"}
     assert packages.requirements_of(conf, wheels) == wheels / packages.PINNED
+    assert sorted(p.name for p in pure.iterdir()) == ["fdt_tinypure.py", "setup.py"]  # untouched
 
     if (
         not (shutil.which("cc") or shutil.which("gcc"))
@@ -240,3 +242,66 @@ def test_url_path_and_vcs_requirements_are_built_here_and_pinned(tmp_path: Path)
         match=r"no wheel of \./vendor/tinyext for cp312-.*names a URL, path or VCS checkout whose wheel",
     ):
         packages.wheelhouse(conf, "./vendor/tinyext\n", SERVER_ARM, LAPTOP, ("web1",), print)
+
+
+@pytest.mark.skipif(
+    not (shutil.which("cc") or shutil.which("gcc"))
+    or not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file(),
+    reason="building tinyext needs a C compiler and the Python headers here",
+)
+def test_a_compiled_path_requirement_is_built_again_on_a_host_of_the_tag_set(
+    tmp_path: Path,
+) -> None:
+    """Built here first (to learn its name and version), its wheel fits this machine only:
+    its source tree goes to the builder of the hosts' tag set, and the requirement is pinned
+    to the wheel the host built."""
+    app = tmp_path / "app"
+    compiled = app / "vendor" / "tinyext"
+    compiled.mkdir(parents=True)
+    (compiled / "setup.py").write_text(SETUP_PY)
+    (compiled / "tinyext.c").write_text(TINYEXT_C)
+    (app / "requirements.txt").write_text("./vendor/tinyext\n")
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "staging.env").write_text(
+        f"APP_NAME=shop\nAPP_DIR=app\nPACKAGE_INDEX={empty.as_uri()}\n"
+    )
+    conf = config.build("staging", tmp_path)
+    handed: list[tuple[str, list[str], list[str]]] = []
+
+    def builder(tags, sdist: Path, deps: Path, requires: list[str]) -> tuple[Path, str]:  # type: ignore[no-untyped-def]
+        import tarfile
+
+        with tarfile.open(sdist) as tar:
+            handed.append((sdist.name, sorted(tar.getnames()), requires))
+        wheel = tmp_path / "tinyext-0.1-cp312-cp312-manylinux_2_17_aarch64.whl"
+        with zipfile.ZipFile(wheel, "w") as archive:  # what the host's build would return
+            info = "tinyext-0.1.dist-info"
+            archive.writestr(
+                f"{info}/METADATA", "Metadata-Version: 2.1\nName: tinyext\nVersion: 0.1\n"
+            )
+            archive.writestr(
+                f"{info}/WHEEL",
+                "Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: cp312-cp312-manylinux_2_17_aarch64\n",
+            )
+            archive.writestr(f"{info}/RECORD", "")
+        return wheel, "on web1"
+
+    wheels = packages.wheelhouse(
+        conf, "./vendor/tinyext\n", SERVER_ARM, LAPTOP, ("web1", "web2"), print, builder
+    )
+    assert handed == [
+        (
+            "tinyext-0.1.tar.gz",
+            ["tinyext", "tinyext/setup.py", "tinyext/tinyext.c"],
+            ["setuptools>=40.8.0", "wheel"],
+        )
+    ]
+    assert packages.check_wheels(wheels, SERVER_ARM) == [
+        "tinyext-0.1-cp312-cp312-manylinux_2_17_aarch64.whl"
+    ]
+    assert (wheels / packages.PINNED).read_text() == "tinyext==0.1\n"
+    assert packages.origins(wheels) == {
+        "tinyext-0.1-cp312-cp312-manylinux_2_17_aarch64.whl": "on web1"
+    }
