@@ -114,9 +114,9 @@ class Fleet:
 F = TypeVar("F", bound=Fleet)
 
 
-def start_fleet(kit: HostKit, project: Path, kind: type[F]) -> F:
-    """Three hosts of ``kit`` as the staging environment of ``project`` (its fabfile there)."""
-    hosts = kit.start(3)
+def start_fleet(kit: HostKit, project: Path, kind: type[F], count: int = 3) -> F:
+    """``count`` hosts of ``kit`` as the staging environment of ``project`` (its fabfile there)."""
+    hosts = kit.start(count)
     (project / "config").mkdir()
     (project / "config" / "staging.env").write_text(
         f"HOSTS={','.join(f'deploy@{h.address}' for h in hosts)}\n"
