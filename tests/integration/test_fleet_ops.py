@@ -236,3 +236,49 @@ def test_deploy_per_host_keeps_fabrics_loop(ops: Ops) -> None:
     proc = ops.fab("-H", hosts, "staging", "deploy", "--per-host")
     assert proc.stdout.count("deployed ") == 2  # two deploys, one per -H host
     assert ops.served()[:2] == ["6.0.0"] * 2
+
+
+def test_plan_is_what_the_following_deploy_does(ops: Ops) -> None:
+    write_app(ops.project / "app", "7.0.0", requirements=("python-dotenv",), uses="dotenv")
+    (ops.project / "app" / "secrets.env").write_text("GREETING=hi\nNEW_KEY=x1y2z3\n")
+    env = ops.project / "config" / "staging.env"
+    settings = env.read_text()
+    env.write_text(settings.replace("SWITCH_BATCH=1\n", "SWITCH_BATCH=1,2\n"))
+    try:
+        logins = [ops.logins(h) for h in ops.hosts]
+        served = [ops.current(h) for h in ops.hosts]
+        planned = json.loads(ops.fab("staging", "plan", "--json").stdout)
+        assert [ops.current(h) for h in ops.hosts] == served  # the plan changed nothing
+        assert [ops.logins(h) for h in ops.hosts] == [n + 1 for n in logins]  # one login each
+        human = ops.fab("staging", "plan")
+        assert "switch rounds: 1. " in human.stdout
+        done = ops.fab("staging", "deploy", "--summary-json", "plan-summary.json")
+    finally:
+        env.write_text(settings)
+    summary = json.loads((ops.project / "plan-summary.json").read_text())
+    assert [p["host"] for p in planned] == [h["host"] for h in summary["hosts"]]
+    assert (
+        planned[0]["rounds"]
+        == summary["rounds"]
+        == [[h.address] for h in ops.hosts[:1]] + [[h.address for h in ops.hosts[1:]]]
+    )
+    for plan, host in zip(planned, summary["hosts"]):
+        assert plan["change"] is True and plan["revision"] == summary["revision"]
+        assert plan["serving"] == host["served_before"]
+        assert plan["round"] == next(
+            n for n, names in enumerate(summary["rounds"], 1) if plan["host"] in names
+        )
+        venv_line = f"[{plan['host']}] venv {plan['venv']} " + (
+            "reused" if plan["venv_reused"] else "built"
+        )
+        assert venv_line in done.stdout, venv_line
+        assert "python_dotenv" in plan["packages"] or "python-dotenv" in plan["packages"]
+        skipped = f"[{plan['host']}] packages not shipped" in done.stdout
+        assert skipped is not plan["packages_shipped"]
+        assert plan["secrets_added"] == ["NEW_KEY"] and plan["secrets_removed"] == []
+        assert set(plan["files"].values()) == {""}  # setup would change no file
+        assert plan["hooks"] == []
+    assert ops.served() == ["7.0.0"] * 3
+    again = json.loads(ops.fab("staging", "plan", "--json").stdout)
+    assert [p["change"] for p in again] == [False] * 3  # the next deploy would change nothing
+    assert "no change: every host already serves" in ops.fab("staging", "deploy").stdout
