@@ -179,7 +179,7 @@ def switch_in_batches(run_: Run, *, with_hooks: bool = True) -> None:
     run_.rounds = tuple(tuple(h.name for h in batch) for batch in batches)
     for number, batch in enumerate(batches, 1):
         if len(batches) > 1:
-            canary = " (the canary)" if number == 1 and len(batch) < len(batches[1]) else ""
+            canary = " (the canary)" if number == 1 and "," in run_.settings.switch_batch else ""
             run_.say(
                 f"switch: batch {number} of {len(batches)}{canary}: "
                 + ", ".join(h.name for h in batch)

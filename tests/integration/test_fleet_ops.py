@@ -282,3 +282,29 @@ def test_plan_is_what_the_following_deploy_does(ops: Ops) -> None:
     again = json.loads(ops.fab("staging", "plan", "--json").stdout)
     assert [p["change"] for p in again] == [False] * 3  # the next deploy would change nothing
     assert "no change: every host already serves" in ops.fab("staging", "deploy").stdout
+
+
+def test_a_failed_canary_stops_the_deploy_with_every_other_host_as_it_was(ops: Ops) -> None:
+    h1 = ops.hosts[0]
+    env = ops.project / "config" / "staging.env"
+    settings = env.read_text()
+    env.write_text(settings.replace("SWITCH_BATCH=1\n", ""))  # the default: 1,25%
+    served, releases = ops.served(), [ops.releases(h) for h in ops.hosts]
+    logs = [len(ops.audit(h)) for h in ops.hosts]
+    h1.sh(f"touch {ROOT}/shared/unhealthy")
+    try:
+        Fleet.app(ops, "9.0.0", marked_unhealthy=True)  # unhealthy where the marker is
+        failed = ops.fab("staging", "deploy", ok=False)
+    finally:
+        h1.sh(f"rm -f {ROOT}/shared/unhealthy")
+        env.write_text(settings)
+    assert "switch: batch 1 of 3 (the canary)" in failed.stdout
+    assert f"switch (batch 1 of 3) failed on 1 host(s): [{h1.address}]" in failed.stderr
+    assert "No other host was switched" in failed.stderr
+    assert "switch: batch 2 of 3" not in failed.stdout
+    assert ops.served() == served
+    assert [ops.releases(h) for h in ops.hosts] == releases  # the prepared release removed
+    for host, before in zip(ops.hosts, logs):
+        assert [a["result"] for a in ops.audit(host)[before:]] == ["failed"]
+    ops.consistent()
+    ops.tracked()
