@@ -99,7 +99,7 @@ def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, lock_wait=0
     }
 )
 def rollback(c, to="", release="", fleet=False, per_host=False):  # type: ignore[no-untyped-def]
-    """Switch back to the release that served before the current one (or --to one), health-checked."""
+    """Switch back to the release that served before the current one (or --to one), checked."""
     settings, hosts = remote.session(c, fleet=fleet or not per_host)
     if not hosts:
         return
@@ -189,11 +189,11 @@ def switch_in_batches(run_: Run, *, with_hooks: bool = True) -> None:
             run_.across(batch, lambda host: back(run_, host))
             run_.across(run_.hosts[len(done) + len(batch) :], lambda host: undo(run_, host))
             run_.across(done, lambda host: record(run_, host))
-            first = "" if done else "No other host was switched. "
+            alone = "" if done else "No other host was switched. "
             raise failed(
                 f"switch (batch {number} of {len(batches)})",
                 failures,
-                f"That batch went back to what it served. {first}" + serving(run_),
+                f"That batch went back to what it served. {alone}" + serving(run_),
             )
         done += batch
         run_.save()  # a fab killed now leaves a record of the hosts that took the release

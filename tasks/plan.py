@@ -78,13 +78,22 @@ def diff(path: str, have: str, want: str) -> str:
     return "".join(lines)
 
 
+#: The local hook points a deploy runs (a rollback's are not part of its plan).
+DEPLOY_LOCAL_POINTS = ("before_deploy", "before_test", "after_test", "after_deploy")
+
+
 def hooks_on(c: Context, settings: Settings, first: bool) -> list[str]:
-    """The host hooks a deploy runs on a host (``once`` ones only on the first)."""
+    """The hooks a deploy runs on a host (``once`` ones only on the first), and on the first
+    host's list also those it runs locally, once."""
     found = []
     for point in hooks.HOST_POINTS:
         for hook in hooks.attached(c, settings, point):
             if first or not hook.once:
                 found.append(f"{point}: {hook.name}" + (" (once)" if hook.once else ""))
+    for point in DEPLOY_LOCAL_POINTS if first else ():
+        found += [
+            f"{point}: {hook.name} (locally, once)" for hook in hooks.attached(c, settings, point)
+        ]
     return found
 
 

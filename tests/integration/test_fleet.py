@@ -208,6 +208,8 @@ def test_a_batch_failing_its_health_check_goes_back_and_the_report_says_so(fleet
 
 def test_dash_h_fleet_flag_and_the_projects_own_tasks(fleet: Fleet) -> None:
     fleet.app("4.0.0")
+    planned = json.loads(fleet.fab("staging", "plan", "--json").stdout)  # the fabfile's hook
+    assert [p["hooks"] for p in planned] == [["before_switch: migrate (once)"], [], []]
     hosts = ",".join(f"deploy@{h.address}" for h in fleet.hosts)
     proc = fleet.fab("-H", hosts, "staging", "ship", "--fleet")
     assert fleet.served() == ["4.0.0"] * 3
