@@ -1,7 +1,7 @@
 """fabdeploy: Fabric tasks that take a Python web app from a checkout to serving on servers.
 
 `namespace` builds the root collection: the five stages (setup, test, upload, run,
-monitor), ``deploy`` and ``rollback``, ``lock`` (``lock.status``) and ``unlock``, the most used monitor tasks at the top level, and
+monitor), ``deploy`` and ``rollback``, ``check`` and ``plan``, ``lock`` (``lock.status``) and ``unlock``, the most used monitor tasks at the top level, and
 one task per environment file (``fab staging deploy``).
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from invoke import Collection, Task, task
 
-from . import config, deploy, execute, hooks, lock, monitor, run, setup, test, upload
+from . import check, config, deploy, execute, hooks, lock, monitor, plan, run, setup, test, upload
 from .errors import ConfigError, FabdeployError, HostError
 
 __all__ = ["ConfigError", "FabdeployError", "HostError", "hooks", "namespace", "ns"]
@@ -41,6 +41,8 @@ def namespace(project_dir: Path | str | None = None) -> Collection:
     ns.add_collection(lock.ns)
     ns.add_task(lock.unlock)
     ns.add_task(deploy.trust)
+    ns.add_task(check.check)
+    ns.add_task(plan.plan)
     ns.add_task(execute.exec_)
     for shortcut in (
         monitor.logs,

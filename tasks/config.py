@@ -202,11 +202,15 @@ def _release_file(raw: str) -> str:
 
 
 def _batch(raw: str) -> str:
-    value = raw.strip()
-    number = value[:-1] if value.endswith("%") else value
-    if not number.isdigit() or int(number) < 1 or (value.endswith("%") and int(number) > 100):
-        raise ValueError(f"expected a count such as 2 or a percentage such as 25%, got {raw!r}")
-    return value
+    items = [item.strip() for item in raw.split(",")]
+    for value in items:
+        number = value[:-1] if value.endswith("%") else value
+        if not number.isdigit() or int(number) < 1 or (value.endswith("%") and int(number) > 100):
+            raise ValueError(
+                "expected a count such as 2, a percentage such as 25%, or a list of them "
+                f"such as 1,25% (one canary host, then a quarter of the fleet a round), got {raw!r}"
+            )
+    return ",".join(items)
 
 
 def _hosts(raw: str) -> tuple[str, ...]:
@@ -336,7 +340,12 @@ KEYS: tuple[Key, ...] = (
         "Command run in the new release after it serves; 'once:' for one host",
     ),
     Key("PARALLEL", _whole(1), "8", "Hosts prepared at once in a fleet deploy"),
-    Key("SWITCH_BATCH", _batch, "1", "Hosts switched at once: a count or a percentage"),
+    Key(
+        "SWITCH_BATCH",
+        _batch,
+        "1,25%",
+        "Hosts switched a round: counts or percentages, the last repeating (1,25%: a canary first)",
+    ),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}
 
@@ -442,11 +451,17 @@ class Settings:
         word = "" if self.environment == DEFAULT_ENVIRONMENT else f"{self.environment} "
         return f"fab {word}{task}"
 
-    def batch_size(self, hosts: int) -> int:
-        """How many of ``hosts`` hosts one switch batch holds."""
-        if self.switch_batch.endswith("%"):
-            return max(1, hosts * int(self.switch_batch[:-1]) // 100)
-        return max(1, int(self.switch_batch))
+    def batch_sizes(self, hosts: int) -> list[int]:
+        """How many of ``hosts`` hosts each switch round holds, in order (Ansible's ``serial``:
+        each item of SWITCH_BATCH is one round, the last repeats; a percentage is of the whole
+        fleet, rounded down, at least 1)."""
+        items = self.switch_batch.split(",")
+        sizes: list[int] = []
+        while sum(sizes) < hosts:
+            item = items[min(len(sizes), len(items) - 1)]
+            size = hosts * int(item[:-1]) // 100 if item.endswith("%") else int(item)
+            sizes.append(min(max(1, size), hosts - sum(sizes)))
+        return sizes
 
 
 def example_env() -> str:

@@ -6,7 +6,8 @@ preflight -> test -> lock -> check -> build -> upload -> install -> smoke -> swi
 
 ``preflight`` (files, settings, git state: no time) and ``test`` run first and locally, so a
 missing file, an uncommitted change or a failing suite touches no host. Across a fleet (the
-hosts of the environment file, or ``fab -H a,b deploy --fleet``) the prepare steps (upload,
+hosts of the environment file, or of ``fab -H a,b deploy``: ``--per-host`` keeps Fabric's loop
+of one deploy per host) the prepare steps (upload,
 install, smoke) run on every host at once, PARALLEL at a time, all or nothing: a host that
 fails to prepare stops the deploy with no host switched. The switch then goes in batches of
 SWITCH_BATCH hosts, each behind its health check; a batch that fails goes back to the release
@@ -29,6 +30,8 @@ from pathlib import Path
 from invoke import task
 
 from . import gitref, hooks, preflight, remote, run, setup, test, upload, wheelbuild
+from . import resume as resumes
+from .config import Settings
 from .errors import FabdeployError, HostError
 from .fleet import Run, failed, reported
 from .layout import Audit
@@ -37,7 +40,8 @@ from .lock import unlock as unlock  # `tasks.deploy.unlock`, as before it moved 
 from .releases import append_audit, inventory, prune, read_revision, utc_now
 from .remote import Host
 
-FLEET_HELP = "with -H a,b: deploy the -H hosts as one fleet (parallel prepare, batched switch)"
+FLEET_HELP = "kept for older scripts: -H hosts are one fleet by default now"
+PER_HOST_HELP = "with -H a,b: Fabric's loop, one separate deploy per -H host, one after the other"
 
 
 # --- the tasks -----------------------------------------------------------------------------
@@ -50,18 +54,20 @@ FLEET_HELP = "with -H a,b: deploy the -H hosts as one fleet (parallel prepare, b
         "break-lock": "remove another deploy's lock first (prints who held it; logged)",
         "lock-wait": "wait up to SECONDS for a held deploy lock instead of failing at once",
         "fleet": FLEET_HELP,
+        "per-host": PER_HOST_HELP,
         "force": "deploy even when every host already serves this revision",
         "summary-json": "also write the final summary as JSON to this file (for CI)",
         "ref": "deploy this git tag, branch or commit (exported from git; the work tree is untouched)",
+        "resume": "finish the last deploy: its release, to the hosts that do not serve it (only)",
     }
 )
-def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, lock_wait=0, fleet=False, force=False, summary_json="", ref=""):  # type: ignore[no-untyped-def]  # fmt: skip
+def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, lock_wait=0, fleet=False, per_host=False, force=False, summary_json="", ref="", resume=False):  # type: ignore[no-untyped-def]  # fmt: skip
     """Deploy the app: test, build, upload, switch behind a health check, clean up."""
-    settings, hosts = remote.session(c, fleet=fleet)
+    settings, hosts = remote.session(c, fleet=fleet or not per_host)
+    hosts, last = to_resume(settings, hosts) if resume and hosts else (hosts, None)
     if not hosts:
-        return  # `fab -H a,b deploy --fleet`: this host was deployed with the fleet
-    run_ = Run(c, settings, hosts, "deploy", skip_tests, allow_dirty, break_lock, force=force)
-    run_.lock_wait, run_.summary_json, run_.ref = float(lock_wait), summary_json, ref
+        return  # `fab -H a,b deploy`: this host was deployed with the fleet (or nothing to resume)
+    run_ = Run(c, settings, hosts, "deploy", skip_tests, allow_dirty, break_lock, force=force, lock_wait=float(lock_wait), summary_json=summary_json, ref=ref or (last.ref if last else ""), resume=last)  # fmt: skip
     with reported(run_):
         hooks.run_local(c, settings, run_.output, "before_deploy")
         run_.locally("preflight", preflight_step)  # files, settings, git: no time, no host
@@ -71,6 +77,7 @@ def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, lock_wait=0
             run_.locally("build", build)
             if already_serving(run_):  # same revision, running everywhere: nothing to do
                 return
+            run_.save()  # from now on `deploy --resume` can finish it
             prepare(run_)  # upload, install, smoke: every host, all or nothing
             switch_in_batches(run_)  # health-gated batches; a failed batch goes back
             run_.everywhere("cleanup", cleanup)
@@ -85,21 +92,24 @@ def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, lock_wait=0
 
 @task(
     help={
-        "release": "release to switch to (default: the one before `current`)",
-        "fleet": "with -H a,b: roll the -H hosts back as one fleet (batched, health-gated)",
+        "to": "release to switch every host to (default: the one that served before `current`)",
+        "release": "the same as --to (its older name)",
+        "fleet": FLEET_HELP,
+        "per-host": "with -H a,b: Fabric's loop, one separate rollback per -H host",
     }
 )
-def rollback(c, release="", fleet=False):  # type: ignore[no-untyped-def]
-    """Switch back to the previous (or a named) release and check its health."""
-    settings, hosts = remote.session(c, fleet=fleet)
+def rollback(c, to="", release="", fleet=False, per_host=False):  # type: ignore[no-untyped-def]
+    """Switch back to the release that served before the current one (or --to one), checked."""
+    settings, hosts = remote.session(c, fleet=fleet or not per_host)
     if not hosts:
         return
-    run_ = Run(c, settings, hosts, "rollback", wanted=release)
+    run_ = Run(c, settings, hosts, "rollback", wanted=to or release)
     with reported(run_):
         hooks.run_local(c, settings, run_.output, "before_rollback")
         with locked(run_):
             run_.everywhere("check", check)
             run_.everywhere("choose", choose)
+            agree(run_)
             switch_in_batches(run_, with_hooks=False)
             run_.everywhere("record", record)
             hooks.run_local(c, settings, run_.output, "after_rollback")
@@ -166,28 +176,67 @@ def switch_in_batches(run_: Run, *, with_hooks: bool = True) -> None:
             raise
     step = switch_with_hooks if with_hooks else switch
     done: list[Host] = []
+    run_.rounds = tuple(tuple(h.name for h in batch) for batch in batches)
     for number, batch in enumerate(batches, 1):
         if len(batches) > 1:
+            canary = " (the canary)" if number == 1 and "," in run_.settings.switch_batch else ""
             run_.say(
-                f"switch: batch {number} of {len(batches)}: {', '.join(h.name for h in batch)}"
+                f"switch: batch {number} of {len(batches)}{canary}: "
+                + ", ".join(h.name for h in batch)
             )
         failures = run_.across(batch, lambda host: run_.on(host, "switch", step))
         if failures:
             run_.across(batch, lambda host: back(run_, host))
             run_.across(run_.hosts[len(done) + len(batch) :], lambda host: undo(run_, host))
             run_.across(done, lambda host: record(run_, host))
+            alone = "" if done else "No other host was switched. "
             raise failed(
                 f"switch (batch {number} of {len(batches)})",
                 failures,
-                "That batch went back to what it served; " + serving(run_),
+                f"That batch went back to what it served. {alone}" + serving(run_),
             )
         done += batch
+        run_.save()  # a fab killed now leaves a record of the hosts that took the release
     if with_hooks:
         try:
             hooks.run_on(run_.c, first, "after_switch", run_.release[first.name], once=True)
         except BaseException:  # every host serves the release: record that, then fail
             run_.across(run_.hosts, lambda host: record(run_, host))
             raise
+
+
+def to_resume(settings: Settings, hosts: list[Host]) -> tuple[list[Host], resumes.Record]:
+    """The deploy ``--resume`` continues, and the hosts it works on: those not shown serving its
+    release (the others are named, never contacted)."""
+    last = resumes.load(settings)
+    todo = last.to_do([h.name for h in hosts])
+    output = hosts[0].output
+    for host in hosts:
+        if last.serving(host.name):
+            output.line(host.name, f"serves {last.release} (deploy {last.id}): not touched")
+        elif host.name not in last.results:
+            output.line(host.name, f"not a host of deploy {last.id}: not touched")
+    if last.ok or not todo:
+        output.say(f"nothing to resume: deploy {last.id} of {last.release} ended well everywhere")
+        return [], last
+    output.say(f"resuming deploy {last.id} of {last.release} on {', '.join(todo)}")
+    return [h for h in hosts if h.name in todo], last
+
+
+def resumed_everywhere(run_: Run) -> bool:
+    """With --resume: drop the hosts that serve the release already (an interrupted switch that
+    finished on its own); whether that leaves none."""
+    assert run_.resume is not None
+    release = run_.resume.release
+    for host in list(run_.hosts):
+        facts = run_.facts[host.name]
+        if facts.current == release and facts.running:
+            host.say(f"serves {release} already: nothing to do here")
+            run_.results[host.name] = f"serving {release}"
+            run_.hosts.remove(host)
+    if not run_.hosts:
+        run_.say(f"nothing to resume: every host of deploy {run_.id} serves {release}")
+    return not run_.hosts
 
 
 # --- the steps -----------------------------------------------------------------------------
@@ -223,6 +272,11 @@ def preflight_step(run_: Run) -> None:
 
 def test_step(run_: Run) -> None:
     """The app's own test suite, locally; a failure stops the deploy before any host changes."""
+    if run_.resume:
+        run_.say(
+            f"test: skipped (--resume: deploy {run_.id} tested revision {run_.resume.revision})"
+        )
+        return
     if run_.skip_tests:
         run_.say("test: skipped (--skip-tests)")
         return
@@ -232,11 +286,14 @@ def test_step(run_: Run) -> None:
 
 
 def already_serving(run_: Run) -> bool:
-    """Whether every host runs the revision just built (then nothing changes, unless --force)."""
+    """Whether every host runs the revision just built (then nothing changes, unless --force);
+    with --resume, whether every host serves the release resumed."""
     assert run_.build is not None
+    if run_.resume:
+        return resumed_everywhere(run_)
     revision = run_.build.revision
     same = all(f.revision == revision and f.running for f in run_.facts.values())
-    if same and not run_.force and not revision.endswith("-dirty"):
+    if same and not run_.force and not run_.resume and not revision.endswith("-dirty"):
         for host in run_.hosts:
             run_.results[host.name] = f"no change, serving {run_.served[host.name]}"
         run_.say(
@@ -256,12 +313,26 @@ def build(run_: Run) -> None:
         targets=targets,
         say=run_.say,
         builder=wheelbuild.host_builder(run_.hosts, targets),
+        release=run_.resume.release if run_.resume else "",
     )
+    if run_.resume and run_.build.revision != run_.resume.revision:
+        raise FabdeployError(
+            f"--resume: deploy {run_.id} shipped revision {run_.resume.revision}, this build is "
+            f"revision {run_.build.revision}: no host was touched. Resume from that revision "
+            f"(`{run_.settings.command(f'deploy --resume --ref {run_.resume.revision}')}`), or "
+            "deploy this one without --resume"
+        )
 
 
 def upload_step(run_: Run, host: Host) -> None:
-    """Ship the archive, verify it, unpack ``releases/<name>``."""
+    """Ship the archive, verify it, unpack ``releases/<name>`` (with --resume: unless the host
+    has that release complete already)."""
     assert run_.build is not None
+    if run_.resume and run_.build.release in inventory(host).releases:
+        run_.release[host.name] = run_.build.release
+        run_.reused.add(host.name)
+        host.say(f"releases/{run_.build.release} is here already (deploy {run_.id}): reused")
+        return
     archives = upload.ship(host, run_.build, run_.facts[host.name])
     run_.release[host.name] = run_.build.release
     upload.unpack(host, run_.build, archives)
@@ -270,7 +341,8 @@ def upload_step(run_: Run, host: Host) -> None:
 def install(run_: Run, host: Host) -> None:
     """Give the release its venv (reused when requirements, Python and tags match), REVISION."""
     assert run_.build is not None
-    upload.install(host, run_.build, run_.facts[host.name])
+    if host.name not in run_.reused:
+        upload.install(host, run_.build, run_.facts[host.name], run_.id)
 
 
 def smoke(run_: Run, host: Host) -> None:
@@ -293,8 +365,10 @@ def switch_with_hooks(run_: Run, host: Host) -> None:
 
 
 def choose(run_: Run, host: Host) -> None:
-    """The release to roll back to: the one asked for, or the one before `current`."""
+    """The release to roll back to: the one asked for, or the one that served before `current`."""
     found = inventory(host)
+    run_.present[host.name] = sorted(found.releases)
+    run_.served[host.name] = found.current
     wanted = run_.wanted
     if wanted:
         if wanted not in found.releases:
@@ -311,8 +385,29 @@ def choose(run_: Run, host: Host) -> None:
                 f"no previous release to roll back to (current: {found.current or 'none'})",
             )
     run_.release[host.name] = target
-    run_.served[host.name] = found.current
     host.say(f"rolling back from {found.current or 'nothing'} to {target}")
+
+
+def agree(run_: Run) -> None:
+    """Without --to, every host must go back to the same release; else say what each has."""
+    targets = {run_.release[h.name] for h in run_.hosts}
+    if run_.wanted or len(targets) <= 1:
+        return
+    common = set.intersection(*(set(run_.present[h.name]) for h in run_.hosts))
+    lines = [
+        f"  {h.name}: serving {run_.served[h.name] or 'nothing'}, would go back to "
+        f"{run_.release[h.name]}; has {', '.join(run_.present[h.name])}"
+        for h in run_.hosts
+    ]
+    choice = ", ".join(sorted(common)) or "none: no release is on every host"
+    for host in run_.hosts:
+        run_.results[host.name] = f"not rolled back, serving {run_.served[host.name]}"
+    raise FabdeployError(
+        "the hosts disagree on the release to roll back to; nothing was changed:\n"
+        + "\n".join(lines)
+        + f"\npick one with `{run_.settings.command('rollback --to RELEASE')}` "
+        f"(on every host: {choice})"
+    )
 
 
 def cleanup(run_: Run, host: Host) -> None:
@@ -328,7 +423,8 @@ def record(run_: Run, host: Host, result: str = "ok") -> None:
     release = run_.release.get(host.name, "")
     revision = run_.build.revision if run_.build else read_revision(host, release)
     append_audit(
-        host, Audit(utc_now(), run_.action, release, revision, upload.local_user(), result)
+        host,
+        Audit(utc_now(), run_.action, release, revision, upload.local_user(), result, "", run_.id),
     )
 
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from invoke import Context
 
-from . import gitref, remote, setup, upload
+from . import gitref, remote, resume, setup, upload
 from .config import Settings
 from .errors import FabdeployError, detail
 from .lock import LockOwner, new_id
@@ -43,6 +44,7 @@ ORDER = (
 )
 
 Step = Callable[["Run", Host], object]
+T = TypeVar("T")
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Run:
     lock_wait: float = 0  # seconds to wait for a held deploy lock
     summary_json: str = ""  # a file to write the summary to as JSON
     ref: str = ""  # deploy: the git ref to deploy instead of the work tree
+    resume: resume.Record | None = None  # deploy --resume: the deploy it continues
     owner: LockOwner = field(init=False)
     id: str = field(init=False)  # this run's id, the same on every host (in the lock)
     started: float = field(init=False)
@@ -70,11 +73,14 @@ class Run:
     locked: list[Host] = field(default_factory=list)
     release: dict[str, str] = field(default_factory=dict)  # host -> release being switched to
     served: dict[str, str] = field(default_factory=dict)  # host -> release served before
+    present: dict[str, list[str]] = field(default_factory=dict)  # host -> its releases
+    reused: set[str] = field(default_factory=set)  # --resume: hosts that had the release
     results: dict[str, str] = field(default_factory=dict)  # host -> how it ended
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    rounds: tuple[tuple[str, ...], ...] = ()  # the switch rounds, host names
 
     def __post_init__(self) -> None:
-        self.id = new_id()
+        self.id = self.resume.id if self.resume else new_id()
         self.started = time.monotonic()
         self.owner = LockOwner.mine(deploy_id=self.id)
         self.output = self.hosts[0].output if self.hosts else Output()
@@ -124,9 +130,8 @@ class Run:
             raise failed(name, failures)
 
     def batches(self) -> list[list[Host]]:
-        """The hosts in switch batches of SWITCH_BATCH."""
-        size = self.settings.batch_size(len(self.hosts))
-        return [self.hosts[i : i + size] for i in range(0, len(self.hosts), size)]
+        """The hosts in switch rounds of SWITCH_BATCH (the first host first: the canary)."""
+        return rounds(self.hosts, self.settings.batch_sizes(len(self.hosts)))
 
     def summary(self) -> str:
         """Seconds per step, result and SSH use per host (and the local steps)."""
@@ -143,7 +148,8 @@ class Run:
                 + [f"{sum(spent.values()):.2f}", ssh, self.results.get(where, "")]
             )
         headers = ["host", *steps, "total", "ssh conn/sess", "result"]
-        return table(headers, rows, right=",".join([*steps, "total"]))
+        text = table(headers, rows, right=",".join([*steps, "total"]))
+        return text + (f"\nswitch rounds: {describe_rounds(self.rounds)}" if self.rounds else "")
 
     def summary_data(self, error: BaseException | None = None) -> dict[str, object]:
         """The summary as JSON data: the run, then one object per host (docs/json.md)."""
@@ -155,8 +161,10 @@ class Run:
             "error": "" if error is None else detail(error),
             "release": self.build.release if self.build else "",
             "revision": self.build.revision if self.build else "",
+            "ref": self.ref,
             "seconds": round(time.monotonic() - self.started, 3),
             "local": {"steps": self._steps(LOCAL)},
+            "rounds": [list(names) for names in self.rounds],
             "hosts": [
                 {
                     "host": host.name,
@@ -171,8 +179,42 @@ class Run:
             ],
         }
 
+    def save(self, error: BaseException | None = None, *, final: bool = False) -> None:
+        """Record this deploy on this machine (`tasks.resume`): what ``--resume`` continues.
+        Hosts of the resumed deploy this run left alone keep what the record said of them."""
+        if self.action != "deploy" or not self.build:
+            return
+        data = self.summary_data(error)
+        data["ok"] = final and error is None
+        hosts = data["hosts"]
+        assert isinstance(hosts, list)
+        if self.resume:
+            ours = {h.name for h in self.hosts}
+            hosts += [
+                {"host": name, "result": self.results.get(name, result)}
+                for name, result in self.resume.results.items()
+                if name not in ours
+            ]
+        path = resume.record_file(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(str(path), data)
+
     def _steps(self, where: str) -> dict[str, float]:
         return {name: round(spent, 3) for name, spent in self.timings.get(where, {}).items()}
+
+
+def describe_rounds(rounds: Sequence[Sequence[str]]) -> str:
+    """``1. a  2. b, c`` — the switch rounds in order, for the summary and the plan."""
+    return "  ".join(f"{n}. {', '.join(names)}" for n, names in enumerate(rounds, 1))
+
+
+def rounds(hosts: list[T], sizes: list[int]) -> list[list[T]]:
+    """``hosts`` cut into consecutive rounds of ``sizes``."""
+    done, cut = 0, []
+    for size in sizes:
+        cut.append(hosts[done : done + size])
+        done += size
+    return [batch for batch in cut if batch]
 
 
 def write_json(path: str, data: object) -> None:
@@ -208,6 +250,10 @@ def reported(run_: Run) -> Iterator[Run]:
         gitref.remove(run_.settings)  # the export of `deploy --ref`
         if run_.timings:
             run_.say(run_.summary())
+        try:
+            run_.save(error, final=True)
+        except OSError as exc:  # never hides how the deploy itself ended
+            run_.output.line("", f"cannot record the deploy for --resume: {exc}", err=True)
         if run_.summary_json:
             try:
                 write_json(run_.summary_json, run_.summary_data(error))

@@ -12,6 +12,7 @@
   .lock/owner                   mkdir-atomic deploy lock: who, pid, where, since when, why,
                                 the deploy id and the token that releases it
   .incoming/                    archives and smoke logs of a deploy in progress (temporary)
+  .switch/                      each switch's script, log and exit status (it runs detached)
   revisions.log                 one audit line per deploy or rollback, appended only
 ```
 Every module asks `Layout` for paths; none spells them itself.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, fields
+from typing import TypeVar
 
 #: Written into a venv once its packages are in; a venv dir without it is rebuilt.
 VENV_MARKER = ".fabdeploy-complete"
@@ -92,6 +94,11 @@ class Layout:
         return f"{self.root}/.incoming"
 
     @property
+    def switch_runs(self) -> str:
+        """Where each switch, run detached from the SSH session, keeps its log and status."""
+        return f"{self.root}/.switch"
+
+    @property
     def revisions_log(self) -> str:
         return f"{self.root}/revisions.log"
 
@@ -131,26 +138,21 @@ class Audit:
     user: str  # who ran it: local user@machine
     result: str  # ok | failed | broken (a lock broken)
     detail: str = ""  # break-lock: whose lock it was; written only when set
+    deploy_id: str = ""  # the deploy's id, the same on every host; written only when set
 
     def format(self) -> str:
         """The tab-separated line written to revisions.log (no newline)."""
         return "\t".join(
             f"{f.name}={getattr(self, f.name)}".replace("\t", " ").replace("\n", " ")
             for f in fields(self)
-            if f.name != "detail" or self.detail
+            if f.name not in OPTIONAL or getattr(self, f.name)
         )
 
     @classmethod
     def parse(cls, line: str) -> Audit | None:
         """The `Audit` a line holds, or None for a line that is not one."""
         values = dict(part.split("=", 1) for part in line.strip().split("\t") if "=" in part)
-        try:
-            return cls(
-                **{f.name: values[f.name] for f in fields(cls) if f.name != "detail"},
-                detail=values.get("detail", ""),
-            )
-        except KeyError:
-            return None
+        return _parse(cls, values)
 
 
 @dataclass(frozen=True)
@@ -161,16 +163,34 @@ class Revision:
     release: str
     user: str
     time: str
+    deploy_id: str = ""  # the deploy that made it, the same id on every host
 
     def format(self) -> str:
         """The file's text: ``key=value`` lines."""
-        return "".join(f"{f.name}={getattr(self, f.name)}\n" for f in fields(self))
+        return "".join(
+            f"{f.name}={getattr(self, f.name)}\n"
+            for f in fields(self)
+            if f.name not in OPTIONAL or getattr(self, f.name)
+        )
 
     @classmethod
     def parse(cls, text: str) -> Revision | None:
         """The `Revision` in a REVISION file's text, or None if it is not one."""
         values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-        try:
-            return cls(**{f.name: values[f.name] for f in fields(cls)})
-        except KeyError:
-            return None
+        return _parse(cls, values)
+
+
+#: Fields of `Audit` and `Revision` written only when set (files from older versions lack them).
+OPTIONAL = ("detail", "deploy_id")
+Parsed = TypeVar("Parsed", Audit, Revision)
+
+
+def _parse(cls: type[Parsed], values: dict[str, str]) -> Parsed | None:
+    """``cls`` from ``key=value`` pairs; None when a required field is missing."""
+    try:
+        return cls(
+            **{f.name: values[f.name] for f in fields(cls) if f.name not in OPTIONAL},
+            **{f.name: values.get(f.name, "") for f in fields(cls) if f.name in OPTIONAL},
+        )
+    except KeyError:
+        return None

@@ -39,6 +39,25 @@ def good_releases(log: str) -> set[str] | None:
     return good or None
 
 
+def served_before(log: str, current: str, present: set[str]) -> str:
+    """The release that served before ``current`` took over, as revisions.log tells it (its
+    deploys and rollbacks that ended ok, in order), among the ``present`` ones; "" if none.
+
+    After deploy A, deploy B, rollback to A, deploy C it is A: what served before C, not B,
+    the release rolled away from.
+    """
+    served: list[str] = []
+    for line in log.splitlines():
+        audit = Audit.parse(line)
+        ok = audit and audit.result == "ok" and audit.action in ("deploy", "rollback")
+        if audit and ok and (not served or served[-1] != audit.release):
+            served.append(audit.release)
+    if current not in served:
+        return ""
+    before = served[: len(served) - 1 - served[::-1].index(current)]
+    return next((r for r in reversed(before) if r != current and r in present), "")
+
+
 @dataclass(frozen=True)
 class Inventory:
     """The releases on a host, what `current` points to and which venv each release uses."""
@@ -50,10 +69,10 @@ class Inventory:
     log: str  # revisions.log
 
     def previous(self) -> str:
-        """The rollback target: the newest release older than current that served well."""
-        complete = list(self.releases)
-        return previous_release(complete, self.current, good_releases(self.log)) or (
-            previous_release(complete, self.current)
+        """The rollback target: the release that served before the current one (revisions.log),
+        still on the host; with no such record, the newest release older than current."""
+        return served_before(self.log, self.current, set(self.releases)) or previous_release(
+            list(self.releases), self.current
         )
 
 

@@ -3,7 +3,8 @@
 The zero-downtime switch is gunicorn's USR2 re-exec handshake. The unit starts
 ``<root>/current/.venv/bin/python -m gunicorn`` with ``chdir = <root>/current``, paths not
 resolved, so a master re-exec'd by USR2 loads the release `current` points to at that moment,
-with that release's venv. `switch` (one script, one round trip):
+with that release's venv. `switch` (one script, one round trip, run on the host detached from
+the SSH session: a fab killed at any moment leaves the switch to finish, or go back, by itself):
 
 1. points `current` at the new release (``ln -sfn`` to a temporary link renamed over it);
 2. sends USR2 to the running master and waits for the new master (gunicorn >= 20 writes its pid
@@ -28,6 +29,7 @@ Functions other modules compose: `switch(host, release)`, `master_pid(host)`,
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from invoke import Collection, task
@@ -35,11 +37,13 @@ from invoke import Collection, task
 from . import remote
 from .config import Settings
 from .errors import HostError
-from .layout import Layout
+from .layout import Layout, release_name
 from .remote import Host
 
 #: How many lines of shared/log/error.log a failed switch or start prints.
 LOG_TAIL = 30
+#: Seconds a switch waits for an interrupted one still running on the host to end.
+DETACHED_WAIT = 600
 #: Seconds a release may keep answering the health path with another status than 200.
 ANSWER_GRACE = 5
 
@@ -273,8 +277,26 @@ def _switch_env(host: Host, target: str) -> dict[str, object]:
     }
 
 
+def detached(host: Host, body: str, env: dict[str, object]) -> dict[str, object]:
+    """The ``env`` of ``scripts/detach.sh`` running ``body`` (with ``env`` in it) detached
+    from the SSH session, so that a lost session never stops it half-way (``env`` is passed
+    along as well: it is what the switch is given)."""
+    return {
+        **env,
+        "DIR": Layout(host.settings.deploy_root).switch_runs,
+        "ID": f"{release_name()}-{secrets.token_hex(3)}",
+        "WAIT": DETACHED_WAIT,
+        "BODY": remote.bash_text(body, env),
+    }
+
+
 def switch(host: Host, release: str | None = None) -> Switched:
     """Serve ``release`` (None: whatever `current` points to) without dropping a request.
+
+    The switch runs on the host detached from the SSH session (``scripts/detach.sh``): if
+    fab dies or the link drops, the switch still runs to its end, or back to the old release,
+    on its own, so `current` always names the release the host serves. A switch started while
+    an interrupted one still runs waits for it.
 
     Raises `HostError` when the new release does not become healthy; the host then serves
     what it served before, and the last lines of the error log have been printed.
@@ -282,8 +304,8 @@ def switch(host: Host, release: str | None = None) -> Switched:
     target = f"releases/{release}" if release else ""
     before = current_release(host)
     result = host.script(
-        remote.AS_APP + HEALTH_SHELL + _SWITCH,
-        env=_switch_env(host, target),
+        remote.shell("detach"),
+        env=detached(host, remote.AS_APP + HEALTH_SHELL + _SWITCH, _switch_env(host, target)),
         warn=True,
         label="switch",
     )

@@ -81,10 +81,10 @@ class Build:
             raise FabdeployError(f"no packages were built for {host_tags.name}")
         return found[0] if found else None
 
-    def revision_file(self, now: str | None = None) -> str:
-        """The REVISION file's text for this release."""
+    def revision_file(self, now: str | None = None, deploy_id: str = "") -> str:
+        """The REVISION file's text for this release (made by the deploy ``deploy_id``)."""
         stamp = now or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return Revision(self.revision, self.release, self.user, stamp).format()
+        return Revision(self.revision, self.release, self.user, stamp, deploy_id).format()
 
     def cleanup(self) -> None:
         """Remove the local temporary directory."""
@@ -288,10 +288,12 @@ def build(
     targets: Mapping[str, TagSet] | None = None,
     say: Callable[[str], None] = print,
     builder: Builder | None = None,
+    release: str = "",
 ) -> Build:
     """Build the release once: the source (git archive or the directory), and the packages
     for each tag set of ``targets`` (host name -> its tags; none: this machine's). A
-    requirement without a wheel for a tag set is built by ``builder`` (`tasks.wheelbuild`)."""
+    requirement without a wheel for a tag set is built by ``builder`` (`tasks.wheelbuild`).
+    ``release`` names the release (``deploy --resume``: the one it continues); default: now."""
     app_dir = settings.app_dir
     if not app_dir.is_dir():
         raise FabdeployError(f"APP_DIR {app_dir} is not a directory")
@@ -311,7 +313,7 @@ def build(
             found = packages.resolve(settings, requirements, wanted, local, say, builder)
             for done in found:
                 workers.check(settings, done.folder)
-        name = release_name()
+        name = release or release_name()
         archive = workdir / f"{name}.tar.gz"
         with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
             add_source(tar)
@@ -432,8 +434,9 @@ as_app ln -sfn ../../shared/.env "$RELEASE/.env"
     host.say(f"unpacked releases/{build.release}")
 
 
-def install(host: Host, build: Build, facts: Facts) -> Venv:
-    """Link the release to its venv (reused, or built from the packages); write REVISION."""
+def install(host: Host, build: Build, facts: Facts, deploy_id: str = "") -> Venv:
+    """Link the release to its venv (reused, or built from the packages); write REVISION
+    (naming the deploy ``deploy_id``)."""
     settings = host.settings
     paths = Layout(settings.deploy_root)
     digest = facts_digest(build, facts)
@@ -450,7 +453,7 @@ def install(host: Host, build: Build, facts: Facts) -> Venv:
             "PYTHON": settings.python,
             "RELEASE": paths.release(build.release),
             "REQUIREMENTS": settings.requirements,
-            "REVISION_TEXT": build.revision_file(),
+            "REVISION_TEXT": build.revision_file(deploy_id=deploy_id),
             "INDEX_URL": settings.host_package_index,
         },
         user=host.app_user,

@@ -19,11 +19,12 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from tests.conftest import missing_for_netns, stop_kit, systemd_kit
-from tests.hostkit import TestHost
+from tests.hostkit import HostKit, TestHost
 from tests.integration.apps import write_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,6 +111,25 @@ class Fleet:
         return lines
 
 
+F = TypeVar("F", bound=Fleet)
+
+
+def start_fleet(kit: HostKit, project: Path, kind: type[F], count: int = 3) -> F:
+    """``count`` hosts of ``kit`` as the staging environment of ``project`` (its fabfile there)."""
+    hosts = kit.start(count)
+    (project / "config").mkdir()
+    (project / "config" / "staging.env").write_text(
+        f"HOSTS={','.join(f'deploy@{h.address}' for h in hosts)}\n"
+        f"SSH_KEY={kit.client_key}\nKNOWN_HOSTS={kit.known_hosts}\n"
+        f"APP_NAME={APP}\nAPP_DIR=app\nBIND=0.0.0.0:{PORT}\nSECRETS_FILE=app/secrets.env\n"
+        "WORKERS=1\nHEALTH_TIMEOUT=10\nSWITCH_BATCH=1\nPARALLEL=8\nTEST_COMMAND=\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FABDEPLOY_")}
+    env["PYTHONPATH"] = str(REPO)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    return kind(hosts, project, env)
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     missing = missing_for_netns()
@@ -117,20 +137,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         pytest.skip(f"[hostkit] a fleet needs root and network namespaces; missing: {missing}")
     kit = systemd_kit(tmp_path_factory.mktemp("fleet-hosts"), "bookworm")
     try:
-        hosts = kit.start(3)
         project = tmp_path_factory.mktemp("fleet-project")
         shutil.copy(EXAMPLE_FABFILE, project / "fabfile.py")
-        (project / "config").mkdir()
-        (project / "config" / "staging.env").write_text(
-            f"HOSTS={','.join(f'deploy@{h.address}' for h in hosts)}\n"
-            f"SSH_KEY={kit.client_key}\nKNOWN_HOSTS={kit.known_hosts}\n"
-            f"APP_NAME={APP}\nAPP_DIR=app\nBIND=0.0.0.0:{PORT}\nSECRETS_FILE=app/secrets.env\n"
-            "WORKERS=1\nHEALTH_TIMEOUT=10\nSWITCH_BATCH=1\nPARALLEL=8\nTEST_COMMAND=\n"
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FABDEPLOY_")}
-        env["PYTHONPATH"] = str(REPO)
-        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
-        fleet = Fleet(hosts, project, env)
+        fleet = start_fleet(kit, project, Fleet)
         fleet.app("1.0.0")
         fleet.fab("staging", "setup")
         yield fleet
@@ -199,6 +208,8 @@ def test_a_batch_failing_its_health_check_goes_back_and_the_report_says_so(fleet
 
 def test_dash_h_fleet_flag_and_the_projects_own_tasks(fleet: Fleet) -> None:
     fleet.app("4.0.0")
+    planned = json.loads(fleet.fab("staging", "plan", "--json").stdout)  # the fabfile's hook
+    assert [p["hooks"] for p in planned] == [["before_switch: migrate (once)"], [], []]
     hosts = ",".join(f"deploy@{h.address}" for h in fleet.hosts)
     proc = fleet.fab("-H", hosts, "staging", "ship", "--fleet")
     assert fleet.served() == ["4.0.0"] * 3

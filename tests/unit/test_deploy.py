@@ -250,10 +250,12 @@ def test_task_options_have_help() -> None:
         "break-lock",
         "lock-wait",
         "fleet",
+        "per-host",
         "force",
         "summary-json",
         "ref",
+        "resume",
     }
-    assert set(deploy.rollback.help) == {"release", "fleet"}
+    assert set(deploy.rollback.help) == {"release", "to", "fleet", "per-host"}
     for task in (deploy.deploy, deploy.rollback, deploy.unlock):
         assert re.match(r"^[A-Z].*\.$", task.__doc__.strip().splitlines()[0])

@@ -30,7 +30,9 @@ RESOURCES_KEYS = {
     "disk_path", "disk_total_kb", "disk_free_kb", "releases", "current",
 }  # fmt: skip
 RELEASES_KEYS = {"host", "error", "unreachable", "current", "has_log", "entries"}
-ENTRY_KEYS = {"time", "action", "release", "revision", "user", "result", "detail", "current"}
+ENTRY_KEYS = {
+    *("time", "action", "release", "revision", "user", "result", "detail", "deploy_id", "current"),
+}
 
 
 @pytest.fixture

@@ -4,8 +4,11 @@ local HTTP server), the scripts' syntax, and how switch reports."""
 from __future__ import annotations
 
 import http.server
+import os
+import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -153,3 +156,36 @@ def test_stage_modules_expose_their_functions() -> None:
     }.items():
         for name in names:
             assert callable(getattr(module, name)), f"{module.__name__}.{name}"
+
+
+def detach(tmp_path: Path, body: str) -> subprocess.Popen[str]:
+    """scripts/detach.sh run here with bash, as `Host.script` runs it on a host."""
+    env = {"DIR": str(tmp_path), "ID": "run1", "WAIT": 5, "BODY": remote.bash_text(body)}
+    return subprocess.Popen(
+        ["bash", "-c", remote.bash_text(remote.shell("detach"), env)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_a_detached_run_is_followed_to_its_exit_status(tmp_path: Path) -> None:
+    proc = detach(tmp_path, "echo one; sleep 0.3; echo two >&2; exit 3\n")
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 3 and out.split() == ["one", "two"]
+    assert (tmp_path / "run1.rc").read_text().strip() == "3"
+
+
+def test_a_detached_run_outlives_its_follower(tmp_path: Path) -> None:
+    """Killing the follower (fab's SSH session gone) does not stop the run."""
+    proc = detach(tmp_path, f"sleep 1; echo finished > {tmp_path}/done.txt\n")
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)  # the follower and everything in its session
+    proc.wait(timeout=5)
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "run1.rc").exists():
+        assert time.monotonic() < deadline, "the detached run never ended"
+        time.sleep(0.1)
+    assert (tmp_path / "run1.rc").read_text().strip() == "0"
+    assert (tmp_path / "done.txt").read_text() == "finished\n"

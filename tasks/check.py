@@ -1,0 +1,219 @@
+"""``fab check``: every precondition of a deploy, changing nothing anywhere.
+
+Locally: the env file, the key file, APP_DIR, the requirements, the git state, the secrets
+file, the local Python. On each host: SSH and the host key, the set-up layout, ``sudo -n``,
+the Python and its wheel tags, the disk free under the deploy root, the port in BIND (free, or
+held by the app's own service), the unit and its state, the deploy lock and its holder.
+
+One line per finding, host-prefixed; the command exits 0 when a deploy would start and 1 when
+something blocks it, naming what. ``--json`` prints the findings as one JSON document
+(docs/check.md).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from invoke import task
+
+from . import preflight, remote, setup, upload
+from .config import Settings
+from .errors import ConfigError, FabdeployError, HostError, detail
+from .layout import Layout
+from .lock import describe_held, is_stale, local_user, pid_alive, read_lock
+from .remote import Host
+from .report import JSON_HELP, print_json
+
+#: Free space under the deploy root below which a deploy is refused (a release, a venv).
+MIN_FREE_MIB = 100
+LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One precondition and what was found: ``ok`` False blocks a deploy."""
+
+    check: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        """The finding as ``fab check`` prints it."""
+        return f"{'ok     ' if self.ok else 'BLOCKS '} {self.check}: {self.detail}"
+
+
+def attempt(name: str, work: Callable[[], str]) -> Finding:
+    """Run one check: its text when it passes, the error's when it raises."""
+    try:
+        return Finding(name, True, work())
+    except (FabdeployError, OSError) as exc:
+        return Finding(name, False, detail(exc))
+
+
+def local(settings: Settings) -> list[Finding]:
+    """The local preconditions, each on its own (one failing does not hide the others)."""
+    git_ok = settings.allow_dirty
+
+    def key() -> str:
+        remote.check_key_file(settings)
+        return settings.ssh_key or "none set (ssh's own keys and agent)"
+
+    def app_dir() -> str:
+        preflight.app_dir(settings)
+        return str(settings.app_dir)
+
+    def requirements() -> str:
+        preflight.requirements(settings)
+        return str(settings.app_dir / settings.requirements)
+
+    def git() -> str:
+        if upload.git_prefix(settings.app_dir) is None:
+            return "not in git: the directory is shipped as it is"
+        preflight.git_state(settings, allow_dirty=git_ok)
+        return "committed" if not git_ok else "ALLOW_DIRTY=yes: uncommitted changes are shipped"
+
+    found = [
+        Finding("env file", True, str(settings.source)),
+        attempt("key file", key),
+        attempt("APP_DIR", app_dir),
+        attempt("requirements", requirements),
+    ]
+    if found[2].ok:
+        found.append(attempt("git state", git))
+    names = settings.secrets.names()
+    found.append(
+        Finding("secrets", True, f"{len(names)} key(s) from {settings.secrets.path}")
+        if settings.secrets.path
+        else Finding("secrets", True, "no SECRETS_FILE")
+    )
+    python = f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})"
+    found.append(Finding("local python", True, python))
+    return found
+
+
+def on_host(host: Host) -> list[Finding]:
+    """The host's preconditions, read in a few round trips, nothing changed."""
+    try:
+        host.open()
+    except HostError as exc:
+        return [Finding("ssh", False, exc.detail)]
+    found = [Finding("ssh", True, f"{host.conn.user}@{host.name}, host key known")]
+    try:
+        facts = setup.check(host)  # the layout, sudo -n, the Python and its tags
+    except HostError as exc:
+        return [*found, Finding("set up", False, exc.detail)]
+    found += [
+        Finding("set up", True, f"{host.settings.deploy_root}, sudo -n works"),
+        Finding("python", True, f"{facts.python.split(' (')[0]} ({facts.tags.name})"),
+    ]
+    return found + state(host, facts.running)
+
+
+def state(host: Host, running: bool) -> list[Finding]:
+    """Disk, port, unit and lock on the host (``running``: the app's master is alive)."""
+    settings = host.settings
+    result = host.script(
+        remote.shell("check"),
+        env={
+            "ROOT": settings.deploy_root,
+            "SERVICE": settings.service,
+            "PORT": settings.port,
+            "PIDFILE": Layout(settings.deploy_root).pidfile,
+        },
+        hide=True,
+        label="check",
+    )
+    facts = dict(line.partition("=")[::2] for line in result.stdout.splitlines())
+    free = int(facts.get("disk_kib") or 0) >> 10
+    unit = facts.get("unit") or "unknown"
+    port = facts.get("port", "unknown")
+    found = [
+        Finding(
+            "disk",
+            free >= MIN_FREE_MIB,
+            f"{free} MiB free under {settings.deploy_root}"
+            + ("" if free >= MIN_FREE_MIB else f" (a deploy needs {MIN_FREE_MIB} MiB)"),
+        ),
+        Finding("unit", True, f"{settings.service} is {unit}" + ("" if running else ", no master")),
+        port_finding(settings, port),
+    ]
+    return [*found, lock_finding(host)]
+
+
+def port_finding(settings: Settings, port: str) -> Finding:
+    """The port of BIND: free, or held by the app's own service; anything else blocks."""
+    where = f"{settings.bind}"
+    if port == "free":
+        return Finding("port", True, f"{where} is free")
+    if port == "ours":
+        return Finding("port", True, f"{where} is held by {settings.service}")
+    if port.startswith("taken"):
+        name, _, pid = port.partition(" ")[2].partition(",pid=")
+        who = f"{name.strip(chr(34))} (pid {pid})" if pid else "another process"
+        return Finding("port", False, f"{where} is taken by {who}, not by {settings.service}")
+    return Finding("port", True, f"{where}: {port}")
+
+
+def lock_finding(host: Host) -> Finding:
+    """The deploy lock: none, stale (the next deploy breaks it), or held (blocks)."""
+    found = read_lock(host)
+    if found is None:
+        return Finding("lock", True, "not locked")
+    holder, now = found
+    held = describe_held(holder, now)
+    machine = local_user().partition("@")[2]
+    if is_stale(holder, machine, pid_alive):
+        return Finding("lock", True, f"stale lock of {held}: the next deploy breaks it")
+    return Finding("lock", False, f"held by {held}")
+
+
+def to_json(where: str, findings: list[Finding]) -> dict[str, object]:
+    """One object of ``check --json`` (docs/check.md)."""
+    return {
+        "host": where,
+        "ok": all(f.ok for f in findings),
+        "findings": [asdict(f) for f in findings],
+    }
+
+
+@task(name="check", help={"json": JSON_HELP})
+def check(c, json=False):  # type: ignore[no-untyped-def]
+    """Check every precondition of a deploy, locally and on each host, changing nothing."""
+    try:
+        settings, hosts = remote.session(c, fleet=True, data_on_stdout=json)
+    except ConfigError as exc:  # the env file or the key file: nothing else can be checked
+        finding = Finding("settings", False, detail(exc))
+        if json:
+            print_json([to_json(LOCAL, [finding])])
+        else:
+            print(finding.line())
+        raise FabdeployError(f"check: 1 finding blocks a deploy: [{LOCAL}] settings") from None
+    if not hosts:
+        return  # `fab -H a,b check`: checked with the others
+    output = hosts[0].output
+    results = [(LOCAL, local(settings))]
+    try:
+        done = remote.each(hosts, on_host, settings.parallel)
+    finally:
+        for host in hosts:
+            host.close()
+    for host, found, error in done:
+        results.append(
+            (host.name, found if error is None else [Finding("check", False, detail(error))])
+        )
+    if json:
+        print_json([to_json(where, found) for where, found in results], output.clean)
+    else:
+        for where, found in results:
+            for finding in found:
+                output.line("" if where == LOCAL else where, finding.line())
+    blocking = [f"[{where}] {f.check}" for where, found in results for f in found if not f.ok]
+    if blocking:
+        raise FabdeployError(
+            f"check: {len(blocking)} finding(s) block a deploy: {', '.join(blocking)}"
+        )
+    if not json:
+        output.say(f"check: a deploy would start on {len(hosts)} host(s)")
