@@ -189,6 +189,17 @@ class Site:
         with urllib.request.urlopen(self.host.url(PORT, path), timeout=10) as answer:
             return json.loads(answer.read())
 
+    def wait_serving(self, timeout: float = 30) -> dict[str, str]:
+        """The app's answer once it answers (after a start: Type=forking returns when the
+        pidfile is written, a moment before gunicorn listens)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.get("/")
+            except OSError:
+                assert time.monotonic() < deadline, self.sh(f"systemctl status {APP} || true")
+                time.sleep(0.2)
+
     def loop(self) -> RequestLoop:
         where = f"Debian {self.host.release}, {self.host.systemd}" if self.host.release else ""
         return RequestLoop(self.host.url(PORT, "/"), where=where)
@@ -667,7 +678,7 @@ def test_systemctl_stop_and_start_after_a_switch(site: Site) -> None:
         site.get("/")
     site.sh(f"systemctl start {APP}")
     journal = len(site.journal())
-    assert site.get("/")["version"] == "1.7.1"
+    assert site.wait_serving()["version"] == "1.7.1"
     site.tracked(journal)
 
 
@@ -675,14 +686,7 @@ def test_a_reboot_brings_the_service_back_on_current(site: Site) -> None:
     served, journal_before = site.current(), len(site.journal())
     site.fab("run.reload")  # the master now running came from a USR2 handover
     site.kit.reboot(site.host)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            answer = site.get("/")
-            break
-        except OSError:
-            assert time.monotonic() < deadline, site.sh(f"systemctl status {APP} || true")
-            time.sleep(0.2)
+    answer = site.wait_serving()
     assert answer == {"app": "hello", "version": "1.7.1", "release": served}
     assert site.current() == served
     assert site.sh(f"systemctl is-enabled {APP}") == "enabled"
@@ -710,7 +714,7 @@ def test_status_health_and_logs_read_real_systemd(site: Site) -> None:
         assert f"[{site.host.address}] UNHEALTHY: service inactive" in down.stderr
     finally:
         site.sh(f"systemctl start {APP}")
-    assert site.get("/")["version"] == "1.7.1"
+    assert site.wait_serving()["version"] == "1.7.1"
 
 
 def test_exec_runs_in_current_as_the_app_with_its_venv_and_secrets(site: Site) -> None:
