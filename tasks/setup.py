@@ -27,7 +27,7 @@ from string import Template
 
 from invoke import Collection, task
 
-from . import hooks, remote, tags
+from . import hooks, linked, processes, remote, roles, tags
 from .config import Settings
 from .errors import HostError
 from .layout import VENV_MARKER, Layout, logrotate_file, unit_file
@@ -348,12 +348,56 @@ fi
     return changes
 
 
+def shared_paths(host: Host) -> Change:
+    """LINKED_DIRS and LINKED_FILES in shared/, owned by the app user, 0750/0640."""
+    if not linked.configured(host):
+        return _say(host, Change("linked paths", False, "no LINKED_DIRS or LINKED_FILES"))
+    made = linked.apply(host)
+    return _say(host, Change("linked paths in shared/", made != "no change", made))
+
+
+def process_units(host: Host, group: str) -> list[Change]:
+    """The unit of each companion process the host's roles run; daemon-reload and enable."""
+    settings = host.settings
+    changes, written = [], []
+    for name in roles.companions_of(settings, host.name):
+        path = processes.unit_path(settings, name)
+        text = processes.render_unit(settings, name, host.app_user, group)
+        changed = write_file(host, path, text)
+        written.append(settings.unit(name))
+        changes.append(_say(host, Change(path, changed)))
+    if not written:
+        return changes
+    result = host.script(
+        """
+if [ "$CHANGED" = yes ]; then sudo -n systemctl daemon-reload >/dev/null 2>&1 || true; fi
+mapfile -t units <<< "$UNITS"
+todo=()
+for unit in "${units[@]}"; do
+  [ "$(systemctl is-enabled "$unit" 2>/dev/null)" = enabled ] || todo+=("$unit")
+done
+[ ${#todo[@]} -eq 0 ] || sudo -n systemctl enable "${todo[@]}" >/dev/null 2>&1
+echo "${#todo[@]}"
+""",
+        env={
+            "CHANGED": "yes" if any(c.changed for c in changes) else "no",
+            "UNITS": "\n".join(written),
+        },
+        hide=True,
+        label="enable processes",
+    )
+    enabled = result.stdout.strip() not in ("", "0")
+    changes.append(_say(host, Change(f"{', '.join(written)} enabled at boot", enabled)))
+    return changes
+
+
 def prepare(host: Host) -> list[Change]:
     """Every setup item on ``host``, in order; returns what changed."""
     changes = [packages(host)]
     change, group = user(host)
-    changes += [change, directories(host, group), secrets(host, group)]
+    changes += [change, directories(host, group), secrets(host, group), shared_paths(host)]
     changes += service(host, group)
+    changes += process_units(host, group)
     return changes
 
 
@@ -459,6 +503,7 @@ def layout(c):  # type: ignore[no-untyped-def]
         _, group = user(host)
         directories(host, group)
         secrets(host, group)
+        shared_paths(host)
 
     remote.on_each_host(c, "setup", work)
 
@@ -470,6 +515,7 @@ def service_(c):  # type: ignore[no-untyped-def]
     def work(host: Host) -> None:
         _, group = user(host)
         service(host, group)
+        process_units(host, group)
 
     remote.on_each_host(c, "setup", work)
 

@@ -253,6 +253,7 @@ def test_task_options_have_help() -> None:
         "force",
         "summary-json",
         "ref",
+        "roles",
     }
     assert set(deploy.rollback.help) == {"release", "fleet"}
     for task in (deploy.deploy, deploy.rollback, deploy.unlock):
