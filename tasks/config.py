@@ -347,7 +347,7 @@ KEYS: tuple[Key, ...] = (
         "TEST_COMMAND",
         _command,
         "python -m pytest -q",
-        "Command run in APP_DIR to gate a deploy (python: fab's own)",
+        "Command run in APP_DIR to gate a deploy (fab's python, the app's requirements first)",
     ),
     Key("LOG_FILES", _globs, "", "The app's own log files (globs under shared/log) for `fab logs`"),
     Key(
