@@ -375,6 +375,12 @@ KEYS: tuple[Key, ...] = (
         "Command run once per deploy on the primary host, in the new release, before smoke",
     ),
     Key(
+        "SMOKE_COMMAND",
+        _command,
+        "",
+        "Command run in each new release before its side-port boot, part of the smoke check",
+    ),
+    Key(
         "LINKED_DIRS",
         _linked,
         "",
@@ -480,6 +486,7 @@ class Settings:
     parallel: int
     switch_batch: str
     migrate_command: str = ""
+    smoke_command: str = ""
     linked_dirs: tuple[str, ...] = ()
     linked_files: tuple[str, ...] = ()
     stop_timeout: int = 60
@@ -811,6 +818,7 @@ def build(environment: str, project: Path) -> Settings:
         parallel=values["PARALLEL"],
         switch_batch=values["SWITCH_BATCH"],
         migrate_command=values["MIGRATE_COMMAND"],
+        smoke_command=values["SMOKE_COMMAND"],
         linked_dirs=values["LINKED_DIRS"],
         linked_files=values["LINKED_FILES"],
         stop_timeout=values["STOP_TIMEOUT"],

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from invoke import Collection, Context, task
 
-from . import config, packages, remote, run, tags
+from . import appenv, config, packages, remote, run, tags
 from .config import Settings
 from .errors import FabdeployError, HostError
 from .layout import Layout
@@ -87,10 +87,29 @@ fi
 """
 
 
+def smoke_command(host: Host, release: str) -> None:
+    """SMOKE_COMMAND in ``release`` as the app runs (venv, secrets); a failure fails smoke."""
+    command = host.settings.smoke_command.strip()
+    if not command:
+        return
+    where = Layout(host.settings.deploy_root).release(release)
+    host.say(f"smoke: {command}")
+    result = host.run(
+        appenv.command(host.settings, where, command), user=host.app_user, warn=True, label="smoke"
+    )
+    if result.failed:
+        raise HostError(
+            host.name,
+            f"smoke check of release {release} failed: SMOKE_COMMAND exit {result.exited}",
+        )
+
+
 def smoke(host: Host, release: str) -> None:
-    """Import the WSGI target and serve ``release`` on a side port until it is healthy."""
+    """SMOKE_COMMAND, then import the WSGI target and serve ``release`` on a side port until it
+    is healthy."""
     settings = host.settings
     paths = Layout(settings.deploy_root)
+    smoke_command(host, release)
     result = host.script(
         remote.AS_APP + run.HEALTH_SHELL + _SMOKE,
         env={

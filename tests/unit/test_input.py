@@ -45,6 +45,7 @@ COMMANDS = {
     "HOOK_BEFORE_SWITCH",
     "HOOK_AFTER_SWITCH",
     "MIGRATE_COMMAND",
+    "SMOKE_COMMAND",
 }
 #: Keys only this machine uses (paramiko, fnmatch, the local test run): never sent to a host.
 LOCAL_ONLY = {
