@@ -1,16 +1,19 @@
 """The deploy flow and rollback: a short list of named steps, like Capistrano's deploy.rake.
 
 ```
-preflight -> test -> lock -> check -> build -> upload -> install -> smoke -> switch -> cleanup -> record -> unlock
+preflight -> test -> lock -> check -> build -> upload -> install -> [migrate] -> smoke -> switch
+          -> [processes] -> cleanup -> record -> unlock
 ```
 
 ``preflight`` (files, settings, git state: no time) and ``test`` run first and locally, so a
 missing file, an uncommitted change or a failing suite touches no host. Across a fleet (the
 hosts of the environment file, or ``fab -H a,b deploy --fleet``) the prepare steps (upload,
 install, smoke) run on every host at once, PARALLEL at a time, all or nothing: a host that
-fails to prepare stops the deploy with no host switched. The switch then goes in batches of
+fails to prepare stops the deploy with no host switched; MIGRATE_COMMAND runs once, on the
+primary host, between install and smoke. The switch then goes in batches of
 SWITCH_BATCH hosts, each behind its health check; a batch that fails goes back to the release
-it served and the deploy stops, the summary saying which host serves what.
+it served and the deploy stops, the summary saying which host serves what. Once every host
+switched, the companion processes (`tasks.processes`) restart onto the new release.
 
 Any failure before the switch leaves a host serving what it served, the half-made release
 removed and a ``failed`` line recorded. The lock is released in a ``finally``; a lock left by
@@ -403,7 +406,7 @@ def unlock_step(run_: Run, host: Host) -> None:
 
 
 def host_hooks(run_: Run, host: Host, point: str, first: bool, release: str = "") -> None:
-    """A host point's hooks on ``host``: its own, and the ``once`` ones on the first host."""
+    """A host point's hooks on ``host``: its own, and the ``once`` ones on the primary host."""
     hooks.run_on(run_.c, host, point, release, once=False)
     if first:
         hooks.run_on(run_.c, host, point, release, once=True)

@@ -22,8 +22,8 @@ from .errors import HostError
 from .layout import Layout
 from .remote import Host
 
-#: Seconds a restarted process must stay up to count as started.
-SETTLE = 3
+#: Seconds a restarted process must stay up (same pid, no restart) to count as started.
+SETTLE = 5
 #: Journal lines shown for a process that did not come back.
 JOURNAL_LINES = 30
 

@@ -10,16 +10,19 @@ mapfile -t units <<< "${UNITS:?}"
 since=$(date '+%Y-%m-%d %H:%M:%S')
 sudo -n systemctl "$VERB" -- "${units[@]}" || true
 [ "$VERB" = stop ] && exit 0
-declare -A pid
+declare -A pid restarts
 for unit in "${units[@]}"; do
   pid[$unit]=$(systemctl show -p MainPID --value -- "$unit")
+  restarts[$unit]=$(systemctl show -p NRestarts --value -- "$unit")
 done
 sleep "$SETTLE"
 failed=0
 for unit in "${units[@]}"; do
   state=$(systemctl show -p ActiveState --value -- "$unit")
   now=$(systemctl show -p MainPID --value -- "$unit")
-  if [ "$state" = active ] && [ "$now" != 0 ] && [ "$now" = "${pid[$unit]}" ]; then
+  again=$(systemctl show -p NRestarts --value -- "$unit")
+  if [ "$state" = active ] && [ "$now" != 0 ] && [ "$now" = "${pid[$unit]}" ] \
+     && [ "$again" = "${restarts[$unit]}" ]; then
     echo "$unit: running (pid $now)"
   else
     failed=1
