@@ -279,7 +279,11 @@ def already_serving(run_: Run) -> bool:
     """Whether every host runs the revision just built (then nothing changes, unless --force)."""
     assert run_.build is not None
     revision = run_.build.revision
-    same = all(f.revision == revision and f.running for f in run_.facts.values())
+    web = {h.name: roles.serves_web(run_.settings, h.name) for h in run_.hosts}
+    same = all(
+        f.revision == revision and (f.running or not web.get(name, True))
+        for name, f in run_.facts.items()
+    )
     if same and not run_.force and not revision.endswith("-dirty"):
         for host in run_.hosts:
             run_.results[host.name] = f"no change, serving {run_.served[host.name]}"

@@ -385,7 +385,15 @@ def restart_(c, process=""):  # type: ignore[no-untyped-def]
 @task
 def reload(c):  # type: ignore[no-untyped-def]
     """Reload gracefully onto the release `current` points to, no dropped request."""
-    remote.on_each_host(c, "reload", lambda host: switch(host, None))
+    remote.on_each_host(c, "reload", reload_host)
+
+
+def reload_host(host: Host) -> None:
+    """`switch` onto `current` where the host runs the web process; elsewhere nothing."""
+    if roles.serves_web(host.settings, host.name):
+        switch(host, None)
+    else:
+        host.say("reload: no web process on this host (its roles run none)")
 
 
 ns = Collection("run")

@@ -323,25 +323,34 @@ def service(host: Host, group: str) -> list[Change]:
     changes = [_say(host, Change("shared/gunicorn.conf.py", conf))]
     unit_path = unit_file(settings.app_name)
     unit = write_file(host, unit_path, render_unit(settings, name, group))
+    web = roles.serves_web(settings, host.name)
     changes.append(_say(host, Change(unit_path, unit)))
     result = host.script(
         """
 if [ "$UNIT_CHANGED" = yes ]; then sudo -n systemctl daemon-reload >/dev/null 2>&1 || true; fi
-if [ "$(sudo -n systemctl is-enabled "$SERVICE" 2>/dev/null)" = enabled ]; then
+enabled=$(sudo -n systemctl is-enabled "$SERVICE" 2>/dev/null || true)
+if [ "$WEB" = no ]; then  # the host's roles run no web process: not started at boot
+  if [ "$enabled" = enabled ]; then sudo -n systemctl disable "$SERVICE" >/dev/null 2>&1; echo changed; else echo "no change"; fi
+elif [ "$enabled" = enabled ]; then
   echo "no change"
 else
   sudo -n systemctl enable "$SERVICE" >/dev/null 2>&1
   echo changed
 fi
 """,
-        env={"UNIT_CHANGED": "yes" if unit else "no", "SERVICE": settings.service},
+        env={
+            "UNIT_CHANGED": "yes" if unit else "no",
+            "SERVICE": settings.service,
+            "WEB": "yes" if web else "no",
+        },
         hide=True,
         label="enable service",
     )
     if unit:
         host.say("systemctl daemon-reload (the unit changed)")
     enabled = result.stdout.strip() == "changed"
-    changes.append(_say(host, Change(f"{settings.service} enabled at boot", enabled)))
+    at_boot = "enabled at boot" if web else "disabled at boot (its roles run no web process)"
+    changes.append(_say(host, Change(f"{settings.service} {at_boot}", enabled)))
     rotate_path = logrotate_file(settings.app_name)
     rotate = write_file(host, rotate_path, render_logrotate(settings, name, group))
     changes.append(_say(host, Change(rotate_path, rotate)))
@@ -474,10 +483,11 @@ for done in "$VENVS"/*/"$MARKER"; do venv=${done%/*}; echo "venv=${venv##*/}"; d
 @task(name="all")
 def all_(c):  # type: ignore[no-untyped-def]
     """Prepare hosts: packages, user, directories, secrets, unit file (idempotent)."""
-    _, hosts = remote.session(c)
+    settings, hosts = remote.session(c)
+    primary = roles.primary(settings, hosts, lambda host: host.name) if hosts else None
 
     def work(host: Host) -> None:
-        first = host is hosts[0]
+        first = host is primary
         hooks.run_on(c, host, "before_setup", once=False)
         if first:
             hooks.run_on(c, host, "before_setup", once=True)

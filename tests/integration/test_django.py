@@ -267,3 +267,36 @@ def test_data_survives_a_rollback_and_the_cleanup_of_its_release(django: Django)
     assert django.text(f"/media/{name}") == "a media file"
     mode = django.sh(f"stat -c %U:%a {ROOT}/shared/data {ROOT}/shared/media")
     assert mode.split() == ["deploy:750", "deploy:750"]
+
+
+def test_run_tasks_take_a_process_and_exec_once_runs_on_the_primary(django: Django) -> None:
+    out = django.fab("run.stop", "--process", "worker")
+    assert out.count(f"stopped {WORKER}") == 2
+    assert django.sh(f"systemctl is-active {WORKER} || true") == "inactive"
+    assert "process worker inactive" in django.fab("health", ok=False)
+    out = django.fab("run.start", "--process", "worker")
+    assert out.count(f"{WORKER}: running (pid ") == 2
+    out = django.fab("exec", "--once", "--command", "python manage.py showmigrations jobs")
+    primary = django.hosts[0].address
+    assert f"[{primary}] jobs" in out and f"[{primary}]  [X] 0001_initial" in out
+    assert f"[{django.hosts[1].address}]" not in out
+
+
+def test_a_process_that_does_not_come_back_fails_naming_host_and_journal(django: Django) -> None:
+    env_file = django.project / "config" / "staging.env"
+    good = env_file.read_text()
+    try:
+        env_file.write_text(
+            good.replace("celery -A mysite worker", "celery -A nosuchproject worker")
+        )
+        django.fab("setup.service")
+        out = django.fab("run.restart", "--process", "worker", ok=False)
+        for host in django.hosts:
+            assert f"[{host.address}] {WORKER} did not come back" in out
+        assert "nosuchproject" in out  # the unit's journal lines
+        assert "restart failed on " in out
+    finally:
+        env_file.write_text(good)
+        django.fab("setup.service")
+        django.fab("run.restart", "--process", "worker")
+    assert django.get("/")["version"] == "4.0.0"  # the web process never stopped

@@ -63,3 +63,26 @@ def test_a_release_that_ships_a_linked_path_is_refused_naming_it(tmp_path: Path)
     assert "the release ships media itself, which LINKED_DIRS keeps in shared/" in done.stderr
     assert (tmp_path / "releases" / "R1" / "media" / "logo.png").read_text() == "shipped"
     assert list((tmp_path / "shared" / "media").iterdir()) == []
+
+
+def test_a_host_without_the_web_process_only_points_current(tmp_path: Path) -> None:
+    (tmp_path / "releases" / "R1").mkdir(parents=True)
+    (tmp_path / "releases" / "R2").mkdir()
+    os.symlink("releases/R1", tmp_path / "current")
+    env = {
+        "APP_USER": getpass.getuser(),
+        "ROOT": str(tmp_path),
+        "CURRENT": str(tmp_path / "current"),
+        "TMP_LINK": str(tmp_path / ".current.tmp"),
+        "NEW_TARGET": "releases/R2",
+    }
+    script = remote.bash_text(remote.AS_APP + remote.script_file("link_current.sh"), env)
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert os.readlink(tmp_path / "current") == "releases/R2"
+    assert "current -> R2 (no web process on this host)" in done.stdout
+    env["NEW_TARGET"] = "releases/R9"
+    script = remote.bash_text(remote.AS_APP + remote.script_file("link_current.sh"), env)
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 3 and "release R9 does not exist" in done.stderr
+    assert os.readlink(tmp_path / "current") == "releases/R2"
