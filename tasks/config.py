@@ -699,6 +699,15 @@ def named_values(
     return processes, roles, runs
 
 
+def host_key(host: str) -> str:
+    """``host`` or ``host:port`` as `remote.Host` names it: no user, no port 22."""
+    name = host.rpartition("@")[2]
+    base, sep, port = name.rpartition(":")
+    if sep and port.isdigit() and base.count(":") == 0:
+        return base if port == "22" else name
+    return name
+
+
 def check_roles(
     values: dict[str, Any],
     raw: dict[str, tuple[str, int]],
@@ -719,7 +728,8 @@ def check_roles(
     for role, hosts in roles.items():
         if not hosts:
             raise ConfigError(f"{where(key_of('ROLE', role))}: role {role!r} has no hosts")
-        unknown = [h for h in hosts if values["HOSTS"] and h not in values["HOSTS"]]
+        listed = {host_key(h) for h in values["HOSTS"]}
+        unknown = [h for h in hosts if listed and host_key(h) not in listed]
         if unknown:
             raise ConfigError(
                 f"{where(key_of('ROLE', role))}: {unknown[0]} is not one of HOSTS "
@@ -743,7 +753,7 @@ def check_roles(
                 )
     everyone = values["HOSTS"] or tuple(h for hosts in roles.values() for h in hosts)
     primary = values["PRIMARY_HOST"]
-    if primary and primary not in everyone:
+    if primary and host_key(primary) not in {host_key(h) for h in everyone}:
         raise ConfigError(
             f"{where('PRIMARY_HOST')}: {primary} is not one of the hosts ({', '.join(everyone)})"
         )

@@ -193,7 +193,9 @@ def restart_processes(run_: Run) -> None:
     failures = run_.across(hosts, lambda host: run_.on(host, "processes", processes_step))
     if failures:
         for host, _ in failures:
-            run_.results[host.name] += ", a process did not come back"
+            run_.results[host.name] = (
+                run_.results.get(host.name, "") + ", a process did not come back"
+            ).lstrip(", ")
         run_.across(run_.hosts, lambda host: record(run_, host))
         raise failed("processes", failures, "The web switch stands: " + serving(run_))
 

@@ -16,19 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from .config import WEB, Settings
+from .config import WEB, Settings, host_key
 from .errors import ConfigError
 
 T = TypeVar("T")
-
-
-def host_key(host: str) -> str:
-    """``host`` or ``host:port`` as `remote.Host` names it: no user, no port 22."""
-    name = host.rpartition("@")[2]
-    base, sep, port = name.rpartition(":")
-    if sep and port.isdigit() and "]" not in port and base.count(":") == 0:
-        return base if port == "22" else name
-    return name
 
 
 def roles_of(settings: Settings, host: str) -> tuple[str, ...]:

@@ -120,3 +120,11 @@ def test_a_companion_unit_runs_in_current_with_the_venv_secrets_and_stop_timeout
     assert 'ExecStart=/bin/bash -c "exec celery -A proj worker --loglevel=info"\n' in unit
     odd = processes.render_unit(settings, "odd", "shop", "shop")
     assert 'ExecStart=/bin/bash -c "exec echo 50%% $$HOME \\"q\\""\n' in odd
+
+
+def test_role_hosts_match_hosts_whatever_the_user_or_port_22(tmp_path: Path) -> None:
+    settings = build(tmp_path, "APP_NAME=shop\nHOSTS=web1,web2:2222\nROLE_WEB=deploy@web1:22\n"
+                     "ROLE_WORKER=web2:2222\nPROCESS_WORKER=x\nPRIMARY_HOST=ann@web2:2222\n")  # fmt: skip
+    assert roles.processes_of(settings, "web1") == ("web",)
+    assert roles.companions_of(settings, "web2:2222") == ("worker",)
+    assert roles.primary(settings, ["web1", "web2:2222"]) == "web2:2222"
