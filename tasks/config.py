@@ -41,6 +41,13 @@ _ADDRESS = re.compile(r"^[A-Za-z0-9.*:\[\]_-]*$")
 _URL_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/%?-]*$")
 _URL = re.compile(r"^(?:https?|file)://[A-Za-z0-9._~!$&'()*+,;=:@/%?\[\]-]+$")
 _GLOB = re.compile(r"^[A-Za-z0-9._*?\[\]/-]+$")
+#: Names fabdeploy itself puts in a release: never a linked path.
+RESERVED_IN_RELEASE = frozenset({".venv", ".env", "REVISION"})
+#: Keys named by the user: ``PROCESS_<NAME>`` (a companion process's command),
+#: ``ROLE_<NAME>`` (a role's hosts) and ``RUNS_<NAME>`` (the processes a role runs).
+NAMED_KEY = re.compile(r"^(PROCESS|ROLE|RUNS)_([A-Z][A-Z0-9_]{0,40})$")
+#: The process gunicorn serves; every other process is a companion named by PROCESS_<NAME>.
+WEB = "web"
 
 
 # --- value types ---------------------------------------------------------------------------
@@ -119,6 +126,32 @@ def _relative_file(raw: str) -> str:
             f"expected a file name of letters, digits and . _ % + @ = , / -, got {raw!r}"
         )
     return raw
+
+
+def _linked(raw: str) -> tuple[str, ...]:
+    """Paths inside the app that live in shared/ (LINKED_DIRS, LINKED_FILES)."""
+    paths = _list(raw)
+    for path in paths:
+        parts = path.strip("/").split("/")
+        if (
+            path.startswith("/")
+            or not _PATH_CHARS.match(path)
+            or any(part in ("", ".", "..") for part in parts)
+            or path.startswith("-")
+            or parts[0] in RESERVED_IN_RELEASE
+        ):
+            raise ValueError(
+                "expected paths relative to the app's directory (letters, digits and "
+                f". _ % + @ = , / -; no '..', not {', '.join(sorted(RESERVED_IN_RELEASE))}), "
+                f"got {path!r}"
+            )
+    return tuple(path.strip("/") for path in paths)
+
+
+def _primary(raw: str) -> str:
+    if raw and not _HOST.match(raw.strip()):
+        raise ValueError(f"expected [user@]host[:port] of one of the hosts, got {raw!r}")
+    return raw.strip()
 
 
 def _python(raw: str) -> str:
@@ -318,7 +351,7 @@ KEYS: tuple[Key, ...] = (
         "TEST_COMMAND",
         _command,
         "python -m pytest -q",
-        "Command run in APP_DIR to gate a deploy (python: fab's own)",
+        "Command run in APP_DIR to gate a deploy (fab's python, the app's requirements first)",
     ),
     Key("LOG_FILES", _globs, "", "The app's own log files (globs under shared/log) for `fab logs`"),
     Key(
@@ -338,6 +371,42 @@ KEYS: tuple[Key, ...] = (
         _command,
         "",
         "Command run in the new release after it serves; 'once:' for one host",
+    ),
+    Key(
+        "MIGRATE_COMMAND",
+        _command,
+        "",
+        "Command run once per deploy on the primary host, in the new release, before smoke",
+    ),
+    Key(
+        "SMOKE_COMMAND",
+        _command,
+        "",
+        "Command run in each new release before its side-port boot, part of the smoke check",
+    ),
+    Key(
+        "LINKED_DIRS",
+        _linked,
+        "",
+        "Directories of the app kept in shared/ and linked into every release (media)",
+    ),
+    Key(
+        "LINKED_FILES",
+        _linked,
+        "",
+        "Files of the app kept in shared/ and linked into every release (db.sqlite3)",
+    ),
+    Key(
+        "STOP_TIMEOUT",
+        _whole(1),
+        "60",
+        "Seconds a companion process has to stop after TERM before it is killed",
+    ),
+    Key(
+        "PRIMARY_HOST",
+        _primary,
+        "",
+        "Host of once: hooks, migrations, exec --once; empty: the first of the web role",
     ),
     Key("PARALLEL", _whole(1), "8", "Hosts prepared at once in a fleet deploy"),
     Key(
@@ -425,6 +494,17 @@ class Settings:
     log_files: tuple[str, ...]
     parallel: int
     switch_batch: str
+    migrate_command: str = ""
+    smoke_command: str = ""
+    linked_dirs: tuple[str, ...] = ()
+    linked_files: tuple[str, ...] = ()
+    stop_timeout: int = 60
+    primary_host: str = ""
+    #: Companion processes: name -> command (``PROCESS_<NAME>``), in env-file order.
+    processes: dict[str, str] = field(default_factory=dict, compare=False)
+    #: Roles: name -> its hosts (``ROLE_<NAME>``), and name -> what it runs (``RUNS_<NAME>``).
+    roles: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    runs: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
     hooks: dict[str, str] = field(default_factory=dict, compare=False)
     lines: dict[str, int] = field(default_factory=dict, compare=False)  # KEY -> its line
     #: `deploy --ref`: the ref's commit; APP_DIR is then that commit's tree, exported.
@@ -440,6 +520,10 @@ class Settings:
     def service(self) -> str:
         """The systemd unit's name."""
         return f"{self.app_name}.service"
+
+    def unit(self, process: str) -> str:
+        """The systemd unit of ``process`` (`WEB` is the app's own service)."""
+        return self.service if process == WEB else f"{self.app_name}-{process}.service"
 
     def where(self, key: str) -> str:
         """``<env file>:<line>: KEY`` (or ``<env file>: KEY`` for a default), for messages."""
@@ -478,6 +562,14 @@ def example_env() -> str:
         lines.append(f"# {key.help}" + (" (required)" if key.required else ""))
         lines.append(f"{key.name}={'myapp' if key.required else key.default}")
         lines.append("")
+    lines += [
+        "# Keys you name (NAME: letters, digits, '_'; the process or role is its lowercase):",
+        "# PROCESS_<NAME>=command   a companion process (unit <app>-<name>.service), e.g.",
+        "# PROCESS_WORKER=celery -A proj worker --loglevel=info",
+        "# ROLE_<NAME>=host,host    the hosts of a role (a host may be in several), e.g.",
+        "# ROLE_WEB=deploy@web1,deploy@web2",
+        "# RUNS_<NAME>=web,worker   what a role runs (default: the process named like the role)",
+    ]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -574,6 +666,8 @@ def parse_values(raw: dict[str, tuple[str, int]], source: Path) -> dict[str, Any
     """Check names and types of ``raw`` against `KEYS`; return ``{key: typed value}``."""
     values: dict[str, Any] = {}
     for name, (text, line) in raw.items():
+        if NAMED_KEY.match(name):
+            continue  # PROCESS_/ROLE_/RUNS_<NAME>: read by `named_values`
         key = KEYS_BY_NAME.get(name)
         if key is None:
             close = difflib.get_close_matches(name, KEYS_BY_NAME, n=1)
@@ -590,6 +684,94 @@ def parse_values(raw: dict[str, tuple[str, int]], source: Path) -> dict[str, Any
             raise ConfigError(f"{source}: {key.name}: required key is missing ({key.help})")
         values[key.name] = key.parse(key.default)
     return values
+
+
+def named_values(
+    raw: dict[str, tuple[str, int]], source: Path
+) -> tuple[dict[str, str], dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """The ``PROCESS_``, ``ROLE_`` and ``RUNS_<NAME>`` keys: processes, roles, what roles run."""
+    processes: dict[str, str] = {}
+    roles: dict[str, tuple[str, ...]] = {}
+    runs: dict[str, tuple[str, ...]] = {}
+    for name, (text, line) in raw.items():
+        match = NAMED_KEY.match(name)
+        if not match:
+            continue
+        kind, label = match.group(1), match.group(2).lower().replace("_", "-")
+        try:
+            if kind == "PROCESS":
+                if label == WEB:
+                    raise ValueError(f"'{WEB}' is gunicorn's process (WSGI_APP): name another")
+                if not text.strip():
+                    raise ValueError("expected the command that runs the process")
+                processes[label] = _command(text.strip())
+            elif kind == "ROLE":
+                roles[label] = _hosts(text)
+            else:
+                runs[label] = tuple(_name(item) for item in _list(text))
+        except ValueError as exc:
+            raise ConfigError(f"{source}:{line}: {name}: {exc}") from None
+    return processes, roles, runs
+
+
+def host_key(host: str) -> str:
+    """``host`` or ``host:port`` as `remote.Host` names it: no user, no port 22."""
+    name = host.rpartition("@")[2]
+    base, sep, port = name.rpartition(":")
+    if sep and port.isdigit() and base.count(":") == 0:
+        return base if port == "22" else name
+    return name
+
+
+def check_roles(
+    values: dict[str, Any],
+    raw: dict[str, tuple[str, int]],
+    source: Path,
+    named: tuple[dict[str, str], dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]],
+) -> None:
+    """Every role has hosts (of HOSTS, when it is set) and runs known processes; PRIMARY_HOST
+    is one of the hosts: else a `ConfigError` naming file, line and key."""
+    processes, roles, runs = named
+
+    def where(key: str) -> str:
+        return f"{source}:{raw[key][1]}: {key}" if key in raw else f"{source}: {key}"
+
+    def key_of(prefix: str, role: str) -> str:
+        return f"{prefix}_{role.upper().replace('-', '_')}"
+
+    known = (WEB, *processes)
+    for role, hosts in roles.items():
+        if not hosts:
+            raise ConfigError(f"{where(key_of('ROLE', role))}: role {role!r} has no hosts")
+        listed = {host_key(h) for h in values["HOSTS"]}
+        unknown = [h for h in hosts if listed and host_key(h) not in listed]
+        if unknown:
+            raise ConfigError(
+                f"{where(key_of('ROLE', role))}: {unknown[0]} is not one of HOSTS "
+                f"({', '.join(values['HOSTS'])})"
+            )
+        if role not in runs and role not in known:
+            raise ConfigError(
+                f"{where(key_of('ROLE', role))}: role {role!r} runs nothing: set "
+                f"{key_of('RUNS', role)} to some of {', '.join(known)}"
+            )
+    for role, names in runs.items():
+        if role not in roles:
+            raise ConfigError(
+                f"{where(key_of('RUNS', role))}: no role {role!r} (set {key_of('ROLE', role)})"
+            )
+        for item in names:
+            if item not in known:
+                raise ConfigError(
+                    f"{where(key_of('RUNS', role))}: unknown process {item!r} "
+                    f"(processes: {', '.join(known)})"
+                )
+    everyone = values["HOSTS"] or tuple(h for hosts in roles.values() for h in hosts)
+    primary = values["PRIMARY_HOST"]
+    if primary and host_key(primary) not in {host_key(h) for h in everyone}:
+        raise ConfigError(
+            f"{where('PRIMARY_HOST')}: {primary} is not one of the hosts ({', '.join(everyone)})"
+        )
 
 
 def load_secrets(path_text: str, project: Path, where: str = "") -> Secrets:
@@ -616,12 +798,16 @@ def build(environment: str, project: Path) -> Settings:
         raise ConfigError(f"{source}: environment file not found (environments here: {known})")
     raw = read_env_file(source)
     values = parse_values(raw, source)
+    named = named_values(raw, source)
+    check_roles(values, raw, source, named)
+    processes, roles, runs = named
+    hosts = values["HOSTS"] or tuple(dict.fromkeys(h for hs in roles.values() for h in hs))
     name = values["APP_NAME"]
     return Settings(
         environment=environment,
         source=source,
         project_dir=project,
-        hosts=values["HOSTS"],
+        hosts=hosts,
         ssh_user=values["SSH_USER"],
         ssh_port=values["SSH_PORT"],
         ssh_key=str(project / values["SSH_KEY"]) if values["SSH_KEY"] else "",
@@ -656,6 +842,15 @@ def build(environment: str, project: Path) -> Settings:
         log_files=values["LOG_FILES"],
         parallel=values["PARALLEL"],
         switch_batch=values["SWITCH_BATCH"],
+        migrate_command=values["MIGRATE_COMMAND"],
+        smoke_command=values["SMOKE_COMMAND"],
+        linked_dirs=values["LINKED_DIRS"],
+        linked_files=values["LINKED_FILES"],
+        stop_timeout=values["STOP_TIMEOUT"],
+        primary_host=values["PRIMARY_HOST"],
+        processes=processes,
+        roles=roles,
+        runs=runs,
         hooks={
             point: values[f"HOOK_{point.upper()}"]
             for point in ("after_upload", "before_switch", "after_switch")

@@ -1,7 +1,8 @@
 """The deploy flow and rollback: a short list of named steps, like Capistrano's deploy.rake.
 
 ```
-preflight -> test -> lock -> check -> build -> upload -> install -> smoke -> switch -> cleanup -> record -> unlock
+preflight -> test -> lock -> check -> build -> upload -> install -> [migrate] -> smoke -> switch
+          -> [processes] -> cleanup -> record -> unlock
 ```
 
 ``preflight`` (files, settings, git state: no time) and ``test`` run first and locally, so a
@@ -9,9 +10,11 @@ missing file, an uncommitted change or a failing suite touches no host. Across a
 hosts of the environment file, or of ``fab -H a,b deploy``: ``--per-host`` keeps Fabric's loop
 of one deploy per host) the prepare steps (upload,
 install, smoke) run on every host at once, PARALLEL at a time, all or nothing: a host that
-fails to prepare stops the deploy with no host switched. The switch then goes in batches of
+fails to prepare stops the deploy with no host switched; MIGRATE_COMMAND runs once, on the
+primary host, between install and smoke. The switch then goes in batches of
 SWITCH_BATCH hosts, each behind its health check; a batch that fails goes back to the release
-it served and the deploy stops, the summary saying which host serves what.
+it served and the deploy stops, the summary saying which host serves what. Once every host
+switched, the companion processes (`tasks.processes`) restart onto the new release.
 
 Any failure before the switch leaves a host serving what it served, the half-made release
 removed and a ``failed`` line recorded. The lock is released in a ``finally``; a lock left by
@@ -29,7 +32,20 @@ from pathlib import Path
 
 from invoke import task
 
-from . import gitref, hooks, preflight, remote, run, setup, test, upload, wheelbuild
+from . import (
+    gitref,
+    hooks,
+    migrate,
+    preflight,
+    processes,
+    remote,
+    roles,
+    run,
+    setup,
+    test,
+    upload,
+    wheelbuild,
+)
 from . import resume as resumes
 from .config import Settings
 from .errors import FabdeployError, HostError
@@ -59,11 +75,12 @@ PER_HOST_HELP = "with -H a,b: Fabric's loop, one separate deploy per -H host, on
         "summary-json": "also write the final summary as JSON to this file (for CI)",
         "ref": "deploy this git tag, branch or commit (exported from git; the work tree is untouched)",
         "resume": "finish the last deploy: its release, to the hosts that do not serve it (only)",
+        "roles": "deploy only the hosts of these roles (ROLE_<NAME>), comma-separated",
     }
 )
-def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, lock_wait=0, fleet=False, per_host=False, force=False, summary_json="", ref="", resume=False):  # type: ignore[no-untyped-def]  # fmt: skip
+def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, lock_wait=0, fleet=False, per_host=False, force=False, summary_json="", ref="", resume=False, roles=""):  # type: ignore[no-untyped-def]  # fmt: skip
     """Deploy the app: test, build, upload, switch behind a health check, clean up."""
-    settings, hosts = remote.session(c, fleet=fleet or not per_host)
+    settings, hosts = remote.session(c, fleet=fleet or not per_host, roles=roles)
     hosts, last = to_resume(settings, hosts) if resume and hosts else (hosts, None)
     if not hosts:
         return  # `fab -H a,b deploy`: this host was deployed with the fleet (or nothing to resume)
@@ -80,6 +97,7 @@ def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, lock_wait=0
             run_.save()  # from now on `deploy --resume` can finish it
             prepare(run_)  # upload, install, smoke: every host, all or nothing
             switch_in_batches(run_)  # health-gated batches; a failed batch goes back
+            restart_processes(run_)  # companion processes, once every web switch succeeded
             run_.everywhere("cleanup", cleanup)
             run_.everywhere("record", record)
             hooks.run_local(c, settings, run_.output, "after_deploy")
@@ -111,6 +129,7 @@ def rollback(c, to="", release="", fleet=False, per_host=False):  # type: ignore
             run_.everywhere("choose", choose)
             agree(run_)
             switch_in_batches(run_, with_hooks=False)
+            restart_processes(run_)
             run_.everywhere("record", record)
             hooks.run_local(c, settings, run_.output, "after_rollback")
 
@@ -144,30 +163,57 @@ def locked(run_: Run) -> Iterator[None]:
             host.output.line(host.name, f"unlock failed: {error}", err=True)
 
 
+def primary(run_: Run) -> Host:
+    """The host of this run's once-per-deploy work (`tasks.roles.primary`)."""
+    return roles.primary(run_.settings, run_.hosts, lambda host: host.name)
+
+
 def prepare(run_: Run) -> None:
-    """Upload, install and smoke-check the release on every host at once; all or nothing."""
-    failures = run_.across(run_.hosts, lambda host: prepare_host(run_, host))
-    if failures:
-        for host, _ in failures:
-            run_.results[host.name] = "prepare failed"
-        run_.across(run_.hosts, lambda host: undo(run_, host))
-        raise failed("prepare", failures, "No host was switched: each serves what it served")
+    """Upload and install the release on every host at once, migrate once on the primary
+    host, then smoke-check it on every host; all or nothing."""
+    phases = [
+        ("prepare", run_.hosts, lambda host: prepare_host(run_, host)),
+        ("migrate", [primary(run_)], lambda host: run_.on(host, "migrate", migrate_step)),
+        ("smoke", run_.hosts, lambda host: run_.on(host, "smoke", smoke)),
+    ]
+    if not run_.settings.migrate_command.strip():
+        del phases[1]
+    for name, hosts, work in phases:
+        failures = run_.across(hosts, work)
+        if failures:
+            for host, _ in failures:
+                run_.results[host.name] = f"{name} failed"
+            run_.across(run_.hosts, lambda host: undo(run_, host))
+            raise failed(name, failures, "No host was switched: each serves what it served")
 
 
 def prepare_host(run_: Run, host: Host) -> None:
-    """The prepare steps on one host, with the upload hooks around them."""
-    release, first = run_.build.release if run_.build else "", host is run_.hosts[0]
+    """The upload steps on one host, with the upload hooks around them."""
+    release, first = run_.build.release if run_.build else "", host is primary(run_)
     host_hooks(run_, host, "before_upload", first)
     run_.on(host, "upload", upload_step)
     run_.on(host, "install", install)
     host_hooks(run_, host, "after_upload", first, release)
-    run_.on(host, "smoke", smoke)
+
+
+def restart_processes(run_: Run) -> None:
+    """Restart the companion processes onto the release every host now serves (gracefully);
+    one that does not come back fails the command, naming its host, after the record."""
+    hosts = [h for h in run_.hosts if roles.companions_of(run_.settings, h.name)]
+    failures = run_.across(hosts, lambda host: run_.on(host, "processes", processes_step))
+    if failures:
+        for host, _ in failures:
+            run_.results[host.name] = (
+                run_.results.get(host.name, "") + ", a process did not come back"
+            ).lstrip(", ")
+        run_.across(run_.hosts, lambda host: record(run_, host))
+        raise failed("processes", failures, "The web switch stands: " + serving(run_))
 
 
 def switch_in_batches(run_: Run, *, with_hooks: bool = True) -> None:
     """Switch batch after batch, each host behind its health check; a failed batch goes back."""
     batches = run_.batches()
-    first = run_.hosts[0]
+    first = primary(run_)
     if with_hooks:
         try:
             hooks.run_on(run_.c, first, "before_switch", run_.release[first.name], once=True)
@@ -292,7 +338,11 @@ def already_serving(run_: Run) -> bool:
     if run_.resume:
         return resumed_everywhere(run_)
     revision = run_.build.revision
-    same = all(f.revision == revision and f.running for f in run_.facts.values())
+    web = {h.name: roles.serves_web(run_.settings, h.name) for h in run_.hosts}
+    same = all(
+        f.revision == revision and (f.running or not web.get(name, True))
+        for name, f in run_.facts.items()
+    )
     if same and not run_.force and not run_.resume and not revision.endswith("-dirty"):
         for host in run_.hosts:
             run_.results[host.name] = f"no change, serving {run_.served[host.name]}"
@@ -345,15 +395,36 @@ def install(run_: Run, host: Host) -> None:
         upload.install(host, run_.build, run_.facts[host.name], run_.id)
 
 
+def migrate_step(run_: Run, host: Host) -> None:
+    """MIGRATE_COMMAND in the new release, once per deploy, before any smoke check."""
+    migrate.run(host, run_.release[host.name])
+
+
 def smoke(run_: Run, host: Host) -> None:
     """Import the WSGI target and serve the release on a side port until healthy."""
+    if not roles.serves_web(run_.settings, host.name):
+        host.say("smoke: no web process on this host (its roles run none)")
+        return
     test.smoke(host, run_.release[host.name])
+
+
+def switch_host(host: Host, release: str) -> None:
+    """`run.switch` on a host of the web process; elsewhere only `current` is pointed."""
+    if roles.serves_web(host.settings, host.name):
+        run.switch(host, release)
+    else:
+        processes.link_current(host, release)
 
 
 def switch(run_: Run, host: Host) -> None:
     """Point `current` at the release and hand over to it behind the health check."""
-    run.switch(host, run_.release[host.name])
+    switch_host(host, run_.release[host.name])
     run_.results[host.name] = f"serving {run_.release[host.name]}"
+
+
+def processes_step(run_: Run, host: Host) -> None:
+    """Restart the host's companion processes onto `current` (TERM, STOP_TIMEOUT, KILL)."""
+    processes.restart(host)
 
 
 def switch_with_hooks(run_: Run, host: Host) -> None:
@@ -437,7 +508,7 @@ def unlock_step(run_: Run, host: Host) -> None:
 
 
 def host_hooks(run_: Run, host: Host, point: str, first: bool, release: str = "") -> None:
-    """A host point's hooks on ``host``: its own, and the ``once`` ones on the first host."""
+    """A host point's hooks on ``host``: its own, and the ``once`` ones on the primary host."""
     hooks.run_on(run_.c, host, point, release, once=False)
     if first:
         hooks.run_on(run_.c, host, point, release, once=True)
@@ -464,7 +535,7 @@ def back(run_: Run, host: Host) -> None:
     served, release = run_.served.get(host.name, ""), run_.release.get(host.name, "")
     try:
         if served and run.current_release(host) != served:
-            run.switch(host, served)
+            switch_host(host, served)
         now = run.current_release(host)
         run_.results[host.name] = (
             f"back on {now}" if now == served else f"serving {now or 'nothing'}"

@@ -1,8 +1,8 @@
 """``fab exec``: a one-off command in the served release, as the app runs.
 
 The command runs in `current` as the app user, with the release's venv first on PATH and the
-app's secrets in its environment (`tasks.appenv`), on every host of the environment, or on the
-primary host only (``--once``: the first host). Output is host-prefixed with secret values
+app's secrets in its environment (`tasks.appenv`), on every host of the environment (or of
+``--roles``), or on the primary host only (``--once``: `tasks.roles.primary`). Output is host-prefixed with secret values
 masked; ``--pty`` gives an interactive terminal (``python manage.py shell``) on one host. The
 command's exit status becomes fab's: the first non-zero one, naming the hosts that failed.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 from invoke import task
 
 from . import appenv, remote
+from . import roles as role_hosts
 from .errors import FabdeployError
 from .layout import Layout
 from .remote import Host, quote
@@ -37,7 +38,10 @@ def run_in_current(host: Host, command: str, *, pty: bool = False) -> int:
 
 def targets(hosts: list[Host], *, once: bool, pty: bool) -> list[Host]:
     """The hosts ``exec`` runs on; an interactive command needs exactly one."""
-    chosen = hosts[:1] if once else hosts
+    if once and hosts:
+        chosen = [role_hosts.primary(hosts[0].settings, hosts, lambda host: host.name)]
+    else:
+        chosen = hosts
     if pty and len(chosen) != 1:
         raise FabdeployError(
             f"--pty runs on one host, and this environment has {len(chosen)}: add --once "
@@ -51,13 +55,14 @@ def targets(hosts: list[Host], *, once: bool, pty: bool) -> list[Host]:
     positional=["command"],
     help={
         "command": 'the command line (quote it: fab exec "python manage.py migrate")',
-        "once": "run on the primary host only (the first host)",
+        "once": "run on the primary host only (PRIMARY_HOST, else the first web host)",
         "pty": "interactive: a terminal on one host (python manage.py shell)",
+        "roles": "only the hosts of these roles (ROLE_<NAME>), comma-separated",
     },
 )
-def exec_(c, command, once=False, pty=False):  # type: ignore[no-untyped-def]
+def exec_(c, command, once=False, pty=False, roles=""):  # type: ignore[no-untyped-def]
     """Run a command in the served release as the app user, venv on PATH, secrets set."""
-    settings, hosts = remote.session(c)
+    settings, hosts = remote.session(c, roles=roles)
     chosen = targets(hosts, once=once, pty=pty)
     try:
         done = remote.each(

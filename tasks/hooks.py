@@ -11,7 +11,8 @@ environment file (a shell command run on the hosts)::
 
 ``HOOK_BEFORE_SWITCH=once: .venv/bin/python manage.py migrate`` in ``config/<env>.env`` does
 the same. Host points run on every host (in the new release's directory, as the app user,
-with the app's secrets in the environment), or on the first host only with ``once``. Local
+with the app's secrets in the environment), or on the primary host only with ``once``
+(`tasks.roles.primary`). Local
 points run once, on this machine. A hook that fails stops the deploy as a failing stage would.
 """
 
@@ -39,7 +40,7 @@ LOCAL_POINTS = (
     "before_rollback",
     "after_rollback",
 )
-#: Points that run on the hosts (each host, or the first only with ``once``).
+#: Points that run on the hosts (each host, or the primary only with ``once``).
 HOST_POINTS = (
     "before_setup",
     "after_setup",

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from invoke import Collection, Task, task
 from invoke.parser import Argument
 
-from . import remote
+from . import remote, roles
 from .config import Settings
 from .errors import FabdeployError, HostError, detail
 from .layout import Audit, Layout, Revision
@@ -195,6 +195,16 @@ def _base_env(host: Host) -> dict[str, object]:
     }
 
 
+def process_env(host: Host) -> dict[str, object]:
+    """``WEB`` (yes/no) and ``PROCESS_UNITS``: what the host's roles run, for the scripts."""
+    settings = host.settings
+    units = [f"{name} {settings.unit(name)}" for name in roles.companions_of(settings, host.name)]
+    return {
+        "WEB": "yes" if roles.serves_web(settings, host.name) else "no",
+        "PROCESS_UNITS": "\n".join(units),
+    }
+
+
 # --- status and health ---------------------------------------------------------------------
 
 #: One round trip per host: service state, current release, REVISION, and (with the
@@ -202,6 +212,11 @@ def _base_env(host: Host) -> dict[str, object]:
 STATUS_SCRIPT = r"""
 state=$(sudo -n systemctl is-active "$UNIT" 2>&1 | head -n 1) || true
 echo "state=${state}"
+echo "web=${WEB:-yes}"
+while IFS=' ' read -r name unit; do
+  [ -n "$unit" ] || continue
+  echo "process_${name}=$(systemctl is-active "$unit" 2>/dev/null | head -n 1 || true)"
+done <<< "${PROCESS_UNITS:-}"
 if [ -L "$CURRENT" ]; then
   target=$(readlink "$CURRENT") || true
   echo "release=${target##*/}"
@@ -317,6 +332,8 @@ class Status:
     health_status: int | None = None
     health_ms: float | None = None
     health_error: str = ""
+    web: bool = True  # the host runs the web process (its roles say so)
+    processes: dict[str, str] = field(default_factory=dict)  # companion unit -> its state
 
     @classmethod
     def parse(cls, host: str, text: str) -> Status:
@@ -346,6 +363,12 @@ class Status:
         status.health_status = _int(pairs.get("health_status"))
         status.health_ms = _float(pairs.get("health_ms"))
         status.health_error = pairs.get("health_error", "") or pairs.get("probe_error", "")
+        status.web = pairs.get("web", "yes") != "no"
+        status.processes = {
+            key.removeprefix("process_"): value or "unknown"
+            for key, value in pairs.items()
+            if key.startswith("process_")
+        }
         return status
 
     @classmethod
@@ -363,18 +386,25 @@ class Status:
         if self.error:
             return [("unreachable: " if self.unreachable else "") + self.error]
         found = []
-        if self.state != "active":
+        if self.web and self.state != "active":
             why = f" ({self.state_detail})" if self.state_detail else ""
             found.append(f"service {self.state}{why}")
-        if self.pid_alive is False:
+        if self.web and self.pid_alive is False:
             found.append(f"gunicorn pid {self.pid} from the pidfile is not running")
         if self.release_missing:
             found.append(f"current points to a missing release {self.release}")
         elif not self.release:
             found.append("no current release")
-        if not self.health_ok:
+        if self.web and not self.health_ok:
             found.append(f"health check {self.health_text()}")
+        found += [
+            f"process {name} {state}" for name, state in self.processes.items() if state != "active"
+        ]
         return found
+
+    def processes_text(self) -> str:
+        """``worker active, beat failed``: each companion process and its state."""
+        return ", ".join(f"{name} {state}" for name, state in self.processes.items())
 
     @property
     def health_ok(self) -> bool:
@@ -417,7 +447,9 @@ class Status:
             "" if self.workers is None else self.workers,
             human_kib(self.rss_kb) if self.pid_alive else "",
             "" if self.cpu is None else f"{self.cpu:.1f}%",
-            self.health_text() + (f" {self.latency()}" if self.latency() else ""),
+            self.health_text() + (f" {self.latency()}" if self.latency() else "")
+            if self.web
+            else "no web process",
         ]
 
 
@@ -448,6 +480,7 @@ def gather_status(hosts: list[Host], settings: Settings, *, sample: bool) -> lis
             "HEALTH_PATH": settings.health_path,
             "SAMPLE": CPU_SAMPLE if sample else 0,
             "TIMEOUT": PROBE_TIMEOUT,
+            **process_env(host),
         }
 
     replies = ask(hosts, settings, STATUS_SCRIPT, env, "status")
@@ -455,7 +488,12 @@ def gather_status(hosts: list[Host], settings: Settings, *, sample: bool) -> lis
 
 
 def render_status(statuses: list[Status]) -> str:
-    return table(STATUS_HEADERS, [s.row() for s in statuses], right="PID,WORKERS,RSS,CPU")
+    """The status table; a PROCESSES column when a host runs companion processes."""
+    if not any(s.processes for s in statuses):
+        return table(STATUS_HEADERS, [s.row() for s in statuses], right="PID,WORKERS,RSS,CPU")
+    rows = [s.row() + [""] * (len(STATUS_HEADERS) - len(s.row())) for s in statuses]
+    rows = [[*row, s.processes_text()] for row, s in zip(rows, statuses)]
+    return table((*STATUS_HEADERS, "PROCESSES"), rows, right="PID,WORKERS,RSS,CPU")
 
 
 def show(
@@ -469,10 +507,14 @@ def show(
         output.say(text)
 
 
-@task(name="status", help={"json": JSON_HELP})
-def status(c, json=False):  # type: ignore[no-untyped-def]
+#: ``--roles`` of the tasks that take it.
+ROLES_HELP = "only the hosts of these roles (ROLE_<NAME>), comma-separated"
+
+
+@task(name="status", help={"json": JSON_HELP, "roles": ROLES_HELP})
+def status(c, json=False, roles=""):  # type: ignore[no-untyped-def]
     """Show service state, release, revision, pid, uptime, memory, CPU and health per host."""
-    settings, hosts = remote.session(c, data_on_stdout=json)
+    settings, hosts = remote.session(c, data_on_stdout=json, roles=roles)
     statuses = gather_status(hosts, settings, sample=True)
     show(hosts, statuses, None if json else render_status(statuses))
     report_errors(hosts[0].output, statuses)
@@ -742,6 +784,10 @@ def releases(c, limit=20, json=False):  # type: ignore[no-untyped-def]
 #: Following, both run in the background while the script waits for its stdin to close
 #: (the client going away), then stops them, so nothing is left tailing on the host.
 LOGS_SCRIPT = r"""
+units=(-u "$UNIT") names=("$UNIT")  # the web service and every companion process it runs
+while IFS=' ' read -r _ unit; do
+  [ -z "$unit" ] || { units+=(-u "$unit"); names+=("$unit"); }
+done <<< "${PROCESS_UNITS:-}"
 files=()
 declare -A seen=()
 mapfile -t patterns <<< "$PATTERNS"
@@ -761,7 +807,7 @@ for pattern in "${patterns[@]}"; do
 done
 shopt -u nullglob
 if [ "$FOLLOW" = yes ]; then
-  sudo -n journalctl -u "$UNIT" -n "$LINES" -f --no-pager 2>&1 &
+  sudo -n journalctl "${units[@]}" -n "$LINES" -f --no-pager 2>&1 &
   journal=$!
   tail=""
   if [ ${#files[@]} -gt 0 ]; then
@@ -775,8 +821,8 @@ if [ "$FOLLOW" = yes ]; then
   wait 2>/dev/null || true
   exit 0
 fi
-echo "==> journal of $UNIT <=="
-sudo -n journalctl -u "$UNIT" -n "$LINES" --no-pager 2>&1 || echo "(journal unavailable)"
+echo "==> journal of ${names[*]} <=="
+sudo -n journalctl "${units[@]}" -n "$LINES" --no-pager 2>&1 || echo "(journal unavailable)"
 if [ ${#files[@]} -gt 0 ]; then
   tail -n "$LINES" -v -- "${files[@]}" 2>&1 || true
 else
@@ -801,6 +847,7 @@ def logs_env(host: Host, lines: int, follow: bool) -> dict[str, object]:
         "PATTERNS": "\n".join(log_patterns(host.settings)),
         "LINES": max(int(lines), 0),
         "FOLLOW": "yes" if follow else "no",
+        **process_env(host),
     }
 
 
@@ -860,11 +907,12 @@ def follow_logs(hosts: list[Host], lines: int) -> None:
     help={
         "lines": "Lines of the journal and of each log file to show first (default 50)",
         "follow": "Keep streaming new lines from every host until Ctrl-C (exits 0)",
+        "roles": ROLES_HELP,
     },
 )
-def logs(c, lines=50, follow=False):  # type: ignore[no-untyped-def]
-    """Show the service's journal and the app's log files (shared/log) from every host."""
-    settings, hosts = remote.session(c)
+def logs(c, lines=50, follow=False, roles=""):  # type: ignore[no-untyped-def]
+    """Show the journals of the service and its processes, and the app's log files."""
+    settings, hosts = remote.session(c, roles=roles)
     if follow:
         follow_logs(hosts, int(lines))
         return

@@ -27,6 +27,7 @@ from invoke.context import Context
 from invoke.runners import Result
 
 from . import config
+from . import roles as role_hosts
 from .config import Settings
 from .errors import ConfigError, FabdeployError, HostError, detail
 
@@ -461,7 +462,12 @@ def check_key_file(settings: Settings) -> None:
 
 
 def session(
-    c: Context, *, trust: bool = False, fleet: bool = False, data_on_stdout: bool = False
+    c: Context,
+    *,
+    trust: bool = False,
+    fleet: bool = False,
+    data_on_stdout: bool = False,
+    roles: str = "",
 ) -> tuple[Settings, list[Host]]:
     """Load this command's settings, then its hosts with host keys checked (nothing opened yet).
 
@@ -470,6 +476,9 @@ def session(
 
     With ``fleet`` under ``fab -H a,b``, the first per-host call gets every -H host at once and
     later calls get none (Fabric calls the task once per host; the fleet already covered them).
+
+    ``roles`` (``--roles web,worker``) keeps the hosts that have one of those roles
+    (`tasks.roles`).
     """
     settings = config.load(c)
     check_key_file(settings)
@@ -480,9 +489,11 @@ def session(
         if state.get("fleet_done"):
             return settings, []
         state["fleet_done"] = True
-        names = cli_hosts(sys.argv) or None
+        names = cli_hosts(sys.argv) or target_hosts(c, settings)
+        names = role_hosts.select(settings, names, roles)
         return settings, hosts(c, settings, output, trust=trust, names=names)
-    return settings, hosts(c, settings, output, trust=trust)
+    names = role_hosts.select(settings, target_hosts(c, settings), roles)
+    return settings, hosts(c, settings, output, trust=trust, names=names)
 
 
 def on_each_host(

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 from invoke import Collection, task
 
-from . import remote
-from .config import Settings
+from . import processes, remote, roles
+from .config import WEB, Settings
 from .errors import HostError
 from .layout import Layout, release_name
 from .remote import Host
@@ -350,53 +350,72 @@ def health(host: Host) -> tuple[bool, str]:
     return code == "200", code
 
 
-def _systemctl(host: Host, verb: str) -> None:
-    host.run(f"systemctl {verb} {remote.quote(host.settings.service)}", sudo=True, label=verb)
+def _systemctl(host: Host, verb: str, process: str = "") -> list[str]:
+    """``systemctl VERB`` the web service, or ``process`` (a companion process, `WEB`, or
+    ``all``: the web service and every companion process the host runs); returns the units."""
+    settings, units = host.settings, []
+    if process in ("", WEB) or (process == "all" and roles.serves_web(settings, host.name)):
+        host.run(f"systemctl {verb} {remote.quote(settings.service)}", sudo=True, label=verb)
+        units.append(settings.service)
+    if process not in ("", WEB):  # a companion stops gracefully; a start must stay up
+        units += processes.control(host, verb, "" if process == "all" else process)
+    return units
 
 
-def start(host: Host) -> None:
-    """``systemctl start`` the app's service."""
-    _systemctl(host, "start")
-    host.say(f"started {host.settings.service}")
+def start(host: Host, process: str = "") -> None:
+    """``systemctl start`` the app's service (or ``process``)."""
+    host.say(f"started {', '.join(_systemctl(host, 'start', process)) or 'nothing here'}")
 
 
-def stop(host: Host) -> None:
-    """``systemctl stop`` the app's service."""
-    _systemctl(host, "stop")
-    host.say(f"stopped {host.settings.service}")
+def stop(host: Host, process: str = "") -> None:
+    """``systemctl stop`` the app's service (or ``process``)."""
+    host.say(f"stopped {', '.join(_systemctl(host, 'stop', process)) or 'nothing here'}")
 
 
-def restart(host: Host) -> None:
-    """``systemctl restart`` the app's service (requests fail while it restarts)."""
-    _systemctl(host, "restart")
-    host.say(f"restarted {host.settings.service}")
+def restart(host: Host, process: str = "") -> None:
+    """``systemctl restart`` the app's service (requests fail while it restarts), or
+    ``process`` (gracefully: TERM, up to STOP_TIMEOUT, then KILL)."""
+    host.say(f"restarted {', '.join(_systemctl(host, 'restart', process)) or 'nothing here'}")
 
 
 # --- tasks ---------------------------------------------------------------------------------
 
 
-@task(name="start")
-def start_(c):  # type: ignore[no-untyped-def]
-    """Start the app's service on each host."""
-    remote.on_each_host(c, "start", start)
+PROCESS_HELP = {
+    "process": "a companion process (PROCESS_<NAME>), web, or all; default: the web service"
+}
 
 
-@task(name="stop")
-def stop_(c):  # type: ignore[no-untyped-def]
-    """Stop the app's service on each host."""
-    remote.on_each_host(c, "stop", stop)
+@task(name="start", help=PROCESS_HELP)
+def start_(c, process=""):  # type: ignore[no-untyped-def]
+    """Start the app's service (or --process NAME) on each host."""
+    remote.on_each_host(c, "start", lambda host: start(host, process))
 
 
-@task(name="restart")
-def restart_(c):  # type: ignore[no-untyped-def]
-    """Restart the app's service (a short outage; prefer reload)."""
-    remote.on_each_host(c, "restart", restart)
+@task(name="stop", help=PROCESS_HELP)
+def stop_(c, process=""):  # type: ignore[no-untyped-def]
+    """Stop the app's service (or --process NAME) on each host."""
+    remote.on_each_host(c, "stop", lambda host: stop(host, process))
+
+
+@task(name="restart", help=PROCESS_HELP)
+def restart_(c, process=""):  # type: ignore[no-untyped-def]
+    """Restart the app's service (a short outage; prefer reload), or --process NAME."""
+    remote.on_each_host(c, "restart", lambda host: restart(host, process))
 
 
 @task
 def reload(c):  # type: ignore[no-untyped-def]
     """Reload gracefully onto the release `current` points to, no dropped request."""
-    remote.on_each_host(c, "reload", lambda host: switch(host, None))
+    remote.on_each_host(c, "reload", reload_host)
+
+
+def reload_host(host: Host) -> None:
+    """`switch` onto `current` where the host runs the web process; elsewhere nothing."""
+    if roles.serves_web(host.settings, host.name):
+        switch(host, None)
+    else:
+        host.say("reload: no web process on this host (its roles run none)")
 
 
 ns = Collection("run")

@@ -27,7 +27,7 @@ from string import Template
 
 from invoke import Collection, task
 
-from . import hooks, remote, tags
+from . import hooks, linked, processes, remote, roles, tags
 from .config import Settings
 from .errors import HostError
 from .layout import VENV_MARKER, Layout, logrotate_file, unit_file
@@ -323,28 +323,80 @@ def service(host: Host, group: str) -> list[Change]:
     changes = [_say(host, Change("shared/gunicorn.conf.py", conf))]
     unit_path = unit_file(settings.app_name)
     unit = write_file(host, unit_path, render_unit(settings, name, group))
+    web = roles.serves_web(settings, host.name)
     changes.append(_say(host, Change(unit_path, unit)))
     result = host.script(
         """
 if [ "$UNIT_CHANGED" = yes ]; then sudo -n systemctl daemon-reload >/dev/null 2>&1 || true; fi
-if [ "$(sudo -n systemctl is-enabled "$SERVICE" 2>/dev/null)" = enabled ]; then
+enabled=$(sudo -n systemctl is-enabled "$SERVICE" 2>/dev/null || true)
+if [ "$WEB" = no ]; then  # the host's roles run no web process: not started at boot
+  if [ "$enabled" = enabled ]; then sudo -n systemctl disable "$SERVICE" >/dev/null 2>&1; echo changed; else echo "no change"; fi
+elif [ "$enabled" = enabled ]; then
   echo "no change"
 else
   sudo -n systemctl enable "$SERVICE" >/dev/null 2>&1
   echo changed
 fi
 """,
-        env={"UNIT_CHANGED": "yes" if unit else "no", "SERVICE": settings.service},
+        env={
+            "UNIT_CHANGED": "yes" if unit else "no",
+            "SERVICE": settings.service,
+            "WEB": "yes" if web else "no",
+        },
         hide=True,
         label="enable service",
     )
     if unit:
         host.say("systemctl daemon-reload (the unit changed)")
     enabled = result.stdout.strip() == "changed"
-    changes.append(_say(host, Change(f"{settings.service} enabled at boot", enabled)))
+    at_boot = "enabled at boot" if web else "disabled at boot (its roles run no web process)"
+    changes.append(_say(host, Change(f"{settings.service} {at_boot}", enabled)))
     rotate_path = logrotate_file(settings.app_name)
     rotate = write_file(host, rotate_path, render_logrotate(settings, name, group))
     changes.append(_say(host, Change(rotate_path, rotate)))
+    return changes
+
+
+def shared_paths(host: Host) -> Change:
+    """LINKED_DIRS and LINKED_FILES in shared/, owned by the app user, 0750/0640."""
+    if not linked.configured(host):
+        return _say(host, Change("linked paths", False, "no LINKED_DIRS or LINKED_FILES"))
+    made = linked.apply(host)
+    return _say(host, Change("linked paths in shared/", made != "no change", made))
+
+
+def process_units(host: Host, group: str) -> list[Change]:
+    """The unit of each companion process the host's roles run; daemon-reload and enable."""
+    settings = host.settings
+    changes, written = [], []
+    for name in roles.companions_of(settings, host.name):
+        path = processes.unit_path(settings, name)
+        text = processes.render_unit(settings, name, host.app_user, group)
+        changed = write_file(host, path, text)
+        written.append(settings.unit(name))
+        changes.append(_say(host, Change(path, changed)))
+    if not written:
+        return changes
+    result = host.script(
+        """
+if [ "$CHANGED" = yes ]; then sudo -n systemctl daemon-reload >/dev/null 2>&1 || true; fi
+mapfile -t units <<< "$UNITS"
+todo=()
+for unit in "${units[@]}"; do
+  [ "$(systemctl is-enabled "$unit" 2>/dev/null)" = enabled ] || todo+=("$unit")
+done
+[ ${#todo[@]} -eq 0 ] || sudo -n systemctl enable "${todo[@]}" >/dev/null 2>&1
+echo "${#todo[@]}"
+""",
+        env={
+            "CHANGED": "yes" if any(c.changed for c in changes) else "no",
+            "UNITS": "\n".join(written),
+        },
+        hide=True,
+        label="enable processes",
+    )
+    enabled = result.stdout.strip() not in ("", "0")
+    changes.append(_say(host, Change(f"{', '.join(written)} enabled at boot", enabled)))
     return changes
 
 
@@ -352,8 +404,9 @@ def prepare(host: Host) -> list[Change]:
     """Every setup item on ``host``, in order; returns what changed."""
     changes = [packages(host)]
     change, group = user(host)
-    changes += [change, directories(host, group), secrets(host, group)]
+    changes += [change, directories(host, group), secrets(host, group), shared_paths(host)]
     changes += service(host, group)
+    changes += process_units(host, group)
     return changes
 
 
@@ -430,10 +483,11 @@ for done in "$VENVS"/*/"$MARKER"; do venv=${done%/*}; echo "venv=${venv##*/}"; d
 @task(name="all")
 def all_(c):  # type: ignore[no-untyped-def]
     """Prepare hosts: packages, user, directories, secrets, unit file (idempotent)."""
-    _, hosts = remote.session(c)
+    settings, hosts = remote.session(c)
+    primary = roles.primary(settings, hosts, lambda host: host.name) if hosts else None
 
     def work(host: Host) -> None:
-        first = host is hosts[0]
+        first = host is primary
         hooks.run_on(c, host, "before_setup", once=False)
         if first:
             hooks.run_on(c, host, "before_setup", once=True)
@@ -459,6 +513,7 @@ def layout(c):  # type: ignore[no-untyped-def]
         _, group = user(host)
         directories(host, group)
         secrets(host, group)
+        shared_paths(host)
 
     remote.on_each_host(c, "setup", work)
 
@@ -470,6 +525,7 @@ def service_(c):  # type: ignore[no-untyped-def]
     def work(host: Host) -> None:
         _, group = user(host)
         service(host, group)
+        process_units(host, group)
 
     remote.on_each_host(c, "setup", work)
 

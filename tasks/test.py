@@ -3,7 +3,11 @@
 Functions other modules compose:
 
 - `run_local(c, settings, output=None)` runs TEST_COMMAND in APP_DIR on this machine and
-  raises `FabdeployError` when it fails (before any host is touched);
+  raises `FabdeployError` when it fails (before any host is touched). It runs with the app's
+  own requirements: the packages the build installs locally for the hosts of this machine's
+  Python (`packages.prebuilt`, from the cached local wheelhouse; the build then reuses
+  both), first on ``PYTHONPATH``, so ``python`` (fab's own interpreter) imports the app's
+  versions and falls back to fab's venv only for what they lack (pytest, say);
 - `smoke(host, release)` checks a release on the host before it is switched to: its own
   Python imports the WSGI target (with the app's secrets in the environment), then gunicorn
   serves it on a free port of 127.0.0.1 (1 worker, as the app user, with the production
@@ -15,11 +19,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from invoke import Collection, Context, task
 
-from . import config, remote, run
+from . import appenv, config, packages, remote, run, tags
 from .config import Settings
 from .errors import FabdeployError, HostError
 from .layout import Layout
@@ -82,10 +87,29 @@ fi
 """
 
 
+def smoke_command(host: Host, release: str) -> None:
+    """SMOKE_COMMAND in ``release`` as the app runs (venv, secrets); a failure fails smoke."""
+    command = host.settings.smoke_command.strip()
+    if not command:
+        return
+    where = Layout(host.settings.deploy_root).release(release)
+    host.say(f"smoke: {command}")
+    result = host.run(
+        appenv.command(host.settings, where, command), user=host.app_user, warn=True, label="smoke"
+    )
+    if result.failed:
+        raise HostError(
+            host.name,
+            f"smoke check of release {release} failed: SMOKE_COMMAND exit {result.exited}",
+        )
+
+
 def smoke(host: Host, release: str) -> None:
-    """Import the WSGI target and serve ``release`` on a side port until it is healthy."""
+    """SMOKE_COMMAND, then import the WSGI target and serve ``release`` on a side port until it
+    is healthy."""
     settings = host.settings
     paths = Layout(settings.deploy_root)
+    smoke_command(host, release)
     result = host.script(
         remote.AS_APP + run.HEALTH_SHELL + _SMOKE,
         env={
@@ -108,6 +132,28 @@ def smoke(host: Host, release: str) -> None:
         raise HostError(host.name, f"smoke check of release {release} failed")
 
 
+def app_packages(settings: Settings, say: Callable[[str], None]) -> Path | None:
+    """REQUIREMENTS installed locally from the local wheelhouse (both cached, shared with
+    the build); None when APP_DIR has no requirements file."""
+    path = settings.app_dir / settings.requirements
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if not text.strip():
+        return None
+    local = tags.local()
+    wheels = packages.wheelhouse(settings, text, local, local, (), say)
+    return packages.prebuilt(settings, wheels, say)
+
+
+def test_env(site: Path | None) -> dict[str, str]:
+    """PATH with fab's interpreter first and, with ``site``, PYTHONPATH with the app's
+    packages first."""
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if site is not None:
+        rest = os.environ.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = str(site) + (f"{os.pathsep}{rest}" if rest else "")
+    return env
+
+
 def run_local(c: Context, settings: Settings, output: Output | None = None) -> float:
     """Run TEST_COMMAND in APP_DIR locally; raise `FabdeployError` if it fails. Returns seconds."""
     output = output or Output(mask=settings.secrets.values())
@@ -117,7 +163,16 @@ def run_local(c: Context, settings: Settings, output: Output | None = None) -> f
     if not settings.app_dir.is_dir():
         raise FabdeployError(f"APP_DIR {settings.app_dir} is not a directory")
     local = Context(config=c.config)  # under `fab -H`, c is a Connection: run locally anyway
-    output.say(f"test: {settings.test_command} (in {settings.app_dir})")
+    site = app_packages(settings, output.say)
+    if site is None:
+        using = f"fab's own Python and packages: no {settings.requirements} in APP_DIR"
+    else:
+        count = len(list(site.glob("*.dist-info")))
+        shown = (
+            site.relative_to(settings.project_dir) if settings.project_dir in site.parents else site
+        )
+        using = f"the app's requirements: {count} packages from {shown}, then fab's own"
+    output.say(f"test: {settings.test_command} (in {settings.app_dir}, with {using})")
     out = LineWriter(output, "local")
     err = LineWriter(output, "local", err=True)
     started = time.monotonic()
@@ -128,7 +183,7 @@ def run_local(c: Context, settings: Settings, output: Output | None = None) -> f
             hide=False,
             pty=False,
             in_stream=False,
-            env={"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+            env=test_env(site),
             out_stream=out,
             err_stream=err,
         )

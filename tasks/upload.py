@@ -34,7 +34,7 @@ from pathlib import Path
 from fabric import Connection
 from invoke import Collection, task
 
-from . import config, packages, remote, setup, tags, wheelbuild, workers
+from . import config, linked, packages, remote, setup, tags, wheelbuild, workers
 from .config import Settings
 from .errors import FabdeployError, HostError
 from .layout import VENV_MARKER, Layout, Revision, release_name
@@ -431,6 +431,9 @@ as_app ln -sfn ../../shared/.env "$RELEASE/.env"
     )
     for line in result.stdout.strip().splitlines():
         host.say(line)
+    if linked.configured(host):  # shared/ data linked in before the smoke check
+        made = linked.apply(host, build.release)
+        host.say("linked shared/ paths" + ("" if made == "no change" else f"; {made}"))
     host.say(f"unpacked releases/{build.release}")
 
 

@@ -41,6 +41,9 @@ for unit in systemd-networkd-wait-online.service sshd-keygen.service \
   systemctl mask "$unit" >/dev/null 2>&1 || true
 done
 
+# redis-server (the Django example's broker) starts only when a test starts it.
+systemctl disable redis-server.service >/dev/null 2>&1 || true
+
 # Keep the journal across reboots of a host, as Debian servers do.
 mkdir -p /var/log/journal
 rm -f /etc/hostname /etc/machine-id /var/lib/dbus/machine-id

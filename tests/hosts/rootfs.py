@@ -34,7 +34,8 @@ from pathlib import Path
 
 #: Debian releases the suite proves, in the order it prefers them.
 RELEASES = ("bookworm", "trixie")
-#: What every host has besides minbase: real systemd as PID 1, sshd, Python with venv, sudo.
+#: What every host has besides minbase: real systemd as PID 1, sshd, Python with venv, sudo
+#: (and redis-server, disabled: the Django test starts it).
 PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -45,6 +46,7 @@ PACKAGES = (
     "sudo",
     "iproute2",
     "procps",
+    "redis-server",  # the Django example's Celery broker, started by its test only
 )
 CACHE_ENV = "FABDEPLOY_ROOTFS_CACHE"
 DEFAULT_CACHE = Path("/var/cache/fabdeploy-test/rootfs")

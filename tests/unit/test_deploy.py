@@ -255,7 +255,109 @@ def test_task_options_have_help() -> None:
         "summary-json",
         "ref",
         "resume",
+        "roles",
     }
     assert set(deploy.rollback.help) == {"release", "to", "fleet", "per-host"}
     for task in (deploy.deploy, deploy.rollback, deploy.unlock):
         assert re.match(r"^[A-Z].*\.$", task.__doc__.strip().splitlines()[0])
+
+
+# --- migrations and companion processes in the flow ----------------------------------------
+
+
+class FlowHost:
+    """A host that only has a name, settings and output: the flow's steps are patched."""
+
+    def __init__(self, name: str, settings: config.Settings) -> None:
+        self.name, self.settings = name, settings
+        self.output = SimpleNamespace(line=lambda *a, **k: None, say=lambda *a: None)
+        self.connections = self.sessions = 0
+
+    def say(self, text: str) -> None:
+        pass
+
+
+def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, fail: str = ""):  # type: ignore[no-untyped-def]
+    """A Run over web1, web2 (web + worker) and jobs1 (worker only), its steps recording."""
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "staging.env").write_text(
+        "APP_NAME=shop\nROLE_WEB=web1,web2\nROLE_WORKER=web2,jobs1\nPROCESS_WORKER=celery worker\n"
+        + extra
+    )
+    settings = config.build("staging", tmp_path)
+    hosts = [FlowHost(name, settings) for name in ("web1", "web2", "jobs1")]
+    done: list[str] = []
+
+    def step(name: str):  # type: ignore[no-untyped-def]
+        def record(*args: object) -> None:
+            host = next(a for a in args if isinstance(a, FlowHost))
+            done.append(f"{name} {host.name}")
+            if f"{name} {host.name}" == fail:
+                raise HostError(host.name, f"{name} failed")
+
+        return record
+
+    for name in ("upload_step", "install", "undo", "record", "back"):
+        monkeypatch.setattr(deploy, name, step(name.removesuffix("_step")))
+    monkeypatch.setattr(deploy.migrate, "run", step("migrate"))
+    monkeypatch.setattr(deploy.test, "smoke", step("smoke"))
+    monkeypatch.setattr(deploy.run, "switch", step("switch"))
+    monkeypatch.setattr(deploy.processes, "link_current", step("link"))
+    monkeypatch.setattr(deploy.processes, "restart", step("processes"))
+    monkeypatch.setattr(deploy.hooks, "run_on", lambda *a, **k: None)
+    run_ = fleet.Run(SimpleNamespace(config={}), settings, hosts)  # type: ignore[arg-type]
+    run_.release = {h.name: "R2" for h in hosts}
+    return run_, done
+
+
+def test_the_migration_runs_once_on_the_primary_before_any_smoke_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_, done = flow(tmp_path, monkeypatch, "MIGRATE_COMMAND=python manage.py migrate\n")
+    deploy.prepare(run_)
+    assert [d for d in done if d.startswith("migrate")] == ["migrate web1"]
+    first_smoke = min(i for i, d in enumerate(done) if d.startswith("smoke"))
+    last_install = max(i for i, d in enumerate(done) if d.startswith("install"))
+    assert last_install < done.index("migrate web1") < first_smoke
+    assert "smoke jobs1" not in done  # no web process there
+
+
+def test_a_failed_migration_stops_before_any_smoke_or_switch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_, done = flow(tmp_path, monkeypatch, "MIGRATE_COMMAND=x\n", fail="migrate web1")
+    with pytest.raises(Exception, match=r"migrate failed on 1 host.*No host was switched"):
+        deploy.prepare(run_)
+    assert not [d for d in done if d.startswith(("smoke", "switch"))]
+    assert sorted(d for d in done if d.startswith("undo")) == [
+        "undo jobs1",
+        "undo web1",
+        "undo web2",
+    ]
+
+
+def test_processes_restart_after_every_switch_and_not_after_a_failed_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_, done = flow(tmp_path, monkeypatch, "PRIMARY_HOST=web2\n")
+    deploy.switch_in_batches(run_)
+    deploy.restart_processes(run_)
+    assert done == [
+        "switch web1", "switch web2", "link jobs1", "processes web2", "processes jobs1",
+    ]  # fmt: skip
+    run_, done = flow(tmp_path, monkeypatch, "", fail="switch web2")
+    with pytest.raises(Exception, match="switch"):
+        deploy.switch_in_batches(run_)
+    assert not [d for d in done if d.startswith("processes")]  # still on the old release
+
+
+def test_a_process_that_does_not_come_back_fails_naming_its_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_, done = flow(tmp_path, monkeypatch, "", fail="processes jobs1")
+    run_.results = {h.name: "serving R2" for h in run_.hosts}
+    with pytest.raises(Exception, match=r"processes failed on 1 host\(s\): \[jobs1\]"):
+        deploy.restart_processes(run_)
+    assert sorted(d for d in done if d.startswith("record")) == [
+        "record jobs1", "record web1", "record web2",
+    ]  # fmt: skip

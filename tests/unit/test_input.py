@@ -19,7 +19,9 @@ from tasks import (
     deploy,
     fleet,
     hooks,
+    linked,
     lock,
+    migrate,
     monitor,
     preflight,
     releases,
@@ -37,9 +39,24 @@ from tests.unit.test_upload import git
 
 #: Keys whose value is a shell command on purpose: it runs as written (locally for
 #: TEST_COMMAND; on the hosts, as one quoted argument, for the hooks).
-COMMANDS = {"TEST_COMMAND", "HOOK_AFTER_UPLOAD", "HOOK_BEFORE_SWITCH", "HOOK_AFTER_SWITCH"}
+COMMANDS = {
+    "TEST_COMMAND",
+    "HOOK_AFTER_UPLOAD",
+    "HOOK_BEFORE_SWITCH",
+    "HOOK_AFTER_SWITCH",
+    "MIGRATE_COMMAND",
+    "SMOKE_COMMAND",
+}
 #: Keys only this machine uses (paramiko, fnmatch, the local test run): never sent to a host.
-LOCAL_ONLY = {"SSH_KEY", "KNOWN_HOSTS", "APP_DIR", "SECRETS_FILE", "EXCLUDES", "TEST_COMMAND"}
+LOCAL_ONLY = {
+    "SSH_KEY",
+    "KNOWN_HOSTS",
+    "APP_DIR",
+    "SECRETS_FILE",
+    "EXCLUDES",
+    "TEST_COMMAND",
+    "PRIMARY_HOST",
+}
 
 
 def payloads(mark: Path) -> list[str]:
@@ -109,6 +126,8 @@ def sent_commands(settings: config.Settings, tmp_path: Path) -> list[str]:
         lambda: upload.install(host, built, facts),
         lambda: upload.remove_release(host, "R1"),
         lambda: test.smoke(host, "R1"),
+        lambda: migrate.run(host, "R1"),
+        lambda: linked.apply(host, "R1"),
         lambda: run.switch(host, "R1"),
         lambda: run.health(host),
         lambda: run.master_pid(host),

@@ -1,0 +1,33 @@
+# shellcheck shell=bash
+# Restart the app's companion process units and check that each stays up.
+#
+# In: UNITS (one unit a line), SETTLE (seconds a process must stay up), LINES (journal lines
+# shown for one that does not), VERB (restart | start | stop).
+# A restart waits for the old process to stop (TERM, then KILL after the unit's
+# TimeoutStopSec), so a worker finishes the task it is running first.
+mapfile -t units <<< "${UNITS:?}"
+[ -n "${units[0]:-}" ] || exit 0
+since=$(date '+%Y-%m-%d %H:%M:%S')
+sudo -n systemctl "$VERB" -- "${units[@]}" || true
+[ "$VERB" = stop ] && exit 0
+declare -A pid restarts
+for unit in "${units[@]}"; do
+  pid[$unit]=$(systemctl show -p MainPID --value -- "$unit")
+  restarts[$unit]=$(systemctl show -p NRestarts --value -- "$unit")
+done
+sleep "$SETTLE"
+failed=0
+for unit in "${units[@]}"; do
+  state=$(systemctl show -p ActiveState --value -- "$unit")
+  now=$(systemctl show -p MainPID --value -- "$unit")
+  again=$(systemctl show -p NRestarts --value -- "$unit")
+  if [ "$state" = active ] && [ "$now" != 0 ] && [ "$now" = "${pid[$unit]}" ] \
+     && [ "$again" = "${restarts[$unit]}" ]; then
+    echo "$unit: running (pid $now)"
+  else
+    failed=1
+    echo "$unit did not come back: $state (pid ${pid[$unit]} -> $now); its journal:" >&2
+    sudo -n journalctl -u "$unit" --since "$since" -n "$LINES" --no-pager -o cat >&2 || true
+  fi
+done
+exit $failed

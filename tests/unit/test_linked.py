@@ -1,0 +1,88 @@
+"""LINKED_DIRS and LINKED_FILES: tasks/scripts/linked_paths.sh run for real on this machine
+(as the app user it is, so ``as_app`` runs commands directly), in a temporary deploy root."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import subprocess
+from pathlib import Path
+
+from tasks import remote
+
+
+def linked(tmp_path: Path, dirs: str, files: str, release: str = "") -> subprocess.CompletedProcess[str]:  # fmt: skip
+    env = {
+        "APP_USER": getpass.getuser(),
+        "SHARED": str(tmp_path / "shared"),
+        "DIRS": dirs,
+        "FILES": files,
+        "RELEASE": str(tmp_path / "releases" / release) if release else "",
+    }
+    script = remote.bash_text(remote.AS_APP + remote.script_file("linked_paths.sh"), env)
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+
+
+def test_setup_makes_the_shared_paths_not_readable_by_others(tmp_path: Path) -> None:
+    (tmp_path / "shared").mkdir()
+    done = linked(tmp_path, "media\ninstance/uploads", "data/db.sqlite3")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "made shared/media/ shared/instance/uploads/ shared/data/db.sqlite3"
+    )
+    shared = tmp_path / "shared"
+    assert oct(os.stat(shared / "media").st_mode & 0o777) == "0o750"
+    assert oct(os.stat(shared / "instance").st_mode & 0o777) == "0o750"
+    assert oct(os.stat(shared / "data" / "db.sqlite3").st_mode & 0o777) == "0o640"
+    again = linked(tmp_path, "media\ninstance/uploads", "data/db.sqlite3")
+    assert again.stdout.strip() == "no change"
+
+
+def test_a_release_gets_links_and_shared_data_is_never_replaced(tmp_path: Path) -> None:
+    (tmp_path / "shared" / "media").mkdir(parents=True)
+    (tmp_path / "shared" / "media" / "upload.txt").write_text("kept")
+    (tmp_path / "releases" / "R1" / "instance").mkdir(parents=True)
+    done = linked(tmp_path, "media", "instance/app.db", "R1")
+    assert done.returncode == 0, done.stderr
+    release = tmp_path / "releases" / "R1"
+    assert os.readlink(release / "media") == str(tmp_path / "shared" / "media")
+    assert os.readlink(release / "instance" / "app.db") == str(
+        tmp_path / "shared" / "instance" / "app.db"
+    )
+    assert (release / "media" / "upload.txt").read_text() == "kept"
+    subprocess.run(["rm", "-rf", str(release)], check=True)  # what cleanup does to a release
+    assert (tmp_path / "shared" / "media" / "upload.txt").read_text() == "kept"
+
+
+def test_a_release_that_ships_a_linked_path_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "releases" / "R1" / "media").mkdir(parents=True)
+    (tmp_path / "releases" / "R1" / "media" / "logo.png").write_text("shipped")
+    done = linked(tmp_path, "media", "", "R1")
+    assert done.returncode == 4
+    assert "the release ships media itself, which LINKED_DIRS keeps in shared/" in done.stderr
+    assert (tmp_path / "releases" / "R1" / "media" / "logo.png").read_text() == "shipped"
+    assert list((tmp_path / "shared" / "media").iterdir()) == []
+
+
+def test_a_host_without_the_web_process_only_points_current(tmp_path: Path) -> None:
+    (tmp_path / "releases" / "R1").mkdir(parents=True)
+    (tmp_path / "releases" / "R2").mkdir()
+    os.symlink("releases/R1", tmp_path / "current")
+    env = {
+        "APP_USER": getpass.getuser(),
+        "ROOT": str(tmp_path),
+        "CURRENT": str(tmp_path / "current"),
+        "TMP_LINK": str(tmp_path / ".current.tmp"),
+        "NEW_TARGET": "releases/R2",
+    }
+    script = remote.bash_text(remote.AS_APP + remote.script_file("link_current.sh"), env)
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert os.readlink(tmp_path / "current") == "releases/R2"
+    assert "current -> R2 (no web process on this host)" in done.stdout
+    env["NEW_TARGET"] = "releases/R9"
+    script = remote.bash_text(remote.AS_APP + remote.script_file("link_current.sh"), env)
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 3 and "release R9 does not exist" in done.stderr
+    assert os.readlink(tmp_path / "current") == "releases/R2"
