@@ -704,6 +704,13 @@ def test_status_health_and_logs_read_real_systemd(site: Site) -> None:
     assert "200" in cells
     health = site.fab("health")
     assert f"[{site.host.address}] healthy: HTTP 200 in" in health.stdout
+    [shown] = json.loads(site.fab("status", "--json").stdout)  # nothing else on stdout
+    assert (shown["host"], shown["state"], shown["release"]) == (
+        site.host.address,
+        "active",
+        site.current(),
+    )
+    assert shown["pid"] == site.master() and shown["health_status"] == 200 and shown["healthy"]
     logs = site.fab("logs", "-n", "50")
     mine = [line for line in logs.stdout.splitlines() if line.startswith(f"[{site.host.address}]")]
     assert any(re.search(r"systemd\[1\]: Started .*" + APP, line) for line in mine), logs.stdout
