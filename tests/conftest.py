@@ -25,6 +25,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -140,6 +141,15 @@ def require_release(release: str) -> None:
             reason = _ROOTFS_FAILED[release] = f"building its root filesystem failed: {exc}"
     if reason:
         pytest.skip(f"{SKIP_TAG} real-systemd {release} hosts cannot boot here: {reason}")
+
+
+def fab_env() -> dict[str, str]:
+    """The environment a test runs ``fab`` in: this checkout's tasks first on PYTHONPATH, the
+    test's venv first on PATH, and no FABDEPLOY_* setting leaking in from the caller."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FABDEPLOY_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    return env
 
 
 def stop_kit(kit: HostKit) -> None:

@@ -37,7 +37,7 @@ import pytest
 from invoke import Context
 
 from tasks import config, remote
-from tests.conftest import figure, missing_for_netns, stop_kit, systemd_kit
+from tests.conftest import fab_env, figure, missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import HostKit, TestHost
 from tests.integration.apps import write_app
 
@@ -181,6 +181,22 @@ class Site:
             text=True,
         )
 
+    def kill_deploy_at(self, marker: str, delay: float = 0.0) -> subprocess.Popen[str]:
+        """Start `fab staging deploy --skip-tests`, SIGKILL it ``delay`` s after it prints a
+        line with ``marker``; return the dead process (its output is in ``outputs``)."""
+        victim = self.popen("deploy", "--skip-tests")
+        seen = []
+        assert victim.stdout is not None
+        for line in victim.stdout:
+            seen.append(line)
+            if marker in line:
+                break
+        time.sleep(delay)
+        victim.send_signal(signal.SIGKILL)
+        rest, _ = victim.communicate(timeout=30)
+        self.outputs.append("".join(seen) + rest)
+        return victim
+
     def app(self, version: str, **kw: object) -> None:
         write_app(self.project / "app", version, **kw)  # type: ignore[arg-type]
         (self.project / "app" / "secrets.env").write_text(SECRETS_ENV)
@@ -279,9 +295,7 @@ def site(
         project = tmp_path_factory.mktemp("deploy-project")
         app_user = APP_USERS[release]
         write_project(project, host, kit, "" if app_user == host.user else app_user)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FABDEPLOY_")}
-        env["PYTHONPATH"] = str(REPO)
-        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+        env = fab_env()
         site = Site(host, project, env, kit, app_user)
         site.app("1.0.0")
         site.numbers["host"] = f"Debian {release}, {host.systemd}, {host.python}"  # type: ignore[assignment]
@@ -529,16 +543,7 @@ def test_a_second_deploy_is_refused_naming_the_holder(site: Site) -> None:
 def test_a_killed_deploy_keeps_serving_and_the_next_one_succeeds(site: Site) -> None:
     site.app("1.6.0", requirements=("python-dotenv",), uses="dotenv")
     with site.loop() as loop:
-        victim = site.popen("deploy", "--skip-tests")
-        seen = []
-        assert victim.stdout is not None
-        for line in victim.stdout:
-            seen.append(line)
-            if "-> upload" in line:
-                break
-        victim.send_signal(signal.SIGKILL)
-        rest, _ = victim.communicate(timeout=30)
-        site.outputs.append("".join(seen) + rest)
+        victim = site.kill_deploy_at("-> upload")
         time.sleep(1.0)
         assert site.get("/")["version"] == "1.5.0"
     loop.report("fab killed mid-deploy")
@@ -591,17 +596,7 @@ def test_a_deploy_killed_in_the_switch_keeps_serving_and_the_next_one_recovers(
     """SIGKILL fab while the switch runs on the host; the next deploy puts it right."""
     site.app("1.7.0")
     with site.loop() as loop:
-        victim = site.popen("deploy", "--skip-tests")
-        seen = []
-        assert victim.stdout is not None
-        for line in victim.stdout:
-            seen.append(line)
-            if "-> switch" in line:
-                break
-        time.sleep(0.7)  # USR2 sent, the new master booting: the middle of the switch
-        victim.send_signal(signal.SIGKILL)
-        rest, _ = victim.communicate(timeout=30)
-        site.outputs.append("".join(seen) + rest)
+        site.kill_deploy_at("-> switch", 0.7)  # USR2 sent, the new master booting
         time.sleep(2.0)
         after_kill = {
             "current": site.current(),

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing_for_netns, stop_kit, systemd_kit
+from tests.conftest import fab_env, missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import TestHost
 from tests.integration.test_deploy import RequestLoop
 
@@ -152,9 +152,7 @@ def django(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Django]:
         (project / "fabfile.py").write_text("from tasks import ns\n")
         (project / "config").mkdir()
         (project / "config" / "staging.env").write_text(env_file(hosts, kit))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FABDEPLOY_")}
-        env["PYTHONPATH"] = str(REPO)
-        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+        env = fab_env()
         site = Django(hosts, project, env)
         site.app("1.0.0")
         yield site

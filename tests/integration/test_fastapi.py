@@ -4,16 +4,14 @@ class the requirements do not install refused before anything reaches the host."
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing_for_netns, stop_kit, systemd_kit
+from tests.conftest import fab_env, missing_for_netns, stop_kit, systemd_kit
 from tests.integration.test_deploy import Site, running_in, write_project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,9 +40,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         write_project(project, host, kit)
         env_file = project / "config" / "staging.env"
         env_file.write_text(env_file.read_text() + ASGI)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FABDEPLOY_")}
-        env["PYTHONPATH"] = str(REPO)
-        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+        env = fab_env()
         site = Site(host, project, env, kit)
         write_fastapi(project / "app", "1.0.0")
         yield site

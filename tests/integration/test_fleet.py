@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import pytest
 
-from tests.conftest import missing_for_netns, stop_kit, systemd_kit
+from tests.conftest import fab_env, missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import HostKit, TestHost
 from tests.integration.apps import write_app
 
@@ -124,9 +124,7 @@ def start_fleet(kit: HostKit, project: Path, kind: type[F], count: int = 3) -> F
         f"APP_NAME={APP}\nAPP_DIR=app\nBIND=0.0.0.0:{PORT}\nSECRETS_FILE=app/secrets.env\n"
         "WORKERS=1\nHEALTH_TIMEOUT=10\nSWITCH_BATCH=1\nPARALLEL=8\nTEST_COMMAND=\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FABDEPLOY_")}
-    env["PYTHONPATH"] = str(REPO)
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    env = fab_env()
     return kind(hosts, project, env)
 
 

@@ -9,16 +9,14 @@ console script of the requirements runs from the host's .venv/bin."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing_for_netns, require_release, stop_kit, systemd_kit
+from tests.conftest import fab_env, missing_for_netns, require_release, stop_kit, systemd_kit
 from tests.hostkit import TestHost
 from tests.hosts import pyindex
 from tests.integration.apps import write_app
@@ -64,9 +62,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, list
         env_file.write_text(
             text + f"PACKAGE_INDEX={index.as_uri()}\nTEST_COMMAND=\nSWITCH_BATCH=100%\n"
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FABDEPLOY_")}
-        env["PYTHONPATH"] = str(REPO)
-        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+        env = fab_env()
         site = Site(hosts[0], project, env, kit)
         write_app(
             project / "app",
