@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -162,7 +162,7 @@ def _run_logged(args: list[str], log: Path, timeout: float) -> None:
         raise RootfsError(f"{args[0]} exited {proc.returncode} (log {log}):\n{tail}")
 
 
-def build(release: str, *, say: object = print) -> Path:
+def build(release: str, *, say: Callable[[str], object] = print) -> Path:
     """Build ``release``'s root unless it is ready; return its path."""
     target = root_path(release)
     if is_ready(release):
@@ -206,20 +206,22 @@ def build(release: str, *, say: object = print) -> Path:
         for old in cache_dir().glob(f"{release}-*"):  # roots of older recipes, unless booted
             if old.is_dir() and old != target and not old.name.endswith(".tmp") and not in_use(old):
                 _remove_tree(old)
-        say(f"rootfs: built {release} in {time.monotonic() - started:.0f}s ({target})")  # type: ignore[operator]
+        say(f"rootfs: built {release} in {time.monotonic() - started:.0f}s ({target})")
         return target
 
 
-def build_all(releases: Sequence[str], *, say: object = print) -> dict[str, str | None]:
+def build_all(
+    releases: Sequence[str], *, say: Callable[[str], object] = print
+) -> dict[str, str | None]:
     """Build every missing root in parallel; release -> error text (``None``: ready)."""
     results: dict[str, str | None] = {}
 
     def one(release: str) -> None:
         try:
             if is_ready(release):
-                say(f"rootfs: {release} ready ({root_path(release)})")  # type: ignore[operator]
+                say(f"rootfs: {release} ready ({root_path(release)})")
             else:
-                say(f"rootfs: building {release} (about two minutes, once per machine)")  # type: ignore[operator]
+                say(f"rootfs: building {release} (about two minutes, once per machine)")
                 build(release, say=say)
             results[release] = None
         except (RootfsError, OSError, subprocess.SubprocessError) as exc:

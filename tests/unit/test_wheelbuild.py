@@ -190,6 +190,20 @@ def test_build_requirements_come_from_the_sdists_pyproject(tmp_path: Path) -> No
     assert wheelbuild.build_requirements(hatch) == ["hatchling>=1.2"]
 
 
+def offline_settings(tmp_path: Path, requirements: str) -> config.Settings:
+    """Settings for ``tmp_path/app`` with ``requirements``, resolved from an empty index (what
+    a test builds itself is all there is: nothing is fetched from PyPI)."""
+    (tmp_path / "app").mkdir(exist_ok=True)
+    (tmp_path / "app" / "requirements.txt").write_text(requirements)
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "staging.env").write_text(
+        f"APP_NAME=shop\nAPP_DIR=app\nPACKAGE_INDEX={empty.as_uri()}\n"
+    )
+    return config.build("staging", tmp_path)
+
+
 def test_url_path_and_vcs_requirements_are_built_here_and_pinned(tmp_path: Path) -> None:
     """A path requirement of pure Python is built here and pinned for another tag set; one
     with compiled code is refused for it, naming it (the hosts could not load it)."""
@@ -211,14 +225,7 @@ def test_url_path_and_vcs_requirements_are_built_here_and_pinned(tmp_path: Path)
     )
     (pure / "fdt_tinypure.py").write_text("VALUE = 1\n")
     requirements = "./vendor/tinypure  # vendored\n"
-    (app / "requirements.txt").write_text(requirements)
-    empty = tmp_path / "empty-index"
-    empty.mkdir()
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "staging.env").write_text(
-        f"APP_NAME=shop\nAPP_DIR=app\nPACKAGE_INDEX={empty.as_uri()}\n"
-    )
-    conf = config.build("staging", tmp_path)
+    conf = offline_settings(tmp_path, requirements)
     said: list[str] = []
     wheels = packages.wheelhouse(conf, requirements, SERVER_ARM, LAPTOP, ("web1",), said.append)
     [wheel] = packages.check_wheels(wheels, SERVER_ARM)
@@ -260,14 +267,7 @@ def test_a_compiled_path_requirement_is_built_again_on_a_host_of_the_tag_set(
     compiled.mkdir(parents=True)
     (compiled / "setup.py").write_text(SETUP_PY)
     (compiled / "tinyext.c").write_text(TINYEXT_C)
-    (app / "requirements.txt").write_text("./vendor/tinyext\n")
-    empty = tmp_path / "empty-index"
-    empty.mkdir()
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "staging.env").write_text(
-        f"APP_NAME=shop\nAPP_DIR=app\nPACKAGE_INDEX={empty.as_uri()}\n"
-    )
-    conf = config.build("staging", tmp_path)
+    conf = offline_settings(tmp_path, "./vendor/tinyext\n")
     handed: list[tuple[str, list[str], list[str]]] = []
 
     def builder(tags, sdist: Path, deps: Path, requires: list[str]) -> tuple[Path, str]:  # type: ignore[no-untyped-def]
