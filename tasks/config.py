@@ -27,6 +27,8 @@ from .errors import ConfigError
 DEFAULT_ENVIRONMENT = "default"
 #: Env files in the config dir that are documentation, not deploy targets.
 NOT_ENVIRONMENTS = frozenset({"example"})
+#: The hook points an environment file attaches a command to (``HOOK_<POINT>``).
+HOOK_POINTS = ("after_upload", "before_switch", "after_switch", "failed")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _HOST = re.compile(
@@ -371,6 +373,12 @@ KEYS: tuple[Key, ...] = (
         _command,
         "",
         "Command run in the new release after it serves; 'once:' for one host",
+    ),
+    Key(
+        "HOOK_FAILED",
+        _command,
+        "",
+        "Command run locally when a deploy or rollback fails (FABDEPLOY_ERROR, FABDEPLOY_SERVING)",
     ),
     Key(
         "MIGRATE_COMMAND",
@@ -851,10 +859,7 @@ def build(environment: str, project: Path) -> Settings:
         processes=processes,
         roles=roles,
         runs=runs,
-        hooks={
-            point: values[f"HOOK_{point.upper()}"]
-            for point in ("after_upload", "before_switch", "after_switch")
-        },
+        hooks={point: values[f"HOOK_{point.upper()}"] for point in HOOK_POINTS},
         lines={key: line for key, (_, line) in raw.items()},
         secrets=load_secrets(
             values["SECRETS_FILE"], project, f"{source}:{raw.get('SECRETS_FILE', ('', 0))[1]}"

@@ -1,25 +1,32 @@
-"""The deploy flow and rollback: a short list of named steps, like Capistrano's deploy.rake.
+"""The deploy flow and rollback: lists of named steps, like Capistrano's framework.rake.
+
+`DEPLOY` is the deploy, `ROLLBACK` the rollback, `RELEASE` ``upload.release`` (a deploy
+that stops before the switch); `tasks.pipeline.execute` runs a list, with the hooks of each
+step around it, and ``fab plan``, the summary table and docs/architecture.md read the same
+lists. In order (``[migrate]`` with MIGRATE_COMMAND):
 
 ```
-preflight -> test -> lock -> check -> build -> upload -> install -> [migrate] -> smoke -> switch
-          -> [processes] -> cleanup -> record -> unlock
+preflight -> test -> lock -> check -> build -> compare -> upload -> install -> [migrate]
+          -> smoke -> switch -> processes -> cleanup -> record -> unlock (always)
 ```
 
 ``preflight`` (files, settings, git state: no time) and ``test`` run first and locally, so a
-missing file, an uncommitted change or a failing suite touches no host. Across a fleet (the
-hosts of the environment file, or of ``fab -H a,b deploy``: ``--per-host`` keeps Fabric's loop
-of one deploy per host) the prepare steps (upload,
-install, smoke) run on every host at once, PARALLEL at a time, all or nothing: a host that
-fails to prepare stops the deploy with no host switched; MIGRATE_COMMAND runs once, on the
-primary host, between install and smoke. The switch then goes in batches of
-SWITCH_BATCH hosts, each behind its health check; a batch that fails goes back to the release
-it served and the deploy stops, the summary saying which host serves what. Once every host
-switched, the companion processes (`tasks.processes`) restart onto the new release.
+missing file, an uncommitted change or a failing suite touches no host. ``lock`` takes the
+deploy lock and, in the same SSH session, learns what ``check`` needs (`setup.Facts`, the
+releases); ``compare`` stops a deploy of what every host serves already (a no-op). Across a
+fleet (the hosts of the environment file, or of ``fab -H a,b deploy``: ``--per-host`` keeps
+Fabric's loop of one deploy per host) upload, install and smoke run on every host at once,
+PARALLEL at a time, all or nothing: a host that fails stops the deploy with no host
+switched; MIGRATE_COMMAND runs once, on the primary host, between install and smoke. The
+switch then goes in batches of SWITCH_BATCH hosts, each behind its health check; a batch that
+fails goes back to the release it served and the deploy stops, the summary saying which host
+serves what. Once every host switched, the companion processes (`tasks.processes`) restart
+onto the new release. ``cleanup`` and ``record`` decide here and send their work with
+``unlock``: one session for the three.
 
 Any failure before the switch leaves a host serving what it served, the half-made release
-removed and a ``failed`` line recorded. The lock is released in a ``finally``; a lock left by
-a ``fab`` that died on this machine is stale and broken, saying so. Hooks (`tasks.hooks`) run
-before and after the test, upload and switch stages and around the whole deploy.
+removed and a ``failed`` line recorded. ``unlock`` always runs; a lock left by a ``fab`` that
+died on this machine is stale and broken, saying so.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from invoke import task
@@ -49,11 +57,21 @@ from . import (
 from . import resume as resumes
 from .config import Settings
 from .errors import FabdeployError, HostError
-from .fleet import Run, failed, reported
+from .fleet import HostResults, Run, write_json
 from .layout import Audit
-from .lock import release_lock, take_lock
+from .lock import LockedButFailed, release_lock, take_lock
 from .lock import unlock as unlock  # `tasks.deploy.unlock`, as before it moved to lock
-from .releases import append_audit, inventory, prune, read_revision, utc_now
+from .pipeline import BATCHES, HOSTS, LOCAL, PRIMARY, Step, execute, points
+from .releases import (
+    append_audit,
+    audit_program,
+    inventory_program,
+    parse_inventory,
+    plan_prune,
+    prune_program,
+    read_revision,
+    utc_now,
+)
 from .remote import Host
 
 FLEET_HELP = "kept for older scripts: -H hosts are one fleet by default now"
@@ -86,22 +104,9 @@ def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, lock_wait=0
         return  # `fab -H a,b deploy`: this host was deployed with the fleet (or nothing to resume)
     run_ = Run(c, settings, hosts, "deploy", skip_tests, allow_dirty, break_lock, force=force, lock_wait=float(lock_wait), summary_json=summary_json, ref=ref or (last.ref if last else ""), resume=last)  # fmt: skip
     with reported(run_):
-        hooks.run_local(c, settings, run_.output, "before_deploy")
-        run_.locally("preflight", preflight_step)  # files, settings, git: no time, no host
-        run_.locally("test", test_step)  # before anything touches a host
-        with locked(run_):  # lock ... unlock; the after_deploy hooks run under the lock
-            run_.everywhere("check", check)
-            run_.locally("build", build)
-            if already_serving(run_):  # same revision, running everywhere: nothing to do
-                return
-            run_.save()  # from now on `deploy --resume` can finish it
-            prepare(run_)  # upload, install, smoke: every host, all or nothing
-            switch_in_batches(run_)  # health-gated batches; a failed batch goes back
-            restart_processes(run_)  # companion processes, once every web switch succeeded
-            run_.everywhere("cleanup", cleanup)
-            run_.everywhere("record", record)
-            hooks.run_local(c, settings, run_.output, "after_deploy")
-    assert run_.build is not None
+        execute(run_, DEPLOY, known_points())  # the steps below, with their hooks
+    if run_.done or run_.build is None:
+        return  # a no-op: every host serves this revision already
     run_.say(
         f"deployed {run_.build.release} (revision {run_.build.revision}) to "
         f"{len(hosts)} host(s) in {time.monotonic() - run_.started:.1f}s"
@@ -123,15 +128,7 @@ def rollback(c, to="", release="", fleet=False, per_host=False):  # type: ignore
         return
     run_ = Run(c, settings, hosts, "rollback", wanted=to or release)
     with reported(run_):
-        hooks.run_local(c, settings, run_.output, "before_rollback")
-        with locked(run_):
-            run_.everywhere("check", check)
-            run_.everywhere("choose", choose)
-            agree(run_)
-            switch_in_batches(run_, with_hooks=False)
-            restart_processes(run_)
-            run_.everywhere("record", record)
-            hooks.run_local(c, settings, run_.output, "after_rollback")
+        execute(run_, ROLLBACK, known_points())
 
 
 @task
@@ -145,163 +142,61 @@ def trust(c):  # type: ignore[no-untyped-def]
         host.close()
 
 
-# --- the phases ----------------------------------------------------------------------------
+# --- the lists ---------------------------------------------------------------------------
 
 
-@contextmanager
-def locked(run_: Run) -> Iterator[None]:
-    """``lock`` on every host now, ``unlock`` on every host locked when the block ends."""
-    try:
-        if run_.lock_wait:  # one at a time, in one order: two waiting fleets never deadlock
-            for host in sorted(run_.hosts, key=lambda h: h.name):
-                run_.everywhere("lock", lock, [host])
-        else:
-            run_.everywhere("lock", lock)
-        yield
-    finally:
-        for host, error in run_.across(run_.locked, lambda h: run_.on(h, "unlock", unlock_step)):
-            host.output.line(host.name, f"unlock failed: {error}", err=True)
+def skip_test(run_: Run) -> str:
+    """Why the local test suite does not run this time ("" it runs)."""
+    if run_.resume:
+        return f"--resume: deploy {run_.id} tested revision {run_.resume.revision}"
+    return "--skip-tests" if run_.skip_tests else ""
 
 
-def primary(run_: Run) -> Host:
-    """The host of this run's once-per-deploy work (`tasks.roles.primary`)."""
-    return roles.primary(run_.settings, run_.hosts, lambda host: host.name)
+def has_migration(run_: Run) -> bool:
+    """Whether MIGRATE_COMMAND is set."""
+    return bool(run_.settings.migrate_command.strip())
 
 
-def prepare(run_: Run) -> None:
-    """Upload and install the release on every host at once, migrate once on the primary
-    host, then smoke-check it on every host; all or nothing."""
-    phases = [
-        ("prepare", run_.hosts, lambda host: prepare_host(run_, host)),
-        ("migrate", [primary(run_)], lambda host: run_.on(host, "migrate", migrate_step)),
-        ("smoke", run_.hosts, lambda host: run_.on(host, "smoke", smoke)),
-    ]
-    if not run_.settings.migrate_command.strip():
-        del phases[1]
-    for name, hosts, work in phases:
-        failures = run_.across(hosts, work)
-        if failures:
-            for host, _ in failures:
-                run_.results[host.name] = f"{name} failed"
-            run_.across(run_.hosts, lambda host: undo(run_, host))
-            raise failed(name, failures, "No host was switched: each serves what it served")
+def companion_hosts(run_: Run) -> list[Host]:
+    """The hosts whose roles run companion processes."""
+    return [h for h in run_.hosts if roles.companions_of(run_.settings, h.name)]
 
 
-def prepare_host(run_: Run, host: Host) -> None:
-    """The upload steps on one host, with the upload hooks around them."""
-    release, first = run_.build.release if run_.build else "", host is primary(run_)
-    host_hooks(run_, host, "before_upload", first)
-    run_.on(host, "upload", upload_step)
-    run_.on(host, "install", install)
-    host_hooks(run_, host, "after_upload", first, release)
+def locked_hosts(run_: Run) -> list[Host]:
+    """The hosts this command holds the lock of."""
+    return list(run_.locked)
 
 
-def restart_processes(run_: Run) -> None:
-    """Restart the companion processes onto the release every host now serves (gracefully);
-    one that does not come back fails the command, naming its host, after the record."""
-    hosts = [h for h in run_.hosts if roles.companions_of(run_.settings, h.name)]
-    failures = run_.across(hosts, lambda host: run_.on(host, "processes", processes_step))
-    if failures:
-        for host, _ in failures:
-            run_.results[host.name] = (
-                run_.results.get(host.name, "") + ", a process did not come back"
-            ).lstrip(", ")
-        run_.across(run_.hosts, lambda host: record(run_, host))
-        raise failed("processes", failures, "The web switch stands: " + serving(run_))
+def waits_for_lock(run_: Run) -> bool:
+    """With --lock-wait the hosts lock one at a time, in one order: no two fleets deadlock."""
+    return bool(run_.lock_wait)
 
 
-def switch_in_batches(run_: Run, *, with_hooks: bool = True) -> None:
-    """Switch batch after batch, each host behind its health check; a failed batch goes back."""
-    batches = run_.batches()
-    first = primary(run_)
-    if with_hooks:
-        try:
-            hooks.run_on(run_.c, first, "before_switch", run_.release[first.name], once=True)
-        except BaseException:
-            run_.across(run_.hosts, lambda host: undo(run_, host))
-            raise
-    step = switch_with_hooks if with_hooks else switch
-    done: list[Host] = []
-    run_.rounds = tuple(tuple(h.name for h in batch) for batch in batches)
-    for number, batch in enumerate(batches, 1):
-        if len(batches) > 1:
-            canary = " (the canary)" if number == 1 and "," in run_.settings.switch_batch else ""
-            run_.say(
-                f"switch: batch {number} of {len(batches)}{canary}: "
-                + ", ".join(h.name for h in batch)
-            )
-        failures = run_.across(batch, lambda host: run_.on(host, "switch", step))
-        if failures:
-            run_.across(batch, lambda host: back(run_, host))
-            run_.across(run_.hosts[len(done) + len(batch) :], lambda host: undo(run_, host))
-            run_.across(done, lambda host: record(run_, host))
-            alone = "" if done else "No other host was switched. "
-            raise failed(
-                f"switch (batch {number} of {len(batches)})",
-                failures,
-                f"That batch went back to what it served. {alone}" + serving(run_),
-            )
-        done += batch
-        run_.save()  # a fab killed now leaves a record of the hosts that took the release
-    if with_hooks:
-        try:
-            hooks.run_on(run_.c, first, "after_switch", run_.release[first.name], once=True)
-        except BaseException:  # every host serves the release: record that, then fail
-            run_.across(run_.hosts, lambda host: record(run_, host))
-            raise
+def undo_everywhere(run_: Run, done: HostResults) -> str:
+    """A release that failed to prepare on some host is removed from every host."""
+    run_.across(run_.hosts, lambda host: undo(run_, host))
+    return "No host was switched: each serves what it served"
 
 
-def to_resume(settings: Settings, hosts: list[Host]) -> tuple[list[Host], resumes.Record]:
-    """The deploy ``--resume`` continues, and the hosts it works on: those not shown serving its
-    release (the others are named, never contacted)."""
-    last = resumes.load(settings)
-    todo = last.to_do([h.name for h in hosts])
-    output = hosts[0].output
-    for host in hosts:
-        if last.serving(host.name):
-            output.line(host.name, f"serves {last.release} (deploy {last.id}): not touched")
-        elif host.name not in last.results:
-            output.line(host.name, f"not a host of deploy {last.id}: not touched")
-    if last.ok or not todo:
-        output.say(f"nothing to resume: deploy {last.id} of {last.release} ended well everywhere")
-        return [], last
-    output.say(f"resuming deploy {last.id} of {last.release} on {', '.join(todo)}")
-    return [h for h in hosts if h.name in todo], last
-
-
-def resumed_everywhere(run_: Run) -> bool:
-    """With --resume: drop the hosts that serve the release already (an interrupted switch that
-    finished on its own); whether that leaves none."""
-    assert run_.resume is not None
-    release = run_.resume.release
-    for host in list(run_.hosts):
-        facts = run_.facts[host.name]
-        if facts.current == release and facts.running:
-            host.say(f"serves {release} already: nothing to do here")
-            run_.results[host.name] = f"serving {release}"
-            run_.hosts.remove(host)
-    if not run_.hosts:
-        run_.say(f"nothing to resume: every host of deploy {run_.id} serves {release}")
-    return not run_.hosts
-
-
-# --- the steps -----------------------------------------------------------------------------
+def processes_failed(run_: Run, done: HostResults) -> str:
+    """A companion process that did not come back: the web switch stands, recorded."""
+    for host, _ in done.failed:
+        run_.results[host.name] = "serving " + run_.release.get(host.name, "?")
+        run_.results[host.name] += ", a process did not come back"
+    run_.across(run_.hosts, lambda host: record(run_, host))
+    return "The web switch stands: " + serving(run_)
 
 
 def lock(run_: Run, host: Host) -> None:
-    """Take the deploy lock on the host."""
-    take_lock(host, run_.owner, break_lock=run_.break_lock, wait=run_.lock_wait)
+    """Take the deploy lock on the host; in the same session learn what `check` needs."""
+    body, env = learn_program(host)
+    try:
+        text = take_lock(host, run_.owner, break_lock=run_.break_lock, wait=run_.lock_wait, then=(body, env))  # fmt: skip
+    except LockedButFailed:
+        run_.locked.append(host)
+        raise
     run_.locked.append(host)
-
-
-def check(run_: Run, host: Host) -> None:
-    """The host was set up; learn its Python and wheel tags (for the packages and the venv
-    hash) and current release."""
-    facts = setup.check(host)
-    run_.facts[host.name] = facts
-    run_.served[host.name] = facts.current
-    python = facts.python.split(" (")[0]
-    host.say(f"{python} ({facts.tags.name}); serving {facts.current or 'nothing yet'}")
+    run_.learned[host.name] = text
 
 
 def preflight_step(run_: Run) -> None:
@@ -318,40 +213,30 @@ def preflight_step(run_: Run) -> None:
 
 def test_step(run_: Run) -> None:
     """The app's own test suite, locally; a failure stops the deploy before any host changes."""
-    if run_.resume:
-        run_.say(
-            f"test: skipped (--resume: deploy {run_.id} tested revision {run_.resume.revision})"
-        )
-        return
-    if run_.skip_tests:
-        run_.say("test: skipped (--skip-tests)")
-        return
-    hooks.run_local(run_.c, run_.settings, run_.output, "before_test")
     test.run_local(run_.c, run_.settings, run_.output)
-    hooks.run_local(run_.c, run_.settings, run_.output, "after_test")
 
 
-def already_serving(run_: Run) -> bool:
-    """Whether every host runs the revision just built (then nothing changes, unless --force);
-    with --resume, whether every host serves the release resumed."""
-    assert run_.build is not None
-    if run_.resume:
-        return resumed_everywhere(run_)
-    revision = run_.build.revision
-    web = {h.name: roles.serves_web(run_.settings, h.name) for h in run_.hosts}
-    same = all(
-        f.revision == revision and (f.running or not web.get(name, True))
-        for name, f in run_.facts.items()
-    )
-    if same and not run_.force and not run_.resume and not revision.endswith("-dirty"):
-        for host in run_.hosts:
-            run_.results[host.name] = f"no change, serving {run_.served[host.name]}"
-        run_.say(
-            f"no change: every host already serves revision {revision} "
-            "(nothing restarted; --force deploys it again)"
-        )
-        return True
-    return False
+def check(run_: Run, host: Host) -> None:
+    """The host was set up: its Python and wheel tags (for the packages and the venv hash),
+    its releases and the one it serves (learned with the lock: no session of its own)."""
+    text = run_.learned.pop(host.name, None)
+    if text is None:  # not learned with the lock
+        body, env = learn_program(host)
+        text = host.script(body, env=env, hide=True, label="check").stdout
+    facts_text, _, found = text.partition("--- inventory\n")
+    facts = setup.parse_facts(host, facts_text)
+    run_.facts[host.name] = facts
+    run_.inventories[host.name] = parse_inventory(found)
+    run_.served[host.name] = facts.current
+    python = facts.python.split(" (")[0]
+    host.say(f"{python} ({facts.tags.name}); serving {facts.current or 'nothing yet'}")
+
+
+def learn_program(host: Host) -> tuple[str, dict[str, object]]:
+    """`setup.facts_program` then `releases.inventory_program`: one script, one session."""
+    facts, facts_env = setup.facts_program(host)
+    listing, listing_env = inventory_program(host)
+    return f'{facts}\necho "--- inventory"\n{listing}', {**facts_env, **listing_env}
 
 
 def build(run_: Run) -> None:
@@ -374,25 +259,33 @@ def build(run_: Run) -> None:
         )
 
 
+def compare(run_: Run) -> None:
+    """Stop here when every host serves this revision already (a no-op, nothing restarted)."""
+    if already_serving(run_):
+        run_.done = True
+    else:
+        run_.save()  # from now on `deploy --resume` can finish it
+
+
 def upload_step(run_: Run, host: Host) -> None:
-    """Ship the archive, verify it, unpack ``releases/<name>`` (with --resume: unless the host
-    has that release complete already)."""
+    """Ship the archive (and the packages, where the venv is missing) to ``.incoming``; with
+    --resume, a host that has the release complete already keeps it."""
     assert run_.build is not None
-    if run_.resume and run_.build.release in inventory(host).releases:
-        run_.release[host.name] = run_.build.release
+    run_.release[host.name] = run_.build.release
+    if run_.resume and run_.build.release in run_.inventories[host.name].releases:
         run_.reused.add(host.name)
         host.say(f"releases/{run_.build.release} is here already (deploy {run_.id}): reused")
         return
-    archives = upload.ship(host, run_.build, run_.facts[host.name])
-    run_.release[host.name] = run_.build.release
-    upload.unpack(host, run_.build, archives)
+    run_.archives[host.name] = upload.ship(host, run_.build, run_.facts[host.name])
 
 
 def install(run_: Run, host: Host) -> None:
-    """Give the release its venv (reused when requirements, Python and tags match), REVISION."""
+    """Unpack ``releases/<name>``, give it its venv (reused when requirements, Python and tags
+    match) and REVISION: one session."""
     assert run_.build is not None
     if host.name not in run_.reused:
-        upload.install(host, run_.build, run_.facts[host.name], run_.id)
+        archives = run_.archives[host.name]
+        upload.install(host, run_.build, run_.facts[host.name], archives, run_.id)
 
 
 def migrate_step(run_: Run, host: Host) -> None:
@@ -408,23 +301,69 @@ def smoke(run_: Run, host: Host) -> None:
     test.smoke(host, run_.release[host.name])
 
 
-def switch_host(host: Host, release: str) -> None:
+def switch_in_batches(run_: Run, *, with_hooks: bool = True) -> None:
+    """Switch batch after batch, each host behind its health check; a failed batch goes back."""
+    batches = run_.batches()
+    first = run_.primary()
+    if with_hooks:
+        try:
+            hooks.run_on(run_.c, first, "before_switch", run_.release[first.name], once=True)
+        except BaseException:
+            run_.across(run_.hosts, lambda host: undo(run_, host))
+            raise
+    step = switch_with_hooks if with_hooks else switch
+    done: list[Host] = []
+    run_.rounds = tuple(tuple(h.name for h in batch) for batch in batches)
+    for number, batch in enumerate(batches, 1):
+        if len(batches) > 1:
+            canary = " (the canary)" if number == 1 and "," in run_.settings.switch_batch else ""
+            run_.say(
+                f"switch: batch {number} of {len(batches)}{canary}: "
+                + ", ".join(h.name for h in batch)
+            )
+        failures = run_.across(batch, lambda host: run_.on(host, "switch", step))
+        if failures:
+            run_.across(batch, lambda host: back(run_, host))
+            run_.across(run_.hosts[len(done) + len(batch) :], lambda host: undo(run_, host))
+            run_.across(done, lambda host: record(run_, host))
+            alone = "" if done else "No other host was switched. "
+            raise failures.error(
+                f"switch (batch {number} of {len(batches)})",
+                f"That batch went back to what it served. {alone}" + serving(run_),
+            )
+        done += batch
+        run_.save()  # a fab killed now leaves a record of the hosts that took the release
+    if with_hooks:
+        try:
+            hooks.run_on(run_.c, first, "after_switch", run_.release[first.name], once=True)
+        except BaseException:  # every host serves the release: record that, then fail
+            run_.across(run_.hosts, lambda host: record(run_, host))
+            raise
+
+
+def switch_deploy(run_: Run) -> None:
+    """Point `current` at the release and hand over to it behind the health check, in
+    SWITCH_BATCH batches (the first: the canary); a failed batch goes back."""
+    switch_in_batches(run_)
+
+
+def switch_back(run_: Run) -> None:
+    """Switch every host to the release chosen, in SWITCH_BATCH batches, checked (no hooks)."""
+    switch_in_batches(run_, with_hooks=False)
+
+
+def switch_host(host: Host, release: str, before: str | None = None) -> None:
     """`run.switch` on a host of the web process; elsewhere only `current` is pointed."""
     if roles.serves_web(host.settings, host.name):
-        run.switch(host, release)
+        run.switch(host, release, before)
     else:
         processes.link_current(host, release)
 
 
 def switch(run_: Run, host: Host) -> None:
     """Point `current` at the release and hand over to it behind the health check."""
-    switch_host(host, run_.release[host.name])
+    switch_host(host, run_.release[host.name], run_.served.get(host.name))
     run_.results[host.name] = f"serving {run_.release[host.name]}"
-
-
-def processes_step(run_: Run, host: Host) -> None:
-    """Restart the host's companion processes onto `current` (TERM, STOP_TIMEOUT, KILL)."""
-    processes.restart(host)
 
 
 def switch_with_hooks(run_: Run, host: Host) -> None:
@@ -435,9 +374,14 @@ def switch_with_hooks(run_: Run, host: Host) -> None:
     hooks.run_on(run_.c, host, "after_switch", release, once=False)
 
 
+def processes_step(run_: Run, host: Host) -> None:
+    """Restart the host's companion processes onto `current` (TERM, STOP_TIMEOUT, KILL)."""
+    processes.restart(host)
+
+
 def choose(run_: Run, host: Host) -> None:
     """The release to roll back to: the one asked for, or the one that served before `current`."""
-    found = inventory(host)
+    found = run_.inventories[host.name]
     run_.present[host.name] = sorted(found.releases)
     run_.served[host.name] = found.current
     wanted = run_.wanted
@@ -482,36 +426,209 @@ def agree(run_: Run) -> None:
 
 
 def cleanup(run_: Run, host: Host) -> None:
-    """Keep KEEP_RELEASES releases (never current or the previous), drop unused venvs."""
-    try:
-        prune(host, run_.settings.keep_releases, run_.served.get(host.name, ""))
-    except FabdeployError as exc:  # the new release serves: a failed cleanup is only a warning
-        host.output.line(host.name, f"cleanup failed (the deploy stands): {exc}", err=True)
+    """Keep KEEP_RELEASES releases (never current or the previous), drop unused venvs (sent
+    with ``unlock``; a failure there is a warning: the new release serves)."""
+    found = run_.inventories[host.name]  # as the lock found it, plus the release switched to
+    release = run_.release.get(host.name, "")
+    if release:
+        releases, venvs = dict(found.releases), list(found.venvs)
+        if run_.build and release not in releases:  # the one just installed
+            digest = upload.facts_digest(run_.build, run_.facts[host.name])
+            releases[release] = digest
+            venvs += [] if digest in venvs else [digest]
+        found = replace(found, releases=releases, venvs=venvs, current=release)
+    pruning = plan_prune(found, run_.settings.keep_releases, run_.served.get(host.name, ""))
+    if pruning.releases or pruning.venvs:
+        run_.defer(host, "cleanup", *prune_program(host, pruning))
+    host.say(pruning.line())
 
 
 def record(run_: Run, host: Host, result: str = "ok") -> None:
-    """Append a deploy (or rollback) line to revisions.log."""
+    """Append a deploy (or rollback) line to revisions.log (sent with ``unlock``; after a
+    failure, at once)."""
     release = run_.release.get(host.name, "")
     revision = run_.build.revision if run_.build else read_revision(host, release)
-    append_audit(
-        host,
-        Audit(utc_now(), run_.action, release, revision, upload.local_user(), result, "", run_.id),
+    line = Audit(
+        utc_now(), run_.action, release, revision, upload.local_user(), result, "", run_.id
     )
+    if result == "ok" and host in run_.locked:
+        run_.defer(host, "record", *audit_program(host, line))
+    else:
+        append_audit(host, line)
 
 
 def unlock_step(run_: Run, host: Host) -> None:
-    """Release our deploy lock."""
-    release_lock(host, run_.owner)
+    """Release our deploy lock (after the cleanup and record sent with it)."""
+    release_lock(host, run_.owner, first=run_.deferred.pop(host.name, []))
+
+
+#: After install: its own point and the older ``after_upload`` (the release is ready to run).
+AFTER_INSTALL = ("after_install", "after_upload")
+#: The deploy, step by step (docs/architecture.md).
+DEPLOY = (
+    Step("preflight", preflight_step, LOCAL),
+    Step("test", test_step, LOCAL, skip=skip_test),
+    Step("lock", lock, HOSTS, serial=waits_for_lock),
+    Step("check", check, HOSTS),
+    Step("build", build, LOCAL),
+    Step("compare", compare, LOCAL),
+    Step("upload", upload_step, HOSTS, recover=undo_everywhere, after=(), phase="prepare"),
+    Step("install", install, HOSTS, recover=undo_everywhere, after=AFTER_INSTALL, phase="prepare"),
+    Step("migrate", migrate_step, PRIMARY, when=has_migration, recover=undo_everywhere),
+    Step("smoke", smoke, HOSTS, recover=undo_everywhere),
+    Step("switch", switch_deploy, BATCHES),
+    Step("processes", processes_step, HOSTS, hosts=companion_hosts, recover=processes_failed),
+    Step("cleanup", cleanup, HOSTS),
+    Step("record", record, HOSTS),
+    Step("unlock", unlock_step, HOSTS, hosts=locked_hosts, always=True),
+)
+#: The rollback: the release chosen on every host, switched in batches (no switch hooks).
+ROLLBACK = (
+    Step("lock", lock, HOSTS, serial=waits_for_lock),
+    Step("check", check, HOSTS),
+    Step("choose", choose, HOSTS),
+    Step("agree", agree, LOCAL),
+    Step("switch", switch_back, BATCHES),
+    Step("processes", processes_step, HOSTS, hosts=companion_hosts, recover=processes_failed),
+    Step("record", record, HOSTS),
+    Step("unlock", unlock_step, HOSTS, hosts=locked_hosts, always=True),
+)
+
+
+def ready(run_: Run, host: Host) -> None:
+    """Say the release is installed and how to switch to it."""
+    assert run_.build is not None
+    switch = run_.settings.command(f"rollback --release {run_.build.release}")
+    host.say(f"release {run_.build.release} ready, not switched: `{switch}` switches to it")
+
+
+#: ``upload.release``: a deploy that stops before the switch (the release stays, unswitched).
+RELEASE = (
+    Step("lock", lock, HOSTS),
+    Step("check", check, HOSTS),
+    Step("build", build, LOCAL),
+    Step("upload", upload_step, HOSTS, recover=undo_everywhere, after=(), phase="prepare"),
+    Step("install", install, HOSTS, recover=undo_everywhere, after=AFTER_INSTALL, phase="prepare"),
+    Step("ready", ready, HOSTS),
+    Step("unlock", unlock_step, HOSTS, hosts=locked_hosts, always=True),
+)
+#: The commands and their lists, for the hooks' check and the docs.
+COMMANDS = {"deploy": DEPLOY, "rollback": ROLLBACK, "release": RELEASE, "setup": setup.SETUP}
+
+
+def known_points() -> set[str]:
+    """Every hook point of every command."""
+    found: set[str] = set()
+    for action, steps in COMMANDS.items():
+        local, on_hosts = points(action, steps)
+        found.update(local, on_hosts)
+    return found
+
+
+def release_task(c, allow_dirty: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """``upload.release``: `RELEASE` on the command's hosts, in parallel, with its hooks."""
+    settings, hosts = remote.session(c)
+    if not hosts:
+        return
+    run_ = Run(c, settings, hosts, "release", allow_dirty=allow_dirty)
+    with reported(run_, table=False):
+        execute(run_, RELEASE, known_points())
+
+
+# --- the command's end ---------------------------------------------------------------------
+
+
+@contextmanager
+def reported(run_: Run, *, table: bool = True) -> Iterator[Run]:
+    """Print the summary table (``table``) and close every connection when the command ends."""
+    error: BaseException | None = None
+    try:
+        yield run_
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if run_.build:
+            run_.build.cleanup()
+        gitref.remove(run_.settings)  # the export of `deploy --ref`
+        if run_.timings and table:
+            run_.say(run_.summary())
+        try:
+            run_.save(error, final=True)
+        except OSError as exc:  # never hides how the deploy itself ended
+            run_.output.line("", f"cannot record the deploy for --resume: {exc}", err=True)
+        if run_.summary_json:
+            try:
+                write_json(run_.summary_json, run_.summary_data(error))
+            except OSError as exc:  # never hides how the deploy itself ended
+                run_.output.line(
+                    "", f"--summary-json: cannot write {run_.summary_json}: {exc}", err=True
+                )
+        for host in run_.hosts:
+            host.close()
+
+
+# --- resuming ---------------------------------------------------------------------------
+
+
+def to_resume(settings: Settings, hosts: list[Host]) -> tuple[list[Host], resumes.Record]:
+    """The deploy ``--resume`` continues, and the hosts it works on: those not shown serving its
+    release (the others are named, never contacted)."""
+    last = resumes.load(settings)
+    todo = last.to_do([h.name for h in hosts])
+    output = hosts[0].output
+    for host in hosts:
+        if last.serving(host.name):
+            output.line(host.name, f"serves {last.release} (deploy {last.id}): not touched")
+        elif host.name not in last.results:
+            output.line(host.name, f"not a host of deploy {last.id}: not touched")
+    if last.ok or not todo:
+        output.say(f"nothing to resume: deploy {last.id} of {last.release} ended well everywhere")
+        return [], last
+    output.say(f"resuming deploy {last.id} of {last.release} on {', '.join(todo)}")
+    return [h for h in hosts if h.name in todo], last
+
+
+def resumed_everywhere(run_: Run) -> bool:
+    """With --resume: drop the hosts that serve the release already (an interrupted switch that
+    finished on its own); whether that leaves none."""
+    assert run_.resume is not None
+    release = run_.resume.release
+    for host in list(run_.hosts):
+        facts = run_.facts[host.name]
+        if facts.current == release and facts.running:
+            host.say(f"serves {release} already: nothing to do here")
+            run_.results[host.name] = f"serving {release}"
+            run_.hosts.remove(host)
+    if not run_.hosts:
+        run_.say(f"nothing to resume: every host of deploy {run_.id} serves {release}")
+    return not run_.hosts
+
+
+def already_serving(run_: Run) -> bool:
+    """Whether every host runs the revision just built (then nothing changes, unless --force);
+    with --resume, whether every host serves the release resumed."""
+    assert run_.build is not None
+    if run_.resume:
+        return resumed_everywhere(run_)
+    revision = run_.build.revision
+    web = {h.name: roles.serves_web(run_.settings, h.name) for h in run_.hosts}
+    same = all(
+        f.revision == revision and (f.running or not web.get(name, True))
+        for name, f in run_.facts.items()
+    )
+    if same and not run_.force and not run_.resume and not revision.endswith("-dirty"):
+        for host in run_.hosts:
+            run_.results[host.name] = f"no change, serving {run_.served[host.name]}"
+        run_.say(
+            f"no change: every host already serves revision {revision} "
+            "(nothing restarted; --force deploys it again)"
+        )
+        return True
+    return False
 
 
 # --- after a failure -----------------------------------------------------------------------
-
-
-def host_hooks(run_: Run, host: Host, point: str, first: bool, release: str = "") -> None:
-    """A host point's hooks on ``host``: its own, and the ``once`` ones on the primary host."""
-    hooks.run_on(run_.c, host, point, release, once=False)
-    if first:
-        hooks.run_on(run_.c, host, point, release, once=True)
 
 
 def undo(run_: Run, host: Host) -> None:

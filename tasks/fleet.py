@@ -1,5 +1,5 @@
-"""One deploy or rollback across hosts: steps run locally once, on every host in parallel,
-or in batches, with seconds per step per host and a summary table at the end.
+"""One command across hosts: the state a `tasks.pipeline` list of steps works on, the
+results of a step on every host (`HostResults`), seconds per step per host and the summary.
 
 Every host keeps one SSH connection for the whole command (its `Host`), so a step on a host
 costs a session on that connection, never a new connection.
@@ -10,43 +10,50 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from invoke import Context
 
-from . import gitref, remote, resume, setup, upload
+from . import remote, resume, roles
 from .config import Settings
 from .errors import FabdeployError, detail
-from .lock import LockOwner, new_id
+from .lock import Deferred, LockOwner, new_id
 from .remote import Host, Output
 from .report import table
 
-LOCAL = "local"
-#: The order steps appear in the summary (others follow, in the order they ran).
-ORDER = (
-    "preflight",
-    "test",
-    "lock",
-    "check",
-    "choose",
-    "build",
-    "upload",
-    "install",
-    "migrate",
-    "smoke",
-    "switch",
-    "processes",
-    "cleanup",
-    "record",
-    "unlock",
-)
+if TYPE_CHECKING:
+    from .pipeline import Step
+    from .releases import Inventory
+    from .setup import Facts
+    from .upload import Build
 
-Step = Callable[["Run", Host], object]
+LOCAL = "local"
+
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HostResults:
+    """What one step did on each of its hosts, in host order (like Fabric's GroupResult):
+    ``ok`` the hosts where it succeeded, ``failed`` (host, error) where it did not."""
+
+    ok: tuple[Host, ...] = ()
+    failed: tuple[tuple[Host, BaseException], ...] = ()
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        """The failures, as (host, error) pairs (what callers most often walk)."""
+        return iter(self.failed)
+
+    def __len__(self) -> int:
+        """How many hosts failed (so ``if results:`` means "some failed", as with a list)."""
+        return len(self.failed)
+
+    def error(self, step: str, after: str = "") -> FabdeployError:
+        """One error naming every host where ``step`` failed, and why."""
+        return failed(step, list(self.failed), after)
 
 
 @dataclass
@@ -66,12 +73,14 @@ class Run:
     summary_json: str = ""  # a file to write the summary to as JSON
     ref: str = ""  # deploy: the git ref to deploy instead of the work tree
     resume: resume.Record | None = None  # deploy --resume: the deploy it continues
+    steps: tuple[Step, ...] = ()  # the list being run (`tasks.pipeline.execute`)
+    done: bool = False  # a step found nothing more to do (a no-op deploy): stop there
     owner: LockOwner = field(init=False)
     id: str = field(init=False)  # this run's id, the same on every host (in the lock)
     started: float = field(init=False)
     output: Output = field(init=False)
-    build: upload.Build | None = None
-    facts: dict[str, setup.Facts] = field(default_factory=dict)
+    build: Build | None = None
+    facts: dict[str, Facts] = field(default_factory=dict)
     locked: list[Host] = field(default_factory=list)
     release: dict[str, str] = field(default_factory=dict)  # host -> release being switched to
     served: dict[str, str] = field(default_factory=dict)  # host -> release served before
@@ -80,6 +89,10 @@ class Run:
     results: dict[str, str] = field(default_factory=dict)  # host -> how it ended
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     rounds: tuple[tuple[str, ...], ...] = ()  # the switch rounds, host names
+    learned: dict[str, str] = field(default_factory=dict)  # host -> what lock's session learned
+    inventories: dict[str, Inventory] = field(default_factory=dict)  # host -> its releases
+    archives: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # host -> shipped
+    deferred: dict[str, list[Deferred]] = field(default_factory=dict)  # host -> for unlock
 
     def __post_init__(self) -> None:
         self.id = self.resume.id if self.resume else new_id()
@@ -90,6 +103,10 @@ class Run:
     def say(self, text: str) -> None:
         """Print a line that belongs to no host."""
         self.output.say(text)
+
+    def defer(self, host: Host, label: str, body: str, env: dict[str, object]) -> None:
+        """Send a script with the session that releases ``host``'s lock (one session less)."""
+        self.deferred.setdefault(host.name, []).append((label, body, env))
 
     def _timed(self, where: str, name: str, work: Callable[[], object]) -> object:
         started = time.monotonic()
@@ -110,26 +127,35 @@ class Run:
         self._timed(host.name, name, lambda: step(self, host))
 
     def across(
-        self, hosts: list[Host], work: Callable[[Host], object]
-    ) -> list[tuple[Host, BaseException]]:
-        """Run ``work`` on ``hosts`` in parallel (PARALLEL at once); return the failures."""
-        done = remote.each(hosts, work, self.settings.parallel)
-        failures = [(host, error) for host, _, error in done if error is not None]
+        self, hosts: Sequence[Host], work: Callable[[Host], object], *, quiet: bool = False
+    ) -> HostResults:
+        """Run ``work`` on ``hosts`` in parallel (PARALLEL at once); each failure is printed
+        (unless ``quiet``) and returned; Ctrl-C on any host stops the command."""
+        done = remote.each(list(hosts), work, self.settings.parallel)
+        failures = tuple((host, error) for host, _, error in done if error is not None)
         for host, error in failures:
             if isinstance(error, KeyboardInterrupt):
                 raise error
-            host.output.line(host.name, f"failed: {detail(error)}", err=True)
-        return failures
+            if not quiet:
+                host.output.line(host.name, f"failed: {detail(error)}", err=True)
+        return HostResults(tuple(h for h, _, e in done if e is None), failures)
 
-    def everywhere(self, name: str, step: Step, hosts: list[Host] | None = None) -> None:
-        """Run a host step on every host in parallel; any failure stops the command."""
-        failures = self.across(
-            self.hosts if hosts is None else hosts, lambda h: self.on(h, name, step)
-        )
-        if failures:
-            for host, _ in failures:
-                self.results[host.name] = f"{name} failed"
-            raise failed(name, failures)
+    def results_of(self, failures: list[tuple[Host, BaseException]]) -> HostResults:
+        """`HostResults` of failures found outside `across` (a hook on the primary host)."""
+        for host, error in failures:
+            host.output.line(host.name, f"failed: {detail(error)}", err=True)
+        return HostResults((), tuple(failures))
+
+    def primary(self) -> Host:
+        """The host of this command's once-per-deploy work (`tasks.roles.primary`)."""
+        return roles.primary(self.settings, self.hosts, lambda host: host.name)
+
+    def serving_map(self) -> dict[str, str]:
+        """Each host -> how it ended, or what it served before (for the ``failed`` hook)."""
+        return {
+            h.name: self.results.get(h.name, self.served.get(h.name) or "nothing")
+            for h in self.hosts
+        }
 
     def batches(self) -> list[list[Host]]:
         """The hosts in switch rounds of SWITCH_BATCH (the first host first: the canary)."""
@@ -137,7 +163,8 @@ class Run:
 
     def summary(self) -> str:
         """Seconds per step, result and SSH use per host (and the local steps)."""
-        steps = [s for s in ORDER if any(s in t for t in self.timings.values())]
+        order = [step.name for step in self.steps]
+        steps = [s for s in order if any(s in t for t in self.timings.values())]
         steps += [s for t in self.timings.values() for s in t if s not in steps]
         rows = []
         for where in [LOCAL, *(h.name for h in self.hosts)]:
@@ -235,33 +262,3 @@ def failed(
     return FabdeployError(
         f"{step} failed on {len(failures)} host(s): {where}" + (f". {after}" if after else "")
     )
-
-
-@contextmanager
-def reported(run_: Run) -> Iterator[Run]:
-    """Print the summary table and close every connection when the command ends."""
-    error: BaseException | None = None
-    try:
-        yield run_
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        if run_.build:
-            run_.build.cleanup()
-        gitref.remove(run_.settings)  # the export of `deploy --ref`
-        if run_.timings:
-            run_.say(run_.summary())
-        try:
-            run_.save(error, final=True)
-        except OSError as exc:  # never hides how the deploy itself ended
-            run_.output.line("", f"cannot record the deploy for --resume: {exc}", err=True)
-        if run_.summary_json:
-            try:
-                write_json(run_.summary_json, run_.summary_data(error))
-            except OSError as exc:  # never hides how the deploy itself ended
-                run_.output.line(
-                    "", f"--summary-json: cannot write {run_.summary_json}: {exc}", err=True
-                )
-        for host in run_.hosts:
-            host.close()

@@ -18,8 +18,11 @@ points run once, on this machine. A hook that fails stops the deploy as a failin
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from invoke import Collection, Context
@@ -31,27 +34,12 @@ from .errors import FabdeployError
 from .layout import Layout
 from .remote import Host, Output
 
-#: Points that run once, locally.
-LOCAL_POINTS = (
-    "before_deploy",
-    "before_test",
-    "after_test",
-    "after_deploy",
-    "before_rollback",
-    "after_rollback",
-)
-#: Points that run on the hosts (each host, or the primary only with ``once``).
-HOST_POINTS = (
-    "before_setup",
-    "after_setup",
-    "before_upload",
-    "after_upload",
-    "before_switch",
-    "after_switch",
-)
-POINTS = LOCAL_POINTS + HOST_POINTS
-#: Points the environment file can attach a command to (``HOOK_<POINT>``).
-ENV_POINTS = ("after_upload", "before_switch", "after_switch")
+#: Points the environment file can attach a command to (``HOOK_<POINT>``); ``failed`` runs
+#: locally, the others on the hosts.
+ENV_POINTS = config.HOOK_POINTS
+#: A point's name: ``before_<step>``, ``after_<step>`` (steps and commands: `tasks.pipeline`),
+#: or ``failed``.
+POINT = re.compile(r"^(before|after)_[a-z][a-z0-9_]*$|^failed$")
 
 
 #: Runs a hook command with the app's secrets (``.env`` in the release) in its environment,
@@ -82,6 +70,8 @@ class HookContext:
     output: Output
     host: Host | None = None
     release: str = ""
+    error: str = ""  # at ``failed``: why the command failed
+    serving: dict[str, str] = field(default_factory=dict)  # at ``failed``: host -> its state
 
     @property
     def path(self) -> str:
@@ -98,7 +88,13 @@ class HookContext:
         """Run ``command``: on the host in the release directory as the app user with the
         app's secrets in its environment, or locally for local points. Fails loudly."""
         if self.host is None:
-            result = Context(config=self.c.config).run(command, warn=True, in_stream=False)
+            env = {}
+            if self.point == "failed":
+                serving = " ".join(f"{host}={what}" for host, what in self.serving.items())
+                env = {"FABDEPLOY_ERROR": self.error, "FABDEPLOY_SERVING": serving}
+            result = Context(config=self.c.config).run(
+                command, warn=True, in_stream=False, env={**os.environ, **env}
+            )
             if result.failed:
                 raise FabdeployError(
                     f"hook {self.point}: `{command}` failed (exit {result.exited})"
@@ -113,8 +109,11 @@ class HookContext:
 
 
 def _check_point(point: str) -> str:
-    if point not in POINTS:
-        raise ValueError(f"unknown hook point {point!r}; points: {', '.join(POINTS)}")
+    if not POINT.match(point):
+        raise ValueError(
+            f"not a hook point: {point!r}; points are before_<step>, after_<step> (a step of "
+            "docs/architecture.md, or deploy, rollback, setup, release) and failed"
+        )
     return point
 
 
@@ -127,8 +126,6 @@ def add(
 ) -> None:
     """Attach ``action`` to ``point`` for the tasks of ``collection`` (fabdeploy's ``ns``)."""
     _check_point(point)
-    if once and point in LOCAL_POINTS:
-        raise ValueError(f"{point} runs once, locally, already: drop once=True")
     current = collection.configuration().get("fabdeploy", {}).get("hooks", {})
     hooks = {name: list(entries) for name, entries in current.items()}
     hooks.setdefault(point, []).append(Hook(point, action, once))
@@ -170,11 +167,54 @@ def attached(c: Context, settings: Settings, point: str) -> list[Hook]:
     return [*configured.get(point, []), *from_settings(settings, point)]
 
 
+def everything(c: Context, settings: Settings) -> list[Hook]:
+    """Every hook attached, at any point."""
+    configured = config.state(c).get("hooks") or {}
+    found = [hook for hooks in configured.values() for hook in hooks]
+    return found + [hook for point in ENV_POINTS for hook in from_settings(settings, point)]
+
+
+def check_attached(
+    c: Context, settings: Settings, local: tuple[str, ...], known: set[str] | None
+) -> None:
+    """Refuse, before anything runs, a hook at a point no command has (``known``: every
+    command's points; None checks nothing of that) or a ``once`` hook at a local point."""
+    for hook in everything(c, settings):
+        if known is not None and hook.point not in known:
+            close = difflib.get_close_matches(hook.point, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise FabdeployError(
+                f"hook {hook.point} {hook.name}: no step has that point{hint}; points: "
+                + ", ".join(sorted(known))
+            )
+        if hook.once and hook.point in local:
+            raise FabdeployError(
+                f"hook {hook.point} {hook.name}: {hook.point} runs once, locally, already: "
+                "drop once=True"
+            )
+
+
 def run_local(c: Context, settings: Settings, output: Output, point: str) -> None:
     """Run the hooks of a local point, once."""
     for hook in attached(c, settings, point):
         output.say(f"hook {point}: {hook.name}")
         _call(hook, HookContext(point, c, settings, output))
+
+
+def run_failed(
+    c: Context, settings: Settings, output: Output, error: BaseException, serving: dict[str, str]
+) -> None:
+    """Run the ``failed`` hooks, locally, once: ``ctx.error`` says why, ``ctx.serving`` what
+    each host serves (a shell command gets FABDEPLOY_ERROR and FABDEPLOY_SERVING). A failing
+    ``failed`` hook is printed; the command's own error stands."""
+    why = str(error) or type(error).__name__
+    for hook in attached(c, settings, "failed"):
+        output.say(f"hook failed: {hook.name}")
+        ctx = HookContext("failed", c, settings, output, error=why, serving=dict(serving))
+        try:
+            _call(hook, ctx)
+        except FabdeployError as exc:
+            output.line("", str(exc), err=True)
 
 
 def run_on(c: Context, host: Host, point: str, release: str = "", *, once: bool) -> None:

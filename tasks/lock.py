@@ -13,12 +13,13 @@ Tasks: ``fab lock --reason "..."`` holds the lock on every host until ``fab unlo
 
 from __future__ import annotations
 
+import base64
 import getpass
 import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,10 @@ from .layout import Audit, Layout, release_name
 from .remote import Host
 from .report import JSON_HELP, print_json
 
+#: A script body and its environment (`remote.bash_text`), run in another script's session.
+Program = tuple[str, dict[str, object]]
+#: Work a command defers to the session that releases the lock: (label, body, env).
+Deferred = tuple[str, str, dict[str, object]]
 #: Seconds between two looks at a held lock while waiting for it (``--lock-wait``).
 POLL = 1.0
 
@@ -139,14 +144,29 @@ def break_line(held: str, why: str) -> str:
     return Audit(now, "break-lock", "", "", local_user(), "broken", f"{held} ({why})").format()
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One try at the lock: taken, or who holds it (and the host's time); with ``then``, what
+    the script run once the lock was taken printed (in the same session)."""
+
+    acquired: bool
+    holder: LockOwner | None = None
+    now: int = 0
+    then: str = ""
+
+
 def _lock_script(
-    host: Host, owner: LockOwner, force: str = ""
-) -> tuple[bool, LockOwner | None, int]:
-    """One try at ``mkdir .lock``; ``force`` (a break line) removes a held lock first."""
+    host: Host, owner: LockOwner, force: str = "", then: Program | None = None
+) -> Attempt:
+    """One try at ``mkdir .lock`` (as the app user); ``force`` (a break line) removes a held
+    lock first. ``then`` runs right after in the same session when the lock was taken: a
+    failure there raises `HostError`, the lock held."""
     paths = Layout(host.settings.deploy_root)
+    body, env = then or ("", {})
     result = host.script(
-        remote.shell("lock"),
+        remote.AS_APP + remote.shell("lock-then"),
         env={
+            "APP_USER": "" if host.app_user == host.conn.user else host.app_user,
             "ROOT": paths.root,
             "LOCK": paths.lock,
             "OWNER": owner.format(),
@@ -154,32 +174,53 @@ def _lock_script(
             "AUDIT": force,
             "REVLOG": paths.revisions_log,
             "SETUP": host.settings.command("setup"),
+            "LOCK_BODY": remote.shell("lock"),
+            "THEN_PROGRAM": remote.bash_text(body, env) if then else "",
         },
-        user=host.app_user,
         hide=True,
+        warn=True,
         label="lock",
     )
-    lines = result.stdout.splitlines()
+    head, _, after = result.stdout.partition("--- then\n")
+    lines = head.splitlines()
     if lines[:1] == ["acquired"]:
-        return True, owner, 0
+        if result.failed:
+            tail = host.output.clean(result.stderr.strip())[-2000:]
+            raise LockedButFailed(host.name, f"check failed (exit {result.exited}): {tail}")
+        return Attempt(True, owner, 0, after)
+    if result.failed:
+        tail = host.output.clean(result.stderr.strip())[-2000:]
+        raise HostError(host.name, f"lock failed (exit {result.exited}): {tail}")
     now = int(lines[1].partition("=")[2]) if len(lines) > 1 else 0
-    return False, LockOwner.parse("\n".join(lines[2:])), now
+    return Attempt(False, LockOwner.parse("\n".join(lines[2:])), now)
 
 
-def take_lock(host: Host, owner: LockOwner, *, break_lock: bool = False, wait: float = 0) -> None:
+class LockedButFailed(HostError):
+    """The lock was taken, the work run with it in the same session failed (release it)."""
+
+
+def take_lock(
+    host: Host,
+    owner: LockOwner,
+    *,
+    break_lock: bool = False,
+    wait: float = 0,
+    then: Program | None = None,
+) -> str:
     """Take the deploy lock (``mkdir .lock``); a held lock fails at once naming its holder, or
-    after ``wait`` seconds of waiting for it to be released."""
+    after ``wait`` seconds of waiting for it to be released. ``then`` (a script body and its
+    env) runs once the lock is taken, in the same session; its output is returned."""
     deadline = time.monotonic() + wait
     waiting = False
     while True:
-        acquired, holder, now = _lock_script(host, owner)
-        if acquired:
-            return
-        held = describe_lock(holder, now)
+        tried = _lock_script(host, owner, then=then)
+        if tried.acquired:
+            return tried.then
+        held = describe_lock(tried.holder, tried.now)
         if break_lock:
             host.say(f"breaking the deploy lock held by {held} (--break-lock)")
             why = "--break-lock"
-        elif is_stale(holder, owner.machine, pid_alive):
+        elif is_stale(tried.holder, owner.machine, pid_alive):
             host.say(
                 f"the deploy lock held by {held} is stale: that fab is no longer running; "
                 "breaking it"
@@ -201,11 +242,13 @@ def take_lock(host: Host, owner: LockOwner, *, break_lock: bool = False, wait: f
                 f"`--lock-wait SECONDS` waits for it).",
             )
         break
-    acquired, holder, now = _lock_script(host, owner, break_line(held, why))
-    if not acquired:
+    tried = _lock_script(host, owner, break_line(held, why), then)
+    if not tried.acquired:
         raise HostError(
-            host.name, f"could not take the deploy lock from {describe_lock(holder, now)}"
+            host.name,
+            f"could not take the deploy lock from {describe_lock(tried.holder, tried.now)}",
         )
+    return tried.then
 
 
 def read_lock(host: Host) -> tuple[LockOwner | None, int] | None:
@@ -251,23 +294,38 @@ def held_json(reply: monitor.Reply) -> dict[str, object]:
 
 
 def release_lock(
-    host: Host, owner: LockOwner | None = None, *, token: str = "", audit: str = ""
+    host: Host,
+    owner: LockOwner | None = None,
+    *,
+    token: str = "",
+    audit: str = "",
+    first: Sequence[Deferred] = (),
 ) -> str:
     """Release the lock: ``owner``'s (its token), the one ``token`` names, or whoever's (neither
-    given; ``audit`` is then the revisions.log line recording the break). Returns who held it."""
+    given; ``audit`` is then the revisions.log line recording the break). Returns who held it.
+
+    ``first``: work deferred to this session (a deploy's cleanup and record), run as the app
+    user before the lock goes; each part's failure is printed as a warning, never fatal."""
     paths = Layout(host.settings.deploy_root)
     result = host.script(
-        remote.shell("unlock"),
+        remote.shell("deferred") + remote.shell("unlock"),
         env={
             "LOCK": paths.lock,
             "TOKEN": owner.token if owner else token,
             "AUDIT": audit,
             "REVLOG": paths.revisions_log,
+            "DEFERRED": "\n".join(
+                base64.b64encode(remote.bash_text(body, env).encode()).decode() + " " + label
+                for label, body, env in first
+            ),
         },
         user=host.app_user,
         hide=True,
         label="unlock",
     )
+    for line in result.stderr.splitlines():
+        if line.startswith("warning: "):
+            host.output.line(host.name, line, err=True)
     lines = result.stdout.splitlines()
     if lines[:1] == ["none"]:
         return ""

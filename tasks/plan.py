@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from invoke import Context, task
 
-from . import gitref, hooks, preflight, remote, setup, upload, wheelbuild
+from . import deploy, gitref, hooks, pipeline, preflight, remote, setup, upload, wheelbuild
 from .config import Settings
 from .fleet import describe_rounds, rounds
 from .layout import Layout, unit_file
@@ -78,23 +78,28 @@ def diff(path: str, have: str, want: str) -> str:
     return "".join(lines)
 
 
-#: The local hook points a deploy runs (a rollback's are not part of its plan).
-DEPLOY_LOCAL_POINTS = ("before_deploy", "before_test", "after_test", "after_deploy")
-
-
 def hooks_on(c: Context, settings: Settings, first: bool) -> list[str]:
     """The hooks a deploy runs on a host (``once`` ones only on the first), and on the first
-    host's list also those it runs locally, once."""
+    host's list also those it runs locally, once (the points of `deploy.DEPLOY`)."""
+    local, on_hosts = pipeline.points("deploy", deploy.DEPLOY)
     found = []
-    for point in hooks.HOST_POINTS:
+    for point in on_hosts:
         for hook in hooks.attached(c, settings, point):
             if first or not hook.once:
                 found.append(f"{point}: {hook.name}" + (" (once)" if hook.once else ""))
-    for point in DEPLOY_LOCAL_POINTS if first else ():
+    for point in local if first else ():
+        if point == "failed":
+            continue  # only after a failure
         found += [
             f"{point}: {hook.name} (locally, once)" for hook in hooks.attached(c, settings, point)
         ]
     return found
+
+
+def steps_line(settings: Settings) -> str:
+    """``steps: preflight, test, ...``: the deploy's steps that would run, in order."""
+    names = [s.name for s in deploy.DEPLOY if s.name != "migrate" or settings.migrate_command]
+    return "steps: " + ", ".join(names)
 
 
 def plan_host(c: Context, host: Host, build: upload.Build, facts: setup.Facts) -> HostPlan:
@@ -223,6 +228,7 @@ def plan(c, json=False, allow_dirty=False, ref=""):  # type: ignore[no-untyped-d
     if json:
         print_json([asdict(p) for p in plans], output.clean)
         return
+    output.say(steps_line(settings))
     for found in plans:
         for line in lines(found):
             output.line(found.host, line)

@@ -76,32 +76,26 @@ class Inventory:
         )
 
 
+def inventory_program(host: Host) -> tuple[str, dict[str, object]]:
+    """The script (``scripts/inventory.sh``) and env that list a host's `Inventory`."""
+    paths = Layout(host.settings.deploy_root)
+    return remote.shell("inventory"), {
+        "CURRENT": paths.current,
+        "RELEASES": paths.releases,
+        "VENVS": paths.venvs,
+        "LOG": paths.revisions_log,
+    }
+
+
 def inventory(host: Host) -> Inventory:
     """List releases, venvs and revisions.log on ``host`` (one round trip)."""
-    paths = Layout(host.settings.deploy_root)
-    result = host.script(
-        """
-echo "current=$(readlink -- "$CURRENT" 2>/dev/null | sed 's#.*/##')"
-shopt -s nullglob
-for dir in "$RELEASES"/*/; do
-  dir=${dir%/}
-  venv=$(readlink -- "$dir/.venv" 2>/dev/null | sed 's#.*/##')
-  if [ -f "$dir/REVISION" ]; then echo "release=${dir##*/} $venv"; else echo "partial=${dir##*/}"; fi
-done
-for dir in "$VENVS"/*/; do dir=${dir%/}; echo "venv=${dir##*/}"; done
-echo "--log--"
-tail -n 500 -- "$LOG" 2>/dev/null || true
-""",
-        env={
-            "CURRENT": paths.current,
-            "RELEASES": paths.releases,
-            "VENVS": paths.venvs,
-            "LOG": paths.revisions_log,
-        },
-        hide=True,
-        label="list releases",
-    )
-    head, _, log = result.stdout.partition("--log--\n")
+    body, env = inventory_program(host)
+    return parse_inventory(host.script(body, env=env, hide=True, label="list releases").stdout)
+
+
+def parse_inventory(text: str) -> Inventory:
+    """The `Inventory` in the output of ``scripts/inventory.sh``."""
+    head, _, log = text.partition("--log--\n")
     releases: dict[str, str] = {}
     partial, venvs, current = [], [], ""
     for line in head.splitlines():
@@ -118,38 +112,52 @@ tail -n 500 -- "$LOG" 2>/dev/null || true
     return Inventory(releases, partial, current, venvs, log)
 
 
-def prune(host: Host, keep: int, protect: str = "") -> list[str]:
-    """Keep ``keep`` releases (never current, its predecessor or ``protect``); drop unused venvs."""
-    found = inventory(host)
+@dataclass(frozen=True)
+class Pruning:
+    """What a cleanup removes, and what it keeps."""
+
+    releases: list[str]
+    venvs: list[str]
+    kept: int
+
+    def line(self) -> str:
+        """``cleanup: kept 5 release(s), removed 1 (R1) and 1 unused venv(s)``."""
+        doomed = self.releases
+        return (
+            f"cleanup: kept {self.kept} release(s), removed {len(doomed)}"
+            + (f" ({', '.join(doomed)})" if doomed else "")
+            + (f" and {len(self.venvs)} unused venv(s)" if self.venvs else "")
+        )
+
+
+def plan_prune(found: Inventory, keep: int, protect: str = "") -> Pruning:
+    """Keep ``keep`` releases of ``found`` (never current, its predecessor or ``protect``) and
+    the venvs they use."""
     protected = protect or found.previous()
     names = list(found.releases) + found.partial
     doomed = releases_to_remove(names, found.current, protected, keep)
     kept_venvs = {found.releases[r] for r in found.releases if r not in doomed}
     unused = [v for v in found.venvs if v not in kept_venvs]
-    if doomed or unused:
-        paths = Layout(host.settings.deploy_root)
-        host.script(
-            """
-cd -- "$ROOT"
-while IFS= read -r name; do
-  if [ -n "$name" ]; then rm -rf -- "releases/$name"; fi
-done <<< "$RELEASES"
-while IFS= read -r name; do
-  if [ -n "$name" ]; then rm -rf -- "venvs/$name" "venvs/.$name.lock"; fi
-done <<< "$VENVS"
-""",
-            env={"ROOT": paths.root, "RELEASES": "\n".join(doomed), "VENVS": "\n".join(unused)},
-            user=host.app_user,
-            hide=True,
-            label="cleanup",
-        )
-    kept = len(names) - len(doomed)
-    host.say(
-        f"cleanup: kept {kept} release(s), removed {len(doomed)}"
-        + (f" ({', '.join(doomed)})" if doomed else "")
-        + (f" and {len(unused)} unused venv(s)" if unused else "")
-    )
-    return doomed
+    return Pruning(doomed, unused, len(names) - len(doomed))
+
+
+def prune_program(host: Host, pruning: Pruning) -> tuple[str, dict[str, object]]:
+    """The script (``scripts/prune.sh``, run as the app user) removing what ``pruning`` says."""
+    return remote.shell("prune"), {
+        "ROOT": Layout(host.settings.deploy_root).root,
+        "RELEASES": "\n".join(pruning.releases),
+        "VENVS": "\n".join(pruning.venvs),
+    }
+
+
+def prune(host: Host, keep: int, protect: str = "") -> list[str]:
+    """Keep ``keep`` releases (never current, its predecessor or ``protect``); drop unused venvs."""
+    pruning = plan_prune(inventory(host), keep, protect)
+    if pruning.releases or pruning.venvs:
+        body, env = prune_program(host, pruning)
+        host.script(body, env=env, user=host.app_user, hide=True, label="cleanup")
+    host.say(pruning.line())
+    return pruning.releases
 
 
 def read_revision(host: Host, release: str) -> str:
@@ -160,15 +168,18 @@ def read_revision(host: Host, release: str) -> str:
     return parsed.revision if parsed else ""
 
 
+def audit_program(host: Host, audit: Audit) -> tuple[str, dict[str, object]]:
+    """The script appending ``audit`` to revisions.log (as the app user)."""
+    return remote.shell("record"), {
+        "LINE": audit.format(),
+        "LOG": Layout(host.settings.deploy_root).revisions_log,
+    }
+
+
 def append_audit(host: Host, audit: Audit) -> None:
     """Append one line to revisions.log."""
-    host.script(
-        'printf "%s\\n" "$LINE" >> "$LOG"',
-        env={"LINE": audit.format(), "LOG": Layout(host.settings.deploy_root).revisions_log},
-        user=host.app_user,
-        hide=True,
-        label="record",
-    )
+    body, env = audit_program(host, audit)
+    host.script(body, env=env, user=host.app_user, hide=True, label="record")
 
 
 def utc_now() -> str:

@@ -63,9 +63,10 @@ def bash_text(body: str, env: dict[str, object] | None = None) -> str:
 
 
 #: A bash function for `Host.script` bodies: ``as_app CMD ARGS...`` runs one command as
-#: ``$APP_USER`` (pass it in ``env``), through ``sudo -n -u`` only when that is another user.
+#: ``$APP_USER`` (pass it in ``env``; empty: the SSH user), through ``sudo -n -u`` only when
+#: that is another user.
 AS_APP = """as_app() {
-  if [ "$(id -un)" = "$APP_USER" ]; then "$@"; else sudo -n -u "$APP_USER" -- "$@"; fi
+  if [ -z "$APP_USER" ] || [ "$(id -un)" = "$APP_USER" ]; then "$@"; else sudo -n -u "$APP_USER" -- "$@"; fi
 }
 """
 

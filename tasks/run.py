@@ -290,7 +290,7 @@ def detached(host: Host, body: str, env: dict[str, object]) -> dict[str, object]
     }
 
 
-def switch(host: Host, release: str | None = None) -> Switched:
+def switch(host: Host, release: str | None = None, before: str | None = None) -> Switched:
     """Serve ``release`` (None: whatever `current` points to) without dropping a request.
 
     The switch runs on the host detached from the SSH session (``scripts/detach.sh``): if
@@ -298,11 +298,13 @@ def switch(host: Host, release: str | None = None) -> Switched:
     on its own, so `current` always names the release the host serves. A switch started while
     an interrupted one still runs waits for it.
 
+    ``before``, the release served now, when the caller knows it (saves a round trip).
+
     Raises `HostError` when the new release does not become healthy; the host then serves
     what it served before, and the last lines of the error log have been printed.
     """
     target = f"releases/{release}" if release else ""
-    before = current_release(host)
+    before = current_release(host) if before is None else before  # a deploy knows it already
     result = host.script(
         remote.shell("detach"),
         env=detached(host, remote.AS_APP + HEALTH_SHELL + _SWITCH, _switch_env(host, target)),

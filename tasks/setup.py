@@ -27,10 +27,12 @@ from string import Template
 
 from invoke import Collection, task
 
-from . import hooks, linked, processes, remote, roles, tags
+from . import linked, processes, remote, roles, tags
 from .config import Settings
 from .errors import HostError
+from .fleet import Run
 from .layout import VENV_MARKER, Layout, logrotate_file, unit_file
+from .pipeline import HOSTS, Step, execute
 from .remote import Host
 from .tags import TagSet
 
@@ -410,53 +412,37 @@ def prepare(host: Host) -> list[Change]:
     return changes
 
 
-def check(host: Host) -> Facts:
-    """Refuse a host that was not set up; return its Python identity and current release."""
+def facts_program(host: Host) -> tuple[str, dict[str, object]]:
+    """The script (``scripts/facts.sh``) and env that learn a host's `Facts`."""
     settings = host.settings
     paths = Layout(settings.deploy_root)
-    result = host.script(
-        """
-missing=()
-for dir in "$RELEASES" "$VENVS" "$SHARED" "$INCOMING"; do [ -d "$dir" ] || missing+=("$dir"); done
-[ -f "$UNIT" ] || missing+=("$UNIT")
-[ -f "$CONF" ] || missing+=("$CONF")
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "not set up: missing ${missing[*]}: run \\`$SETUP\\` first" >&2; exit 3
-fi
-[ -w "$INCOMING" ] || { echo "$INCOMING is not writable by $(id -un)" >&2; exit 3; }
-sudo -n true 2>/dev/null || { echo "sudo -n fails for $(id -un): passwordless sudo is required" >&2; exit 3; }
-"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || { echo "$PYTHON lacks venv: run \\`$SETUP\\`" >&2; exit 3; }
-echo "$("$PYTHON" -VV 2>&1 | tr '\\n' ' ')"
-"$PYTHON" -c 'import sysconfig, sys; print(sysconfig.get_platform()); print("%d.%d" % sys.version_info[:2])'
-echo "tags=$("$PYTHON" -c "$HOST_TAGS")"
-target=$(readlink "$CURRENT" 2>/dev/null || true)
-echo "current=${target##*/}"
-echo "revision=$(sed -n 's/^revision=//p' "$CURRENT/REVISION" 2>/dev/null || true)"
-pid=$(cat "$PIDFILE" 2>/dev/null || true)
-if [[ $pid =~ ^[0-9]+$ ]] && [ -d "/proc/$pid" ]; then echo "running=yes"; else echo "running=no"; fi
-shopt -s nullglob
-for done in "$VENVS"/*/"$MARKER"; do venv=${done%/*}; echo "venv=${venv##*/}"; done
-""",
-        env={
-            "RELEASES": paths.releases,
-            "VENVS": paths.venvs,
-            "SHARED": paths.shared,
-            "INCOMING": paths.incoming,
-            "UNIT": unit_file(settings.app_name),
-            "CONF": paths.gunicorn_conf,
-            "PYTHON": settings.python,
-            "CURRENT": paths.current,
-            "PIDFILE": paths.pidfile,
-            "SETUP": settings.command("setup"),
-            "MARKER": VENV_MARKER,
-            "HOST_TAGS": tags.script_text(),
-        },
-        hide=True,
-        label="check",
-    )
-    lines = result.stdout.strip().splitlines()
+    return remote.shell("facts"), {
+        "RELEASES": paths.releases,
+        "VENVS": paths.venvs,
+        "SHARED": paths.shared,
+        "INCOMING": paths.incoming,
+        "UNIT": unit_file(settings.app_name),
+        "CONF": paths.gunicorn_conf,
+        "PYTHON": settings.python,
+        "CURRENT": paths.current,
+        "PIDFILE": paths.pidfile,
+        "SETUP": settings.command("setup"),
+        "MARKER": VENV_MARKER,
+        "HOST_TAGS": tags.script_text(),
+    }
+
+
+def check(host: Host) -> Facts:
+    """Refuse a host that was not set up; return its Python identity and current release."""
+    body, env = facts_program(host)
+    return parse_facts(host, host.script(body, env=env, hide=True, label="check").stdout)
+
+
+def parse_facts(host: Host, text: str) -> Facts:
+    """The `Facts` in the output of ``scripts/facts.sh``."""
+    lines = text.strip().splitlines()
     if len(lines) < 3:
-        raise HostError(host.name, f"check: unexpected answer {result.stdout!r}")
+        raise HostError(host.name, f"check: unexpected answer {text!r}")
     identity, version = lines[0].strip() + " " + lines[1].strip(), lines[2].strip()
     pairs = [line.partition("=")[::2] for line in lines[3:]]
     found = dict(pairs)
@@ -464,7 +450,7 @@ for done in "$VENVS"/*/"$MARKER"; do venv=${done%/*}; echo "venv=${venv##*/}"; d
         host_tags = tags.parse(found.get("tags", ""))
     except ValueError as exc:
         raise HostError(
-            host.name, f"check: cannot learn the wheel tags of {settings.python}: {exc}"
+            host.name, f"check: cannot learn the wheel tags of {host.settings.python}: {exc}"
         ) from None
     return Facts(
         python=identity,
@@ -480,23 +466,26 @@ for done in "$VENVS"/*/"$MARKER"; do venv=${done%/*}; echo "venv=${venv##*/}"; d
 # --- tasks ---------------------------------------------------------------------------------
 
 
+def prepare_step(run_: Run, host: Host) -> None:
+    """Packages, the app user, directories, secrets, linked paths and units, as needed."""
+    prepare(host)
+
+
+#: ``fab setup``: one step on every host, with the before_setup and after_setup hooks.
+SETUP = (Step("setup", prepare_step, HOSTS),)
+
+
 @task(name="all")
 def all_(c):  # type: ignore[no-untyped-def]
     """Prepare hosts: packages, user, directories, secrets, unit file (idempotent)."""
     settings, hosts = remote.session(c)
-    primary = roles.primary(settings, hosts, lambda host: host.name) if hosts else None
-
-    def work(host: Host) -> None:
-        first = host is primary
-        hooks.run_on(c, host, "before_setup", once=False)
-        if first:
-            hooks.run_on(c, host, "before_setup", once=True)
-        prepare(host)
-        hooks.run_on(c, host, "after_setup", once=False)
-        if first:
-            hooks.run_on(c, host, "after_setup", once=True)
-
-    remote.on_each_host(c, "setup", work, hosts)
+    if not hosts:
+        return
+    try:
+        execute(Run(c, settings, hosts, "setup"), SETUP)
+    finally:
+        for host in hosts:
+            host.close()
 
 
 @task(name="packages")

@@ -38,7 +38,7 @@ from . import config, linked, packages, remote, setup, tags, wheelbuild, workers
 from .config import Settings
 from .errors import FabdeployError, HostError
 from .layout import VENV_MARKER, Layout, Revision, release_name
-from .lock import LockOwner, local_user, pid_alive, release_lock, take_lock
+from .lock import local_user, pid_alive
 from .packages import LOCAL_STATE, PREBUILT, PREBUILT_BIN, WHEELHOUSE, Packages
 from .remote import Host
 from .setup import Facts
@@ -360,25 +360,10 @@ def needs_packages(build: Build, facts: Facts) -> bool:
 
 
 def ship(host: Host, build: Build, facts: Facts) -> list[tuple[str, str]]:
-    """Empty ``.incoming`` of interrupted deploys' leftovers, then copy the source archive there,
-    and the packages archive of the host's tag set when it lacks the release's venv
-    (`needs_packages`). Returns (remote path, sha256) pairs."""
+    """Copy the source archive to ``.incoming``, and the packages archive of the host's tag
+    set when it lacks the release's venv (`needs_packages`). Returns (remote path, sha256)
+    pairs. One SFTP session; `install` checks and unpacks them."""
     paths = Layout(host.settings.deploy_root)
-    result = host.script(
-        """
-shopt -s nullglob dotglob
-left=("$INCOMING"/*)
-if [ ${#left[@]} -gt 0 ]; then
-  echo "removing ${#left[@]} leftover(s) of an interrupted deploy from $INCOMING"
-  rm -rf -- "${left[@]}"
-fi
-""",
-        env={"INCOMING": paths.incoming},
-        hide=True,
-        label="clean .incoming",
-    )
-    if result.stdout.strip():
-        host.say(result.stdout.strip())
     shipped = [(build.archive, build.sha256, f"{build.release}.tar.gz")]
     wanted = build.packages_for(facts.tags)
     if wanted is not None and needs_packages(build, facts):
@@ -392,74 +377,52 @@ fi
     return targets
 
 
-def unpack(host: Host, build: Build, archives: list[tuple[str, str]]) -> None:
-    """Verify the archives, remove half-made releases, unpack ``releases/<name>``, link .env."""
+def install_program(
+    host: Host, build: Build, facts: Facts, deploy_id: str = ""
+) -> tuple[str, dict[str, object]]:
+    """``scripts/install.sh`` and its env: the release's venv (reused, or built from the
+    packages) and its REVISION (naming the deploy ``deploy_id``); run as the app user."""
     settings = host.settings
     paths = Layout(settings.deploy_root)
+    return remote.script_file("install.sh"), {
+        "VENVS": paths.venvs,
+        "DIGEST": facts_digest(build, facts),
+        "MARKER": VENV_MARKER,
+        "PREBUILT": packages.PREBUILT,
+        "PREBUILT_BIN": packages.PREBUILT_BIN,
+        "PINNED": packages.PINNED,
+        "PYTHON": settings.python,
+        "RELEASE": paths.release(build.release),
+        "REQUIREMENTS": settings.requirements,
+        "REVISION_TEXT": build.revision_file(deploy_id=deploy_id),
+        "INDEX_URL": settings.host_package_index,
+    }
+
+
+def install(
+    host: Host,
+    build: Build,
+    facts: Facts,
+    archives: list[tuple[str, str]],
+    deploy_id: str = "",
+) -> Venv:
+    """In one session: verify the shipped ``archives``, remove leftovers of interrupted
+    deploys (in ``.incoming``, half-made releases), unpack ``releases/<name>``, link .env, then
+    give it its venv and REVISION (`install_program`). LINKED_DIRS/FILES follow."""
+    paths = Layout(host.settings.deploy_root)
+    body, env = install_program(host, build, facts, deploy_id)
+    started = time.monotonic()
     result = host.script(
-        remote.AS_APP
-        + """
-while read -r sum archive; do
-  echo "$sum  $archive" | sha256sum --check --quiet --strict \
-    || { echo "archive checksum mismatch after upload: $archive" >&2; exit 3; }
-done <<< "$ARCHIVES"
-current=$(readlink "$CURRENT" 2>/dev/null || true)
-shopt -s nullglob
-for dir in "$RELEASES"/*/; do
-  dir=${dir%/}
-  if [ ! -e "$dir/REVISION" ] && [ "${current##*/}" != "${dir##*/}" ]; then
-    echo "removing half-made release ${dir##*/}"
-    as_app rm -rf -- "$dir"
-  fi
-done
-as_app mkdir -- "$RELEASE"
-while read -r sum archive; do
-  as_app tar -xzf "$archive" -C "$RELEASE" --no-same-owner --no-same-permissions
-  rm -f -- "$archive"
-done <<< "$ARCHIVES"
-as_app ln -sfn ../../shared/.env "$RELEASE/.env"
-""",
+        remote.AS_APP + remote.shell("unpack"),
         env={
             "APP_USER": host.app_user,
             "ARCHIVES": "\n".join(f"{digest} {path}" for path, digest in archives),
+            "INCOMING": paths.incoming,
             "CURRENT": paths.current,
             "RELEASES": paths.releases,
             "RELEASE": paths.release(build.release),
+            "INSTALL_PROGRAM": remote.bash_text(body, env),
         },
-        hide=True,
-        label="unpack",
-    )
-    for line in result.stdout.strip().splitlines():
-        host.say(line)
-    if linked.configured(host):  # shared/ data linked in before the smoke check
-        made = linked.apply(host, build.release)
-        host.say("linked shared/ paths" + ("" if made == "no change" else f"; {made}"))
-    host.say(f"unpacked releases/{build.release}")
-
-
-def install(host: Host, build: Build, facts: Facts, deploy_id: str = "") -> Venv:
-    """Link the release to its venv (reused, or built from the packages); write REVISION
-    (naming the deploy ``deploy_id``)."""
-    settings = host.settings
-    paths = Layout(settings.deploy_root)
-    digest = facts_digest(build, facts)
-    started = time.monotonic()
-    result = host.script(
-        remote.script_file("install.sh"),
-        env={
-            "VENVS": paths.venvs,
-            "DIGEST": digest,
-            "MARKER": VENV_MARKER,
-            "PREBUILT": packages.PREBUILT,
-            "PREBUILT_BIN": packages.PREBUILT_BIN,
-            "PINNED": packages.PINNED,
-            "PYTHON": settings.python,
-            "RELEASE": paths.release(build.release),
-            "REQUIREMENTS": settings.requirements,
-            "REVISION_TEXT": build.revision_file(deploy_id=deploy_id),
-            "INDEX_URL": settings.host_package_index,
-        },
-        user=host.app_user,
         hide=True,
         label="install",
     )
@@ -467,6 +430,10 @@ def install(host: Host, build: Build, facts: Facts, deploy_id: str = "") -> Venv
     lines = result.stdout.strip().splitlines()
     for line in lines:
         host.say(line)
+    if linked.configured(host):  # shared/ data linked in before the smoke check
+        made = linked.apply(host, build.release)
+        host.say("linked shared/ paths" + ("" if made == "no change" else f"; {made}"))
+    digest = str(env["DIGEST"])
     return Venv(digest, reused=any(line.endswith(" reused") for line in lines), seconds=seconds)
 
 
@@ -494,25 +461,9 @@ rm -rf -- "$RELEASES/$NAME"
 @task(help={"allow-dirty": "ship uncommitted changes of a git checkout (revision gets -dirty)"})
 def release(c, allow_dirty=False):  # type: ignore[no-untyped-def]
     """Build, ship and install a new release without switching to it."""
-    settings, hosts = remote.session(c)
-    facts = {host.name: setup.check(host) for host in hosts}
-    targets = {name: found.tags for name, found in facts.items()}
-    builder = wheelbuild.host_builder(hosts, targets)
-    built = build(settings, allow_dirty=allow_dirty, targets=targets, builder=builder)
-    owner = LockOwner.mine()
-    switch = settings.command(f"rollback --release {built.release}")
-    try:
-        for host in hosts:
-            take_lock(host, owner)  # .incoming and half-made releases are a deploy's to clean
-            try:
-                archives = ship(host, built, facts[host.name])
-                unpack(host, built, archives)
-                install(host, built, facts[host.name])
-            finally:
-                release_lock(host, owner)
-            host.say(f"release {built.release} ready, not switched: `{switch}` switches to it")
-    finally:
-        built.cleanup()
+    from .deploy import release_task  # the step lists live above the stages
+
+    release_task(c, allow_dirty)
 
 
 def host_targets(hosts: list[Host], settings: Settings) -> dict[str, TagSet]:

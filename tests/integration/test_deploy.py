@@ -596,7 +596,9 @@ def test_a_deploy_killed_in_the_switch_keeps_serving_and_the_next_one_recovers(
     """SIGKILL fab while the switch runs on the host; the next deploy puts it right."""
     site.app("1.7.0")
     with site.loop() as loop:
-        site.kill_deploy_at("-> switch", 0.7)  # USR2 sent, the new master booting
+        site.kill_deploy_at(
+            "-> switch", 0.2
+        )  # USR2 sent, the new master booting (a switch takes ~0.5 s)
         time.sleep(2.0)
         after_kill = {
             "current": site.current(),

@@ -6,12 +6,13 @@ from __future__ import annotations
 import inspect
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from tasks import config, deploy, fleet, lock, releases
+from tasks import config, deploy, fleet, lock, pipeline, releases
 from tasks.errors import HostError
 from tasks.layout import Audit, release_name
 
@@ -71,12 +72,13 @@ class FakeHost:
         self.answers = list(answers)
         self.name = "web1"
         self.app_user = "deploy"
+        self.conn = SimpleNamespace(user="deploy")
         self.envs: list[dict] = []
         self.said: list[str] = []
 
     def script(self, body: str, **kw):  # type: ignore[no-untyped-def]
         self.envs.append(kw.get("env") or {})
-        return SimpleNamespace(stdout=self.answers.pop(0), failed=False)
+        return SimpleNamespace(stdout=self.answers.pop(0), stderr="", failed=False)
 
     def say(self, text: str) -> None:
         self.said.append(text)
@@ -198,6 +200,7 @@ def test_summary_has_a_row_per_host_with_steps_in_flow_order() -> None:
     web1, web2 = FakeHost("web1"), FakeHost("web2")
     run_ = fleet.Run.__new__(fleet.Run)
     run_.hosts = [web1, web2]  # type: ignore[list-item]
+    run_.steps = deploy.DEPLOY  # the summary's columns follow the list being run
     run_.timings = {
         "local": {"build": 1.5, "test": 0.25},
         "web1": {"upload": 0.5, "lock": 0.1},
@@ -222,23 +225,26 @@ def test_summary_has_a_row_per_host_with_steps_in_flow_order() -> None:
 
 
 def test_deploy_reads_as_the_list_of_steps() -> None:
-    source = inspect.getsource(deploy.deploy.body)
+    names = [step.name for step in deploy.DEPLOY]
     order = [
-        source.index(marker)
-        for marker in (
-            '"before_deploy"',
-            '"test"',
-            "locked(",
-            '"check"',
-            '"build"',
-            "prepare(",
-            "switch_in_batches(",
-            '"cleanup"',
-            '"record"',
-            '"after_deploy"',
+        names.index(name)
+        for name in (
+            "test",
+            "lock",
+            "check",
+            "build",
+            "upload",
+            "smoke",
+            "switch",
+            "cleanup",
+            "record",
         )
     ]
     assert order == sorted(order)
+    local, _ = pipeline.points("deploy", deploy.DEPLOY)
+    assert local[:2] == ("before_deploy", "after_deploy")  # around the whole list
+    assert deploy.DEPLOY[-1].name == "unlock" and deploy.DEPLOY[-1].always
+    source = inspect.getsource(deploy.deploy.body)
     body = source[source.index("def deploy") :].strip().splitlines()
     assert len(body) < 30, "the flow stays a short list of named steps"
 
@@ -297,8 +303,11 @@ def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, fail: str 
 
         return record
 
-    for name in ("upload_step", "install", "undo", "record", "back"):
-        monkeypatch.setattr(deploy, name, step(name.removesuffix("_step")))
+    for name in ("undo", "record", "back"):
+        monkeypatch.setattr(deploy, name, step(name))
+    works = {"upload": step("upload"), "install": step("install")}
+    steps = tuple(replace(s, work=works.get(s.name, s.work)) for s in deploy.DEPLOY)
+    monkeypatch.setattr(deploy, "DEPLOY", steps)
     monkeypatch.setattr(deploy.migrate, "run", step("migrate"))
     monkeypatch.setattr(deploy.test, "smoke", step("smoke"))
     monkeypatch.setattr(deploy.run, "switch", step("switch"))
@@ -310,11 +319,23 @@ def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, fail: str 
     return run_, done
 
 
+def prepare(run_: fleet.Run) -> None:
+    """The deploy's prepare steps (upload, install, migrate, smoke), as the runner runs them."""
+    for step in deploy.DEPLOY:
+        if step.name in ("upload", "install", "migrate", "smoke"):
+            pipeline.perform(run_, step)
+
+
+def restart_processes(run_: fleet.Run) -> None:
+    """The deploy's processes step, as the runner runs it."""
+    pipeline.perform(run_, next(s for s in deploy.DEPLOY if s.name == "processes"))
+
+
 def test_the_migration_runs_once_on_the_primary_before_any_smoke_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_, done = flow(tmp_path, monkeypatch, "MIGRATE_COMMAND=python manage.py migrate\n")
-    deploy.prepare(run_)
+    prepare(run_)
     assert [d for d in done if d.startswith("migrate")] == ["migrate web1"]
     first_smoke = min(i for i, d in enumerate(done) if d.startswith("smoke"))
     last_install = max(i for i, d in enumerate(done) if d.startswith("install"))
@@ -327,7 +348,7 @@ def test_a_failed_migration_stops_before_any_smoke_or_switch(
 ) -> None:
     run_, done = flow(tmp_path, monkeypatch, "MIGRATE_COMMAND=x\n", fail="migrate web1")
     with pytest.raises(Exception, match=r"migrate failed on 1 host.*No host was switched"):
-        deploy.prepare(run_)
+        prepare(run_)
     assert not [d for d in done if d.startswith(("smoke", "switch"))]
     assert sorted(d for d in done if d.startswith("undo")) == [
         "undo jobs1",
@@ -341,7 +362,7 @@ def test_processes_restart_after_every_switch_and_not_after_a_failed_one(
 ) -> None:
     run_, done = flow(tmp_path, monkeypatch, "PRIMARY_HOST=web2\n")
     deploy.switch_in_batches(run_)
-    deploy.restart_processes(run_)
+    restart_processes(run_)
     assert done == [
         "switch web1", "switch web2", "link jobs1", "processes web2", "processes jobs1",
     ]  # fmt: skip
@@ -357,7 +378,7 @@ def test_a_process_that_does_not_come_back_fails_naming_its_host(
     run_, done = flow(tmp_path, monkeypatch, "", fail="processes jobs1")
     run_.results = {h.name: "serving R2" for h in run_.hosts}
     with pytest.raises(Exception, match=r"processes failed on 1 host\(s\): \[jobs1\]"):
-        deploy.restart_processes(run_)
+        restart_processes(run_)
     assert sorted(d for d in done if d.startswith("record")) == [
         "record jobs1", "record web1", "record web2",
     ]  # fmt: skip

@@ -44,6 +44,7 @@ COMMANDS = {
     "HOOK_AFTER_UPLOAD",
     "HOOK_BEFORE_SWITCH",
     "HOOK_AFTER_SWITCH",
+    "HOOK_FAILED",
     "MIGRATE_COMMAND",
     "SMOKE_COMMAND",
 }
@@ -56,6 +57,7 @@ LOCAL_ONLY = {
     "EXCLUDES",
     "TEST_COMMAND",
     "PRIMARY_HOST",
+    "HOOK_FAILED",
 }
 
 
@@ -143,7 +145,7 @@ def sent_commands(settings: config.Settings, tmp_path: Path) -> list[str]:
             [host], settings, monitor.LOGS_SCRIPT, lambda h: monitor.logs_env(h, 5, False), "l"
         ),
     ]
-    for point in hooks.ENV_POINTS:
+    for point in (p for p in hooks.ENV_POINTS if p != "failed"):  # failed: local, tested apart
         for release in ("R1", ""):
             for hook in hooks.from_settings(settings, point):
                 ctx = hooks.HookContext(point, release=release, **vars(hook_context))

@@ -3,16 +3,16 @@ break, `deploy --lock-wait`, and the lock scripts run for real against a local d
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from invoke import Context
 
-from tasks import config, deploy, fleet, lock, remote
+from tasks import config, fleet, hooks, lock, pipeline, remote
 from tasks.errors import FabdeployError, HostError
 from tasks.layout import Audit
 from tests.unit.test_deploy import FakeHost, held_by, owner
@@ -156,13 +156,23 @@ def test_fab_unlock_breaks_another_lock_and_logs_it(tmp_path: Path, monkeypatch)
 # --- the deploy ----------------------------------------------------------------------------
 
 
-def test_the_after_deploy_hooks_run_under_the_lock() -> None:
-    lines = inspect.getsource(deploy.deploy.body).splitlines()
-    locked = next(line for line in lines if "with locked(" in line)
-    hook = next(line for line in lines if '"after_deploy"' in line)
-    indent = len(locked) - len(locked.lstrip())
-    assert len(hook) - len(hook.lstrip()) > indent
-    assert lines.index(hook) > lines.index(locked)
+def test_the_after_deploy_hooks_run_under_the_lock(monkeypatch) -> None:
+    done: list[str] = []
+    monkeypatch.setattr(hooks, "check_attached", lambda *a: None)
+    monkeypatch.setattr(hooks, "run_local", lambda c, s, o, point: done.append(point))
+    steps = (
+        pipeline.Step("lock", lambda r: done.append("lock"), pipeline.LOCAL, before=(), after=()),
+        pipeline.Step("unlock", lambda r: done.append("unlock"), pipeline.LOCAL, always=True),
+    )
+    run_ = SimpleNamespace(
+        action="deploy", c=None, settings=None, output=None, done=False, hosts=[]
+    )
+    run_.locally = lambda name, work: work(run_)
+    monkeypatch.setattr(pipeline, "finish", lambda r, step: step.work(r))
+    pipeline.execute(run_, steps)  # type: ignore[arg-type]
+    lines = done
+    locked, hook = lines.index("lock"), lines.index("after_deploy")
+    assert lines.index("unlock") > hook > locked
 
 
 def test_the_summary_is_written_as_json(tmp_path: Path) -> None:

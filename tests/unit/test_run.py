@@ -150,7 +150,7 @@ def test_reload_switches_onto_current(tmp_path: Path) -> None:
 def test_stage_modules_expose_their_functions() -> None:
     for module, names in {
         setup: ("prepare", "check", "packages", "user", "directories", "secrets", "service"),
-        upload: ("build", "ship", "unpack", "install", "remove_release", "venv_digest"),
+        upload: ("build", "ship", "install", "remove_release", "venv_digest"),  # install unpacks
         test: ("run_local", "smoke"),
         run: ("switch", "start", "stop", "restart", "health", "master_pid", "current_release"),
     }.items():

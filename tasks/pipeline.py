@@ -1,0 +1,201 @@
+"""The pipeline as data: a command is a list of named `Step` s, run by `execute`.
+
+Each step says where it runs (`LOCAL` once on this machine, `HOSTS` on every host in
+parallel, `PRIMARY` on the primary host, `BATCHES` in switch rounds: the step runs them), what
+it does and what happens when it fails. The deploy, the rollback, ``upload.release`` and
+``setup`` are such lists (`tasks.deploy.DEPLOY`, ...), and everything that needs to know the
+order reads the list: the runner, the summary table, ``fab plan`` and the hooks.
+
+Around every step ``execute`` runs its hooks (`tasks.hooks`): ``before_<step>`` and
+``after_<step>``, locally for a local step, on each host (or ``once`` on the primary host) for
+a host step; ``before_<command>`` and ``after_<command>`` (``deploy``, ``rollback``, ...)
+around the whole list, and ``failed`` once, locally, when the command fails, with the error
+and what each host serves. Steps marked ``always`` (``unlock``) run at the end whatever
+happened before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import hooks
+from .errors import detail
+
+if TYPE_CHECKING:
+    from .fleet import HostResults, Run
+    from .remote import Host
+
+#: Where a step runs.
+LOCAL = "locally, once"
+HOSTS = "every host"
+PRIMARY = "the primary host"
+BATCHES = "every host, in switch batches"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One named step of a command: what it runs, where, and what a failure does.
+
+    ``work`` takes ``(run)`` for `LOCAL` and `BATCHES` steps, ``(run, host)`` for host steps.
+    ``hosts`` narrows a host step's hosts (default: every host; `PRIMARY`: the primary host).
+    ``skip`` gives a reason to skip the step this time ("" runs it). ``recover`` runs after a
+    host step failed on some hosts, before the error is raised, and returns a sentence for the
+    error (what the hosts serve now). ``before`` and ``after`` are the hook points around the
+    step (default ``before_<name>``, ``after_<name>``; a step may carry an older name too).
+    """
+
+    name: str
+    work: Callable[..., Any]
+    where: str = HOSTS
+    hosts: Callable[[Run], list[Host]] | None = None
+    skip: Callable[[Run], str] | None = None
+    recover: Callable[[Run, HostResults], str] | None = None
+    before: tuple[str, ...] | None = None
+    after: tuple[str, ...] | None = None
+    always: bool = False
+    serial: Callable[[Run], bool] | None = None
+    when: Callable[[Run], bool] | None = None
+    phase: str = ""
+
+    @property
+    def doc(self) -> str:
+        """The first line of the step function's docstring: what the step does."""
+        return (self.work.__doc__ or "").strip().splitlines()[0] if self.work.__doc__ else ""
+
+    @property
+    def before_points(self) -> tuple[str, ...]:
+        """The hook points run before this step."""
+        return (f"before_{self.name}",) if self.before is None else self.before
+
+    @property
+    def after_points(self) -> tuple[str, ...]:
+        """The hook points run after this step."""
+        return (f"after_{self.name}",) if self.after is None else self.after
+
+    @property
+    def on_hosts(self) -> bool:
+        """Whether the step runs on hosts (its hooks are host points)."""
+        return self.where != LOCAL
+
+
+def points(action: str, steps: Sequence[Step]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The local and the host hook points of a command running ``steps``."""
+    local = [f"before_{action}", f"after_{action}", "failed"]
+    on_hosts: list[str] = []
+    for step in steps:
+        names = [*step.before_points, *step.after_points]
+        (on_hosts if step.on_hosts else local).extend(names)
+    local = [point for point in local if point not in on_hosts]  # setup's: on the hosts
+    return tuple(dict.fromkeys(local)), tuple(dict.fromkeys(on_hosts))
+
+
+def execute(run_: Run, steps: Sequence[Step], known: set[str] | None = None) -> None:
+    """Run ``steps`` in order with their hooks, then the ``always`` ones; on failure the
+    ``failed`` hooks run (after the ``always`` steps) and the error is raised.
+
+    ``known`` is every point of every command: a hook attached elsewhere is refused first."""
+    run_.steps = tuple(steps)
+    local, _ = points(run_.action, steps)
+    hooks.check_attached(run_.c, run_.settings, local, known)
+    begin, end = f"before_{run_.action}", f"after_{run_.action}"
+    try:
+        try:
+            if begin in local:  # (setup's are its step's, on the hosts)
+                hooks.run_local(run_.c, run_.settings, run_.output, begin)
+            for step in steps:
+                if not step.always and not run_.done:
+                    perform(run_, step)
+            if end in local and not run_.done:
+                hooks.run_local(run_.c, run_.settings, run_.output, end)
+        finally:
+            for step in steps:
+                if step.always:
+                    finish(run_, step)
+    except BaseException as exc:
+        hooks.run_failed(run_.c, run_.settings, run_.output, exc, run_.serving_map())
+        raise
+
+
+def perform(run_: Run, step: Step) -> None:
+    """One step with its hooks; a host step's failures raise after ``recover``."""
+    if step.when and not step.when(run_):
+        return
+    reason = step.skip(run_) if step.skip else ""
+    if reason:
+        run_.say(f"{step.name}: skipped ({reason})")
+        return
+    if step.where == LOCAL:
+        for point in step.before_points:
+            hooks.run_local(run_.c, run_.settings, run_.output, point)
+        run_.locally(step.name, step.work)
+        for point in step.after_points:
+            hooks.run_local(run_.c, run_.settings, run_.output, point)
+    elif step.where == BATCHES:
+        step.work(run_)
+    else:
+        on_hosts(run_, step, select(run_, step))
+
+
+def select(run_: Run, step: Step) -> list[Host]:
+    """The hosts a host step runs on."""
+    if step.hosts is not None:
+        return step.hosts(run_)
+    return [run_.primary()] if step.where == PRIMARY else list(run_.hosts)
+
+
+def on_hosts(run_: Run, step: Step, hosts: list[Host]) -> None:
+    """A host step on ``hosts`` in parallel: each host's hooks around its work, the ``once``
+    hooks on the primary host before and after; any failure stops the command."""
+    if not hosts:
+        return
+    first = run_.primary()
+
+    def once(points: tuple[str, ...]) -> None:
+        for point in points:
+            hooks.run_on(run_.c, first, point, run_.release.get(first.name, ""), once=True)
+
+    def work(host: Host) -> None:
+        for point in step.before_points:
+            hooks.run_on(run_.c, host, point, run_.release.get(host.name, ""), once=False)
+        run_.on(host, step.name, step.work)
+        for point in step.after_points:
+            hooks.run_on(run_.c, host, point, run_.release.get(host.name, ""), once=False)
+
+    try:
+        once(step.before_points)
+    except Exception as exc:
+        fail(run_, step, run_.results_of([(first, exc)]))
+    if step.serial and step.serial(run_):  # one at a time, in one order
+        for host in sorted(hosts, key=lambda h: h.name):
+            done = run_.across([host], work)
+            if done.failed:
+                fail(run_, step, done)
+    else:
+        done = run_.across(hosts, work)
+        if done.failed:
+            fail(run_, step, done)
+    once(step.after_points)
+
+
+def fail(run_: Run, step: Step, done: HostResults) -> None:
+    """Mark the hosts where ``step`` failed, let the step recover, raise one error."""
+    name = step.phase or step.name
+    for host, _ in done.failed:
+        run_.results[host.name] = f"{name} failed"
+    after = step.recover(run_, done) if step.recover else ""
+    raise done.error(name, after)
+
+
+def finish(run_: Run, step: Step) -> None:
+    """An ``always`` step: on the hosts it applies to, its failures printed, never raised."""
+    hosts = step.hosts(run_) if step.hosts else run_.hosts
+    done = run_.across(hosts, lambda h: run_.on(h, step.name, step.work), quiet=True)
+    for host, error in done.failed:
+        host.output.line(host.name, f"{step.name} failed: {detail(error)}", err=True)
+
+
+def describe(steps: Sequence[Step]) -> list[tuple[str, str, str]]:
+    """(name, where, what) of each step, for ``fab plan`` and the docs."""
+    return [(step.name, step.where, step.doc) for step in steps]

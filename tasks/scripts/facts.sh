@@ -1,0 +1,24 @@
+# What a deploy needs to know about a host, refusing one that was not set up.
+# env: RELEASES VENVS SHARED INCOMING UNIT CONF PYTHON CURRENT PIDFILE SETUP MARKER HOST_TAGS
+# Out: `python -VV` and the platform, then the Python version, then key=value lines: tags,
+# current, revision, running (yes/no), venv (one per complete venv).
+missing=()
+for dir in "$RELEASES" "$VENVS" "$SHARED" "$INCOMING"; do [ -d "$dir" ] || missing+=("$dir"); done
+[ -f "$UNIT" ] || missing+=("$UNIT")
+[ -f "$CONF" ] || missing+=("$CONF")
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "not set up: missing ${missing[*]}: run \`$SETUP\` first" >&2; exit 3
+fi
+[ -w "$INCOMING" ] || { echo "$INCOMING is not writable by $(id -un)" >&2; exit 3; }
+sudo -n true 2>/dev/null || { echo "sudo -n fails for $(id -un): passwordless sudo is required" >&2; exit 3; }
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || { echo "$PYTHON lacks venv: run \`$SETUP\`" >&2; exit 3; }
+printf '%s\n' "$("$PYTHON" -VV 2>&1 | tr '\n' ' ')"
+"$PYTHON" -c 'import sysconfig, sys; print(sysconfig.get_platform()); print("%d.%d" % sys.version_info[:2])'
+echo "tags=$("$PYTHON" -c "$HOST_TAGS")"
+target=$(readlink "$CURRENT" 2>/dev/null || true)
+echo "current=${target##*/}"
+echo "revision=$(sed -n 's/^revision=//p' "$CURRENT/REVISION" 2>/dev/null || true)"
+pid=$(cat "$PIDFILE" 2>/dev/null || true)
+if [[ $pid =~ ^[0-9]+$ ]] && [ -d "/proc/$pid" ]; then echo "running=yes"; else echo "running=no"; fi
+shopt -s nullglob
+for done in "$VENVS"/*/"$MARKER"; do venv=${done%/*}; echo "venv=${venv##*/}"; done
