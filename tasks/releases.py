@@ -163,7 +163,7 @@ def prune(host: Host, keep: int, protect: str = "") -> list[str]:
 def read_revision(host: Host, release: str) -> str:
     """The revision in ``releases/<release>/REVISION`` ("" when unreadable)."""
     path = f"{Layout(host.settings.deploy_root).release(release)}/REVISION"
-    text = host.run(f"cat {remote.quote(path)} 2>/dev/null || true", hide=True).stdout
+    text = host.script(remote.shell("read-file"), env={"FILE": path}, hide=True).stdout
     parsed = Revision.parse(text)
     return parsed.revision if parsed else ""
 

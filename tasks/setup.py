@@ -160,22 +160,7 @@ def render_logrotate(settings: Settings, user: str, group: str) -> str:
 def packages(host: Host) -> Change:
     """Install python3 and venv support with apt-get, only when ``PYTHON`` lacks them."""
     result = host.script(
-        """
-if "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-  echo "no change"
-else
-  if ! command -v apt-get >/dev/null; then
-    echo "$PYTHON cannot create virtualenvs and apt-get is missing: install python3-venv" >&2
-    exit 3
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  sudo -n apt-get update -q >/dev/null
-  sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 python3-venv >/dev/null
-  "$PYTHON" -c 'import venv, ensurepip'
-  echo changed
-fi
-"$PYTHON" -c 'import sys; print("Python %d.%d.%d" % sys.version_info[:3])'
-""",
+        remote.shell("setup-packages"),
         env={"PYTHON": host.settings.python},
         hide=True,
         label="setup packages",
@@ -190,16 +175,7 @@ def user(host: Host) -> tuple[Change, str]:
     if not _USER.match(name):
         raise HostError(host.name, f"APP_USER {name!r} is not a valid user name")
     result = host.script(
-        """
-if id -u "$APP_USER" >/dev/null 2>&1; then
-  echo "no change"
-else
-  sudo -n useradd --system --user-group --home-dir "$ROOT" --no-create-home \
-    --shell /usr/sbin/nologin "$APP_USER"
-  echo changed
-fi
-id -gn "$APP_USER"
-""",
+        remote.shell("setup-user"),
         env={"APP_USER": name, "ROOT": host.settings.deploy_root},
         hide=True,
         label="setup user",
@@ -213,18 +189,7 @@ def directories(host: Host, group: str) -> Change:
     paths = Layout(host.settings.deploy_root)
     owned = [paths.root, paths.releases, paths.venvs, paths.shared, paths.logs, paths.pids]
     result = host.script(
-        """
-changed=()
-ensure() {  # DIR OWNER GROUP
-  if [ "$(stat -c %U:%G:%a "$1" 2>/dev/null)" != "$2:$3:755" ]; then
-    sudo -n install -d -o "$2" -g "$3" -m 0755 "$1"
-    changed+=("$1")
-  fi
-}
-while IFS= read -r dir; do ensure "$dir" "$APP_USER" "$GROUP"; done <<< "$DIRS"
-ensure "$INCOMING" "$(id -un)" "$(id -gn)"
-if [ ${#changed[@]} -gt 0 ]; then echo changed; printf '%s\\n' "${changed[@]}"; else echo "no change"; fi
-""",
+        remote.shell("setup-directories"),
         env={
             "DIRS": "\n".join(owned),
             "INCOMING": paths.incoming,
@@ -250,30 +215,21 @@ def secrets(host: Host, group: str) -> Change:
     names = ", ".join(settings.secrets.names())
     want = f"{digest} {host.app_user}:{group}:600"
     have = host.script(
-        'if sudo -n test -f "$DEST"; then\n'
-        '  echo "$(sudo -n sha256sum "$DEST" | cut -d" " -f1) $(stat -c %U:%G:%a "$DEST")"\n'
-        "fi\n",
+        remote.shell("secrets-have"),
         env={"DEST": paths.env_file},
         hide=True,
         label="setup secrets",
     ).stdout.strip()
     if have == want:
         return _say(host, Change("secrets shared/.env", False, names))
-    remote_tmp = host.script(
-        'umask 077; mktemp "${HOME:-/tmp}/.fabdeploy-env.XXXXXX"', hide=True, label="mktemp"
-    ).stdout.strip()
+    remote_tmp = host.script(remote.shell("secrets-tmp"), hide=True, label="mktemp").stdout.strip()
     fd, local_tmp = tempfile.mkstemp(prefix="fabdeploy-env-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         host.put(Path(local_tmp), remote_tmp, progress=False)
         host.script(
-            """
-trap 'rm -f "$TMP"' EXIT
-sudo -n install -m 0600 -o "$APP_USER" -g "$GROUP" "$TMP" "$DEST.new"
-sudo -n mv -fT "$DEST.new" "$DEST"
-[ "$(sudo -n sha256sum "$DEST" | cut -d' ' -f1)" = "$DIGEST" ]
-""",
+            remote.shell("secrets-install"),
             env={
                 "TMP": remote_tmp,
                 "DEST": paths.env_file,
@@ -294,19 +250,7 @@ def write_file(
 ) -> bool:
     """Write ``text`` to ``path`` as root, only when content or owner/mode differ."""
     result = host.script(
-        """
-if sudo -n test -f "$DEST" && printf '%s' "$TEXT" | sudo -n cmp -s - "$DEST" \
-   && [ "$(sudo -n stat -c %U:%G:%a "$DEST")" = "$OWNER:$GROUP:$MODE" ]; then
-  echo "no change"
-else
-  sudo -n mkdir -p "$(dirname "$DEST")"
-  printf '%s' "$TEXT" | sudo -n tee "$DEST.fabdeploy-new" >/dev/null
-  sudo -n chown "$OWNER:$GROUP" "$DEST.fabdeploy-new"
-  sudo -n chmod "$MODE" "$DEST.fabdeploy-new"
-  sudo -n mv -fT "$DEST.fabdeploy-new" "$DEST"
-  echo changed
-fi
-""",
+        remote.shell("write-file"),
         env={"DEST": path, "TEXT": text, "OWNER": owner, "GROUP": group, "MODE": mode},
         hide=True,
         label=f"write {path}",
@@ -328,18 +272,7 @@ def service(host: Host, group: str) -> list[Change]:
     web = roles.serves_web(settings, host.name)
     changes.append(_say(host, Change(unit_path, unit)))
     result = host.script(
-        """
-if [ "$UNIT_CHANGED" = yes ]; then sudo -n systemctl daemon-reload >/dev/null 2>&1 || true; fi
-enabled=$(sudo -n systemctl is-enabled "$SERVICE" 2>/dev/null || true)
-if [ "$WEB" = no ]; then  # the host's roles run no web process: not started at boot
-  if [ "$enabled" = enabled ]; then sudo -n systemctl disable "$SERVICE" >/dev/null 2>&1; echo changed; else echo "no change"; fi
-elif [ "$enabled" = enabled ]; then
-  echo "no change"
-else
-  sudo -n systemctl enable "$SERVICE" >/dev/null 2>&1
-  echo changed
-fi
-""",
+        remote.shell("enable-service"),
         env={
             "UNIT_CHANGED": "yes" if unit else "no",
             "SERVICE": settings.service,
@@ -380,16 +313,7 @@ def process_units(host: Host, group: str) -> list[Change]:
     if not written:
         return changes
     result = host.script(
-        """
-if [ "$CHANGED" = yes ]; then sudo -n systemctl daemon-reload >/dev/null 2>&1 || true; fi
-mapfile -t units <<< "$UNITS"
-todo=()
-for unit in "${units[@]}"; do
-  [ "$(systemctl is-enabled "$unit" 2>/dev/null)" = enabled ] || todo+=("$unit")
-done
-[ ${#todo[@]} -eq 0 ] || sudo -n systemctl enable "${todo[@]}" >/dev/null 2>&1
-echo "${#todo[@]}"
-""",
+        remote.shell("enable-processes"),
         env={
             "CHANGED": "yes" if any(c.changed for c in changes) else "no",
             "UNITS": "\n".join(written),

@@ -443,11 +443,7 @@ def remove_release(host: Host, name: str) -> None:
     if not name or "/" in name or name.startswith("."):
         raise HostError(host.name, f"not a release name: {name!r}")
     host.script(
-        """
-current=$(readlink "$CURRENT" 2>/dev/null || true)
-if [ "${current##*/}" = "$NAME" ]; then echo "refusing to remove the current release" >&2; exit 3; fi
-rm -rf -- "$RELEASES/$NAME"
-""",
+        remote.shell("remove-release"),
         env={"CURRENT": paths.current, "RELEASES": paths.releases, "NAME": name},
         user=host.app_user,
         hide=True,

@@ -323,7 +323,9 @@ def build_on_host(host: Host, tags: TagSet, sdist: Path, deps: Path, requires: l
     try:
         host.get(f"{work}/out/{wheel}", local)
     finally:
-        host.script('rm -rf -- "$WORK"', env={"WORK": work}, hide=True, label="build cleanup")
+        host.script(
+            remote.shell("remove-work"), env={"WORK": work}, hide=True, label="build cleanup"
+        )
     return local
 
 

@@ -1,0 +1,10 @@
+# daemon-reload when a unit changed; enable the companion processes' units at boot.
+# env: CHANGED (yes/no) UNITS (one a line). Out: how many units were enabled.
+if [ "$CHANGED" = yes ]; then sudo -n systemctl daemon-reload >/dev/null 2>&1 || true; fi
+mapfile -t wanted <<< "$UNITS"
+todo=()
+for unit in "${wanted[@]}"; do
+  [ "$(systemctl is-enabled "$unit" 2>/dev/null)" = enabled ] || todo+=("$unit")
+done
+[ ${#todo[@]} -eq 0 ] || sudo -n systemctl enable "${todo[@]}" >/dev/null 2>&1
+echo "${#todo[@]}"
