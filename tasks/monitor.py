@@ -3,8 +3,9 @@
 Each task sends one script per host (hosts in parallel), the script prints ``key=value``
 lines (``scripts/status.sh``, ``resources.sh``, ``history.sh``; ``logs.sh`` prints the logs;
 docs/scripts.md), and the parsing happens here, so what a host reports is plain data that
-unit tests can feed in. Nothing here finds processes by name: the gunicorn master comes from the
-pidfile, its workers are the processes whose parent it is.
+unit tests can feed in. A host is healthy when its health path answers 200 (`run.healthy`).
+Nothing here finds processes by name: the gunicorn master comes from the pidfile, its
+workers are the processes whose parent it is.
 
 With ``--json``, status, health, resources and releases print one JSON document, a list with
 an object per host (the shapes are in docs/json.md), and nothing else on stdout.
@@ -25,7 +26,7 @@ from typing import Any, Callable
 from invoke import Collection, Task, task
 from invoke.parser import Argument
 
-from . import remote, roles
+from . import remote, roles, run
 from .config import Settings
 from .errors import FabdeployError, HostError, detail
 from .layout import Audit, Layout, Revision
@@ -304,7 +305,8 @@ class Status:
 
     @property
     def health_ok(self) -> bool:
-        return self.health_status is not None and 200 <= self.health_status < 300
+        """The health path answered 200: the one rule (`run.healthy`, docs/scripts.md)."""
+        return self.health_status is not None and run.healthy(self.health_status)
 
     def health_text(self) -> str:
         """``HTTP 200`` or the reason the probe failed."""

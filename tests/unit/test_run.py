@@ -96,6 +96,26 @@ def test_wait_healthy_stops_when_the_master_dies(tmp_path: Path) -> None:
     assert "master 999999999 exited" in result.stdout and "gave-up" in result.stdout
 
 
+def test_healthy_is_one_rule_in_bash_and_python(tmp_path: Path) -> None:
+    codes = ["200", "201", "204", "302", "500", "000", ""]
+    result = shell(
+        "".join(f'if healthy "{c}"; then echo yes; else echo no; fi\n' for c in codes), tmp_path
+    )
+    assert result.stdout.split() == ["yes" if run.healthy(c) else "no" for c in codes]
+    assert result.stdout.split() == ["yes"] + ["no"] * 6
+
+
+def test_current_release_and_kv(tmp_path: Path) -> None:
+    (tmp_path / "releases" / "R1").mkdir(parents=True)
+    os.symlink("releases/R1", tmp_path / "current")
+    result = shell(
+        f'CURRENT={tmp_path}/current; kv target "$(current_target)"; kv current "$(current_release)"\n'
+        f"CURRENT={tmp_path}/none; kv none \"$(current_release)\"; kv two $'a\\nb'\n",
+        tmp_path,
+    )
+    assert result.stdout.splitlines() == ["target=releases/R1", "current=R1", "none=", "two=a b"]
+
+
 def test_alive_knows_live_and_missing_processes(tmp_path: Path) -> None:
     result = shell(
         "alive $$ && echo yes; alive 999999999 || echo no; alive abc || echo bad\n", tmp_path
