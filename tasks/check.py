@@ -126,7 +126,7 @@ def state(host: Host, running: bool) -> list[Finding]:
         hide=True,
         label="check",
     )
-    facts = dict(line.partition("=")[::2] for line in result.stdout.splitlines())
+    facts = remote.parse_pairs(result.stdout)
     free = int(facts.get("disk_kib") or 0) >> 10
     unit = facts.get("unit") or "unknown"
     port = facts.get("port", "unknown")

@@ -38,7 +38,7 @@ def apply(host: Host, release: str = "") -> str:
     if not configured(host):
         return "no change"
     result = host.script(
-        remote.AS_APP + remote.script_file("linked_paths.sh"),
+        remote.shell("linked_paths"),
         env=_env(host, release),
         hide=True,
         warn=True,

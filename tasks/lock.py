@@ -164,7 +164,7 @@ def _lock_script(
     paths = Layout(host.settings.deploy_root)
     body, env = then or ("", {})
     result = host.script(
-        remote.AS_APP + remote.shell("lock-then"),
+        remote.shell("lock-then"),
         env={
             "APP_USER": "" if host.app_user == host.conn.user else host.app_user,
             "ROOT": paths.root,
@@ -174,7 +174,7 @@ def _lock_script(
             "AUDIT": force,
             "REVLOG": paths.revisions_log,
             "SETUP": host.settings.command("setup"),
-            "LOCK_BODY": remote.shell("lock"),
+            "LOCK_BODY": remote.script_file("lock.sh"),
             "THEN_PROGRAM": remote.bash_text(body, env) if then else "",
         },
         hide=True,

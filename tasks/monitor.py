@@ -1,9 +1,11 @@
 """Stage monitor: logs, status, health, resources and release history.
 
 Each task sends one script per host (hosts in parallel), the script prints ``key=value``
-lines, and the parsing happens here, so what a host reports is plain data that unit tests
-can feed in. Nothing here finds processes by name: the gunicorn master comes from the
-pidfile, its workers are the processes whose parent it is.
+lines (``scripts/status.sh``, ``resources.sh``, ``history.sh``; ``logs.sh`` prints the logs;
+docs/scripts.md), and the parsing happens here, so what a host reports is plain data that
+unit tests can feed in. A host is healthy when its health path answers 200 (`run.healthy`).
+Nothing here finds processes by name: the gunicorn master comes from the pidfile, its
+workers are the processes whose parent it is.
 
 With ``--json``, status, health, resources and releases print one JSON document, a list with
 an object per host (the shapes are in docs/json.md), and nothing else on stdout.
@@ -24,11 +26,11 @@ from typing import Any, Callable
 from invoke import Collection, Task, task
 from invoke.parser import Argument
 
-from . import remote, roles
+from . import remote, roles, run
 from .config import Settings
 from .errors import FabdeployError, HostError, detail
 from .layout import Audit, Layout, Revision
-from .remote import Host, Output
+from .remote import Host, Output, parse_pairs
 from .report import JSON_HELP, print_json, table
 
 #: Seconds the health probe waits for the app to answer.
@@ -55,16 +57,6 @@ class FlagTask(Task):
             shorts = [n for n in arg.names[1:] if n not in wanted]
             arg.names = (long_name, chosen) if chosen else (long_name, *shorts)
         return args
-
-
-def parse_pairs(text: str) -> dict[str, str]:
-    """``key=value`` lines into a dict (a later key wins); other lines are ignored."""
-    pairs: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key and key.replace("_", "").isalnum():
-            pairs[key] = value.strip()
-    return pairs
 
 
 def _int(value: str | None) -> int | None:
@@ -207,101 +199,6 @@ def process_env(host: Host) -> dict[str, object]:
 
 # --- status and health ---------------------------------------------------------------------
 
-#: One round trip per host: service state, current release, REVISION, and (with the
-#: host's python) the master's and workers' memory, CPU and uptime plus a timed health probe.
-STATUS_SCRIPT = r"""
-state=$(sudo -n systemctl is-active "$UNIT" 2>&1 | head -n 1) || true
-echo "state=${state}"
-echo "web=${WEB:-yes}"
-while IFS=' ' read -r name unit; do
-  [ -n "$unit" ] || continue
-  echo "process_${name}=$(systemctl is-active "$unit" 2>/dev/null | head -n 1 || true)"
-done <<< "${PROCESS_UNITS:-}"
-if [ -L "$CURRENT" ]; then
-  target=$(readlink "$CURRENT") || true
-  echo "release=${target##*/}"
-  [ -d "$CURRENT/" ] || echo "release_missing=yes"
-fi
-if [ -r "$CURRENT/REVISION" ]; then
-  echo "revision_file=$(base64 < "$CURRENT/REVISION" | tr -d '\n')"
-fi
-pid=""
-if [ -r "$PIDFILE" ]; then pid=$(tr -dc 0-9 < "$PIDFILE") || true; fi
-echo "pid=${pid}"
-if ! command -v "$PY" >/dev/null 2>&1; then
-  echo "probe_error=$PY not found on the host"
-  exit 0
-fi
-"$PY" - "$pid" "$PROBE_HOST" "$PORT" "$HEALTH_PATH" "$SAMPLE" "$TIMEOUT" <<'PYEOF' || echo "probe_error=probe failed"
-import http.client, os, sys, time
-
-pid, host, port, path, sample, timeout = sys.argv[1:7]
-tick = os.sysconf("SC_CLK_TCK")
-page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
-
-
-def stat(p):
-    with open("/proc/%s/stat" % p) as f:
-        data = f.read()
-    return data[data.rindex(")") + 2 :].split()  # index 0 is field 3 (state)
-
-
-def ticks(pids):
-    found = {}
-    for p in pids:
-        try:
-            s = stat(p)
-            found[p] = int(s[11]) + int(s[12])
-        except (OSError, ValueError, IndexError):
-            pass
-    return found
-
-
-if pid and os.path.isdir("/proc/" + pid) and stat(pid)[0] != "Z":
-    print("pid_alive=yes")
-    workers = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                if stat(d)[1] == pid:
-                    workers.append(d)
-            except (OSError, IndexError):
-                pass
-    pids = [pid] + sorted(workers, key=int)
-    print("workers=%d" % len(workers))
-    rss = 0
-    for p in pids:
-        try:
-            rss += int(stat(p)[21]) * page_kib
-        except (OSError, ValueError, IndexError):
-            pass
-    print("rss_kb=%d" % rss)
-    with open("/proc/uptime") as f:
-        boot = float(f.read().split()[0])
-    print("uptime=%.0f" % (boot - int(stat(pid)[19]) / tick))
-    if float(sample) > 0:
-        before, t0 = ticks(pids), time.monotonic()
-        time.sleep(float(sample))
-        after, t1 = ticks(pids), time.monotonic()
-        used = sum(after[p] - before[p] for p in after if p in before)
-        print("cpu=%.1f" % (used / tick / (t1 - t0) * 100))
-elif pid:
-    print("pid_alive=no")
-
-start = time.monotonic()
-try:
-    conn = http.client.HTTPConnection(host, int(port), timeout=float(timeout))
-    conn.request("GET", path, headers={"User-Agent": "fabdeploy-monitor"})
-    response = conn.getresponse()
-    response.read()
-    conn.close()
-    print("health_status=%d" % response.status)
-except Exception as exc:
-    print("health_error=%s" % " ".join((str(exc) or type(exc).__name__).split()))
-print("health_ms=%.1f" % ((time.monotonic() - start) * 1000))
-PYEOF
-"""
-
 
 def probe_host(bind: str) -> str:
     """Where the probe connects: the bound address, or 127.0.0.1 for a wildcard bind."""
@@ -408,7 +305,8 @@ class Status:
 
     @property
     def health_ok(self) -> bool:
-        return self.health_status is not None and 200 <= self.health_status < 300
+        """The health path answered 200: the one rule (`run.healthy`, docs/scripts.md)."""
+        return self.health_status is not None and run.healthy(self.health_status)
 
     def health_text(self) -> str:
         """``HTTP 200`` or the reason the probe failed."""
@@ -480,10 +378,11 @@ def gather_status(hosts: list[Host], settings: Settings, *, sample: bool) -> lis
             "HEALTH_PATH": settings.health_path,
             "SAMPLE": CPU_SAMPLE if sample else 0,
             "TIMEOUT": PROBE_TIMEOUT,
+            "STATUS_PY": remote.script_file("status.py"),
             **process_env(host),
         }
 
-    replies = ask(hosts, settings, STATUS_SCRIPT, env, "status")
+    replies = ask(hosts, settings, remote.shell("status"), env, "status")
     return [Status.from_reply(reply) for reply in replies]
 
 
@@ -546,22 +445,6 @@ def health(c, json=False):  # type: ignore[no-untyped-def]
 
 
 # --- resources -----------------------------------------------------------------------------
-
-RESOURCES_SCRIPT = r"""
-read -r l1 l5 l15 _ < /proc/loadavg && echo "load=$l1 $l5 $l15"
-echo "cpus=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)"
-awk '/^MemTotal:/ {print "mem_total_kb=" $2} /^MemAvailable:/ {print "mem_available_kb=" $2}' /proc/meminfo
-dir=$ROOT
-while [ ! -e "$dir" ] && [ "$dir" != / ]; do dir=$(dirname "$dir"); done
-echo "disk_path=$dir"
-df -Pk "$dir" | awk 'NR == 2 {print "disk_total_kb=" $2; print "disk_free_kb=" $4}'
-count=0
-if [ -d "$RELEASES" ]; then
-  count=$(find "$RELEASES" -mindepth 1 -maxdepth 1 -type d | wc -l)
-fi
-echo "releases=$count"
-if [ -L "$CURRENT" ]; then target=$(readlink "$CURRENT") || true; echo "current=${target##*/}"; fi
-"""
 
 
 @dataclass
@@ -652,7 +535,7 @@ def render_resources(items: list[Resources]) -> str:
 def resources(c, json=False):  # type: ignore[no-untyped-def]
     """Show load, memory, disk free under the deploy root and the releases kept, per host."""
     settings, hosts = remote.session(c, data_on_stdout=json)
-    replies = ask(hosts, settings, RESOURCES_SCRIPT, _base_env, "resources")
+    replies = ask(hosts, settings, remote.shell("resources"), _base_env, "resources")
     items = [Resources.from_reply(r) for r in replies]
     show(hosts, items, None if json else render_resources(items))
     report_errors(hosts[0].output, replies)
@@ -660,15 +543,6 @@ def resources(c, json=False):  # type: ignore[no-untyped-def]
 
 
 # --- releases ------------------------------------------------------------------------------
-
-RELEASES_SCRIPT = r"""
-if [ -L "$CURRENT" ]; then target=$(readlink "$CURRENT") || true; echo "current=${target##*/}"; fi
-if [ -r "$REVLOG" ]; then
-  echo "log=yes"
-  if [ "$LIMIT" -gt 0 ]; then tail -n "$((LIMIT * 4 + 20))" "$REVLOG"; else cat "$REVLOG"; fi \
-    | sed 's/^/audit /'
-fi
-"""
 
 
 @dataclass
@@ -771,7 +645,7 @@ def releases(c, limit=20, json=False):  # type: ignore[no-untyped-def]
     def env(host: Host) -> dict[str, object]:
         return {**_base_env(host), "LIMIT": max(limit, 0)}
 
-    replies = ask(hosts, settings, RELEASES_SCRIPT, env, "releases")
+    replies = ask(hosts, settings, remote.shell("history"), env, "releases")
     histories = [History.from_reply(r, limit) for r in replies]
     show(hosts, histories, None if json else render_releases(histories))
     report_errors(hosts[0].output, replies)
@@ -779,56 +653,6 @@ def releases(c, limit=20, json=False):  # type: ignore[no-untyped-def]
 
 
 # --- logs ----------------------------------------------------------------------------------
-
-#: The logs of one host in one command: the unit's journal, then the app's log files.
-#: Following, both run in the background while the script waits for its stdin to close
-#: (the client going away), then stops them, so nothing is left tailing on the host.
-LOGS_SCRIPT = r"""
-units=(-u "$UNIT") names=("$UNIT")  # the web service and every companion process it runs
-while IFS=' ' read -r _ unit; do
-  [ -z "$unit" ] || { units+=(-u "$unit"); names+=("$unit"); }
-done <<< "${PROCESS_UNITS:-}"
-files=()
-declare -A seen=()
-mapfile -t patterns <<< "$PATTERNS"
-shopt -s nullglob
-for pattern in "${patterns[@]}"; do
-  [ -n "$pattern" ] || continue
-  matched=no
-  for f in "$LOGDIR"/$pattern; do
-    [ -f "$f" ] && [ -z "${seen[$f]-}" ] || continue
-    seen[$f]=1
-    files+=("$f")
-    matched=yes
-  done
-  if [ "$matched" = no ] && [ "$FOLLOW" = yes ] && [ "$pattern" = error.log ]; then
-    files+=("$LOGDIR/error.log")  # tail -F waits for it
-  fi
-done
-shopt -u nullglob
-if [ "$FOLLOW" = yes ]; then
-  sudo -n journalctl "${units[@]}" -n "$LINES" -f --no-pager 2>&1 &
-  journal=$!
-  tail=""
-  if [ ${#files[@]} -gt 0 ]; then
-    tail -n "$LINES" -v -F -- "${files[@]}" 2>&1 &
-    tail=$!
-  else
-    echo "(no log files under $LOGDIR match ${patterns[*]})"
-  fi
-  cat > /dev/null || true
-  kill $journal $tail 2>/dev/null || true
-  wait 2>/dev/null || true
-  exit 0
-fi
-echo "==> journal of ${names[*]} <=="
-sudo -n journalctl "${units[@]}" -n "$LINES" --no-pager 2>&1 || echo "(journal unavailable)"
-if [ ${#files[@]} -gt 0 ]; then
-  tail -n "$LINES" -v -- "${files[@]}" 2>&1 || true
-else
-  echo "(no log files under $LOGDIR match ${patterns[*]})"
-fi
-"""
 
 
 def log_patterns(settings: Settings) -> list[str]:
@@ -865,7 +689,7 @@ def follow_logs(hosts: list[Host], lines: int) -> None:
         try:
             host.open()
             result = host.script(
-                LOGS_SCRIPT, env=logs_env(host, lines, True), warn=True, label="logs"
+                remote.shell("logs"), env=logs_env(host, lines, True), warn=True, label="logs"
             )
             if result.failed and not stopping.is_set():
                 errors[host.name] = f"log stream ended (exit {result.exited})"
@@ -916,7 +740,9 @@ def logs(c, lines=50, follow=False, roles=""):  # type: ignore[no-untyped-def]
     if follow:
         follow_logs(hosts, int(lines))
         return
-    replies = ask(hosts, settings, LOGS_SCRIPT, lambda h: logs_env(h, int(lines), False), "logs")
+    replies = ask(
+        hosts, settings, remote.shell("logs"), lambda h: logs_env(h, int(lines), False), "logs"
+    )
     output = hosts[0].output
     for reply in replies:
         if not reply.error:

@@ -75,7 +75,7 @@ def control(host: Host, verb: str, process: str = "") -> list[str]:
     if not units:
         return []
     result = host.script(
-        remote.script_file("restart_processes.sh"),
+        remote.shell("restart_processes"),
         env={
             "UNITS": "\n".join(units),
             "SETTLE": SETTLE,
@@ -100,7 +100,7 @@ def link_current(host: Host, release: str) -> None:
     """Point `current` at ``release`` on a host without the web process."""
     paths = Layout(host.settings.deploy_root)
     host.script(
-        remote.AS_APP + remote.script_file("link_current.sh"),
+        remote.shell("link_current"),
         env={
             "APP_USER": host.app_user,
             "ROOT": paths.root,

@@ -33,27 +33,32 @@ from .errors import ConfigError, FabdeployError, HostError, detail
 
 T = TypeVar("T")
 
-#: The package's remote scripts (``scripts/<name>.sh``), shipped as package data.
+#: The package's remote scripts and host-side Python files (``tasks/scripts/``), package data.
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
+#: The library every shell script is sent with (`shell`): as_app, alive, current_release, kv,
+#: healthy, probe, wait_healthy (docs/scripts.md).
+LIBRARY = "lib.sh"
+
+
+def script_file(name: str) -> str:
+    """The text of ``tasks/scripts/<name>`` as it is (a ``.py`` file the host's Python runs)."""
+    return (SCRIPTS / name).read_text(encoding="utf-8")
+
+
+def library() -> str:
+    """The text of ``scripts/lib.sh``: the shell functions every remote script may use."""
+    return script_file(LIBRARY)
 
 
 def shell(name: str) -> str:
-    """The text of the package's remote script ``scripts/<name>.sh``."""
-    return (SCRIPTS / f"{name}.sh").read_text(encoding="utf-8")
-
-
-#: Remote scripts kept as files (``tasks/scripts/*.sh``) and the host-side Python snippets.
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
+    """The body `Host.script` runs for the remote script ``scripts/<name>.sh``: the library
+    (`library`), then the script."""
+    return library() + "\n" + script_file(f"{name}.sh")
 
 
 def quote(value: object) -> str:
     """Quote ``value`` as one word for a POSIX shell."""
     return shlex.quote(str(value))
-
-
-def script_file(name: str) -> str:
-    """The text of ``tasks/scripts/<name>``, a script body for `Host.script`."""
-    return (SCRIPTS / name).read_text(encoding="utf-8")
 
 
 def bash_text(body: str, env: dict[str, object] | None = None) -> str:
@@ -62,13 +67,15 @@ def bash_text(body: str, env: dict[str, object] | None = None) -> str:
     return f"set -euo pipefail\n{exports}{body}"
 
 
-#: A bash function for `Host.script` bodies: ``as_app CMD ARGS...`` runs one command as
-#: ``$APP_USER`` (pass it in ``env``; empty: the SSH user), through ``sudo -n -u`` only when
-#: that is another user.
-AS_APP = """as_app() {
-  if [ -z "$APP_USER" ] || [ "$(id -un)" = "$APP_USER" ]; then "$@"; else sudo -n -u "$APP_USER" -- "$@"; fi
-}
-"""
+def parse_pairs(text: str) -> dict[str, str]:
+    """The ``key=value`` lines a remote script printed (lib.sh's ``kv``) as a dict; a later key
+    wins, other lines are ignored."""
+    pairs: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key and key.replace("_", "").isalnum():
+            pairs[key] = value.strip()
+    return pairs
 
 
 def fingerprint(key: paramiko.PKey) -> str:

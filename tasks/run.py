@@ -22,9 +22,13 @@ release again) and waits for them, then TERMs the new master: requests never lac
 With no master running (first deploy) it starts the service and health-checks it instead; on
 failure it stops it and puts `current` back as it was.
 
-Functions other modules compose: `switch(host, release)`, `master_pid(host)`,
-`health(host)`, `start(host)`, `stop(host)`, `restart(host)`, `health_url(settings)`, and
-`HEALTH_SHELL`/`health_env(settings)` for scripts that need to probe a port themselves.
+The switch is ``scripts/switch.sh`` (docs/scripts.md), tested under local bash with fake
+masters in tests/unit/test_switch_script.py.
+
+Functions other modules compose: `switch(host, release)`, `current_release(host)`,
+`master_pid(host)`, `health(host)`, `healthy(status)` (the one rule: 200), `start(host)`,
+`stop(host)`, `restart(host)`, `health_url(settings)`, and `health_env(settings)` for
+scripts that wait for a port's health themselves (lib.sh's ``wait_healthy``).
 """
 
 from __future__ import annotations
@@ -47,52 +51,14 @@ DETACHED_WAIT = 600
 #: Seconds a release may keep answering the health path with another status than 200.
 ANSWER_GRACE = 5
 
-#: Bash functions for `Host.script` bodies (pass `health_env(settings)` in ``env``):
-#: ``probe URL`` prints the HTTP status (000: no answer); ``alive PID`` is true for a live,
-#: non-zombie process; ``wait_healthy URL SECONDS [PID]`` waits for a 200 and prints the last
-#: status, giving up early when PID dies or the app keeps answering another status for
-#: ANSWER_GRACE seconds (no answer at all waits the whole SECONDS).
-HEALTH_SHELL = """
-probe() {  # URL -> HTTP status; bash's /dev/tcp, no process started (000: no answer)
-  local rest=${1#http://} hostport host port code
-  hostport=${rest%%/*}
-  host=${hostport%:*} port=${hostport##*:}
-  host=${host#[} host=${host%]}
-  if exec 3<>"/dev/tcp/$host/$port"; then
-    printf 'GET /%s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "${rest#*/}" "$hostport" >&3
-    if IFS=' ' read -r -t 5 _ code _ <&3 && [[ $code =~ ^[0-9]{3}$ ]]; then
-      exec 3<&-
-      echo "$code"
-      return
-    fi
-    exec 3<&-
-  fi 2>/dev/null
-  echo 000
-}
-alive() {
-  [[ ${1:-} =~ ^[0-9]+$ ]] && [ -r "/proc/$1/stat" ] || return 1
-  local stat
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [ "${stat%% *}" != Z ]
-}
-wait_healthy() {
-  local until=$((SECONDS + $2)) code=000 failing=""
-  while :; do
-    code=$(probe "$1")
-    [ "$code" = 200 ] && { echo "$code"; return 0; }
-    if [ -n "${3:-}" ] && ! alive "$3"; then echo "$code (master $3 exited)"; return 1; fi
-    [ $SECONDS -ge $until ] && { echo "$code"; return 1; }
-    if [ "$code" = 000 ]; then
-      failing=""
-    else  # the app answers, but not 200: give it a few seconds, not the whole timeout
-      failing=${failing:-$SECONDS}
-      [ $((SECONDS - failing)) -ge "$ANSWER_GRACE" ] && { echo "$code"; return 1; }
-    fi
-    sleep 0.1
-  done
-}
-"""
+#: The one rule of health (docs/scripts.md): the health path answering HTTP 200 is healthy,
+#: any other status (or none) is not. lib.sh's ``healthy`` is the same rule for the scripts.
+HEALTHY_STATUS = 200
+
+
+def healthy(status: object) -> bool:
+    """Whether an HTTP status (an int, or a script's text such as ``"200"``) is healthy."""
+    return str(status).strip() == str(HEALTHY_STATUS)
 
 
 def health_url(settings: Settings, port: int | None = None) -> str:
@@ -106,145 +72,12 @@ def health_url(settings: Settings, port: int | None = None) -> str:
 
 
 def health_env(settings: Settings) -> dict[str, object]:
-    """The ``env`` `HEALTH_SHELL` needs."""
+    """The ``env`` lib.sh's ``wait_healthy`` needs, and the Python a script may pick a port
+    with."""
     return {
         "PROBE_PYTHON": settings.python,
         "ANSWER_GRACE": min(ANSWER_GRACE, settings.health_timeout),
     }
-
-
-_SWITCH = """
-children() {  # PID [EXCEPT] -> how many child processes PID has (EXCEPT not counted)
-  local kids kid n=0
-  if [ -r "/proc/$1/task/$1/children" ]; then
-    kids=$(cat "/proc/$1/task/$1/children" 2>/dev/null || true)
-  else
-    kids=$(pgrep -P "$1" 2>/dev/null || true)
-  fi
-  for kid in $kids; do [ "$kid" = "${2:-}" ] || n=$((n + 1)); done
-  echo $n
-}
-relink() {  # TARGET: point current at it atomically ("" removes current)
-  if [ -z "$1" ]; then as_app rm -f -- "$CURRENT"; return; fi
-  as_app ln -sfn -- "$1" "$TMP_LINK"
-  as_app mv -T -- "$TMP_LINK" "$CURRENT"
-}
-wait_gone() {  # PID SECONDS
-  local until=$((SECONDS + $2))
-  while alive "$1"; do [ $SECONDS -ge $until ] && return 1; sleep 0.1; done
-}
-tail_log() {
-  echo "--- last lines of $ERROR_LOG ---" >&2
-  tail -n "$TAIL" -- "$ERROR_LOG" >&2 2>/dev/null || true
-}
-old=$(cat -- "$PIDFILE" 2>/dev/null || true)
-old_target=$(readlink -- "$CURRENT" 2>/dev/null || true)
-new_target=${NEW_TARGET:-$old_target}
-[ -n "$new_target" ] || { echo "no release to serve: current is missing" >&2; exit 3; }
-[ -d "$ROOT/$new_target" ] || { echo "release $new_target does not exist" >&2; exit 3; }
-deadline=$((SECONDS + TIMEOUT))
-
-if ! alive "$old"; then
-  # Not running (first deploy, or stopped): start the service on the new release.
-  [ "$new_target" = "$old_target" ] || relink "$new_target"
-  fail_start() {
-    echo "start failed: $*" >&2
-    sudo -n systemctl stop "$SERVICE" >/dev/null 2>&1 || true
-    [ "$(readlink -- "$CURRENT" 2>/dev/null || true)" = "$old_target" ] || relink "$old_target"
-    [ -n "$old_target" ] && echo "current is back on ${old_target##*/}" >&2
-    tail_log
-    exit 1
-  }
-  sudo -n systemctl start "$SERVICE" || fail_start "systemctl start $SERVICE failed"
-  pid=$(cat -- "$PIDFILE" 2>/dev/null || true)
-  code=$(wait_healthy "$URL" $((deadline - SECONDS > 0 ? deadline - SECONDS : 1)) "$pid") \
-    || fail_start "health check $URL answered $code"
-  echo "started $SERVICE (master $(cat -- "$PIDFILE" 2>/dev/null)), serving ${new_target##*/}: health $code"
-  exit 0
-fi
-
-# A switch interrupted earlier (fab killed) may have left a second master (gunicorn.pid.2)
-# beside the one in the pidfile: stop it first, and give the old master its workers back.
-leftover=$(cat -- "$PIDFILE.2" 2>/dev/null || true)
-if alive "$leftover" && [ "$leftover" != "$old" ]; then
-  echo "an interrupted switch left master $leftover beside $old: stopping it"
-  if [ "$(children "$old" "$leftover")" -lt "$WORKERS" ]; then
-    as_app kill -HUP "$old" || true
-    until=$((SECONDS + TIMEOUT))
-    while [ "$(children "$old" "$leftover")" -lt "$WORKERS" ] && [ $SECONDS -lt $until ]; do
-      sleep 0.2
-    done
-    sleep 0.5
-  fi
-  as_app kill -TERM "$leftover" || true
-  wait_gone "$leftover" "$GRACE" || as_app kill -KILL "$leftover" || true
-fi
-
-new=""
-winched=no
-rollback() {
-  echo "rolling back: current -> ${old_target##*/}, old master $old keeps serving" >&2
-  [ "$(readlink -- "$CURRENT" 2>/dev/null || true)" = "$old_target" ] || relink "$old_target"
-  if [ "$winched" = yes ] && alive "$old"; then
-    as_app kill -HUP "$old" || true
-    local until=$((SECONDS + TIMEOUT))
-    while [ "$(children "$old" "$new")" -lt "$WORKERS" ] && [ $SECONDS -lt $until ]; do
-      sleep 0.2
-    done
-    sleep 0.5
-  fi
-  if alive "$new"; then
-    as_app kill -TERM "$new" 2>/dev/null || true
-    wait_gone "$new" "$GRACE" || as_app kill -KILL "$new" 2>/dev/null || true
-  fi
-}
-fail() {
-  echo "switch failed: $*" >&2
-  rollback
-  tail_log
-  exit 1
-}
-[ "$new_target" = "$old_target" ] || relink "$new_target"
-as_app kill -USR2 "$old" || fail "cannot signal master $old"
-seen=no
-while :; do
-  new=$(cat -- "$PIDFILE.2" 2>/dev/null || true)
-  if [ -z "$new" ]; then
-    pid=$(cat -- "$PIDFILE" 2>/dev/null || true)
-    [ "$pid" != "$old" ] && new=$pid
-  fi
-  if alive "$new"; then
-    seen=yes
-    [ "$(children "$new")" -ge "$WORKERS" ] && break
-  elif [ $seen = yes ]; then
-    fail "the new master exited while booting"
-  fi
-  [ $SECONDS -ge $deadline ] && fail "no new master with $WORKERS workers after ${TIMEOUT}s"
-  sleep 0.1
-done
-sleep 0.1
-alive "$new" || fail "the new master $new exited while booting"
-[ "$(children "$new")" -ge "$WORKERS" ] || fail "the new master $new lost workers while booting"
-echo "new master $new has $WORKERS workers; stopping the old master's workers"
-as_app kill -WINCH "$old"
-winched=yes
-# Until they exit, the old workers may still accept a request: the health check must not
-# reach them, or the old release would answer for the new one.
-until=$((SECONDS + GRACE + 5))
-while [ "$(children "$old" "$new")" -gt 0 ]; do
-  [ $SECONDS -ge $until ] && fail "the old master's workers did not stop within $((GRACE + 5))s"
-  sleep 0.05
-done
-code=$(wait_healthy "$URL" $((deadline - SECONDS > 1 ? deadline - SECONDS : 1)) "$new") \
-  || fail "health check $URL answered $code"
-as_app sh -c 'printf "%s\\n" "$1" > "$2.fabdeploy" && mv -f "$2.fabdeploy" "$2"' _ "$new" "$PIDFILE"
-as_app kill -TERM "$old"
-if ! wait_gone "$old" "$GRACE"; then
-  echo "old master $old still running after ${GRACE}s: killing it"
-  as_app kill -KILL "$old" || true
-fi
-echo "switched: master $old -> $new, serving ${new_target##*/}: health $code"
-"""
 
 
 @dataclass(frozen=True)
@@ -307,7 +140,7 @@ def switch(host: Host, release: str | None = None, before: str | None = None) ->
     before = current_release(host) if before is None else before  # a deploy knows it already
     result = host.script(
         remote.shell("detach"),
-        env=detached(host, remote.AS_APP + HEALTH_SHELL + _SWITCH, _switch_env(host, target)),
+        env=detached(host, remote.shell("switch"), _switch_env(host, target)),
         warn=True,
         label="switch",
     )
@@ -318,38 +151,39 @@ def switch(host: Host, release: str | None = None, before: str | None = None) ->
 
 
 def current_release(host: Host) -> str:
-    """The release `current` points to ("" when none)."""
-    result = host.run(
-        f"readlink {remote.quote(Layout(host.settings.deploy_root).current)} || true",
+    """The release `current` points to ("" when none): the one way Python asks (lib.sh's
+    ``current_release`` is the scripts' one)."""
+    result = host.script(
+        remote.shell("current"),
+        env={"CURRENT": Layout(host.settings.deploy_root).current},
         hide=True,
-        label="readlink current",
+        label="current release",
     )
-    return result.stdout.strip().rpartition("/")[2]
+    return remote.parse_pairs(result.stdout).get("current", "")
 
 
 def master_pid(host: Host) -> int | None:
     """The live gunicorn master's pid from the PIDFile (None: not running)."""
     result = host.script(
-        HEALTH_SHELL
-        + 'pid=$(cat -- "$PIDFILE" 2>/dev/null || true)\nif alive "$pid"; then echo "$pid"; fi\n',
-        env={**health_env(host.settings), "PIDFILE": Layout(host.settings.deploy_root).pidfile},
+        remote.shell("master"),
+        env={"PIDFILE": Layout(host.settings.deploy_root).pidfile},
         hide=True,
         label="read pidfile",
     )
-    text = result.stdout.strip()
+    text = remote.parse_pairs(result.stdout).get("pid", "")
     return int(text) if text.isdigit() else None
 
 
 def health(host: Host) -> tuple[bool, str]:
     """Probe the health path once on the host; (healthy, HTTP status)."""
     result = host.script(
-        HEALTH_SHELL + 'probe "$URL"\n',
-        env={**health_env(host.settings), "URL": health_url(host.settings)},
+        remote.shell("health"),
+        env={"URL": health_url(host.settings)},
         hide=True,
         label="health",
     )
-    code = result.stdout.strip()
-    return code == "200", code
+    code = remote.parse_pairs(result.stdout).get("status", "")
+    return healthy(code), code
 
 
 def _systemctl(host: Host, verb: str, process: str = "") -> list[str]:

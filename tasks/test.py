@@ -11,7 +11,8 @@ Functions other modules compose:
 - `smoke(host, release)` checks a release on the host before it is switched to: its own
   Python imports the WSGI target (with the app's secrets in the environment), then gunicorn
   serves it on a free port of 127.0.0.1 (1 worker, as the app user, with the production
-  gunicorn.conf.py) until HEALTH_PATH answers 200. A failure prints the app's output.
+  gunicorn.conf.py) until HEALTH_PATH answers 200 (``scripts/smoke.sh``, then
+  ``scripts/import_target.py`` to name an import error). A failure prints the app's output.
 """
 
 from __future__ import annotations
@@ -32,59 +33,6 @@ from .remote import Host, LineWriter, Output
 
 #: pytest's exit status when it collected no tests.
 NO_TESTS = 5
-
-#: Imports MODULE:CALLABLE from the release, with the environment gunicorn.conf.py builds.
-_IMPORT = """
-import importlib, os, runpy, sys
-conf, target = sys.argv[1], sys.argv[2]
-for item in runpy.run_path(conf).get("raw_env", []):
-    key, _, value = item.partition("=")
-    os.environ[key] = value
-sys.path.insert(0, os.getcwd())
-module_name, _, expression = target.partition(":")
-obj = importlib.import_module(module_name)
-for part in expression.split("(")[0].split("."):
-    obj = getattr(obj, part)
-print("import %s: ok" % target)
-"""
-
-_SMOKE = """
-cd -- "$RELEASE"
-py="$RELEASE/.venv/bin/python"
-[ -x "$py" ] || { echo "smoke: $py is missing (install step not done?)" >&2; exit 3; }
-port=$("$PROBE_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-log="$INCOMING/smoke-${RELEASE##*/}.log"
-: > "$log"
-chmod 0644 "$log"
-as=()  # a background job must be the process itself (not a function) so $! can stop it
-[ "$(id -un)" = "$APP_USER" ] || as=(sudo -n -u "$APP_USER" --)
-"${as[@]}" env FABDEPLOY_CHDIR="$RELEASE" timeout -k 5 "$LIMIT" "$py" -m gunicorn \
-  --config "$CONF" --bind "127.0.0.1:$port" --workers 1 --pid "$SMOKE_PID" \
-  --graceful-timeout 5 --error-logfile - --access-logfile /dev/null "$WSGI_APP" \
-  </dev/null >>"$log" 2>&1 &
-pid=$!
-trap 'kill -TERM "$pid" 2>/dev/null || true' EXIT
-url="http://127.0.0.1:$port$HEALTH_PATH"
-if code=$(wait_healthy "$url" "$TIMEOUT" "$pid"); then ok=yes; else ok=no; fi
-kill -TERM "$pid" 2>/dev/null || true
-wait "$pid" 2>/dev/null || true
-trap - EXIT
-if [ $ok = yes ]; then
-  echo "smoke: $WSGI_APP imported; $url answered $code on a side port"
-  rm -f -- "$log"
-elif ! out=$(as_app "$py" -c "$IMPORT_CODE" "$CONF" "$WSGI_APP" 2>&1); then
-  echo "smoke: importing $WSGI_APP with the release's Python failed:" >&2
-  printf '%s\\n' "$out" | tail -n 30 >&2
-  rm -f -- "$log"
-  exit 1
-else
-  echo "smoke: the release did not become healthy on a side port: $url answered $code" >&2
-  echo "--- the app's output ---" >&2
-  tail -n 40 -- "$log" >&2 || true
-  rm -f -- "$log"
-  exit 1
-fi
-"""
 
 
 def smoke_command(host: Host, release: str) -> None:
@@ -111,14 +59,14 @@ def smoke(host: Host, release: str) -> None:
     paths = Layout(settings.deploy_root)
     smoke_command(host, release)
     result = host.script(
-        remote.AS_APP + run.HEALTH_SHELL + _SMOKE,
+        remote.shell("smoke"),
         env={
             **run.health_env(settings),
             "APP_USER": host.app_user,
             "RELEASE": paths.release(release),
             "CONF": paths.gunicorn_conf,
             "WSGI_APP": settings.wsgi_app,
-            "IMPORT_CODE": _IMPORT,
+            "IMPORT_CODE": remote.script_file("import_target.py"),
             "INCOMING": paths.incoming,
             "SMOKE_PID": f"{paths.pids}/smoke-{release}.pid",
             "HEALTH_PATH": settings.health_path,

@@ -413,7 +413,7 @@ def install(
     body, env = install_program(host, build, facts, deploy_id)
     started = time.monotonic()
     result = host.script(
-        remote.AS_APP + remote.shell("unpack"),
+        remote.shell("unpack"),
         env={
             "APP_USER": host.app_user,
             "ARCHIVES": "\n".join(f"{digest} {path}" for path, digest in archives),

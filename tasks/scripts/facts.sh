@@ -15,10 +15,8 @@ sudo -n true 2>/dev/null || { echo "sudo -n fails for $(id -un): passwordless su
 printf '%s\n' "$("$PYTHON" -VV 2>&1 | tr '\n' ' ')"
 "$PYTHON" -c 'import sysconfig, sys; print(sysconfig.get_platform()); print("%d.%d" % sys.version_info[:2])'
 echo "tags=$("$PYTHON" -c "$HOST_TAGS")"
-target=$(readlink "$CURRENT" 2>/dev/null || true)
-echo "current=${target##*/}"
-echo "revision=$(sed -n 's/^revision=//p' "$CURRENT/REVISION" 2>/dev/null || true)"
-pid=$(cat "$PIDFILE" 2>/dev/null || true)
-if [[ $pid =~ ^[0-9]+$ ]] && [ -d "/proc/$pid" ]; then echo "running=yes"; else echo "running=no"; fi
+kv current "$(current_release)"
+kv revision "$(sed -n 's/^revision=//p' "$CURRENT/REVISION" 2>/dev/null || true)"
+if alive "$(cat "$PIDFILE" 2>/dev/null || true)"; then kv running yes; else kv running no; fi
 shopt -s nullglob
 for done in "$VENVS"/*/"$MARKER"; do venv=${done%/*}; echo "venv=${venv##*/}"; done

@@ -2,7 +2,7 @@
 # env: CURRENT RELEASES VENVS LOG
 # Out: current=NAME, release=NAME VENV (complete releases), partial=NAME (no REVISION),
 # venv=DIGEST lines; then a `--log--` line and the last 500 lines of revisions.log.
-echo "current=$(readlink -- "$CURRENT" 2>/dev/null | sed 's#.*/##')"
+kv current "$(current_release)"
 shopt -s nullglob
 for dir in "$RELEASES"/*/; do
   dir=${dir%/}

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Point `current` at a release on a host that runs no web process (its companion processes
-# follow when they are restarted). In: APP_USER ROOT CURRENT TMP_LINK NEW_TARGET. Needs as_app.
+# follow when they are restarted). In: APP_USER ROOT CURRENT TMP_LINK NEW_TARGET.
+# Uses lib.sh's as_app. Out: "current -> <release> (...)"; exit 3: no such release.
 [ -d "$ROOT/$NEW_TARGET" ] || { echo "release ${NEW_TARGET##*/} does not exist" >&2; exit 3; }
 as_app ln -sfn -- "$NEW_TARGET" "$TMP_LINK"
 as_app mv -T -- "$TMP_LINK" "$CURRENT"

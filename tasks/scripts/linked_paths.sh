@@ -3,9 +3,10 @@
 #
 # In: APP_USER SHARED DIRS FILES (one path a line, relative to the app's directory), and
 # RELEASE: empty (fab setup) to only make the shared paths, or a release to link them into.
-# Needs as_app. Shared paths are made when missing (directories 0750, files 0640, owned by
-# the app user: not readable by other users) and never removed or replaced. A release that
-# ships one of the paths itself is refused, naming it (nothing of shared/ is touched).
+# Uses lib.sh's as_app. Shared paths are made when missing (directories 0750, files 0640,
+# owned by the app user: not readable by other users) and never removed or replaced. A
+# release that ships one of the paths itself is refused, naming it (nothing of shared/ is
+# touched). Out: "made shared/<path> ..." or "no change"; exit 4: refused.
 made=()
 ensure() {  # KIND PATH: the shared path exists, as the app user, not readable by others
   local target="$SHARED/$2" mode=0750

@@ -2,7 +2,7 @@
 # In: UNIT CONF ENV_FILE APP_USER. Prints the app user's group, then the unit file, the
 # gunicorn settings and the names (only) of the secrets in shared/.env, each after a
 # "--- <what>" line.
-echo "group=$(id -gn -- "$APP_USER" 2>/dev/null || true)"
+kv group "$(id -gn -- "$APP_USER" 2>/dev/null || true)"
 echo "--- unit"
 sudo -n cat -- "$UNIT" 2>/dev/null || true
 echo "--- conf"

@@ -5,6 +5,8 @@
 # shown for one that does not), VERB (restart | start | stop).
 # A restart waits for the old process to stop (TERM, then KILL after the unit's
 # TimeoutStopSec), so a worker finishes the task it is running first.
+# Out: "<unit>: running (pid <pid>)" per unit; for one that did not come back, its journal on
+# stderr and exit 1.
 mapfile -t units <<< "${UNITS:?}"
 [ -n "${units[0]:-}" ] || exit 0
 since=$(date '+%Y-%m-%d %H:%M:%S')

@@ -17,10 +17,10 @@ if [ ${#left[@]} -gt 0 ]; then
   rm -rf -- "${left[@]}"
 fi
 shopt -u dotglob
-serving=$(readlink "$CURRENT" 2>/dev/null || true)
+serving=$(current_release)
 for dir in "$RELEASES"/*/; do
   dir=${dir%/}
-  if [ ! -e "$dir/REVISION" ] && [ "${serving##*/}" != "${dir##*/}" ]; then
+  if [ ! -e "$dir/REVISION" ] && [ "$serving" != "${dir##*/}" ]; then
     echo "removing half-made release ${dir##*/}"
     as_app rm -rf -- "$dir"
   fi

@@ -140,9 +140,9 @@ def sent_commands(settings: config.Settings, tmp_path: Path) -> list[str]:
         lambda: releases.read_revision(host, "R1"),
         lambda: releases.append_audit(host, Audit("t", "deploy", "R1", "abc", "me", "ok")),
         lambda: monitor.gather_status([host], settings, sample=False),
-        lambda: monitor.ask([host], settings, monitor.RESOURCES_SCRIPT, monitor._base_env, "r"),
+        lambda: monitor.ask([host], settings, remote.shell("resources"), monitor._base_env, "r"),
         lambda: monitor.ask(
-            [host], settings, monitor.LOGS_SCRIPT, lambda h: monitor.logs_env(h, 5, False), "l"
+            [host], settings, remote.shell("logs"), lambda h: monitor.logs_env(h, 5, False), "l"
         ),
     ]
     for point in (p for p in hooks.ENV_POINTS if p != "failed"):  # failed: local, tested apart

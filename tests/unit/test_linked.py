@@ -19,7 +19,7 @@ def linked(tmp_path: Path, dirs: str, files: str, release: str = "") -> subproce
         "FILES": files,
         "RELEASE": str(tmp_path / "releases" / release) if release else "",
     }
-    script = remote.bash_text(remote.AS_APP + remote.script_file("linked_paths.sh"), env)
+    script = remote.bash_text(remote.shell("linked_paths"), env)
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
 
 
@@ -76,13 +76,13 @@ def test_a_host_without_the_web_process_only_points_current(tmp_path: Path) -> N
         "TMP_LINK": str(tmp_path / ".current.tmp"),
         "NEW_TARGET": "releases/R2",
     }
-    script = remote.bash_text(remote.AS_APP + remote.script_file("link_current.sh"), env)
+    script = remote.bash_text(remote.shell("link_current"), env)
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert os.readlink(tmp_path / "current") == "releases/R2"
     assert "current -> R2 (no web process on this host)" in done.stdout
     env["NEW_TARGET"] = "releases/R9"
-    script = remote.bash_text(remote.AS_APP + remote.script_file("link_current.sh"), env)
+    script = remote.bash_text(remote.shell("link_current"), env)
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 3 and "release R9 does not exist" in done.stderr
     assert os.readlink(tmp_path / "current") == "releases/R2"

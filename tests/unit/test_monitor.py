@@ -276,6 +276,15 @@ def test_status_health_status_other_than_2xx_is_unhealthy() -> None:
     assert s.problems() == ["health check HTTP 503"]
 
 
+def test_status_health_is_200_only() -> None:
+    """The one rule of health (run.healthy, docs/scripts.md): a 2xx other than 200 is not."""
+    for code in ("204", "302"):
+        s = monitor.Status.parse(
+            "web1", ACTIVE.replace("health_status=200", f"health_status={code}")
+        )
+        assert s.problems() == [f"health check HTTP {code}"] and not s.healthy
+
+
 def test_status_tolerates_a_garbled_revision_file() -> None:
     s = monitor.Status.parse("web1", "state=active\nrevision_file=!!!notbase64\n")
     assert s.revision is None

@@ -39,12 +39,7 @@ def test_health_url_is_seen_from_the_host(tmp_path: Path, bind: str, url: str) -
 
 
 @pytest.mark.parametrize(
-    "script",
-    [
-        remote.AS_APP + run.HEALTH_SHELL + run._SWITCH,
-        remote.AS_APP + run.HEALTH_SHELL + test._SMOKE,
-        *(remote.shell(path.stem) for path in sorted(remote.SCRIPTS.glob("*.sh"))),
-    ],
+    "script", [remote.shell(path.stem) for path in sorted(remote.SCRIPTS.glob("*.sh"))]
 )
 def test_scripts_are_valid_bash(script: str) -> None:
     result = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
@@ -76,7 +71,7 @@ def shell(body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env["ANSWER_GRACE"] = "1"
     env["PATH"] = "/usr/bin:/bin"
     return subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + run.HEALTH_SHELL + body],
+        ["bash", "-c", "set -euo pipefail\n" + remote.library() + body],
         env=env,
         capture_output=True,
         text=True,
@@ -101,6 +96,26 @@ def test_wait_healthy_stops_when_the_master_dies(tmp_path: Path) -> None:
     assert "master 999999999 exited" in result.stdout and "gave-up" in result.stdout
 
 
+def test_healthy_is_one_rule_in_bash_and_python(tmp_path: Path) -> None:
+    codes = ["200", "201", "204", "302", "500", "000", ""]
+    result = shell(
+        "".join(f'if healthy "{c}"; then echo yes; else echo no; fi\n' for c in codes), tmp_path
+    )
+    assert result.stdout.split() == ["yes" if run.healthy(c) else "no" for c in codes]
+    assert result.stdout.split() == ["yes"] + ["no"] * 6
+
+
+def test_current_release_and_kv(tmp_path: Path) -> None:
+    (tmp_path / "releases" / "R1").mkdir(parents=True)
+    os.symlink("releases/R1", tmp_path / "current")
+    result = shell(
+        f'CURRENT={tmp_path}/current; kv target "$(current_target)"; kv current "$(current_release)"\n'
+        f"CURRENT={tmp_path}/none; kv none \"$(current_release)\"; kv two $'a\\nb'\n",
+        tmp_path,
+    )
+    assert result.stdout.splitlines() == ["target=releases/R1", "current=R1", "none=", "two=a b"]
+
+
 def test_alive_knows_live_and_missing_processes(tmp_path: Path) -> None:
     result = shell(
         "alive $$ && echo yes; alive 999999999 || echo no; alive abc || echo bad\n", tmp_path
@@ -116,10 +131,9 @@ class FakeHost:
         self.result = SimpleNamespace(stdout=stdout, failed=failed)
         self.env: dict = {}
 
-    def run(self, command: str, **kw):  # type: ignore[no-untyped-def]
-        return SimpleNamespace(stdout="releases/20261124T080000.000Z\n", failed=False)
-
     def script(self, body: str, **kw):  # type: ignore[no-untyped-def]
+        if kw["label"] == "current release":  # scripts/current.sh
+            return SimpleNamespace(stdout="current=20261124T080000.000Z\n", failed=False)
         self.env = kw["env"]
         assert kw["warn"] is True
         return self.result

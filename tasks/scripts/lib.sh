@@ -1,0 +1,75 @@
+# shellcheck shell=bash
+# The library every remote script shares: `remote.shell(name)` sends this file first, then
+# scripts/<name>.sh (docs/scripts.md). It only defines functions; nothing runs here.
+#
+# In (only for the functions that need them): APP_USER (as_app), CURRENT (current_target,
+# current_release), ANSWER_GRACE (wait_healthy).
+# Out: nothing; each function says what it prints.
+
+as_app() {  # CMD ARGS...: run one command as $APP_USER (empty: the SSH user; sudo -n -u
+  # only for another user)
+  if [ -z "${APP_USER:-}" ] || [ "$(id -un)" = "$APP_USER" ]; then "$@"; else sudo -n -u "$APP_USER" -- "$@"; fi
+}
+
+alive() {  # PID: true for a live process that is not a zombie
+  [[ ${1:-} =~ ^[0-9]+$ ]] && [ -r "/proc/$1/stat" ] || return 1
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat%% *}" != Z ]
+}
+
+current_target() {  # the target of $CURRENT as written (releases/<name>; "" when none)
+  readlink -- "$CURRENT" 2>/dev/null || true
+}
+
+current_release() {  # the name of the release $CURRENT points to ("" when none)
+  local target
+  target=$(current_target)
+  echo "${target##*/}"
+}
+
+kv() {  # KEY VALUE: one key=value output line (newlines in VALUE become spaces)
+  local value=${2-}
+  printf '%s=%s\n' "$1" "${value//$'\n'/ }"
+}
+
+healthy() {  # STATUS: the one rule of health: HTTP 200 is healthy, anything else is not
+  [ "${1:-}" = 200 ]
+}
+
+probe() {  # URL: print the HTTP status it answers (000: no answer); bash's /dev/tcp, no process
+  local rest=${1#http://} hostport host port code
+  hostport=${rest%%/*}
+  host=${hostport%:*} port=${hostport##*:}
+  host=${host#[} host=${host%]}
+  if exec 3<>"/dev/tcp/$host/$port"; then
+    printf 'GET /%s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "${rest#*/}" "$hostport" >&3
+    if IFS=' ' read -r -t 5 _ code _ <&3 && [[ $code =~ ^[0-9]{3}$ ]]; then
+      exec 3<&-
+      echo "$code"
+      return
+    fi
+    exec 3<&-
+  fi 2>/dev/null
+  echo 000
+}
+
+wait_healthy() {  # URL SECONDS [PID]: wait until URL is healthy; print the last status
+  # Gives up early when PID dies, or when the app keeps answering another status than 200 for
+  # $ANSWER_GRACE seconds (no answer at all waits the whole SECONDS).
+  local until=$((SECONDS + $2)) code=000 failing=""
+  while :; do
+    code=$(probe "$1")
+    healthy "$code" && { echo "$code"; return 0; }
+    if [ -n "${3:-}" ] && ! alive "$3"; then echo "$code (master $3 exited)"; return 1; fi
+    [ $SECONDS -ge $until ] && { echo "$code"; return 1; }
+    if [ "$code" = 000 ]; then
+      failing=""
+    else  # the app answers, but not healthy: give it a few seconds, not the whole timeout
+      failing=${failing:-$SECONDS}
+      [ $((SECONDS - failing)) -ge "$ANSWER_GRACE" ] && { echo "$code"; return 1; }
+    fi
+    sleep 0.1
+  done
+}

@@ -1,0 +1,53 @@
+# The logs of one host (monitor.logs): the journal of the service and of its companion
+# processes, then the app's log files under shared/log.
+#
+# In: UNIT PROCESS_UNITS ("<name> <unit>" lines) LOGDIR PATTERNS (globs relative to LOGDIR,
+#     one a line) LINES (lines of each to show first) FOLLOW (yes: keep streaming).
+# Out: "==> journal of <units> <==", the journal's lines, then tail's "==> <file> <==" and
+#      each file's last lines. Following, journalctl and tail run in the background until
+#      this script's stdin closes (the client going away), then are stopped, so nothing is
+#      left tailing on the host.
+units=(-u "$UNIT") names=("$UNIT")  # the web service and every companion process it runs
+while IFS=' ' read -r _ unit; do
+  [ -z "$unit" ] || { units+=(-u "$unit"); names+=("$unit"); }
+done <<< "${PROCESS_UNITS:-}"
+files=()
+declare -A seen=()
+mapfile -t globs <<< "$PATTERNS"
+shopt -s nullglob
+for pattern in "${globs[@]}"; do
+  [ -n "$pattern" ] || continue
+  matched=no
+  for f in "$LOGDIR"/$pattern; do
+    if [ ! -f "$f" ] || [ -n "${seen[$f]-}" ]; then continue; fi
+    seen[$f]=1
+    files+=("$f")
+    matched=yes
+  done
+  if [ "$matched" = no ] && [ "$FOLLOW" = yes ] && [ "$pattern" = error.log ]; then
+    files+=("$LOGDIR/error.log")  # tail -F waits for it
+  fi
+done
+shopt -u nullglob
+if [ "$FOLLOW" = yes ]; then
+  sudo -n journalctl "${units[@]}" -n "$LINES" -f --no-pager 2>&1 &
+  journal=$!
+  tail=""
+  if [ ${#files[@]} -gt 0 ]; then
+    tail -n "$LINES" -v -F -- "${files[@]}" 2>&1 &
+    tail=$!
+  else
+    echo "(no log files under $LOGDIR match ${globs[*]})"
+  fi
+  cat > /dev/null || true
+  kill $journal $tail 2>/dev/null || true
+  wait 2>/dev/null || true
+  exit 0
+fi
+echo "==> journal of ${names[*]} <=="
+sudo -n journalctl "${units[@]}" -n "$LINES" --no-pager 2>&1 || echo "(journal unavailable)"
+if [ ${#files[@]} -gt 0 ]; then
+  tail -n "$LINES" -v -- "${files[@]}" 2>&1 || true
+else
+  echo "(no log files under $LOGDIR match ${globs[*]})"
+fi

@@ -1,0 +1,35 @@
+# One host's status in one round trip (monitor.status and monitor.health).
+#
+# In: UNIT WEB PROCESS_UNITS ("<name> <unit>" lines) CURRENT PIDFILE PY (the host's Python)
+#     PROBE_HOST PORT HEALTH_PATH SAMPLE (seconds of CPU sampling; 0: none) TIMEOUT (of the
+#     health probe), and STATUS_PY (the text of scripts/status.py, run by PY).
+# Out: key=value lines: state, web, process_<name> (each companion unit's state), release and
+#      release_missing=yes, revision_file (REVISION in base64), pid, pid_alive (yes/no, when the
+#      pidfile names a pid); then status.py's workers, rss_kb, uptime, cpu, health_status or
+#      health_error, health_ms; probe_error when PY cannot run it.
+state=$(sudo -n systemctl is-active "$UNIT" 2>&1 | head -n 1) || true
+kv state "$state"
+kv web "${WEB:-yes}"
+while IFS=' ' read -r process service; do
+  [ -n "$service" ] || continue
+  kv "process_$process" "$(systemctl is-active "$service" 2>/dev/null | head -n 1 || true)"
+done <<< "${PROCESS_UNITS:-}"
+if [ -L "$CURRENT" ]; then
+  kv release "$(current_release)"
+  [ -d "$CURRENT/" ] || kv release_missing yes
+fi
+if [ -r "$CURRENT/REVISION" ]; then
+  kv revision_file "$(base64 < "$CURRENT/REVISION" | tr -d '\n')"
+fi
+pid=""
+if [ -r "$PIDFILE" ]; then pid=$(tr -dc 0-9 < "$PIDFILE") || true; fi
+kv pid "$pid"
+if [ -n "$pid" ]; then
+  if alive "$pid"; then kv pid_alive yes; else kv pid_alive no; pid=""; fi
+fi
+if ! command -v "$PY" >/dev/null 2>&1; then
+  kv probe_error "$PY not found on the host"
+  exit 0
+fi
+"$PY" -c "$STATUS_PY" "$pid" "$PROBE_HOST" "$PORT" "$HEALTH_PATH" "$SAMPLE" "$TIMEOUT" \
+  || kv probe_error "probe failed"
