@@ -3,6 +3,7 @@
     python bench/deploy.py                  # sizes 1,4,8 (as root: the hosts are namespaces)
     python bench/deploy.py --quick          # sizes 1,2, to try it
     python bench/deploy.py --sizes 1,8 --json /tmp/results.json
+    python bench/deploy.py --sizes 1,8 --no-naive --baseline 113f625   # now against a revision
 
 For each fleet size N it starts N fresh hosts (tests/hostkit.py), makes a project, runs
 ``fab staging setup`` (not timed), then times with fabdeploy:
@@ -22,7 +23,9 @@ unless ``--naive-unchanged`` runs it as well.
 
 Per run: wall seconds, SSH connections per host (the delta of sshd's "Accepted publickey" log
 lines on each host), SSH sessions per host (fabdeploy's summary column ``ssh conn/sess``, the
-naive script's own count), failed requests. Tables and the issue's targets (PASS/MISS) are
+naive script's own count), failed requests. With ``--baseline REV`` every scenario also runs
+with fabdeploy's ``tasks/`` as of REV (exported from git, on hosts of its own, in the same
+run) and a table gives now/before for each. Tables and the issue's targets (PASS/MISS) are
 printed; everything goes to bench/results.json (``--json``). The targets are figures, not
 assertions: the exit status is 0 unless something crashed. Every host started is torn down,
 also on Ctrl-C, SIGTERM or an error. docs/benchmark.md has the method and a full run.
@@ -72,6 +75,8 @@ from tests.integration.apps import write_app  # noqa: E402
 
 FAB = str(Path(sys.executable).with_name("fab"))
 NAIVE = REPO / "bench" / "naive_fabfile.py"
+#: The tool name of fabdeploy at ``--baseline REV`` in the results.
+BEFORE = "before"
 APP = "hello"
 PORT = 8000  # fabdeploy's service
 NAIVE_PORT = 8001  # the naive baseline's service
@@ -378,7 +383,8 @@ class Site:
 def measure(site: Site, tool: str, scenario: str, version: str) -> Measurement:
     """Run one deploy with ``tool`` and measure it."""
     hosts = site.hosts
-    port, pidfile = (PORT, FAB_PIDFILE) if tool == "fabdeploy" else (NAIVE_PORT, NAIVE_PIDFILE)
+    ours = tool in ("fabdeploy", BEFORE)  # fabdeploy now, or at the --baseline revision
+    port, pidfile = (PORT, FAB_PIDFILE) if ours else (NAIVE_PORT, NAIVE_PIDFILE)
     site.write_app(version)
     before_conn = [accepted(h) for h in hosts]
     before_procs = [processes(h, pidfile) for h in hosts]
@@ -386,7 +392,7 @@ def measure(site: Site, tool: str, scenario: str, version: str) -> Measurement:
     until_serving = None
     with loop or contextlib.nullcontext():
         started, cpu_before = time.monotonic(), cpu_times()
-        proc, seconds = site.fab("deploy") if tool == "fabdeploy" else site.naive()
+        proc, seconds = site.fab("deploy") if ours else site.naive()
         cpu_after = cpu_times()
         if loop is not None:  # keep the traffic on until every host serves the new version
             if wait_serving(hosts, port, version, SETTLE):
@@ -415,7 +421,7 @@ def measure(site: Site, tool: str, scenario: str, version: str) -> Measurement:
         m.failed_requests = sum(t.failed for t in traffic.values())
         m.failed_per_host = {name: t.failed for name, t in traffic.items()}
         m.failure_samples = [f"{name} {e}" for name, t in traffic.items() for e in t.errors][:10]
-    if tool == "fabdeploy":
+    if ours:
         names = [h.address for h in hosts]
         m.steps = parse_summary(proc.stdout, names)
         m.sessions = [
@@ -565,6 +571,19 @@ def run_size(
                 naive.remove((UNCHANGED, V1))
             for scenario, version in naive:
                 results.append(measure(site, "naive", scenario, version))
+    if args.baseline_dir:  # the same scenarios, fabdeploy at --baseline, on fresh hosts
+        with Fleet.of(workdir / f"hosts-{n}-before", n, args.hosts) as (kit, hosts):
+            before_env = {**env, "PYTHONPATH": str(args.baseline_dir)}
+            site = Site(kit, hosts, project, before_env, wheelhouse, args.workers)
+            write_env(site, args.switch_batch, args.parallel)
+            site.write_app(V1)
+            proc, seconds = site.fab("setup")
+            if proc.returncode != 0:
+                raise RuntimeError(
+                    f"setup at --baseline failed:\n{(proc.stdout + proc.stderr)[-3000:]}"
+                )
+            for scenario, version in ((COLD, V1), (UNCHANGED, V1), (CHANGE, V2), (QUIET, V3)):
+                results.append(measure(site, BEFORE, scenario, version))
 
 
 def warm_up(workdir: Path, project: Path, env: dict[str, str], args: argparse.Namespace) -> float:
@@ -711,6 +730,52 @@ def steps_report(results: list[Measurement]) -> str:
     return title + "\n" + table(["scenario", "N", "wall", "CPU busy", *steps], rows)
 
 
+def export_tasks(revision: str, dest: Path) -> Path:
+    """``tasks/`` of ``revision`` exported from git into ``dest`` (a PYTHONPATH entry)."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", revision, "tasks"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def baseline_report(results: list[Measurement], sizes: list[int], revision: str) -> str:
+    """Each scenario now and at ``revision``: seconds, sessions per host, the ratio."""
+    rows = []
+    for scenario in SCENARIOS:
+        for n in sizes:
+            now, before = (
+                find(results, "fabdeploy", scenario, n),
+                find(results, BEFORE, scenario, n),
+            )
+            if now is None or before is None:
+                continue
+            rows.append(
+                [
+                    scenario,
+                    str(n),
+                    f"{now.seconds:.2f}" + ("" if now.ok else "!"),
+                    f"{before.seconds:.2f}" + ("" if before.ok else "!"),
+                    ratio(now.seconds if now.ok else None, before.seconds if before.ok else None),
+                    f"{fmt_range(now.connections)}/{fmt_range(now.sessions)}",
+                    f"{fmt_range(before.connections)}/{fmt_range(before.sessions)}",
+                ]
+            )
+    headers = [
+        "scenario",
+        "N",
+        "now s",
+        f"{revision[:10]} s",
+        "now/before",
+        "conn/sess now",
+        "before",
+    ]
+    return f"\nfabdeploy now against {revision} (same run, hosts of their own)\n" + table(
+        headers, rows
+    )
+
+
 def targets(results: list[Measurement], sizes: list[int]) -> list[dict[str, object]]:
     """The issue's targets beside the numbers (for the largest and smallest size run)."""
     big, small = sizes[-1], sizes[0]
@@ -755,6 +820,32 @@ def targets(results: list[Measurement], sizes: list[int]) -> list[dict[str, obje
         f"{m.seconds:.2f}s, restarted {m.restarted}/{big}" if m else "-",
         None if m is None else (m.ok and m.seconds < 2 and m.restarted == 0),
     )
+    a, b = seconds("fabdeploy", UNCHANGED, big), seconds("fabdeploy", UNCHANGED, small)
+    add(
+        f"unchanged redeploy: {big} hosts <= 1.3x {small} host",
+        fmt(a, b),
+        None if a is None or b is None or big == small else a <= 1.3 * b,
+    )
+    for scenario, limit in ((CHANGE, 6), (UNCHANGED, 2)):
+        done = [m for m in results if m.tool == "fabdeploy" and m.scenario == scenario]
+        most = max((x for m in done for x in m.sessions if x is not None), default=None)
+        add(
+            f"{scenario}: <= {limit} SSH sessions per host",
+            f"at most {most} (every size)",
+            None if most is None else most <= limit,
+        )
+    before = [m for m in results if m.tool == BEFORE and m.ok]
+    if before:
+        slower = []
+        for m in before:
+            now = find(results, "fabdeploy", m.scenario, m.n)
+            if now is None or not now.ok or now.seconds > m.seconds * 1.1:
+                slower.append(f"{m.scenario} N={m.n}")
+        add(
+            "no slower than --baseline in any scenario (10% noise allowed)",
+            "slower: " + ", ".join(slower) if slower else "none slower",
+            not slower,
+        )
     fd = [m for m in results if m.tool == "fabdeploy"]
     worst = max((c for m in fd for c in m.connections), default=None)
     add(
@@ -800,6 +891,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the naive script's unchanged redeploy (by default its code-change "
         "figures stand in: it does the same work)",
     )
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="also run every scenario with fabdeploy at this git revision (tasks/ exported), "
+        "on hosts of its own, and print the ratios",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (hosts' logs)")
     parser.add_argument(
         "--hosts",
@@ -831,6 +928,9 @@ def main(argv: list[str] | None = None) -> int:
             + f"; {os.cpu_count()} cores, load average {load}; work dir {workdir}"
         )
         project = make_project(workdir)
+        args.baseline_dir = (
+            export_tasks(args.baseline, workdir / "baseline") if args.baseline else None
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith("FABDEPLOY_")}
         env["PYTHONPATH"] = str(REPO)
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
@@ -858,6 +958,8 @@ def main(argv: list[str] | None = None) -> int:
         done = sorted({m.n for m in results})
         say(report(results, done))
         say(steps_report(results))
+        if args.baseline:
+            say(baseline_report(results, done, args.baseline))
         checks = targets(results, done)
         say("\ntargets (issue 5)")
         width = max(len(str(c["target"])) for c in checks)
