@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from invoke import Context
 
-from tasks import config, deploy, fleet, hooks, pipeline, setup
+from tasks import config, deploy, fleet, hooks, pipeline, plan, setup
 from tasks.errors import FabdeployError, HostError
 from tasks.pipeline import HOSTS, LOCAL, Step
 
@@ -232,3 +232,11 @@ def test_the_architecture_page_lists_the_deploy_steps_in_order() -> None:
     expected = {s.name: s.where for s in deploy.DEPLOY}
     expected["processes"] = "hosts with companion processes"  # HOSTS, narrowed by `hosts`
     assert wheres == list(expected.values())
+
+
+def test_plan_prints_the_deploy_s_steps_from_the_list(tmp_path: Path) -> None:
+    run_ = make_run(tmp_path)
+    line = plan.steps_line(run_.settings)
+    assert line == "steps: " + ", ".join(s.name for s in deploy.DEPLOY if s.name != "migrate")
+    with_migration = make_run(tmp_path, "MIGRATE_COMMAND=python manage.py migrate\n")
+    assert "install, migrate, smoke" in plan.steps_line(with_migration.settings)
