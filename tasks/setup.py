@@ -353,6 +353,7 @@ def facts_program(host: Host) -> tuple[str, dict[str, object]]:
         "SETUP": settings.command("setup"),
         "MARKER": VENV_MARKER,
         "HOST_TAGS": tags.script_text(),
+        "FACTS_PY": remote.script_file("facts.py"),
     }
 
 

@@ -1,5 +1,6 @@
 # What a deploy needs to know about a host, refusing one that was not set up.
 # env: RELEASES VENVS SHARED INCOMING UNIT CONF PYTHON CURRENT PIDFILE SETUP MARKER HOST_TAGS
+# FACTS_PY (scripts/facts.py: one start of the host's Python answers all it is asked)
 # Out: `python -VV` and the platform, then the Python version, then key=value lines: tags,
 # current, revision, running (yes/no), venv (one per complete venv).
 missing=()
@@ -11,10 +12,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 [ -w "$INCOMING" ] || { echo "$INCOMING is not writable by $(id -un)" >&2; exit 3; }
 sudo -n true 2>/dev/null || { echo "sudo -n fails for $(id -un): passwordless sudo is required" >&2; exit 3; }
-"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || { echo "$PYTHON lacks venv: run \`$SETUP\`" >&2; exit 3; }
-printf '%s\n' "$("$PYTHON" -VV 2>&1 | tr '\n' ' ')"
-"$PYTHON" -c 'import sysconfig, sys; print(sysconfig.get_platform()); print("%d.%d" % sys.version_info[:2])'
-echo "tags=$("$PYTHON" -c "$HOST_TAGS")"
+if ! found=$("$PYTHON" -c "$FACTS_PY" "$HOST_TAGS"); then
+  echo "$PYTHON lacks venv: run \`$SETUP\`" >&2; exit 3
+fi
+printf '%s\n' "$found"
 kv current "$(current_release)"
 kv revision "$(sed -n 's/^revision=//p' "$CURRENT/REVISION" 2>/dev/null || true)"
 if alive "$(cat "$PIDFILE" 2>/dev/null || true)"; then kv running yes; else kv running no; fi

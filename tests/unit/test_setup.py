@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -163,8 +165,21 @@ def test_check_parses_the_hosts_python_and_current(tmp_path: Path) -> None:
     assert facts.tags == SERVER_313
     # the tags are learned in the same script, by the host's Python running host_tags.py
     body, env = host.scripts[0]
-    assert '"$PYTHON" -c "$HOST_TAGS"' in body
+    assert '"$PYTHON" -c "$FACTS_PY" "$HOST_TAGS"' in body  # one Python start: facts.py
     assert env["HOST_TAGS"] == tags.SCRIPT.read_text()
+
+
+def test_facts_py_says_what_python_vv_says_and_the_tags(tmp_path: Path) -> None:
+    """The identity is part of the venv's key: facts.py must print exactly `python -VV`."""
+    _, env = setup.facts_program(FakeHost([], settings(tmp_path)))  # type: ignore[arg-type]
+    out = subprocess.run(
+        [sys.executable, "-c", str(env["FACTS_PY"]), str(env["HOST_TAGS"])],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    vv = subprocess.run([sys.executable, "-VV"], capture_output=True, text=True, check=True)
+    assert out[0] == vv.stdout.strip().replace("\n", " ")
+    assert out[2] == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert tags.parse(out[3].removeprefix("tags=")) == tags.local()
 
 
 def test_check_without_the_tags_names_the_python(tmp_path: Path) -> None:
