@@ -21,6 +21,7 @@ from typing import Any, Callable
 from dotenv.parser import parse_stream
 from invoke.context import Context
 
+from . import secretsfile
 from .errors import ConfigError
 
 #: The environment used when the command line names none.
@@ -438,12 +439,8 @@ class Secrets:
         return [value for value in self._values.values() if value]
 
     def render(self) -> str:
-        """The file as uploaded to the host (``KEY='value'`` lines systemd and shells read)."""
-        lines = []
-        for key in sorted(self._values):
-            value = self._values[key].replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'{key}="{value}"')
-        return "\n".join(lines) + ("\n" if lines else "")
+        """The file as uploaded to the host (``KEY="value"`` lines: `tasks.secretsfile`)."""
+        return secretsfile.render(self._values)
 
     def __repr__(self) -> str:
         return f"Secrets(path={self.path!r}, names={self.names()!r})"
