@@ -610,10 +610,20 @@ def project_dir(c: Context) -> Path:
     configured = state(c).get("project_dir")
     if configured:
         return Path(configured)
-    prefix = getattr(c.config, "_project_prefix", None)
+    prefix = fabfile_location(c)
     if prefix and any((Path(prefix) / "config").glob("*.env")):
         return Path(prefix)
     return find_project_dir()
+
+
+def fabfile_location(c: Context) -> str | None:
+    """Where ``fab`` found the fabfile (its directory, or ``fab -r DIR``), None outside fab.
+
+    invoke keeps it only as the config's private ``_project_prefix`` (set by the public
+    `Config.set_project_location`, with no public getter: checked in invoke 2.2.1); this is
+    the one place fabdeploy reads it.
+    """
+    return getattr(c.config, "_project_prefix", None)
 
 
 def selected_environment(c: Context) -> str:
