@@ -8,7 +8,6 @@ that names the host.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import contextlib
 import hashlib
@@ -18,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -442,7 +442,8 @@ class Command:
         self.hosts: dict[tuple[str, str], Host] = {}
         #: -H calls still to come of the task whose first call ran the whole fleet.
         self.fleet_covers = 0
-        atexit.register(self.close)
+        # at exit, or when no task can reach this object any more (a script's own Context)
+        weakref.finalize(self, disconnect, self.hosts)
 
     def __copy__(self) -> Command:
         return self  # invoke copies config values at every merge: keep the one object
@@ -463,10 +464,15 @@ class Command:
 
     def close(self) -> None:
         """Close every connection (the command ended)."""
-        for host in self.hosts.values():
-            with contextlib.suppress(Exception):  # at exit: nothing is left to report it to
-                host.disconnect()
-        self.hosts.clear()
+        disconnect(self.hosts)
+
+
+def disconnect(hosts: dict[tuple[str, str], Host]) -> None:
+    """Close the connections of ``hosts`` and forget them."""
+    for host in hosts.values():
+        with contextlib.suppress(Exception):  # at exit: nothing is left to report it to
+            host.disconnect()
+    hosts.clear()
 
 
 def command(c: Context) -> Command:
@@ -581,7 +587,8 @@ def on_each_host(
     c: Context, what: str, work: Callable[[Host], object], found: list[Host] | None = None
 ) -> None:
     """Run ``work`` on every host of this command (or ``found``), PARALLEL at once; then close
-    the connections and fail naming every host where ``what`` failed."""
+    the connections (`Host.close`: a shared one stays open for the command's next task) and
+    fail naming every host where ``what`` failed."""
     settings, targets = session(c) if found is None else (found[0].settings, found)
     try:
         done = each(targets, work, settings.parallel)

@@ -3,6 +3,7 @@ end, and the -H hosts of a fleet learnt from Fabric's program, without a network
 
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 
@@ -70,6 +71,17 @@ def test_a_shared_host_stays_open_until_the_command_ends(tmp_path: Path) -> None
     command.close()  # the command ended (atexit)
     assert conn.closed == 1
     assert command.hosts == {}
+
+
+def test_a_command_nothing_holds_any_more_closes_its_connections(tmp_path: Path) -> None:
+    command = remote.Command()
+    host = command.host(Context(config=Config()), "web1", settings(tmp_path), remote.Output())
+    conn = FakeConnection()
+    host.conn = conn  # type: ignore[assignment]
+    host.open()
+    del command
+    gc.collect()
+    assert conn.closed == 1
 
 
 def test_closing_a_shared_host_ends_what_still_runs_on_it(tmp_path: Path) -> None:
