@@ -21,6 +21,7 @@ from typing import Any, Callable
 from dotenv.parser import parse_stream
 from invoke.context import Context
 
+from . import secretsfile
 from .errors import ConfigError
 
 #: The environment used when the command line names none.
@@ -446,12 +447,8 @@ class Secrets:
         return [value for value in self._values.values() if value]
 
     def render(self) -> str:
-        """The file as uploaded to the host (``KEY='value'`` lines systemd and shells read)."""
-        lines = []
-        for key in sorted(self._values):
-            value = self._values[key].replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'{key}="{value}"')
-        return "\n".join(lines) + ("\n" if lines else "")
+        """The file as uploaded to the host (``KEY="value"`` lines: `tasks.secretsfile`)."""
+        return secretsfile.render(self._values)
 
     def __repr__(self) -> str:
         return f"Secrets(path={self.path!r}, names={self.names()!r})"
@@ -621,10 +618,20 @@ def project_dir(c: Context) -> Path:
     configured = state(c).get("project_dir")
     if configured:
         return Path(configured)
-    prefix = getattr(c.config, "_project_prefix", None)
+    prefix = fabfile_location(c)
     if prefix and any((Path(prefix) / "config").glob("*.env")):
         return Path(prefix)
     return find_project_dir()
+
+
+def fabfile_location(c: Context) -> str | None:
+    """Where ``fab`` found the fabfile (its directory, or ``fab -r DIR``), None outside fab.
+
+    invoke keeps it only as the config's private ``_project_prefix`` (set by the public
+    `Config.set_project_location`, with no public getter: checked in invoke 2.2.1); this is
+    the one place fabdeploy reads it.
+    """
+    return getattr(c.config, "_project_prefix", None)
 
 
 def selected_environment(c: Context) -> str:

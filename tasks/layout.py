@@ -24,6 +24,8 @@ import datetime as dt
 from dataclasses import dataclass, fields
 from typing import TypeVar
 
+from . import kv
+
 #: Written into a venv once its packages are in; a venv dir without it is rebuilt.
 VENV_MARKER = ".fabdeploy-complete"
 
@@ -151,8 +153,7 @@ class Audit:
     @classmethod
     def parse(cls, line: str) -> Audit | None:
         """The `Audit` a line holds, or None for a line that is not one."""
-        values = dict(part.split("=", 1) for part in line.strip().split("\t") if "=" in part)
-        return _parse(cls, values)
+        return _parse(cls, kv.parse(line, "\t"))
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,7 @@ class Revision:
     @classmethod
     def parse(cls, text: str) -> Revision | None:
         """The `Revision` in a REVISION file's text, or None if it is not one."""
-        values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-        return _parse(cls, values)
+        return _parse(cls, kv.parse(text))
 
 
 #: Fields of `Audit` and `Revision` written only when set (files from older versions lack them).

@@ -9,6 +9,7 @@ that names the host.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import shlex
@@ -16,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -228,6 +230,11 @@ class Host:
         self.connections = 0
         self.sessions = 0
         self.name = conn.host if conn.port == 22 else f"{conn.host}:{conn.port}"
+        #: Kept open by `close` while idle: the `Command` that shares this host closes it.
+        self.shared = False
+        self.running = 0  # commands running now (threads may share the host)
+        self.lock = threading.Lock()
+        self.sftp_client: paramiko.SFTPClient | None = None
 
     def __repr__(self) -> str:
         return f"Host({self.name!r})"
@@ -297,12 +304,16 @@ class Host:
         }
         if not hide:
             kwargs.update(out_stream=out, err_stream=err, hide=False)
-        try:
+        with self.lock:
             self.sessions += 1
+            self.running += 1
+        try:
             result = self.conn.run(command, **kwargs)
         except (OSError, paramiko.SSHException) as exc:
             raise HostError(self.name, f"{label or 'command'}: connection lost: {exc}") from None
         finally:
+            with self.lock:
+                self.running -= 1
             out.close()
             err.close()
         if result.failed and not warn:
@@ -350,9 +361,7 @@ class Host:
                 self.say(f"upload {sent * 100 // total}% ({sent >> 10} of {total >> 10} KiB)")
 
         try:
-            if self.conn._sftp is None:
-                self.sessions += 1
-            self.conn.sftp().put(str(local), remote, callback=callback)
+            self.sftp().put(str(local), remote, callback=callback)
         except (OSError, paramiko.SSHException) as exc:
             raise HostError(
                 self.name, f"upload of {local.name} to {remote} failed: {exc}"
@@ -365,15 +374,35 @@ class Host:
         """Copy the host's file ``remote`` to ``local`` over SFTP."""
         self.open()
         try:
-            if self.conn._sftp is None:
-                self.sessions += 1
-            self.conn.sftp().get(remote, str(local))
+            self.sftp().get(remote, str(local))
         except (OSError, paramiko.SSHException) as exc:
             raise HostError(self.name, f"download of {remote} failed: {exc}") from None
 
+    def sftp(self) -> paramiko.SFTPClient:
+        """This connection's SFTP session, started (and counted) on first use."""
+        with self.lock:
+            if self.sftp_client is None:
+                self.sessions += 1
+                self.sftp_client = self.conn.sftp()  # Fabric memoizes it until close
+            return self.sftp_client
+
     def close(self) -> None:
-        """Close the SSH connection."""
+        """A task is done with this host: close the SSH connection, unless the host is shared
+        by the whole ``fab`` command (`Command`) and idle: then it stays open for the next task.
+
+        A shared host is closed all the same while a command still runs on it (``logs -f``
+        ends its streams this way).
+        """
+        with self.lock:
+            keep = self.shared and not self.running
+        if not keep:
+            self.disconnect()
+
+    def disconnect(self) -> None:
+        """Close the SSH connection (and its SFTP session) now."""
         self.conn.close()
+        with self.lock:
+            self.sftp_client = None
 
 
 def connection(c: Context, host: str, settings: Settings) -> Connection:
@@ -407,6 +436,61 @@ def target_hosts(c: Context, settings: Settings) -> list[str]:
     return list(settings.hosts)
 
 
+class Command:
+    """What the tasks of one ``fab`` command share: one `Host` (one SSH connection) per host
+    string and environment, closed when the command ends, and how far a fleet got.
+
+    Fabric runs a command's tasks one after the other (with -H, once per host, each with a
+    fresh `Connection` that fabdeploy never opens); ``fab staging setup deploy`` connects to
+    each host once. It lives in the invoke config (`command`), which Fabric hands every task
+    of the command.
+    """
+
+    def __init__(self) -> None:
+        self.hosts: dict[tuple[str, str], Host] = {}
+        #: -H calls still to come of the task whose first call ran the whole fleet.
+        self.fleet_covers = 0
+        # at exit, or when no task can reach this object any more (a script's own Context)
+        weakref.finalize(self, disconnect, self.hosts)
+
+    def __copy__(self) -> Command:
+        return self  # invoke copies config values at every merge: keep the one object
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Command:
+        return self
+
+    def host(self, c: Context, name: str, settings: Settings, output: Output) -> Host:
+        """The shared `Host` for ``name`` in ``settings``'s environment, this task's
+        ``output`` and settings in place."""
+        key = (str(settings.source), name)
+        found = self.hosts.get(key)
+        if found is None:
+            found = self.hosts[key] = Host(connection(c, name, settings), settings, output)
+            found.shared = True
+        found.settings, found.output = settings, output
+        return found
+
+    def close(self) -> None:
+        """Close every connection (the command ended)."""
+        disconnect(self.hosts)
+
+
+def disconnect(hosts: dict[tuple[str, str], Host]) -> None:
+    """Close the connections of ``hosts`` and forget them."""
+    for host in hosts.values():
+        with contextlib.suppress(Exception):  # at exit: nothing is left to report it to
+            host.disconnect()
+    hosts.clear()
+
+
+def command(c: Context) -> Command:
+    """This ``fab`` command's `Command`, made by its first task."""
+    state = config.state(c)
+    if state.get("command") is None:
+        state["command"] = Command()
+    return state["command"]
+
+
 def hosts(
     c: Context,
     settings: Settings,
@@ -415,13 +499,15 @@ def hosts(
     trust: bool = False,
     names: list[str] | None = None,
 ) -> list[Host]:
-    """`Host` objects for ``names`` (default: this command's hosts), host key policy applied."""
+    """`Host` objects for ``names`` (default: this command's hosts), host key policy applied;
+    a host an earlier task of this ``fab`` command connected to keeps its connection."""
     output = output or Output(mask=settings.secrets.values())
+    shared = command(c)
     result = []
-    for name in target_hosts(c, settings) if names is None else names:
-        conn = connection(c, name, settings)
-        apply_host_key_policy(conn, settings, output, trust=trust)
-        result.append(Host(conn, settings, output))
+    for name in dict.fromkeys(target_hosts(c, settings) if names is None else names):
+        host = shared.host(c, name, settings, output)
+        apply_host_key_policy(host.conn, settings, output, trust=trust)
+        result.append(host)
     return result
 
 
@@ -442,23 +528,22 @@ def each(
         return list(pool.map(guarded, items))
 
 
-def cli_hosts(argv: list[str]) -> list[str]:
-    """The hosts given to ``fab`` with -H/--hosts in ``argv`` (Fabric keeps them to itself)."""
-    found: list[str] = []
-    args = iter(argv[1:])
-    for arg in args:
-        if arg == "--":
-            break
-        if arg in ("-H", "--hosts"):
-            value = next(args, "")
-        elif arg.startswith("--hosts="):
-            value = arg.partition("=")[2]
-        elif arg.startswith("-H") and not arg.startswith("--"):
-            value = arg[2:]
-        else:
-            continue
-        found.extend(part for part in value.split(",") if part)
-    return found
+def fab_hosts() -> list[str]:
+    """Every host given to the running ``fab`` with -H/--hosts, in order ([] without -H, or
+    when no ``fab`` command is running, e.g. a task called from Python).
+
+    No task, `Connection` or config value carries them: Fabric's Executor reads them from
+    the parsed core arguments of the program the ``fab`` script (and ``python -m fabric``)
+    runs, ``fabric.main.program``, whose `Program.args` is public. Checked with Fabric 3.2.3
+    and invoke 2.2.1; the one place fabdeploy asks.
+    """
+    from fabric import main
+
+    try:
+        value = main.program.args.hosts.value
+    except (TypeError, AttributeError, KeyError):  # that program parsed no command line
+        return []
+    return [part for part in str(value or "").split(",") if part]
 
 
 def check_key_file(settings: Settings) -> None:
@@ -482,8 +567,9 @@ def session(
     With ``data_on_stdout`` (``--json``) everything the hosts' output says goes to stderr, so
     stdout holds only the document the task prints.
 
-    With ``fleet`` under ``fab -H a,b``, the first per-host call gets every -H host at once and
-    later calls get none (Fabric calls the task once per host; the fleet already covered them).
+    With ``fleet`` under ``fab -H a,b``, the task's first per-host call gets every -H host at
+    once and its later calls get none (Fabric calls the task once per host, one call after the
+    other; the fleet already covered them). The next task's first call starts its own fleet.
 
     ``roles`` (``--roles web,worker``) keeps the hosts that have one of those roles
     (`tasks.roles`).
@@ -493,12 +579,13 @@ def session(
     mask = settings.secrets.values()
     output = Output(sys.stderr, sys.stderr, mask=mask) if data_on_stdout else Output(mask=mask)
     if fleet and isinstance(c, Connection):
-        state = config.state(c)
-        if state.get("fleet_done"):
+        shared = command(c)
+        if shared.fleet_covers:  # a later -H call of the task whose first call ran the fleet
+            shared.fleet_covers -= 1
             return settings, []
-        state["fleet_done"] = True
-        names = cli_hosts(sys.argv) or target_hosts(c, settings)
-        names = role_hosts.select(settings, names, roles)
+        given = fab_hosts()
+        shared.fleet_covers = max(len(given) - 1, 0)
+        names = role_hosts.select(settings, given or target_hosts(c, settings), roles)
         return settings, hosts(c, settings, output, trust=trust, names=names)
     names = role_hosts.select(settings, target_hosts(c, settings), roles)
     return settings, hosts(c, settings, output, trust=trust, names=names)
@@ -508,7 +595,8 @@ def on_each_host(
     c: Context, what: str, work: Callable[[Host], object], found: list[Host] | None = None
 ) -> None:
     """Run ``work`` on every host of this command (or ``found``), PARALLEL at once; then close
-    the connections and fail naming every host where ``what`` failed."""
+    the connections (`Host.close`: a shared one stays open for the command's next task) and
+    fail naming every host where ``what`` failed."""
     settings, targets = session(c) if found is None else (found[0].settings, found)
     try:
         done = each(targets, work, settings.parallel)

@@ -1,25 +1,39 @@
 """Run ``bash -c COMMAND`` with the app's secrets (``.env`` in the cwd) in its environment.
 
 Used on the host by hooks and ``fab exec``: ``.venv/bin/python with_secrets.py COMMAND`` in a
-release directory. The file is parsed as fabdeploy writes it (``KEY="value"`` lines, ``\\``
-escapes), never sourced, so no value is ever run by a shell. Nothing is printed, but why a
-secrets file that exists cannot be read.
+release directory. The file is parsed in fabdeploy's format (``KEY="value"`` lines, ``\\``
+escaping ``\\`` and ``"``, a value with a newline spanning lines: `tasks.secretsfile`, which
+this copy of `parse` must match; tests/unit/test_secretsfile.py checks it), never sourced, so
+no value is ever run by a shell. Nothing is printed, but why a secrets file that exists cannot
+be read. Self-contained: no fabdeploy on the host.
 """
 
 import os
 import re
 import sys
 
-env = dict(os.environ)
-try:
-    with open(".env", encoding="utf-8") as handle:
-        text = handle.read()
-except FileNotFoundError:  # an app without secrets
-    text = ""
-except OSError as exc:
-    sys.exit(f"cannot read the app's secrets ({os.path.realpath('.env')}): {exc.strerror}")
-for line in text.splitlines():
-    match = re.match(r'^([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"$', line.strip())
-    if match:
-        env[match.group(1)] = re.sub(r"\\(.)", r"\1", match.group(2))
-os.execvpe("bash", ["bash", "-c", sys.argv[1]], env)
+LINE = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"$', re.MULTILINE | re.DOTALL)
+
+
+def parse(text):
+    """The secrets in the file's text (the same as `tasks.secretsfile.parse`)."""
+    return {
+        m.group(1): re.sub(r"\\(.)", r"\1", m.group(2), flags=re.DOTALL)
+        for m in LINE.finditer(text)
+    }
+
+
+def main():
+    """Read ``.env``, then become ``bash -c COMMAND`` with its secrets in the environment."""
+    try:
+        with open(".env", encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:  # an app without secrets
+        text = ""
+    except OSError as exc:
+        sys.exit(f"cannot read the app's secrets ({os.path.realpath('.env')}): {exc.strerror}")
+    os.execvpe("bash", ["bash", "-c", sys.argv[1]], {**os.environ, **parse(text)})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The secrets file format (`tasks.secretsfile`): what fabdeploy writes is what each reader
+on the host reads, value for value, for values a shell or a parser could mangle."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+from tasks import appenv, config, secretsfile, setup
+
+TRICKY = {
+    "DOUBLE": 'say "hi"',
+    "SINGLE": "it's",
+    "BACKSLASH": "C:\\path\\ \\n \\\\ end\\",
+    "DOLLAR": "$HOME ${HOME} $(touch /tmp/fabdeploy-pwned) `id`",
+    "NEWLINE": 'line one\nline two\nFAKE="injected"',
+    "EQUALS": "a=b=c",
+    "UNICODE": "café ☕ 日本",
+    "EMPTY": "",
+    "SPACES": "  padded  ",
+    "HASH": "# not a comment",
+}
+
+
+def test_render_then_parse_gives_every_value_back() -> None:
+    text = secretsfile.render(TRICKY)
+    assert secretsfile.parse(text) == TRICKY
+    assert config.Secrets(None, TRICKY).render() == text
+
+
+def test_with_secrets_reads_what_fabdeploy_writes(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(secretsfile.render(TRICKY), encoding="utf-8")
+    dump = f"{sys.executable} -c 'import json, os; print(json.dumps(dict(os.environ)))'"
+    proc = subprocess.run(
+        [sys.executable, str(appenv.WITH_SECRETS), dump],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    seen = json.loads(proc.stdout)
+    assert {key: seen.get(key) for key in TRICKY} == TRICKY
+    assert "FAKE" not in seen
+    assert runpy.run_path(str(appenv.WITH_SECRETS))["parse"](secretsfile.render(TRICKY)) == TRICKY
+
+
+def test_gunicorn_conf_reads_what_fabdeploy_writes(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "staging.env").write_text("APP_NAME=shop\n")
+    env_file = tmp_path / ".env"
+    env_file.write_text(secretsfile.render(TRICKY), encoding="utf-8")
+    text = setup.render_gunicorn_conf(config.build("staging", tmp_path)).replace(
+        "'/srv/shop/shared/.env'", repr(str(env_file))
+    )
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text(text)
+    raw_env = runpy.run_path(str(conf))["raw_env"]
+    assert dict(item.split("=", 1) for item in raw_env) == TRICKY
