@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 from invoke import task
 
-from . import preflight, remote, setup, upload
+from . import kv, preflight, remote, setup, upload
 from .config import Settings
 from .errors import ConfigError, FabdeployError, HostError, detail
 from .layout import Layout
@@ -126,7 +126,7 @@ def state(host: Host, running: bool) -> list[Finding]:
         hide=True,
         label="check",
     )
-    facts = remote.parse_pairs(result.stdout)
+    facts = kv.parse(result.stdout)
     free = int(facts.get("disk_kib") or 0) >> 10
     unit = facts.get("unit") or "unknown"
     port = facts.get("port", "unknown")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from . import monitor, remote
+from . import kv, monitor, remote
 from .config import Settings
 from .errors import FabdeployError, HostError, detail
 from .layout import Audit, Layout, release_name
@@ -75,7 +75,8 @@ class LockOwner:
 
     @classmethod
     def parse(cls, text: str) -> LockOwner | None:
-        values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        """The owner file's text (`format`), or None when it does not parse."""
+        values = kv.parse(text)
         try:
             return cls(
                 user=values.get("user", "?"),

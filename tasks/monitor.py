@@ -26,11 +26,11 @@ from typing import Any, Callable
 from invoke import Collection, Task, task
 from invoke.parser import Argument
 
-from . import remote, roles, run
+from . import kv, remote, roles, run
 from .config import Settings
 from .errors import FabdeployError, HostError, detail
 from .layout import Audit, Layout, Revision
-from .remote import Host, Output, parse_pairs
+from .remote import Host, Output
 from .report import JSON_HELP, print_json, table
 
 #: Seconds the health probe waits for the app to answer.
@@ -137,7 +137,7 @@ def ask(
         except HostError as exc:
             return Reply(host.name, error=exc.detail, unreachable=True)
         result = host.script(body, env=env(host), hide=True, warn=True, label=label)
-        reply = Reply(host.name, parse_pairs(result.stdout), result.stdout)
+        reply = Reply(host.name, kv.parse(result.stdout), result.stdout)
         if result.failed and not reply.pairs:
             tail = host.output.clean((result.stderr or result.stdout).strip())[-500:]
             reply.error = f"{label} failed (exit {result.exited}): {tail}"
@@ -235,7 +235,7 @@ class Status:
     @classmethod
     def parse(cls, host: str, text: str) -> Status:
         """The `Status` in the status script's output."""
-        pairs = parse_pairs(text)
+        pairs = kv.parse(text)
         status = cls(host)
         state = pairs.get("state", "")
         if state and state.replace("-", "").isalpha() and state.islower():
@@ -466,7 +466,7 @@ class Resources:
 
     @classmethod
     def parse(cls, host: str, text: str) -> Resources:
-        p = parse_pairs(text)
+        p = kv.parse(text)
         return cls(
             host,
             load=p.get("load", ""),
@@ -558,7 +558,7 @@ class History:
 
     @classmethod
     def parse(cls, host: str, text: str, limit: int = 0) -> History:
-        pairs = parse_pairs(text)
+        pairs = kv.parse(text)
         entries = []
         for line in text.splitlines():
             if line.startswith("audit "):

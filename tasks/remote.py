@@ -69,17 +69,6 @@ def bash_text(body: str, env: dict[str, object] | None = None) -> str:
     return f"set -euo pipefail\n{exports}{body}"
 
 
-def parse_pairs(text: str) -> dict[str, str]:
-    """The ``key=value`` lines a remote script printed (lib.sh's ``kv``) as a dict; a later key
-    wins, other lines are ignored."""
-    pairs: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key and key.replace("_", "").isalnum():
-            pairs[key] = value.strip()
-    return pairs
-
-
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's ``SHA256:...`` fingerprint of a host key."""
     digest = hashlib.sha256(key.asbytes()).digest()

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from invoke import Collection, task
 
-from . import processes, remote, roles
+from . import kv, processes, remote, roles
 from .config import WEB, Settings
 from .errors import HostError
 from .layout import Layout, release_name
@@ -159,7 +159,7 @@ def current_release(host: Host) -> str:
         hide=True,
         label="current release",
     )
-    return remote.parse_pairs(result.stdout).get("current", "")
+    return kv.parse(result.stdout).get("current", "")
 
 
 def master_pid(host: Host) -> int | None:
@@ -170,7 +170,7 @@ def master_pid(host: Host) -> int | None:
         hide=True,
         label="read pidfile",
     )
-    text = remote.parse_pairs(result.stdout).get("pid", "")
+    text = kv.parse(result.stdout).get("pid", "")
     return int(text) if text.isdigit() else None
 
 
@@ -182,7 +182,7 @@ def health(host: Host) -> tuple[bool, str]:
         hide=True,
         label="health",
     )
-    code = remote.parse_pairs(result.stdout).get("status", "")
+    code = kv.parse(result.stdout).get("status", "")
     return healthy(code), code
 
 

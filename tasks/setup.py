@@ -27,7 +27,7 @@ from string import Template
 
 from invoke import Collection, task
 
-from . import linked, processes, remote, roles, tags
+from . import kv, linked, processes, remote, roles, tags
 from .config import Settings
 from .errors import HostError
 from .fleet import Run
@@ -369,8 +369,8 @@ def parse_facts(host: Host, text: str) -> Facts:
     if len(lines) < 3:
         raise HostError(host.name, f"check: unexpected answer {text!r}")
     identity, version = lines[0].strip() + " " + lines[1].strip(), lines[2].strip()
-    pairs = [line.partition("=")[::2] for line in lines[3:]]
-    found = dict(pairs)
+    rest = "\n".join(lines[3:])
+    found = kv.parse(rest)
     try:
         host_tags = tags.parse(found.get("tags", ""))
     except ValueError as exc:
@@ -384,7 +384,7 @@ def parse_facts(host: Host, text: str) -> Facts:
         tags=host_tags,
         revision=found.get("revision", ""),
         running=found.get("running") == "yes",
-        venvs=tuple(value for key, value in pairs if key == "venv"),
+        venvs=tuple(line[5:] for line in lines[3:] if line.startswith("venv=")),
     )
 
 

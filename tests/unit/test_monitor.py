@@ -19,7 +19,7 @@ import pytest
 from invoke import Context
 from invoke.runners import Result
 
-from tasks import config, monitor, remote
+from tasks import config, kv, monitor, remote
 from tasks.errors import FabdeployError
 from tasks.layout import Audit, Layout, Revision
 
@@ -163,7 +163,7 @@ def test_table_has_no_trailing_blanks() -> None:
 
 def test_parse_pairs_keeps_key_value_lines_only() -> None:
     text = "state=active\nnoise line\n=x\nrelease=r1=2\nbad key=1\n"
-    assert monitor.parse_pairs(text) == {"state": "active", "release": "r1=2"}
+    assert kv.parse(text) == {"state": "active", "release": "r1=2"}
 
 
 @pytest.mark.parametrize(
