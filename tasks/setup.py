@@ -340,6 +340,7 @@ def facts_program(host: Host) -> tuple[str, dict[str, object]]:
     """The script (``scripts/facts.sh``) and env that learn a host's `Facts`."""
     settings = host.settings
     paths = Layout(settings.deploy_root)
+    facts_py, host_tags = remote.script_file("facts.py"), tags.script_text()
     return remote.shell("facts"), {
         "RELEASES": paths.releases,
         "VENVS": paths.venvs,
@@ -352,8 +353,11 @@ def facts_program(host: Host) -> tuple[str, dict[str, object]]:
         "PIDFILE": paths.pidfile,
         "SETUP": settings.command("setup"),
         "MARKER": VENV_MARKER,
-        "HOST_TAGS": tags.script_text(),
-        "FACTS_PY": remote.script_file("facts.py"),
+        "HOST_TAGS": host_tags,
+        "FACTS_PY": facts_py,
+        "FACTS_KEY": hashlib.sha256(
+            f"{settings.python}\0{facts_py}\0{host_tags}".encode()
+        ).hexdigest()[:16],
     }
 
 

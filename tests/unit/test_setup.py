@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import config, setup, tags
+from tasks import config, remote, setup, tags
 from tests.unit.fake_tags import SERVER_313
 
 
@@ -254,3 +254,47 @@ def _conf(tmp_path: Path, text: str) -> Path:
     conf = tmp_path / "gunicorn.conf.py"
     conf.write_text(text)
     return conf
+
+
+def run_facts(tmp_path: Path, python: Path) -> subprocess.CompletedProcess[str]:
+    """scripts/facts.sh as the check sends it, run here with bash (HOME in tmp_path)."""
+    conf = settings(tmp_path, f"DEPLOY_ROOT={tmp_path / 'srv'}\nPYTHON={python}\n")
+    body, env = setup.facts_program(FakeHost([], conf))  # type: ignore[arg-type]
+    for key in ("RELEASES", "VENVS", "SHARED", "INCOMING"):
+        Path(str(env[key])).mkdir(parents=True, exist_ok=True)
+    for key in ("UNIT", "CONF"):
+        env[key] = tmp_path / f"{key}.file"
+        Path(str(env[key])).write_text("")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "sudo").write_text('#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n')
+    (bin_dir / "sudo").chmod(0o755)
+    home = {"HOME": str(tmp_path / "home"), "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    text = remote.bash_text(body, env)
+    return subprocess.run(
+        ["bash", "-c", text], capture_output=True, text=True, env=home, check=True
+    )
+
+
+def test_the_python_facts_are_cached_until_a_file_they_depend_on_changes(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\necho x >> {calls}\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    first = run_facts(tmp_path, python).stdout
+    assert calls.read_text().count("x") == 1 and "files=" not in first
+    assert run_facts(tmp_path, python).stdout == first  # from the cache: Python not started
+    assert calls.read_text().count("x") == 1
+    [cache] = (tmp_path / "home" / ".cache" / "fabdeploy").iterdir()
+    watched = tmp_path / "libc.so.6"  # a file the answer depends on, as the C library is
+    watched.write_text("v1")
+    files, _, rest = cache.read_text().partition("\n")
+    stamp = subprocess.run(
+        ["stat", "-L", "-c", "%i:%s:%Y", *files.split(), str(watched)],
+        capture_output=True, text=True, check=True,
+    ).stdout.replace("\n", " ")  # fmt: skip
+    cache.write_text(f"{files} {watched}\n{stamp}\n{rest.partition(chr(10))[2]}")
+    assert run_facts(tmp_path, python).stdout == first and calls.read_text().count("x") == 1
+    watched.write_text("v2, longer")  # the C library changed: ask the Python again
+    assert run_facts(tmp_path, python).stdout == first
+    assert calls.read_text().count("x") == 2
