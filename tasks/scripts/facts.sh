@@ -41,7 +41,14 @@ if [ -z "$found" ]; then
 fi
 printf '%s\n' "$found"
 kv current "$(current_release)"
-kv revision "$(sed -n 's/^revision=//p' "$CURRENT/REVISION" 2>/dev/null || true)"
-if alive "$(cat "$PIDFILE" 2>/dev/null || true)"; then kv running yes; else kv running no; fi
+revision="" pid=""  # read by bash itself: no process per fact
+if [ -r "$CURRENT/REVISION" ]; then
+  while IFS= read -r line || [ -n "$line" ]; do
+    if [[ $line == revision=* ]]; then revision=${line#revision=}; fi
+  done < "$CURRENT/REVISION"
+fi
+kv revision "$revision"
+if [ -r "$PIDFILE" ]; then read -r pid < "$PIDFILE" || true; fi
+if alive "$pid"; then kv running yes; else kv running no; fi
 shopt -s nullglob
 for done in "$VENVS"/*/"$MARKER"; do venv=${done%/*}; echo "venv=${venv##*/}"; done

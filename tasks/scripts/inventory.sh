@@ -6,7 +6,8 @@ kv current "$(current_release)"
 shopt -s nullglob
 for dir in "$RELEASES"/*/; do
   dir=${dir%/}
-  venv=$(readlink -- "$dir/.venv" 2>/dev/null | sed 's#.*/##')
+  venv=$(readlink -- "$dir/.venv" 2>/dev/null || true)
+  venv=${venv##*/}
   if [ -f "$dir/REVISION" ]; then echo "release=${dir##*/} $venv"; else echo "partial=${dir##*/}"; fi
 done
 for dir in "$VENVS"/*/; do dir=${dir%/}; echo "venv=${dir##*/}"; done

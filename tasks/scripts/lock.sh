@@ -5,11 +5,15 @@
 broke=no
 if [ "$FORCE" = yes ] && [ -d "$LOCK" ]; then rm -rf -- "$LOCK"; broke=yes; fi
 if mkdir -- "$LOCK" 2>/dev/null; then
-  printf '%s' "$OWNER" | sed "s/^since=.*/since=$(date +%s)/" > "$LOCK/owner"
+  printf -v now '%(%s)T' -1
+  while IFS= read -r line; do  # the owner file, since= the host's time
+    if [[ $line == since=* ]]; then line="since=$now"; fi
+    printf '%s\n' "$line"
+  done <<< "${OWNER%$'\n'}" > "$LOCK/owner"
   if [ "$broke" = yes ] && [ -n "${AUDIT:-}" ]; then printf '%s\n' "$AUDIT" >> "$REVLOG"; fi
   echo acquired
 else
   echo held
-  echo "now=$(date +%s)"
+  printf 'now=%(%s)T\n' -1
   cat -- "$LOCK/owner" 2>/dev/null || true
 fi
