@@ -306,6 +306,7 @@ def test_an_old_master_ignoring_term_is_killed(site: Site) -> None:
     assert done.returncode == 0, done.stderr
     assert f"old master {old} still running after 1s: killing it" in done.stdout
     new = site.pids()[0]
+    wait_for(lambda: not alive(old), "the KILLed old master to be gone", 2)  # KILL is async
     assert not alive(old) and site.target() == "releases/B"
     assert f"switched: master {old} -> {new}, serving B" in done.stdout
     serving(site, new, "B")  # type: ignore[arg-type]
