@@ -13,18 +13,7 @@ from invoke import Context
 from tasks import config, deploy, fleet, hooks, pipeline, plan, setup
 from tasks.errors import FabdeployError, HostError
 from tasks.pipeline import HOSTS, LOCAL, Step
-
-
-class Host:
-    """A host with a name, settings and output; steps are plain functions here."""
-
-    def __init__(self, name: str, settings: config.Settings) -> None:
-        self.name, self.settings = name, settings
-        self.output = SimpleNamespace(line=lambda *a, **k: None, say=lambda *a: None)
-        self.connections = self.sessions = 0
-
-    def say(self, text: str) -> None:
-        pass
+from tests.unit.test_deploy import FlowHost as Host
 
 
 def make_run(tmp_path: Path, extra: str = "", action: str = "deploy") -> fleet.Run:
