@@ -43,10 +43,6 @@ class HostResults:
     ok: tuple[Host, ...] = ()
     failed: tuple[tuple[Host, BaseException], ...] = ()
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        """The failures, as (host, error) pairs (what callers most often walk)."""
-        return iter(self.failed)
-
     def __len__(self) -> int:
         """How many hosts failed (so ``if results:`` means "some failed", as with a list)."""
         return len(self.failed)

@@ -1,4 +1,4 @@
-"""Hooks: a user's own steps before and after each stage and around the switch.
+"""Hooks: a user's own steps before and after any step of a command, and when it fails.
 
 A hook is attached to a named point, from a fabfile (a Python function) or from the
 environment file (a shell command run on the hosts)::
@@ -19,7 +19,6 @@ points run once, on this machine. A hook that fails stops the deploy as a failin
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,7 +92,10 @@ class HookContext:
                 serving = " ".join(f"{host}={what}" for host, what in self.serving.items())
                 env = {"FABDEPLOY_ERROR": self.error, "FABDEPLOY_SERVING": serving}
             result = Context(config=self.c.config).run(
-                command, warn=True, in_stream=False, env={**os.environ, **env}
+                command,
+                warn=True,
+                in_stream=False,
+                env=env,  # added to fab's environment
             )
             if result.failed:
                 raise FabdeployError(

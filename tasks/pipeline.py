@@ -62,7 +62,7 @@ class Step:
     @property
     def doc(self) -> str:
         """The first line of the step function's docstring: what the step does."""
-        return (self.work.__doc__ or "").strip().splitlines()[0] if self.work.__doc__ else ""
+        return ((self.work.__doc__ or "").strip().splitlines() or [""])[0]
 
     @property
     def before_points(self) -> tuple[str, ...]:
@@ -163,10 +163,13 @@ def on_hosts(run_: Run, step: Step, hosts: list[Host]) -> None:
         for point in step.after_points:
             hooks.run_on(run_.c, host, point, run_.release.get(host.name, ""), once=False)
 
-    try:
-        once(step.before_points)
-    except Exception as exc:
-        fail(run_, step, run_.results_of([(first, exc)]))
+    def once_or_fail(points: tuple[str, ...]) -> None:
+        try:
+            once(points)
+        except Exception as exc:  # counts as the step failing on the primary host
+            fail(run_, step, run_.results_of([(first, exc)]))
+
+    once_or_fail(step.before_points)
     if step.serial and step.serial(run_):  # one at a time, in one order
         for host in sorted(hosts, key=lambda h: h.name):
             done = run_.across([host], work)
@@ -176,7 +179,7 @@ def on_hosts(run_: Run, step: Step, hosts: list[Host]) -> None:
         done = run_.across(hosts, work)
         if done.failed:
             fail(run_, step, done)
-    once(step.after_points)
+    once_or_fail(step.after_points)
 
 
 def fail(run_: Run, step: Step, done: HostResults) -> None:
@@ -194,8 +197,3 @@ def finish(run_: Run, step: Step) -> None:
     done = run_.across(hosts, lambda h: run_.on(h, step.name, step.work), quiet=True)
     for host, error in done.failed:
         host.output.line(host.name, f"{step.name} failed: {detail(error)}", err=True)
-
-
-def describe(steps: Sequence[Step]) -> list[tuple[str, str, str]]:
-    """(name, where, what) of each step, for ``fab plan`` and the docs."""
-    return [(step.name, step.where, step.doc) for step in steps]

@@ -193,7 +193,7 @@ def test_every_command_s_points_are_known_and_the_old_after_upload_follows_insta
 def test_host_results_name_every_failed_host() -> None:
     a, b = SimpleNamespace(name="a"), SimpleNamespace(name="b")
     done = fleet.HostResults((a,), ((b, HostError("b", "disk full")),))  # type: ignore[arg-type]
-    assert len(done) == 1 and list(done) == list(done.failed)
+    assert len(done) == 1 and [h.name for h, _ in done.failed] == ["b"]
     assert str(done.error("upload", "Stopped")).endswith(
         "upload failed on 1 host(s): [b] disk full. Stopped"
     )
@@ -229,3 +229,16 @@ def test_plan_prints_the_deploy_s_steps_from_the_list(tmp_path: Path) -> None:
     assert line == "steps: " + ", ".join(s.name for s in deploy.DEPLOY if s.name != "migrate")
     with_migration = make_run(tmp_path, "MIGRATE_COMMAND=python manage.py migrate\n")
     assert "install, migrate, smoke" in plan.steps_line(with_migration.settings)
+
+
+def test_a_failing_once_hook_after_a_step_fails_that_step_and_recovers(tmp_path: Path) -> None:
+    run_, seen = make_run(tmp_path), []
+
+    def broken(ctx: hooks.HookContext) -> None:
+        raise RuntimeError("collectstatic broke")
+
+    add(run_, hooks.Hook("after_upload", broken, once=True))
+    with pytest.raises(FabdeployError, match=r"prepare failed on 1 host\(s\): \[web1\].*"):
+        pipeline.execute(run_, steps(seen))
+    assert "recover web1" in seen and "cleanup@web1" not in seen  # removed, stopped
+    assert seen[-2:] == ["unlock@web1", "unlock@web2"]
