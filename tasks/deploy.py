@@ -61,7 +61,7 @@ from .fleet import HostResults, Run, write_json
 from .layout import Audit
 from .lock import LockedButFailed, release_lock, take_lock
 from .lock import unlock as unlock  # `tasks.deploy.unlock`, as before it moved to lock
-from .pipeline import BATCHES, HOSTS, LOCAL, PRIMARY, Step, execute, points
+from .pipeline import BATCHES, FIRST, HOSTS, LAST, LOCAL, PRIMARY, Step, execute, points
 from .releases import (
     append_audit,
     audit_program,
@@ -165,11 +165,6 @@ def companion_hosts(run_: Run) -> list[Host]:
 def locked_hosts(run_: Run) -> list[Host]:
     """The hosts this command holds the lock of."""
     return list(run_.locked)
-
-
-def waits_for_lock(run_: Run) -> bool:
-    """With --lock-wait the hosts lock one at a time, in one order: no two fleets deadlock."""
-    return bool(run_.lock_wait)
 
 
 def undo_everywhere(run_: Run, done: HostResults) -> str:
@@ -465,7 +460,7 @@ AFTER_INSTALL = ("after_install", "after_upload")
 DEPLOY = (
     Step("preflight", preflight_step, LOCAL),
     Step("test", test_step, LOCAL, skip=skip_test),
-    Step("lock", lock, HOSTS, serial=waits_for_lock),
+    Step("lock", lock, HOSTS, primary=FIRST),
     Step("check", check, HOSTS),
     Step("build", build, LOCAL),
     Step("compare", compare, LOCAL),
@@ -477,18 +472,18 @@ DEPLOY = (
     Step("processes", processes_step, HOSTS, hosts=companion_hosts, recover=processes_failed),
     Step("cleanup", cleanup, HOSTS),
     Step("record", record, HOSTS),
-    Step("unlock", unlock_step, HOSTS, hosts=locked_hosts, always=True),
+    Step("unlock", unlock_step, HOSTS, hosts=locked_hosts, always=True, primary=LAST),
 )
 #: The rollback: the release chosen on every host, switched in batches (no switch hooks).
 ROLLBACK = (
-    Step("lock", lock, HOSTS, serial=waits_for_lock),
+    Step("lock", lock, HOSTS, primary=FIRST),
     Step("check", check, HOSTS),
     Step("choose", choose, HOSTS),
     Step("agree", agree, LOCAL),
     Step("switch", switch_back, BATCHES),
     Step("processes", processes_step, HOSTS, hosts=companion_hosts, recover=processes_failed),
     Step("record", record, HOSTS),
-    Step("unlock", unlock_step, HOSTS, hosts=locked_hosts, always=True),
+    Step("unlock", unlock_step, HOSTS, hosts=locked_hosts, always=True, primary=LAST),
 )
 
 
@@ -501,13 +496,13 @@ def ready(run_: Run, host: Host) -> None:
 
 #: ``upload.release``: a deploy that stops before the switch (the release stays, unswitched).
 RELEASE = (
-    Step("lock", lock, HOSTS),
+    Step("lock", lock, HOSTS, primary=FIRST),
     Step("check", check, HOSTS),
     Step("build", build, LOCAL),
     Step("upload", upload_step, HOSTS, recover=undo_everywhere, after=(), phase="prepare"),
     Step("install", install, HOSTS, recover=undo_everywhere, after=AFTER_INSTALL, phase="prepare"),
     Step("ready", ready, HOSTS),
-    Step("unlock", unlock_step, HOSTS, hosts=locked_hosts, always=True),
+    Step("unlock", unlock_step, HOSTS, hosts=locked_hosts, always=True, primary=LAST),
 )
 #: The commands and their lists, for the hooks' check and the docs.
 COMMANDS = {"deploy": DEPLOY, "rollback": ROLLBACK, "release": RELEASE, "setup": setup.SETUP}

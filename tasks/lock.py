@@ -25,7 +25,7 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from . import kv, monitor, remote
+from . import kv, monitor, remote, roles
 from .config import Settings
 from .errors import FabdeployError, HostError, detail
 from .layout import Audit, Layout, release_name
@@ -77,6 +77,8 @@ class LockOwner:
     def parse(cls, text: str) -> LockOwner | None:
         """The owner file's text (`format`), or None when it does not parse."""
         values = kv.parse(text)
+        if not values:
+            return None
         try:
             return cls(
                 user=values.get("user", "?"),
@@ -234,14 +236,7 @@ def take_lock(
             time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
             continue
         else:
-            waited = f" (waited {wait:.0f}s)" if wait else ""
-            raise HostError(
-                host.name,
-                f"deploy lock held by {held}{waited}: another deploy is running. If it is not, "
-                f"`{host.settings.command('unlock')}` removes the lock "
-                f"(or `{host.settings.command('deploy --break-lock')}`; "
-                f"`--lock-wait SECONDS` waits for it).",
-            )
+            raise HostError(host.name, refusal(host.settings, tried.holder, held, wait))
         break
     tried = _lock_script(host, owner, break_line(held, why), then)
     if not tried.acquired:
@@ -250,6 +245,30 @@ def take_lock(
             f"could not take the deploy lock from {describe_lock(tried.holder, tried.now)}",
         )
     return tried.then
+
+
+def refusal(settings: Settings, holder: LockOwner | None, held: str, wait: float) -> str:
+    """Why a command cannot take the lock: who holds it, since when and why; for a lock taken
+    on purpose (`fab lock`) that it is one, for a deploy's that another deploy is running."""
+    waited = f" (waited {wait:.0f}s)" if wait else ""
+    since = (
+        time.strftime(" since %Y-%m-%d %H:%M:%S UTC", time.gmtime(holder.since))
+        if holder and holder.since
+        else ""
+    )
+    if holder is not None and holder.pid == 0:
+        return (
+            f"deploy lock held by {held}{since}{waited}: locked on purpose with `fab lock`, not "
+            f"by a deploy. `{settings.command('unlock')}` releases it once that work is done "
+            "(`--lock-wait SECONDS` waits for it)."
+        )
+    deploy = f" (deploy id {holder.deploy_id})" if holder and holder.deploy_id else ""
+    return (
+        f"deploy lock held by {held}{waited}: another deploy is running{deploy}. If it is not, "
+        f"`{settings.command('unlock')}` removes the lock "
+        f"(or `{settings.command('deploy --break-lock')}`; "
+        "`--lock-wait SECONDS` waits for it)."
+    )
 
 
 def read_lock(host: Host) -> tuple[LockOwner | None, int] | None:
@@ -366,7 +385,7 @@ def hold(c, reason=""):  # type: ignore[no-untyped-def]
     if not hosts:
         return  # `fab -H a,b lock`: this host was locked with the others
     owner = LockOwner.mine(reason=reason, held=True, deploy_id=f"lock-{new_id()}")
-    done = remote.each(hosts, lambda h: take_lock(h, owner), settings.parallel)
+    done = primary_first(settings, hosts, lambda h: take_lock(h, owner))
     failed = [(host, error) for host, _, error in done if error is not None]
     try:
         if failed:
@@ -390,6 +409,19 @@ def hold(c, reason=""):  # type: ignore[no-untyped-def]
     finally:
         for host in hosts:
             host.close()
+
+
+def primary_first(
+    settings: Settings, hosts: list[Host], work: Callable[[Host], object]
+) -> list[tuple[Host, object, BaseException | None]]:
+    """``work`` on the primary host alone, then (when it worked) on the others in parallel:
+    the primary host decides who owns the fleet, as a deploy's lock step does."""
+    first = roles.primary(settings, hosts, lambda host: host.name)
+    done = remote.each([first], work, 1)
+    others = [host for host in hosts if host is not first]
+    if done[0][2] is None:
+        done += remote.each(others, work, settings.parallel)
+    return done
 
 
 @task(name="status", help={"json": JSON_HELP})

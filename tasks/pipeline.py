@@ -32,6 +32,8 @@ LOCAL = "locally, once"
 HOSTS = "every host"
 PRIMARY = "the primary host"
 BATCHES = "every host, in switch batches"
+#: `Step.primary`: the primary host alone first (the lock: one owner decided there), or last.
+FIRST, LAST = "first", "last"
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class Step:
 
     ``work`` takes ``(run)`` for `LOCAL` and `BATCHES` steps, ``(run, host)`` for host steps.
     ``hosts`` narrows a host step's hosts (default: every host; `PRIMARY`: the primary host).
+    ``primary`` orders a host step: `FIRST` runs it on the primary host alone, then on the
+    others in parallel only if it worked there (the lock); `LAST` on the others, then on the
+    primary host (the unlock: whoever takes the primary next finds the others free).
     ``skip`` gives a reason to skip the step this time ("" runs it). ``recover`` runs after a
     host step failed on some hosts, before the error is raised, and returns a sentence for the
     error (what the hosts serve now). ``before`` and ``after`` are the hook points around the
@@ -55,7 +60,7 @@ class Step:
     before: tuple[str, ...] | None = None
     after: tuple[str, ...] | None = None
     always: bool = False
-    serial: Callable[[Run], bool] | None = None
+    primary: str = ""  # FIRST: on the primary host alone, then the others; LAST: it last
     when: Callable[[Run], bool] | None = None
     phase: str = ""
 
@@ -170,16 +175,20 @@ def on_hosts(run_: Run, step: Step, hosts: list[Host]) -> None:
             fail(run_, step, run_.results_of([(first, exc)]))
 
     once_or_fail(step.before_points)
-    if step.serial and step.serial(run_):  # one at a time, in one order
-        for host in sorted(hosts, key=lambda h: h.name):
-            done = run_.across([host], work)
-            if done.failed:
-                fail(run_, step, done)
-    else:
-        done = run_.across(hosts, work)
+    for group in ordered(run_, step, hosts):
+        done = run_.across(group, work)
         if done.failed:
             fail(run_, step, done)
     once_or_fail(step.after_points)
+
+
+def ordered(run_: Run, step: Step, hosts: list[Host]) -> list[list[Host]]:
+    """``hosts`` in the groups a step runs them, one group after the other (`Step.primary`)."""
+    first = run_.primary()
+    if not step.primary or first not in hosts or len(hosts) == 1:
+        return [hosts]
+    others = [host for host in hosts if host is not first]
+    return [[first], others] if step.primary == FIRST else [others, [first]]
 
 
 def fail(run_: Run, step: Step, done: HostResults) -> None:
@@ -194,6 +203,7 @@ def fail(run_: Run, step: Step, done: HostResults) -> None:
 def finish(run_: Run, step: Step) -> None:
     """An ``always`` step: on the hosts it applies to, its failures printed, never raised."""
     hosts = step.hosts(run_) if step.hosts else run_.hosts
-    done = run_.across(hosts, lambda h: run_.on(h, step.name, step.work), quiet=True)
-    for host, error in done.failed:
-        host.output.line(host.name, f"{step.name} failed: {detail(error)}", err=True)
+    for group in ordered(run_, step, list(hosts)):
+        done = run_.across(group, lambda h: run_.on(h, step.name, step.work), quiet=True)
+        for host, error in done.failed:
+            host.output.line(host.name, f"{step.name} failed: {detail(error)}", err=True)

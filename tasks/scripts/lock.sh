@@ -1,4 +1,5 @@
-# Take the deploy lock: mkdir is atomic, so of two deploys exactly one gets it.
+# Take the deploy lock: mkdir is atomic, so of two deploys exactly one gets it; the owner
+# file is written aside and renamed in, so a reader never sees half of it.
 # env: ROOT LOCK OWNER (the owner file, since= filled in here) FORCE (yes: remove a held
 # lock first) AUDIT (with FORCE: the revisions.log line recording the break) REVLOG SETUP
 [ -d "$ROOT" ] || { echo "deploy root $ROOT is missing: run \`$SETUP\` first" >&2; exit 3; }
@@ -9,11 +10,16 @@ if mkdir -- "$LOCK" 2>/dev/null; then
   while IFS= read -r line; do  # the owner file, since= the host's time
     if [[ $line == since=* ]]; then line="since=$now"; fi
     printf '%s\n' "$line"
-  done <<< "${OWNER%$'\n'}" > "$LOCK/owner"
+  done <<< "${OWNER%$'\n'}" > "$LOCK/owner.new"
+  mv -f -- "$LOCK/owner.new" "$LOCK/owner"  # whoever reads it reads all of it, or none yet
   if [ "$broke" = yes ] && [ -n "${AUDIT:-}" ]; then printf '%s\n' "$AUDIT" >> "$REVLOG"; fi
   echo acquired
 else
   echo held
+  for _ in 1 2 3 4 5 6 7 8 9 10; do  # just taken: its owner file follows within moments
+    [ -e "$LOCK/owner" ] || [ ! -d "$LOCK" ] && break
+    sleep 0.1
+  done
   printf 'now=%(%s)T\n' -1
   cat -- "$LOCK/owner" 2>/dev/null || true
 fi

@@ -6,15 +6,20 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from invoke import Context
 
-from tasks import config, fleet, hooks, lock, pipeline, remote
+from tasks import config, deploy, fleet, hooks, lock, pipeline, remote
 from tasks.errors import FabdeployError, HostError
 from tasks.layout import Audit
+from tasks.pipeline import Step
 from tests.unit.test_deploy import FakeHost, held_by, owner
 from tests.unit.test_monitor import LocalConnection
 
@@ -252,3 +257,155 @@ def test_fab_lock_locks_every_host_or_none(tmp_path: Path, monkeypatch) -> None:
     said = taken.output.out.getvalue()  # type: ignore[attr-defined]
     assert "[web2] failed: deploy lock held by bob@ci (pid 77 on ci)" in said
     assert "[web1] lock released again" in free.output.out.getvalue()  # type: ignore[attr-defined]
+
+
+# --- one owner for the fleet: the primary host first ---------------------------------------
+
+
+def fleet_run(tmp_path: Path, owner_: lock.LockOwner | None = None) -> fleet.Run:
+    """A deploy's `Run` over web1 (the primary host) and web2, each a local directory."""
+    web1, web2 = local_host(tmp_path / "a"), local_host(tmp_path / "b", "web2")
+    web2.settings = web1.settings.__class__(
+        **{**vars(web1.settings), "deploy_root": str(tmp_path / "b" / "srv")}
+    )
+    run_ = fleet.Run(Context(), web1.settings, [web1, web2], "deploy")
+    if owner_ is not None:
+        run_.owner = owner_
+    return run_
+
+
+def locking(tried: list[str], middle: Step | None = None) -> tuple[Step, ...]:
+    """The deploy's own lock and unlock steps (their order and hosts as listed), doing only
+    the lock's work; ``middle`` in between (the deploy's other steps)."""
+    listed = {step.name: step for step in deploy.DEPLOY}
+
+    def take(run_: fleet.Run, host: remote.Host) -> None:
+        tried.append(f"lock {host.name}")
+        lock.take_lock(host, run_.owner, wait=run_.lock_wait)
+        run_.locked.append(host)
+
+    def release(run_: fleet.Run, host: remote.Host) -> None:
+        tried.append(f"unlock {host.name}")
+        lock.release_lock(host, run_.owner)
+
+    rest = (middle,) if middle else ()
+    return (
+        replace(listed["lock"], work=take),
+        *rest,
+        replace(listed["unlock"], work=release),
+    )
+
+
+def test_the_lock_is_taken_on_the_primary_host_first_and_released_there_last(
+    tmp_path: Path,
+) -> None:
+    run_, tried = fleet_run(tmp_path), []
+    pipeline.execute(run_, locking(tried), deploy.known_points())
+    assert tried == ["lock web1", "lock web2", "unlock web2", "unlock web1"]
+    assert [lock.read_lock(h) for h in run_.hosts] == [None, None]
+
+
+def test_a_deploy_that_loses_the_primary_host_touches_no_other_and_names_the_holder(
+    tmp_path: Path,
+) -> None:
+    run_, tried = fleet_run(tmp_path), []
+    web1, web2 = run_.hosts
+    other = lock.LockOwner.mine(deploy_id="20261207T130000.000Z-ab12")
+    lock.take_lock(web1, other)  # the other deploy won the primary host
+    with pytest.raises(FabdeployError) as info:
+        pipeline.execute(run_, locking(tried), deploy.known_points())
+    assert tried == ["lock web1"]  # web2 never tried: nothing to release there
+    message = str(info.value)
+    assert "lock failed on 1 host(s): [web1] deploy lock held by " in message
+    assert "another deploy is running (deploy id 20261207T130000.000Z-ab12)" in message
+    assert lock.read_lock(web2) is None
+    found = lock.read_lock(web1)
+    assert found is not None and found[0] is not None and found[0].token == other.token
+
+
+def test_a_deploy_that_finds_another_host_held_releases_what_it_took(tmp_path: Path) -> None:
+    run_, tried = fleet_run(tmp_path), []
+    web1, web2 = run_.hosts
+    lock.take_lock(web2, lock.LockOwner.mine(reason="db backup", held=True))
+    with pytest.raises(FabdeployError, match=r"\[web2\] deploy lock held by .*db backup"):
+        pipeline.execute(run_, locking(tried), deploy.known_points())
+    assert tried == ["lock web1", "lock web2", "unlock web1"]
+    assert lock.read_lock(web1) is None  # released again
+    found = lock.read_lock(web2)
+    assert found is not None and found[0] is not None and found[0].reason == "db backup"
+
+
+def race(tmp_path: Path) -> tuple[list[int], list[str], list[fleet.Run]]:
+    """Two deploys of the same two hosts started at once; which proceeded past the lock (the
+    winner works until the other has ended), and the others' errors."""
+    runs = [fleet_run(tmp_path), fleet_run(tmp_path)]  # the same two directories
+    done = [threading.Event(), threading.Event()]
+    start = threading.Barrier(2)
+    proceeded: list[int] = []
+    errors: list[str] = []
+
+    def deploy_(i: int) -> None:
+        def hold(run_: fleet.Run) -> None:
+            proceeded.append(i)
+            done[1 - i].wait(timeout=10)
+
+        try:
+            start.wait()
+            middle = Step("build", hold, pipeline.LOCAL)
+            pipeline.execute(runs[i], locking([], middle), deploy.known_points())
+        except FabdeployError as exc:
+            errors.append(str(exc))
+        finally:
+            done[i].set()
+
+    threads = [threading.Thread(target=deploy_, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return proceeded, errors, runs
+
+
+def test_of_two_concurrent_deploys_exactly_one_proceeds_every_time(tmp_path: Path) -> None:
+    for round_ in range(10):
+        proceeded, errors, runs = race(tmp_path / str(round_))
+        assert len(proceeded) == 1, (round_, errors)
+        [error] = errors
+        assert "deploy lock held by" in error and "another deploy is running" in error
+        assert [lock.read_lock(h) for h in runs[0].hosts] == [None, None]
+
+
+def test_with_lock_wait_the_other_deploy_queues_on_the_primary_host_then_follows(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(lock, "POLL", 0.05)
+    first, second = fleet_run(tmp_path), fleet_run(tmp_path)
+    second.lock_wait = 10
+    lock.take_lock(first.hosts[0], first.owner)
+    lock.take_lock(first.hosts[1], first.owner)
+    tried: list[str] = []
+    waiter = threading.Thread(
+        target=pipeline.execute, args=(second, locking(tried), deploy.known_points())
+    )
+    waiter.start()
+    time.sleep(0.5)
+    assert tried == ["lock web1"]  # queued on the primary host
+    lock.release_lock(first.hosts[1], first.owner)  # as the unlock step: the primary host last
+    lock.release_lock(first.hosts[0], first.owner)
+    waiter.join(timeout=10)
+    assert tried == ["lock web1", "lock web2", "unlock web2", "unlock web1"]
+    said = second.hosts[0].output.out.getvalue()  # type: ignore[attr-defined]
+    assert "[web1] waiting up to 10s for the deploy lock held by" in said
+
+
+def test_a_deliberate_lock_says_who_when_and_why_not_another_deploy(tmp_path: Path) -> None:
+    host = local_host(tmp_path)
+    lock.take_lock(host, lock.LockOwner("ann@laptop", "laptop", 0, 0, "t", "db backup"))
+    with pytest.raises(HostError) as info:
+        lock.take_lock(host, lock.LockOwner.mine())
+    message = str(info.value)
+    assert "deploy lock held by ann@laptop (`fab lock` on laptop) for " in message
+    assert re.search(r"since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: locked on purpose", message)
+    assert ': "db backup" since ' in message
+    assert "`fab staging unlock` releases it" in message
+    assert "another deploy" not in message
