@@ -208,6 +208,21 @@ def _url_path(raw: str) -> str:
     return raw
 
 
+#: A Host header: a name or address, or a bracketed IPv6 address, and an optional port.
+_HOST_HEADER = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$"
+)
+
+
+def _host_header(raw: str) -> str:
+    if raw and not _HOST_HEADER.match(raw):
+        raise ValueError(
+            f"expected a host name the app accepts, such as example.com or example.com:443, "
+            f"got {raw!r}"
+        )
+    return raw
+
+
 def _wsgi(raw: str) -> str:
     if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.()]*$", raw):
         raise ValueError(f"expected MODULE:CALLABLE such as app:app, got {raw!r}")
@@ -345,6 +360,12 @@ KEYS: tuple[Key, ...] = (
         "The app's own gunicorn settings file in APP_DIR, read after fabdeploy's",
     ),
     Key("HEALTH_PATH", _url_path, "/health", "Path that answers 200 when the app is healthy"),
+    Key(
+        "HEALTH_HOST",
+        _host_header,
+        "",
+        "Host header of every health probe (smoke, switch, health, status); empty: the address probed",
+    ),
     Key("HEALTH_TIMEOUT", _whole(1), "30", "Seconds a new release has to become healthy"),
     Key(
         "KEEP_RELEASES", _whole(2), "5", "Releases kept on each host (current and previous always)"
@@ -505,6 +526,7 @@ class Settings:
     linked_files: tuple[str, ...] = ()
     stop_timeout: int = 60
     primary_host: str = ""
+    health_host: str = ""  # the Host header of the health probes ("": the address probed)
     #: Companion processes: name -> command (``PROCESS_<NAME>``), in env-file order.
     processes: dict[str, str] = field(default_factory=dict, compare=False)
     #: Roles: name -> its hosts (``ROLE_<NAME>``), and name -> what it runs (``RUNS_<NAME>``).
@@ -851,6 +873,7 @@ def build(environment: str, project: Path) -> Settings:
         gunicorn_config=values["GUNICORN_CONFIG"],
         health_path=values["HEALTH_PATH"],
         health_timeout=values["HEALTH_TIMEOUT"],
+        health_host=values["HEALTH_HOST"],
         keep_releases=values["KEEP_RELEASES"],
         secrets_file=values["SECRETS_FILE"],
         test_command=values["TEST_COMMAND"],

@@ -376,6 +376,7 @@ def gather_status(hosts: list[Host], settings: Settings, *, sample: bool) -> lis
             "PROBE_HOST": probe_host(settings.bind),
             "PORT": settings.port,
             "HEALTH_PATH": settings.health_path,
+            "HEALTH_HOST": settings.health_host,
             "SAMPLE": CPU_SAMPLE if sample else 0,
             "TIMEOUT": PROBE_TIMEOUT,
             "STATUS_PY": remote.script_file("status.py"),
@@ -417,7 +418,17 @@ def status(c, json=False, roles=""):  # type: ignore[no-untyped-def]
     statuses = gather_status(hosts, settings, sample=True)
     show(hosts, statuses, None if json else render_status(statuses))
     report_errors(hosts[0].output, statuses)
+    why = refused(settings, statuses)
+    if why:
+        hosts[0].output.line("", why, err=True)
     fail_if_unanswered(statuses, "status")
+
+
+def refused(settings: Settings, statuses: Sequence[Status]) -> str:
+    """`run.refused_host` when some host's health path answered 400 ("" otherwise)."""
+    sent = run.host_header(settings, f"http://{probe_host(settings.bind)}:{settings.port}")
+    found = (run.refused_host(settings, s.health_status, sent) for s in statuses)
+    return next((why for why in found if why), "")
 
 
 def health_line(s: Status) -> str:
@@ -441,7 +452,11 @@ def health(c, json=False):  # type: ignore[no-untyped-def]
     sick = [s for s in statuses if not s.healthy]
     if sick:
         sick_hosts = "; ".join(f"{s.host} ({', '.join(s.problems())})" for s in sick)
-        raise FabdeployError(f"{len(sick)} of {len(statuses)} hosts unhealthy: {sick_hosts}")
+        why = refused(settings, sick)
+        raise FabdeployError(
+            f"{len(sick)} of {len(statuses)} hosts unhealthy: {sick_hosts}"
+            + (f". {why}" if why else "")
+        )
 
 
 # --- resources -----------------------------------------------------------------------------

@@ -33,6 +33,7 @@ scripts that wait for a port's health themselves (lib.sh's ``wait_healthy``).
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -72,12 +73,36 @@ def health_url(settings: Settings, port: int | None = None) -> str:
 
 
 def health_env(settings: Settings) -> dict[str, object]:
-    """The ``env`` lib.sh's ``wait_healthy`` needs, and the Python a script may pick a port
-    with."""
+    """The ``env`` lib.sh's ``wait_healthy`` needs (HEALTH_HOST: the Host header ``probe``
+    sends), and the Python a script may pick a port with."""
     return {
         "PROBE_PYTHON": settings.python,
         "ANSWER_GRACE": min(ANSWER_GRACE, settings.health_timeout),
+        "HEALTH_HOST": settings.health_host,
     }
+
+
+def host_header(settings: Settings, url: str) -> str:
+    """The Host header a probe of ``url`` sends: HEALTH_HOST, else the URL's ``host:port``."""
+    return settings.health_host or url.removeprefix("http://").partition("/")[0]
+
+
+def refused_host(settings: Settings, status: object, sent: str) -> str:
+    """Why the health path may answer HTTP 400 (the Host header ``sent``, which the app may not
+    accept), naming HEALTH_HOST; "" for any other status."""
+    if str(status).strip() != "400":
+        return ""
+    return (
+        f"HTTP 400 often means the app refused the probe's Host header ({sent}), as Django does "
+        f"for a host not in ALLOWED_HOSTS: set HEALTH_HOST in {settings.source} to a host name "
+        "the app accepts (docs/configuration.md#health_host), or let the app accept that one"
+    )
+
+
+def refused_in(settings: Settings, text: str, sent: str) -> str:
+    """`refused_host` for a script's output that says ``<url> answered 400``."""
+    found = re.search(r"http://\S+ answered (\d{3})", text)
+    return refused_host(settings, found.group(1), sent) if found else ""
 
 
 @dataclass(frozen=True)
@@ -146,7 +171,13 @@ def switch(host: Host, release: str | None = None, before: str | None = None) ->
     )
     if result.failed:
         what = f"release {release}" if release else "the current release"
-        raise HostError(host.name, f"switch to {what} failed; still serving {before or 'nothing'}")
+        sent = host_header(host.settings, health_url(host.settings))
+        why = refused_in(host.settings, result.stdout, sent)  # the detached run's log
+        raise HostError(
+            host.name,
+            f"switch to {what} failed; still serving {before or 'nothing'}"
+            + (f". {why}" if why else ""),
+        )
     return Switched(release=release or before, previous=before, started="started " in result.stdout)
 
 
@@ -178,7 +209,7 @@ def health(host: Host) -> tuple[bool, str]:
     """Probe the health path once on the host; (healthy, HTTP status)."""
     result = host.script(
         remote.shell("health"),
-        env={"URL": health_url(host.settings)},
+        env={"URL": health_url(host.settings), "HEALTH_HOST": host.settings.health_host},
         hide=True,
         label="health",
     )

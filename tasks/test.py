@@ -77,7 +77,11 @@ def smoke(host: Host, release: str) -> None:
         label="smoke",
     )
     if result.failed:
-        raise HostError(host.name, f"smoke check of release {release} failed")
+        sent = settings.health_host or "127.0.0.1:<side port>"
+        why = run.refused_in(settings, result.stderr, sent)
+        raise HostError(
+            host.name, f"smoke check of release {release} failed" + (f". {why}" if why else "")
+        )
 
 
 def app_packages(settings: Settings, say: Callable[[str], None]) -> Path | None:

@@ -3,7 +3,8 @@
 # scripts/<name>.sh (docs/scripts.md). It only defines functions; nothing runs here.
 #
 # In (only for the functions that need them): APP_USER (as_app), CURRENT (current_target,
-# current_release), ANSWER_GRACE (wait_healthy).
+# current_release), ANSWER_GRACE (wait_healthy), HEALTH_HOST (probe's Host header; empty or
+# unset: the URL's host:port).
 # Out: nothing; each function says what it prints.
 
 as_app() {  # CMD ARGS...: run one command as $APP_USER (empty: the SSH user; sudo -n -u
@@ -39,12 +40,13 @@ healthy() {  # STATUS: the one rule of health: HTTP 200 is healthy, anything els
 }
 
 probe() {  # URL: print the HTTP status it answers (000: no answer); bash's /dev/tcp, no process
+  # The Host header is $HEALTH_HOST, else the URL's host:port.
   local rest=${1#http://} hostport host port code
   hostport=${rest%%/*}
   host=${hostport%:*} port=${hostport##*:}
   host=${host#[} host=${host%]}
   if exec 3<>"/dev/tcp/$host/$port"; then
-    printf 'GET /%s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "${rest#*/}" "$hostport" >&3
+    printf 'GET /%s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "${rest#*/}" "${HEALTH_HOST:-$hostport}" >&3
     if IFS=' ' read -r -t 5 _ code _ <&3 && [[ $code =~ ^[0-9]{3}$ ]]; then
       exec 3<&-
       echo "$code"

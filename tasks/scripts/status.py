@@ -1,11 +1,12 @@
 """The host-side half of scripts/status.sh: the master's processes, then the health probe.
 
 Run by the host's Python (3.6+, standard library only):
-``python -c "$STATUS_PY" PID HOST PORT PATH SAMPLE TIMEOUT``, PID the live master's pid
+``python -c "$STATUS_PY" PID HOST PORT PATH SAMPLE TIMEOUT [HOST_HEADER]``, PID the live master's pid
 (empty: none runs; status.sh has decided that with lib.sh's ``alive``). Prints key=value
 lines: workers (the master's children), rss_kb (master and workers), uptime (seconds),
 cpu (percent over SAMPLE seconds, when SAMPLE > 0), then health_status (the HTTP status of
-one GET of PATH on HOST:PORT) or health_error, and health_ms.
+one GET of PATH on HOST:PORT, with HOST_HEADER as its Host header when given) or
+health_error, and health_ms.
 """
 
 import contextlib
@@ -15,6 +16,7 @@ import sys
 import time
 
 pid, host, port, path, sample, timeout = sys.argv[1:7]
+host_header = sys.argv[7] if len(sys.argv) > 7 else ""
 tick = os.sysconf("SC_CLK_TCK")
 page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -77,7 +79,10 @@ def probe():
     start = time.monotonic()
     try:
         conn = http.client.HTTPConnection(host, int(port), timeout=float(timeout))
-        conn.request("GET", path, headers={"User-Agent": "fabdeploy-monitor"})
+        headers = {"User-Agent": "fabdeploy-monitor"}
+        if host_header:
+            headers["Host"] = host_header
+        conn.request("GET", path, headers=headers)
         response = conn.getresponse()
         response.read()
         conn.close()

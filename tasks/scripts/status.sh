@@ -1,7 +1,7 @@
 # One host's status in one round trip (monitor.status and monitor.health).
 #
 # In: UNIT WEB PROCESS_UNITS ("<name> <unit>" lines) CURRENT PIDFILE PY (the host's Python)
-#     PROBE_HOST PORT HEALTH_PATH SAMPLE (seconds of CPU sampling; 0: none) TIMEOUT (of the
+#     PROBE_HOST PORT HEALTH_PATH HEALTH_HOST (the probe's Host header; empty: host:port) SAMPLE (seconds of CPU sampling; 0: none) TIMEOUT (of the
 #     health probe), and STATUS_PY (the text of scripts/status.py, run by PY).
 # Out: key=value lines: state, web, process_<name> (each companion unit's state), release and
 #      release_missing=yes, revision_file (REVISION in base64), pid, pid_alive (yes/no, when the
@@ -31,5 +31,5 @@ if ! command -v "$PY" >/dev/null 2>&1; then
   kv probe_error "$PY not found on the host"
   exit 0
 fi
-"$PY" -c "$STATUS_PY" "$pid" "$PROBE_HOST" "$PORT" "$HEALTH_PATH" "$SAMPLE" "$TIMEOUT" \
+"$PY" -c "$STATUS_PY" "$pid" "$PROBE_HOST" "$PORT" "$HEALTH_PATH" "$SAMPLE" "$TIMEOUT" "$HEALTH_HOST" \
   || kv probe_error "probe failed"
