@@ -409,3 +409,10 @@ def test_a_deliberate_lock_says_who_when_and_why_not_another_deploy(tmp_path: Pa
     assert ': "db backup" since ' in message
     assert "`fab staging unlock` releases it" in message
     assert "another deploy" not in message
+
+
+def test_every_command_that_locks_takes_the_primary_host_first_and_frees_it_last() -> None:
+    for steps in (deploy.DEPLOY, deploy.ROLLBACK, deploy.RELEASE):
+        listed = {step.name: step for step in steps}
+        assert listed["lock"].primary == pipeline.FIRST
+        assert listed["unlock"].primary == pipeline.LAST
