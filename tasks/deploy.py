@@ -14,7 +14,8 @@ preflight -> test -> lock -> check -> build -> compare -> upload -> install -> [
 missing file, an uncommitted change or a failing suite touches no host. ``lock`` takes the
 deploy lock, on the primary host first (it decides which command owns the fleet: of two
 concurrent deploys exactly one proceeds) and then on the others, and in the same SSH session
-learns what ``check`` needs (`setup.Facts`, the releases); ``compare`` stops a deploy of what every host serves already (a no-op). Across a
+learns what ``check`` needs (`setup.Facts`, the releases); ``compare`` stops a deploy of
+what every host serves already (a no-op). Across a
 fleet (the hosts of the environment file, or of ``fab -H a,b deploy``: ``--per-host`` keeps
 Fabric's loop of one deploy per host) upload, install and smoke run on every host at once,
 PARALLEL at a time, all or nothing: a host that fails stops the deploy with no host
