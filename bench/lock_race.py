@@ -15,6 +15,8 @@ Every host started is torn down at the end (also on Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -62,7 +64,8 @@ def main() -> int:
             project = Path(tmp) / "project"
             project.mkdir()
             started = time.monotonic()
-            locks = make_locks(kit, project)
+            with contextlib.redirect_stdout(io.StringIO()):  # fab's output of setup and deploy
+                locks = make_locks(kit, project)
             print(
                 f"2 {args.release} hosts set up and deployed in {time.monotonic() - started:.0f}s"
             )
