@@ -10,7 +10,8 @@ the SSH session: a fab killed at any moment leaves the switch to finish, or go b
 2. sends USR2 to the running master and waits for the new master (gunicorn >= 20 writes its pid
    to ``gunicorn.pid.2`` until the old one exits) to have WORKERS *ready* workers: each
    worker, once it has loaded the app and can answer, writes ``shared/pids/ready.<pid>.<start
-   time>`` (gunicorn.conf.py's ``post_worker_init``; the old workers serve meanwhile);
+   time>`` (gunicorn.conf.py's ``post_worker_init``; the old workers serve meanwhile, for up
+   to `ready_timeout` seconds);
 3. sends WINCH to the old master, which stops its workers gracefully and keeps listening fds
    open, and waits until those workers are gone: from then on only the new release's workers
    accept, so the health check tests it (an old worker that has not yet handled the signal
@@ -86,6 +87,13 @@ def health_env(settings: Settings) -> dict[str, object]:
     }
 
 
+def ready_timeout(settings: Settings) -> int:
+    """Seconds a switch waits for the new master's workers to be ready: the larger of
+    HEALTH_TIMEOUT and WORKER_TIMEOUT. The old workers serve meanwhile, so waiting costs no
+    request; an app allowed WORKER_TIMEOUT seconds per request may load that slowly too."""
+    return max(settings.health_timeout, settings.worker_timeout)
+
+
 @dataclass(frozen=True)
 class Switched:
     """What a switch did on one host."""
@@ -112,6 +120,7 @@ def _switch_env(host: Host, target: str) -> dict[str, object]:
         "CONF": paths.gunicorn_conf,
         "READY_HOOK": READY_HOOK,
         "TIMEOUT": settings.health_timeout,
+        "READY_TIMEOUT": ready_timeout(settings),
         "GRACE": max(10, settings.health_timeout),
         "TAIL": LOG_TAIL,
         "NEW_TARGET": target,

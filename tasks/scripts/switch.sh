@@ -2,8 +2,9 @@
 # or start the service when no master runs; on any failure the host serves what it served.
 #
 # In: APP_USER ROOT CURRENT TMP_LINK PIDFILE ERROR_LOG SERVICE URL (the health URL) WORKERS
-#     TIMEOUT (seconds for the new master's workers to be ready and healthy) GRACE (seconds an
-#     old master has to exit) TAIL (error.log lines shown on failure) ANSWER_GRACE, CONF
+#     READY_TIMEOUT (seconds for a new master's workers to be ready; the old ones serve
+#     meanwhile) TIMEOUT (seconds for health, once ready or started) GRACE (seconds an old
+#     master has to exit) TAIL (error.log lines shown on failure) ANSWER_GRACE, CONF
 #     (gunicorn.conf.py) READY_HOOK (the text that says CONF has the ready-marker hooks), and
 #     NEW_TARGET (releases/<name>; empty: the release `current` points to).
 # Out: "started <service> (master <pid>), serving <release>: health <status>" or
@@ -117,8 +118,8 @@ if alive "$leftover" && [ "$leftover" != "$old" ]; then
   echo "an interrupted switch left master $leftover beside $old: stopping it"
   if [ "$(children "$old" "$leftover")" -lt "$WORKERS" ]; then
     as_app kill -HUP "$old" || true
-    wait_ready "$old" "$leftover" "$TIMEOUT" \
-      || echo "the old master's workers were not ready after ${TIMEOUT}s: stopping $leftover anyway"
+    wait_ready "$old" "$leftover" "$READY_TIMEOUT" || echo "the old master's workers were not" \
+      "ready after ${READY_TIMEOUT}s: stopping $leftover anyway"
   fi
   as_app kill -TERM "$leftover" || true
   wait_gone "$leftover" "$GRACE" || as_app kill -KILL "$leftover" || true
@@ -131,8 +132,8 @@ rollback() {
   [ "$(current_target)" = "$old_target" ] || relink "$old_target"
   if [ "$winched" = yes ] && alive "$old"; then
     as_app kill -HUP "$old" || true  # fresh workers of the old release; the new ones serve meanwhile
-    wait_ready "$old" "$new" "$TIMEOUT" \
-      || echo "the old master's workers were not ready after ${TIMEOUT}s: stopping $new anyway" >&2
+    wait_ready "$old" "$new" "$READY_TIMEOUT" || echo "the old master's workers were not" \
+      "ready after ${READY_TIMEOUT}s: stopping $new anyway" >&2
   fi
   if alive "$new"; then
     as_app kill -TERM "$new" 2>/dev/null || true
@@ -150,6 +151,7 @@ fail() {
 as_app kill -USR2 "$old" || fail "cannot signal master $old"
 # The old workers serve until every new one is ready: only then WINCH.
 began=$SECONDS
+ready_by=$((SECONDS + READY_TIMEOUT))
 seen=no
 while :; do
   new=$(cat -- "$PIDFILE.2" 2>/dev/null || true)
@@ -163,11 +165,11 @@ while :; do
   elif [ $seen = yes ]; then
     fail "the new master exited while booting"
   fi
-  if [ $SECONDS -ge $deadline ]; then
+  if [ $SECONDS -ge $ready_by ]; then
     if ! alive "$new" || [ "$(children "$new")" -lt "$WORKERS" ]; then
-      fail "no new master with $WORKERS workers after ${TIMEOUT}s"
+      fail "no new master with $WORKERS workers after ${READY_TIMEOUT}s"
     fi
-    fail "the new master $new's workers were not ready after ${TIMEOUT}s" \
+    fail "the new master $new's workers were not ready after ${READY_TIMEOUT}s" \
       "($(ready "$new") of $WORKERS had loaded the app)"
   fi
   sleep 0.1
@@ -188,8 +190,7 @@ while [ "$(children "$old" "$new")" -gt 0 ]; do
   [ $SECONDS -ge $until ] && fail "the old master's workers did not stop within $((GRACE + 5))s"
   sleep 0.05
 done
-code=$(wait_healthy "$URL" $((deadline - SECONDS > 1 ? deadline - SECONDS : 1)) "$new") \
-  || fail "health check $URL answered $code"
+code=$(wait_healthy "$URL" "$TIMEOUT" "$new") || fail "health check $URL answered $code"
 # shellcheck disable=SC2016  # $1 and $2 are the inner shell's
 as_app sh -c 'printf "%s\n" "$1" > "$2.fabdeploy" && mv -f "$2.fabdeploy" "$2"' _ "$new" "$PIDFILE"
 as_app kill -TERM "$old"

@@ -214,6 +214,7 @@ exec "$@"
             "NEW_TARGET": target,
         }
         values.update(env)
+        values.setdefault("READY_TIMEOUT", values["TIMEOUT"])
         process_env = {
             **os.environ,
             "PATH": f"{self.bin}:{os.environ['PATH']}",
@@ -402,6 +403,23 @@ def test_new_workers_not_ready_in_time_leave_the_old_ones_serving(site: Site) ->
     rolled_back(site, done, old)
     assert site.times("got WINCH", [old]) == [] and sorted(workers(old)) == sorted(before)
     assert site.times("got TERM", [new]) and not alive(new)
+
+
+def test_workers_have_ready_timeout_to_load_then_health_has_its_own(site: Site) -> None:
+    site.release("B", ready_after=2.5)  # longer than TIMEOUT, within READY_TIMEOUT
+    old = site.start("A")
+    done = site.switch("releases/B", TIMEOUT=1, READY_TIMEOUT=6)
+    assert done.returncode == 0, done.stderr
+    assert f"switched: master {old} -> " in done.stdout
+
+
+def test_the_ready_timeout_is_the_larger_of_health_and_worker_timeouts(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    env = tmp_path / "config" / "staging.env"
+    env.write_text("APP_NAME=hello\nHOSTS=web1\nHEALTH_TIMEOUT=10\n")
+    assert run.ready_timeout(config.build("staging", tmp_path)) == 30  # WORKER_TIMEOUT's default
+    env.write_text("APP_NAME=hello\nHOSTS=web1\nHEALTH_TIMEOUT=60\nWORKER_TIMEOUT=20\n")
+    assert run.ready_timeout(config.build("staging", tmp_path)) == 60
 
 
 def test_a_rollback_stops_the_new_master_only_once_the_old_ones_workers_are_ready(
