@@ -8,7 +8,10 @@ the SSH session: a fab killed at any moment leaves the switch to finish, or go b
 
 1. points `current` at the new release (``ln -sfn`` to a temporary link renamed over it);
 2. sends USR2 to the running master and waits for the new master (gunicorn >= 20 writes its pid
-   to ``gunicorn.pid.2`` until the old one exits) to have WORKERS workers;
+   to ``gunicorn.pid.2`` until the old one exits) to have WORKERS *ready* workers: each
+   worker, once it has loaded the app and can answer, writes ``shared/pids/ready.<pid>.<start
+   time>`` (gunicorn.conf.py's ``post_worker_init``; the old workers serve meanwhile, for up
+   to `ready_timeout` seconds);
 3. sends WINCH to the old master, which stops its workers gracefully and keeps listening fds
    open, and waits until those workers are gone: from then on only the new release's workers
    accept, so the health check tests it (an old worker that has not yet handled the signal
@@ -18,7 +21,9 @@ the SSH session: a fab killed at any moment leaves the switch to finish, or go b
    so it keeps tracking the service) and sends TERM to the old master, waiting for it to exit.
 
 A failure before 5 puts `current` back, HUPs the old master (its new workers load the old
-release again) and waits for them, then TERMs the new master: requests never lack a worker.
+release again) and waits until they are ready, then TERMs the new master: requests never lack
+a worker. A gunicorn.conf.py rendered before the ready markers existed makes the switch count
+forked workers instead, and say so.
 With no master running (first deploy) it starts the service and health-checks it instead; on
 failure it stops it and puts `current` back as it was.
 
@@ -51,6 +56,8 @@ LOG_TAIL = 30
 DETACHED_WAIT = 600
 #: Seconds a release may keep answering the health path with another status than 200.
 ANSWER_GRACE = 5
+#: The text in gunicorn.conf.py (tasks/templates) that says its workers write ready markers.
+READY_HOOK = "fabdeploy-ready-markers"
 
 #: The one rule of health (docs/scripts.md): the health path answering HTTP 200 is healthy,
 #: any other status (or none) is not. lib.sh's ``healthy`` is the same rule for the scripts.
@@ -105,6 +112,13 @@ def refused_in(settings: Settings, text: str, sent: str) -> str:
     return refused_host(settings, found.group(1), sent) if found else ""
 
 
+def ready_timeout(settings: Settings) -> int:
+    """Seconds a switch waits for the new master's workers to be ready: the larger of
+    HEALTH_TIMEOUT and WORKER_TIMEOUT. The old workers serve meanwhile, so waiting costs no
+    request; an app allowed WORKER_TIMEOUT seconds per request may load that slowly too."""
+    return max(settings.health_timeout, settings.worker_timeout)
+
+
 @dataclass(frozen=True)
 class Switched:
     """What a switch did on one host."""
@@ -128,7 +142,10 @@ def _switch_env(host: Host, target: str) -> dict[str, object]:
         "SERVICE": settings.service,
         "URL": health_url(settings),
         "WORKERS": settings.workers,
+        "CONF": paths.gunicorn_conf,
+        "READY_HOOK": READY_HOOK,
         "TIMEOUT": settings.health_timeout,
+        "READY_TIMEOUT": ready_timeout(settings),
         "GRACE": max(10, settings.health_timeout),
         "TAIL": LOG_TAIL,
         "NEW_TARGET": target,

@@ -2,23 +2,64 @@
 # or start the service when no master runs; on any failure the host serves what it served.
 #
 # In: APP_USER ROOT CURRENT TMP_LINK PIDFILE ERROR_LOG SERVICE URL (the health URL) WORKERS
-#     TIMEOUT (seconds for the new master and its health) GRACE (seconds an old master has
-#     to exit) TAIL (error.log lines shown on failure) ANSWER_GRACE, and NEW_TARGET
-#     (releases/<name>; empty: the release `current` points to).
+#     READY_TIMEOUT (seconds for a new master's workers to be ready; the old ones serve
+#     meanwhile) TIMEOUT (seconds for health, once ready or started) GRACE (seconds an old
+#     master has to exit) TAIL (error.log lines shown on failure) ANSWER_GRACE, CONF
+#     (gunicorn.conf.py) READY_HOOK (the text that says CONF has the ready-marker hooks), and
+#     NEW_TARGET (releases/<name>; empty: the release `current` points to).
 # Out: "started <service> (master <pid>), serving <release>: health <status>" or
 #      "switched: master <old> -> <new>, serving <release>: health <status>", exit 0.
 #      Failures go to stderr ("switch failed: ...", "rolling back: ...", "start failed: ..."
 #      and the error log's last lines), exit 1; exit 3: no release to serve.
 # Steps and why: docs/run.md; each branch is tested in tests/unit/test_switch_script.py.
-children() {  # PID [EXCEPT] -> how many child processes PID has (EXCEPT not counted)
-  local kids kid n=0
+kids() {  # PID [EXCEPT] -> the pids of PID's child processes (EXCEPT left out), one a line
+  local found kid
   if [ -r "/proc/$1/task/$1/children" ]; then
-    kids=$(cat "/proc/$1/task/$1/children" 2>/dev/null || true)
+    found=$(cat "/proc/$1/task/$1/children" 2>/dev/null || true)
   else
-    kids=$(pgrep -P "$1" 2>/dev/null || true)
+    found=$(pgrep -P "$1" 2>/dev/null || true)
   fi
-  for kid in $kids; do [ "$kid" = "${2:-}" ] || n=$((n + 1)); done
+  for kid in $found; do [ "$kid" = "${2:-}" ] || echo "$kid"; done
+}
+children() {  # PID [EXCEPT] -> how many child processes PID has (EXCEPT not counted)
+  local n=0 kid
+  for kid in $(kids "$@"); do n=$((n + 1)); done
   echo $n
+}
+started_at() {  # PID -> its start time (clock ticks after boot, /proc's field 22); "" if gone
+  local stat fields
+  { read -r stat < "/proc/$1/stat"; } 2>/dev/null || return 0
+  read -ra fields <<< "${stat##*) }"
+  echo "${fields[19]:-}"
+}
+ready_dir=${PIDFILE%/*}
+ready() {  # PID [EXCEPT] -> how many of PID's children (EXCEPT not counted) are ready workers:
+  # with the hooks, those that wrote ready.<pid>.<start time> (the pid and start time of the
+  # live process, so a stale marker or a reused pid never counts); without, every child
+  local n=0 kid
+  for kid in $(kids "$@"); do
+    if [ "$hooked" = no ] || [ -e "$ready_dir/ready.$kid.$(started_at "$kid")" ]; then
+      n=$((n + 1))
+    fi
+  done
+  echo $n
+}
+wait_ready() {  # PID EXCEPT SECONDS: until PID has $WORKERS ready workers; false on timeout
+  local until=$((SECONDS + $3))
+  while [ "$(ready "$1" "$2")" -lt "$WORKERS" ]; do
+    alive "$1" && [ $SECONDS -lt $until ] || return 1
+    sleep 0.1
+  done
+  [ "$hooked" = yes ] || sleep 0.5  # forked workers: give them a moment to load the app
+}
+clean_markers() {  # remove ready markers whose process is gone (its pid and start time)
+  local path name stale=()
+  for path in "$ready_dir"/ready.*; do
+    name=${path##*/ready.}
+    [[ $name =~ ^([0-9]+)\.([0-9]+)$ ]] || continue
+    [ "$(started_at "${BASH_REMATCH[1]}")" = "${BASH_REMATCH[2]}" ] || stale+=("$path")
+  done
+  [ ${#stale[@]} -eq 0 ] || as_app rm -f -- "${stale[@]}" || true
 }
 relink() {  # TARGET: point current at it atomically ("" removes current)
   if [ -z "$1" ]; then as_app rm -f -- "$CURRENT"; return; fi
@@ -59,6 +100,17 @@ if ! alive "$old"; then
   exit 0
 fi
 
+# A worker is ready once it has loaded the app and can answer: gunicorn.conf.py's hooks write
+# its marker then (docs/run.md#ready-workers). A gunicorn.conf.py rendered before them has no
+# markers: then a forked worker counts, as it did, and the switch says so.
+hooked=yes
+if ! as_app grep -qF -- "$READY_HOOK" "$CONF" 2>/dev/null; then
+  hooked=no
+  echo "$CONF has no ready-marker hooks (rendered by an older fabdeploy): counting forked" \
+    "workers, which may not have loaded the app yet; run \`fab setup\` to render it again"
+fi
+clean_markers
+
 # A switch interrupted earlier (fab killed) may have left a second master (gunicorn.pid.2)
 # beside the one in the pidfile: stop it first, and give the old master its workers back.
 leftover=$(cat -- "$PIDFILE.2" 2>/dev/null || true)
@@ -66,11 +118,8 @@ if alive "$leftover" && [ "$leftover" != "$old" ]; then
   echo "an interrupted switch left master $leftover beside $old: stopping it"
   if [ "$(children "$old" "$leftover")" -lt "$WORKERS" ]; then
     as_app kill -HUP "$old" || true
-    until=$((SECONDS + TIMEOUT))
-    while [ "$(children "$old" "$leftover")" -lt "$WORKERS" ] && [ $SECONDS -lt $until ]; do
-      sleep 0.2
-    done
-    sleep 0.5
+    wait_ready "$old" "$leftover" "$READY_TIMEOUT" || echo "the old master's workers were not" \
+      "ready after ${READY_TIMEOUT}s: stopping $leftover anyway"
   fi
   as_app kill -TERM "$leftover" || true
   wait_gone "$leftover" "$GRACE" || as_app kill -KILL "$leftover" || true
@@ -82,12 +131,9 @@ rollback() {
   echo "rolling back: current -> ${old_target##*/}, old master $old keeps serving" >&2
   [ "$(current_target)" = "$old_target" ] || relink "$old_target"
   if [ "$winched" = yes ] && alive "$old"; then
-    as_app kill -HUP "$old" || true
-    local until=$((SECONDS + TIMEOUT))
-    while [ "$(children "$old" "$new")" -lt "$WORKERS" ] && [ $SECONDS -lt $until ]; do
-      sleep 0.2
-    done
-    sleep 0.5
+    as_app kill -HUP "$old" || true  # fresh workers of the old release; the new ones serve meanwhile
+    wait_ready "$old" "$new" "$READY_TIMEOUT" || echo "the old master's workers were not" \
+      "ready after ${READY_TIMEOUT}s: stopping $new anyway" >&2
   fi
   if alive "$new"; then
     as_app kill -TERM "$new" 2>/dev/null || true
@@ -97,11 +143,15 @@ rollback() {
 fail() {
   echo "switch failed: $*" >&2
   rollback
+  clean_markers
   tail_log
   exit 1
 }
 [ "$new_target" = "$old_target" ] || relink "$new_target"
 as_app kill -USR2 "$old" || fail "cannot signal master $old"
+# The old workers serve until every new one is ready: only then WINCH.
+began=$SECONDS
+ready_by=$((SECONDS + READY_TIMEOUT))
 seen=no
 while :; do
   new=$(cat -- "$PIDFILE.2" 2>/dev/null || true)
@@ -111,16 +161,25 @@ while :; do
   fi
   if alive "$new"; then
     seen=yes
-    [ "$(children "$new")" -ge "$WORKERS" ] && break
+    [ "$(ready "$new")" -ge "$WORKERS" ] && break
   elif [ $seen = yes ]; then
     fail "the new master exited while booting"
   fi
-  [ $SECONDS -ge $deadline ] && fail "no new master with $WORKERS workers after ${TIMEOUT}s"
+  if [ $SECONDS -ge $ready_by ]; then
+    if ! alive "$new" || [ "$(children "$new")" -lt "$WORKERS" ]; then
+      fail "no new master with $WORKERS workers after ${READY_TIMEOUT}s"
+    fi
+    fail "the new master $new's workers were not ready after ${READY_TIMEOUT}s" \
+      "($(ready "$new") of $WORKERS had loaded the app)"
+  fi
   sleep 0.1
 done
-sleep 0.1
+[ "$hooked" = yes ] || sleep 0.1
 alive "$new" || fail "the new master $new exited while booting"
-[ "$(children "$new")" -ge "$WORKERS" ] || fail "the new master $new lost workers while booting"
+[ "$(ready "$new")" -ge "$WORKERS" ] || fail "the new master $new lost workers while booting"
+if [ "$hooked" = yes ]; then
+  echo "new master $new: $WORKERS workers ready (the app loaded) after $((SECONDS - began))s"
+fi
 echo "new master $new has $WORKERS workers; stopping the old master's workers"
 as_app kill -WINCH "$old"
 winched=yes
@@ -131,8 +190,7 @@ while [ "$(children "$old" "$new")" -gt 0 ]; do
   [ $SECONDS -ge $until ] && fail "the old master's workers did not stop within $((GRACE + 5))s"
   sleep 0.05
 done
-code=$(wait_healthy "$URL" $((deadline - SECONDS > 1 ? deadline - SECONDS : 1)) "$new") \
-  || fail "health check $URL answered $code"
+code=$(wait_healthy "$URL" "$TIMEOUT" "$new") || fail "health check $URL answered $code"
 # shellcheck disable=SC2016  # $1 and $2 are the inner shell's
 as_app sh -c 'printf "%s\n" "$1" > "$2.fabdeploy" && mv -f "$2.fabdeploy" "$2"' _ "$new" "$PIDFILE"
 as_app kill -TERM "$old"
@@ -140,4 +198,5 @@ if ! wait_gone "$old" "$GRACE"; then
   echo "old master $old still running after ${GRACE}s: killing it"
   as_app kill -KILL "$old" || true
 fi
+clean_markers
 echo "switched: master $old -> $new, serving ${new_target##*/}: health $code"

@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "app"
+#: The ASGI example (FastAPI, served by uvicorn's worker).
+FASTAPI = EXAMPLE.with_name("fastapi")
 
 #: What each ``broken`` value does to the app.
 BROKEN = {
@@ -89,4 +91,42 @@ def write_app(
         else:
             target.write_text(source)
     app.write_text(text)
+    return dest
+
+
+def write_fastapi(dest: Path, version: str, requirements: str | None = None) -> Path:
+    """Make ``dest`` a copy of examples/fastapi serving ``version`` (``requirements``: the
+    text of its requirements.txt instead of the example's)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(FASTAPI, dest, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    (dest / "VERSION").write_text(version + "\n")
+    if requirements is not None:
+        (dest / "requirements.txt").write_text(requirements)
+    return dest
+
+
+#: The worker classes the switch is measured with, and the app each serves.
+SLOW_WORKER_CLASSES = {
+    "sync": "WORKER_CLASS=sync\n",
+    "gthread": "WORKER_CLASS=gthread\nTHREADS=4\n",
+    "uvicorn": "WORKER_CLASS=uvicorn_worker.UvicornWorker\n",
+}
+
+
+def write_slow_app(dest: Path, version: str, worker_class: str, seconds: float = 3.0) -> Path:
+    """An app that takes ``seconds`` to import, for ``worker_class`` (a key of
+    `SLOW_WORKER_CLASSES`): examples/app (Flask) for sync and gthread, examples/fastapi for
+    uvicorn, each sleeping at import as an app with heavy imports does."""
+    if worker_class == "uvicorn":
+        write_fastapi(dest, version)
+    else:
+        write_app(dest, version)
+    app = dest / "app.py"
+    head = "from __future__ import annotations\n"
+    text = app.read_text()
+    if head not in text:
+        raise AssertionError(f"{app.name} changed: cannot make it slow to import")
+    slow = f"{head}\nimport time as _time\n\n_time.sleep({seconds})  # a slow import\n"
+    app.write_text(text.replace(head, slow, 1))
     return dest

@@ -64,7 +64,8 @@ SECRETS_ENV = (
 
 
 class RequestLoop:
-    """GET a URL every ~20 ms in a thread (at most 60 s); count failures, remember versions."""
+    """GET a URL every ~20 ms in a thread (at most 60 s); count failures, remember versions
+    and how long each answered request took (``latencies``, seconds)."""
 
     def __init__(self, url: str, limit: float = 60.0, where: str = "") -> None:
         self.url = url
@@ -73,15 +74,18 @@ class RequestLoop:
         self.ok = 0
         self.failures: list[str] = []
         self.versions: list[str] = []
+        self.latencies: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         end = time.monotonic() + self.limit
         while not self._stop.is_set() and time.monotonic() < end:
+            sent = time.monotonic()
             try:
                 with urllib.request.urlopen(self.url, timeout=10) as answer:
                     self.versions.append(json.loads(answer.read())["version"])
+                    self.latencies.append(time.monotonic() - sent)
                     self.ok += 1
             except Exception as exc:  # every failure counts, whatever its kind
                 self.failures.append(repr(exc))

@@ -4,28 +4,16 @@ class the requirements do not install refused before anything reaches the host."
 
 from __future__ import annotations
 
-import shutil
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import fab_env, missing_for_netns, stop_kit, systemd_kit
+from tests.integration.apps import write_fastapi
 from tests.integration.test_deploy import Site, running_in, write_project
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "fastapi"
 ASGI = "WORKER_CLASS=uvicorn_worker.UvicornWorker\nTEST_COMMAND=\nMAX_REQUESTS=200\nMAX_REQUESTS_JITTER=20\n"
-
-
-def write_fastapi(dest: Path, version: str, requirements: str | None = None) -> None:
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-    (dest / "VERSION").write_text(version + "\n")
-    if requirements is not None:
-        (dest / "requirements.txt").write_text(requirements)
 
 
 @pytest.fixture(scope="module")

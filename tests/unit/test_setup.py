@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import runpy
 import subprocess
@@ -11,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import config, remote, setup, tags
+from tasks import config, remote, run, setup, tags
 from tests.unit.fake_tags import SERVER_313
 
 
@@ -298,3 +300,100 @@ def test_the_python_facts_are_cached_until_a_file_they_depend_on_changes(tmp_pat
     watched.write_text("v2, longer")  # the C library changed: ask the Python again
     assert run_facts(tmp_path, python).stdout == first
     assert calls.read_text().count("x") == 2
+
+
+# --- the ready markers (docs/run.md#ready-workers) -----------------------------------------
+
+
+def _hooks(tmp_path: Path, own: str = "") -> tuple[dict[str, object], Path, list[str]]:
+    """gunicorn.conf.py's values for a deploy root in ``tmp_path`` (``own``: the app's own
+    GUNICORN_CONFIG text), its pids dir, and the list the app's own hooks append to."""
+    release = tmp_path / "release"
+    release.mkdir()
+    (release / "own.py").write_text(own)
+    pids = tmp_path / "srv" / "shared" / "pids"
+    pids.mkdir(parents=True)
+    extra = f"DEPLOY_ROOT={tmp_path / 'srv'}\n" + ("GUNICORN_CONFIG=own.py\n" if own else "")
+    text = setup.render_gunicorn_conf(settings(tmp_path, extra))
+    calls: list[str] = []
+    values = runpy.run_path(
+        str(_conf(tmp_path, text)), init_globals={"CALLS": calls}, run_name="conf"
+    )
+    return values, pids, calls
+
+
+def _worker(pidfile: object, **more: object) -> SimpleNamespace:
+    return SimpleNamespace(cfg=SimpleNamespace(pidfile=pidfile), pid=os.getpid(), **more)
+
+
+def _own_marker() -> str:
+    return (
+        f"ready.{os.getpid()}.{Path('/proc/self/stat').read_text().rpartition(')')[2].split()[19]}"
+    )
+
+
+def test_each_worker_marks_itself_ready_beside_the_pidfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FABDEPLOY_CHDIR", str(tmp_path / "release"))
+    values, pids, _ = _hooks(tmp_path)
+    assert run.READY_HOOK in (tmp_path / "gunicorn.conf.py").read_text()
+    values["post_worker_init"](_worker(values["pidfile"]))  # type: ignore[operator]
+    assert [p.name for p in pids.iterdir()] == [_own_marker()]  # pid + start time, as /proc
+    values["child_exit"](None, _worker(values["pidfile"]))  # type: ignore[operator]
+    assert list(pids.iterdir()) == []  # the master removes an exited worker's marker
+
+
+def test_a_smoke_checks_gunicorn_writes_no_marker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FABDEPLOY_CHDIR", str(tmp_path / "release"))
+    values, pids, _ = _hooks(tmp_path)
+    values["post_worker_init"](_worker(str(tmp_path / "smoke.pid")))  # type: ignore[operator]
+    assert list(pids.iterdir()) == []
+
+
+def test_the_apps_own_worker_hooks_run_first_and_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FABDEPLOY_CHDIR", str(tmp_path / "release"))
+    own = (
+        "import os\n"
+        "def post_worker_init(worker):\n"
+        "    CALLS.append('own init: ' + ','.join(os.listdir(os.path.dirname(pidfile))))\n"
+        "def child_exit(server, worker):\n"
+        "    CALLS.append('own exit')\n"
+    )
+    values, pids, calls = _hooks(tmp_path, own)
+    values["post_worker_init"](_worker(values["pidfile"]))  # type: ignore[operator]
+    assert calls == ["own init: "]  # the app's hook ran before the marker was written
+    assert [p.name for p in pids.iterdir()] == [_own_marker()]
+    values["child_exit"](None, _worker(values["pidfile"]))  # type: ignore[operator]
+    assert calls == ["own init: ", "own exit"] and list(pids.iterdir()) == []
+
+
+def test_gunicorn_accepts_the_hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gunicorn.config import Config
+
+    monkeypatch.setenv("FABDEPLOY_CHDIR", str(tmp_path / "release"))
+    values, _, _ = _hooks(tmp_path, "def post_worker_init(worker):\n    pass\n")
+    config_ = Config()
+    config_.set("post_worker_init", values["post_worker_init"])  # gunicorn checks the arity
+    config_.set("child_exit", values["child_exit"])
+
+
+def test_uvicorns_worker_is_ready_once_its_server_listens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FABDEPLOY_CHDIR", str(tmp_path / "release"))
+    values, pids, calls = _hooks(tmp_path)
+
+    async def heartbeat() -> None:  # uvicorn calls it at its server's first tick, then often
+        calls.append("heartbeat")
+
+    server = SimpleNamespace(callback_notify=heartbeat)
+    values["post_worker_init"](_worker(values["pidfile"], config=server))  # type: ignore[operator]
+    assert list(pids.iterdir()) == []  # the app is loaded, but uvicorn does not listen yet
+    asyncio.run(server.callback_notify())
+    assert [p.name for p in pids.iterdir()] == [_own_marker()] and calls == ["heartbeat"]
+    assert server.callback_notify is heartbeat  # later ticks: the heartbeat alone

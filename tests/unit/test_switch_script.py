@@ -7,6 +7,12 @@ local HTTP server answering what the release `current` points to says (its ``hea
 200 without one). Each test asserts the exit status and the state after: where `current`
 points, which masters run with how many workers, what the pidfile holds. Every process a
 test starts is killed by pid at its end.
+
+The fake workers load "the app" in ``ready_after`` seconds (0.2 unless a release's fake.json
+says) and then write their ready markers, as gunicorn.conf.py's hook does; the fake masters log
+when they got each signal and when each worker became ready, on the clock all processes share,
+so that the tests can assert the order: no WINCH before every new worker is ready, no TERM of a
+new master before the old master's fresh workers are.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import http.server
 import io
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -26,7 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import config, remote, run
+from tasks import config, remote, run, setup
+from tests.unit import fake_gunicorn
 from tests.unit.test_monitor import LocalConnection
 
 FAKE = Path(__file__).with_name("fake_gunicorn.py")
@@ -62,6 +70,7 @@ class Site:
         self.current = self.root / "current"
         self.pidfile = self.root / "shared" / "pids" / "gunicorn.pid"
         self.log = self.root / "shared" / "log" / "error.log"
+        self.conf = self.root / "shared" / "gunicorn.conf.py"
         self.registry = tmp_path / "started.pids"
         self.calls = tmp_path / "systemctl.calls"
         self.bin = tmp_path / "bin"
@@ -71,6 +80,7 @@ class Site:
             path.mkdir(parents=True, exist_ok=True)
         self.log.touch()
         self.registry.touch()
+        self.hooked(True)
         self.masters: list[subprocess.Popen[bytes]] = []
         handler = type("SiteHealth", (Health,), {"current": self.current})
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -83,7 +93,27 @@ class Site:
     def command(self) -> list[str]:
         """How the unit starts gunicorn: through `current`, not resolved."""
         return [sys.executable, str(FAKE), str(self.pidfile), str(WORKERS), str(self.current),
-                str(self.log), str(self.registry)]  # fmt: skip
+                str(self.log), str(self.registry), str(self.conf)]  # fmt: skip
+
+    def hooked(self, yes: bool) -> None:
+        """Write gunicorn.conf.py with the ready-marker hooks (as setup renders it now) or
+        without (as an older fabdeploy rendered it)."""
+        text = f"# {run.READY_HOOK}\n" if yes else "workers = 2\n"
+        self.conf.write_text(text)
+
+    def markers(self) -> set[str]:
+        """The ready markers beside the pidfile."""
+        return {path.name for path in self.pidfile.parent.glob("ready.*")}
+
+    def times(self, what: str, pids: Iterator[int] | list[int] | set[int]) -> list[float]:
+        """When each of ``pids`` logged ``what`` (``ready``, ``got WINCH``...), from the log."""
+        found, wanted = [], set(pids)
+        for line in self.log.read_text().splitlines():
+            pid, _, text = line.partition("] ")
+            pid = pid.lstrip("[")
+            if pid.isdigit() and int(pid) in wanted and text.startswith(f"{what} at "):
+                found.append(float(text.rpartition(" ")[2]))
+        return found
 
     def write_fakes(self) -> None:
         start = " ".join(shlex.quote(word) for word in self.command())
@@ -174,6 +204,8 @@ exec "$@"
             "SERVICE": SERVICE,
             "URL": self.url,
             "WORKERS": WORKERS,
+            "CONF": self.conf,
+            "READY_HOOK": run.READY_HOOK,
             "TIMEOUT": 5,
             "GRACE": 1,
             "TAIL": 5,
@@ -182,6 +214,7 @@ exec "$@"
             "NEW_TARGET": target,
         }
         values.update(env)
+        values.setdefault("READY_TIMEOUT", values["TIMEOUT"])
         process_env = {
             **os.environ,
             "PATH": f"{self.bin}:{os.environ['PATH']}",
@@ -327,6 +360,155 @@ def test_a_master_left_by_an_interrupted_switch_is_stopped_first(site: Site) -> 
     assert new not in (old, leftover) and not alive(leftover) and not alive(old)
     assert site.target() == "releases/B"
     serving(site, new, "B")  # type: ignore[arg-type]
+
+
+# --- ready workers -------------------------------------------------------------------------
+
+
+def new_master(done: subprocess.CompletedProcess[str]) -> int:
+    """The new master's pid, from the switch's output."""
+    found = re.search(r"new master (\d+)", done.stdout + done.stderr)
+    assert found, done.stdout + done.stderr
+    return int(found.group(1))
+
+
+def test_the_old_workers_stop_only_once_every_new_worker_is_ready(site: Site) -> None:
+    site.release("B", ready_after=1.5)  # the app takes 1.5 s to load; forked long before
+    old = site.start("A")
+    done = site.switch("releases/B")
+    assert done.returncode == 0, done.stderr
+    new = site.pids()[0]
+    serving(site, new, "B")  # type: ignore[arg-type]
+    ready = site.times("ready", workers(new))
+    assert len(ready) == WORKERS
+    (winch,) = site.times("got WINCH", [old])
+    assert winch > max(ready)  # no old worker stopped before every new one could answer
+    assert f"new master {new}: {WORKERS} workers ready (the app loaded) after" in done.stdout
+    assert site.markers() == {  # the old workers' markers are gone with them
+        f"ready.{pid}.{Path(f'/proc/{pid}/stat').read_text().rpartition(')')[2].split()[19]}"
+        for pid in workers(new)
+    }
+
+
+def test_new_workers_not_ready_in_time_leave_the_old_ones_serving(site: Site) -> None:
+    site.release("B", ready_after=-1)  # forked, never loads the app
+    old = site.start("A")
+    before = workers(old)
+    done = site.switch("releases/B", TIMEOUT=2)
+    new = new_master(done)
+    assert (
+        f"switch failed: the new master {new}'s workers were not ready after 2s "
+        f"(0 of {WORKERS} had loaded the app)"
+    ) in done.stderr
+    rolled_back(site, done, old)
+    assert site.times("got WINCH", [old]) == [] and sorted(workers(old)) == sorted(before)
+    assert site.times("got TERM", [new]) and not alive(new)
+
+
+def test_workers_have_ready_timeout_to_load_then_health_has_its_own(site: Site) -> None:
+    site.release("B", ready_after=2.5)  # longer than TIMEOUT, within READY_TIMEOUT
+    old = site.start("A")
+    done = site.switch("releases/B", TIMEOUT=1, READY_TIMEOUT=6)
+    assert done.returncode == 0, done.stderr
+    assert f"switched: master {old} -> " in done.stdout
+
+
+def test_the_ready_timeout_is_the_larger_of_health_and_worker_timeouts(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    env = tmp_path / "config" / "staging.env"
+    env.write_text("APP_NAME=hello\nHOSTS=web1\nHEALTH_TIMEOUT=10\n")
+    assert run.ready_timeout(config.build("staging", tmp_path)) == 30  # WORKER_TIMEOUT's default
+    env.write_text("APP_NAME=hello\nHOSTS=web1\nHEALTH_TIMEOUT=60\nWORKER_TIMEOUT=20\n")
+    assert run.ready_timeout(config.build("staging", tmp_path)) == 60
+
+
+def test_a_rollback_stops_the_new_master_only_once_the_old_ones_workers_are_ready(
+    site: Site,
+) -> None:
+    site.release("A", ready_after=1.0)
+    site.release("B", health=500)
+    old = site.start("A")
+    done = site.switch("releases/B")
+    assert "switch failed: health check" in done.stderr
+    rolled_back(site, done, old)
+    new = new_master(done)
+    (hup,) = site.times("got HUP", [old])
+    fresh = site.times("ready", workers(old))  # the workers HUP gave the old master
+    assert len(fresh) == WORKERS and min(fresh) > hup
+    (term,) = site.times("got TERM", [new])
+    assert term > max(fresh)  # the new workers served until the old release could again
+
+
+def test_a_rollback_whose_old_workers_are_never_ready_says_so(site: Site) -> None:
+    site.release("B", health=500)
+    site.start("A")
+    site.release("A", ready_after=-1)  # HUP's fresh workers of A never load the app
+    done = site.switch("releases/B", TIMEOUT=2)
+    assert (
+        f"the old master's workers were not ready after 2s: stopping {new_master(done)} anyway"
+    ) in done.stderr
+    assert done.returncode == 1 and site.target() == "releases/A"
+    wait_for(lambda: not alive(new_master(done)), "the new master stopped")
+
+
+def test_the_leftover_master_is_stopped_once_the_old_ones_workers_are_ready(site: Site) -> None:
+    site.release("A", ready_after=1.0)
+    old = site.start("A")
+    os.kill(old, signal.SIGUSR2)
+    wait_for(lambda: alive(site.pids()[1]), "the leftover master")
+    leftover = site.pids()[1]
+    wait_for(lambda: len(workers(leftover)) == WORKERS, "the leftover's workers")
+    left_workers = workers(leftover)
+    os.kill(old, signal.SIGWINCH)
+    wait_for(lambda: workers(old, but=leftover) == [], "the old master's workers stopped")
+    done = site.switch("releases/B")
+    assert done.returncode == 0, done.stderr
+    (hup,) = site.times("got HUP", [old])
+    (term,) = site.times("got TERM", [leftover])
+    started = {int(pid) for pid in site.registry.read_text().split()} - set(left_workers)
+    fresh = [when for when in site.times("ready", started) if hup < when < term]
+    assert len(fresh) == WORKERS  # the old master had its workers back, ready, before
+
+
+def test_a_conf_without_the_hooks_counts_forked_workers_and_says_so(site: Site) -> None:
+    site.hooked(False)  # gunicorn.conf.py rendered before the ready markers: no worker writes one
+    old = site.start("A")
+    done = site.switch("releases/B")
+    assert done.returncode == 0, done.stderr
+    assert f"{site.conf} has no ready-marker hooks (rendered by an older fabdeploy)" in done.stdout
+    assert "run `fab setup` to render it again" in done.stdout
+    assert f"switched: master {old} -> " in done.stdout and site.markers() == set()
+    serving(site, site.pids()[0], "B")  # type: ignore[arg-type]
+
+
+def test_stale_ready_markers_are_removed_and_others_kept(site: Site) -> None:
+    old = site.start("A")
+    wait_for(lambda: len(site.markers()) == WORKERS, "the old workers' markers")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    here = Path("/proc/self/stat").read_text().rpartition(")")[2].split()[19]
+    planted = {
+        f"ready.{dead.pid}.1",  # a process gone
+        f"ready.{workers(old)[0]}.1",  # a live pid, another start time: a reused pid
+        f"ready.{os.getpid()}.{here}",  # a live process, its own start time: kept
+        "ready.x",  # not a marker's name: kept
+    }
+    for name in planted:
+        (site.pidfile.parent / name).touch()
+    done = site.switch("releases/B")
+    assert done.returncode == 0, done.stderr
+    kept = site.markers() - {
+        f"ready.{pid}.{Path(f'/proc/{pid}/stat').read_text().rpartition(')')[2].split()[19]}"
+        for pid in workers(site.pids()[0])
+    }
+    assert kept == {f"ready.{os.getpid()}.{here}", "ready.x"}
+
+
+def test_fake_workers_and_the_rendered_conf_agree_on_the_hook(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "staging.env").write_text("APP_NAME=hello\nHOSTS=web1\n")
+    assert fake_gunicorn.READY_HOOK == run.READY_HOOK
+    assert run.READY_HOOK in setup.render_gunicorn_conf(config.build("staging", tmp_path))
 
 
 # --- nothing to serve ----------------------------------------------------------------------
