@@ -66,8 +66,9 @@ def local(settings: Settings) -> list[Finding]:
         return str(settings.app_dir)
 
     def requirements() -> str:
-        preflight.requirements(settings)
-        return str(settings.app_dir / settings.requirements)
+        found = preflight.requirements(settings)
+        more = f" (including {', '.join(found.included)})" if found.included else ""
+        return str(settings.app_dir / settings.requirements) + more
 
     def git() -> str:
         if upload.git_prefix(settings.app_dir) is None:

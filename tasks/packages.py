@@ -1,8 +1,9 @@
 """The packages of a release, resolved locally for each tag set of the fleet.
 
 For every distinct `TagSet` the hosts report, `resolve` makes a *wheelhouse* on the
-deploying machine, cached in ``.fabdeploy/wheels/<key>`` while the requirements, the tag
-set and PACKAGE_INDEX stay the same:
+deploying machine, cached in ``.fabdeploy/wheels/<key>`` while the requirements (and every
+file they include with ``-r``/``-c``: `tasks.reqfiles`), the tag set and PACKAGE_INDEX stay
+the same:
 
 - for the local interpreter's own tag set, ``pip wheel`` (a requirement without a wheel is
   built here, with the same Python and platform as the hosts);
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import pip, wheelbuild
+from . import pip, reqfiles, wheelbuild
 from .config import Settings
 from .errors import FabdeployError
 from .layout import VENV_MARKER
@@ -116,8 +117,10 @@ def built_wheels(output: str) -> list[str]:
 
 
 def cache_key(settings: Settings, requirements: str, tags: TagSet) -> str:
-    """The wheelhouse's cache key: requirements, tag set and the index resolved from."""
-    text = "\0".join([requirements, tags.digest(), settings.package_index])
+    """The wheelhouse's cache key: the requirements and every file they include, the tag set
+    and the index resolved from."""
+    files = reqfiles.read(settings, requirements).identity
+    text = "\0".join([files, tags.digest(), settings.package_index])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
