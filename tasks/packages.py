@@ -54,8 +54,10 @@ LOCAL_STATE = ".fabdeploy"
 #: Where a wheelhouse records which wheels pip built rather than downloaded.
 ORIGINS = "origins.json"
 #: The requirements with each URL, path or VCS reference pinned to the wheel built of it:
-#: what pip installs from a wheelhouse (the hosts cannot fetch those references).
+#: what pip installs from a wheelhouse (the hosts cannot fetch those references). The files
+#: REQUIREMENTS includes are inlined, their constraints in PINNED_CONSTRAINTS beside it.
 PINNED = "pinned-requirements.txt"
+PINNED_CONSTRAINTS = "pinned-constraints.txt"
 #: The shebang of a script that the host points at its venv's Python (as in wheels).
 PLACEHOLDER_SHEBANG = b"#!python\n"
 #: pip's /bin/sh trampoline for a Python path too long for a shebang: its 2nd and 3rd lines.
@@ -127,7 +129,8 @@ def cache_key(settings: Settings, requirements: str, tags: TagSet) -> str:
 def check_wheels(folder: Path, tags: TagSet) -> list[str]:
     """The wheel file names in ``folder``; any other file, or a wheel ``tags`` refuse, is an
     error (the hosts could not install it)."""
-    names = sorted(p.name for p in folder.iterdir() if p.name not in (VENV_MARKER, ORIGINS, PINNED))
+    kept = (VENV_MARKER, ORIGINS, PINNED, PINNED_CONSTRAINTS)
+    names = sorted(p.name for p in folder.iterdir() if p.name not in kept)
     wrong = [name for name in names if not tags.accepts(name)]
     if wrong:
         raise FabdeployError(
@@ -151,21 +154,26 @@ def fill(
     is built from its sdist by ``builder`` (on a host of that tag set), then the download is
     tried again with that wheel at hand, until every requirement has one. A URL, path or VCS
     requirement is built here first (`wheelbuild.pin_direct`) and pinned to its wheel in
-    ``dest/PINNED``, what pip on the hosts installs."""
+    ``dest/PINNED``, what pip on the hosts installs: the included files inlined (they would
+    not be found beside it), their constraints in ``dest/PINNED_CONSTRAINTS``."""
     found = wheelbuild.Found(dest.with_name(dest.name + "-built"))
     requirements_file = None
-    direct = wheelbuild.direct_references(requirements)
+    flat, constraints = reqfiles.flatten(settings, requirements)
+    direct = wheelbuild.direct_references(flat)
     try:
         if direct:
             pinned = wheelbuild.pin_direct(
                 settings,
-                requirements,
+                flat,
                 direct,
                 tags,
                 hosts,
                 found,
                 builder if tags != local else None,
             )
+            if constraints:
+                (dest / PINNED_CONSTRAINTS).write_text(constraints)
+                pinned = f"-c {PINNED_CONSTRAINTS}\n{pinned}"
             (dest / PINNED).write_text(pinned)
             requirements_file = dest / PINNED
         while True:

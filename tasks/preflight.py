@@ -2,8 +2,9 @@
 
 `local(settings, allow_dirty=...)` runs first in a deploy, before the app's test suite and
 before any connection, so a missing requirements file (or a missing file it includes) or an
-uncommitted change is reported in a second instead of after the tests. Each problem names the env file, line and key it
-comes from, or says what git thinks of APP_DIR and what to do about it.
+uncommitted change is reported in a second instead of after the tests. Each problem names
+the env file, line and key it comes from (or the requirements file and line), or says what
+git thinks of APP_DIR and what to do about it.
 """
 
 from __future__ import annotations

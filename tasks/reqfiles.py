@@ -157,6 +157,32 @@ def walk(app_dir: Path, top: str, text: str | None = None) -> Requirements:
     return Requirements(tuple(found.items()))
 
 
+def flatten(settings: Settings, text: str) -> tuple[str, str]:
+    """REQUIREMENTS (``text``) as two texts that name no other file: its requirement lines
+    with every ``-r`` file inlined, and the lines of every ``-c`` file (pip's rule: the option
+    decides, even inside a constraints file). Each file once; URL includes stay as lines."""
+    found = read(settings, text)
+    files, root = dict(found.files), settings.app_dir.resolve()
+    wanted: list[str] = []
+    limits: list[str] = []
+    seen = {found.files[0][0]}
+
+    def visit(relative: str, into: list[str]) -> None:
+        for _, line in logical_lines(files[relative]):
+            item = include_of(line)
+            if item is None or is_url(item[1]) or not item[1]:
+                into.append(line)
+                continue
+            path = ((root / relative).parent / item[1]).resolve()
+            name = path.relative_to(root).as_posix()
+            if name not in seen:
+                seen.add(name)
+                visit(name, limits if item[0] in ("-c", "--constraint") else wanted)
+
+    visit(found.files[0][0], wanted)
+    return "".join(f"{line}\n" for line in wanted), "".join(f"{line}\n" for line in limits)
+
+
 def read(settings: Settings, text: str | None = None) -> Requirements:
     """REQUIREMENTS (``text``: its content, when read already) and the files it includes."""
     return walk(settings.app_dir, settings.requirements, text)
