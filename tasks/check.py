@@ -1,8 +1,9 @@
 """``fab check``: every precondition of a deploy, changing nothing anywhere.
 
 Locally: the env file, the key file, APP_DIR, the requirements, the git state, the secrets
-file, the local Python. On each host: SSH and the host key, the set-up layout, ``sudo -n``,
-the Python and its wheel tags, the disk free under the deploy root, the port in BIND (free, or
+file, the local Python and the app's Python requirement (`tasks.pyreq`). On each host: SSH
+and the host key, the set-up layout, ``sudo -n``, the Python (against that requirement) and
+its wheel tags, the disk free under the deploy root, the port in BIND (free, or
 held by the app's own service), the unit and its state, the deploy lock and its holder.
 
 One line per finding, host-prefixed; the command exits 0 when a deploy would start and 1 when
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 from invoke import task
 
-from . import kv, preflight, remote, setup, upload
+from . import kv, preflight, pyreq, remote, setup, upload
 from .config import Settings
 from .errors import ConfigError, FabdeployError, HostError, detail
 from .layout import Layout
@@ -66,8 +67,9 @@ def local(settings: Settings) -> list[Finding]:
         return str(settings.app_dir)
 
     def requirements() -> str:
-        preflight.requirements(settings)
-        return str(settings.app_dir / settings.requirements)
+        found = preflight.requirements(settings)
+        more = f" (including {', '.join(found.included)})" if found.included else ""
+        return str(settings.app_dir / settings.requirements) + more
 
     def git() -> str:
         if upload.git_prefix(settings.app_dir) is None:
@@ -91,7 +93,22 @@ def local(settings: Settings) -> list[Finding]:
     )
     python = f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})"
     found.append(Finding("local python", True, python))
+    found.append(attempt("python requirement", lambda: python_requirement(settings)))
     return found
+
+
+def python_requirement(settings: Settings) -> str:
+    """The app's Python requirement, and whether the local test step's Python satisfies it
+    (`tasks.pyreq`); it does not: raises."""
+    problem = pyreq.check_local(settings)
+    if problem:
+        raise FabdeployError(problem)
+    found = pyreq.describe(settings)
+    if pyreq.find(settings) is None:
+        return found
+    if not settings.test_command.strip():
+        return f"{found}; no test step (TEST_COMMAND is empty): the local Python runs no app code"
+    return f"{found}, the local test step's Python {pyreq.local_version()} satisfies it"
 
 
 def on_host(host: Host) -> list[Finding]:
@@ -107,9 +124,20 @@ def on_host(host: Host) -> list[Finding]:
         return [*found, Finding("set up", False, exc.detail)]
     found += [
         Finding("set up", True, f"{host.settings.deploy_root}, sudo -n works"),
-        Finding("python", True, f"{facts.python.split(' (')[0]} ({facts.tags.name})"),
+        attempt("python", lambda: host_python(host.settings, facts)),
     ]
     return found + state(host, facts.running)
+
+
+def host_python(settings: Settings, facts: setup.Facts) -> str:
+    """The host's Python and tags, and that it satisfies the app's Python requirement (it
+    does not: raises, one line)."""
+    problem = pyreq.check_host(settings, facts.python)
+    if problem:
+        raise FabdeployError(problem)
+    found = pyreq.find(settings)
+    satisfies = f", satisfies {found.describe()}" if found else ""
+    return f"{facts.python.split(' (')[0]} ({facts.tags.name}){satisfies}"
 
 
 def state(host: Host, running: bool) -> list[Finding]:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from dotenv.parser import parse_stream
 from invoke.context import Context
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from . import secretsfile
 from .errors import ConfigError
@@ -166,6 +167,19 @@ def _python(raw: str) -> str:
             f"/usr/bin/python3.12 (no spaces, arguments or shell characters), got {raw!r}"
         )
     return value
+
+
+def _specifier(raw: str) -> str:
+    """A PEP 440 version specifier (``>=3.11``, ``>=3.10,<3.14``), or empty."""
+    value = raw.strip()
+    if not value:
+        return ""
+    try:
+        return str(SpecifierSet(value))
+    except InvalidSpecifier:
+        raise ValueError(
+            f"expected a PEP 440 version specifier such as >=3.12 or >=3.10,<3.14, got {raw!r}"
+        ) from None
 
 
 def _url(raw: str) -> str:
@@ -330,6 +344,12 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("APP_USER", _user, "", "User the service runs as; empty: the SSH user"),
     Key("PYTHON", _python, "python3", "Python interpreter on the host"),
+    Key(
+        "PYTHON_REQUIRES",
+        _specifier,
+        "",
+        "The app's Python versions (PEP 440, e.g. >=3.12); empty: requires-python of pyproject.toml",
+    ),
     Key("WSGI_APP", _wsgi, "app:app", "gunicorn's WSGI target, MODULE:CALLABLE"),
     Key("BIND", _bind, "127.0.0.1:8000", "Address gunicorn listens on, HOST:PORT"),
     Key("WORKERS", _whole(1), "2", "gunicorn worker processes"),
@@ -527,6 +547,7 @@ class Settings:
     stop_timeout: int = 60
     primary_host: str = ""
     health_host: str = ""  # the Host header of the health probes ("": the address probed)
+    python_requires: str = ""  # PYTHON_REQUIRES: a PEP 440 specifier ("" none: pyproject's)
     #: Companion processes: name -> command (``PROCESS_<NAME>``), in env-file order.
     processes: dict[str, str] = field(default_factory=dict, compare=False)
     #: Roles: name -> its hosts (``ROLE_<NAME>``), and name -> what it runs (``RUNS_<NAME>``).
@@ -886,6 +907,7 @@ def build(environment: str, project: Path) -> Settings:
         linked_files=values["LINKED_FILES"],
         stop_timeout=values["STOP_TIMEOUT"],
         primary_host=values["PRIMARY_HOST"],
+        python_requires=values["PYTHON_REQUIRES"],
         processes=processes,
         roles=roles,
         runs=runs,

@@ -48,6 +48,7 @@ from . import (
     migrate,
     preflight,
     processes,
+    pyreq,
     remote,
     roles,
     run,
@@ -209,7 +210,9 @@ def preflight_step(run_: Run) -> None:
 
 
 def test_step(run_: Run) -> None:
-    """The app's own test suite, locally; a failure stops the deploy before any host changes."""
+    """The app's own test suite, locally; a failure stops the deploy before any host changes.
+    The local Python must satisfy the app's Python requirement (`tasks.pyreq`)."""
+    pyreq.require_local(run_.settings)
     test.run_local(run_.c, run_.settings, run_.output)
 
 
@@ -222,6 +225,8 @@ def check(run_: Run, host: Host) -> None:
     run_.facts[host.name] = facts
     run_.inventories[host.name] = parse_inventory(found)
     run_.served[host.name] = facts.current
+    if run_.action != "rollback":  # a new release: its Python requirement, before any change
+        pyreq.require_host(run_.settings, host.name, facts.python)
     python = facts.python.split(" (")[0]
     host.say(f"{python} ({facts.tags.name}); serving {facts.current or 'nothing yet'}")
 

@@ -3,7 +3,7 @@
 ```
 <deploy_root>/
   releases/<release>/           one per deploy; REVISION inside; .venv and .env are links
-  venvs/<hash>/                 shared by releases whose requirements and Python match
+  venvs/<hash>/                 shared by releases whose resolved packages and Python match
   shared/.env                   the app's secrets, 0600, owned by the app user
   shared/log/                   gunicorn's and the app's log files (rotated)
   shared/pids/gunicorn.pid      the gunicorn master's pid

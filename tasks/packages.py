@@ -1,8 +1,9 @@
 """The packages of a release, resolved locally for each tag set of the fleet.
 
 For every distinct `TagSet` the hosts report, `resolve` makes a *wheelhouse* on the
-deploying machine, cached in ``.fabdeploy/wheels/<key>`` while the requirements, the tag
-set and PACKAGE_INDEX stay the same:
+deploying machine, cached in ``.fabdeploy/wheels/<key>`` while the requirements (and every
+file they include with ``-r``/``-c``: `tasks.reqfiles`), the tag set and PACKAGE_INDEX stay
+the same:
 
 - for the local interpreter's own tag set, ``pip wheel`` (a requirement without a wheel is
   built here, with the same Python and platform as the hosts);
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import pip, wheelbuild
+from . import pip, reqfiles, wheelbuild
 from .config import Settings
 from .errors import FabdeployError
 from .layout import VENV_MARKER
@@ -53,8 +54,10 @@ LOCAL_STATE = ".fabdeploy"
 #: Where a wheelhouse records which wheels pip built rather than downloaded.
 ORIGINS = "origins.json"
 #: The requirements with each URL, path or VCS reference pinned to the wheel built of it:
-#: what pip installs from a wheelhouse (the hosts cannot fetch those references).
+#: what pip installs from a wheelhouse (the hosts cannot fetch those references). The files
+#: REQUIREMENTS includes are inlined, their constraints in PINNED_CONSTRAINTS beside it.
 PINNED = "pinned-requirements.txt"
+PINNED_CONSTRAINTS = "pinned-constraints.txt"
 #: The shebang of a script that the host points at its venv's Python (as in wheels).
 PLACEHOLDER_SHEBANG = b"#!python\n"
 #: pip's /bin/sh trampoline for a Python path too long for a shebang: its 2nd and 3rd lines.
@@ -116,15 +119,18 @@ def built_wheels(output: str) -> list[str]:
 
 
 def cache_key(settings: Settings, requirements: str, tags: TagSet) -> str:
-    """The wheelhouse's cache key: requirements, tag set and the index resolved from."""
-    text = "\0".join([requirements, tags.digest(), settings.package_index])
+    """The wheelhouse's cache key: the requirements and every file they include, the tag set
+    and the index resolved from."""
+    files = reqfiles.read(settings, requirements).identity
+    text = "\0".join([files, tags.digest(), settings.package_index])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def check_wheels(folder: Path, tags: TagSet) -> list[str]:
     """The wheel file names in ``folder``; any other file, or a wheel ``tags`` refuse, is an
     error (the hosts could not install it)."""
-    names = sorted(p.name for p in folder.iterdir() if p.name not in (VENV_MARKER, ORIGINS, PINNED))
+    kept = (VENV_MARKER, ORIGINS, PINNED, PINNED_CONSTRAINTS)
+    names = sorted(p.name for p in folder.iterdir() if p.name not in kept)
     wrong = [name for name in names if not tags.accepts(name)]
     if wrong:
         raise FabdeployError(
@@ -148,21 +154,26 @@ def fill(
     is built from its sdist by ``builder`` (on a host of that tag set), then the download is
     tried again with that wheel at hand, until every requirement has one. A URL, path or VCS
     requirement is built here first (`wheelbuild.pin_direct`) and pinned to its wheel in
-    ``dest/PINNED``, what pip on the hosts installs."""
+    ``dest/PINNED``, what pip on the hosts installs: the included files inlined (they would
+    not be found beside it), their constraints in ``dest/PINNED_CONSTRAINTS``."""
     found = wheelbuild.Found(dest.with_name(dest.name + "-built"))
     requirements_file = None
-    direct = wheelbuild.direct_references(requirements)
+    flat, constraints = reqfiles.flatten(settings, requirements)
+    direct = wheelbuild.direct_references(flat)
     try:
         if direct:
             pinned = wheelbuild.pin_direct(
                 settings,
-                requirements,
+                flat,
                 direct,
                 tags,
                 hosts,
                 found,
                 builder if tags != local else None,
             )
+            if constraints:
+                (dest / PINNED_CONSTRAINTS).write_text(constraints)
+                pinned = f"-c {PINNED_CONSTRAINTS}\n{pinned}"
             (dest / PINNED).write_text(pinned)
             requirements_file = dest / PINNED
         while True:

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from invoke import Context, task
 
-from . import deploy, gitref, hooks, pipeline, preflight, remote, setup, upload, wheelbuild
+from . import deploy, gitref, hooks, pipeline, preflight, pyreq, remote, setup, upload, wheelbuild
 from .config import Settings
 from .fleet import describe_rounds, rounds
 from .layout import Layout, unit_file
@@ -141,6 +141,13 @@ def requirement_names(build: upload.Build, wanted: object) -> list[str]:
     return [line for line in lines if line]
 
 
+def checked(host: Host) -> setup.Facts:
+    """The host's facts (`setup.check`), its Python checked against the app's requirement."""
+    facts = setup.check(host)
+    pyreq.require_host(host.settings, host.name, facts.python)
+    return facts
+
+
 def answers(done: list[tuple[Host, T, BaseException | None]]) -> list[T]:
     """The results of `remote.each`, in order; the first host's error raised."""
     for _, _, error in done:
@@ -213,7 +220,8 @@ def plan(c, json=False, allow_dirty=False, ref=""):  # type: ignore[no-untyped-d
         if ref:
             settings = gitref.export(settings, ref)
         preflight.local(settings, allow_dirty=allow_dirty)
-        found = answers(remote.each(hosts, setup.check, settings.parallel))
+        pyreq.require_local(settings)
+        found = answers(remote.each(hosts, checked, settings.parallel))
         facts = {host.name: facts_ for host, facts_ in zip(hosts, found)}
         targets = {name: f.tags for name, f in facts.items()}
         build = upload.build(settings, allow_dirty=allow_dirty, targets=targets,

@@ -1,16 +1,17 @@
 """A deploy's local preconditions that take no time: files, settings and git state.
 
 `local(settings, allow_dirty=...)` runs first in a deploy, before the app's test suite and
-before any connection, so a missing requirements file or an uncommitted change is reported
-in a second instead of after the tests. Each problem names the env file, line and key it
-comes from, or says what git thinks of APP_DIR and what to do about it.
+before any connection, so a missing requirements file (or a missing file it includes) or an
+uncommitted change is reported in a second instead of after the tests. Each problem names
+the env file, line and key it comes from (or the requirements file and line), or says what
+git thinks of APP_DIR and what to do about it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from . import upload
+from . import reqfiles, upload
 from .config import Settings
 from .errors import ConfigError, FabdeployError
 
@@ -29,14 +30,16 @@ def app_dir(settings: Settings) -> None:
         raise ConfigError(f"{settings.where('APP_DIR')}: {settings.app_dir} {what}")
 
 
-def requirements(settings: Settings) -> None:
-    """REQUIREMENTS is a non-empty file inside APP_DIR."""
+def requirements(settings: Settings) -> reqfiles.Requirements:
+    """REQUIREMENTS is a non-empty file inside APP_DIR, and every file it includes
+    (``-r``/``-c``) exists inside APP_DIR; returns them all."""
     path = settings.app_dir / settings.requirements
     if not path.is_file() or not path.read_text(encoding="utf-8", errors="replace").strip():
         state = "is empty" if path.is_file() else "not found"
         raise ConfigError(
             f"{settings.where('REQUIREMENTS')}: {path} {state} (it must list gunicorn at least)"
         )
+    return reqfiles.read(settings)
 
 
 def git_state(settings: Settings, *, allow_dirty: bool) -> None:

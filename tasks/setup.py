@@ -27,7 +27,7 @@ from string import Template
 
 from invoke import Collection, task
 
-from . import kv, linked, processes, remote, roles, tags
+from . import kv, linked, processes, pyreq, remote, roles, tags
 from .config import Settings
 from .errors import HostError
 from .fleet import Run
@@ -327,8 +327,10 @@ def process_units(host: Host, group: str) -> list[Change]:
 
 
 def prepare(host: Host) -> list[Change]:
-    """Every setup item on ``host``, in order; returns what changed."""
+    """Every setup item on ``host``, in order; returns what changed. A Python that does not
+    satisfy the app's Python requirement (`tasks.pyreq`) stops it after the packages."""
     changes = [packages(host)]
+    pyreq.require_host(host.settings, host.name, changes[0].detail)
     change, group = user(host)
     changes += [change, directories(host, group), secrets(host, group), shared_paths(host)]
     changes += service(host, group)

@@ -5,14 +5,16 @@ Functions other modules compose (the deploy runs them in this order):
 - `build(settings, *, allow_dirty=False, targets=None, say=print) -> Build` runs once per
   command, locally: the app's source as a tar.gz, and for each tag set of ``targets`` (host
   name -> `TagSet` from `setup.check`) a packages archive (`tasks.packages`: REQUIREMENTS
-  installed locally, or their wheelhouse), cached per requirements and tag set;
+  installed locally, or their wheelhouse), cached per requirements (with every file they
+  include) and tag set;
 - `ship(host, build, facts) -> [(path, sha256)]` removes leftovers of interrupted deploys
   from ``.incoming`` and copies the archives there: the packages of the host's tag set only
   to a host that lacks the release's venv (`needs_packages`);
 - `unpack(host, build, archives)` verifies the archives' sha256, removes half-made releases,
   unpacks ``releases/<name>`` and links ``.env``;
-- `install(host, build, facts) -> Venv` links the release to ``venvs/<hash>`` (reused when
-  complete, made from the prebuilt packages or with pip otherwise: ``scripts/install.sh``)
+- `install(host, build, facts) -> Venv` links the release to ``venvs/<hash>`` (the hash of
+  the resolved wheels, the host's Python and tags: `facts_digest`; reused when complete,
+  made from the prebuilt packages or with pip otherwise: ``scripts/install.sh``)
   and writes REVISION last: a release without REVISION is half-made;
 - `remove_release(host, name)` deletes one release (never `current`).
 """
@@ -34,7 +36,7 @@ from pathlib import Path
 from fabric import Connection
 from invoke import Collection, task
 
-from . import config, linked, packages, remote, setup, tags, wheelbuild, workers
+from . import config, linked, packages, remote, reqfiles, setup, tags, wheelbuild, workers
 from .config import Settings
 from .errors import FabdeployError, HostError
 from .layout import VENV_MARKER, Layout, Revision, release_name
@@ -59,6 +61,8 @@ class Build:
     workdir: Path = field(repr=False)
     #: One packages archive per tag set of the hosts (none with HOST_PACKAGE_INDEX).
     packages: tuple[Packages, ...] = ()
+    #: REQUIREMENTS and every file it includes (`reqfiles.Requirements.identity`).
+    requirements_files: str = ""
 
     @property
     def size(self) -> int:
@@ -303,6 +307,7 @@ def build(
         raise FabdeployError(
             f"{req_path}: requirements file missing or empty (it must list gunicorn at least)"
         )
+    files = reqfiles.read(settings, requirements)  # a missing include: before any pip
     workdir = _workdir(settings)
     try:
         revision, add_source = _source(settings, allow_dirty or settings.allow_dirty, workdir)
@@ -330,6 +335,7 @@ def build(
         user=local_user(),
         workdir=workdir,
         packages=tuple(found),
+        requirements_files=files.identity,
     )
     sizes = [
         f"{p.size >> 10} KiB" + (f" for {p.tags.name}" if len(found) > 1 else "") for p in found
@@ -343,15 +349,28 @@ def build(
 
 
 def venv_digest(requirements: str, python: str, host_tags: TagSet) -> str:
-    """The venv's key: sha256 of the requirements text, the remote Python's identity and the
-    wheel tags it accepts (a host on another Python or platform never gets this venv)."""
+    """The venv's key: sha256 of what it holds (`venv_contents`), the remote Python's
+    identity and the wheel tags it accepts (a host on another Python or platform never gets
+    this venv)."""
     text = f"{requirements}\0{python}\0{host_tags.digest()}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def venv_contents(build: Build, host_tags: TagSet) -> str:
+    """What a venv of this release holds on a host of ``host_tags``, as text: the resolved
+    pins (the sorted file names of the wheels built for those tags), so that a version changed
+    anywhere (an included file, a new release on the index) makes a new venv and the same
+    set reuses it; with HOST_PACKAGE_INDEX (each host resolves), the requirements and every
+    file they include."""
+    wanted = build.packages_for(host_tags)
+    if wanted is not None:
+        return "wheels:\n" + "\n".join(sorted(wanted.wheels))
+    return build.requirements_files or build.requirements
+
+
 def facts_digest(build: Build, facts: Facts) -> str:
     """The venv key of this release on the host ``facts`` describe."""
-    return venv_digest(build.requirements, facts.python, facts.tags)
+    return venv_digest(venv_contents(build, facts.tags), facts.python, facts.tags)
 
 
 def needs_packages(build: Build, facts: Facts) -> bool:

@@ -169,11 +169,16 @@ def sdist_of(settings: Settings, requirement: str, dest: Path) -> Path | None:
     return new[0] if len(new) == 1 else None
 
 
-def _toml(text: str) -> dict:  # type: ignore[type-arg]
+def parse_toml(text: str) -> dict:  # type: ignore[type-arg]
+    """A TOML document (tomllib; before Python 3.11, tomli when installed, else pip's
+    vendored copy of it); a syntax error is a `ValueError`."""
     try:
         import tomllib  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # Python < 3.11: pip's vendored copy
-        from pip._vendor import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
+    except ImportError:  # Python < 3.11
+        try:
+            import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
+        except ImportError:
+            from pip._vendor import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
     return tomllib.loads(text)  # type: ignore[no-any-return]
 
 
@@ -186,7 +191,7 @@ def build_requirements(sdist: Path) -> list[str]:
                        and m.name.endswith("/pyproject.toml")), None)  # fmt: skip
         handle = tar.extractfile(member) if member is not None else None
         if handle is not None:
-            system = _toml(handle.read().decode("utf-8")).get("build-system", {})
+            system = parse_toml(handle.read().decode("utf-8")).get("build-system", {})
             requires = [str(r) for r in system.get("requires", requires)]
     names = {re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in requires}
     if "setuptools" in names and "wheel" not in names:

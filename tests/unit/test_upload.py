@@ -121,7 +121,8 @@ def test_wheelhouse_goes_into_the_archive(tmp_path: Path, monkeypatch) -> None: 
             "hosts": ("web1", "web3", "web2"),
         }
         # packages go only to hosts without this release's venv
-        digest = upload.venv_digest(built.requirements, "Python 3.11.2", SERVER_ARM)
+        contents = upload.venv_contents(built, SERVER_ARM)
+        digest = upload.venv_digest(contents, "Python 3.11.2", SERVER_ARM)
         facts = Facts("Python 3.11.2", "3.12", "", SERVER_ARM, venvs=("0123456789abcdef",))
         assert upload.needs_packages(built, facts)
         assert not upload.needs_packages(built, replace(facts, venvs=(digest,)))

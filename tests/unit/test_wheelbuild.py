@@ -251,6 +251,44 @@ def test_url_path_and_vcs_requirements_are_built_here_and_pinned(tmp_path: Path)
         packages.wheelhouse(conf, "./vendor/tinyext\n", SERVER_ARM, LAPTOP, ("web1",), print)
 
 
+def test_path_requirements_in_included_files_are_pinned_with_the_includes_inlined(
+    tmp_path: Path,
+) -> None:
+    """A path requirement beside ``-r``/``-c`` includes: the pinned requirements in the
+    wheelhouse name no file they could not find there (includes inlined, constraints beside),
+    and a path requirement of an included file is pinned too."""
+    app = tmp_path / "app"
+    for name, version in (("tinypure", "0.3"), ("tinytwo", "0.1")):
+        tree = app / "vendor" / name
+        tree.mkdir(parents=True)
+        (tree / "setup.py").write_text(
+            f'from setuptools import setup\nsetup(name="fabdeploy-test-{name}", '
+            f'version="{version}", py_modules=["fdt_{name}"])\n'
+        )
+        (tree / f"fdt_{name}.py").write_text("VALUE = 1\n")
+    (app / "reqs").mkdir()
+    (app / "reqs" / "more.txt").write_text("-c pins.txt\n./vendor/tinytwo  # from an include\n")
+    (app / "reqs" / "pins.txt").write_text("fabdeploy-test-tinypure==0.3\n")
+    requirements = "./vendor/tinypure\n-r reqs/more.txt\n"
+    conf = offline_settings(tmp_path, requirements)
+    wheels = packages.wheelhouse(conf, requirements, SERVER_ARM, LAPTOP, ("web1",), print)
+    names = packages.check_wheels(wheels, SERVER_ARM)
+    assert [n.split("-")[0] for n in names] == ["fabdeploy_test_tinypure", "fabdeploy_test_tinytwo"]
+    assert (wheels / packages.PINNED).read_text() == (
+        "-c pinned-constraints.txt\nfabdeploy-test-tinypure==0.3\nfabdeploy-test-tinytwo==0.1\n"
+    )
+    assert (wheels / packages.PINNED_CONSTRAINTS).read_text() == "fabdeploy-test-tinypure==0.3\n"
+    # what a host does with it: pip, no index, from the wheelhouse alone
+    target = tmp_path / "site"
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels),
+         "--target", str(target), "-r", str(wheels / packages.PINNED)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    assert (target / "fdt_tinytwo.py").is_file() and (target / "fdt_tinypure.py").is_file()
+
+
 @pytest.mark.skipif(
     not (shutil.which("cc") or shutil.which("gcc"))
     or not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file(),
