@@ -1,5 +1,6 @@
 # What setup owns on a host, as it is there: read by `fab plan` and by the deploy's lock
-# (tasks/converge.py), changing nothing (run as the SSH user, root reads by sudo -n).
+# (tasks/converge.py), changing nothing, and as no root: the units (0644 under /etc) as the
+# SSH user, the files under the deploy root (gunicorn.conf.py, the secrets) as the app user.
 # In: UNIT CONF ENV_FILE APP_USER PIDFILE PROCESS_UNITS (the companion units' files, one a
 # line; may be empty).
 # Out: `group=<the app user's group>`, `secrets=<sha256> <user>:<group>:<mode>` (empty: no
@@ -7,17 +8,23 @@
 # text>` (`-`: missing), `stale=<what>` for each running process that started before a file
 # it reads last changed (`web`, or a process unit's file), and `secret=<name>` per secret
 # name in the env file (names only, never values).
+reading() {  # FILE CMD...: CMD (FILE among its arguments) as the user that may read FILE
+  case $1 in
+    /etc/*) shift; "$@" ;;
+    *) shift; as_app "$@" ;;
+  esac
+}
 kv group "$(id -gn -- "$APP_USER" 2>/dev/null || true)"
-if sudo -n test -f "$ENV_FILE"; then
-  kv secrets "$(sudo -n sha256sum -- "$ENV_FILE" | cut -d' ' -f1) $(sudo -n stat -c %U:%G:%a -- "$ENV_FILE")"
+if reading "$ENV_FILE" test -f "$ENV_FILE"; then
+  kv secrets "$(as_app sha256sum -- "$ENV_FILE" | cut -d' ' -f1) $(as_app stat -c %U:%G:%a -- "$ENV_FILE")"
 else
   kv secrets ""
 fi
 mapfile -t units <<< "${PROCESS_UNITS:-}"
 for file in "$UNIT" "$CONF" "${units[@]}"; do
   [ -n "$file" ] || continue
-  if sudo -n test -f "$file"; then
-    echo "file=$file $(sudo -n base64 -w0 -- "$file")"
+  if reading "$file" test -f "$file"; then
+    echo "file=$file $(reading "$file" base64 -w0 -- "$file")"
   else
     echo "file=$file -"
   fi
@@ -25,7 +32,7 @@ done
 mtime() {  # FILE...: the latest modification time (seconds) of those that exist, else 0
   local latest=0 file time
   for file in "$@"; do
-    time=$(sudo -n stat -c %Y -- "$file" 2>/dev/null || echo 0)
+    time=$(reading "$file" stat -c %Y -- "$file" 2>/dev/null || echo 0)
     [ "$time" -gt "$latest" ] && latest=$time
   done
   echo "$latest"
@@ -47,8 +54,8 @@ since=$(started "$pid")
 # A file changed more than 2 s after the process started (the estimates are whole seconds).
 if [ -n "$since" ] && [ $((since + 2)) -lt "$(mtime "$ENV_FILE" "$CONF")" ]; then kv stale web; fi
 for file in "${units[@]}"; do
-  if [ -z "$file" ] || ! sudo -n test -f "$file"; then continue; fi
+  if [ -z "$file" ] || ! reading "$file" test -f "$file"; then continue; fi
   since=$(started "$(systemctl show -p MainPID --value -- "${file##*/}" 2>/dev/null || true)")
   if [ -n "$since" ] && [ $((since + 2)) -lt "$(mtime "$ENV_FILE" "$file")" ]; then kv stale "$file"; fi
 done
-sudo -n sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/secret=\1/p' -- "$ENV_FILE" 2>/dev/null || true
+as_app sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/secret=\1/p' -- "$ENV_FILE" 2>/dev/null || true
