@@ -172,9 +172,14 @@ def drift(host: Host, found: OnHost) -> Drift:
         have = found.files.get(target.path)
         if have == target.text:
             continue
+        if not found.group:
+            refuse(host, f"APP_USER {host.app_user} does not exist on the host")
         lines = restart_only(have or "", target.text) if have is not None else []
-        if lines or not found.group:
-            refuse(host, target.path, lines[0] if lines else f"APP_USER {host.app_user}")
+        if lines:
+            refuse(
+                host,
+                f"{target.path} would change `{lines[0]}`, which the running service keeps until it restarts",
+            )
         result.files.append(target)
         result.had[target.path] = have is not None
     secrets = secrets_target(host, group)
@@ -185,13 +190,12 @@ def drift(host: Host, found: OnHost) -> Drift:
     return result
 
 
-def refuse(host: Host, path: str, line: str) -> None:
-    """Stop the deploy (no host changed) with the commands that apply ``line``."""
+def refuse(host: Host, why: str) -> None:
+    """Stop the deploy (no host changed yet) saying ``why`` and the commands to run."""
     settings = host.settings
     raise HostError(
         host.name,
-        f"{path} would change `{line}`, which the running service keeps until it restarts "
-        f"(or needs the app user set up), so deploy does not apply it and changed nothing: run "
+        f"{why}, so deploy does not apply it and changed nothing: run "
         f"`{settings.command('setup')}`, then `{settings.command('run.restart --process all')}` "
         "(a short outage), then deploy again",
     )

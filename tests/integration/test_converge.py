@@ -142,6 +142,8 @@ def test_deploy_converges_secrets_gunicorn_config_and_processes(
     app(site, "1.2.0", "four")
     settings(site, BIND="0.0.0.0:8001")
     before, releases = site.sh(f"cat {ROOT}/shared/gunicorn.conf.py"), site.releases()
+    planned = site.fab("plan").stdout
+    assert "deploy would stop here, changing no host: " in planned, planned
     refused = site.fab("deploy", "--skip-tests", ok=False)
     message = refused.stdout + refused.stderr
     assert "bind = '0.0.0.0:8001'" in message and "changed nothing" in message, message
