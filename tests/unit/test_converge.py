@@ -239,3 +239,74 @@ def test_secrets_digest_is_setups(tmp_path: Path) -> None:
     assert target is not None and target.path == "/srv/shop/shared/.env"
     assert line == f"{hashlib.sha256(target.text.encode()).hexdigest()} deploy:deploy:600"
     assert setup.render_gunicorn_conf(h.settings) in [t.text for t in converge.targets(h, "deploy")]  # fmt: skip
+
+
+# --- in the deploy's switch ----------------------------------------------------------------
+
+
+def switching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """web1 (web) and jobs1 (worker only), each with a staged gunicorn.conf.py; what the
+    switch, `converge.run`, link_current and the unstaging were given, in order."""
+    from tasks import config, deploy, fleet
+    from tests.unit.test_deploy import FlowHost
+
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "staging.env").write_text(
+        "APP_NAME=shop\nROLE_WEB=web1\nROLE_WORKER=jobs1\nPROCESS_WORKER=celery worker\n"
+    )
+    settings = config.build("staging", tmp_path)
+    hosts = [FlowHost(name, settings) for name in ("web1", "jobs1")]
+    for h in hosts:
+        h.app_user = "deploy"  # type: ignore[attr-defined]
+    seen: list[tuple[str, str, str]] = []
+
+    def switched(host, release, before=None, setup_files=None):  # type: ignore[no-untyped-def]
+        seen.append(("switch", host.name, str(setup_files[1]["MODE"]) if setup_files else ""))
+
+    monkeypatch.setattr(deploy.run, "switch", switched)
+    monkeypatch.setattr(deploy.run, "current_release", lambda host: "R2")
+    monkeypatch.setattr(deploy.upload, "remove_release", lambda *a: None)
+    monkeypatch.setattr(deploy, "record", lambda *a, **k: None)
+    monkeypatch.setattr(converge, "run", lambda host, f, mode: seen.append(("run", host.name, mode)))  # fmt: skip
+    monkeypatch.setattr(deploy.processes, "link_current", lambda host, r: seen.append(("link", host.name, r)))  # fmt: skip
+    monkeypatch.setattr(converge, "discard", lambda host, f: seen.append(("discard", host.name, f.stage)))  # fmt: skip
+    run_ = fleet.Run(SimpleNamespace(config={}), settings, hosts)  # type: ignore[arg-type]
+    for h in hosts:
+        run_.release[h.name], run_.served[h.name] = "R2", "R1"
+        conf = converge.Target("/srv/shop/shared/gunicorn.conf.py", "workers = 3\n", "deploy", "deploy")  # fmt: skip
+        run_.drift[h.name] = converge.Drift(files=[conf], had={conf.path: True}, stage="/home/d/s")
+    return run_, hosts, seen
+
+
+def test_the_switch_takes_the_files_and_a_batch_going_back_restores_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks import deploy
+
+    run_, (web1, jobs1), seen = switching(tmp_path, monkeypatch)
+    deploy.switch(run_, web1)
+    deploy.switch(run_, jobs1)
+    assert seen == [("switch", "web1", "apply"), ("run", "jobs1", "apply"), ("link", "jobs1", "R2")]  # fmt: skip
+    assert run_.drift["web1"].applied
+    seen.clear()
+    deploy.back(run_, web1)  # another host of its batch failed: back to R1, old files first
+    assert seen == [("switch", "web1", "back")] and not run_.drift["web1"].applied
+
+
+def test_a_deploy_that_fails_before_the_switch_unstages_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks import deploy
+
+    run_, (web1, _), seen = switching(tmp_path, monkeypatch)
+    deploy.undo(run_, web1)
+    assert seen == [("discard", "web1", "/home/d/s")]
+
+
+def test_a_host_without_drift_switches_as_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from tasks import deploy
+
+    run_, (web1, _), seen = switching(tmp_path, monkeypatch)
+    run_.drift["web1"] = converge.Drift()
+    deploy.switch(run_, web1)
+    assert seen == [("switch", "web1", "")]
