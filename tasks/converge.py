@@ -31,6 +31,7 @@ from . import kv, processes, remote, roles
 from .errors import HostError
 from .layout import Layout, unit_file
 from .remote import Host
+from .setup import render_gunicorn_conf, render_unit
 
 #: Lines of the web unit and gunicorn.conf.py a running service keeps until it restarts: a
 #: USR2 re-exec inherits the master's user, command line and listening sockets.
@@ -129,8 +130,6 @@ def read(host: Host) -> OnHost:
 
 def targets(host: Host, group: str) -> list[Target]:
     """The files setup writes on ``host`` (the secrets file apart), as it would write them."""
-    from .setup import render_gunicorn_conf, render_unit  # setup composes this module
-
     settings, user = host.settings, host.app_user
     found = [
         Target(unit_file(settings.app_name), render_unit(settings, user, group)),
