@@ -1,4 +1,5 @@
-"""A deploy converges what setup owns (tasks/converge.py), on a real-systemd host (Debian 12):
+"""A deploy converges what setup owns (tasks/converge.py), on a real-systemd host (Debian 12
+and 13):
 a changed secret and a new GUNICORN_CONFIG reach the web app and a companion process through
 a plain ``fab deploy``, under a request loop with no failed request; a deploy of the same
 revision with only the secrets changed is not a no-op; ``fab setup`` then ``deploy`` applies
@@ -10,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import textwrap
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import HostFactory, fab_env
 from tests.integration.apps import write_app
@@ -65,13 +68,16 @@ def seen_by_watch(site: Site) -> str:
     return site.sh(f"cat {ROOT}/shared/log/watch.sha256")
 
 
+@pytest.mark.parametrize(("release", "app_user"), [("bookworm", ""), ("trixie", "web")])
 def test_deploy_converges_secrets_gunicorn_config_and_processes(
-    make_hosts: HostFactory, tmp_path: Path
+    make_hosts: HostFactory, tmp_path: Path, release: str, app_user: str
 ) -> None:
-    host = make_hosts(1, release="bookworm")[0]
+    """Debian 12 with the SSH user as app user; Debian 13 with another app user (the files
+    under the deploy root are then read and written through sudo -u)."""
+    host = make_hosts(1, release=release)[0]
     project = tmp_path / "project"
-    write_project(project, host, make_hosts.kit)
-    site = Site(host, project, fab_env(), make_hosts.kit)
+    write_project(project, host, make_hosts.kit, app_user)
+    site = Site(host, project, fab_env(), make_hosts.kit, app_user or host.user)
     settings(site, PROCESS_WATCH="python watch.py")
     app(site, "1.0.0", "one")
     site.fab("setup")
