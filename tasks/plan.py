@@ -198,7 +198,8 @@ def lines(plan: HostPlan) -> list[str]:
         names = f" (names: {added} {removed})".replace(" )", ")") if added or removed else ""
         out.append(f"secrets changed{names}: deploy installs them with the switch")
     out += [
-        f"{what} started before its files changed: the deploy reloads it gracefully" for what in plan.stale
+        f"{what} started before its files changed: the deploy reloads it gracefully"
+        for what in plan.stale
     ]
     out += [f"hook {hook}" for hook in plan.hooks]
     return out
