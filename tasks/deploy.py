@@ -43,6 +43,7 @@ from pathlib import Path
 from invoke import task
 
 from . import (
+    converge,
     gitref,
     hooks,
     migrate,
@@ -221,6 +222,7 @@ def check(run_: Run, host: Host) -> None:
     its releases and the one it serves (learned with the lock: no session of its own)."""
     text = run_.learned.pop(host.name)  # every list takes the lock first
     facts_text, _, found = text.partition("--- inventory\n")
+    found, _, files = found.partition("--- setup files\n")
     facts = setup.parse_facts(host, facts_text)
     run_.facts[host.name] = facts
     run_.inventories[host.name] = parse_inventory(found)
@@ -229,13 +231,20 @@ def check(run_: Run, host: Host) -> None:
         pyreq.require_host(run_.settings, host.name, facts.python)
     python = facts.python.split(" (")[0]
     host.say(f"{python} ({facts.tags.name}); serving {facts.current or 'nothing yet'}")
+    if run_.action == "deploy":  # a deploy converges setup's files, or refuses here
+        drift = run_.drift[host.name] = converge.drift(host, converge.parse(files))
+        if drift:
+            host.say(f"setup's files: {drift.describe()}: the switch applies them")
 
 
 def learn_program(host: Host) -> tuple[str, dict[str, object]]:
-    """`setup.facts_program` then `releases.inventory_program`: one script, one session."""
+    """`setup.facts_program`, `releases.inventory_program`, then `converge.program` (setup's
+    files as they are): one script, one session."""
     facts, facts_env = setup.facts_program(host)
     listing, listing_env = inventory_program(host)
-    return f'{facts}\necho "--- inventory"\n{listing}', {**facts_env, **listing_env}
+    files, files_env = converge.program(host)
+    body = f'{facts}\necho "--- inventory"\n{listing}\necho "--- setup files"\n{files}'
+    return body, {**facts_env, **listing_env, **files_env}
 
 
 def build(run_: Run) -> None:
@@ -276,6 +285,8 @@ def upload_step(run_: Run, host: Host) -> None:
         host.say(f"releases/{run_.build.release} is here already (deploy {run_.id}): reused")
         return
     run_.archives[host.name] = upload.ship(host, run_.build, run_.facts[host.name])
+    if host.name in run_.drift:
+        converge.stage(host, run_.drift[host.name])  # put in place by the switch
 
 
 def install(run_: Run, host: Host) -> None:
@@ -351,17 +362,29 @@ def switch_back(run_: Run) -> None:
     switch_in_batches(run_, with_hooks=False)
 
 
-def switch_host(host: Host, release: str, before: str | None = None) -> None:
-    """`run.switch` on a host of the web process; elsewhere only `current` is pointed."""
+def switch_host(
+    host: Host, release: str, before: str | None = None, files: converge.Drift | None = None,
+    mode: str = "apply",
+) -> None:  # fmt: skip
+    """`run.switch` on a host of the web process; elsewhere only `current` is pointed. With
+    ``files``, setup's files change first (``mode`` apply, or back), going back on failure."""
     if roles.serves_web(host.settings, host.name):
-        run.switch(host, release, before)
+        first = converge.script(host, files, mode) if files and files.files else None
+        run.switch(host, release, before, setup_files=first)
+        if files:
+            files.applied = mode == "apply"
+            host.say(f"setup's files {'in place' if files.applied else 'back'}: {files.describe()}")  # fmt: skip
     else:
+        if files and files.files:
+            converge.run(host, files, mode)
         processes.link_current(host, release)
 
 
 def switch(run_: Run, host: Host) -> None:
-    """Point `current` at the release and hand over to it behind the health check."""
-    switch_host(host, run_.release[host.name], run_.served.get(host.name))
+    """Point `current` at the release and hand over to it behind the health check (setup's
+    files that changed put in place just before)."""
+    files = run_.drift.get(host.name)
+    switch_host(host, run_.release[host.name], run_.served.get(host.name), files or None)
     run_.results[host.name] = f"serving {run_.release[host.name]}"
 
 
@@ -440,6 +463,10 @@ def cleanup(run_: Run, host: Host) -> None:
     if pruning.releases or pruning.venvs:
         run_.defer(host, "cleanup", *prune_program(host, pruning))
     host.say(pruning.line())
+    files = run_.drift.get(host.name)
+    if files and files.applied:  # the copies of setup's files of before: no longer needed
+        body, env = converge.script(host, files, "forget")
+        run_.defer(host, "cleanup", remote.library() + "\n" + body, env)
 
 
 def record(run_: Run, host: Host, result: str = "ok") -> None:
@@ -616,6 +643,13 @@ def already_serving(run_: Run) -> bool:
         f.revision == revision and (f.running or not web.get(name, True))
         for name, f in run_.facts.items()
     )
+    drifted = [name for name, files in run_.drift.items() if files]
+    if same and drifted and not run_.force:
+        run_.say(
+            f"every host serves revision {revision} already, but setup's files changed on "
+            f"{', '.join(drifted)}: deploying it again applies them (graceful restarts)"
+        )
+        return False
     if same and not run_.force and not run_.resume and not revision.endswith("-dirty"):
         for host in run_.hosts:
             run_.results[host.name] = f"no change, serving {run_.served[host.name]}"
@@ -636,6 +670,9 @@ def undo(run_: Run, host: Host) -> None:
     if not release:
         return
     try:
+        files = run_.drift.get(host.name)
+        if files:
+            converge.discard(host, files)  # staged, never live
         if run.current_release(host) != release:
             upload.remove_release(host, release)
             served = run_.served.get(host.name) or "nothing"
@@ -650,8 +687,10 @@ def back(run_: Run, host: Host) -> None:
     """Put a host of a failed batch back on the release it served before this run."""
     served, release = run_.served.get(host.name, ""), run_.release.get(host.name, "")
     try:
+        files = run_.drift.get(host.name)
         if served and run.current_release(host) != served:
-            switch_host(host, served)
+            back_files = files if files and files.applied else None
+            switch_host(host, served, files=back_files, mode="back")
         now = run.current_release(host)
         run_.results[host.name] = (
             f"back on {now}" if now == served else f"serving {now or 'nothing'}"

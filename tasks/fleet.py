@@ -25,6 +25,7 @@ from .remote import Host, Output
 from .report import table
 
 if TYPE_CHECKING:
+    from .converge import Drift
     from .pipeline import Step
     from .releases import Inventory
     from .setup import Facts
@@ -89,6 +90,7 @@ class Run:
     inventories: dict[str, Inventory] = field(default_factory=dict)  # host -> its releases
     archives: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # host -> shipped
     deferred: dict[str, list[Deferred]] = field(default_factory=dict)  # host -> for unlock
+    drift: dict[str, Drift] = field(default_factory=dict)  # host -> setup's files to converge
 
     def __post_init__(self) -> None:
         self.id = self.resume.id if self.resume else new_id()

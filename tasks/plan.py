@@ -4,8 +4,10 @@ It runs what a deploy decides with, not a guess of it: the local preconditions, 
 facts (the `check` step's, read-only), and the build itself (local, the same archive and
 packages the deploy would make, then thrown away). From those, per host: the revision to
 deploy over the one it serves, the bytes to ship, the venv reused or built (and its
-packages), the unit and gunicorn files `setup` would change (a diff), the secret names
-added or removed, the hooks that would run there, and the switch round it is in.
+packages), the files setup owns that the deploy would put in place with the switch (a diff;
+`tasks.converge`), the secrets changed (names added or removed only), the processes running
+on older files, or the change the deploy would refuse and the commands to run instead, the
+hooks that would run there, and the switch round it is in.
 
 The release's name is not planned: a deploy names its release when it builds it.
 """
@@ -18,10 +20,22 @@ from typing import TypeVar
 
 from invoke import Context, task
 
-from . import deploy, gitref, hooks, pipeline, preflight, pyreq, remote, setup, upload, wheelbuild
+from . import (
+    converge,
+    deploy,
+    gitref,
+    hooks,
+    pipeline,
+    preflight,
+    pyreq,
+    remote,
+    setup,
+    upload,
+    wheelbuild,
+)
 from .config import Settings
+from .errors import HostError
 from .fleet import describe_rounds, rounds
-from .layout import Layout, unit_file
 from .remote import Host
 from .report import JSON_HELP, print_json
 
@@ -42,29 +56,15 @@ class HostPlan:
     venv: str  # the venv's digest
     venv_reused: bool
     packages: list[str]  # what a venv built now would hold (empty when reused)
-    files: dict[str, str] = field(default_factory=dict)  # file setup would change -> diff
+    files: dict[str, str] = field(default_factory=dict)  # file setup owns -> diff ("" same)
     secrets_added: list[str] = field(default_factory=list)
     secrets_removed: list[str] = field(default_factory=list)
+    secrets_changed: bool = False  # the deploy would install the secrets file
+    stale: list[str] = field(default_factory=list)  # processes started before their files
+    refused: str = ""  # why the deploy would stop before changing any host ("" it would not)
     hooks: list[str] = field(default_factory=list)  # "point: name" that would run here
     round: int = 0  # the switch round (1: the first, the canary)
     rounds: list[list[str]] = field(default_factory=list)  # the whole fleet's, in order
-
-
-def host_files(host: Host) -> tuple[str, dict[str, str], list[str]]:
-    """The app user's group, the files setup writes as they are, the secret names there."""
-    paths = Layout(host.settings.deploy_root)
-    unit, conf = unit_file(host.settings.app_name), paths.gunicorn_conf
-    text = host.script(
-        remote.shell("plan"),
-        env={"UNIT": unit, "CONF": conf, "ENV_FILE": paths.env_file, "APP_USER": host.app_user},
-        hide=True,
-        label="plan",
-    ).stdout
-    head, _, rest = text.partition("--- unit\n")
-    unit_text, _, rest = rest.partition("--- conf\n")
-    conf_text, _, names = rest.partition("--- secrets\n")
-    group = head.strip().partition("=")[2] or host.app_user
-    return group, {unit: unit_text, conf: conf_text}, names.split()
 
 
 def diff(path: str, have: str, want: str) -> str:
@@ -105,11 +105,12 @@ def steps_line(settings: Settings) -> str:
 def plan_host(c: Context, host: Host, build: upload.Build, facts: setup.Facts) -> HostPlan:
     """The plan of one host from its facts and the build."""
     settings = host.settings
-    group, files, names = host_files(host)
-    want = {
-        unit_file(settings.app_name): setup.render_unit(settings, host.app_user, group),
-        Layout(settings.deploy_root).gunicorn_conf: setup.render_gunicorn_conf(settings),
-    }
+    found = converge.read(host)
+    want = {t.path: t.text for t in converge.targets(host, found.group or host.app_user)}
+    try:
+        drift, refused = converge.drift(host, found), ""
+    except HostError as exc:
+        drift, refused = converge.Drift(), exc.detail
     wanted = build.packages_for(facts.tags)
     shipped = wanted is not None and upload.needs_packages(build, facts)
     digest = upload.facts_digest(build, facts)
@@ -126,9 +127,12 @@ def plan_host(c: Context, host: Host, build: upload.Build, facts: setup.Facts) -
         venv=digest,
         venv_reused=reused,
         packages=[] if reused else requirement_names(build, wanted),
-        files={path: diff(path, files[path], text) for path, text in want.items()},
-        secrets_added=sorted(local_names - set(names)),
-        secrets_removed=sorted(set(names) - local_names),
+        files={path: diff(path, found.files.get(path) or "", text) for path, text in want.items()},
+        secrets_added=sorted(local_names - set(found.secret_names)),
+        secrets_removed=sorted(set(found.secret_names) - local_names),
+        secrets_changed=drift.secrets,
+        stale=list(drift.stale),
+        refused=refused,
     )
 
 
@@ -168,8 +172,9 @@ def make_plan(c: Context, settings: Settings, hosts: list[Host], build: upload.B
         for plan in plans:
             if plan.host in batch:
                 plan.round = number
+    drifted = any(p.refused or p.stale or p.secrets_changed or any(p.files.values()) for p in plans)  # fmt: skip
     for index, plan in enumerate(plans):
-        plan.change = not same or build.revision.endswith("-dirty")
+        plan.change = not same or drifted or build.revision.endswith("-dirty")
         plan.hooks = hooks_on(c, settings, index == 0)
         plan.rounds = order
     return plans
@@ -190,14 +195,20 @@ def lines(plan: HostPlan) -> list[str]:
         f"would deploy revision {plan.revision} in switch round {plan.round}",
         f"ship {plan.ship_bytes >> 10} KiB ({shipped}); {venv}",
     ]
+    if plan.refused:
+        out.append(f"deploy would stop here, changing no host: {plan.refused}")
     for path, text in plan.files.items():
-        out.append(
-            f"{path}: " + ("setup would change it:\n" + text.rstrip() if text else "no change")
-        )
-    if plan.secrets_added or plan.secrets_removed:
+        applied = "deploy puts it in place with the switch:\n" + text.rstrip()
+        out.append(f"{path}: " + (applied if text else "no change"))
+    if plan.secrets_changed:
         added = " ".join(f"+{n}" for n in plan.secrets_added)
         removed = " ".join(f"-{n}" for n in plan.secrets_removed)
-        out.append(f"secrets (names only; `setup` uploads them): {added} {removed}".rstrip())
+        names = f" (names: {added} {removed})".replace(" )", ")") if added or removed else ""
+        out.append(f"secrets changed{names}: deploy installs them with the switch")
+    out += [
+        f"{what} started before its files changed: the deploy reloads it gracefully"
+        for what in plan.stale
+    ]
     out += [f"hook {hook}" for hook in plan.hooks]
     return out
 

@@ -165,7 +165,12 @@ def detached(host: Host, body: str, env: dict[str, object]) -> dict[str, object]
     }
 
 
-def switch(host: Host, release: str | None = None, before: str | None = None) -> Switched:
+def switch(
+    host: Host,
+    release: str | None = None,
+    before: str | None = None,
+    setup_files: tuple[str, dict[str, object]] | None = None,
+) -> Switched:
     """Serve ``release`` (None: whatever `current` points to) without dropping a request.
 
     The switch runs on the host detached from the SSH session (``scripts/detach.sh``): if
@@ -174,15 +179,28 @@ def switch(host: Host, release: str | None = None, before: str | None = None) ->
     an interrupted one still runs waits for it.
 
     ``before``, the release served now, when the caller knows it (saves a round trip).
+    ``setup_files``: ``scripts/converge.sh`` and its env (`tasks.converge.script`), run first
+    in the switch's body: setup's files change just before the re-exec that reads them, and
+    go back if the switch fails.
 
     Raises `HostError` when the new release does not become healthy; the host then serves
     what it served before, and the last lines of the error log have been printed.
     """
     target = f"releases/{release}" if release else ""
     before = current_release(host) if before is None else before  # a deploy knows it already
+    body, env = remote.shell("switch"), _switch_env(host, target)
+    if setup_files:
+        first, first_env = setup_files
+        body, env = (
+            remote.library() + "\n" + first + "\n" + remote.script_file("switch.sh"),
+            {
+                **first_env,
+                **env,
+            },
+        )
     result = host.script(
         remote.shell("detach"),
-        env=detached(host, remote.shell("switch"), _switch_env(host, target)),
+        env=detached(host, body, env),
         warn=True,
         label="switch",
     )

@@ -397,9 +397,20 @@ def parse_facts(host: Host, text: str) -> Facts:
 # --- tasks ---------------------------------------------------------------------------------
 
 
+def running_keeps(host: Host, changes: list[Change]) -> None:
+    """Say that the running processes keep the files setup just changed until a deploy."""
+    files = ("secrets", "shared/gunicorn.conf.py", "/etc/systemd/system/")
+    if any(c.changed and c.item.startswith(files) for c in changes):
+        host.say(
+            "a web service and processes already running keep the old files until "
+            f"`{host.settings.command('deploy')}` applies them (gracefully, also when the "
+            "revision did not change)"
+        )
+
+
 def prepare_step(run_: Run, host: Host) -> None:
     """Packages, the app user, directories, secrets, linked paths and units, as needed."""
-    prepare(host)
+    running_keeps(host, prepare(host))
 
 
 #: ``fab setup``: one step on every host, with the before_setup and after_setup hooks.
@@ -432,7 +443,7 @@ def layout(c):  # type: ignore[no-untyped-def]
     def work(host: Host) -> None:
         _, group = user(host)
         directories(host, group)
-        secrets(host, group)
+        running_keeps(host, [secrets(host, group)])
         shared_paths(host)
 
     remote.on_each_host(c, "setup", work)
@@ -444,8 +455,7 @@ def service_(c):  # type: ignore[no-untyped-def]
 
     def work(host: Host) -> None:
         _, group = user(host)
-        service(host, group)
-        process_units(host, group)
+        running_keeps(host, service(host, group) + process_units(host, group))
 
     remote.on_each_host(c, "setup", work)
 

@@ -1,11 +1,61 @@
-# What `fab plan` reads on a host, changing nothing (run as the SSH user, root reads by sudo -n).
-# In: UNIT CONF ENV_FILE APP_USER. Prints the app user's group, then the unit file, the
-# gunicorn settings and the names (only) of the secrets in shared/.env, each after a
-# "--- <what>" line.
+# What setup owns on a host, as it is there: read by `fab plan` and by the deploy's lock
+# (tasks/converge.py), changing nothing, and as no root: the units (0644 under /etc) as the
+# SSH user, the files under the deploy root (gunicorn.conf.py, the secrets) as the app user.
+# In: UNIT CONF ENV_FILE APP_USER PIDFILE PROCESS_UNITS (the companion units' files, one a
+# line; may be empty).
+# Out: `group=<the app user's group>`, `secrets=<sha256> <user>:<group>:<mode>` (empty: no
+# secrets file), then per file (UNIT, CONF, each process unit) `file=<path> <base64 of its
+# text>` (`-`: missing), `stale=<what>` for each running process that started before a file
+# it reads last changed (`web`, or a process unit's file), and `secret=<name>` per secret
+# name in the env file (names only, never values).
+reading() {  # FILE CMD...: CMD (FILE among its arguments) as the user that may read FILE
+  case $1 in
+    /etc/*) shift; "$@" ;;
+    *) shift; as_app "$@" ;;
+  esac
+}
 kv group "$(id -gn -- "$APP_USER" 2>/dev/null || true)"
-echo "--- unit"
-sudo -n cat -- "$UNIT" 2>/dev/null || true
-echo "--- conf"
-sudo -n cat -- "$CONF" 2>/dev/null || true
-echo "--- secrets"
-sudo -n sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' -- "$ENV_FILE" 2>/dev/null || true
+if reading "$ENV_FILE" test -f "$ENV_FILE"; then
+  kv secrets "$(as_app sha256sum -- "$ENV_FILE" | cut -d' ' -f1) $(as_app stat -c %U:%G:%a -- "$ENV_FILE")"
+else
+  kv secrets ""
+fi
+mapfile -t units <<< "${PROCESS_UNITS:-}"
+for file in "$UNIT" "$CONF" "${units[@]}"; do
+  [ -n "$file" ] || continue
+  if reading "$file" test -f "$file"; then
+    echo "file=$file $(reading "$file" base64 -w0 -- "$file")"
+  else
+    echo "file=$file -"
+  fi
+done
+mtime() {  # FILE...: the latest modification time (seconds) of those that exist, else 0
+  local latest=0 file time
+  for file in "$@"; do
+    time=$(reading "$file" stat -c %Y -- "$file" 2>/dev/null || echo 0)
+    [ "$time" -gt "$latest" ] && latest=$time
+  done
+  echo "$latest"
+}
+started() {  # PID: when it started (seconds since the epoch, up to 2 s early; empty: not
+  # running)
+  local ticks boot stat
+  alive "$1" || return 0
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  read -r -a fields <<< "$stat"
+  ticks=${fields[19]}  # field 22 of /proc/PID/stat: start time, clock ticks after boot
+  boot=$(sed -n 's/^btime //p' /proc/stat)
+  echo $((boot + ticks / $(getconf CLK_TCK)))
+}
+pid=""
+if [ -r "$PIDFILE" ]; then read -r pid < "$PIDFILE" || true; fi
+since=$(started "$pid")
+# A file changed more than 2 s after the process started (the estimates are whole seconds).
+if [ -n "$since" ] && [ $((since + 2)) -lt "$(mtime "$ENV_FILE" "$CONF")" ]; then kv stale web; fi
+for file in "${units[@]}"; do
+  if [ -z "$file" ] || ! reading "$file" test -f "$file"; then continue; fi
+  since=$(started "$(systemctl show -p MainPID --value -- "${file##*/}" 2>/dev/null || true)")
+  if [ -n "$since" ] && [ $((since + 2)) -lt "$(mtime "$ENV_FILE" "$file")" ]; then kv stale "$file"; fi
+done
+as_app sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/secret=\1/p' -- "$ENV_FILE" 2>/dev/null || true

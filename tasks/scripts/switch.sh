@@ -130,6 +130,9 @@ winched=no
 rollback() {
   echo "rolling back: current -> ${old_target##*/}, old master $old keeps serving" >&2
   [ "$(current_target)" = "$old_target" ] || relink "$old_target"
+  # setup's files a deploy put in place first (converge.sh) go back before the old master
+  # reloads (HUP re-reads gunicorn.conf.py and the secrets)
+  if declare -F setup_files_back >/dev/null; then setup_files_back; fi
   if [ "$winched" = yes ] && alive "$old"; then
     as_app kill -HUP "$old" || true  # fresh workers of the old release; the new ones serve meanwhile
     wait_ready "$old" "$new" "$READY_TIMEOUT" || echo "the old master's workers were not" \

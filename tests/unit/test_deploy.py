@@ -295,7 +295,7 @@ def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, fail: str 
     done: list[str] = []
 
     def step(name: str):  # type: ignore[no-untyped-def]
-        def record(*args: object) -> None:
+        def record(*args: object, **kwargs: object) -> None:
             host = next(a for a in args if isinstance(a, FlowHost))
             done.append(f"{name} {host.name}")
             if f"{name} {host.name}" == fail:

@@ -1,0 +1,160 @@
+"""A deploy converges what setup owns (tasks/converge.py), on a real-systemd host (Debian 12
+and 13):
+a changed secret and a new GUNICORN_CONFIG reach the web app and a companion process through
+a plain ``fab deploy``, under a request loop with no failed request; a deploy of the same
+revision with only the secrets changed is not a no-op; ``fab setup`` then ``deploy`` applies
+what setup wrote; a switch that fails puts the old files back; a change the running service
+would keep (BIND) stops the deploy before any host changes, naming the commands to run."""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import HostFactory, fab_env
+from tests.integration.apps import write_app
+from tests.integration.test_deploy import APP, ROOT, Site, write_project
+
+#: The companion process: writes the sha256 of the GREETING it was started with, then waits.
+WATCH = textwrap.dedent(
+    """\
+    import hashlib, os, time
+    seen = hashlib.sha256(os.environ.get("GREETING", "").encode()).hexdigest()
+    with open("/srv/hello/shared/log/watch.tmp", "w") as handle:
+        handle.write(seen)
+    os.replace("/srv/hello/shared/log/watch.tmp", "/srv/hello/shared/log/watch.sha256")
+    while True:
+        time.sleep(60)
+    """
+)
+#: The app's own gunicorn settings: leaves a mark (the pid of the master that read it).
+OWN_CONFIG = textwrap.dedent(
+    """\
+    import os
+    with open("/srv/hello/shared/log/own-config", "w") as handle:
+        handle.write(str(os.getpid()))
+    """
+)
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def app(site: Site, version: str, greeting: str, **kw: object) -> None:
+    """examples/app at ``version`` with the watch process and GREETING=``greeting``."""
+    folder = site.project / "app"
+    write_app(folder, version, **kw)  # type: ignore[arg-type]
+    (folder / "watch.py").write_text(WATCH)
+    (folder / "own_gunicorn.py").write_text(OWN_CONFIG)
+    secrets(site, greeting)
+
+
+def secrets(site: Site, greeting: str) -> None:
+    (site.project / "app" / "secrets.env").write_text(f"GREETING={greeting}\nAPI_TOKEN=t1\n")
+
+
+def settings(site: Site, **keys: str) -> None:
+    """Set ``keys`` in the project's env file (replacing earlier values)."""
+    path = site.project / "config" / "staging.env"
+    lines = [line for line in path.read_text().splitlines() if line.split("=")[0] not in keys]
+    path.write_text("\n".join([*lines, *(f"{k}={v}" for k, v in keys.items())]) + "\n")
+
+
+def seen_by_watch(site: Site) -> str:
+    return site.sh(f"cat {ROOT}/shared/log/watch.sha256")
+
+
+@pytest.mark.parametrize(("release", "app_user"), [("bookworm", ""), ("trixie", "web")])
+def test_deploy_converges_secrets_gunicorn_config_and_processes(
+    make_hosts: HostFactory, tmp_path: Path, release: str, app_user: str
+) -> None:
+    """Debian 12 with the SSH user as app user; Debian 13 with another app user (the files
+    under the deploy root are then read and written through sudo -u)."""
+    host = make_hosts(1, release=release)[0]
+    project = tmp_path / "project"
+    write_project(project, host, make_hosts.kit, app_user)
+    site = Site(host, project, fab_env(), make_hosts.kit, app_user or host.user)
+    settings(site, PROCESS_WATCH="python watch.py")
+    app(site, "1.0.0", "one")
+    site.fab("setup")
+    site.fab("deploy", "--skip-tests")
+    assert site.get("/greeting-sha256")["sha256"] == sha("one")
+    assert seen_by_watch(site) == sha("one")
+
+    # a new GUNICORN_CONFIG and a changed secret: plan shows them, deploy applies them
+    settings(site, GUNICORN_CONFIG="own_gunicorn.py")
+    secrets(site, "two")
+    planned = site.fab("plan").stdout
+    assert "gunicorn.conf.py: deploy puts it in place with the switch" in planned, planned
+    assert "+if 'own_gunicorn.py':" in planned, planned
+    assert "secrets changed: deploy installs them with the switch" in planned, planned
+    assert "two" not in planned  # names only, never values
+    with site.loop() as loop:
+        done = site.fab("deploy", "--skip-tests")
+    loop.report("deploy converging GUNICORN_CONFIG and a secret")
+    assert loop.failures == [] and loop.ok > 20, done.stdout
+    assert "setup's files: gunicorn.conf.py, the secrets: the switch applies them" in done.stdout
+    assert site.get("/greeting-sha256")["sha256"] == sha("two")
+    assert site.sh(f"cat {ROOT}/shared/log/own-config") == str(site.master())
+    assert seen_by_watch(site) == sha("two")  # the companion process restarted onto them
+    assert site.sh(f"stat -c '%U %a' {ROOT}/shared/.env") == f"{site.app_user} 600"
+    assert site.sh(f"ls -a {ROOT}/shared | grep -c fabdeploy || true") == "0"  # no copies left
+    assert site.sh("ls -d ~deploy/.fabdeploy-stage.* 2>/dev/null | wc -l") == "0"
+
+    # nothing changed: a no-op (no file is taken for stale)
+    same = site.fab("deploy", "--skip-tests")
+    assert "no change: every host already serves revision" in same.stdout, same.stdout
+
+    # only the secrets changed, the same revision: deployed again, gracefully
+    secrets(site, "three")
+    with site.loop() as loop:
+        again = site.fab("deploy", "--skip-tests")
+    loop.report("same revision, only a secret changed")
+    assert loop.failures == [] and "setup's files changed on" in again.stdout, again.stdout
+    assert site.get("/greeting-sha256")["sha256"] == sha("three")
+    assert seen_by_watch(site) == sha("three")
+
+    # `fab setup` writes the secrets; the next deploy finds the processes on older files
+    secrets(site, "four")
+    site.fab("setup")
+    assert site.get("/greeting-sha256")["sha256"] == sha("three")  # setup alone: not applied
+    plan = site.fab("plan").stdout
+    assert "web started before its files changed" in plan, plan
+    with site.loop() as loop:
+        site.fab("deploy", "--skip-tests")
+    loop.report("deploy after setup changed the secrets")
+    assert loop.failures == []
+    assert site.get("/greeting-sha256")["sha256"] == sha("four")
+    assert seen_by_watch(site) == sha("four")
+
+    # a switch that fails puts the old secrets back with the old release
+    served, conf = site.current(), site.sh(f"cat {ROOT}/shared/gunicorn.conf.py")
+    app(site, "1.1.0", "five", broken="switch")
+    with site.loop() as loop:
+        failed = site.fab("deploy", "--skip-tests", ok=False)
+    loop.report("a failed switch with changed secrets")
+    assert "back as they were" in failed.stdout + failed.stderr, failed.stdout + failed.stderr
+    assert site.current() == served and site.get("/")["version"] == "1.0.0"
+    assert site.get("/greeting-sha256")["sha256"] == sha("four")
+    assert site.sh(f"cat {ROOT}/shared/gunicorn.conf.py") == conf
+    assert site.sh(f"sha256sum < {ROOT}/shared/.env | cut -c1-64") != ""  # still readable
+    assert site.sh(f"grep -c five {ROOT}/shared/.env || true") == "0"
+
+    # what the running service keeps until it restarts: refused, nothing changed
+    app(site, "1.2.0", "four")
+    settings(site, BIND="0.0.0.0:8001")
+    before, releases = site.sh(f"cat {ROOT}/shared/gunicorn.conf.py"), site.releases()
+    planned = site.fab("plan").stdout
+    assert "deploy would stop here, changing no host: " in planned, planned
+    refused = site.fab("deploy", "--skip-tests", ok=False)
+    message = refused.stdout + refused.stderr
+    assert "bind = '0.0.0.0:8001'" in message and "changed nothing" in message, message
+    assert "`fab staging setup`, then `fab staging run.restart --process all`" in message
+    assert site.current() == served and site.get("/")["version"] == "1.0.0"
+    assert site.sh(f"cat {ROOT}/shared/gunicorn.conf.py") == before
+    assert site.releases() == releases and seen_by_watch(site) == sha("four")
+    assert site.sh(f"systemctl is-active {APP}-watch") == "active"
