@@ -170,16 +170,36 @@ def on_hosts(run_: Run, step: Step, hosts: list[Host]) -> None:
             fail(run_, step, run_.results_of([(first, exc)]))
 
     once_or_fail(step.before_points)
-    if step.serial and step.serial(run_):  # one at a time, in one order
-        for host in sorted(hosts, key=lambda h: h.name):
-            done = run_.across([host], work)
+    try:
+        if step.serial and step.serial(run_):  # one at a time, in one order
+            for host in sorted(hosts, key=lambda h: h.name):
+                done = run_.across([host], work)
+                if done.failed:
+                    fail(run_, step, done)
+        else:
+            done = run_.across(hosts, work)
             if done.failed:
                 fail(run_, step, done)
-    else:
-        done = run_.across(hosts, work)
-        if done.failed:
-            fail(run_, step, done)
+    except KeyboardInterrupt:
+        interrupted(run_, step, hosts)
+        raise
     once_or_fail(step.after_points)
+
+
+def interrupted(run_: Run, step: Step, hosts: list[Host]) -> None:
+    """Ctrl-C during a host step (its bounded commands ended on the hosts: `appenv.run`): say
+    so, and let the step recover as after a failure (the unswitched release removed)."""
+    from .fleet import HostResults
+
+    name = step.phase or step.name
+    for host in hosts:
+        run_.results[host.name] = f"{name} interrupted"
+    run_.output.line(
+        "", f"{name} interrupted (Ctrl-C) on {', '.join(h.name for h in hosts)}", err=True
+    )
+    if step.recover:
+        after = step.recover(run_, HostResults((), tuple((h, KeyboardInterrupt()) for h in hosts)))
+        run_.output.line("", f"deploy interrupted during {name}: {after}", err=True)
 
 
 def fail(run_: Run, step: Step, done: HostResults) -> None:

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from invoke import Context, task
 
-from . import deploy, gitref, hooks, pipeline, preflight, remote, setup, upload, wheelbuild
+from . import deploy, gitref, hooks, migrate, pipeline, preflight, remote, setup, upload, wheelbuild
 from .config import Settings
 from .fleet import describe_rounds, rounds
 from .layout import Layout, unit_file
@@ -46,6 +46,7 @@ class HostPlan:
     secrets_added: list[str] = field(default_factory=list)
     secrets_removed: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)  # "point: name" that would run here
+    migrates: bool = False  # MIGRATE_COMMAND would run here (MIGRATE_ON)
     round: int = 0  # the switch round (1: the first, the canary)
     rounds: list[list[str]] = field(default_factory=list)  # the whole fleet's, in order
 
@@ -161,8 +162,10 @@ def make_plan(c: Context, settings: Settings, hosts: list[Host], build: upload.B
         for plan in plans:
             if plan.host in batch:
                 plan.round = number
+    migrating = migrate.hosts(settings, [p.host for p in plans])
     for index, plan in enumerate(plans):
         plan.change = not same or build.revision.endswith("-dirty")
+        plan.migrates = plan.host in migrating
         plan.hooks = hooks_on(c, settings, index == 0)
         plan.rounds = order
     return plans
@@ -191,6 +194,8 @@ def lines(plan: HostPlan) -> list[str]:
         added = " ".join(f"+{n}" for n in plan.secrets_added)
         removed = " ".join(f"-{n}" for n in plan.secrets_removed)
         out.append(f"secrets (names only; `setup` uploads them): {added} {removed}".rstrip())
+    if plan.migrates:
+        out.append("migrate: MIGRATE_COMMAND runs here, before the smoke check")
     out += [f"hook {hook}" for hook in plan.hooks]
     return out
 
@@ -225,6 +230,9 @@ def plan(c, json=False, allow_dirty=False, ref=""):  # type: ignore[no-untyped-d
         gitref.remove(settings)
         for host in hosts:
             host.close()
+    warning = migrate.local_database_warning(settings, [h.name for h in hosts])
+    if warning:  # (on stderr, with --json too)
+        output.line("", f"warning: {warning}", err=True)
     if json:
         print_json([asdict(p) for p in plans], output.clean)
         return
