@@ -88,12 +88,14 @@ class Migrating(Fleet):
             time.sleep(0.5)
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Migrating]:
+@pytest.fixture(scope="module", params=["bookworm", "trixie"])
+def fleet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Migrating]:
     missing = missing_for_netns()
     if missing:
         pytest.skip(f"[hostkit] a fleet needs root and network namespaces; missing: {missing}")
-    kit = systemd_kit(tmp_path_factory.mktemp("migrate-hosts"), "bookworm")
+    kit = systemd_kit(tmp_path_factory.mktemp("migrate-hosts"), request.param)
     try:
         project = tmp_path_factory.mktemp("migrate-project")
         (project / "fabfile.py").write_text("from tasks import ns\n")
@@ -156,16 +158,21 @@ def interrupted(fleet: Migrating, sig: int, seconds: int) -> tuple[subprocess.Po
     return proc, out
 
 
-def test_ctrl_c_stops_the_migration_on_the_host_and_removes_the_release(fleet: Migrating) -> None:
-    fleet.settings("MIGRATE_ON=primary\n", f"{MIGRATE} && sleep 307")
+@pytest.mark.parametrize("where", ["primary", "all"])
+def test_ctrl_c_stops_the_migration_on_the_host_and_removes_the_release(
+    fleet: Migrating, where: str
+) -> None:
+    fleet.settings(f"MIGRATE_ON={where}\n", f"{MIGRATE} && sleep 307")
     before = fleet.releases_now()
+    served = fleet.served()
     proc, out = interrupted(fleet, signal.SIGINT, 307)
     assert proc.returncode != 0
-    assert fleet.sleeping(fleet.hosts[0], 307) == []  # gone when fab returned
-    assert "stopped MIGRATE_COMMAND: the SSH session ended" in out
+    assert all(fleet.sleeping(h, 307) == [] for h in fleet.hosts)  # gone when fab returned
+    migrating = fleet.hosts if where == "all" else fleet.hosts[:1]
+    assert out.count("stopped MIGRATE_COMMAND: the SSH session ended") == len(migrating)
     assert "migrate interrupted (Ctrl-C)" in out and "No host was switched" in out
     assert fleet.releases_now() == before  # the new release removed everywhere
-    assert fleet.served() == ["1.0.1", "1.0.1"]
+    assert fleet.served() == served
     print("Ctrl-C to fab's exit:", round(fleet.stopped_after, 2), "s")  # type: ignore[attr-defined]
     status = fleet.fab("staging", "lock.status").stdout  # the lock was released
     assert status.count("not locked") == 2, status
@@ -201,3 +208,4 @@ def test_migrate_timeout_stops_a_long_migration(fleet: Migrating) -> None:
     assert all(fleet.sleeping(h, 309) == [] for h in fleet.hosts)
     assert fleet.releases_now() == before
     assert fleet.served() == ["1.0.3", "1.0.3"]
+    assert "No host was switched" in out
