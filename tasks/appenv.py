@@ -24,9 +24,8 @@ from .remote import Host, quote
 WITH_SECRETS = Path(__file__).resolve().parent / "scripts" / "with_secrets.py"
 #: Seconds a command stopped (Ctrl-C, its timeout) has between TERM and KILL.
 STOP_GRACE = 10
-#: `run`'s exit status for a command that ran longer than its timeout, and for one whose SSH
-#: session ended first (``scripts/bounded.sh``).
-TIMED_OUT, SESSION_ENDED = 124, 130
+#: `run`'s exit status for a command that ran longer than its timeout (``scripts/bounded.sh``).
+TIMED_OUT = 124
 
 
 def command(settings: Settings, where: str, command: str, *, venv: bool = True) -> str:

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import hooks
 from .errors import detail
+from .fleet import HostResults
 
 if TYPE_CHECKING:
-    from .fleet import HostResults, Run
+    from .fleet import Run
     from .remote import Host
 
 #: Where a step runs.
@@ -169,8 +170,8 @@ def on_hosts(run_: Run, step: Step, hosts: list[Host]) -> None:
         except Exception as exc:  # counts as the step failing on the primary host
             fail(run_, step, run_.results_of([(first, exc)]))
 
-    once_or_fail(step.before_points)
     try:
+        once_or_fail(step.before_points)
         if step.serial and step.serial(run_):  # one at a time, in one order
             for host in sorted(hosts, key=lambda h: h.name):
                 done = run_.across([host], work)
@@ -180,17 +181,15 @@ def on_hosts(run_: Run, step: Step, hosts: list[Host]) -> None:
             done = run_.across(hosts, work)
             if done.failed:
                 fail(run_, step, done)
+        once_or_fail(step.after_points)
     except KeyboardInterrupt:
         interrupted(run_, step, hosts)
         raise
-    once_or_fail(step.after_points)
 
 
 def interrupted(run_: Run, step: Step, hosts: list[Host]) -> None:
     """Ctrl-C during a host step (its bounded commands ended on the hosts: `appenv.run`): say
     so, and let the step recover as after a failure (the unswitched release removed)."""
-    from .fleet import HostResults
-
     name = step.phase or step.name
     for host in hosts:
         run_.results[host.name] = f"{name} interrupted"

@@ -212,8 +212,9 @@ def apply_host_key_policy(
 class Stoppable(Remote):
     """Fabric's remote runner, but Ctrl-C also closes the command's stdin (and fab waits for
     it to end): a command that stops when its stdin closes (``scripts/bounded.sh``: a
-    migration, a hook, ``fab exec``) is then ended on the host, not left running. Other
-    commands read no stdin and run to their end, as with Fabric's runner."""
+    migration, a hook's command) is then ended on the host, not left running. Other commands
+    read no stdin and run to their end, as with Fabric's runner; a second Ctrl-C stops the
+    wait."""
 
     def start(
         self, command: str, shell: str, env: dict[str, Any], timeout: int | None = None
