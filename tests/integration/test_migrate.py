@@ -134,6 +134,8 @@ def test_migrate_on_all_migrates_every_host(fleet: Migrating) -> None:
     assert len({line.split()[0] for line in lines}) == len(lines) == 2  # one on each host
     assert all(line.endswith(f" {release} {release}") for line in lines), lines
     assert fleet.served() == ["1.0.1", "1.0.1"]
+    fleet.fab("staging", "exec", "--once", "python scripts/migrate.py")  # exec: the same path
+    assert fleet.migrations()[-1].endswith(f" {release} {release}")  # run in `current`
 
 
 def interrupted(fleet: Migrating, sig: int, seconds: int) -> tuple[subprocess.Popen[str], str]:
