@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 from invoke import task
 
-from . import kv, preflight, pyreq, remote, setup, upload
+from . import kv, migrate, preflight, pyreq, remote, setup, upload
 from .config import Settings
 from .errors import ConfigError, FabdeployError, HostError, detail
 from .layout import Layout
@@ -35,15 +35,28 @@ LOCAL = "local"
 
 @dataclass(frozen=True)
 class Finding:
-    """One precondition and what was found: ``ok`` False blocks a deploy."""
+    """One precondition and what was found: ``ok`` False blocks a deploy; ``warning`` does
+    not, but says what the deploy would get wrong."""
 
     check: str
     ok: bool
     detail: str
+    warning: bool = False
 
     def line(self) -> str:
         """The finding as ``fab check`` prints it."""
-        return f"{'ok     ' if self.ok else 'BLOCKS '} {self.check}: {self.detail}"
+        status = "BLOCKS " if not self.ok else "WARNING" if self.warning else "ok     "
+        return f"{status} {self.check}: {self.detail}"
+
+
+def migrations(settings: Settings, hosts: list[str]) -> list[Finding]:
+    """Where MIGRATE_COMMAND would run, warned when a host-local database on several web hosts
+    would be migrated on the primary only (`migrate.local_database_warning`)."""
+    where = migrate.where_line(settings, hosts)
+    if not where:
+        return []
+    warning = migrate.local_database_warning(settings, hosts)
+    return [Finding("migrations", True, warning or where, warning=bool(warning))]
 
 
 def attempt(name: str, work: Callable[[], str]) -> Finding:
@@ -222,7 +235,7 @@ def check(c, json=False):  # type: ignore[no-untyped-def]
     if not hosts:
         return  # `fab -H a,b check`: checked with the others
     output = hosts[0].output
-    results = [(LOCAL, local(settings))]
+    results = [(LOCAL, local(settings) + migrations(settings, [h.name for h in hosts]))]
     try:
         done = remote.each(hosts, on_host, settings.parallel)
     finally:

@@ -85,6 +85,16 @@ def _whole(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "yes", "true", "on"}:
@@ -429,6 +439,18 @@ KEYS: tuple[Key, ...] = (
         "Command run once per deploy on the primary host, in the new release, before smoke",
     ),
     Key(
+        "MIGRATE_ON",
+        _choice("primary", "all"),
+        "primary",
+        "Where MIGRATE_COMMAND runs: primary (once) or all (every host: host-local databases)",
+    ),
+    Key(
+        "MIGRATE_TIMEOUT",
+        _whole(0),
+        "600",
+        "Seconds MIGRATE_COMMAND may run before it is stopped (TERM, then KILL); 0: no limit",
+    ),
+    Key(
         "SMOKE_COMMAND",
         _command,
         "",
@@ -487,6 +509,10 @@ class Secrets:
         """The secret values, so output can be checked to never contain them."""
         return [value for value in self._values.values() if value]
 
+    def names_where(self, test: Callable[[str], bool]) -> list[str]:
+        """Names of the secrets whose value passes ``test`` (the values stay here)."""
+        return sorted(name for name, value in self._values.items() if test(value))
+
     def render(self) -> str:
         """The file as uploaded to the host (``KEY="value"`` lines: `tasks.secretsfile`)."""
         return secretsfile.render(self._values)
@@ -541,6 +567,8 @@ class Settings:
     parallel: int
     switch_batch: str
     migrate_command: str = ""
+    migrate_on: str = "primary"
+    migrate_timeout: int = 600
     smoke_command: str = ""
     linked_dirs: tuple[str, ...] = ()
     linked_files: tuple[str, ...] = ()
@@ -902,6 +930,8 @@ def build(environment: str, project: Path) -> Settings:
         parallel=values["PARALLEL"],
         switch_batch=values["SWITCH_BATCH"],
         migrate_command=values["MIGRATE_COMMAND"],
+        migrate_on=values["MIGRATE_ON"],
+        migrate_timeout=values["MIGRATE_TIMEOUT"],
         smoke_command=values["SMOKE_COMMAND"],
         linked_dirs=values["LINKED_DIRS"],
         linked_files=values["LINKED_FILES"],

@@ -161,6 +161,11 @@ def has_migration(run_: Run) -> bool:
     return bool(run_.settings.migrate_command.strip())
 
 
+def migrate_hosts(run_: Run) -> list[Host]:
+    """The hosts MIGRATE_COMMAND runs on: the primary one, or every host (MIGRATE_ON=all)."""
+    return migrate.hosts(run_.settings, run_.hosts, lambda host: host.name)
+
+
 def companion_hosts(run_: Run) -> list[Host]:
     """The hosts whose roles run companion processes."""
     return [h for h in run_.hosts if roles.companions_of(run_.settings, h.name)]
@@ -208,6 +213,9 @@ def preflight_step(run_: Run) -> None:
         run_.settings = gitref.export(run_.settings, run_.ref)
         run_.say(f"preflight: {run_.ref} is commit {run_.settings.revision}, exported from git")
     preflight.local(run_.settings, allow_dirty=run_.allow_dirty)
+    warning = migrate.local_database_warning(run_.settings, [h.name for h in run_.hosts])
+    if warning:
+        run_.output.line("", f"warning: {warning}", err=True)
 
 
 def test_step(run_: Run) -> None:
@@ -299,7 +307,8 @@ def install(run_: Run, host: Host) -> None:
 
 
 def migrate_step(run_: Run, host: Host) -> None:
-    """MIGRATE_COMMAND in the new release, once per deploy, before any smoke check."""
+    """MIGRATE_COMMAND in the new release, once per deploy (MIGRATE_ON=all: on every host),
+    before any smoke check."""
     migrate.run(host, run_.release[host.name])
 
 
@@ -500,7 +509,14 @@ DEPLOY = (
     Step("compare", compare, LOCAL),
     Step("upload", upload_step, HOSTS, recover=undo_everywhere, after=(), phase="prepare"),
     Step("install", install, HOSTS, recover=undo_everywhere, after=AFTER_INSTALL, phase="prepare"),
-    Step("migrate", migrate_step, PRIMARY, when=has_migration, recover=undo_everywhere),
+    Step(
+        "migrate",
+        migrate_step,
+        PRIMARY,
+        hosts=migrate_hosts,
+        when=has_migration,
+        recover=undo_everywhere,
+    ),
     Step("smoke", smoke, HOSTS, recover=undo_everywhere),
     Step("switch", switch_deploy, BATCHES),
     Step("processes", processes_step, HOSTS, hosts=companion_hosts, recover=processes_failed),

@@ -129,7 +129,7 @@ class Run:
     ) -> HostResults:
         """Run ``work`` on ``hosts`` in parallel (PARALLEL at once); each failure is printed
         (unless ``quiet``) and returned; Ctrl-C on any host stops the command."""
-        done = remote.each(list(hosts), work, self.settings.parallel)
+        done = remote.each(list(hosts), work, self.settings.parallel, Host.interrupt)
         failures = tuple((host, error) for host, _, error in done if error is not None)
         for host, error in failures:
             if isinstance(error, KeyboardInterrupt):

@@ -85,7 +85,8 @@ class HookContext:
 
     def run(self, command: str) -> Result:
         """Run ``command``: on the host in the release directory as the app user with the
-        app's secrets in its environment, or locally for local points. Fails loudly."""
+        app's secrets in its environment and the release on PYTHONPATH (Ctrl-C ends it there:
+        `appenv.run`), or locally for local points. Fails loudly."""
         if self.host is None:
             env = {}
             if self.point == "failed":
@@ -103,10 +104,8 @@ class HookContext:
                 )
             return result
         where = self.path or self.settings.deploy_root
-        return self.host.run(
-            appenv.command(self.settings, where, command, venv=bool(self.path)),
-            user=self.host.app_user,
-            label=f"hook {self.point} `{command}`",
+        return appenv.run(
+            self.host, where, command, venv=bool(self.path), label=f"hook {self.point} `{command}`"
         )
 
 

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import hooks
 from .errors import detail
+from .fleet import HostResults
 
 if TYPE_CHECKING:
-    from .fleet import HostResults, Run
+    from .fleet import Run
     from .remote import Host
 
 #: Where a step runs.
@@ -174,12 +175,30 @@ def on_hosts(run_: Run, step: Step, hosts: list[Host]) -> None:
         except Exception as exc:  # counts as the step failing on the primary host
             fail(run_, step, run_.results_of([(first, exc)]))
 
-    once_or_fail(step.before_points)
-    for group in ordered(run_, step, hosts):
-        done = run_.across(group, work)
-        if done.failed:
-            fail(run_, step, done)
-    once_or_fail(step.after_points)
+    try:
+        once_or_fail(step.before_points)
+        for group in ordered(run_, step, hosts):
+            done = run_.across(group, work)
+            if done.failed:
+                fail(run_, step, done)
+        once_or_fail(step.after_points)
+    except KeyboardInterrupt:
+        interrupted(run_, step, hosts)
+        raise
+
+
+def interrupted(run_: Run, step: Step, hosts: list[Host]) -> None:
+    """Ctrl-C during a host step (its bounded commands ended on the hosts: `appenv.run`): say
+    so, and let the step recover as after a failure (the unswitched release removed)."""
+    name = step.phase or step.name
+    for host in hosts:
+        run_.results[host.name] = f"{name} interrupted"
+    run_.output.line(
+        "", f"{name} interrupted (Ctrl-C) on {', '.join(h.name for h in hosts)}", err=True
+    )
+    if step.recover:
+        after = step.recover(run_, HostResults((), tuple((h, KeyboardInterrupt()) for h in hosts)))
+        run_.output.line("", f"deploy interrupted during {name}: {after}", err=True)
 
 
 def ordered(run_: Run, step: Step, hosts: list[Host]) -> list[list[Host]]:

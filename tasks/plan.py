@@ -25,6 +25,7 @@ from . import (
     deploy,
     gitref,
     hooks,
+    migrate,
     pipeline,
     preflight,
     pyreq,
@@ -63,6 +64,7 @@ class HostPlan:
     stale: list[str] = field(default_factory=list)  # processes started before their files
     refused: str = ""  # why the deploy would stop before changing any host ("" it would not)
     hooks: list[str] = field(default_factory=list)  # "point: name" that would run here
+    migrates: bool = False  # MIGRATE_COMMAND would run here (MIGRATE_ON)
     round: int = 0  # the switch round (1: the first, the canary)
     rounds: list[list[str]] = field(default_factory=list)  # the whole fleet's, in order
 
@@ -173,8 +175,10 @@ def make_plan(c: Context, settings: Settings, hosts: list[Host], build: upload.B
             if plan.host in batch:
                 plan.round = number
     drifted = any(p.refused or p.stale or p.secrets_changed or any(p.files.values()) for p in plans)  # fmt: skip
+    migrating = migrate.hosts(settings, [p.host for p in plans])
     for index, plan in enumerate(plans):
         plan.change = not same or drifted or build.revision.endswith("-dirty")
+        plan.migrates = plan.host in migrating
         plan.hooks = hooks_on(c, settings, index == 0)
         plan.rounds = order
     return plans
@@ -209,6 +213,8 @@ def lines(plan: HostPlan) -> list[str]:
         f"{what} started before its files changed: the deploy reloads it gracefully"
         for what in plan.stale
     ]
+    if plan.migrates:
+        out.append("migrate: MIGRATE_COMMAND runs here, before the smoke check")
     out += [f"hook {hook}" for hook in plan.hooks]
     return out
 
@@ -244,6 +250,9 @@ def plan(c, json=False, allow_dirty=False, ref=""):  # type: ignore[no-untyped-d
         gitref.remove(settings)
         for host in hosts:
             host.close()
+    warning = migrate.local_database_warning(settings, [h.name for h in hosts])
+    if warning:  # (on stderr, with --json too)
+        output.line("", f"warning: {warning}", err=True)
     if json:
         print_json([asdict(p) for p in plans], output.clean)
         return

@@ -130,15 +130,28 @@ class Pruning:
         )
 
 
+def never_served(found: Inventory) -> list[str]:
+    """Releases older than current that revisions.log never records serving, though it records
+    releases before them: left by a deploy that was interrupted or killed before its switch.
+    No rollback goes to them; cleanup removes them without counting them as kept."""
+    served = good_releases(found.log)
+    if not served or not found.current:
+        return []
+    oldest = min(served)  # what the log's tail no longer covers is not judged
+    names = [*found.releases, *found.partial]
+    return sorted(r for r in names if r not in served and oldest < r < found.current)
+
+
 def plan_prune(found: Inventory, keep: int, protect: str = "") -> Pruning:
     """Keep ``keep`` releases of ``found`` (never current, its predecessor or ``protect``) and
-    the venvs they use."""
+    the venvs they use; releases that never served (`never_served`) go, uncounted."""
     protected = protect or found.previous()
-    names = list(found.releases) + found.partial
+    leftovers = [r for r in never_served(found) if r != protected]
+    names = [r for r in [*found.releases, *found.partial] if r not in leftovers]
     doomed = releases_to_remove(names, found.current, protected, keep)
-    kept_venvs = {found.releases[r] for r in found.releases if r not in doomed}
+    kept_venvs = {found.releases[r] for r in found.releases if r not in doomed + leftovers}
     unused = [v for v in found.venvs if v not in kept_venvs]
-    return Pruning(doomed, unused, len(names) - len(doomed))
+    return Pruning(sorted(leftovers + doomed), unused, len(names) - len(doomed))
 
 
 def prune_program(host: Host, pruning: Pruning) -> tuple[str, dict[str, object]]:

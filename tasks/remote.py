@@ -25,6 +25,7 @@ from typing import IO, Any, TypeVar
 
 import paramiko
 from fabric import Connection
+from fabric.runners import Remote
 from invoke.context import Context
 from invoke.runners import Result
 
@@ -205,6 +206,53 @@ def apply_host_key_policy(
         conn.client.set_missing_host_key_policy(RefuseUnknownHost(files, settings))
 
 
+# --- connections ---------------------------------------------------------------------------
+
+
+class Stoppable(Remote):
+    """Fabric's remote runner, but Ctrl-C also closes the command's stdin (and fab waits for
+    it to end): a command that stops when its stdin closes (``scripts/bounded.sh``: a
+    migration, a hook's command) is then ended on the host, not left running. Other commands
+    read no stdin and run to their end, as with Fabric's runner; a second Ctrl-C stops the
+    wait."""
+
+    def start(
+        self, command: str, shell: str, env: dict[str, Any], timeout: int | None = None
+    ) -> None:
+        super().start(command, shell, env, timeout=timeout)
+        self.context.running.add(self)
+
+    def stop(self) -> None:
+        self.context.running.discard(self)
+        super().stop()
+
+    def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
+        if not self.using_pty:
+            self.close_input()
+        super().send_interrupt(interrupt)
+
+    def close_input(self) -> None:
+        """Send EOF to the command's stdin (nothing when the channel is gone)."""
+        with contextlib.suppress(Exception):
+            self.channel.shutdown_write()
+
+
+class HostConnection(Connection):
+    """A Fabric connection whose commands run with `Stoppable`, so that `interrupt` can close
+    the stdin of those running in other threads (Ctrl-C reaches only the main one)."""
+
+    def __init__(self, host: str, **kwargs: Any) -> None:
+        kwargs["config"] = kwargs["config"].clone()  # its runner is this connection's own
+        super().__init__(host, **kwargs)
+        self.config.runners.remote = Stoppable
+        self.running: set[Stoppable] = set()
+
+    def interrupt(self) -> None:
+        """Close the stdin of every command running on this connection."""
+        for runner in list(self.running):
+            runner.close_input()
+
+
 # --- hosts ---------------------------------------------------------------------------------
 
 
@@ -336,6 +384,13 @@ class Host:
             user=user,
         )
 
+    def interrupt(self) -> None:
+        """Ctrl-C for the commands running on this host in other threads: their stdin closes
+        (a command under ``scripts/bounded.sh`` then stops on the host)."""
+        stop = getattr(self.conn, "interrupt", None)
+        if stop is not None:
+            stop()
+
     def put(self, local: Path, remote: str, *, progress: bool = True) -> None:
         """Copy a local file to ``remote`` over SFTP, reporting progress on large files."""
         self.open()
@@ -403,7 +458,7 @@ def connection(c: Context, host: str, settings: Settings) -> Connection:
         kwargs["port"] = settings.ssh_port
     if settings.ssh_key:
         kwargs["connect_kwargs"] = {"key_filename": [settings.ssh_key]}
-    return Connection(host, **kwargs)
+    return HostConnection(host, **kwargs)
 
 
 def given_host(c: Connection) -> str:
@@ -501,9 +556,15 @@ def hosts(
 
 
 def each(
-    items: list[T], work: Callable[[T], Any], limit: int
+    items: list[T],
+    work: Callable[[T], Any],
+    limit: int,
+    stop: Callable[[T], object] | None = None,
 ) -> list[tuple[T, Any, BaseException | None]]:
-    """Run ``work`` on every item, ``limit`` at once; return (item, result, error) in order."""
+    """Run ``work`` on every item, ``limit`` at once; return (item, result, error) in order.
+
+    Ctrl-C while items run in other threads calls ``stop`` on each (`Host.interrupt`), waits
+    for them, then raises `KeyboardInterrupt`."""
 
     def guarded(item: T) -> tuple[T, Any, BaseException | None]:
         try:
@@ -514,7 +575,16 @@ def each(
     if len(items) <= 1 or limit <= 1:
         return [guarded(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(limit, len(items))) as pool:
-        return list(pool.map(guarded, items))
+        futures = [pool.submit(guarded, item) for item in items]
+        try:
+            return [future.result() for future in futures]
+        except KeyboardInterrupt:
+            for future in futures:
+                future.cancel()
+            for item in items:
+                if stop is not None:
+                    stop(item)
+            raise
 
 
 def fab_hosts() -> list[str]:

@@ -1,7 +1,9 @@
 """Run ``bash -c COMMAND`` with the app's secrets (``.env`` in the cwd) in its environment.
 
-Used on the host by hooks and ``fab exec``: ``.venv/bin/python with_secrets.py COMMAND`` in a
-release directory. The file is parsed in fabdeploy's format (``KEY="value"`` lines, ``\\``
+Used on the host by hooks, migrations and ``fab exec``: ``.venv/bin/python with_secrets.py
+COMMAND [DIR]`` in a release directory; ``DIR`` (the release) is put first on PYTHONPATH, before
+any PYTHONPATH the environment or the secrets set, so ``python scripts/x.py`` imports the app's
+own packages as the app does. The file is parsed in fabdeploy's format (``KEY="value"`` lines, ``\\``
 escaping ``\\`` and ``"``, a value with a newline spanning lines: `tasks.secretsfile`, which
 this copy of `parse` must match; tests/unit/test_secretsfile.py checks it), never sourced, so
 no value is ever run by a shell. Nothing is printed, but why a secrets file that exists cannot
@@ -32,7 +34,12 @@ def main():
         text = ""
     except OSError as exc:
         sys.exit(f"cannot read the app's secrets ({os.path.realpath('.env')}): {exc.strerror}")
-    os.execvpe("bash", ["bash", "-c", sys.argv[1]], {**os.environ, **parse(text)})
+    env = {**os.environ, **parse(text)}
+    if len(sys.argv) > 2 and sys.argv[2]:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [sys.argv[2], *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
+        )
+    os.execvpe("bash", ["bash", "-c", sys.argv[1]], env)
 
 
 if __name__ == "__main__":

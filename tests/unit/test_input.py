@@ -168,20 +168,25 @@ def uses(command: str, payload: str, mark: str) -> tuple[bool, list[str]]:
     """Whether ``payload`` reaches ``command``, and where it does other than as (part of) one
     quoted word (``mark``, a part of the payload, finds it however it was split)."""
     tokens = words(command)
-    found = any(payload in token for token in tokens)
+    scripts = [
+        token
+        for i, token in enumerate(tokens)
+        if mark in token and i >= 2 and tokens[i - 1] == "-c" and tokens[i - 2] == "bash"
+    ]
+    found = any(payload in token for token in tokens) or any(
+        payload in value for script in scripts for value in split_script(script)[0]
+    )
     problems = []
     if any(mark in token for token in tokens) and not found:
         problems.append(f"split into several words in {command[:160]!r}")
-    for i, token in enumerate(tokens):
-        if mark in token and i >= 2 and tokens[i - 1] == "-c" and tokens[i - 2] == "bash":
-            problems += unquoted_in_script(token, payload, mark)
+    for script in scripts:
+        problems += unquoted_in_script(script, payload, mark)
     return found, problems
 
 
-def unquoted_in_script(script: str, payload: str, mark: str) -> list[str]:
-    """`Host.script`'s text: quoted ``NAME=value`` lines (data), then a body that must hold the
-    payload only inside one quoted word."""
-    body = script
+def split_script(script: str) -> tuple[list[str], str]:
+    """`Host.script`'s text: the values of its quoted ``NAME=value`` lines (data), its body."""
+    body, values = script, []
     prefix = "set -euo pipefail\n"
     if script.startswith(prefix):
         header = prefix
@@ -194,7 +199,15 @@ def unquoted_in_script(script: str, payload: str, mark: str) -> list[str]:
                 if not eq or not name.isidentifier() or not script.startswith(line, len(header)):
                     break
                 header += line
+                values.append(value)
         body = script[len(header) :]
+    return values, body
+
+
+def unquoted_in_script(script: str, payload: str, mark: str) -> list[str]:
+    """`Host.script`'s text: quoted ``NAME=value`` lines (data), then a body that must hold the
+    payload only inside one quoted word."""
+    body = split_script(script)[1]
     return [
         f"unquoted in the script line {line[:160]!r}"
         for line in body.splitlines()
@@ -233,12 +246,14 @@ def test_shell_metacharacters_in_every_key_are_rejected_or_quoted(tmp_path: Path
 def test_hook_commands_reach_the_host_as_one_quoted_argument(tmp_path: Path) -> None:
     payload = f"echo a; touch {tmp_path / 'x'}"
     env_file(tmp_path, "HOOK_AFTER_SWITCH", payload)
-    sent = [
-        c for c in sent_commands(config.build("staging", tmp_path), tmp_path) if payload in words(c)
+    sent = [  # each run by scripts/bounded.sh: the command is its COMMAND value, one word
+        split_script(words(c)[-1])[0]
+        for c in sent_commands(config.build("staging", tmp_path), tmp_path)
+        if payload in split_script(words(c)[-1])[0]
     ]
     assert len(sent) == 2  # in a release, and before one (with PYTHON)
-    for command in sent:
-        assert words(command)[-1] == payload
+    for values in sent:
+        assert values.count(payload) == 1
 
 
 @pytest.mark.usefixtures("fake_sudo")

@@ -1,0 +1,57 @@
+"""The app's environment on a host (`tasks.appenv`), run here under bash: the release first on
+PYTHONPATH, so a script in a subdirectory imports the app's own package (issue 19, item 8)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tasks import appenv, config, secretsfile
+
+SCRIPT = "import sys, app\nprint('imported', app.NAME, sys.path[1:3])\n"
+
+
+def release(tmp_path: Path, secrets: dict[str, str]) -> tuple[config.Settings, Path]:
+    """A project whose settings name it, and a release dir: a venv python, ``app/`` and
+    ``scripts/migrate.py`` importing it, ``.env`` with ``secrets``."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "staging.env").write_text("APP_NAME=shop\n")
+    where = tmp_path / "releases" / "R1"
+    (where / ".venv" / "bin").mkdir(parents=True)
+    (where / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    (where / "app").mkdir()
+    (where / "app" / "__init__.py").write_text("NAME = 'shop'\n")
+    (where / "scripts").mkdir()
+    (where / "scripts" / "migrate.py").write_text(SCRIPT)
+    (where / ".env").write_text(secretsfile.render(secrets))
+    return config.build("staging", tmp_path), where
+
+
+def run(line: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(
+        ["bash", "-c", line], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
+
+
+def test_a_script_in_a_subdirectory_imports_the_app_package(tmp_path: Path) -> None:
+    settings, where = release(tmp_path, {"GREETING": "hi"})
+    done = run(appenv.command(settings, str(where), "python scripts/migrate.py"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("imported shop")
+
+
+def test_the_release_comes_before_the_apps_own_pythonpath(tmp_path: Path) -> None:
+    settings, where = release(tmp_path, {"PYTHONPATH": "/opt/extra:/opt/more"})
+    shown = run(appenv.command(settings, str(where), 'echo "$PYTHONPATH"'))
+    assert shown.stdout.strip() == f"{where}:/opt/extra:/opt/more"
+    done = run(appenv.command(settings, str(where), "python scripts/migrate.py"))
+    assert done.stdout.strip() == f"imported shop ['{where}', '/opt/extra']", done.stderr
+
+
+def test_without_a_venv_the_pythonpath_is_left_alone(tmp_path: Path) -> None:
+    settings, where = release(tmp_path, {})
+    line = appenv.command(settings, str(where), 'echo "[$PYTHONPATH]"', venv=False)
+    assert run(line).stdout.strip() == "[]"
