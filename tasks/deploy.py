@@ -6,14 +6,16 @@ step around it, and ``fab plan``, the summary table and docs/architecture.md rea
 lists. In order (``[migrate]`` with MIGRATE_COMMAND):
 
 ```
-preflight -> test -> lock -> check -> build -> compare -> upload -> install -> [migrate]
+preflight -> lock -> check -> build -> compare -> test -> upload -> install -> [migrate]
           -> smoke -> switch -> processes -> cleanup -> record -> unlock (always)
 ```
 
-``preflight`` (files, settings, git state: no time) and ``test`` run first and locally, so a
-missing file, an uncommitted change or a failing suite touches no host. ``lock`` takes the
-deploy lock and, in the same SSH session, learns what ``check`` needs (`setup.Facts`, the
-releases); ``compare`` stops a deploy of what every host serves already (a no-op). Across a
+``preflight`` (files, settings, git state: no time) runs first and locally, so a missing
+file or an uncommitted change touches no host. ``lock`` takes the deploy lock and, in the
+same SSH session, learns what ``check`` needs (`setup.Facts`, the releases); ``compare``
+stops a deploy of what every host serves already (a no-op: no tests run). ``test`` runs the
+app's suite locally, in its test venv, before anything is uploaded: a failing suite changes
+no host (the lock is released, the release built forgotten). Across a
 fleet (the hosts of the environment file, or of ``fab -H a,b deploy``: ``--per-host`` keeps
 Fabric's loop of one deploy per host) upload, install and smoke run on every host at once,
 PARALLEL at a time, all or nothing: a host that fails stops the deploy with no host
@@ -212,8 +214,18 @@ def preflight_step(run_: Run) -> None:
 
 
 def test_step(run_: Run) -> None:
-    """The app's own test suite, locally; a failure stops the deploy before any host changes."""
-    test.run_local(run_.c, run_.settings, run_.output)
+    """The app's own test suite, locally, in its test venv; a failure stops the deploy before
+    any host changes (the release built is forgotten: `--resume` never ships it)."""
+    try:
+        test.run_local(run_.c, run_.settings, run_.output)
+    except BaseException:
+        if run_.build:
+            run_.build.cleanup()
+            run_.build = None
+        for host in run_.hosts:
+            run_.results[host.name] = f"not deployed, serving {run_.served.get(host.name) or 'nothing'}"  # fmt: skip
+        raise
+    run_.save()  # the release passed its tests: from now on `deploy --resume` can finish it
 
 
 def check(run_: Run, host: Host) -> None:
@@ -260,8 +272,8 @@ def compare(run_: Run) -> None:
     """Stop here when every host serves this revision already (a no-op, nothing restarted)."""
     if already_serving(run_):
         run_.done = True
-    else:
-        run_.save()  # from now on `deploy --resume` can finish it
+    elif skip_test(run_):
+        run_.save()  # from now on `deploy --resume` can finish it (else after the tests)
 
 
 def upload_step(run_: Run, host: Host) -> None:
@@ -464,11 +476,11 @@ AFTER_INSTALL = ("after_install", "after_upload")
 #: The deploy, step by step (docs/architecture.md).
 DEPLOY = (
     Step("preflight", preflight_step, LOCAL),
-    Step("test", test_step, LOCAL, skip=skip_test),
     Step("lock", lock, HOSTS, serial=waits_for_lock),
     Step("check", check, HOSTS),
     Step("build", build, LOCAL),
     Step("compare", compare, LOCAL),
+    Step("test", test_step, LOCAL, skip=skip_test),
     Step("upload", upload_step, HOSTS, recover=undo_everywhere, after=(), phase="prepare"),
     Step("install", install, HOSTS, recover=undo_everywhere, after=AFTER_INSTALL, phase="prepare"),
     Step("migrate", migrate_step, PRIMARY, when=has_migration, recover=undo_everywhere),

@@ -210,16 +210,16 @@ def test_summary_has_a_row_per_host_with_steps_in_flow_order() -> None:
     lines = run_.summary().splitlines()
     assert lines[0].split() == [
         "host",
-        "test",
         "lock",
         "build",
+        "test",
         "upload",
         "total",
         "ssh",
         "conn/sess",
         "result",
     ]
-    assert lines[1].split() == ["local", "0.25", "1.50", "1.75"]
+    assert lines[1].split() == ["local", "1.50", "0.25", "1.75"]
     assert lines[2].split() == ["web1", "0.10", "0.50", "0.60", "1/7", "serving", "R1"]
     assert lines[3].split() == ["web2", "0.20", "0.20", "1/7", "prepare", "failed"]
 
@@ -229,10 +229,11 @@ def test_deploy_reads_as_the_list_of_steps() -> None:
     order = [
         names.index(name)
         for name in (
-            "test",
             "lock",
             "check",
             "build",
+            "compare",
+            "test",  # after the no-op check: a deploy that changes nothing runs no tests
             "upload",
             "smoke",
             "switch",
