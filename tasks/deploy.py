@@ -85,7 +85,7 @@ PER_HOST_HELP = "with -H a,b: Fabric's loop, one separate deploy per -H host, on
 
 @task(
     help={
-        "skip-tests": "do not run the app's test suite locally first (says so)",
+        "skip-tests": "do not run the app's test suite locally (says so)",
         "allow-dirty": "ship uncommitted changes of a git checkout (revision gets -dirty)",
         "break-lock": "remove another deploy's lock first (prints who held it; logged)",
         "lock-wait": "wait up to SECONDS for a held deploy lock instead of failing at once",

@@ -39,6 +39,7 @@ from invoke import Context
 from tasks import config, remote
 from tests.conftest import fab_env, figure, missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import HostKit, TestHost
+from tests.hosts import pyindex
 from tests.integration.apps import write_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -341,6 +342,10 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
         log = (site.srv / "venvs" / venv.group(1) / "pip-install.log").read_text()
         assert "Looking in indexes" not in log and "Looking in links" in log, log
     assert "2 passed" in cold.stdout  # the local test gate ran
+    # in its own venv (no test requirements: pytest added), after the no-op check
+    assert re.search(r"test venv \.fabdeploy/test-venvs/[0-9a-f]{16}: made in", cold.stdout)
+    assert "pytest is added to the test venv" in cold.stdout
+    assert cold.stdout.index("-> compare") < cold.stdout.index("-> test") < cold.stdout.index("-> upload")  # fmt: skip
 
     master = site.master()
     users = site.sh(f"ps -o user= -p {master}; ps -o user= --ppid {master}").split()
@@ -381,6 +386,7 @@ def test_unchanged_redeploy_changes_nothing_and_forced_reuses_the_venv(site: Sit
     site.numbers["unchanged deploy seconds"] = round(again.seconds, 1)  # type: ignore[attr-defined]
     assert "no change: every host already serves revision" in again.stdout
     assert "-> upload" not in again.stdout
+    assert "-> test" not in again.stdout and "passed" not in again.stdout  # a no-op runs no tests
     assert (site.current(), site.master()) == (before, master)  # nothing restarted
 
     forced = site.fab("deploy", "--force")
@@ -422,6 +428,16 @@ def test_code_change_is_served_with_no_failed_request(site: Site, version: str) 
 def test_requirement_change_gets_a_new_venv_with_no_failed_request(site: Site) -> None:
     old_venv, journal = site.venv_of(site.current()), len(site.journal())
     site.app("1.2.0", requirements=("python-dotenv",), uses="dotenv")
+    # the app's tests need a package fab's environment lacks, from an index on this machine
+    wheels = site.project / "probe-wheels"
+    pyindex.wheel(wheels, "testprobe", "0.1")
+    app = site.project / "app"
+    (app / "requirements-test.txt").write_text(f"--find-links {wheels}\ntestprobe==0.1\npytest\n")
+    (app / "tests" / "test_probe.py").write_text(
+        "import sys\n\nimport testprobe\n\n\ndef test_in_the_test_venv() -> None:\n"
+        '    assert testprobe.VALUE == "testprobe 0.1"\n'
+        '    assert "/.fabdeploy/test-venvs/" in sys.prefix, sys.prefix\n'
+    )
     env_file = site.project / "config" / "staging.env"
     settings = env_file.read_text()
     env_file.write_text(settings + "PREBUILT_PACKAGES=no\n")  # this time pip on the host
@@ -434,6 +450,7 @@ def test_requirement_change_gets_a_new_venv_with_no_failed_request(site: Site) -
     loop.report("redeploy with a changed requirement")
     assert loop.failures == [] and loop.ok > 20
     assert loop.versions[-5:] == ["1.2.0"] * 5
+    assert "3 passed" in out.stdout and "requirements.txt + requirements-test.txt" in out.stdout
     new_venv = site.venv_of(site.current())
     assert new_venv != old_venv and f"venv {new_venv} built with pip" in out.stdout
     assert (site.srv / "venvs" / new_venv / "pip-install.log").exists()
@@ -482,15 +499,20 @@ def test_broken_release_never_replaces_the_served_one(
 
 def test_failing_local_tests_stop_the_deploy_before_any_host_changes(site: Site) -> None:
     releases, lines = site.releases(), len(site.audit())
-    sshd_log = site.host.path("/var/log/sshd.log")
-    logins = sshd_log.read_text().count("Accepted publickey")
     site.app("1.3.1", requirements=("python-dotenv",), uses="dotenv", broken="tests")
     failed = site.fab("deploy", ok=False)
     assert "local tests failed" in failed.stderr
-    assert "-> lock" not in failed.stdout and "-> upload" not in failed.stdout
-    assert sshd_log.read_text().count("Accepted publickey") == logins, "no SSH login at all"
+    # the test step runs after the no-op check, under the lock, before any upload
+    assert "-> compare" in failed.stdout and "-> upload" not in failed.stdout
+    for words in ("test step: local tests failed (exit 1): 'python -m pytest -q'",
+                  "set TEST_COMMAND in", "empty TEST_COMMAND= runs none", "--skip-tests"):  # fmt: skip
+        assert words in failed.stderr, failed.stderr
+    assert not (site.srv / ".lock").exists()  # released
+    assert list((site.srv / ".incoming").iterdir()) == []  # nothing uploaded
     assert site.releases() == releases and len(site.audit()) == lines
     assert site.get("/")["version"] == "1.2.0"
+    resumed = site.fab("deploy", "--resume")  # the untested release is never resumed
+    assert "nothing to resume" in resumed.stdout and "-> upload" not in resumed.stdout
 
 
 def test_rollback_then_cleanup_keeps_releases(site: Site) -> None:
