@@ -226,6 +226,11 @@ def install(settings: Settings, python: Path, args: list[str], what: str) -> Non
     """fab's pip installs into the venv of ``python``; a failure names the test step."""
     command = pip.command(settings, "--python", str(python), "install", "-q", *args)
     result = pip.run(settings, command)
+    if result.returncode != 0 and "--python" in result.stderr and "no such option" in result.stderr:
+        raise FabdeployError(
+            "test step: fab's pip has no --python option (pip 22.3 or later has): upgrade pip "
+            "where fab runs, or set TEST_VENV=no"
+        )
     if result.returncode != 0:
         raise FabdeployError(f"test step: installing {what} into its venv failed:\n{pip.tail(result)}")  # fmt: skip
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from tasks import config, deploy, fleet, lock, pipeline, releases
-from tasks.errors import HostError
+from tasks.errors import FabdeployError, HostError
 from tasks.layout import Audit, release_name
 
 R = [f"20261124T0{h}0000.000Z" for h in range(1, 8)]  # seven releases, oldest first
@@ -383,3 +383,45 @@ def test_a_process_that_does_not_come_back_fails_naming_its_host(
     assert sorted(d for d in done if d.startswith("record")) == [
         "record jobs1", "record web1", "record web2",
     ]  # fmt: skip
+
+
+def test_a_failing_suite_after_compare_forgets_the_release_and_records_nothing_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_, done = flow(tmp_path, monkeypatch, "")
+    cleaned, saved = [], []
+    run_.build = SimpleNamespace(release="R2", revision="abc", cleanup=lambda: cleaned.append(1))  # type: ignore[assignment]
+    run_.save = lambda *a, **k: saved.append(run_.build)  # type: ignore[method-assign]
+    monkeypatch.setattr(deploy, "already_serving", lambda r: False)
+
+    def failing(*args: object) -> None:
+        raise FabdeployError("test step: local tests failed (exit 1)")
+
+    monkeypatch.setattr(deploy.test, "run_local", failing)
+    names = [s.name for s in deploy.DEPLOY]
+    assert names.index("compare") + 1 == names.index("test") < names.index("upload")
+    step = {s.name: s for s in deploy.DEPLOY}
+    pipeline.perform(run_, step["compare"])
+    assert saved == []  # the record waits for the tests
+    with pytest.raises(FabdeployError, match="test step"):
+        pipeline.perform(run_, step["test"])
+    assert run_.build is None and cleaned == [1] and saved == []  # never resumable
+    assert run_.results["web1"] == "not deployed, serving nothing"
+    assert done == []  # nothing uploaded
+
+    run_.build, run_.skip_tests = SimpleNamespace(release="R3", revision="abd"), True  # type: ignore[assignment]
+    pipeline.perform(run_, step["compare"])
+    pipeline.perform(run_, step["test"])  # skipped, saying so
+    assert [b.release for b in saved] == ["R3"]  # with --skip-tests compare records it
+
+
+def test_after_passing_tests_the_deploy_is_recorded_for_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_, _ = flow(tmp_path, monkeypatch, "")
+    saved: list[object] = []
+    run_.build = SimpleNamespace(release="R2", revision="abc")  # type: ignore[assignment]
+    run_.save = lambda *a, **k: saved.append(run_.build)  # type: ignore[method-assign]
+    monkeypatch.setattr(deploy.test, "run_local", lambda *a: 0.1)
+    pipeline.perform(run_, next(s for s in deploy.DEPLOY if s.name == "test"))
+    assert saved == [run_.build]
