@@ -438,6 +438,12 @@ def test_requirement_change_gets_a_new_venv_with_no_failed_request(site: Site) -
         '    assert testprobe.VALUE == "testprobe 0.1"\n'
         '    assert "/.fabdeploy/test-venvs/" in sys.prefix, sys.prefix\n'
     )
+    tested = site.fab("test")  # makes the test venv; the deploy below reuses it
+    assert (
+        "3 passed" in tested.stdout and "requirements.txt + requirements-test.txt" in tested.stdout
+    )
+    venv = re.search(r"test venv (\S+): made in", tested.stdout)
+    assert venv, tested.stdout
     env_file = site.project / "config" / "staging.env"
     settings = env_file.read_text()
     env_file.write_text(settings + "PREBUILT_PACKAGES=no\n")  # this time pip on the host
@@ -450,7 +456,7 @@ def test_requirement_change_gets_a_new_venv_with_no_failed_request(site: Site) -
     loop.report("redeploy with a changed requirement")
     assert loop.failures == [] and loop.ok > 20
     assert loop.versions[-5:] == ["1.2.0"] * 5
-    assert "3 passed" in out.stdout and "requirements.txt + requirements-test.txt" in out.stdout
+    assert "3 passed" in out.stdout and f"test venv {venv.group(1)}: reused" in out.stdout
     new_venv = site.venv_of(site.current())
     assert new_venv != old_venv and f"venv {new_venv} built with pip" in out.stdout
     assert (site.srv / "venvs" / new_venv / "pip-install.log").exists()
