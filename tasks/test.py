@@ -28,7 +28,7 @@ from invoke import Collection, Context, task
 
 from . import appenv, config, packages, remote, run, tags, testenv
 from .config import Settings
-from .errors import FabdeployError, HostError
+from .errors import FabdeployError, HostError, detail
 from .layout import Layout
 from .remote import Host, LineWriter, Output
 
@@ -158,7 +158,9 @@ def run_local(c: Context, settings: Settings, output: Output | None = None) -> f
         else:
             env, using = fab_python(settings, output.say)
     except FabdeployError as exc:
-        raise FabdeployError(f"{exc}\nNothing was deployed; {ways_out(settings)}") from None
+        said = detail(exc)
+        said = said if said.startswith("test step") else f"test step: {said}"
+        raise FabdeployError(f"{said}\nNothing was deployed; {ways_out(settings)}") from None
     local = Context(config=c.config)  # under `fab -H`, c is a Connection: run locally anyway
     output.say(f"test: {command} ({why}; in {settings.app_dir}, with {using})")
     out = LineWriter(output, "local")

@@ -11,10 +11,11 @@ requirements, and the command that runs the suite in it.
 - `venv(settings, found, extra, say)`: ``.fabdeploy/test-venvs/<key>``, keyed by the app's
   wheelhouse (its requirements, this machine's wheel tags, PACKAGE_INDEX), the test
   requirements (``-r``/``-c`` includes followed) and the Python; reused while they stay the
-  same. Made with ``python -m venv --without-pip`` from the Python that runs fab and filled
-  by fab's pip (``pip --python``): first the app's packages from the local wheelhouse the
-  build uses (``--no-index``: exactly what the hosts of this Python get), then the test
-  requirements from PACKAGE_INDEX (or pip's default), the app's versions held by constraints.
+  same. Made with ``python -m venv --without-pip`` from the Python that runs fab: first the
+  app's packages, installed once from the local wheelhouse the build uses
+  (`packages.prebuilt`: exactly what the hosts of this Python get), copied in; then fab's
+  pip (``pip --python``) adds the test requirements from PACKAGE_INDEX (or pip's default),
+  the app's versions held by constraints.
 """
 
 from __future__ import annotations
@@ -222,6 +223,30 @@ def constraints(wheels: Path) -> str:
     return "".join(f"{name}=={version}\n" for name, version in rows)
 
 
+def copy_prebuilt(site: Path, where: Path) -> None:
+    """The app's packages, installed once from the wheelhouse (`packages.prebuilt`, shared
+    with the build), copied into the venv at ``where``; their scripts' ``#!python`` shebangs
+    name the venv's Python (as a host does with them)."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    target = where / "lib" / version / "site-packages"
+    for item in site.iterdir():
+        if item.name in (VENV_MARKER, "bin"):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, target / item.name, symlinks=True, dirs_exist_ok=True)
+        else:
+            shutil.copy2(item, target / item.name)
+    for script in sorted((site / "bin").iterdir()) if (site / "bin").is_dir() else []:
+        data = script.read_bytes()
+        if data.startswith(packages.PLACEHOLDER_SHEBANG):
+            data = (
+                f"#!{where / 'bin' / 'python'}\n".encode()
+                + data[len(packages.PLACEHOLDER_SHEBANG) :]
+            )
+        (where / "bin" / script.name).write_bytes(data)
+        (where / "bin" / script.name).chmod(0o755)
+
+
 def install(settings: Settings, python: Path, args: list[str], what: str) -> None:
     """fab's pip installs into the venv of ``python``; a failure names the test step."""
     command = pip.command(settings, "--python", str(python), "install", "-q", *args)
@@ -246,8 +271,7 @@ def fill(settings: Settings, where: Path, wheels: Path | None, found: TestRequir
     python = where / "bin" / "python"
     links: list[str] = []
     if wheels is not None:
-        app = str(packages.requirements_of(settings, wheels))
-        install(settings, python, ["--no-index", "--find-links", str(wheels), "-r", app], "the app's requirements")  # fmt: skip
+        copy_prebuilt(packages.prebuilt(settings, wheels, lambda line: None), where)
         (where / "constraints.txt").write_text(constraints(wheels))
         links = ["--find-links", str(wheels), "-c", str(where / "constraints.txt")]
     if found.text.strip() or extra:

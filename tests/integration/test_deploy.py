@@ -322,6 +322,10 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
 
     with pytest.raises(OSError):
         site.get("/")  # nothing serves before the first deploy
+    # the test venv (no test requirements: pytest added), made before the request loop starts
+    tested = site.fab("test")
+    venv = re.search(r"test venv (\.fabdeploy/test-venvs/[0-9a-f]{16}): made in", tested.stdout)
+    assert venv and "pytest is added to the test venv" in tested.stdout, tested.stdout
     journal = len(site.journal())
     with site.loop() as loop:
         cold = site.fab("deploy")
@@ -342,9 +346,8 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
         log = (site.srv / "venvs" / venv.group(1) / "pip-install.log").read_text()
         assert "Looking in indexes" not in log and "Looking in links" in log, log
     assert "2 passed" in cold.stdout  # the local test gate ran
-    # in its own venv (no test requirements: pytest added), after the no-op check
-    assert re.search(r"test venv \.fabdeploy/test-venvs/[0-9a-f]{16}: made in", cold.stdout)
-    assert "pytest is added to the test venv" in cold.stdout
+    # in its own venv, after the no-op check
+    assert f"test venv {venv.group(1)}: reused" in cold.stdout
     assert cold.stdout.index("-> compare") < cold.stdout.index("-> test") < cold.stdout.index("-> upload")  # fmt: skip
 
     master = site.master()

@@ -182,4 +182,5 @@ def test_a_test_requirement_pip_cannot_install_names_the_test_step(tmp_path: Pat
     message = str(caught.value)
     assert "test step: installing the test requirements (requirements-test.txt)" in message
     assert "nosuchprobe" in message and "--skip-tests" in message
+    assert message.count("fabdeploy:") == 1 and message.count("test step") == 1, message
     assert not list((conf.project_dir / ".fabdeploy" / "test-venvs").iterdir())  # none half-made
