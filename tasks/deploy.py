@@ -15,7 +15,7 @@ file or an uncommitted change touches no host. ``lock`` takes the deploy lock an
 same SSH session, learns what ``check`` needs (`setup.Facts`, the releases); ``compare``
 stops a deploy of what every host serves already (a no-op: no tests run). ``test`` runs the
 app's suite locally, in its test venv, before anything is uploaded: a failing suite changes
-no host (the lock is released, the release built forgotten). Across a
+no host (the lock is released; nothing is left for ``--resume``). Across a
 fleet (the hosts of the environment file, or of ``fab -H a,b deploy``: ``--per-host`` keeps
 Fabric's loop of one deploy per host) upload, install and smoke run on every host at once,
 PARALLEL at a time, all or nothing: a host that fails stops the deploy with no host
@@ -215,16 +215,14 @@ def preflight_step(run_: Run) -> None:
 
 def test_step(run_: Run) -> None:
     """The app's own test suite, locally, in its test venv; a failure stops the deploy before
-    any host changes (the release built is forgotten: `--resume` never ships it)."""
+    any host changes (and leaves nothing for `--resume`)."""
     try:
         test.run_local(run_.c, run_.settings, run_.output)
     except BaseException:
-        if run_.build:
-            run_.build.cleanup()
-            run_.build = None
         for host in run_.hosts:
             run_.results[host.name] = f"not deployed, serving {run_.served.get(host.name) or 'nothing'}"  # fmt: skip
         raise
+    run_.untested = False
     run_.save()  # the release passed its tests: from now on `deploy --resume` can finish it
 
 
@@ -272,8 +270,9 @@ def compare(run_: Run) -> None:
     """Stop here when every host serves this revision already (a no-op, nothing restarted)."""
     if already_serving(run_):
         run_.done = True
-    elif skip_test(run_):
-        run_.save()  # from now on `deploy --resume` can finish it (else after the tests)
+        return
+    run_.untested = not skip_test(run_)  # recorded for --resume once the tests passed
+    run_.save()  # from now on `deploy --resume` can finish it
 
 
 def upload_step(run_: Run, host: Host) -> None:

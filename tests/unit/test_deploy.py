@@ -385,13 +385,13 @@ def test_a_process_that_does_not_come_back_fails_naming_its_host(
     ]  # fmt: skip
 
 
-def test_a_failing_suite_after_compare_forgets_the_release_and_records_nothing_to_resume(
+def test_a_failing_suite_after_compare_leaves_nothing_to_resume_and_uploads_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_, done = flow(tmp_path, monkeypatch, "")
-    cleaned, saved = [], []
-    run_.build = SimpleNamespace(release="R2", revision="abc", cleanup=lambda: cleaned.append(1))  # type: ignore[assignment]
-    run_.save = lambda *a, **k: saved.append(run_.build)  # type: ignore[method-assign]
+    written: list[str] = []
+    run_.build = SimpleNamespace(release="R2", revision="abc")  # type: ignore[assignment]
+    monkeypatch.setattr(fleet, "write_json", lambda path, data: written.append(data["release"]))
     monkeypatch.setattr(deploy, "already_serving", lambda r: False)
 
     def failing(*args: object) -> None:
@@ -402,26 +402,18 @@ def test_a_failing_suite_after_compare_forgets_the_release_and_records_nothing_t
     assert names.index("compare") + 1 == names.index("test") < names.index("upload")
     step = {s.name: s for s in deploy.DEPLOY}
     pipeline.perform(run_, step["compare"])
-    assert saved == []  # the record waits for the tests
+    assert written == []  # the record waits for the tests
     with pytest.raises(FabdeployError, match="test step"):
         pipeline.perform(run_, step["test"])
-    assert run_.build is None and cleaned == [1] and saved == []  # never resumable
+    run_.save(FabdeployError("x"), final=True)  # as the command's end does
+    assert written == []  # never resumable (nor after a failing before_test hook)
     assert run_.results["web1"] == "not deployed, serving nothing"
     assert done == []  # nothing uploaded
 
+    monkeypatch.setattr(deploy.test, "run_local", lambda *a: 0.1)
+    pipeline.perform(run_, step["test"])
+    assert written == ["R2"]  # passed: recorded for --resume
     run_.build, run_.skip_tests = SimpleNamespace(release="R3", revision="abd"), True  # type: ignore[assignment]
     pipeline.perform(run_, step["compare"])
     pipeline.perform(run_, step["test"])  # skipped, saying so
-    assert [b.release for b in saved] == ["R3"]  # with --skip-tests compare records it
-
-
-def test_after_passing_tests_the_deploy_is_recorded_for_resume(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    run_, _ = flow(tmp_path, monkeypatch, "")
-    saved: list[object] = []
-    run_.build = SimpleNamespace(release="R2", revision="abc")  # type: ignore[assignment]
-    run_.save = lambda *a, **k: saved.append(run_.build)  # type: ignore[method-assign]
-    monkeypatch.setattr(deploy.test, "run_local", lambda *a: 0.1)
-    pipeline.perform(run_, next(s for s in deploy.DEPLOY if s.name == "test"))
-    assert saved == [run_.build]
+    assert written == ["R2", "R3"]  # with --skip-tests compare records it
