@@ -186,6 +186,13 @@ def run_local(c: Context, settings: Settings, output: Output | None = None) -> f
             f"test step: no tests found: {command!r} in {settings.app_dir} collected no tests "
             f"(pytest's exit {NO_TESTS}); nothing was deployed. Add tests, or: {ways_out(settings)}"
         )
+    if result.ok and "manage.py test" in command and "Ran 0 tests" in result.stdout + result.stderr:
+        raise FabdeployError(
+            f"test step: no tests found: {command!r} in {settings.app_dir} ran 0 tests (Django's "
+            "runner finds TestCase classes in test*.py files); nothing was deployed. Tests "
+            "written for pytest need pytest in the test requirements (TEST_REQUIREMENTS, a "
+            f"test/dev group or extra, requirements-test.txt). Else: {ways_out(settings)}"
+        )
     if result.failed:
         raise FabdeployError(
             f"test step: local tests failed (exit {result.exited}): {command!r} in "

@@ -184,3 +184,15 @@ def test_a_test_requirement_pip_cannot_install_names_the_test_step(tmp_path: Pat
     assert "nosuchprobe" in message and "--skip-tests" in message
     assert message.count("fabdeploy:") == 1 and message.count("test step") == 1, message
     assert not list((conf.project_dir / ".fabdeploy" / "test-venvs").iterdir())  # none half-made
+
+
+def test_django_s_runner_finding_no_tests_stops_the_deploy_saying_what_to_name(
+    tmp_path: Path,
+) -> None:
+    conf = settings(tmp_path, "TEST_VENV=no\n", {"manage.py": "import sys\nprint('Ran 0 tests in 0.000s', file=sys.stderr)\n"})  # fmt: skip
+    (conf.app_dir / "requirements.txt").unlink()
+    with pytest.raises(FabdeployError) as caught:
+        test.run_local(Context(), conf, Output(io.StringIO(), io.StringIO()))
+    message = str(caught.value)
+    assert "test step: no tests found: 'python manage.py test'" in message
+    assert "pytest in the test requirements" in message and "--skip-tests" in message
