@@ -324,8 +324,8 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
         site.get("/")  # nothing serves before the first deploy
     # the test venv (no test requirements: pytest added), made before the request loop starts
     tested = site.fab("test")
-    venv = re.search(r"test venv (\.fabdeploy/test-venvs/[0-9a-f]{16}): made in", tested.stdout)
-    assert venv and "pytest is added to the test venv" in tested.stdout, tested.stdout
+    made = re.search(r"test venv (\.fabdeploy/test-venvs/[0-9a-f]{16}): made in", tested.stdout)
+    assert made and "pytest is added to the test venv" in tested.stdout, tested.stdout
     journal = len(site.journal())
     with site.loop() as loop:
         cold = site.fab("deploy")
@@ -347,7 +347,7 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
         assert "Looking in indexes" not in log and "Looking in links" in log, log
     assert "2 passed" in cold.stdout  # the local test gate ran
     # in its own venv, after the no-op check
-    assert f"test venv {venv.group(1)}: reused" in cold.stdout
+    assert f"test venv {made.group(1)}: reused" in cold.stdout
     assert cold.stdout.index("-> compare") < cold.stdout.index("-> test") < cold.stdout.index("-> upload")  # fmt: skip
 
     master = site.master()
@@ -445,8 +445,8 @@ def test_requirement_change_gets_a_new_venv_with_no_failed_request(site: Site) -
     assert (
         "3 passed" in tested.stdout and "requirements.txt + requirements-test.txt" in tested.stdout
     )
-    venv = re.search(r"test venv (\S+): made in", tested.stdout)
-    assert venv, tested.stdout
+    made = re.search(r"test venv (\S+): made in", tested.stdout)
+    assert made, tested.stdout
     env_file = site.project / "config" / "staging.env"
     settings = env_file.read_text()
     env_file.write_text(settings + "PREBUILT_PACKAGES=no\n")  # this time pip on the host
@@ -459,7 +459,7 @@ def test_requirement_change_gets_a_new_venv_with_no_failed_request(site: Site) -
     loop.report("redeploy with a changed requirement")
     assert loop.failures == [] and loop.ok > 20
     assert loop.versions[-5:] == ["1.2.0"] * 5
-    assert "3 passed" in out.stdout and f"test venv {venv.group(1)}: reused" in out.stdout
+    assert "3 passed" in out.stdout and f"test venv {made.group(1)}: reused" in out.stdout
     new_venv = site.venv_of(site.current())
     assert new_venv != old_venv and f"venv {new_venv} built with pip" in out.stdout
     assert (site.srv / "venvs" / new_venv / "pip-install.log").exists()
