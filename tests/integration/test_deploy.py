@@ -219,7 +219,7 @@ class Site:
 
     def loop(self) -> RequestLoop:
         where = f"Debian {self.host.release}, {self.host.systemd}" if self.host.release else ""
-        return RequestLoop(self.host.url(PORT, "/"), where=where)
+        return RequestLoop(self.host.url(PORT, "/"), limit=180, where=where)  # a cap, not a goal
 
     def sh(self, script: str, user: str = "root") -> str:
         return self.host.sh(script, user=user).stdout.strip()
