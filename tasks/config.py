@@ -142,6 +142,10 @@ def _relative_file(raw: str) -> str:
     return raw
 
 
+def _optional_relative_file(raw: str) -> str:
+    return _relative_file(raw) if raw else ""
+
+
 def _linked(raw: str) -> tuple[str, ...]:
     """Paths inside the app that live in shared/ (LINKED_DIRS, LINKED_FILES)."""
     paths = _list(raw)
@@ -405,7 +409,19 @@ KEYS: tuple[Key, ...] = (
         "TEST_COMMAND",
         _command,
         "python -m pytest -q",
-        "Command run in APP_DIR to gate a deploy (fab's python, the app's requirements first)",
+        "Command run in APP_DIR to gate a deploy, in the test venv; unset: detected (docs/test.md)",
+    ),
+    Key(
+        "TEST_REQUIREMENTS",
+        _optional_relative_file,
+        "",
+        "Test requirements file in APP_DIR; empty: a test/dev group or extra, requirements-test.txt",
+    ),
+    Key(
+        "TEST_VENV",
+        _bool,
+        "yes",
+        "yes: tests run in a local venv of the app's and test requirements; no: in fab's Python",
     ),
     Key("LOG_FILES", _globs, "", "The app's own log files (globs under shared/log) for `fab logs`"),
     Key(
@@ -570,6 +586,8 @@ class Settings:
     migrate_on: str = "primary"
     migrate_timeout: int = 600
     smoke_command: str = ""
+    test_requirements: str = ""
+    test_venv: bool = True
     linked_dirs: tuple[str, ...] = ()
     linked_files: tuple[str, ...] = ()
     stop_timeout: int = 60
@@ -926,6 +944,8 @@ def build(environment: str, project: Path) -> Settings:
         keep_releases=values["KEEP_RELEASES"],
         secrets_file=values["SECRETS_FILE"],
         test_command=values["TEST_COMMAND"],
+        test_requirements=values["TEST_REQUIREMENTS"],
+        test_venv=values["TEST_VENV"],
         log_files=values["LOG_FILES"],
         parallel=values["PARALLEL"],
         switch_batch=values["SWITCH_BATCH"],

@@ -6,16 +6,17 @@ step around it, and ``fab plan``, the summary table and docs/architecture.md rea
 lists. In order (``[migrate]`` with MIGRATE_COMMAND):
 
 ```
-preflight -> test -> lock -> check -> build -> compare -> upload -> install -> [migrate]
+preflight -> lock -> check -> build -> compare -> test -> upload -> install -> [migrate]
           -> smoke -> switch -> processes -> cleanup -> record -> unlock (always)
 ```
 
-``preflight`` (files, settings, git state: no time) and ``test`` run first and locally, so a
-missing file, an uncommitted change or a failing suite touches no host. ``lock`` takes the
-deploy lock, on the primary host first (it decides which command owns the fleet: of two
-concurrent deploys exactly one proceeds) and then on the others, and in the same SSH session
-learns what ``check`` needs (`setup.Facts`, the releases); ``compare`` stops a deploy of
-what every host serves already (a no-op). Across a
+``preflight`` (files, settings, git state: no time) runs first and locally, so a missing
+file or an uncommitted change touches no host. ``lock`` takes the deploy lock, on the primary host first (it decides which command owns
+the fleet: of two concurrent deploys exactly one proceeds) and then on the others, and in the
+same SSH session learns what ``check`` needs (`setup.Facts`, the releases); ``compare``
+stops a deploy of what every host serves already (a no-op: no tests run). ``test`` runs the
+app's suite locally, in its test venv, before anything is uploaded: a failing suite changes
+no host (the lock is released; nothing is left for ``--resume``). Across a
 fleet (the hosts of the environment file, or of ``fab -H a,b deploy``: ``--per-host`` keeps
 Fabric's loop of one deploy per host) upload, install and smoke run on every host at once,
 PARALLEL at a time, all or nothing: a host that fails stops the deploy with no host
@@ -87,7 +88,7 @@ PER_HOST_HELP = "with -H a,b: Fabric's loop, one separate deploy per -H host, on
 
 @task(
     help={
-        "skip-tests": "do not run the app's test suite locally first (says so)",
+        "skip-tests": "do not run the app's test suite locally (says so)",
         "allow-dirty": "ship uncommitted changes of a git checkout (revision gets -dirty)",
         "break-lock": "remove another deploy's lock first (prints who held it; logged)",
         "lock-wait": "wait up to SECONDS for a held deploy lock instead of failing at once",
@@ -219,10 +220,17 @@ def preflight_step(run_: Run) -> None:
 
 
 def test_step(run_: Run) -> None:
-    """The app's own test suite, locally; a failure stops the deploy before any host changes.
-    The local Python must satisfy the app's Python requirement (`tasks.pyreq`)."""
-    pyreq.require_local(run_.settings)
-    test.run_local(run_.c, run_.settings, run_.output)
+    """The app's own test suite, locally, in its test venv; a failure stops the deploy before
+    any host changes (and leaves nothing for `--resume`)."""
+    pyreq.require_local(run_.settings)  # the local Python satisfies the app's requirement
+    try:
+        test.run_local(run_.c, run_.settings, run_.output)
+    except BaseException:
+        for host in run_.hosts:
+            run_.results[host.name] = f"not deployed, serving {run_.served.get(host.name) or 'nothing'}"  # fmt: skip
+        raise
+    run_.untested = False
+    run_.save()  # the release passed its tests: from now on `deploy --resume` can finish it
 
 
 def check(run_: Run, host: Host) -> None:
@@ -279,8 +287,9 @@ def compare(run_: Run) -> None:
     """Stop here when every host serves this revision already (a no-op, nothing restarted)."""
     if already_serving(run_):
         run_.done = True
-    else:
-        run_.save()  # from now on `deploy --resume` can finish it
+        return
+    run_.untested = not skip_test(run_)  # recorded for --resume once the tests passed
+    run_.save()  # from now on `deploy --resume` can finish it
 
 
 def upload_step(run_: Run, host: Host) -> None:
@@ -502,11 +511,11 @@ AFTER_INSTALL = ("after_install", "after_upload")
 #: The deploy, step by step (docs/architecture.md).
 DEPLOY = (
     Step("preflight", preflight_step, LOCAL),
-    Step("test", test_step, LOCAL, skip=skip_test),
     Step("lock", lock, HOSTS, primary=FIRST),
     Step("check", check, HOSTS),
     Step("build", build, LOCAL),
     Step("compare", compare, LOCAL),
+    Step("test", test_step, LOCAL, skip=skip_test),
     Step("upload", upload_step, HOSTS, recover=undo_everywhere, after=(), phase="prepare"),
     Step("install", install, HOSTS, recover=undo_everywhere, after=AFTER_INSTALL, phase="prepare"),
     Step(

@@ -72,6 +72,7 @@ class Run:
     resume: resume.Record | None = None  # deploy --resume: the deploy it continues
     steps: tuple[Step, ...] = ()  # the list being run (`tasks.pipeline.execute`)
     done: bool = False  # a step found nothing more to do (a no-op deploy): stop there
+    untested: bool = False  # deploy: built, its tests not passed yet: not recorded for --resume
     owner: LockOwner = field(init=False)
     id: str = field(init=False)  # this run's id, the same on every host (in the lock)
     started: float = field(init=False)
@@ -209,7 +210,7 @@ class Run:
     def save(self, error: BaseException | None = None, *, final: bool = False) -> None:
         """Record this deploy on this machine (`tasks.resume`): what ``--resume`` continues.
         Hosts of the resumed deploy this run left alone keep what the record said of them."""
-        if self.action != "deploy" or not self.build:
+        if self.action != "deploy" or not self.build or self.untested:
             return
         data = self.summary_data(error)
         data["ok"] = final and error is None

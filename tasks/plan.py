@@ -99,7 +99,7 @@ def hooks_on(c: Context, settings: Settings, first: bool) -> list[str]:
 
 
 def steps_line(settings: Settings) -> str:
-    """``steps: preflight, test, ...``: the deploy's steps that would run, in order."""
+    """``steps: preflight, lock, ...``: the deploy's steps that would run, in order."""
     names = [s.name for s in deploy.DEPLOY if s.name != "migrate" or settings.migrate_command]
     return "steps: " + ", ".join(names)
 

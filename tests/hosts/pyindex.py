@@ -5,15 +5,20 @@ CPython X.Y in ``pythons`` (manylinux x86_64) and adds ``extra`` files (an sdist
 test), laid out as a PEP 503 "simple" index under ``root/simple`` with an ``index.html`` per
 project, which pip reads both as ``file://`` and over HTTP. `serve(root, address)` serves it
 over HTTP (``python -m http.server``) and returns the process, for hosts that reach it.
+`wheel(folder, name, version)` writes a pure-Python wheel of one module, made here (no
+index, no build backend): a package no index and no environment has.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -83,3 +88,26 @@ def serve(root: Path, address: str) -> tuple[subprocess.Popen[bytes], str]:
             subprocess.run(["sleep", "0.05"], check=False)
     proc.kill()
     raise RuntimeError(f"the index server on {address}:{port} did not start")
+
+
+def wheel(folder: Path, name: str, version: str, code: str = "") -> Path:
+    """A ``py3-none-any`` wheel of the module ``name`` (``VALUE = "<name> <version>"`` unless
+    ``code``) in ``folder``."""
+    files = {
+        f"{name}.py": code or f'VALUE = "{name} {version}"\n',
+        f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{name}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: pyindex\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()},{len(text.encode())}"
+        for path, text in files.items()
+    ]
+    files[f"{name}-{version}.dist-info/RECORD"] = (
+        "\n".join([*record, f"{name}-{version}.dist-info/RECORD,,"]) + "\n"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for item, text in files.items():
+            archive.writestr(item, text)
+    return path

@@ -39,6 +39,7 @@ from invoke import Context
 from tasks import config, remote
 from tests.conftest import fab_env, figure, missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import HostKit, TestHost
+from tests.hosts import pyindex
 from tests.integration.apps import write_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -222,7 +223,7 @@ class Site:
 
     def loop(self) -> RequestLoop:
         where = f"Debian {self.host.release}, {self.host.systemd}" if self.host.release else ""
-        return RequestLoop(self.host.url(PORT, "/"), where=where)
+        return RequestLoop(self.host.url(PORT, "/"), limit=180, where=where)  # a cap, not a goal
 
     def sh(self, script: str, user: str = "root") -> str:
         return self.host.sh(script, user=user).stdout.strip()
@@ -325,6 +326,10 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
 
     with pytest.raises(OSError):
         site.get("/")  # nothing serves before the first deploy
+    # the test venv (no test requirements: pytest added), made before the request loop starts
+    tested = site.fab("test")
+    made = re.search(r"test venv (\.fabdeploy/test-venvs/[0-9a-f]{16}): made in", tested.stdout)
+    assert made and "pytest is added to the test venv" in tested.stdout, tested.stdout
     journal = len(site.journal())
     with site.loop() as loop:
         cold = site.fab("deploy")
@@ -345,6 +350,9 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
         log = (site.srv / "venvs" / venv.group(1) / "pip-install.log").read_text()
         assert "Looking in indexes" not in log and "Looking in links" in log, log
     assert "2 passed" in cold.stdout  # the local test gate ran
+    # in its own venv, after the no-op check
+    assert f"test venv {made.group(1)}: reused" in cold.stdout
+    assert cold.stdout.index("-> compare") < cold.stdout.index("-> test") < cold.stdout.index("-> upload")  # fmt: skip
 
     master = site.master()
     users = site.sh(f"ps -o user= -p {master}; ps -o user= --ppid {master}").split()
@@ -385,6 +393,7 @@ def test_unchanged_redeploy_changes_nothing_and_forced_reuses_the_venv(site: Sit
     site.numbers["unchanged deploy seconds"] = round(again.seconds, 1)  # type: ignore[attr-defined]
     assert "no change: every host already serves revision" in again.stdout
     assert "-> upload" not in again.stdout
+    assert "-> test" not in again.stdout and "passed" not in again.stdout  # a no-op runs no tests
     assert (site.current(), site.master()) == (before, master)  # nothing restarted
 
     forced = site.fab("deploy", "--force")
@@ -426,6 +435,22 @@ def test_code_change_is_served_with_no_failed_request(site: Site, version: str) 
 def test_requirement_change_gets_a_new_venv_with_no_failed_request(site: Site) -> None:
     old_venv, journal = site.venv_of(site.current()), len(site.journal())
     site.app("1.2.0", requirements=("python-dotenv",), uses="dotenv")
+    # the app's tests need a package fab's environment lacks, from an index on this machine
+    wheels = site.project / "probe-wheels"
+    pyindex.wheel(wheels, "testprobe", "0.1")
+    app = site.project / "app"
+    (app / "requirements-test.txt").write_text(f"--find-links {wheels}\ntestprobe==0.1\npytest\n")
+    (app / "tests" / "test_probe.py").write_text(
+        "import sys\n\nimport testprobe\n\n\ndef test_in_the_test_venv() -> None:\n"
+        '    assert testprobe.VALUE == "testprobe 0.1"\n'
+        '    assert "/.fabdeploy/test-venvs/" in sys.prefix, sys.prefix\n'
+    )
+    tested = site.fab("test")  # makes the test venv; the deploy below reuses it
+    assert (
+        "3 passed" in tested.stdout and "requirements.txt + requirements-test.txt" in tested.stdout
+    )
+    made = re.search(r"test venv (\S+): made in", tested.stdout)
+    assert made, tested.stdout
     env_file = site.project / "config" / "staging.env"
     settings = env_file.read_text()
     env_file.write_text(settings + "PREBUILT_PACKAGES=no\n")  # this time pip on the host
@@ -438,6 +463,7 @@ def test_requirement_change_gets_a_new_venv_with_no_failed_request(site: Site) -
     loop.report("redeploy with a changed requirement")
     assert loop.failures == [] and loop.ok > 20
     assert loop.versions[-5:] == ["1.2.0"] * 5
+    assert "3 passed" in out.stdout and f"test venv {made.group(1)}: reused" in out.stdout
     new_venv = site.venv_of(site.current())
     assert new_venv != old_venv and f"venv {new_venv} built with pip" in out.stdout
     assert (site.srv / "venvs" / new_venv / "pip-install.log").exists()
@@ -486,15 +512,21 @@ def test_broken_release_never_replaces_the_served_one(
 
 def test_failing_local_tests_stop_the_deploy_before_any_host_changes(site: Site) -> None:
     releases, lines = site.releases(), len(site.audit())
-    sshd_log = site.host.path("/var/log/sshd.log")
-    logins = sshd_log.read_text().count("Accepted publickey")
+    record = site.project / ".fabdeploy" / "deploys" / "staging.json"
+    recorded = record.read_text()
     site.app("1.3.1", requirements=("python-dotenv",), uses="dotenv", broken="tests")
     failed = site.fab("deploy", ok=False)
     assert "local tests failed" in failed.stderr
-    assert "-> lock" not in failed.stdout and "-> upload" not in failed.stdout
-    assert sshd_log.read_text().count("Accepted publickey") == logins, "no SSH login at all"
+    # the test step runs after the no-op check, under the lock, before any upload
+    assert "-> compare" in failed.stdout and "-> upload" not in failed.stdout
+    for words in ("test step: local tests failed (exit 1): 'python -m pytest -q'",
+                  "set TEST_COMMAND in", "empty TEST_COMMAND= runs none", "--skip-tests"):  # fmt: skip
+        assert words in failed.stderr, failed.stderr
+    assert not (site.srv / ".lock").exists()  # released
+    assert list((site.srv / ".incoming").iterdir()) == []  # nothing uploaded
     assert site.releases() == releases and len(site.audit()) == lines
     assert site.get("/")["version"] == "1.2.0"
+    assert record.read_text() == recorded  # the untested release is never left to --resume
 
 
 def test_rollback_then_cleanup_keeps_releases(site: Site) -> None:

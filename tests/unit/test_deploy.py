@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from tasks import config, deploy, fleet, lock, pipeline, releases
-from tasks.errors import HostError
+from tasks.errors import FabdeployError, HostError
 from tasks.layout import Audit, release_name
 
 R = [f"20261124T0{h}0000.000Z" for h in range(1, 8)]  # seven releases, oldest first
@@ -210,16 +210,16 @@ def test_summary_has_a_row_per_host_with_steps_in_flow_order() -> None:
     lines = run_.summary().splitlines()
     assert lines[0].split() == [
         "host",
-        "test",
         "lock",
         "build",
+        "test",
         "upload",
         "total",
         "ssh",
         "conn/sess",
         "result",
     ]
-    assert lines[1].split() == ["local", "0.25", "1.50", "1.75"]
+    assert lines[1].split() == ["local", "1.50", "0.25", "1.75"]
     assert lines[2].split() == ["web1", "0.10", "0.50", "0.60", "1/7", "serving", "R1"]
     assert lines[3].split() == ["web2", "0.20", "0.20", "1/7", "prepare", "failed"]
 
@@ -229,10 +229,11 @@ def test_deploy_reads_as_the_list_of_steps() -> None:
     order = [
         names.index(name)
         for name in (
-            "test",
             "lock",
             "check",
             "build",
+            "compare",
+            "test",  # after the no-op check: a deploy that changes nothing runs no tests
             "upload",
             "smoke",
             "switch",
@@ -382,3 +383,37 @@ def test_a_process_that_does_not_come_back_fails_naming_its_host(
     assert sorted(d for d in done if d.startswith("record")) == [
         "record jobs1", "record web1", "record web2",
     ]  # fmt: skip
+
+
+def test_a_failing_suite_after_compare_leaves_nothing_to_resume_and_uploads_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_, done = flow(tmp_path, monkeypatch, "")
+    written: list[str] = []
+    run_.build = SimpleNamespace(release="R2", revision="abc")  # type: ignore[assignment]
+    monkeypatch.setattr(fleet, "write_json", lambda path, data: written.append(data["release"]))
+    monkeypatch.setattr(deploy, "already_serving", lambda r: False)
+
+    def failing(*args: object) -> None:
+        raise FabdeployError("test step: local tests failed (exit 1)")
+
+    monkeypatch.setattr(deploy.test, "run_local", failing)
+    names = [s.name for s in deploy.DEPLOY]
+    assert names.index("compare") + 1 == names.index("test") < names.index("upload")
+    step = {s.name: s for s in deploy.DEPLOY}
+    pipeline.perform(run_, step["compare"])
+    assert written == []  # the record waits for the tests
+    with pytest.raises(FabdeployError, match="test step"):
+        pipeline.perform(run_, step["test"])
+    run_.save(FabdeployError("x"), final=True)  # as the command's end does
+    assert written == []  # never resumable (nor after a failing before_test hook)
+    assert run_.results["web1"] == "not deployed, serving nothing"
+    assert done == []  # nothing uploaded
+
+    monkeypatch.setattr(deploy.test, "run_local", lambda *a: 0.1)
+    pipeline.perform(run_, step["test"])
+    assert written == ["R2"]  # passed: recorded for --resume
+    run_.build, run_.skip_tests = SimpleNamespace(release="R3", revision="abd"), True  # type: ignore[assignment]
+    pipeline.perform(run_, step["compare"])
+    pipeline.perform(run_, step["test"])  # skipped, saying so
+    assert written == ["R2", "R3"]  # with --skip-tests compare records it
