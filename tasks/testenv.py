@@ -31,11 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import packages, pip, tags
+from . import packages, pip, reqfiles, tags
 from .config import Settings
 from .errors import FabdeployError
 from .layout import VENV_MARKER
-from .wheelbuild import _toml
+from .wheelbuild import parse_toml
 
 #: The dependency groups and extras of pyproject.toml read as test requirements, in order.
 GROUPS = ("test", "tests", "dev")
@@ -69,22 +69,10 @@ class TestRequirements:
         return names_of(self.text)
 
 
-def read_requirements(path: Path, seen: frozenset[Path] = frozenset()) -> str:
-    """A requirements file's text with every ``-r``/``-c`` include inlined (relative to the
-    file that names it); a missing include is an error naming both files."""
-    found = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        include = re.match(r"^\s*(?:-[rc]|--requirement|--constraint)[\s=]+(\S+)", line)
-        if not include:
-            found.append(line)
-            continue
-        target = (path.parent / include.group(1)).resolve()
-        if target in seen:
-            continue
-        if not target.is_file():
-            raise FabdeployError(f"{path}: {include.group(1)} (included) not found")
-        found.append(read_requirements(target, seen | {path.resolve()}))
-    return "\n".join(found) + "\n"
+def read_requirements(app_dir: Path, relative: str) -> str:
+    """A requirements file's text and every file it includes, joined (`reqfiles.walk`: the
+    same walk as the build's, errors naming the file and line)."""
+    return "\n".join(body for _, body in reqfiles.walk(app_dir, relative).files) + "\n"
 
 
 def names_of(text: str) -> set[str]:
@@ -116,7 +104,7 @@ def from_pyproject(app_dir: Path) -> TestRequirements | None:
     if not path.is_file():
         return None
     try:
-        data = _toml(path.read_text(encoding="utf-8"))
+        data = parse_toml(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise FabdeployError(f"test step: {path} is not valid TOML: {exc}") from None
     groups = data.get("dependency-groups") or {}
@@ -144,20 +132,22 @@ def find(settings: Settings) -> TestRequirements:
             raise FabdeployError(
                 f"test step: {settings.where('TEST_REQUIREMENTS')}: {path} not found"
             )
-        return TestRequirements(settings.test_requirements, read_requirements(path), path)
+        return TestRequirements(
+            settings.test_requirements, read_requirements(app_dir, settings.test_requirements), path
+        )
     found = from_pyproject(app_dir)
     if found is not None:
         return found
     for name in FILES:
         if (app_dir / name).is_file():
-            return TestRequirements(name, read_requirements(app_dir / name), app_dir / name)
+            return TestRequirements(name, read_requirements(app_dir, name), app_dir / name)
     return TestRequirements()
 
 
 def app_requirements(settings: Settings) -> str:
     """REQUIREMENTS' text, includes followed ("" without the file)."""
     path = settings.app_dir / settings.requirements
-    return read_requirements(path) if path.is_file() else ""
+    return read_requirements(settings.app_dir, settings.requirements) if path.is_file() else ""
 
 
 def pytest_configured(app_dir: Path) -> bool:
