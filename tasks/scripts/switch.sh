@@ -81,6 +81,17 @@ new_target=${NEW_TARGET:-$old_target}
 [ -d "$ROOT/$new_target" ] || { echo "release $new_target does not exist" >&2; exit 3; }
 deadline=$((SECONDS + TIMEOUT))
 
+# A worker is ready once it has loaded the app and can answer: gunicorn.conf.py's hooks write
+# its marker then (docs/run.md#ready-workers). A gunicorn.conf.py rendered before them has no
+# markers: then a forked worker counts, as it did, and the switch says so.
+hooked=yes
+if ! as_app grep -qF -- "$READY_HOOK" "$CONF" 2>/dev/null; then
+  hooked=no
+  echo "$CONF has no ready-marker hooks (rendered by an older fabdeploy): counting forked" \
+    "workers, which may not have loaded the app yet; run \`fab setup\` to render it again"
+fi
+clean_markers
+
 if ! alive "$old"; then
   # Not running (first deploy, or stopped): start the service on the new release.
   [ "$new_target" = "$old_target" ] || relink "$new_target"
@@ -96,20 +107,13 @@ if ! alive "$old"; then
   pid=$(cat -- "$PIDFILE" 2>/dev/null || true)
   code=$(wait_healthy "$URL" $((deadline - SECONDS > 0 ? deadline - SECONDS : 1)) "$pid") \
     || fail_start "health check $URL answered $code"
+  # Serving already; a start reports once every worker is ready, as a switch does.
+  pid=$(cat -- "$PIDFILE" 2>/dev/null || true)
+  wait_ready "$pid" "" "$READY_TIMEOUT" \
+    || echo "started, but $(ready "$pid") of $WORKERS workers ready after ${READY_TIMEOUT}s"
   echo "started $SERVICE (master $(cat -- "$PIDFILE" 2>/dev/null)), serving ${new_target##*/}: health $code"
   exit 0
 fi
-
-# A worker is ready once it has loaded the app and can answer: gunicorn.conf.py's hooks write
-# its marker then (docs/run.md#ready-workers). A gunicorn.conf.py rendered before them has no
-# markers: then a forked worker counts, as it did, and the switch says so.
-hooked=yes
-if ! as_app grep -qF -- "$READY_HOOK" "$CONF" 2>/dev/null; then
-  hooked=no
-  echo "$CONF has no ready-marker hooks (rendered by an older fabdeploy): counting forked" \
-    "workers, which may not have loaded the app yet; run \`fab setup\` to render it again"
-fi
-clean_markers
 
 # A switch interrupted earlier (fab killed) may have left a second master (gunicorn.pid.2)
 # beside the one in the pidfile: stop it first, and give the old master its workers back.
