@@ -168,6 +168,8 @@ def test_a_conf_rendered_before_the_markers_still_switches_and_says_so(
     deployed: Callable[[str], Site],
 ) -> None:
     site = deployed("sync")
+    if site.host.release != "bookworm":
+        pytest.skip("the fallback does not depend on the release: shown on Debian 12")
     conf = "/srv/slow-sync/shared/gunicorn.conf.py"
     # as an older fabdeploy rendered it (the file rewritten in place: owner and mode kept)
     site.sh(f"grep -v {run.READY_HOOK} {conf} > /tmp/conf && cat /tmp/conf > {conf}")
