@@ -297,7 +297,10 @@ def shared_paths(host: Host) -> Change:
     if not linked.configured(host):
         return _say(host, Change("linked paths", False, "no LINKED_DIRS or LINKED_FILES"))
     made = linked.apply(host)
-    return _say(host, Change("linked paths in shared/", made != "no change", made))
+    if made == "no change":  # name the paths, not "no change (no change)"
+        paths = (*host.settings.linked_dirs, *host.settings.linked_files)
+        return _say(host, Change("linked paths in shared/", False, ", ".join(paths)))
+    return _say(host, Change("linked paths in shared/", True, made))
 
 
 def process_units(host: Host, group: str) -> list[Change]:
