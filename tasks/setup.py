@@ -405,9 +405,9 @@ def running_keeps(host: Host, changes: list[Change]) -> None:
     files = ("secrets", "shared/gunicorn.conf.py", "/etc/systemd/system/")
     if any(c.changed and c.item.startswith(files) for c in changes):
         host.say(
-            "a web service and processes already running keep the old files until "
+            "if the web service or its processes run already, they keep the old files until "
             f"`{host.settings.command('deploy')}` applies them (gracefully, also when the "
-            "revision did not change)"
+            "revision did not change); a first deploy starts them with these"
         )
 
 
