@@ -30,9 +30,12 @@ import subprocess
 import sys
 import tarfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
 
 from . import pip, reqfiles, wheelbuild
 from .config import Settings
@@ -330,6 +333,9 @@ def resolve(
     for tag_set, hosts in targets.items():
         wheels = wheelhouse(settings, requirements, tag_set, local, hosts, say, builder)
         same = settings.prebuilt_packages and tag_set == local
+        if tag_set == local:
+            for line in marker_drift(wheels, local, tag_set, hosts):
+                say(line)
         site = prebuilt(settings, wheels, say) if same else None
         archive, digest = packed(wheels, site)
         names = tuple(check_wheels(wheels, tag_set))
@@ -339,6 +345,57 @@ def resolve(
         say(summary(done))
         found.append(done)
     return found
+
+
+def marker_drift(wheels: Path, local: TagSet, host: TagSet, hosts: tuple[str, ...]) -> list[str]:  # fmt: skip
+    """Warnings for the dependencies a host of the local tag set needs but ``wheels`` lacks:
+    the local tag set's wheelhouse is resolved with this machine's marker values, and a
+    marker may decide otherwise for the host (`python_full_version` most often: redis-py's
+    ``async-timeout; python_full_version <= "3.11.2"`` on Debian 12's Python 3.11.2). None
+    when either side reported no marker values."""
+    if not local.markers or not host.markers or dict(local.markers) == dict(host.markers):
+        return []
+    here, there = {**local.markers, "extra": ""}, {**host.markers, "extra": ""}
+    paths = sorted(wheels.glob("*.whl"))
+    have = {wheel_label(p.name)[0] for p in paths}
+    found = []
+    for path in paths:
+        for text in requires_dist(path):
+            try:
+                requirement = Requirement(text)
+            except InvalidRequirement:
+                continue
+            marker, name = requirement.marker, re.sub(r"[-_.]+", "-", requirement.name).lower()
+            if marker is None or name in have or not marker.evaluate(there):
+                continue
+            if not marker.evaluate(here):
+                project, version, _ = wheel_label(path.name)
+                found.append(f"{project} {version} requires `{text}`: not shipped")
+    if not found:
+        return []
+    versions = f"Python {host.markers.get('python_full_version', '?')} on {', '.join(hosts)}"
+    local_version = local.markers.get("python_full_version", "?")
+    return [
+        f"warning: the packages are resolved with this machine's Python {local_version}, "
+        f"whose marker values differ from {versions}:",
+        *(f"warning:   {line}" for line in found),
+        "warning: list such a package in REQUIREMENTS yourself (docs/upload.md#the-packages)",
+    ]
+
+
+def requires_dist(wheel: Path) -> list[str]:
+    """The ``Requires-Dist`` values of a wheel's METADATA ([] when it cannot be read)."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            name = next((n for n in archive.namelist() if n.endswith(".dist-info/METADATA")), None)
+            text = archive.read(name).decode("utf-8", "replace") if name else ""
+    except (OSError, zipfile.BadZipFile):
+        return []
+    return [
+        line.split(":", 1)[1].strip()
+        for line in text.split("\n\n", 1)[0].splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
 
 
 def wheel_label(name: str) -> tuple[str, str, str]:

@@ -297,7 +297,10 @@ def shared_paths(host: Host) -> Change:
     if not linked.configured(host):
         return _say(host, Change("linked paths", False, "no LINKED_DIRS or LINKED_FILES"))
     made = linked.apply(host)
-    return _say(host, Change("linked paths in shared/", made != "no change", made))
+    if made == "no change":  # name the paths, not "no change (no change)"
+        paths = (*host.settings.linked_dirs, *host.settings.linked_files)
+        return _say(host, Change("linked paths in shared/", False, ", ".join(paths)))
+    return _say(host, Change("linked paths in shared/", True, made))
 
 
 def process_units(host: Host, group: str) -> list[Change]:
@@ -402,9 +405,9 @@ def running_keeps(host: Host, changes: list[Change]) -> None:
     files = ("secrets", "shared/gunicorn.conf.py", "/etc/systemd/system/")
     if any(c.changed and c.item.startswith(files) for c in changes):
         host.say(
-            "a web service and processes already running keep the old files until "
+            "if the web service or its processes run already, they keep the old files until "
             f"`{host.settings.command('deploy')}` applies them (gracefully, also when the "
-            "revision did not change)"
+            "revision did not change); a first deploy starts them with these"
         )
 
 

@@ -36,6 +36,25 @@ from .remote import Host, LineWriter, Output
 NO_TESTS = 5
 
 
+def uncollected_hint(app_dir: Path) -> str:
+    """When pytest collected nothing, the test files at the top of APP_DIR its default
+    ``python_files`` (test_*.py, *_test.py) skip, such as a unittest suite's ``tests.py``."""
+    if testenv.pytest_configured(app_dir):
+        return ""
+    skipped = sorted(
+        p.name
+        for p in app_dir.glob("test*.py")
+        if not p.name.startswith("test_") and not p.name.endswith("_test.py")
+    )
+    if not skipped:
+        return ""
+    return (
+        f"pytest collects test_*.py and *_test.py files, not {', '.join(skipped)}: for a "
+        f"unittest suite set TEST_COMMAND=python -m unittest (it finds test*.py), or name the "
+        f"file: TEST_COMMAND=python -m pytest -q {skipped[0]}. "
+    )
+
+
 def smoke_command(host: Host, release: str) -> None:
     """SMOKE_COMMAND in ``release`` as the app runs (venv, secrets); a failure fails smoke."""
     command = host.settings.smoke_command.strip()
@@ -188,7 +207,8 @@ def run_local(c: Context, settings: Settings, output: Output | None = None) -> f
     if result.exited == NO_TESTS and "pytest" in command:
         raise FabdeployError(
             f"test step: no tests found: {command!r} in {settings.app_dir} collected no tests "
-            f"(pytest's exit {NO_TESTS}); nothing was deployed. Add tests, or: {ways_out(settings)}"
+            f"(pytest's exit {NO_TESTS}); nothing was deployed. {uncollected_hint(settings.app_dir)}"
+            f"Add tests, or: {ways_out(settings)}"
         )
     if result.ok and "manage.py test" in command and "Ran 0 tests" in result.stdout + result.stderr:
         raise FabdeployError(

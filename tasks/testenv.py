@@ -199,8 +199,10 @@ def venv_key(wheels: Path | None, found: TestRequirements, extra: tuple[str, ...
 
 
 def wheelhouse(settings: Settings, say: Callable[[str], None]) -> Path | None:
-    """The app's wheelhouse for this machine's Python (cached, shared with the build)."""
-    text = app_requirements(settings)
+    """The app's wheelhouse for this machine's Python (cached, shared with the build: the
+    same key, so REQUIREMENTS' own text as the build reads it, not the includes joined)."""
+    path = settings.app_dir / settings.requirements
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
     if not text.strip():
         return None
     local = tags.local()

@@ -127,12 +127,19 @@ def git_prefix(app_dir: Path) -> str | None:
     return git(app_dir, "rev-parse", "--show-prefix").stdout.strip()
 
 
-def dirty_files(app_dir: Path) -> list[str]:
-    """Changed, added, deleted or untracked files under APP_DIR (relative to the git root)."""
+def dirty_files(app_dir: Path, untracked_excludes: Iterable[str] = ()) -> list[str]:
+    """Changed, added, deleted or untracked files under APP_DIR (relative to the git root);
+    untracked ones matching ``untracked_excludes`` are left out (`--allow-dirty` would not
+    ship them either: a project's own `.venv/` is no change)."""
     result = git(app_dir, "status", "--porcelain=v1", "--untracked-files=normal", "--", ".")
     if result.returncode != 0:
         raise FabdeployError(f"git status failed in {app_dir}: {result.stderr.strip()}")
-    return [line[3:] for line in result.stdout.splitlines() if line.strip()]
+    patterns = tuple(untracked_excludes)
+    return [
+        line[3:]
+        for line in result.stdout.splitlines()
+        if line.strip() and not (line.startswith("??") and excluded(line[3:].rstrip("/"), patterns))
+    ]
 
 
 def excluded(relative: str, patterns: Iterable[str]) -> bool:
@@ -197,7 +204,7 @@ def require_committed(settings: Settings, allow_dirty: bool) -> list[str]:
     secret = _secrets_relative(settings)
     changed = [
         f
-        for f in (p.removeprefix(prefix) for p in dirty_files(settings.app_dir))
+        for f in (p.removeprefix(prefix) for p in dirty_files(settings.app_dir, settings.excludes))
         if f.split("/")[0] != LOCAL_STATE and f != secret
     ]
     if changed and not allow_dirty:

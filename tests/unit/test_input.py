@@ -396,6 +396,24 @@ def test_no_tests_found_says_how_to_set_test_command(tmp_path: Path) -> None:
     assert "no tests found" in message and "pytest's exit 5" in message
     assert f"set TEST_COMMAND in {root / 'config' / 'staging.env'}" in message
     assert "local tests failed" not in message
+    assert "pytest collects" not in message  # no test file it skipped: no hint
+
+
+def test_no_tests_found_names_the_unittest_file_pytest_skips(tmp_path: Path) -> None:
+    """A Flask tutorial's `tests.py` of unittest cases: pytest's default patterns skip it."""
+    root = project(tmp_path, "TEST_COMMAND=python -m pytest -q\n")
+    (root / "app").mkdir()
+    (root / "app" / "tests.py").write_text(
+        "import unittest\n\nclass T(unittest.TestCase):\n    def test_x(self):\n        pass\n"
+    )
+    out = io.StringIO()
+    with pytest.raises(FabdeployError) as caught:
+        test.run_local(Context(), config.build("staging", root), remote.Output(out, out))
+    message = str(caught.value)
+    assert "pytest collects test_*.py and *_test.py files, not tests.py" in message, message
+    assert (
+        "TEST_COMMAND=python -m unittest" in message and "python -m pytest -q tests.py" in message
+    )
 
 
 def test_a_summary_json_path_that_cannot_be_written_stops_the_deploy_first(

@@ -8,6 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tasks import remote
 
 
@@ -86,3 +88,23 @@ def test_a_host_without_the_web_process_only_points_current(tmp_path: Path) -> N
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 3 and "release R9 does not exist" in done.stderr
     assert os.readlink(tmp_path / "current") == "releases/R2"
+
+
+def test_setup_names_the_linked_paths_it_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second `fab setup` says `no change (media, app.db)`, not `no change (no change)`."""
+    from types import SimpleNamespace
+
+    from tasks import linked as linked_paths
+    from tasks import setup
+
+    said: list[str] = []
+    settings = SimpleNamespace(linked_dirs=("media",), linked_files=("app.db",))
+    host = SimpleNamespace(settings=settings, say=said.append)
+    monkeypatch.setattr(linked_paths, "apply", lambda _host: "no change")
+    assert not setup.shared_paths(host).changed  # type: ignore[arg-type]
+    monkeypatch.setattr(linked_paths, "apply", lambda _host: "made shared/app.db")
+    assert setup.shared_paths(host).changed  # type: ignore[arg-type]
+    assert said == [
+        "linked paths in shared/: no change (media, app.db)",
+        "linked paths in shared/: changed (made shared/app.db)",
+    ]

@@ -266,3 +266,30 @@ def test_local_shebangs_become_the_wheel_placeholder(tmp_path: Path) -> None:
     assert plain.read_text() == "#!python\nimport sys\n"
     assert long_form.read_text() == "#!python\nimport sys\n"
     assert binary.read_bytes() == b"\x7fELF\x02\x01"
+
+
+def test_a_dependency_only_the_host_s_python_needs_is_warned_about(tmp_path: Path) -> None:
+    """The local tag set's wheelhouse follows this machine's marker values: redis-py needs
+    async-timeout on Debian 12's Python 3.11.2, not on a 3.11.7 laptop of the same tags. The
+    build names the package and the way out; listed in the requirements, nothing is said."""
+    import zipfile
+
+    def wheel(name: str, *requires: str) -> None:
+        with zipfile.ZipFile(tmp_path / f"{name}-py3-none-any.whl", "w") as archive:
+            lines = "".join(f"Requires-Dist: {r}\n" for r in requires)
+            archive.writestr(f"{name}.dist-info/METADATA", f"Name: x\n{lines}\nbody\n")
+
+    wheel("redis-5.0.1", 'async-timeout>=4.0.2; python_full_version <= "3.11.2"', 'hiredis; extra == "hiredis"')  # fmt: skip
+    base = TagSet("cp", "3.11", "cp311", ("cp311",), ("manylinux_2_36_x86_64",))
+    laptop = replace(base, markers={"python_version": "3.11", "python_full_version": "3.11.7"})
+    debian = replace(base, markers={"python_version": "3.11", "python_full_version": "3.11.2"})
+    said = packages.marker_drift(tmp_path, laptop, debian, ("web1",))
+    assert "Python 3.11.7" in said[0] and "Python 3.11.2 on web1" in said[0], said
+    assert said[1:] == [
+        'warning:   redis 5.0.1 requires `async-timeout>=4.0.2; python_full_version <= "3.11.2"`: not shipped',
+        "warning: list such a package in REQUIREMENTS yourself (docs/upload.md#the-packages)",
+    ]  # fmt: skip
+    assert packages.marker_drift(tmp_path, laptop, laptop, ("web1",)) == []
+    assert packages.marker_drift(tmp_path, laptop, base, ("web1",)) == []  # no marker values
+    wheel("async_timeout-4.0.3")
+    assert packages.marker_drift(tmp_path, laptop, debian, ("web1",)) == []

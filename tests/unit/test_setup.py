@@ -397,3 +397,21 @@ def test_uvicorns_worker_is_ready_once_its_server_listens(
     asyncio.run(server.callback_notify())
     assert [p.name for p in pids.iterdir()] == [_own_marker()] and calls == ["heartbeat"]
     assert server.callback_notify is heartbeat  # later ticks: the heartbeat alone
+
+
+def test_setup_s_note_on_changed_files_fits_a_host_where_nothing_runs_yet() -> None:
+    """On a fresh host nothing runs: the note is an if, and says what a first deploy does."""
+    from types import SimpleNamespace
+
+    from tasks import setup
+
+    said: list[str] = []
+    settings = SimpleNamespace(command=lambda task: f"fab staging {task}")
+    host = SimpleNamespace(settings=settings, say=said.append)
+    setup.running_keeps(host, [setup.Change("secrets shared/.env", True)])  # type: ignore[arg-type]
+    setup.running_keeps(host, [setup.Change("secrets shared/.env", False)])  # type: ignore[arg-type]
+    assert said == [
+        "if the web service or its processes run already, they keep the old files until "
+        "`fab staging deploy` applies them (gracefully, also when the revision did not change); "
+        "a first deploy starts them with these"
+    ]

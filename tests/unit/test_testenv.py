@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from invoke import Context
 
-from tasks import config, test, testenv
+from tasks import config, packages, test, testenv
 from tasks.errors import FabdeployError
 from tasks.remote import Output
 from tests.hosts import pyindex
@@ -196,3 +196,15 @@ def test_django_s_runner_finding_no_tests_stops_the_deploy_saying_what_to_name(
     message = str(caught.value)
     assert "test step: no tests found: 'python manage.py test'" in message
     assert "pytest in the test requirements" in message and "--skip-tests" in message
+
+
+def test_the_test_venv_s_wheelhouse_is_the_build_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """One wheelhouse per requirements: the test step asks for the key the build uses
+    (REQUIREMENTS' own text), so a deploy resolves the app's packages once, not twice."""
+    conf = settings(tmp_path, files={"requirements.txt": "-r base.txt\nflask\n", "base.txt": "click\n"})  # fmt: skip
+    asked: list[str] = []
+    monkeypatch.setattr(testenv.packages, "wheelhouse", lambda _s, text, *_a: asked.append(text))
+    testenv.wheelhouse(conf, print)
+    built = (conf.app_dir / "requirements.txt").read_text()  # what upload.build passes
+    local = testenv.tags.local()
+    assert packages.cache_key(conf, asked[0], local) == packages.cache_key(conf, built, local)

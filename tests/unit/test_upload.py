@@ -211,6 +211,22 @@ def test_dirty_git_tree_is_refused_naming_the_files(repo: Path) -> None:
     assert "--allow-dirty" in message
 
 
+def test_untracked_paths_excludes_match_are_no_change(repo: Path) -> None:
+    """A project's own untracked `.venv/` (the quickstart's `pip install` into it) is left
+    out of the release even with --allow-dirty, so it does not make the tree dirty either."""
+    (repo / "app" / ".venv" / "bin").mkdir(parents=True)
+    (repo / "app" / ".venv" / "bin" / "python").write_text("")
+    (repo / "app" / "cache.pyc").write_bytes(b"")
+    built = upload.build(config.build("staging", repo), say=lambda _: None)
+    try:
+        assert built.revision == git(repo, "rev-parse", "--short=12", "HEAD")
+    finally:
+        built.cleanup()
+    (repo / "app" / "new.py").write_text("x = 1\n")
+    with pytest.raises(FabdeployError, match=r"uncommitted changes in \S+: new.py\. Commit"):
+        upload.build(config.build("staging", repo), say=lambda _: None)
+
+
 def test_allow_dirty_ships_the_working_tree_with_a_dirty_revision(repo: Path) -> None:
     (repo / "app" / "app.py").write_text("app = 'changed'\n")
     (repo / "app" / "new.py").write_text("x = 1\n")
