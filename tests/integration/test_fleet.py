@@ -69,6 +69,17 @@ class Fleet:
         assert (proc.returncode == 0) == ok, f"fab {args} exited {proc.returncode}"
         return proc
 
+    def popen(self, *args: str, apart: bool = False) -> subprocess.Popen[str]:
+        """``fab`` started in the background, its stderr in its stdout (``apart``: its own)."""
+        return subprocess.Popen(
+            [FAB, *args],
+            cwd=self.project,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if apart else subprocess.STDOUT,
+            text=True,
+        )
+
     def app(self, version: str, *, marked_unhealthy: bool = False) -> None:
         dest = write_app(self.project / "app", version)
         (dest / "migrate.py").write_text(MIGRATE)

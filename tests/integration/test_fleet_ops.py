@@ -23,7 +23,7 @@ from tests.conftest import missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import TestHost
 from tests.integration.apps import write_app
 from tests.integration.test_deploy import RequestLoop
-from tests.integration.test_fleet import FAB, Fleet, start_fleet
+from tests.integration.test_fleet import Fleet, start_fleet
 
 APP, PORT, ROOT = "hello", 8000, "/srv/hello"
 
@@ -49,16 +49,6 @@ class Ops(Fleet):
     def audit(self, host: TestHost) -> list[dict[str, str]]:
         lines = host.path(f"{ROOT}/revisions.log").read_text().splitlines()
         return [dict(part.split("=", 1) for part in line.split("\t")) for line in lines]
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [FAB, *args],
-            cwd=self.project,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
 
     def settled(self, timeout: float = 60) -> None:
         """Wait until no switch runs detached on any host (each log has its exit status)."""

@@ -10,14 +10,13 @@ deploy to find it. CI runs the race once; ``bench/lock_race.py`` runs it 20 time
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from tests.conftest import missing_for_netns, stop_kit, systemd_kit
-from tests.integration.test_fleet import FAB, ROOT, Fleet, start_fleet
+from tests.integration.test_fleet import ROOT, Fleet, start_fleet
 
 #: The project's fabfile: a deploy holds the lock 2 seconds before it goes on.
 FABFILE = """from fabdeploy import hooks, ns
@@ -31,16 +30,6 @@ def hold(ctx):
 
 class Locks(Fleet):
     """A `Fleet` of two hosts whose deploys hold the lock 2 seconds (`FABFILE`)."""
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [FAB, *args],
-            cwd=self.project,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
 
     def locked(self) -> list[bool]:
         """Whether each host has a deploy lock now."""
@@ -64,7 +53,7 @@ class Outcome:
 def race(fleet: Fleet, *extra: str) -> Outcome:
     """Two `fab staging deploy` processes started at once (``extra``: more options for both)."""
     args = ("staging", "deploy", "--skip-tests", *extra)
-    procs = [Locks.popen(fleet, *args) for _ in range(2)]  # type: ignore[arg-type]
+    procs = [fleet.popen(*args, apart=True) for _ in range(2)]
     ended = [proc.communicate(timeout=600) for proc in procs]
     return Outcome(
         [proc.returncode for proc in procs],

@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import TestHost
-from tests.integration.test_fleet import FAB, Fleet, start_fleet
+from tests.integration.test_fleet import Fleet, start_fleet
 
 #: The migration: imports the app's own module from scripts/, logs host, release, module.
 MIGRATE_SCRIPT = """import pathlib, socket
@@ -63,14 +63,7 @@ class Migrating(Fleet):
 
     def start(self, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
         """``fab`` started in the background; its output lines collected as they come."""
-        proc = subprocess.Popen(
-            [FAB, *args],
-            cwd=self.project,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        proc = self.popen(*args)
         lines: list[str] = []
 
         def read() -> None:
