@@ -16,8 +16,9 @@ from typing import Any
 from invoke import Collection, Task, task
 from invoke.util import Lexicon
 
-from . import check, config, deploy, execute, hooks, lock, monitor, plan, run, setup, test, upload
-from .errors import ConfigError, FabdeployError, HostError
+from . import check, config, deploy, exec, lock, monitor, plan, run, setup, test, trust, upload
+from .core.errors import ConfigError, FabdeployError, HostError
+from .engine import hooks
 
 __all__ = ["ConfigError", "FabdeployError", "HostError", "Namespace", "hooks", "namespace", "ns"]
 
@@ -48,10 +49,10 @@ class Namespace(Collection):
         self.add_task(deploy.rollback)
         self.add_collection(lock.ns)
         self.add_task(lock.unlock)
-        self.add_task(deploy.trust)
+        self.add_task(trust.trust)
         self.add_task(check.check)
         self.add_task(plan.plan)
-        self.add_task(execute.exec_)
+        self.add_task(exec.exec_)
         for shortcut in (
             monitor.logs,
             monitor.status,

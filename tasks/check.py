@@ -13,231 +13,34 @@ something blocks it, naming what. ``--json`` prints the findings as one JSON doc
 
 from __future__ import annotations
 
-import platform
-import sys
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-
 from invoke import task
 
-from . import kv, migrate, preflight, pyreq, remote, setup, upload
-from .config import Settings
-from .errors import ConfigError, FabdeployError, HostError, detail
-from .layout import Layout
-from .lock import describe_held, is_stale, local_user, pid_alive, read_lock
-from .remote import Host
-from .report import JSON_HELP, print_json
-
-#: Free space under the deploy root below which a deploy is refused (a release, a venv).
-MIN_FREE_MIB = 100
-LOCAL = "local"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One precondition and what was found: ``ok`` False blocks a deploy; ``warning`` does
-    not, but says what the deploy would get wrong."""
-
-    check: str
-    ok: bool
-    detail: str
-    warning: bool = False
-
-    def line(self) -> str:
-        """The finding as ``fab check`` prints it."""
-        status = "BLOCKS " if not self.ok else "WARNING" if self.warning else "ok     "
-        return f"{status} {self.check}: {self.detail}"
-
-
-def migrations(settings: Settings, hosts: list[str]) -> list[Finding]:
-    """Where MIGRATE_COMMAND would run, warned when a host-local database on several web hosts
-    would be migrated on the primary only (`migrate.local_database_warning`)."""
-    where = migrate.where_line(settings, hosts)
-    if not where:
-        return []
-    warning = migrate.local_database_warning(settings, hosts)
-    return [Finding("migrations", True, warning or where, warning=bool(warning))]
-
-
-def attempt(name: str, work: Callable[[], str]) -> Finding:
-    """Run one check: its text when it passes, the error's when it raises."""
-    try:
-        return Finding(name, True, work())
-    except (FabdeployError, OSError) as exc:
-        return Finding(name, False, detail(exc))
-
-
-def local(settings: Settings) -> list[Finding]:
-    """The local preconditions, each on its own (one failing does not hide the others)."""
-    git_ok = settings.allow_dirty
-
-    def key() -> str:
-        remote.check_key_file(settings)
-        return settings.ssh_key or "none set (ssh's own keys and agent)"
-
-    def app_dir() -> str:
-        preflight.app_dir(settings)
-        return str(settings.app_dir)
-
-    def requirements() -> str:
-        found = preflight.requirements(settings)
-        more = f" (including {', '.join(found.included)})" if found.included else ""
-        return str(settings.app_dir / settings.requirements) + more
-
-    def git() -> str:
-        if upload.git_prefix(settings.app_dir) is None:
-            return "not in git: the directory is shipped as it is"
-        preflight.git_state(settings, allow_dirty=git_ok)
-        return "committed" if not git_ok else "ALLOW_DIRTY=yes: uncommitted changes are shipped"
-
-    found = [
-        Finding("env file", True, str(settings.source)),
-        attempt("key file", key),
-        attempt("APP_DIR", app_dir),
-        attempt("requirements", requirements),
-    ]
-    if found[2].ok:
-        found.append(attempt("git state", git))
-    names = settings.secrets.names()
-    found.append(
-        Finding("secrets", True, f"{len(names)} key(s) from {settings.secrets.path}")
-        if settings.secrets.path
-        else Finding("secrets", True, "no SECRETS_FILE")
-    )
-    python = f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})"
-    found.append(Finding("local python", True, python))
-    found.append(attempt("python requirement", lambda: python_requirement(settings)))
-    return found
-
-
-def python_requirement(settings: Settings) -> str:
-    """The app's Python requirement, and whether the local test step's Python satisfies it
-    (`tasks.pyreq`); it does not: raises."""
-    problem = pyreq.check_local(settings)
-    if problem:
-        raise FabdeployError(problem)
-    found = pyreq.describe(settings)
-    if pyreq.find(settings) is None:
-        return found
-    if not settings.test_command.strip():
-        return f"{found}; no test step (TEST_COMMAND is empty): the local Python runs no app code"
-    return f"{found}, the local test step's Python {pyreq.local_version()} satisfies it"
-
-
-def on_host(host: Host) -> list[Finding]:
-    """The host's preconditions, read in a few round trips, nothing changed."""
-    try:
-        host.open()
-    except HostError as exc:
-        return [Finding("ssh", False, exc.detail)]
-    found = [Finding("ssh", True, f"{host.conn.user}@{host.name}, host key known")]
-    try:
-        facts = setup.check(host)  # the layout, sudo -n, the Python and its tags
-    except HostError as exc:
-        return [*found, Finding("set up", False, exc.detail)]
-    found += [
-        Finding("set up", True, f"{host.settings.deploy_root}, sudo -n works"),
-        attempt("python", lambda: host_python(host.settings, facts)),
-    ]
-    return found + state(host, facts.running)
-
-
-def host_python(settings: Settings, facts: setup.Facts) -> str:
-    """The host's Python and tags, and that it satisfies the app's Python requirement (it
-    does not: raises, one line)."""
-    problem = pyreq.check_host(settings, facts.python)
-    if problem:
-        raise FabdeployError(problem)
-    found = pyreq.find(settings)
-    satisfies = f", satisfies {found.describe()}" if found else ""
-    return f"{facts.python.split(' (')[0]} ({facts.tags.name}){satisfies}"
-
-
-def state(host: Host, running: bool) -> list[Finding]:
-    """Disk, port, unit and lock on the host (``running``: the app's master is alive)."""
-    settings = host.settings
-    result = host.script(
-        remote.shell("check"),
-        env={
-            "ROOT": settings.deploy_root,
-            "SERVICE": settings.service,
-            "PORT": settings.port,
-            "PIDFILE": Layout(settings.deploy_root).pidfile,
-        },
-        hide=True,
-        label="check",
-    )
-    facts = kv.parse(result.stdout)
-    free = int(facts.get("disk_kib") or 0) >> 10
-    unit = facts.get("unit") or "unknown"
-    port = facts.get("port", "unknown")
-    found = [
-        Finding(
-            "disk",
-            free >= MIN_FREE_MIB,
-            f"{free} MiB free under {settings.deploy_root}"
-            + ("" if free >= MIN_FREE_MIB else f" (a deploy needs {MIN_FREE_MIB} MiB)"),
-        ),
-        Finding("unit", True, f"{settings.service} is {unit}" + ("" if running else ", no master")),
-        port_finding(settings, port),
-    ]
-    return [*found, lock_finding(host)]
-
-
-def port_finding(settings: Settings, port: str) -> Finding:
-    """The port of BIND: free, or held by the app's own service; anything else blocks."""
-    where = f"{settings.bind}"
-    if port == "free":
-        return Finding("port", True, f"{where} is free")
-    if port == "ours":
-        return Finding("port", True, f"{where} is held by {settings.service}")
-    if port.startswith("taken"):
-        name, _, pid = port.partition(" ")[2].partition(",pid=")
-        who = f"{name.strip(chr(34))} (pid {pid})" if pid else "another process"
-        return Finding("port", False, f"{where} is taken by {who}, not by {settings.service}")
-    return Finding("port", True, f"{where}: {port}")
-
-
-def lock_finding(host: Host) -> Finding:
-    """The deploy lock: none, stale (the next deploy breaks it), or held (blocks)."""
-    found = read_lock(host)
-    if found is None:
-        return Finding("lock", True, "not locked")
-    holder, now = found
-    held = describe_held(holder, now)
-    machine = local_user().partition("@")[2]
-    if is_stale(holder, machine, pid_alive):
-        return Finding("lock", True, f"stale lock of {held}: the next deploy breaks it")
-    return Finding("lock", False, f"held by {held}")
-
-
-def to_json(where: str, findings: list[Finding]) -> dict[str, object]:
-    """One object of ``check --json`` (docs/check.md)."""
-    return {
-        "host": where,
-        "ok": all(f.ok for f in findings),
-        "findings": [asdict(f) for f in findings],
-    }
+from .core.errors import ConfigError, FabdeployError, detail
+from .core.report import JSON_HELP, print_json
+from .ssh import fanout, session
+from .steps.checks import THIS_MACHINE, Finding, local, migrations, on_host, to_json
 
 
 @task(name="check", help={"json": JSON_HELP})
 def check(c, json=False):  # type: ignore[no-untyped-def]
     """Check every precondition of a deploy, locally and on each host, changing nothing."""
     try:
-        settings, hosts = remote.session(c, fleet=True, data_on_stdout=json)
+        settings, hosts = session.session(c, fleet=True, data_on_stdout=json)
     except ConfigError as exc:  # the env file or the key file: nothing else can be checked
         finding = Finding("settings", False, detail(exc))
         if json:
-            print_json([to_json(LOCAL, [finding])])
+            print_json([to_json(THIS_MACHINE, [finding])])
         else:
             print(finding.line())
-        raise FabdeployError(f"check: 1 finding blocks a deploy: [{LOCAL}] settings") from None
+        raise FabdeployError(
+            f"check: 1 finding blocks a deploy: [{THIS_MACHINE}] settings"
+        ) from None
     if not hosts:
         return  # `fab -H a,b check`: checked with the others
     output = hosts[0].output
-    results = [(LOCAL, local(settings) + migrations(settings, [h.name for h in hosts]))]
+    results = [(THIS_MACHINE, local(settings) + migrations(settings, [h.name for h in hosts]))]
     try:
-        done = remote.each(hosts, on_host, settings.parallel)
+        done = fanout.each(hosts, on_host, settings.parallel)
     finally:
         for host in hosts:
             host.close()
@@ -250,7 +53,7 @@ def check(c, json=False):  # type: ignore[no-untyped-def]
     else:
         for where, found in results:
             for finding in found:
-                output.line("" if where == LOCAL else where, finding.line())
+                output.line("" if where == THIS_MACHINE else where, finding.line())
     blocking = [f"[{where}] {f.check}" for where, found in results for f in found if not f.ok]
     if blocking:
         raise FabdeployError(

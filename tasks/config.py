@@ -22,39 +22,63 @@ from dotenv.parser import parse_stream
 from invoke.context import Context
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from . import secretsfile
-from .errors import ConfigError
+from .core import secretsfile
+from .core.errors import ConfigError
 
 #: The environment used when the command line names none.
 DEFAULT_ENVIRONMENT = "default"
+
+
 #: Env files in the config dir that are documentation, not deploy targets.
 NOT_ENVIRONMENTS = frozenset({"example"})
+
+
 #: The hook points an environment file attaches a command to (``HOOK_<POINT>``).
 HOOK_POINTS = ("after_upload", "before_switch", "after_switch", "failed")
 
+
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
 _HOST = re.compile(
     r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9.:_\[\]-]+?)(?::(?P<port>\d+))?$"
 )
+
+
 _USER = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]{0,31}\$?$")
+
+
 #: Characters a path sent to the hosts may hold: nothing a shell or systemd would interpret.
 _PATH_CHARS = re.compile(r"^[A-Za-z0-9._%+@=,/-]+$")
+
+
 _COMMAND_NAME = re.compile(r"^[A-Za-z0-9._+-]+$")
+
+
 _ADDRESS = re.compile(r"^[A-Za-z0-9.*:\[\]_-]*$")
+
+
 #: What a URL path may hold (RFC 3986 characters; no quotes, backslash, backtick or spaces).
 _URL_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/%?-]*$")
+
+
 _URL = re.compile(r"^(?:https?|file)://[A-Za-z0-9._~!$&'()*+,;=:@/%?\[\]-]+$")
+
+
 _GLOB = re.compile(r"^[A-Za-z0-9._*?\[\]/-]+$")
+
+
 #: Names fabdeploy itself puts in a release: never a linked path.
 RESERVED_IN_RELEASE = frozenset({".venv", ".env", "REVISION"})
+
+
 #: Keys named by the user: ``PROCESS_<NAME>`` (a companion process's command),
 #: ``ROLE_<NAME>`` (a role's hosts) and ``RUNS_<NAME>`` (the processes a role runs).
 NAMED_KEY = re.compile(r"^(PROCESS|ROLE|RUNS)_([A-Z][A-Z0-9_]{0,40})$")
+
+
 #: The process gunicorn serves; every other process is a companion named by PROCESS_<NAME>.
 WEB = "web"
-
-
-# --- value types ---------------------------------------------------------------------------
 
 
 def _command(raw: str) -> str:
@@ -504,10 +528,9 @@ KEYS: tuple[Key, ...] = (
         "Hosts switched a round: counts or percentages, the last repeating (1,25%: a canary first)",
     ),
 )
+
+
 KEYS_BY_NAME = {key.name: key for key in KEYS}
-
-
-# --- the settings object -------------------------------------------------------------------
 
 
 class Secrets:
@@ -667,9 +690,6 @@ def example_env() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-# --- finding files -------------------------------------------------------------------------
-
-
 def find_project_dir(start: Path | None = None) -> Path:
     """The nearest directory from ``start`` (the cwd) upward that has a ``config/`` of env files."""
     explicit = os.environ.get("FABDEPLOY_PROJECT_DIR")
@@ -727,9 +747,6 @@ def selected_environment(c: Context) -> str:
     """The environment named on the command line (``fab staging ...``), else the default."""
     chosen = state(c).get("environment")
     return chosen or os.environ.get("FABDEPLOY_ENVIRONMENT") or DEFAULT_ENVIRONMENT
-
-
-# --- reading and validating ----------------------------------------------------------------
 
 
 def read_env_file(path: Path, *, what: str = "environment file") -> dict[str, tuple[str, int]]:

@@ -14,209 +14,16 @@ The release's name is not planned: a deploy names its release when it builds it.
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import asdict, dataclass, field
-from typing import TypeVar
+from dataclasses import asdict
 
-from invoke import Context, task
+from invoke import task
 
-from . import (
-    converge,
-    deploy,
-    gitref,
-    hooks,
-    migrate,
-    pipeline,
-    preflight,
-    pyreq,
-    remote,
-    setup,
-    upload,
-    wheelbuild,
-)
-from .config import Settings
-from .errors import HostError
-from .fleet import describe_rounds, rounds
-from .remote import Host
-from .report import JSON_HELP, print_json
-
-T = TypeVar("T")
-
-
-@dataclass
-class HostPlan:
-    """What a deploy would do on one host (``plan --json``: docs/plan.md)."""
-
-    host: str
-    serving: str  # the release it serves ("" none)
-    serving_revision: str
-    revision: str  # the revision the deploy would ship
-    change: bool  # False: every host serves this revision already, nothing would restart
-    ship_bytes: int  # the archive, and the packages when the host lacks the venv
-    packages_shipped: bool
-    venv: str  # the venv's digest
-    venv_reused: bool
-    packages: list[str]  # what a venv built now would hold (empty when reused)
-    files: dict[str, str] = field(default_factory=dict)  # file setup owns -> diff ("" same)
-    secrets_added: list[str] = field(default_factory=list)
-    secrets_removed: list[str] = field(default_factory=list)
-    secrets_changed: bool = False  # the deploy would install the secrets file
-    stale: list[str] = field(default_factory=list)  # processes started before their files
-    refused: str = ""  # why the deploy would stop before changing any host ("" it would not)
-    hooks: list[str] = field(default_factory=list)  # "point: name" that would run here
-    migrates: bool = False  # MIGRATE_COMMAND would run here (MIGRATE_ON)
-    round: int = 0  # the switch round (1: the first, the canary)
-    rounds: list[list[str]] = field(default_factory=list)  # the whole fleet's, in order
-
-
-def diff(path: str, have: str, want: str) -> str:
-    """A unified diff of ``path`` from what is on the host to what setup would write."""
-    lines = difflib.unified_diff(
-        have.splitlines(keepends=True),
-        want.splitlines(keepends=True),
-        f"{path} (on the host)",
-        f"{path} (setup would write)",
-    )
-    return "".join(lines)
-
-
-def hooks_on(c: Context, settings: Settings, first: bool) -> list[str]:
-    """The hooks a deploy runs on a host (``once`` ones only on the first), and on the first
-    host's list also those it runs locally, once (the points of `deploy.DEPLOY`)."""
-    local, on_hosts = pipeline.points("deploy", deploy.DEPLOY)
-    found = []
-    for point in on_hosts:
-        for hook in hooks.attached(c, settings, point):
-            if first or not hook.once:
-                found.append(f"{point}: {hook.name}" + (" (once)" if hook.once else ""))
-    for point in local if first else ():
-        if point == "failed":
-            continue  # only after a failure
-        found += [
-            f"{point}: {hook.name} (locally, once)" for hook in hooks.attached(c, settings, point)
-        ]
-    return found
-
-
-def steps_line(settings: Settings) -> str:
-    """``steps: preflight, lock, ...``: the deploy's steps that would run, in order."""
-    names = [s.name for s in deploy.DEPLOY if s.name != "migrate" or settings.migrate_command]
-    return "steps: " + ", ".join(names)
-
-
-def plan_host(c: Context, host: Host, build: upload.Build, facts: setup.Facts) -> HostPlan:
-    """The plan of one host from its facts and the build."""
-    settings = host.settings
-    found = converge.read(host)
-    want = {t.path: t.text for t in converge.targets(host, found.group or host.app_user)}
-    try:
-        drift, refused = converge.drift(host, found), ""
-    except HostError as exc:
-        drift, refused = converge.Drift(), exc.detail
-    wanted = build.packages_for(facts.tags)
-    shipped = wanted is not None and upload.needs_packages(build, facts)
-    digest = upload.facts_digest(build, facts)
-    reused = digest in facts.venvs
-    local_names = set(settings.secrets.names())
-    return HostPlan(
-        host=host.name,
-        serving=facts.current,
-        serving_revision=facts.revision,
-        revision=build.revision,
-        change=True,
-        ship_bytes=build.size + (wanted.archive.stat().st_size if shipped and wanted else 0),
-        packages_shipped=shipped,
-        venv=digest,
-        venv_reused=reused,
-        packages=[] if reused else requirement_names(build, wanted),
-        files={path: diff(path, found.files.get(path) or "", text) for path, text in want.items()},
-        secrets_added=sorted(local_names - set(found.secret_names)),
-        secrets_removed=sorted(set(found.secret_names) - local_names),
-        secrets_changed=drift.secrets,
-        stale=list(drift.stale),
-        refused=refused,
-    )
-
-
-def requirement_names(build: upload.Build, wanted: object) -> list[str]:
-    """What a new venv would hold: the wheels shipped, else the requirement lines."""
-    wheels = getattr(wanted, "wheels", ())
-    if wheels:
-        return sorted(w.split("-")[0] for w in wheels)
-    lines = (line.split("#")[0].strip() for line in build.requirements.splitlines())
-    return [line for line in lines if line]
-
-
-def checked(host: Host) -> setup.Facts:
-    """The host's facts (`setup.check`), its Python checked against the app's requirement."""
-    facts = setup.check(host)
-    pyreq.require_host(host.settings, host.name, facts.python)
-    return facts
-
-
-def answers(done: list[tuple[Host, T, BaseException | None]]) -> list[T]:
-    """The results of `remote.each`, in order; the first host's error raised."""
-    for _, _, error in done:
-        if error is not None:
-            raise error
-    return [result for _, result, _ in done]
-
-
-def make_plan(c: Context, settings: Settings, hosts: list[Host], build: upload.Build,
-              facts: dict[str, setup.Facts]) -> list[HostPlan]:  # fmt: skip
-    """Every host's plan, the hooks and the switch rounds filled in."""
-    plans = answers(
-        remote.each(hosts, lambda h: plan_host(c, h, build, facts[h.name]), settings.parallel)
-    )
-    same = all(f.revision == build.revision and f.running for f in facts.values())
-    order = [[p.host for p in batch] for batch in rounds(plans, settings.batch_sizes(len(hosts)))]
-    for number, batch in enumerate(order, 1):
-        for plan in plans:
-            if plan.host in batch:
-                plan.round = number
-    drifted = any(p.refused or p.stale or p.secrets_changed or any(p.files.values()) for p in plans)  # fmt: skip
-    migrating = migrate.hosts(settings, [p.host for p in plans])
-    for index, plan in enumerate(plans):
-        plan.change = not same or drifted or build.revision.endswith("-dirty")
-        plan.migrates = plan.host in migrating
-        plan.hooks = hooks_on(c, settings, index == 0)
-        plan.rounds = order
-    return plans
-
-
-def lines(plan: HostPlan) -> list[str]:
-    """The plan of one host as ``fab plan`` prints it."""
-    if not plan.change:
-        return [f"no change: serves revision {plan.revision} already (nothing would restart)"]
-    venv = (
-        f"venv {plan.venv} reused"
-        if plan.venv_reused
-        else f"venv {plan.venv} built ({', '.join(plan.packages)})"
-    )
-    shipped = "with packages" if plan.packages_shipped else "no packages"
-    out = [
-        f"serving {plan.serving or 'nothing'} ({plan.serving_revision or 'no revision'}); "
-        f"would deploy revision {plan.revision} in switch round {plan.round}",
-        f"ship {plan.ship_bytes >> 10} KiB ({shipped}); {venv}",
-    ]
-    if plan.refused:
-        out.append(f"deploy would stop here, changing no host: {plan.refused}")
-    for path, text in plan.files.items():
-        applied = "deploy puts it in place with the switch:\n" + text.rstrip()
-        out.append(f"{path}: " + (applied if text else "no change"))
-    if plan.secrets_changed:
-        added = " ".join(f"+{n}" for n in plan.secrets_added)
-        removed = " ".join(f"-{n}" for n in plan.secrets_removed)
-        names = f" (names: {added} {removed})".replace(" )", ")") if added or removed else ""
-        out.append(f"secrets changed{names}: deploy installs them with the switch")
-    out += [
-        f"{what} started before its files changed: the deploy reloads it gracefully"
-        for what in plan.stale
-    ]
-    if plan.migrates:
-        out.append("migrate: MIGRATE_COMMAND runs here, before the smoke check")
-    out += [f"hook {hook}" for hook in plan.hooks]
-    return out
+from .build import archive, gitref, preflight, pyreq, wheels
+from .core.report import JSON_HELP, print_json
+from .engine.batches import describe_rounds
+from .host import migrate
+from .ssh import fanout, session
+from .steps.planning import answers, checked, lines, make_plan, steps_line
 
 
 @task(
@@ -229,7 +36,7 @@ def lines(plan: HostPlan) -> list[str]:
 )
 def plan(c, json=False, allow_dirty=False, ref=""):  # type: ignore[no-untyped-def]
     """Show what deploy would do on each host (build, ship, venv, files, hooks, rounds)."""
-    settings, hosts = remote.session(c, fleet=True, data_on_stdout=json)
+    settings, hosts = session.session(c, fleet=True, data_on_stdout=json)
     if not hosts:
         return
     output, build = hosts[0].output, None
@@ -238,11 +45,11 @@ def plan(c, json=False, allow_dirty=False, ref=""):  # type: ignore[no-untyped-d
             settings = gitref.export(settings, ref)
         preflight.local(settings, allow_dirty=allow_dirty)
         pyreq.require_local(settings)
-        found = answers(remote.each(hosts, checked, settings.parallel))
+        found = answers(fanout.each(hosts, checked, settings.parallel))
         facts = {host.name: facts_ for host, facts_ in zip(hosts, found)}
         targets = {name: f.tags for name, f in facts.items()}
-        build = upload.build(settings, allow_dirty=allow_dirty, targets=targets,
-                             say=output.say, builder=wheelbuild.host_builder(hosts, targets))  # fmt: skip
+        build = archive.build(settings, allow_dirty=allow_dirty, targets=targets,
+                             say=output.say, builder=wheels.host_builder(hosts, targets))  # fmt: skip
         plans = make_plan(c, settings, hosts, build, facts)
     finally:
         if build:

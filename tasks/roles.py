@@ -14,10 +14,14 @@ the first host; when a command's hosts leave it out (``--roles worker``), their 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from .config import WEB, Settings, host_key
-from .errors import ConfigError
+from .config import WEB, host_key
+from .core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import Settings
+
 
 T = TypeVar("T")
 

@@ -38,250 +38,10 @@ scripts that wait for a port's health themselves (lib.sh's ``wait_healthy``).
 
 from __future__ import annotations
 
-import re
-import secrets
-from dataclasses import dataclass
-
 from invoke import Collection, task
 
-from . import kv, processes, remote, roles
-from .config import WEB, Settings
-from .errors import HostError
-from .layout import Layout, release_name
-from .remote import Host
-
-#: How many lines of shared/log/error.log a failed switch or start prints.
-LOG_TAIL = 30
-#: Seconds a switch waits for an interrupted one still running on the host to end.
-DETACHED_WAIT = 600
-#: Seconds a release may keep answering the health path with another status than 200.
-ANSWER_GRACE = 5
-#: The text in gunicorn.conf.py (tasks/templates) that says its workers write ready markers.
-READY_HOOK = "fabdeploy-ready-markers"
-
-#: The one rule of health (docs/scripts.md): the health path answering HTTP 200 is healthy,
-#: any other status (or none) is not. lib.sh's ``healthy`` is the same rule for the scripts.
-HEALTHY_STATUS = 200
-
-
-def healthy(status: object) -> bool:
-    """Whether an HTTP status (an int, or a script's text such as ``"200"``) is healthy."""
-    return str(status).strip() == str(HEALTHY_STATUS)
-
-
-def health_url(settings: Settings, port: int | None = None) -> str:
-    """The URL of the health path as seen from the host itself."""
-    host = settings.bind.rpartition(":")[0]
-    if host in ("0.0.0.0", "", "*"):
-        host = "127.0.0.1"
-    elif host in ("[::]", "::"):
-        host = "[::1]"
-    return f"http://{host}:{port or settings.port}{settings.health_path}"
-
-
-def health_env(settings: Settings) -> dict[str, object]:
-    """The ``env`` lib.sh's ``wait_healthy`` needs (HEALTH_HOST: the Host header ``probe``
-    sends), and the Python a script may pick a port with."""
-    return {
-        "PROBE_PYTHON": settings.python,
-        "ANSWER_GRACE": min(ANSWER_GRACE, settings.health_timeout),
-        "HEALTH_HOST": settings.health_host,
-    }
-
-
-def host_header(settings: Settings, url: str) -> str:
-    """The Host header a probe of ``url`` sends: HEALTH_HOST, else the URL's ``host:port``."""
-    return settings.health_host or url.removeprefix("http://").partition("/")[0]
-
-
-def refused_host(settings: Settings, status: object, sent: str) -> str:
-    """Why the health path may answer HTTP 400 (the Host header ``sent``, which the app may not
-    accept), naming HEALTH_HOST; "" for any other status."""
-    if str(status).strip() != "400":
-        return ""
-    return (
-        f"HTTP 400 often means the app refused the probe's Host header ({sent}), as Django does "
-        f"for a host not in ALLOWED_HOSTS: set HEALTH_HOST in {settings.source} to a host name "
-        "the app accepts (docs/configuration.md#health_host), or let the app accept that one"
-    )
-
-
-def refused_in(settings: Settings, text: str, sent: str) -> str:
-    """`refused_host` for a script's output that says ``<url> answered 400``."""
-    found = re.search(r"http://\S+ answered (\d{3})", text)
-    return refused_host(settings, found.group(1), sent) if found else ""
-
-
-def ready_timeout(settings: Settings) -> int:
-    """Seconds a switch waits for the new master's workers to be ready: the larger of
-    HEALTH_TIMEOUT and WORKER_TIMEOUT. The old workers serve meanwhile, so waiting costs no
-    request; an app allowed WORKER_TIMEOUT seconds per request may load that slowly too."""
-    return max(settings.health_timeout, settings.worker_timeout)
-
-
-@dataclass(frozen=True)
-class Switched:
-    """What a switch did on one host."""
-
-    release: str  # the release now served
-    previous: str  # the release served before ("" when none)
-    started: bool  # True: the service was not running and was started
-
-
-def _switch_env(host: Host, target: str) -> dict[str, object]:
-    settings = host.settings
-    paths = Layout(settings.deploy_root)
-    return {
-        **health_env(settings),
-        "APP_USER": host.app_user,
-        "ROOT": paths.root,
-        "CURRENT": paths.current,
-        "TMP_LINK": paths.current_tmp,
-        "PIDFILE": paths.pidfile,
-        "ERROR_LOG": paths.error_log,
-        "SERVICE": settings.service,
-        "URL": health_url(settings),
-        "WORKERS": settings.workers,
-        "CONF": paths.gunicorn_conf,
-        "READY_HOOK": READY_HOOK,
-        "TIMEOUT": settings.health_timeout,
-        "READY_TIMEOUT": ready_timeout(settings),
-        "GRACE": max(10, settings.health_timeout),
-        "TAIL": LOG_TAIL,
-        "NEW_TARGET": target,
-    }
-
-
-def detached(host: Host, body: str, env: dict[str, object]) -> dict[str, object]:
-    """The ``env`` of ``scripts/detach.sh`` running ``body`` (with ``env`` in it) detached
-    from the SSH session, so that a lost session never stops it half-way (``env`` is passed
-    along as well: it is what the switch is given)."""
-    return {
-        **env,
-        "DIR": Layout(host.settings.deploy_root).switch_runs,
-        "ID": f"{release_name()}-{secrets.token_hex(3)}",
-        "WAIT": DETACHED_WAIT,
-        "BODY": remote.bash_text(body, env),
-    }
-
-
-def switch(
-    host: Host,
-    release: str | None = None,
-    before: str | None = None,
-    setup_files: tuple[str, dict[str, object]] | None = None,
-) -> Switched:
-    """Serve ``release`` (None: whatever `current` points to) without dropping a request.
-
-    The switch runs on the host detached from the SSH session (``scripts/detach.sh``): if
-    fab dies or the link drops, the switch still runs to its end, or back to the old release,
-    on its own, so `current` always names the release the host serves. A switch started while
-    an interrupted one still runs waits for it.
-
-    ``before``, the release served now, when the caller knows it (saves a round trip).
-    ``setup_files``: ``scripts/converge.sh`` and its env (`tasks.converge.script`), run first
-    in the switch's body: setup's files change just before the re-exec that reads them, and
-    go back if the switch fails.
-
-    Raises `HostError` when the new release does not become healthy; the host then serves
-    what it served before, and the last lines of the error log have been printed.
-    """
-    target = f"releases/{release}" if release else ""
-    before = current_release(host) if before is None else before  # a deploy knows it already
-    body, env = remote.shell("switch"), _switch_env(host, target)
-    if setup_files:
-        first, first_env = setup_files
-        body, env = (
-            remote.library() + "\n" + first + "\n" + remote.script_file("switch.sh"),
-            {
-                **first_env,
-                **env,
-            },
-        )
-    result = host.script(
-        remote.shell("detach"),
-        env=detached(host, body, env),
-        warn=True,
-        label="switch",
-    )
-    if result.failed:
-        what = f"release {release}" if release else "the current release"
-        sent = host_header(host.settings, health_url(host.settings))
-        why = refused_in(host.settings, result.stdout, sent)  # the detached run's log
-        raise HostError(
-            host.name,
-            f"switch to {what} failed; still serving {before or 'nothing'}"
-            + (f". {why}" if why else ""),
-        )
-    return Switched(release=release or before, previous=before, started="started " in result.stdout)
-
-
-def current_release(host: Host) -> str:
-    """The release `current` points to ("" when none): the one way Python asks (lib.sh's
-    ``current_release`` is the scripts' one)."""
-    result = host.script(
-        remote.shell("current"),
-        env={"CURRENT": Layout(host.settings.deploy_root).current},
-        hide=True,
-        label="current release",
-    )
-    return kv.parse(result.stdout).get("current", "")
-
-
-def master_pid(host: Host) -> int | None:
-    """The live gunicorn master's pid from the PIDFile (None: not running)."""
-    result = host.script(
-        remote.shell("master"),
-        env={"PIDFILE": Layout(host.settings.deploy_root).pidfile},
-        hide=True,
-        label="read pidfile",
-    )
-    text = kv.parse(result.stdout).get("pid", "")
-    return int(text) if text.isdigit() else None
-
-
-def health(host: Host) -> tuple[bool, str]:
-    """Probe the health path once on the host; (healthy, HTTP status)."""
-    result = host.script(
-        remote.shell("health"),
-        env={"URL": health_url(host.settings), "HEALTH_HOST": host.settings.health_host},
-        hide=True,
-        label="health",
-    )
-    code = kv.parse(result.stdout).get("status", "")
-    return healthy(code), code
-
-
-def _systemctl(host: Host, verb: str, process: str = "") -> list[str]:
-    """``systemctl VERB`` the web service, or ``process`` (a companion process, `WEB`, or
-    ``all``: the web service and every companion process the host runs); returns the units."""
-    settings, units = host.settings, []
-    if process in ("", WEB) or (process == "all" and roles.serves_web(settings, host.name)):
-        host.run(f"systemctl {verb} {remote.quote(settings.service)}", sudo=True, label=verb)
-        units.append(settings.service)
-    if process not in ("", WEB):  # a companion stops gracefully; a start must stay up
-        units += processes.control(host, verb, "" if process == "all" else process)
-    return units
-
-
-def start(host: Host, process: str = "") -> None:
-    """``systemctl start`` the app's service (or ``process``)."""
-    host.say(f"started {', '.join(_systemctl(host, 'start', process)) or 'nothing here'}")
-
-
-def stop(host: Host, process: str = "") -> None:
-    """``systemctl stop`` the app's service (or ``process``)."""
-    host.say(f"stopped {', '.join(_systemctl(host, 'stop', process)) or 'nothing here'}")
-
-
-def restart(host: Host, process: str = "") -> None:
-    """``systemctl restart`` the app's service (requests fail while it restarts), or
-    ``process`` (gracefully: TERM, up to STOP_TIMEOUT, then KILL)."""
-    host.say(f"restarted {', '.join(_systemctl(host, 'restart', process)) or 'nothing here'}")
-
-
-# --- tasks ---------------------------------------------------------------------------------
-
+from .host.service import reload_host, restart, start, stop
+from .ssh import fanout
 
 PROCESS_HELP = {
     "process": "a companion process (PROCESS_<NAME>), web, or all; default: the web service"
@@ -291,33 +51,25 @@ PROCESS_HELP = {
 @task(name="start", help=PROCESS_HELP)
 def start_(c, process=""):  # type: ignore[no-untyped-def]
     """Start the app's service (or --process NAME) on each host."""
-    remote.on_each_host(c, "start", lambda host: start(host, process))
+    fanout.on_each_host(c, "start", lambda host: start(host, process))
 
 
 @task(name="stop", help=PROCESS_HELP)
 def stop_(c, process=""):  # type: ignore[no-untyped-def]
     """Stop the app's service (or --process NAME) on each host."""
-    remote.on_each_host(c, "stop", lambda host: stop(host, process))
+    fanout.on_each_host(c, "stop", lambda host: stop(host, process))
 
 
 @task(name="restart", help=PROCESS_HELP)
 def restart_(c, process=""):  # type: ignore[no-untyped-def]
     """Restart the app's service (a short outage; prefer reload), or --process NAME."""
-    remote.on_each_host(c, "restart", lambda host: restart(host, process))
+    fanout.on_each_host(c, "restart", lambda host: restart(host, process))
 
 
 @task
 def reload(c):  # type: ignore[no-untyped-def]
     """Reload gracefully onto the release `current` points to, no dropped request."""
-    remote.on_each_host(c, "reload", reload_host)
-
-
-def reload_host(host: Host) -> None:
-    """`switch` onto `current` where the host runs the web process; elsewhere nothing."""
-    if roles.serves_web(host.settings, host.name):
-        switch(host, None)
-    else:
-        host.say("reload: no web process on this host (its roles run none)")
+    fanout.on_each_host(c, "reload", reload_host)
 
 
 ns = Collection("run")

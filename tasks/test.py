@@ -18,212 +18,14 @@ Functions other modules compose:
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
+from invoke import Collection, task
 
-from invoke import Collection, Context, task
-
-from . import appenv, config, packages, remote, run, tags, testenv
-from .config import Settings
-from .errors import FabdeployError, HostError, detail
-from .layout import Layout
-from .remote import Host, LineWriter, Output
-
-#: pytest's exit status when it collected no tests.
-NO_TESTS = 5
-
-
-def uncollected_hint(app_dir: Path) -> str:
-    """When pytest collected nothing, the test files at the top of APP_DIR its default
-    ``python_files`` (test_*.py, *_test.py) skip, such as a unittest suite's ``tests.py``."""
-    if testenv.pytest_configured(app_dir):
-        return ""
-    skipped = sorted(
-        p.name
-        for p in app_dir.glob("test*.py")
-        if not p.name.startswith("test_") and not p.name.endswith("_test.py")
-    )
-    if not skipped:
-        return ""
-    return (
-        f"pytest collects test_*.py and *_test.py files, not {', '.join(skipped)}: for a "
-        f"unittest suite set TEST_COMMAND=python -m unittest (it finds test*.py), or name the "
-        f"file: TEST_COMMAND=python -m pytest -q {skipped[0]}. "
-    )
-
-
-def smoke_command(host: Host, release: str) -> None:
-    """SMOKE_COMMAND in ``release`` as the app runs (venv, secrets); a failure fails smoke."""
-    command = host.settings.smoke_command.strip()
-    if not command:
-        return
-    where = Layout(host.settings.deploy_root).release(release)
-    host.say(f"smoke: {command}")
-    result = host.run(
-        appenv.command(host.settings, where, command), user=host.app_user, warn=True, label="smoke"
-    )
-    if result.failed:
-        raise HostError(
-            host.name,
-            f"smoke check of release {release} failed: SMOKE_COMMAND exit {result.exited}",
-        )
-
-
-def smoke(host: Host, release: str) -> None:
-    """SMOKE_COMMAND, then import the WSGI target and serve ``release`` on a side port until it
-    is healthy."""
-    settings = host.settings
-    paths = Layout(settings.deploy_root)
-    smoke_command(host, release)
-    result = host.script(
-        remote.shell("smoke"),
-        env={
-            **run.health_env(settings),
-            "APP_USER": host.app_user,
-            "RELEASE": paths.release(release),
-            "CONF": paths.gunicorn_conf,
-            "WSGI_APP": settings.wsgi_app,
-            "IMPORT_CODE": remote.script_file("import_target.py"),
-            "INCOMING": paths.incoming,
-            "SMOKE_PID": f"{paths.pids}/smoke-{release}.pid",
-            "HEALTH_PATH": settings.health_path,
-            "TIMEOUT": settings.health_timeout,
-            "LIMIT": settings.health_timeout + 30,
-        },
-        warn=True,
-        label="smoke",
-    )
-    if result.failed:
-        sent = settings.health_host or "127.0.0.1:<side port>"
-        why = run.refused_in(settings, result.stderr, sent)
-        raise HostError(
-            host.name, f"smoke check of release {release} failed" + (f". {why}" if why else "")
-        )
-
-
-def app_packages(settings: Settings, say: Callable[[str], None]) -> Path | None:
-    """REQUIREMENTS installed locally from the local wheelhouse (both cached, shared with
-    the build); None when APP_DIR has no requirements file."""
-    path = settings.app_dir / settings.requirements
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if not text.strip():
-        return None
-    local = tags.local()
-    wheels = packages.wheelhouse(settings, text, local, local, (), say)
-    return packages.prebuilt(settings, wheels, say)
-
-
-def test_env(site: Path | None) -> dict[str, str]:
-    """TEST_VENV=no: PATH with fab's interpreter first and, with ``site``, PYTHONPATH with the
-    app's packages first."""
-    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    if site is not None:
-        rest = os.environ.get("PYTHONPATH", "")
-        env["PYTHONPATH"] = str(site) + (f"{os.pathsep}{rest}" if rest else "")
-    return env
-
-
-def venv_env(venv: Path) -> dict[str, str]:
-    """The test venv activated: its bin first on PATH, VIRTUAL_ENV, no PYTHONPATH of fab's."""
-    path = f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
-    return {"PATH": path, "VIRTUAL_ENV": str(venv), "PYTHONPATH": ""}
-
-
-def ways_out(settings: Settings) -> str:
-    """How to change or skip the test step, for its errors."""
-    return (
-        f"set TEST_COMMAND in {settings.source} to change the command (TEST_COMMAND=...; an "
-        "empty TEST_COMMAND= runs none), or deploy with --skip-tests"
-    )
-
-
-def fab_python(settings: Settings, say: Callable[[str], None]) -> tuple[dict[str, str], str]:
-    """TEST_VENV=no: the environment and the words for fab's own Python with the app's
-    packages first (the behaviour before the test venv)."""
-    site = app_packages(settings, say)
-    if site is None:
-        return test_env(None), f"fab's own Python and packages: no {settings.requirements} in APP_DIR"  # fmt: skip
-    count = len(list(site.glob("*.dist-info")))
-    shown = site.relative_to(settings.project_dir) if settings.project_dir in site.parents else site
-    return test_env(site), f"fab's Python, the app's requirements first: {count} packages from {shown}"  # fmt: skip
-
-
-def test_venv(settings: Settings, command: str, found: testenv.TestRequirements, say: Callable[[str], None]) -> tuple[dict[str, str], str]:  # fmt: skip
-    """The environment and the words for the test venv of the app's and test requirements."""
-    extra = ("pytest",) if testenv.needs_pytest(command, found, settings) else ()
-    if extra:
-        say(
-            "test: the command runs pytest and no requirement names it: pytest is added to "
-            "the test venv (name it in the test requirements to choose its version)"
-        )
-    venv = testenv.venv(settings, found, extra, say)
-    shown = venv.relative_to(settings.project_dir)
-    plus = f" + {found.source}" if found.source else ", no test requirements found"
-    return venv_env(venv), f"venv {shown}: {settings.requirements}{plus}"
-
-
-def run_local(c: Context, settings: Settings, output: Output | None = None) -> float:
-    """Run the test suite in APP_DIR locally; raise `FabdeployError` if it fails. Returns seconds."""
-    output = output or Output(mask=settings.secrets.values())
-    if not settings.app_dir.is_dir():
-        raise FabdeployError(f"APP_DIR {settings.app_dir} is not a directory")
-    try:
-        found = testenv.find(settings) if settings.test_venv else testenv.TestRequirements()
-        command, why = testenv.choose(settings, found)
-        if not command:
-            output.say("test: TEST_COMMAND is empty: no local tests")
-            return 0.0
-        if settings.test_venv:
-            env, using = test_venv(settings, command, found, output.say)
-        else:
-            env, using = fab_python(settings, output.say)
-    except FabdeployError as exc:
-        said = detail(exc)
-        said = said if said.startswith("test step") else f"test step: {said}"
-        raise FabdeployError(f"{said}\nNothing was deployed; {ways_out(settings)}") from None
-    local = Context(config=c.config)  # under `fab -H`, c is a Connection: run locally anyway
-    output.say(f"test: {command} ({why}; in {settings.app_dir}, with {using})")
-    out = LineWriter(output, "local")
-    err = LineWriter(output, "local", err=True)
-    started = time.monotonic()
-    try:  # invoke's `cd` escapes only spaces: quote APP_DIR ourselves
-        result = local.run(
-            f"cd {remote.quote(settings.app_dir)} && {command}",
-            warn=True,
-            hide=False,
-            pty=False,
-            in_stream=False,
-            env=env,
-            out_stream=out,
-            err_stream=err,
-        )
-    finally:
-        out.close()
-        err.close()
-    seconds = time.monotonic() - started
-    if result.exited == NO_TESTS and "pytest" in command:
-        raise FabdeployError(
-            f"test step: no tests found: {command!r} in {settings.app_dir} collected no tests "
-            f"(pytest's exit {NO_TESTS}); nothing was deployed. {uncollected_hint(settings.app_dir)}"
-            f"Add tests, or: {ways_out(settings)}"
-        )
-    if result.ok and "manage.py test" in command and "Ran 0 tests" in result.stdout + result.stderr:
-        raise FabdeployError(
-            f"test step: no tests found: {command!r} in {settings.app_dir} ran 0 tests (Django's "
-            "runner finds TestCase classes in test*.py files); nothing was deployed. Tests "
-            "written for pytest need pytest in the test requirements (TEST_REQUIREMENTS, a "
-            f"test/dev group or extra, requirements-test.txt). Else: {ways_out(settings)}"
-        )
-    if result.failed:
-        raise FabdeployError(
-            f"test step: local tests failed (exit {result.exited}): {command!r} in "
-            f"{settings.app_dir}; nothing was deployed. {ways_out(settings)}"
-        )
-    output.say(f"test: passed in {seconds:.1f}s")
-    return seconds
+from . import config
+from .build.testrun import run_local
+from .core.errors import FabdeployError, HostError
+from .host import service
+from .host.smoke import smoke
+from .ssh import session
 
 
 @task
@@ -235,11 +37,11 @@ def local(c):  # type: ignore[no-untyped-def]
 @task(name="smoke", help={"release": "release to check (default: the one `current` points to)"})
 def smoke_(c, release=""):  # type: ignore[no-untyped-def]
     """Import the WSGI target with a release's Python and serve it on a side port."""
-    _, hosts = remote.session(c)
+    _, hosts = session.session(c)
     failed = []
     for host in hosts:
         try:
-            name = release or run.current_release(host)
+            name = release or service.current_release(host)
             if not name:
                 raise HostError(host.name, "no current release to check")
             smoke(host, name)

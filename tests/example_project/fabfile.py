@@ -19,7 +19,7 @@ def migrate(ctx):  # type: ignore[no-untyped-def]
 @task
 def uptime(c):  # type: ignore[no-untyped-def]
     """Show each host's uptime (a task of this project's own)."""
-    _, hosts = tasks.remote.session(c)
+    _, hosts = tasks.ssh.session.session(c)
     for host in hosts:
         host.run("uptime")
 

@@ -36,7 +36,8 @@ import fabric
 import pytest
 from invoke import Context
 
-from tasks import config, remote
+from tasks import config
+from tasks.ssh import session
 from tests.conftest import fab_env, figure, missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import HostKit, TestHost
 from tests.hosts import pyindex
@@ -819,7 +820,7 @@ def test_script_env_round_trips_any_value_unchanged(make_hosts, tmp_path: Path) 
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "secrets.env").write_text(SECRETS_ENV)
     settings = config.build("staging", tmp_path)
-    [host] = remote.hosts(Context(config=fabric.Config()), settings)
+    [host] = session.hosts(Context(config=fabric.Config()), settings)
     value = (
         "two  spaces 'single' \"double\" ; echo INJECTED; $(touch /tmp/pwned-dollar) "
         "`touch /tmp/pwned-tick` $HOME ${PATH} \\ back\nsecond line\ttab * ? [x] ~ # % ! &"

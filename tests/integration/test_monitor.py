@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.layout import Audit, Layout, Revision
+from tasks.core.paths import Layout
+from tasks.core.records import Audit, Revision
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))

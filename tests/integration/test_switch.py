@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import run
+from tasks.host import service
 from tests.conftest import fab_env, figure, missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import HostKit, TestHost
 from tests.integration.apps import SLOW_WORKER_CLASSES, write_slow_app
@@ -177,7 +177,7 @@ def test_a_conf_rendered_before_the_markers_still_switches_and_says_so(
     site = deployed("sync")
     conf = "/srv/slow-sync/shared/gunicorn.conf.py"
     # as an older fabdeploy rendered it (the file rewritten in place: owner and mode kept)
-    site.sh(f"grep -v {run.READY_HOOK} {conf} > /tmp/conf && cat /tmp/conf > {conf}")
+    site.sh(f"grep -v {service.READY_HOOK} {conf} > /tmp/conf && cat /tmp/conf > {conf}")
     old = master(site, "sync")
     with RequestLoop(site.host.url(PORTS["sync"], "/")) as loop:
         reload = site.fab("run.reload")

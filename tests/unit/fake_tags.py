@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.tags import TagSet
+from tasks.build.tags import TagSet
 
 
 def cpython(version: str, platforms: list[str]) -> TagSet:

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tasks import appenv, config, secretsfile
+from tasks import config
+from tasks.core import secretsfile
+from tasks.host import appenv
 
 SCRIPT = "import sys, app\nprint('imported', app.NAME, sys.path[1:3])\n"
 

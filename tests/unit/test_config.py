@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tasks import config
-from tasks.errors import ConfigError
+from tasks.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))

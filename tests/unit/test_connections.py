@@ -11,7 +11,10 @@ import pytest
 from fabric import Config, Connection
 from invoke import Context
 
-from tasks import config, remote
+from tasks import config
+from tasks.core import output
+from tasks.ssh import host as ssh_host
+from tasks.ssh import session
 
 
 def settings(tmp_path: Path, extra: str = "") -> config.Settings:
@@ -47,21 +50,21 @@ class FakeConnection:
 
 def test_every_task_of_a_command_gets_the_same_host(tmp_path: Path) -> None:
     c = Context(config=Config())
-    first = remote.hosts(c, settings(tmp_path))
+    first = session.hosts(c, settings(tmp_path))
     c.config.load_collection({"fabdeploy": {"environment": None}})  # what each task's call does
-    again = remote.hosts(c, settings(tmp_path), names=["web2", "web1", "web2"])
+    again = session.hosts(c, settings(tmp_path), names=["web2", "web1", "web2"])
     assert [h.name for h in first] == ["web1", "web2"]
     assert [h.name for h in again] == ["web2", "web1"]  # duplicates once
     assert again[1] is first[0] and again[0] is first[1]
-    assert remote.command(c) is remote.command(c)
-    other = remote.hosts(Context(config=Config()), settings(tmp_path))  # another command
+    assert session.command(c) is session.command(c)
+    other = session.hosts(Context(config=Config()), settings(tmp_path))  # another command
     assert other[0] is not first[0]
 
 
 def test_a_shared_host_stays_open_until_the_command_ends(tmp_path: Path) -> None:
-    command = remote.Command()
+    command = session.Command()
     c = Context(config=Config())
-    host = command.host(c, "web1", settings(tmp_path), remote.Output())
+    host = command.host(c, "web1", settings(tmp_path), output.Output())
     conn = FakeConnection()
     host.conn = conn  # type: ignore[assignment]
     host.open()
@@ -74,8 +77,8 @@ def test_a_shared_host_stays_open_until_the_command_ends(tmp_path: Path) -> None
 
 
 def test_a_command_nothing_holds_any_more_closes_its_connections(tmp_path: Path) -> None:
-    command = remote.Command()
-    host = command.host(Context(config=Config()), "web1", settings(tmp_path), remote.Output())
+    command = session.Command()
+    host = command.host(Context(config=Config()), "web1", settings(tmp_path), output.Output())
     conn = FakeConnection()
     host.conn = conn  # type: ignore[assignment]
     host.open()
@@ -85,8 +88,8 @@ def test_a_command_nothing_holds_any_more_closes_its_connections(tmp_path: Path)
 
 
 def test_closing_a_shared_host_ends_what_still_runs_on_it(tmp_path: Path) -> None:
-    command = remote.Command()
-    host = command.host(Context(config=Config()), "web1", settings(tmp_path), remote.Output())
+    command = session.Command()
+    host = command.host(Context(config=Config()), "web1", settings(tmp_path), output.Output())
     conn = FakeConnection()
     host.conn = conn  # type: ignore[assignment]
     stream = threading.Thread(target=host.run, args=("journalctl -f",), kwargs={"hide": True})
@@ -100,7 +103,7 @@ def test_closing_a_shared_host_ends_what_still_runs_on_it(tmp_path: Path) -> Non
 
 def test_an_unshared_host_closes_at_once(tmp_path: Path) -> None:
     conn = FakeConnection()
-    host = remote.Host(conn, settings(tmp_path), remote.Output())  # type: ignore[arg-type]
+    host = ssh_host.Host(conn, settings(tmp_path), output.Output())  # type: ignore[arg-type]
     host.open()
     host.close()
     assert conn.closed == 1
@@ -111,7 +114,7 @@ def per_host_calls(tmp_path: Path, given: list[str]) -> list[list[str]]:
     for two fleet tasks in one command (``fab -H ... check deploy``)."""
     cfg = Config()
     return [
-        [h.name for h in remote.session(Connection(name, config=cfg), fleet=True)[1]]
+        [h.name for h in session.session(Connection(name, config=cfg), fleet=True)[1]]
         for _task in ("check", "deploy")
         for name in given
     ]
@@ -123,7 +126,7 @@ def test_fleet_under_hosts_flag_runs_once_per_task(
     settings(tmp_path)
     monkeypatch.setenv("FABDEPLOY_PROJECT_DIR", str(tmp_path))
     monkeypatch.setenv("FABDEPLOY_ENVIRONMENT", "staging")
-    monkeypatch.setattr(remote, "fab_hosts", lambda: ["web1", "web2", "web3"])
+    monkeypatch.setattr(session, "fab_hosts", lambda: ["web1", "web2", "web3"])
     calls = per_host_calls(tmp_path, ["web1", "web2", "web3"])
     everyone = ["web1", "web2", "web3"]
     assert calls == [everyone, [], [], everyone, [], []]
@@ -132,8 +135,8 @@ def test_fleet_under_hosts_flag_runs_once_per_task(
 def test_fab_hosts_reads_fabrics_parsed_hosts_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     from fabric import main
 
-    assert remote.fab_hosts() == []  # no fab command parsed here
+    assert session.fab_hosts() == []  # no fab command parsed here
     program = main.make_program()
     program.parse_core(["fab", "-H", "web1,deploy@web2:2222", "--list"])
     monkeypatch.setattr(main, "program", program)
-    assert remote.fab_hosts() == ["web1", "deploy@web2:2222"]
+    assert session.fab_hosts() == ["web1", "deploy@web2:2222"]

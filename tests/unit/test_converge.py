@@ -13,9 +13,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import converge, processes, remote, setup
-from tasks.errors import HostError
-from tasks.layout import Layout, unit_file
+from tasks.core import shell
+from tasks.core.errors import HostError
+from tasks.core.paths import Layout, unit_file
+from tasks.host import converge, units
 
 
 def settings(tmp_path: Path, extra: str = "", secrets: str = 'API_TOKEN="one"\n'):  # type: ignore[no-untyped-def]
@@ -90,7 +91,7 @@ def test_a_new_process_gets_its_unit_enabled(tmp_path: Path) -> None:
     files, secrets = as_set_up(tmp_path)
     now = host(tmp_path, "PROCESS_BEAT=celery beat\n")
     drift = converge.drift(now, converge.parse(answer(files, secrets=secrets)))
-    beat = processes.unit_path(now.settings, "beat")
+    beat = units.process_unit_path(now.settings, "beat")
     assert [t.path for t in drift.files] == [beat] and drift.had == {beat: False}
     _, env = converge.script(now, drift, "apply")
     assert env["ENABLE"] == "shop-beat.service" and env["RELOAD"] == "yes"
@@ -169,7 +170,7 @@ def fakes(tmp_path: Path) -> Path:
 
 def run_script(fakes: Path, drift: converge.Drift, mode: str, tail: str = "") -> subprocess.CompletedProcess[str]:  # fmt: skip
     body, env = converge.script_for(drift, mode, "", set())
-    text = remote.bash_text(remote.library() + "\n" + body + "\n" + tail, env)
+    text = shell.bash_text(shell.library() + "\n" + body + "\n" + tail, env)
     return subprocess.run(
         ["bash", "-c", text],
         env={**os.environ, "PATH": f"{fakes}:{os.environ['PATH']}"},
@@ -215,7 +216,7 @@ def test_a_failure_after_apply_puts_the_old_files_back(tmp_path: Path, fakes: Pa
 
 
 def test_the_switch_calls_setup_files_back_before_it_hands_back() -> None:
-    text = remote.script_file("switch.sh")
+    text = shell.script_file("switch.sh")
     rollback = text[text.index("rollback() {") :]
     assert rollback.index("setup_files_back") < rollback.index("kill -HUP")
 
@@ -238,7 +239,7 @@ def test_secrets_digest_is_setups(tmp_path: Path) -> None:
     target, line = converge.secrets_target(h, "deploy") or (None, "")
     assert target is not None and target.path == "/srv/shop/shared/.env"
     assert line == f"{hashlib.sha256(target.text.encode()).hexdigest()} deploy:deploy:600"
-    assert setup.render_gunicorn_conf(h.settings) in [t.text for t in converge.targets(h, "deploy")]  # fmt: skip
+    assert units.render_gunicorn_conf(h.settings) in [t.text for t in converge.targets(h, "deploy")]  # fmt: skip
 
 
 # --- in the deploy's switch ----------------------------------------------------------------
@@ -247,7 +248,10 @@ def test_secrets_digest_is_setups(tmp_path: Path) -> None:
 def switching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """web1 (web) and jobs1 (worker only), each with a staged gunicorn.conf.py; what the
     switch, `converge.run`, link_current and the unstaging were given, in order."""
-    from tasks import config, deploy, fleet
+    from tasks import config
+    from tasks.engine import flow
+    from tasks.host import install, processes, service
+    from tasks.steps import finish, switch
     from tests.unit.test_deploy import FlowHost
 
     (tmp_path / "config").mkdir(exist_ok=True)
@@ -263,14 +267,15 @@ def switching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[
     def switched(host, release, before=None, setup_files=None):  # type: ignore[no-untyped-def]
         seen.append(("switch", host.name, str(setup_files[1]["MODE"]) if setup_files else ""))
 
-    monkeypatch.setattr(deploy.run, "switch", switched)
-    monkeypatch.setattr(deploy.run, "current_release", lambda host: "R2")
-    monkeypatch.setattr(deploy.upload, "remove_release", lambda *a: None)
-    monkeypatch.setattr(deploy, "record", lambda *a, **k: None)
+    monkeypatch.setattr(service, "switch", switched)
+    monkeypatch.setattr(service, "current_release", lambda host: "R2")
+    monkeypatch.setattr(install, "remove_release", lambda *a: None)
+    monkeypatch.setattr(finish, "record_result", lambda *a, **k: None)
+    monkeypatch.setattr(switch, "record_result", lambda *a, **k: None)
     monkeypatch.setattr(converge, "run", lambda host, f, mode: seen.append(("run", host.name, mode)))  # fmt: skip
-    monkeypatch.setattr(deploy.processes, "link_current", lambda host, r: seen.append(("link", host.name, r)))  # fmt: skip
+    monkeypatch.setattr(processes, "link_current", lambda host, r: seen.append(("link", host.name, r)))  # fmt: skip
     monkeypatch.setattr(converge, "discard", lambda host, f: seen.append(("discard", host.name, f.stage)))  # fmt: skip
-    run_ = fleet.Run(SimpleNamespace(config={}), settings, hosts)  # type: ignore[arg-type]
+    run_ = flow.Run(SimpleNamespace(config={}), settings, hosts)  # type: ignore[arg-type]
     for h in hosts:
         run_.release[h.name], run_.served[h.name] = "R2", "R1"
         conf = converge.Target("/srv/shop/shared/gunicorn.conf.py", "workers = 3\n", "deploy", "deploy")  # fmt: skip
@@ -281,32 +286,32 @@ def switching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[
 def test_the_switch_takes_the_files_and_a_batch_going_back_restores_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import deploy
+    from tasks.steps import switch
 
     run_, (web1, jobs1), seen = switching(tmp_path, monkeypatch)
-    deploy.switch(run_, web1)
-    deploy.switch(run_, jobs1)
+    switch.switch_one(run_, web1)
+    switch.switch_one(run_, jobs1)
     assert seen == [("switch", "web1", "apply"), ("run", "jobs1", "apply"), ("link", "jobs1", "R2")]  # fmt: skip
     assert run_.drift["web1"].applied
     seen.clear()
-    deploy.back(run_, web1)  # another host of its batch failed: back to R1, old files first
+    switch.go_back(run_, web1)  # another host of its batch failed: back to R1, old files first
     assert seen == [("switch", "web1", "back")] and not run_.drift["web1"].applied
 
 
 def test_a_deploy_that_fails_before_the_switch_unstages_the_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import deploy
+    from tasks.steps import switch
 
     run_, (web1, _), seen = switching(tmp_path, monkeypatch)
-    deploy.undo(run_, web1)
+    switch.remove_unswitched(run_, web1)
     assert seen == [("discard", "web1", "/home/d/s")]
 
 
 def test_a_host_without_drift_switches_as_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    from tasks import deploy
+    from tasks.steps import switch
 
     run_, (web1, _), seen = switching(tmp_path, monkeypatch)
     run_.drift["web1"] = converge.Drift()
-    deploy.switch(run_, web1)
+    switch.switch_one(run_, web1)
     assert seen == [("switch", "web1", "")]

@@ -12,9 +12,19 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import config, deploy, fleet, lock, pipeline, releases
-from tasks.errors import FabdeployError, HostError
-from tasks.layout import Audit, release_name
+from tasks import config, lock
+from tasks import deploy as deploy_module
+from tasks.build import testrun
+from tasks.core import local as core_local
+from tasks.core.clock import release_name
+from tasks.core.errors import FabdeployError, HostError
+from tasks.core.records import Audit
+from tasks.engine import flow as engine_flow
+from tasks.engine import hooks, runner
+from tasks.engine import step as engine_step
+from tasks.host import lockfile, migrate, processes, releases, service, smoke
+from tasks.steps import finish, lists, rollback, switch
+from tasks.steps import prepare as steps_prepare
 
 R = [f"20261124T0{h}0000.000Z" for h in range(1, 8)]  # seven releases, oldest first
 
@@ -22,15 +32,15 @@ R = [f"20261124T0{h}0000.000Z" for h in range(1, 8)]  # seven releases, oldest f
 # --- the lock ------------------------------------------------------------------------------
 
 
-def owner(**kw: object) -> lock.LockOwner:
+def owner(**kw: object) -> lockfile.LockOwner:
     values = {"user": "ann@laptop", "machine": "laptop", "pid": 4242, "since": 1000, "token": "t1"}
     values.update(kw)
-    return lock.LockOwner(**values)  # type: ignore[arg-type]
+    return lockfile.LockOwner(**values)  # type: ignore[arg-type]
 
 
 def test_lock_owner_round_trips() -> None:
-    assert lock.LockOwner.parse(owner().format()) == owner()
-    assert lock.LockOwner.parse("pid=notanumber\n") is None
+    assert lockfile.LockOwner.parse(owner().format()) == owner()
+    assert lockfile.LockOwner.parse("pid=notanumber\n") is None
 
 
 @pytest.mark.parametrize(
@@ -43,23 +53,23 @@ def test_lock_owner_round_trips() -> None:
     ],
 )
 def test_describe_lock_names_holder_and_age(now: int, expected: str) -> None:
-    assert lock.describe_lock(owner(), now) == expected
+    assert lockfile.describe_lock(owner(), now) == expected
 
 
 def test_describe_lock_without_owner_file() -> None:
-    assert "unknown deploy" in lock.describe_lock(None, 5)
+    assert "unknown deploy" in lockfile.describe_lock(None, 5)
 
 
 def test_stale_only_when_the_holder_ran_here_and_is_gone() -> None:
-    assert lock.is_stale(owner(), "laptop", lambda pid: False)
-    assert not lock.is_stale(owner(), "laptop", lambda pid: True)
-    assert not lock.is_stale(owner(), "other-machine", lambda pid: False)
-    assert not lock.is_stale(None, "laptop", lambda pid: False)
+    assert lockfile.is_stale(owner(), "laptop", lambda pid: False)
+    assert not lockfile.is_stale(owner(), "laptop", lambda pid: True)
+    assert not lockfile.is_stale(owner(), "other-machine", lambda pid: False)
+    assert not lockfile.is_stale(None, "laptop", lambda pid: False)
 
 
 def test_pid_alive_sees_this_process() -> None:
-    assert lock.pid_alive(os.getpid())
-    assert not lock.pid_alive(0)
+    assert core_local.pid_alive(os.getpid())
+    assert not core_local.pid_alive(0)
 
 
 class FakeHost:
@@ -84,13 +94,13 @@ class FakeHost:
         self.said.append(text)
 
 
-def held_by(holder: lock.LockOwner, now: int = 1030) -> str:
+def held_by(holder: lockfile.LockOwner, now: int = 1030) -> str:
     return f"held\nnow={now}\n{holder.format()}"
 
 
 def test_take_lock_acquires(tmp_path: Path) -> None:
     host = FakeHost(["acquired\n"], tmp_path)
-    lock.take_lock(host, owner(), break_lock=False)  # type: ignore[arg-type]
+    lockfile.take_lock(host, owner(), break_lock=False)  # type: ignore[arg-type]
     assert host.envs[0]["LOCK"] == "/srv/shop/.lock" and host.envs[0]["FORCE"] == "no"
     assert "token=t1" in host.envs[0]["OWNER"]
 
@@ -99,7 +109,7 @@ def test_a_held_lock_fails_at_once_naming_holder_and_age(tmp_path: Path) -> None
     holder = owner(user="bob@ci", machine="ci-runner", pid=77)
     host = FakeHost([held_by(holder)], tmp_path)
     with pytest.raises(HostError) as info:
-        lock.take_lock(host, owner(), break_lock=False)  # type: ignore[arg-type]
+        lockfile.take_lock(host, owner(), break_lock=False)  # type: ignore[arg-type]
     message = str(info.value)
     assert "deploy lock held by bob@ci (pid 77 on ci-runner) for 30s" in message
     assert "`fab staging unlock`" in message and "`fab staging deploy --break-lock`" in message
@@ -109,7 +119,7 @@ def test_a_held_lock_fails_at_once_naming_holder_and_age(tmp_path: Path) -> None
 def test_break_lock_says_who_held_it(tmp_path: Path) -> None:
     holder = owner(user="bob@ci", machine="ci-runner", pid=77)
     host = FakeHost([held_by(holder), "acquired\n"], tmp_path)
-    lock.take_lock(host, owner(), break_lock=True)  # type: ignore[arg-type]
+    lockfile.take_lock(host, owner(), break_lock=True)  # type: ignore[arg-type]
     assert host.said == [
         "breaking the deploy lock held by bob@ci (pid 77 on ci-runner) for 30s (--break-lock)"
     ]
@@ -120,7 +130,7 @@ def test_a_lock_of_a_dead_fab_on_this_machine_is_broken_saying_so(tmp_path: Path
     me = owner(machine="laptop", pid=os.getpid())
     dead = owner(machine="laptop", pid=2**22 + 12345, token="old")  # no such pid
     host = FakeHost([held_by(dead), "acquired\n"], tmp_path)
-    lock.take_lock(host, me)  # type: ignore[arg-type]
+    lockfile.take_lock(host, me)  # type: ignore[arg-type]
     assert "is stale: that fab is no longer running; breaking it" in host.said[0]
     assert host.envs[1]["FORCE"] == "yes"
 
@@ -128,7 +138,7 @@ def test_a_lock_of_a_dead_fab_on_this_machine_is_broken_saying_so(tmp_path: Path
 def test_release_lock_keeps_a_lock_someone_else_took(tmp_path: Path) -> None:
     other = owner(user="bob@ci", token="theirs")
     host = FakeHost([f"now=1010\n{other.format()}kept=yes\n"], tmp_path)
-    held = lock.release_lock(host, owner())  # type: ignore[arg-type]
+    held = lockfile.release_lock(host, owner())  # type: ignore[arg-type]
     assert held.startswith("bob@ci")
     assert host.envs[0]["TOKEN"] == "t1"
     assert "left in place" in host.said[0]
@@ -198,9 +208,9 @@ def test_summary_has_a_row_per_host_with_steps_in_flow_order() -> None:
             self.name, self.connections, self.sessions, self.output = name, 1, 7, None
 
     web1, web2 = FakeHost("web1"), FakeHost("web2")
-    run_ = fleet.Run.__new__(fleet.Run)
+    run_ = engine_flow.Run.__new__(engine_flow.Run)
     run_.hosts = [web1, web2]  # type: ignore[list-item]
-    run_.steps = deploy.DEPLOY  # the summary's columns follow the list being run
+    run_.steps = lists.DEPLOY  # the summary's columns follow the list being run
     run_.timings = {
         "local": {"build": 1.5, "test": 0.25},
         "web1": {"upload": 0.5, "lock": 0.1},
@@ -225,7 +235,7 @@ def test_summary_has_a_row_per_host_with_steps_in_flow_order() -> None:
 
 
 def test_deploy_reads_as_the_list_of_steps() -> None:
-    names = [step.name for step in deploy.DEPLOY]
+    names = [step.name for step in lists.DEPLOY]
     order = [
         names.index(name)
         for name in (
@@ -242,16 +252,16 @@ def test_deploy_reads_as_the_list_of_steps() -> None:
         )
     ]
     assert order == sorted(order)
-    local, _ = pipeline.points("deploy", deploy.DEPLOY)
+    local, _ = engine_step.points("deploy", lists.DEPLOY)
     assert local[:2] == ("before_deploy", "after_deploy")  # around the whole list
-    assert deploy.DEPLOY[-1].name == "unlock" and deploy.DEPLOY[-1].always
-    source = inspect.getsource(deploy.deploy.body)
+    assert lists.DEPLOY[-1].name == "unlock" and lists.DEPLOY[-1].always
+    source = inspect.getsource(deploy_module.deploy.body)
     body = source[source.index("def deploy") :].strip().splitlines()
     assert len(body) < 30, "the flow stays a short list of named steps"
 
 
 def test_task_options_have_help() -> None:
-    assert set(deploy.deploy.help) == {
+    assert set(deploy_module.deploy.help) == {
         "skip-tests",
         "allow-dirty",
         "break-lock",
@@ -264,8 +274,8 @@ def test_task_options_have_help() -> None:
         "resume",
         "roles",
     }
-    assert set(deploy.rollback.help) == {"release", "to", "fleet", "per-host"}
-    for task in (deploy.deploy, deploy.rollback, deploy.unlock):
+    assert set(deploy_module.rollback.help) == {"release", "to", "fleet", "per-host"}
+    for task in (deploy_module.deploy, deploy_module.rollback, lock.unlock):
         assert re.match(r"^[A-Z].*\.$", task.__doc__.strip().splitlines()[0])
 
 
@@ -304,32 +314,34 @@ def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, fail: str 
 
         return record
 
-    for name in ("undo", "record", "back"):
-        monkeypatch.setattr(deploy, name, step(name))
+    for name, function in (("undo", "remove_unswitched"), ("record", "record_result"), ("back", "go_back")):  # fmt: skip
+        for module in (steps_prepare, switch, finish, rollback):
+            if hasattr(module, function):
+                monkeypatch.setattr(module, function, step(name))
     works = {"upload": step("upload"), "install": step("install")}
-    steps = tuple(replace(s, work=works.get(s.name, s.work)) for s in deploy.DEPLOY)
-    monkeypatch.setattr(deploy, "DEPLOY", steps)
-    monkeypatch.setattr(deploy.migrate, "run", step("migrate"))
-    monkeypatch.setattr(deploy.test, "smoke", step("smoke"))
-    monkeypatch.setattr(deploy.run, "switch", step("switch"))
-    monkeypatch.setattr(deploy.processes, "link_current", step("link"))
-    monkeypatch.setattr(deploy.processes, "restart", step("processes"))
-    monkeypatch.setattr(deploy.hooks, "run_on", lambda *a, **k: None)
-    run_ = fleet.Run(SimpleNamespace(config={}), settings, hosts)  # type: ignore[arg-type]
+    steps = tuple(replace(s, work=works.get(s.name, s.work)) for s in lists.DEPLOY)
+    monkeypatch.setattr(lists, "DEPLOY", steps)
+    monkeypatch.setattr(migrate, "run", step("migrate"))
+    monkeypatch.setattr(smoke, "smoke", step("smoke"))
+    monkeypatch.setattr(service, "switch", step("switch"))
+    monkeypatch.setattr(processes, "link_current", step("link"))
+    monkeypatch.setattr(processes, "restart", step("processes"))
+    monkeypatch.setattr(hooks, "run_on", lambda *a, **k: None)
+    run_ = engine_flow.Run(SimpleNamespace(config={}), settings, hosts)  # type: ignore[arg-type]
     run_.release = {h.name: "R2" for h in hosts}
     return run_, done
 
 
-def prepare(run_: fleet.Run) -> None:
+def prepare(run_: engine_flow.Run) -> None:
     """The deploy's prepare steps (upload, install, migrate, smoke), as the runner runs them."""
-    for step in deploy.DEPLOY:
+    for step in lists.DEPLOY:
         if step.name in ("upload", "install", "migrate", "smoke"):
-            pipeline.perform(run_, step)
+            runner.perform(run_, step)
 
 
-def restart_processes(run_: fleet.Run) -> None:
+def restart_processes(run_: engine_flow.Run) -> None:
     """The deploy's processes step, as the runner runs it."""
-    pipeline.perform(run_, next(s for s in deploy.DEPLOY if s.name == "processes"))
+    runner.perform(run_, next(s for s in lists.DEPLOY if s.name == "processes"))
 
 
 def test_the_migration_runs_once_on_the_primary_before_any_smoke_check(
@@ -362,14 +374,14 @@ def test_processes_restart_after_every_switch_and_not_after_a_failed_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_, done = flow(tmp_path, monkeypatch, "PRIMARY_HOST=web2\n")
-    deploy.switch_in_batches(run_)
+    switch.switch_in_batches(run_)
     restart_processes(run_)
     assert done == [
         "switch web1", "switch web2", "link jobs1", "processes web2", "processes jobs1",
     ]  # fmt: skip
     run_, done = flow(tmp_path, monkeypatch, "", fail="switch web2")
     with pytest.raises(Exception, match="switch"):
-        deploy.switch_in_batches(run_)
+        switch.switch_in_batches(run_)
     assert not [d for d in done if d.startswith("processes")]  # still on the old release
 
 
@@ -391,29 +403,31 @@ def test_a_failing_suite_after_compare_leaves_nothing_to_resume_and_uploads_noth
     run_, done = flow(tmp_path, monkeypatch, "")
     written: list[str] = []
     run_.build = SimpleNamespace(release="R2", revision="abc")  # type: ignore[assignment]
-    monkeypatch.setattr(fleet, "write_json", lambda path, data: written.append(data["release"]))
-    monkeypatch.setattr(deploy, "already_serving", lambda r: False)
+    monkeypatch.setattr(
+        engine_flow, "write_json", lambda path, data: written.append(data["release"])
+    )
+    monkeypatch.setattr(steps_prepare, "already_serving", lambda r: False)
 
     def failing(*args: object) -> None:
         raise FabdeployError("test step: local tests failed (exit 1)")
 
-    monkeypatch.setattr(deploy.test, "run_local", failing)
-    names = [s.name for s in deploy.DEPLOY]
+    monkeypatch.setattr(testrun, "run_local", failing)
+    names = [s.name for s in lists.DEPLOY]
     assert names.index("compare") + 1 == names.index("test") < names.index("upload")
-    step = {s.name: s for s in deploy.DEPLOY}
-    pipeline.perform(run_, step["compare"])
+    step = {s.name: s for s in lists.DEPLOY}
+    runner.perform(run_, step["compare"])
     assert written == []  # the record waits for the tests
     with pytest.raises(FabdeployError, match="test step"):
-        pipeline.perform(run_, step["test"])
+        runner.perform(run_, step["test"])
     run_.save(FabdeployError("x"), final=True)  # as the command's end does
     assert written == []  # never resumable (nor after a failing before_test hook)
     assert run_.results["web1"] == "not deployed, serving nothing"
     assert done == []  # nothing uploaded
 
-    monkeypatch.setattr(deploy.test, "run_local", lambda *a: 0.1)
-    pipeline.perform(run_, step["test"])
+    monkeypatch.setattr(testrun, "run_local", lambda *a: 0.1)
+    runner.perform(run_, step["test"])
     assert written == ["R2"]  # passed: recorded for --resume
     run_.build, run_.skip_tests = SimpleNamespace(release="R3", revision="abd"), True  # type: ignore[assignment]
-    pipeline.perform(run_, step["compare"])
-    pipeline.perform(run_, step["test"])  # skipped, saying so
+    runner.perform(run_, step["compare"])
+    runner.perform(run_, step["test"])  # skipped, saying so
     assert written == ["R2", "R3"]  # with --skip-tests compare records it

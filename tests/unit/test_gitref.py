@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import config, gitref, preflight, upload
-from tasks.errors import FabdeployError
+from tasks import config
+from tasks.build import archive, gitref, preflight
+from tasks.core.errors import FabdeployError
 from tests.unit.test_upload import git
 
 
@@ -47,7 +48,7 @@ def test_a_ref_is_built_from_git_and_the_work_tree_is_untouched(repo: Path) -> N
         assert exported.app_dir != settings.app_dir and not (exported.app_dir / "new.py").exists()
         assert not (exported.app_dir / "secrets.env").exists()  # never shipped
         preflight.local(exported)  # the work tree's uncommitted change does not matter
-        built = upload.build(exported, say=lambda text: None)
+        built = archive.build(exported, say=lambda text: None)
         try:
             assert built.revision == exported.revision
             with tarfile.open(built.archive) as tar:

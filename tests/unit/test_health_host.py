@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks import config, monitor, remote, run
-from tasks.errors import ConfigError
+from tasks import config
+from tasks.core import shell
+from tasks.core.errors import ConfigError
+from tasks.host import service
+from tasks.host import status as host_status
 
 ALLOWED = "shop.example.com"
 
@@ -52,7 +55,7 @@ def probe(url: str, health_host: str | None) -> str:
     env = {"PATH": "/usr/bin:/bin"} | (
         {"HEALTH_HOST": health_host} if health_host is not None else {}
     )
-    body = remote.library() + '\nprobe "$1"\n'
+    body = shell.library() + '\nprobe "$1"\n'
     done = subprocess.run(["bash", "-c", body, "_", url], env=env, capture_output=True, text=True)
     return done.stdout.strip()
 
@@ -69,7 +72,7 @@ def test_probe_sends_the_urls_host_and_port_unless_health_host_is_set(server) ->
 def test_status_py_sends_health_host(server) -> None:  # type: ignore[no-untyped-def]
     url, seen = server
     port = url.rpartition(":")[2].partition("/")[0]
-    code = remote.script_file("status.py")
+    code = shell.script_file("status.py")
 
     def status(*header: str) -> str:
         args = [sys.executable, "-c", code, "", "127.0.0.1", port, "/health", "0", "5", *header]
@@ -98,27 +101,27 @@ def test_health_host_is_a_host_name_with_an_optional_port(tmp_path: Path) -> Non
 
 def test_every_probe_is_given_health_host(tmp_path: Path) -> None:
     settings = settings_with(tmp_path, f"HEALTH_HOST={ALLOWED}\n")
-    assert run.health_env(settings)["HEALTH_HOST"] == ALLOWED  # smoke and switch
-    assert run.host_header(settings, "http://127.0.0.1:8000/health") == ALLOWED
+    assert service.health_env(settings)["HEALTH_HOST"] == ALLOWED  # smoke and switch
+    assert service.host_header(settings, "http://127.0.0.1:8000/health") == ALLOWED
     plain = settings_with(tmp_path)
-    assert run.host_header(plain, "http://127.0.0.1:8000/health") == "127.0.0.1:8000"
+    assert service.host_header(plain, "http://127.0.0.1:8000/health") == "127.0.0.1:8000"
 
 
 def test_a_400_says_the_host_header_may_be_why_and_names_the_key(tmp_path: Path) -> None:
     settings = settings_with(tmp_path)
-    why = run.refused_host(settings, 400, "127.0.0.1:8000")
+    why = service.refused_host(settings, 400, "127.0.0.1:8000")
     assert "Host header (127.0.0.1:8000)" in why and "ALLOWED_HOSTS" in why
     assert f"set HEALTH_HOST in {settings.source}" in why
-    assert run.refused_host(settings, 503, "127.0.0.1:8000") == ""
-    assert run.refused_host(settings, "200", "127.0.0.1:8000") == ""
+    assert service.refused_host(settings, 503, "127.0.0.1:8000") == ""
+    assert service.refused_host(settings, "200", "127.0.0.1:8000") == ""
     switched = "switch failed: health check http://127.0.0.1:8000/health answered 400\n"
-    assert run.refused_in(settings, switched, "x") == run.refused_host(settings, 400, "x")
-    assert run.refused_in(settings, "health check http://h/health answered 503", "x") == ""
+    assert service.refused_in(settings, switched, "x") == service.refused_host(settings, 400, "x")
+    assert service.refused_in(settings, "health check http://h/health answered 503", "x") == ""
 
 
 def test_fab_health_and_status_explain_a_400(tmp_path: Path) -> None:
     settings = settings_with(tmp_path, "BIND=0.0.0.0:8000\n")
-    sick = monitor.Status("web1", state="active", release="R", health_status=400)
-    fine = monitor.Status("web2", state="active", release="R", health_status=200)
-    assert "Host header (127.0.0.1:8000)" in monitor.refused(settings, [fine, sick])
-    assert monitor.refused(settings, [fine]) == ""
+    sick = host_status.Status("web1", state="active", release="R", health_status=400)
+    fine = host_status.Status("web2", state="active", release="R", health_status=200)
+    assert "Host header (127.0.0.1:8000)" in host_status.refused(settings, [fine, sick])
+    assert host_status.refused(settings, [fine]) == ""

@@ -14,25 +14,28 @@ import pytest
 from invoke import Context
 from invoke.runners import Result
 
-from tasks import (
-    config,
-    deploy,
-    fleet,
-    hooks,
+from tasks import config
+from tasks.build import archive, preflight, testrun
+from tasks.core import output, shell
+from tasks.core.errors import ConfigError, FabdeployError
+from tasks.core.records import Audit
+from tasks.engine import flow, hooks
+from tasks.host import facts as host_facts
+from tasks.host import (
+    install,
     linked,
-    lock,
+    lockfile,
+    logs,
     migrate,
-    monitor,
-    preflight,
+    provision,
     releases,
-    remote,
-    run,
-    setup,
-    test,
-    upload,
+    service,
+    smoke,
+    status,
 )
-from tasks.errors import ConfigError, FabdeployError
-from tasks.layout import Audit
+from tasks.ssh import fanout, session
+from tasks.ssh import host as ssh_host
+from tasks.steps import prepare
 from tests.unit.fake_tags import SERVER_313
 from tests.unit.test_monitor import LocalConnection, fake_sudo  # noqa: F401 (a fixture)
 from tests.unit.test_upload import git
@@ -111,38 +114,38 @@ def sent_commands(settings: config.Settings, tmp_path: Path) -> list[str]:
     """Every command fabdeploy's remote steps send for ``settings`` (answers are empty, so a
     step may stop early; what it sent until then counts)."""
     conn = Recorder()
-    host = remote.Host(conn, settings, remote.Output(io.StringIO(), io.StringIO()))  # type: ignore[arg-type]
-    built = upload.Build(
+    host = ssh_host.Host(conn, settings, output.Output(io.StringIO(), io.StringIO()))  # type: ignore[arg-type]
+    built = archive.Build(
         "R1", "abc", tmp_path / "a.tar.gz", "0" * 64, "gunicorn\n", "me@here", tmp_path
     )
-    facts = setup.Facts("Python 3.13.5", "3.13", "", SERVER_313)
-    owner = lock.LockOwner.mine()
+    facts = host_facts.Facts("Python 3.13.5", "3.13", "", SERVER_313)
+    owner = lockfile.LockOwner.mine()
     hook_context = SimpleNamespace(c=Context(), settings=settings, output=host.output, host=host)
     steps = [
-        lambda: setup.packages(host),
-        lambda: setup.directories(host, "grp"),
-        lambda: setup.service(host, "grp"),
-        lambda: setup.check(host),
-        lambda: upload.ship(host, built, facts),
-        lambda: upload.unpack(host, built, [("/srv/x.tar.gz", "0" * 64)]),
-        lambda: upload.install(host, built, facts),
-        lambda: upload.remove_release(host, "R1"),
-        lambda: test.smoke(host, "R1"),
+        lambda: provision.system_packages(host),
+        lambda: provision.directories(host, "grp"),
+        lambda: provision.service(host, "grp"),
+        lambda: host_facts.read_facts(host),
+        lambda: install.ship(host, built, facts),
+        lambda: archive.unpack(host, built, [("/srv/x.tar.gz", "0" * 64)]),
+        lambda: install.install(host, built, facts),
+        lambda: install.remove_release(host, "R1"),
+        lambda: smoke.smoke(host, "R1"),
         lambda: migrate.run(host, "R1"),
         lambda: linked.apply(host, "R1"),
-        lambda: run.switch(host, "R1"),
-        lambda: run.health(host),
-        lambda: run.master_pid(host),
-        lambda: run.start(host),
-        lambda: lock.take_lock(host, owner),
-        lambda: lock.release_lock(host, owner),
+        lambda: service.switch(host, "R1"),
+        lambda: service.health(host),
+        lambda: service.master_pid(host),
+        lambda: service.start(host),
+        lambda: lockfile.take_lock(host, owner),
+        lambda: lockfile.release_lock(host, owner),
         lambda: releases.inventory(host),
         lambda: releases.read_revision(host, "R1"),
         lambda: releases.append_audit(host, Audit("t", "deploy", "R1", "abc", "me", "ok")),
-        lambda: monitor.gather_status([host], settings, sample=False),
-        lambda: monitor.ask([host], settings, remote.shell("resources"), monitor._base_env, "r"),
-        lambda: monitor.ask(
-            [host], settings, remote.shell("logs"), lambda h: monitor.logs_env(h, 5, False), "l"
+        lambda: status.gather_status([host], settings, sample=False),
+        lambda: fanout.ask([host], settings, shell.shell("resources"), status._base_env, "r"),
+        lambda: fanout.ask(
+            [host], settings, shell.shell("logs"), lambda h: logs.logs_env(h, 5, False), "l"
         ),
     ]
     for point in (p for p in hooks.ENV_POINTS if p != "failed"):  # failed: local, tested apart
@@ -195,7 +198,7 @@ def split_script(script: str) -> tuple[list[str], str]:
         with contextlib.suppress(ValueError):  # the body need not be shlex's kind of shell
             for token in lexer:
                 name, eq, value = token.partition("=")
-                line = f"{name}={remote.quote(value)}\n"
+                line = f"{name}={shell.quote(value)}\n"
                 if not eq or not name.isidentifier() or not script.startswith(line, len(header)):
                     break
                 header += line
@@ -266,10 +269,10 @@ def test_health_path_shell_syntax_is_sent_but_never_executed(tmp_path: Path) -> 
             f"APP_NAME=shop\nDEPLOY_ROOT={root}\nBIND=127.0.0.1:9\nHEALTH_PATH={payload}\n"
         )
         settings = config.build("staging", tmp_path)
-        host = remote.Host(LocalConnection(), settings, remote.Output(io.StringIO()))  # type: ignore[arg-type]
-        statuses = monitor.gather_status([host], settings, sample=False)
+        host = ssh_host.Host(LocalConnection(), settings, output.Output(io.StringIO()))  # type: ignore[arg-type]
+        statuses = status.gather_status([host], settings, sample=False)
         assert statuses[0].health_status is None  # nothing listens on port 9
-        assert run.health(host) == (False, "000")
+        assert service.health(host) == (False, "000")
         assert not mark.exists(), payload
 
 
@@ -281,7 +284,7 @@ def test_app_dir_with_shell_syntax_is_quoted_for_the_local_tests(tmp_path: Path)
     text = (tmp_path / "config" / "staging.env").read_text() + "TEST_COMMAND=pwd\n"
     (tmp_path / "config" / "staging.env").write_text(text)
     out = io.StringIO()
-    test.run_local(Context(), config.build("staging", tmp_path), remote.Output(out, out))
+    testrun.run_local(Context(), config.build("staging", tmp_path), output.Output(out, out))
     assert "test: passed" in out.getvalue()
     assert not mark.exists()
 
@@ -315,14 +318,14 @@ def test_a_missing_ssh_key_is_named_before_any_connection(tmp_path: Path) -> Non
     env_file(tmp_path, "SSH_KEY", "keys/deploy_ed25519")
     settings = config.build("staging", tmp_path)
     with pytest.raises(ConfigError) as caught:
-        remote.check_key_file(settings)
+        session.check_key_file(settings)
     source = tmp_path / "config" / "staging.env"
     assert f"{source}:2: SSH_KEY: key file {tmp_path}/keys/deploy_ed25519 not found" in str(
         caught.value
     )
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "deploy_ed25519").write_text("key")
-    remote.check_key_file(settings)
+    session.check_key_file(settings)
 
 
 def project(tmp_path: Path, extra: str = "") -> Path:
@@ -391,7 +394,7 @@ def test_no_tests_found_says_how_to_set_test_command(tmp_path: Path) -> None:
     (root / "app").mkdir()
     out = io.StringIO()
     with pytest.raises(FabdeployError) as caught:
-        test.run_local(Context(), config.build("staging", root), remote.Output(out, out))
+        testrun.run_local(Context(), config.build("staging", root), output.Output(out, out))
     message = str(caught.value)
     assert "no tests found" in message and "pytest's exit 5" in message
     assert f"set TEST_COMMAND in {root / 'config' / 'staging.env'}" in message
@@ -408,7 +411,7 @@ def test_no_tests_found_names_the_unittest_file_pytest_skips(tmp_path: Path) -> 
     )
     out = io.StringIO()
     with pytest.raises(FabdeployError) as caught:
-        test.run_local(Context(), config.build("staging", root), remote.Output(out, out))
+        testrun.run_local(Context(), config.build("staging", root), output.Output(out, out))
     message = str(caught.value)
     assert "pytest collects test_*.py and *_test.py files, not tests.py" in message, message
     assert (
@@ -419,7 +422,7 @@ def test_no_tests_found_names_the_unittest_file_pytest_skips(tmp_path: Path) -> 
 def test_a_summary_json_path_that_cannot_be_written_stops_the_deploy_first(
     tmp_path: Path,
 ) -> None:
-    run_ = fleet.Run.__new__(fleet.Run)
+    run_ = flow.Run.__new__(flow.Run)
     run_.summary_json, run_.ref = str(tmp_path / "no" / "such" / "summary.json"), ""
     with pytest.raises(FabdeployError, match=r"--summary-json .*summary\.json: cannot write in"):
-        deploy.preflight_step(run_)
+        prepare.check_locally(run_)

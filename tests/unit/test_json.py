@@ -14,7 +14,8 @@ import pytest
 from invoke import Context
 
 from tasks import monitor
-from tasks.errors import FabdeployError
+from tasks.core.errors import FabdeployError
+from tasks.ssh import session
 from tests.unit.test_monitor import deployed, fake_sudo, free_port, local_hosts, make_settings  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ def two_hosts(tmp_path: Path, fake_sudo: Path, monkeypatch: pytest.MonkeyPatch):
     deployed(settings, releases=3)
     said = io.StringIO()
     hosts = local_hosts(settings, said, "web1", "web2")
-    monkeypatch.setattr(monitor.remote, "session", lambda c, **kw: (settings, hosts))
+    monkeypatch.setattr(session, "session", lambda c, **kw: (settings, hosts))
     return said
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tasks import kv
-from tasks.layout import Audit, Revision
+from tasks.core import kv
+from tasks.core.records import Audit, Revision
 
 
 def test_parse_keeps_named_keys_and_the_value_after_the_first_equals() -> None:

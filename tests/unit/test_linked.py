@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import remote
+from tasks.core import shell
 
 
 def linked(tmp_path: Path, dirs: str, files: str, release: str = "") -> subprocess.CompletedProcess[str]:  # fmt: skip
@@ -21,7 +21,7 @@ def linked(tmp_path: Path, dirs: str, files: str, release: str = "") -> subproce
         "FILES": files,
         "RELEASE": str(tmp_path / "releases" / release) if release else "",
     }
-    script = remote.bash_text(remote.shell("linked_paths"), env)
+    script = shell.bash_text(shell.shell("linked_paths"), env)
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
 
 
@@ -78,13 +78,13 @@ def test_a_host_without_the_web_process_only_points_current(tmp_path: Path) -> N
         "TMP_LINK": str(tmp_path / ".current.tmp"),
         "NEW_TARGET": "releases/R2",
     }
-    script = remote.bash_text(remote.shell("link_current"), env)
+    script = shell.bash_text(shell.shell("link_current"), env)
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert os.readlink(tmp_path / "current") == "releases/R2"
     assert "current -> R2 (no web process on this host)" in done.stdout
     env["NEW_TARGET"] = "releases/R9"
-    script = remote.bash_text(remote.shell("link_current"), env)
+    script = shell.bash_text(shell.shell("link_current"), env)
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 3 and "release R9 does not exist" in done.stderr
     assert os.readlink(tmp_path / "current") == "releases/R2"
@@ -94,16 +94,16 @@ def test_setup_names_the_linked_paths_it_left_alone(monkeypatch: pytest.MonkeyPa
     """A second `fab setup` says `no change (media, app.db)`, not `no change (no change)`."""
     from types import SimpleNamespace
 
-    from tasks import linked as linked_paths
-    from tasks import setup
+    from tasks.host import linked as linked_paths
+    from tasks.host import provision
 
     said: list[str] = []
     settings = SimpleNamespace(linked_dirs=("media",), linked_files=("app.db",))
     host = SimpleNamespace(settings=settings, say=said.append)
     monkeypatch.setattr(linked_paths, "apply", lambda _host: "no change")
-    assert not setup.shared_paths(host).changed  # type: ignore[arg-type]
+    assert not provision.shared_paths(host).changed  # type: ignore[arg-type]
     monkeypatch.setattr(linked_paths, "apply", lambda _host: "made shared/app.db")
-    assert setup.shared_paths(host).changed  # type: ignore[arg-type]
+    assert provision.shared_paths(host).changed  # type: ignore[arg-type]
     assert said == [
         "linked paths in shared/: no change (media, app.db)",
         "linked paths in shared/: changed (made shared/app.db)",

@@ -16,37 +16,44 @@ from types import SimpleNamespace
 import pytest
 from invoke import Context
 
-from tasks import config, deploy, fleet, hooks, lock, pipeline, remote
-from tasks.errors import FabdeployError, HostError
-from tasks.layout import Audit
-from tasks.pipeline import Step
+from tasks import config, lock
+from tasks.core import output, report
+from tasks.core.errors import FabdeployError, HostError
+from tasks.core.records import Audit
+from tasks.engine import flow, hooks, runner
+from tasks.engine import step as engine_step
+from tasks.engine.step import Step
+from tasks.host import lockfile
+from tasks.ssh import host as ssh_host
+from tasks.ssh import session
+from tasks.steps import lists
 from tests.unit.test_deploy import FakeHost, held_by, owner
 from tests.unit.test_monitor import LocalConnection
 
 
 def test_owner_records_reason_deploy_id_and_token() -> None:
-    mine = lock.LockOwner.mine(deploy_id="20261203T120000.000Z-ab12", reason="db\nmigration")
-    again = lock.LockOwner.parse(mine.format())
+    mine = lockfile.LockOwner.mine(deploy_id="20261203T120000.000Z-ab12", reason="db\nmigration")
+    again = lockfile.LockOwner.parse(mine.format())
     assert again == mine
     assert (mine.reason, mine.deploy_id, mine.pid) == ("db migration", mine.deploy_id, os.getpid())
     assert len(mine.token) == 16
-    assert lock.LockOwner.mine().deploy_id  # a deploy id even when none is given
+    assert lockfile.LockOwner.mine().deploy_id  # a deploy id even when none is given
 
 
 def test_a_held_lock_names_its_reason_and_is_never_stale() -> None:
     held = owner(pid=0, reason="db migration")
     assert (
-        lock.describe_lock(held, 1065)
+        lockfile.describe_lock(held, 1065)
         == 'ann@laptop (`fab lock` on laptop) for 1m05s: "db migration"'
     )
-    assert not lock.is_stale(held, "laptop", lambda pid: False)
+    assert not lockfile.is_stale(held, "laptop", lambda pid: False)
 
 
 def test_lock_wait_waits_for_the_holder_to_go(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(lock, "POLL", 0.01)
+    monkeypatch.setattr(lockfile, "POLL", 0.01)
     holder = owner(user="bob@ci", machine="ci", pid=77, reason="migrating")
     host = FakeHost([held_by(holder), held_by(holder), "acquired\n"], tmp_path)
-    lock.take_lock(host, owner(), wait=30)  # type: ignore[arg-type]
+    lockfile.take_lock(host, owner(), wait=30)  # type: ignore[arg-type]
     assert host.said == [
         'waiting up to 30s for the deploy lock held by bob@ci (pid 77 on ci) for 30s: "migrating"'
     ]
@@ -54,18 +61,18 @@ def test_lock_wait_waits_for_the_holder_to_go(tmp_path: Path, monkeypatch) -> No
 
 
 def test_lock_wait_gives_up_after_its_seconds(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(lock, "POLL", 0.01)
+    monkeypatch.setattr(lockfile, "POLL", 0.01)
     holder = owner(user="bob@ci", machine="ci", pid=77)
     host = FakeHost([held_by(holder)] * 500, tmp_path)
     with pytest.raises(HostError, match=r"held by bob@ci .* \(waited 0s\): another deploy"):
-        lock.take_lock(host, owner(), wait=0.05)  # type: ignore[arg-type]
+        lockfile.take_lock(host, owner(), wait=0.05)  # type: ignore[arg-type]
     assert len(host.envs) > 1
 
 
 def test_a_break_is_written_to_revisions_log_in_the_same_step(tmp_path: Path) -> None:
     holder = owner(user="bob@ci", machine="ci", pid=77)
     host = FakeHost([held_by(holder), "acquired\n"], tmp_path)
-    lock.take_lock(host, owner(), break_lock=True)  # type: ignore[arg-type]
+    lockfile.take_lock(host, owner(), break_lock=True)  # type: ignore[arg-type]
     audit = Audit.parse(host.envs[1]["AUDIT"])
     assert audit is not None and (audit.action, audit.result) == ("break-lock", "broken")
     assert audit.detail == "bob@ci (pid 77 on ci) for 30s (--break-lock)"
@@ -75,7 +82,7 @@ def test_a_break_is_written_to_revisions_log_in_the_same_step(tmp_path: Path) ->
 # --- the scripts, for real -----------------------------------------------------------------
 
 
-def local_host(tmp_path: Path, name: str = "web1") -> remote.Host:
+def local_host(tmp_path: Path, name: str = "web1") -> ssh_host.Host:
     root = tmp_path / "srv"
     root.mkdir(parents=True, exist_ok=True)
     (tmp_path / "config").mkdir(exist_ok=True)
@@ -84,7 +91,7 @@ def local_host(tmp_path: Path, name: str = "web1") -> remote.Host:
     )
     settings = config.build("staging", tmp_path)
     out = io.StringIO()
-    return remote.Host(LocalConnection(name), settings, remote.Output(out, out))  # type: ignore[arg-type]
+    return ssh_host.Host(LocalConnection(name), settings, output.Output(out, out))  # type: ignore[arg-type]
 
 
 def audit_lines(tmp_path: Path) -> list[Audit]:
@@ -95,29 +102,29 @@ def audit_lines(tmp_path: Path) -> list[Audit]:
 
 def test_only_the_owners_token_releases_a_lock(tmp_path: Path) -> None:
     host = local_host(tmp_path)
-    first, second = lock.LockOwner.mine(reason="one"), lock.LockOwner.mine(reason="two")
-    lock.take_lock(host, first)
+    first, second = lockfile.LockOwner.mine(reason="one"), lockfile.LockOwner.mine(reason="two")
+    lockfile.take_lock(host, first)
     with pytest.raises(HostError, match=r'deploy lock held by .*: "one"'):
-        lock.take_lock(host, second)
-    assert lock.release_lock(host, second)  # not its lock: left in place
+        lockfile.take_lock(host, second)
+    assert lockfile.release_lock(host, second)  # not its lock: left in place
     assert (tmp_path / "srv" / ".lock").is_dir()
-    found = lock.read_lock(host)
+    found = lockfile.read_lock(host)
     assert found is not None and found[0] is not None and found[0].token == first.token
-    lock.release_lock(host, first)
-    assert lock.read_lock(host) is None
+    lockfile.release_lock(host, first)
+    assert lockfile.read_lock(host) is None
     assert audit_lines(tmp_path) == []  # releasing one's own lock is no break
 
 
 def test_break_lock_logs_who_held_it(tmp_path: Path) -> None:
     host = local_host(tmp_path)
-    lock.take_lock(host, lock.LockOwner.mine(reason="one", held=True))
-    lock.take_lock(host, lock.LockOwner.mine(), break_lock=True)
+    lockfile.take_lock(host, lockfile.LockOwner.mine(reason="one", held=True))
+    lockfile.take_lock(host, lockfile.LockOwner.mine(), break_lock=True)
     [audit] = audit_lines(tmp_path)
     assert audit.action == "break-lock" and '"one" (--break-lock)' in audit.detail
 
 
-def sessions(monkeypatch, host: remote.Host) -> None:
-    monkeypatch.setattr(remote, "session", lambda c, **kw: (host.settings, [host]))
+def sessions(monkeypatch, host: ssh_host.Host) -> None:
+    monkeypatch.setattr(session, "session", lambda c, **kw: (host.settings, [host]))
 
 
 def test_fab_lock_holds_until_fab_unlock_releases_it_by_its_token(
@@ -131,31 +138,31 @@ def test_fab_lock_holds_until_fab_unlock_releases_it_by_its_token(
     said = host.output.out.getvalue()  # type: ignore[attr-defined]
     assert '[web1] locked: "db migration" (lock id lock-' in said
     assert "held until `fab staging unlock`" in said
-    token = lock.saved_token(host.settings)
+    token = lockfile.saved_token(host.settings)
     with pytest.raises(FabdeployError, match=r'held by .*`fab lock` on .*: "db migration"'):
-        lock.take_lock(host, lock.LockOwner.mine())  # a deploy is stopped, naming why
+        lockfile.take_lock(host, lockfile.LockOwner.mine())  # a deploy is stopped, naming why
     lock.status(Context())
     assert "[web1] locked by " in host.output.out.getvalue()  # type: ignore[attr-defined]
     lock.unlock(Context())
     assert "released the deploy lock held by" in host.output.out.getvalue()  # type: ignore[attr-defined]
-    assert lock.read_lock(host) is None and audit_lines(tmp_path) == []
-    assert not lock.token_file(host.settings).exists() and token
+    assert lockfile.read_lock(host) is None and audit_lines(tmp_path) == []
+    assert not lockfile.token_file(host.settings).exists() and token
 
 
 def test_fab_unlock_breaks_another_lock_and_logs_it(tmp_path: Path, monkeypatch) -> None:
     host = local_host(tmp_path)
     sessions(monkeypatch, host)
-    theirs = lock.LockOwner("ops@elsewhere", "elsewhere", 4242, 1, "x", "hotfix")
-    lock.take_lock(host, theirs)
+    theirs = lockfile.LockOwner("ops@elsewhere", "elsewhere", 4242, 1, "x", "hotfix")
+    lockfile.take_lock(host, theirs)
     with pytest.raises(FabdeployError, match="unlock failed on web1"):
         lock.unlock(Context(), token="not-theirs")
-    assert lock.read_lock(host) is not None
+    assert lockfile.read_lock(host) is not None
     lock.unlock(Context())
     said = host.output.out.getvalue()  # type: ignore[attr-defined]
     assert "removed the deploy lock held by ops@elsewhere (pid 4242 on elsewhere)" in said
     [audit] = audit_lines(tmp_path)
     assert audit.result == "broken" and audit.detail.startswith("ops@elsewhere (pid 4242")
-    assert lock.read_lock(host) is None
+    assert lockfile.read_lock(host) is None
 
 
 # --- the deploy ----------------------------------------------------------------------------
@@ -166,15 +173,17 @@ def test_the_after_deploy_hooks_run_under_the_lock(monkeypatch) -> None:
     monkeypatch.setattr(hooks, "check_attached", lambda *a: None)
     monkeypatch.setattr(hooks, "run_local", lambda c, s, o, point: done.append(point))
     steps = (
-        pipeline.Step("lock", lambda r: done.append("lock"), pipeline.LOCAL, before=(), after=()),
-        pipeline.Step("unlock", lambda r: done.append("unlock"), pipeline.LOCAL, always=True),
+        engine_step.Step(
+            "lock", lambda r: done.append("lock"), engine_step.LOCAL, before=(), after=()
+        ),
+        engine_step.Step("unlock", lambda r: done.append("unlock"), engine_step.LOCAL, always=True),
     )
     run_ = SimpleNamespace(
         action="deploy", c=None, settings=None, output=None, done=False, hosts=[]
     )
     run_.locally = lambda name, work: work(run_)
-    monkeypatch.setattr(pipeline, "finish", lambda r, step: step.work(r))
-    pipeline.execute(run_, steps)  # type: ignore[arg-type]
+    monkeypatch.setattr(runner, "finish", lambda r, step: step.work(r))
+    runner.execute(run_, steps)  # type: ignore[arg-type]
     lines = done
     locked, hook = lines.index("lock"), lines.index("after_deploy")
     assert lines.index("unlock") > hook > locked
@@ -185,14 +194,14 @@ def test_the_summary_is_written_as_json(tmp_path: Path) -> None:
         def __init__(self, name: str) -> None:
             self.name, self.connections, self.sessions = name, 1, 9
 
-    run_ = fleet.Run.__new__(fleet.Run)
+    run_ = flow.Run.__new__(flow.Run)
     run_.action, run_.id, run_.started, run_.build = "deploy", "ID1", 0.0, None
     run_.settings = type("S", (), {"environment": "staging"})()  # type: ignore[assignment]
     run_.hosts = [Named("web1")]  # type: ignore[list-item]
     run_.timings = {"local": {"test": 1.23456}, "web1": {"lock": 0.1}}
     run_.results, run_.served, run_.release = {"web1": "serving R2"}, {"web1": "R1"}, {"web1": "R2"}
     path = tmp_path / "summary.json"
-    fleet.write_json(str(path), run_.summary_data(FabdeployError("switch failed")))
+    report.write_json(str(path), run_.summary_data(FabdeployError("switch failed")))
     data = json.loads(path.read_text())
     assert data["ok"] is False and data["error"] == "switch failed" and data["id"] == "ID1"
     assert data["local"] == {"steps": {"test": 1.235}}
@@ -212,7 +221,7 @@ def test_the_summary_is_written_as_json(tmp_path: Path) -> None:
 def test_lock_and_unlock_take_the_dash_h_hosts_at_once(monkeypatch) -> None:
     """Under `fab -H a,b`, one call gets every host (one lock, one token); the others none."""
     seen: list[dict] = []
-    monkeypatch.setattr(remote, "session", lambda c, **kw: (seen.append(kw), (None, []))[1])
+    monkeypatch.setattr(session, "session", lambda c, **kw: (seen.append(kw), (None, []))[1])
     lock.hold(Context(), reason="db migration")
     lock.unlock(Context())
     assert seen == [{"fleet": True}, {"fleet": True}]
@@ -226,8 +235,8 @@ def test_lock_status_json_names_holder_reason_and_id_but_never_the_token(
     lock.status(Context(), json=True)
     [free] = json.loads(capsys.readouterr().out)
     assert free["locked"] is False and free["held_by"] == "" and free["pid"] is None
-    held = lock.LockOwner.mine(reason="db migration", held=True, deploy_id="lock-X")
-    lock.take_lock(host, held)
+    held = lockfile.LockOwner.mine(reason="db migration", held=True, deploy_id="lock-X")
+    lockfile.take_lock(host, held)
     lock.status(Context(), json=True)
     text = capsys.readouterr().out
     [item] = json.loads(text)
@@ -247,12 +256,12 @@ def test_lock_status_json_names_holder_reason_and_id_but_never_the_token(
 
 def test_fab_lock_locks_every_host_or_none(tmp_path: Path, monkeypatch) -> None:
     free, taken = local_host(tmp_path / "a"), local_host(tmp_path / "b", "web2")
-    monkeypatch.setattr(remote, "session", lambda c, **kw: (free.settings, [free, taken]))
-    lock.take_lock(taken, lock.LockOwner("bob@ci", "ci", 77, 1, "theirs"))
+    monkeypatch.setattr(session, "session", lambda c, **kw: (free.settings, [free, taken]))
+    lockfile.take_lock(taken, lockfile.LockOwner("bob@ci", "ci", 77, 1, "theirs"))
     with pytest.raises(FabdeployError, match="no host is left locked by this command"):
         lock.hold(Context(), reason="incident")
-    assert lock.read_lock(free) is None  # released again
-    found = lock.read_lock(taken)
+    assert lockfile.read_lock(free) is None  # released again
+    found = lockfile.read_lock(taken)
     assert found is not None and found[0] is not None and found[0].token == "theirs"
     said = taken.output.out.getvalue()  # type: ignore[attr-defined]
     assert "[web2] failed: deploy lock held by bob@ci (pid 77 on ci)" in said
@@ -262,13 +271,13 @@ def test_fab_lock_locks_every_host_or_none(tmp_path: Path, monkeypatch) -> None:
 # --- one owner for the fleet: the primary host first ---------------------------------------
 
 
-def fleet_run(tmp_path: Path, owner_: lock.LockOwner | None = None) -> fleet.Run:
+def fleet_run(tmp_path: Path, owner_: lockfile.LockOwner | None = None) -> flow.Run:
     """A deploy's `Run` over web1 (the primary host) and web2, each a local directory."""
     web1, web2 = local_host(tmp_path / "a"), local_host(tmp_path / "b", "web2")
     web2.settings = web1.settings.__class__(
         **{**vars(web1.settings), "deploy_root": str(tmp_path / "b" / "srv")}
     )
-    run_ = fleet.Run(Context(), web1.settings, [web1, web2], "deploy")
+    run_ = flow.Run(Context(), web1.settings, [web1, web2], "deploy")
     if owner_ is not None:
         run_.owner = owner_
     return run_
@@ -277,16 +286,16 @@ def fleet_run(tmp_path: Path, owner_: lock.LockOwner | None = None) -> fleet.Run
 def locking(tried: list[str], middle: Step | None = None) -> tuple[Step, ...]:
     """The deploy's own lock and unlock steps (their order and hosts as listed), doing only
     the lock's work; ``middle`` in between (the deploy's other steps)."""
-    listed = {step.name: step for step in deploy.DEPLOY}
+    listed = {step.name: step for step in lists.DEPLOY}
 
-    def take(run_: fleet.Run, host: remote.Host) -> None:
+    def take(run_: flow.Run, host: ssh_host.Host) -> None:
         tried.append(f"lock {host.name}")
-        lock.take_lock(host, run_.owner, wait=run_.lock_wait)
+        lockfile.take_lock(host, run_.owner, wait=run_.lock_wait)
         run_.locked.append(host)
 
-    def release(run_: fleet.Run, host: remote.Host) -> None:
+    def release(run_: flow.Run, host: ssh_host.Host) -> None:
         tried.append(f"unlock {host.name}")
-        lock.release_lock(host, run_.owner)
+        lockfile.release_lock(host, run_.owner)
 
     rest = (middle,) if middle else ()
     return (
@@ -300,9 +309,9 @@ def test_the_lock_is_taken_on_the_primary_host_first_and_released_there_last(
     tmp_path: Path,
 ) -> None:
     run_, tried = fleet_run(tmp_path), []
-    pipeline.execute(run_, locking(tried), deploy.known_points())
+    runner.execute(run_, locking(tried), lists.known_points())
     assert tried == ["lock web1", "lock web2", "unlock web2", "unlock web1"]
-    assert [lock.read_lock(h) for h in run_.hosts] == [None, None]
+    assert [lockfile.read_lock(h) for h in run_.hosts] == [None, None]
 
 
 def test_a_deploy_that_loses_the_primary_host_touches_no_other_and_names_the_holder(
@@ -310,32 +319,32 @@ def test_a_deploy_that_loses_the_primary_host_touches_no_other_and_names_the_hol
 ) -> None:
     run_, tried = fleet_run(tmp_path), []
     web1, web2 = run_.hosts
-    other = lock.LockOwner.mine(deploy_id="20261207T130000.000Z-ab12")
-    lock.take_lock(web1, other)  # the other deploy won the primary host
+    other = lockfile.LockOwner.mine(deploy_id="20261207T130000.000Z-ab12")
+    lockfile.take_lock(web1, other)  # the other deploy won the primary host
     with pytest.raises(FabdeployError) as info:
-        pipeline.execute(run_, locking(tried), deploy.known_points())
+        runner.execute(run_, locking(tried), lists.known_points())
     assert tried == ["lock web1"]  # web2 never tried: nothing to release there
     message = str(info.value)
     assert "lock failed on 1 host(s): [web1] deploy lock held by " in message
     assert "another deploy is running (deploy id 20261207T130000.000Z-ab12)" in message
-    assert lock.read_lock(web2) is None
-    found = lock.read_lock(web1)
+    assert lockfile.read_lock(web2) is None
+    found = lockfile.read_lock(web1)
     assert found is not None and found[0] is not None and found[0].token == other.token
 
 
 def test_a_deploy_that_finds_another_host_held_releases_what_it_took(tmp_path: Path) -> None:
     run_, tried = fleet_run(tmp_path), []
     web1, web2 = run_.hosts
-    lock.take_lock(web2, lock.LockOwner.mine(reason="db backup", held=True))
+    lockfile.take_lock(web2, lockfile.LockOwner.mine(reason="db backup", held=True))
     with pytest.raises(FabdeployError, match=r"\[web2\] deploy lock held by .*db backup"):
-        pipeline.execute(run_, locking(tried), deploy.known_points())
+        runner.execute(run_, locking(tried), lists.known_points())
     assert tried == ["lock web1", "lock web2", "unlock web1"]
-    assert lock.read_lock(web1) is None  # released again
-    found = lock.read_lock(web2)
+    assert lockfile.read_lock(web1) is None  # released again
+    found = lockfile.read_lock(web2)
     assert found is not None and found[0] is not None and found[0].reason == "db backup"
 
 
-def race(tmp_path: Path) -> tuple[list[int], list[str], list[fleet.Run]]:
+def race(tmp_path: Path) -> tuple[list[int], list[str], list[flow.Run]]:
     """Two deploys of the same two hosts started at once; which proceeded past the lock (the
     winner works until the other has ended), and the others' errors."""
     runs = [fleet_run(tmp_path), fleet_run(tmp_path)]  # the same two directories
@@ -345,14 +354,14 @@ def race(tmp_path: Path) -> tuple[list[int], list[str], list[fleet.Run]]:
     errors: list[str] = []
 
     def deploy_(i: int) -> None:
-        def hold(run_: fleet.Run) -> None:
+        def hold(run_: flow.Run) -> None:
             proceeded.append(i)
             done[1 - i].wait(timeout=10)
 
         try:
             start.wait()
-            middle = Step("build", hold, pipeline.LOCAL)
-            pipeline.execute(runs[i], locking([], middle), deploy.known_points())
+            middle = Step("build", hold, engine_step.LOCAL)
+            runner.execute(runs[i], locking([], middle), lists.known_points())
         except FabdeployError as exc:
             errors.append(str(exc))
         finally:
@@ -372,26 +381,26 @@ def test_of_two_concurrent_deploys_exactly_one_proceeds_every_time(tmp_path: Pat
         assert len(proceeded) == 1, (round_, errors)
         [error] = errors
         assert "deploy lock held by" in error and "another deploy is running" in error
-        assert [lock.read_lock(h) for h in runs[0].hosts] == [None, None]
+        assert [lockfile.read_lock(h) for h in runs[0].hosts] == [None, None]
 
 
 def test_with_lock_wait_the_other_deploy_queues_on_the_primary_host_then_follows(
     tmp_path: Path, monkeypatch
 ) -> None:
-    monkeypatch.setattr(lock, "POLL", 0.05)
+    monkeypatch.setattr(lockfile, "POLL", 0.05)
     first, second = fleet_run(tmp_path), fleet_run(tmp_path)
     second.lock_wait = 10
-    lock.take_lock(first.hosts[0], first.owner)
-    lock.take_lock(first.hosts[1], first.owner)
+    lockfile.take_lock(first.hosts[0], first.owner)
+    lockfile.take_lock(first.hosts[1], first.owner)
     tried: list[str] = []
     waiter = threading.Thread(
-        target=pipeline.execute, args=(second, locking(tried), deploy.known_points())
+        target=runner.execute, args=(second, locking(tried), lists.known_points())
     )
     waiter.start()
     time.sleep(0.5)
     assert tried == ["lock web1"]  # queued on the primary host
-    lock.release_lock(first.hosts[1], first.owner)  # as the unlock step: the primary host last
-    lock.release_lock(first.hosts[0], first.owner)
+    lockfile.release_lock(first.hosts[1], first.owner)  # as the unlock step: the primary host last
+    lockfile.release_lock(first.hosts[0], first.owner)
     waiter.join(timeout=10)
     assert tried == ["lock web1", "lock web2", "unlock web2", "unlock web1"]
     said = second.hosts[0].output.out.getvalue()  # type: ignore[attr-defined]
@@ -400,9 +409,9 @@ def test_with_lock_wait_the_other_deploy_queues_on_the_primary_host_then_follows
 
 def test_a_deliberate_lock_says_who_when_and_why_not_another_deploy(tmp_path: Path) -> None:
     host = local_host(tmp_path)
-    lock.take_lock(host, lock.LockOwner("ann@laptop", "laptop", 0, 0, "t", "db backup"))
+    lockfile.take_lock(host, lockfile.LockOwner("ann@laptop", "laptop", 0, 0, "t", "db backup"))
     with pytest.raises(HostError) as info:
-        lock.take_lock(host, lock.LockOwner.mine())
+        lockfile.take_lock(host, lockfile.LockOwner.mine())
     message = str(info.value)
     assert "deploy lock held by ann@laptop (`fab lock` on laptop) for " in message
     assert re.search(r"since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: locked on purpose", message)
@@ -412,7 +421,7 @@ def test_a_deliberate_lock_says_who_when_and_why_not_another_deploy(tmp_path: Pa
 
 
 def test_every_command_that_locks_takes_the_primary_host_first_and_frees_it_last() -> None:
-    for steps in (deploy.DEPLOY, deploy.ROLLBACK, deploy.RELEASE):
+    for steps in (lists.DEPLOY, lists.ROLLBACK, lists.RELEASE):
         listed = {step.name: step for step in steps}
-        assert listed["lock"].primary == pipeline.FIRST
-        assert listed["unlock"].primary == pipeline.LAST
+        assert listed["lock"].primary == engine_step.FIRST
+        assert listed["unlock"].primary == engine_step.LAST

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks import config, migrate, releases
-from tasks.errors import ConfigError, FabdeployError
-from tasks.layout import Audit
+from tasks import config
+from tasks.core.errors import ConfigError, FabdeployError
+from tasks.core.records import Audit
+from tasks.host import migrate, releases
 from tests.unit.test_deploy import R, flow, prepare
 
 

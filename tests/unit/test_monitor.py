@@ -19,9 +19,15 @@ import pytest
 from invoke import Context
 from invoke.runners import Result
 
-from tasks import config, kv, monitor, remote
-from tasks.errors import FabdeployError
-from tasks.layout import Audit, Layout, Revision
+from tasks import config, monitor
+from tasks.core import kv, report
+from tasks.core import output as core_output
+from tasks.core.errors import FabdeployError
+from tasks.core.paths import Layout
+from tasks.core.records import Audit, Revision
+from tasks.host import history, logs, resources, service, status
+from tasks.ssh import fanout, session
+from tasks.ssh import host as ssh_host
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -57,9 +63,9 @@ class LocalConnection:
         pass
 
 
-def local_hosts(settings: config.Settings, out: io.StringIO, *names: str) -> list[remote.Host]:
-    output = remote.Output(out, out)
-    return [remote.Host(LocalConnection(n), settings, output) for n in names or ("web1",)]  # type: ignore[arg-type]
+def local_hosts(settings: config.Settings, out: io.StringIO, *names: str) -> list[ssh_host.Host]:
+    output = core_output.Output(out, out)
+    return [ssh_host.Host(LocalConnection(n), settings, output) for n in names or ("web1",)]  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -143,7 +149,7 @@ def deployed(settings: config.Settings, releases: int = 2) -> Layout:
 
 
 def test_table_aligns_columns_and_right_aligns_numbers() -> None:
-    text = monitor.table(
+    text = report.table(
         ("HOST", "STATE", "PID"),
         [("web1", "active", 1234), ("web-long-2", "in  active\n", None), ("w3",)],
         right="PID",
@@ -157,7 +163,7 @@ def test_table_aligns_columns_and_right_aligns_numbers() -> None:
 
 
 def test_table_has_no_trailing_blanks() -> None:
-    text = monitor.table(("A", "B"), [("x", "")])
+    text = report.table(("A", "B"), [("x", "")])
     assert all(line == line.rstrip() for line in text.splitlines())
 
 
@@ -171,15 +177,15 @@ def test_parse_pairs_keeps_key_value_lines_only() -> None:
     [(None, ""), (5, "5s"), (65, "1m05s"), (3725, "1h02m"), (90061, "1d01h")],
 )
 def test_human_duration(seconds: float | None, text: str) -> None:
-    assert monitor.human_duration(seconds) == text
+    assert report.human_duration(seconds) == text
 
 
 def test_human_sizes_and_revisions() -> None:
-    assert monitor.human_kib(512) == "512K"
-    assert monitor.human_kib(49459) == "48.3M"
-    assert monitor.human_kib(4 * 1024 * 1024) == "4.0G"
-    assert monitor.short_revision("0123456789abcdef0123") == "0123456789ab"
-    assert monitor.short_revision("v1.2-not-a-hash-at-all") == "v1.2-not-a-hash-at-all"
+    assert report.human_kib(512) == "512K"
+    assert report.human_kib(49459) == "48.3M"
+    assert report.human_kib(4 * 1024 * 1024) == "4.0G"
+    assert report.short_revision("0123456789abcdef0123") == "0123456789ab"
+    assert report.short_revision("v1.2-not-a-hash-at-all") == "v1.2-not-a-hash-at-all"
 
 
 @pytest.mark.parametrize(
@@ -193,7 +199,7 @@ def test_human_sizes_and_revisions() -> None:
     ],
 )
 def test_probe_goes_to_loopback_for_wildcard_binds(bind: str, target: str) -> None:
-    assert monitor.probe_host(bind) == target
+    assert service.probe_host(bind) == target
 
 
 # --- status parsing ------------------------------------------------------------------------
@@ -221,7 +227,7 @@ health_ms=3.4
 
 
 def test_status_parses_an_active_host() -> None:
-    s = monitor.Status.parse("web1", ACTIVE)
+    s = status.Status.parse("web1", ACTIVE)
     assert s.state == "active" and s.release == "20261124T081500.000Z"
     assert s.revision == REV
     assert (s.pid, s.pid_alive, s.workers, s.rss_kb, s.cpu) == (4242, True, 2, 98304, 1.5)
@@ -242,7 +248,7 @@ def test_status_parses_an_active_host() -> None:
         "1.5%",
         "HTTP 200 3 ms",
     ]
-    assert monitor.health_line(s) == (
+    assert status.health_line(s) == (
         "healthy: HTTP 200 in 3 ms, release 20261124T081500.000Z (0123456789ab)"
     )
 
@@ -252,7 +258,7 @@ def test_status_of_a_stopped_host_names_every_problem() -> None:
         "state=inactive\nrelease=r1\npid=4242\npid_alive=no\n"
         "health_error=[Errno 111] Connection refused\nhealth_ms=0.3\n"
     )
-    s = monitor.Status.parse("web2", text)
+    s = status.Status.parse("web2", text)
     assert not s.healthy
     assert s.problems() == [
         "service inactive",
@@ -261,41 +267,41 @@ def test_status_of_a_stopped_host_names_every_problem() -> None:
     ]
     row = s.row()
     assert row[1] == "inactive" and row[6] == "4242 (dead)" and row[7] == "" and row[9] == ""
-    assert monitor.health_line(s).startswith("UNHEALTHY: service inactive; gunicorn pid")
+    assert status.health_line(s).startswith("UNHEALTHY: service inactive; gunicorn pid")
 
 
 def test_status_keeps_a_sudo_failure_as_detail_not_state() -> None:
-    s = monitor.Status.parse("web3", "state=sudo: a password is required\nhealth_status=200\n")
+    s = status.Status.parse("web3", "state=sudo: a password is required\nhealth_status=200\n")
     assert s.state == "unknown"
     assert s.problems()[0] == "service unknown (sudo: a password is required)"
     assert "no current release" in s.problems()
 
 
 def test_status_health_status_other_than_2xx_is_unhealthy() -> None:
-    s = monitor.Status.parse("web1", ACTIVE.replace("health_status=200", "health_status=503"))
+    s = status.Status.parse("web1", ACTIVE.replace("health_status=200", "health_status=503"))
     assert s.problems() == ["health check HTTP 503"]
 
 
 def test_status_health_is_200_only() -> None:
     """The one rule of health (run.healthy, docs/scripts.md): a 2xx other than 200 is not."""
     for code in ("204", "302"):
-        s = monitor.Status.parse(
+        s = status.Status.parse(
             "web1", ACTIVE.replace("health_status=200", f"health_status={code}")
         )
         assert s.problems() == [f"health check HTTP {code}"] and not s.healthy
 
 
 def test_status_tolerates_a_garbled_revision_file() -> None:
-    s = monitor.Status.parse("web1", "state=active\nrevision_file=!!!notbase64\n")
+    s = status.Status.parse("web1", "state=active\nrevision_file=!!!notbase64\n")
     assert s.revision is None
 
 
 def test_unreachable_host_is_a_row() -> None:
-    reply = monitor.Reply("web9", error="cannot connect on port 22: refused", unreachable=True)
-    s = monitor.Status.from_reply(reply)
+    reply = fanout.Reply("web9", error="cannot connect on port 22: refused", unreachable=True)
+    s = status.Status.from_reply(reply)
     assert s.row() == ["web9", "unreachable"]
     assert s.problems() == ["unreachable: cannot connect on port 22: refused"]
-    text = monitor.render_status([monitor.Status.parse("web1", ACTIVE), s])
+    text = status.render_status([status.Status.parse("web1", ACTIVE), s])
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["HOST", "STATE", "RELEASE"]
     assert lines[2].split() == ["web9", "unreachable"]
@@ -310,9 +316,9 @@ def test_resources_row() -> None:
         "disk_path=/srv/hello\ndisk_total_kb=10485760\ndisk_free_kb=5242880\nreleases=3\n"
         "current=r3\n"
     )
-    r = monitor.Resources.parse("web1", text)
+    r = resources.Resources.parse("web1", text)
     assert r.row() == ["web1", "0.10 0.20 0.30", 2, "1.0G/4.0G (25%)", "5.0G of 10.0G", 3, "r3"]
-    rendered = monitor.render_resources([r])
+    rendered = resources.render_resources([r])
     assert "RELEASES" in rendered.splitlines()[0]
 
 
@@ -330,26 +336,26 @@ def test_history_is_newest_first_and_marks_current() -> None:
         ("deploy", "r3", "failed"),
         ("rollback", "r2", "ok"),
     )
-    h = monitor.History.parse("web1", text + "audit garbage line\n")
+    h = history.History.parse("web1", text + "audit garbage line\n")
     assert [a.release for a in h.entries] == ["r2", "r3", "r2", "r1"]
     rows = h.rows()
     assert [r[1] for r in rows] == ["*", "", "", ""]
     assert rows[0][2:5] == ["r2", "rollback", "ok"]
-    assert [a.release for a in monitor.History.parse("web1", text, limit=2).entries] == [
+    assert [a.release for a in history.History.parse("web1", text, limit=2).entries] == [
         "r2",
         "r3",
     ]
 
 
 def test_history_without_a_log() -> None:
-    h = monitor.History.parse("web1", "")
+    h = history.History.parse("web1", "")
     assert h.rows() == [["web1", "", "(no deploys recorded)"]]
 
 
 def test_releases_table_has_host_column() -> None:
-    a = monitor.History.parse("web1", "current=r1\nlog=yes\n" + audit_lines(("deploy", "r1", "ok")))
-    b = monitor.History.from_reply(monitor.Reply("web2", error="boom"))
-    lines = monitor.render_releases([a, b]).splitlines()
+    a = history.History.parse("web1", "current=r1\nlog=yes\n" + audit_lines(("deploy", "r1", "ok")))
+    b = history.History.from_reply(fanout.Reply("web2", error="boom"))
+    lines = history.render_releases([a, b]).splitlines()
     assert lines[0].split() == ["HOST", "RELEASE", "ACTION", "RESULT", "REVISION", "BY", "TIME"]
     assert lines[1].split()[:3] == ["web1", "*", "r1"]
     assert lines[2].split() == ["web2", "error"]
@@ -396,7 +402,7 @@ def test_status_script_reads_the_pidfile_proc_and_probes_health(
         assert app.stdout is not None and app.stdout.readline() == "ready\n"
         time.sleep(0.2)  # the worker (sleep) is running
         Path(paths.pidfile).write_text(f"{app.pid}\n")
-        (s,) = monitor.gather_status(local_hosts(settings, io.StringIO()), settings, sample=True)
+        (s,) = status.gather_status(local_hosts(settings, io.StringIO()), settings, sample=True)
     finally:
         app.terminate()  # the app then ends its worker
         app.wait()
@@ -416,7 +422,7 @@ def test_status_script_on_a_stopped_host(tmp_path: Path, fake_sudo: Path) -> Non
     dead = subprocess.Popen(["true"])
     dead.wait()
     Path(paths.pidfile).write_text(f"{dead.pid}\n")
-    (s,) = monitor.gather_status(local_hosts(settings, io.StringIO()), settings, sample=False)
+    (s,) = status.gather_status(local_hosts(settings, io.StringIO()), settings, sample=False)
     assert s.state == "inactive" and s.pid_alive is False
     assert s.health_status is None and "refused" in s.health_error.lower()
 
@@ -429,7 +435,7 @@ def test_health_task_names_the_unhealthy_host(
     deployed(settings)
     out = io.StringIO()
     hosts = local_hosts(settings, out, "web1", "web2")
-    monkeypatch.setattr(monitor.remote, "session", lambda c, **kw: (settings, hosts))
+    monkeypatch.setattr(session, "session", lambda c, **kw: (settings, hosts))
     with pytest.raises(FabdeployError) as caught:
         monitor.health(Context())
     assert "2 of 2 hosts unhealthy: web1 (service failed" in str(caught.value)
@@ -444,7 +450,7 @@ def test_resources_and_releases_scripts(
     deployed(settings, releases=3)
     out = io.StringIO()
     hosts = local_hosts(settings, out)
-    monkeypatch.setattr(monitor.remote, "session", lambda c, **kw: (settings, hosts))
+    monkeypatch.setattr(session, "session", lambda c, **kw: (settings, hosts))
     monitor.resources(Context())
     header, row = out.getvalue().splitlines()
     assert header.startswith("HOST") and row.startswith("web1")
@@ -468,7 +474,7 @@ def test_logs_script_shows_journal_and_log_files(
     Path(paths.logs, "access.log").write_text("not shown\n")
     out = io.StringIO()
     hosts = local_hosts(settings, out)
-    monkeypatch.setattr(monitor.remote, "session", lambda c, **kw: (settings, hosts))
+    monkeypatch.setattr(session, "session", lambda c, **kw: (settings, hosts))
     monitor.logs(Context(), lines=3)
     text = out.getvalue()
     assert "[web1] ==> journal of hello.service <==" in text
@@ -505,8 +511,8 @@ class StreamingConnection(LocalConnection):
 
 def follow_with_ctrl_c(settings: config.Settings, conns: list[StreamingConnection]) -> str:
     out = io.StringIO()
-    output = remote.Output(out, out)
-    hosts = [remote.Host(c, settings, output) for c in conns]  # type: ignore[arg-type]
+    output = core_output.Output(out, out)
+    hosts = [ssh_host.Host(c, settings, output) for c in conns]  # type: ignore[arg-type]
 
     def interrupt_once_streaming() -> None:  # Ctrl-C when every stream has begun (or failed)
         deadline = time.monotonic() + 10
@@ -518,7 +524,7 @@ def follow_with_ctrl_c(settings: config.Settings, conns: list[StreamingConnectio
     timer = threading.Timer(0.0, interrupt_once_streaming)
     timer.start()
     try:
-        monitor.follow_logs(hosts, 5)
+        logs.follow_logs(hosts, 5)
     finally:
         timer.cancel()
         assert all(c.closed.is_set() or c.fail for c in conns)

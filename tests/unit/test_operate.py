@@ -11,10 +11,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import check, config, deploy, fleet, plan, releases, resume
-from tasks.errors import ConfigError, FabdeployError
-from tasks.layout import Audit, Revision
-from tasks.remote import Output
+from tasks import config
+from tasks.core.errors import ConfigError, FabdeployError
+from tasks.core.output import Output
+from tasks.core.records import Audit, Revision
+from tasks.engine import batches, resume
+from tasks.host import releases
+from tasks.steps import checks, planning, resuming, rollback
 
 
 def settings(tmp_path: Path, extra: str = "") -> config.Settings:
@@ -42,8 +45,8 @@ def test_switch_rounds_follow_ansibles_serial(
     found = settings(tmp_path, f"SWITCH_BATCH={batch}\n").batch_sizes(hosts)
     assert found == sizes
     names = [f"h{i}" for i in range(hosts)]
-    assert [len(r) for r in fleet.rounds(names, found)] == sizes
-    assert [n for r in fleet.rounds(names, found) for n in r] == names
+    assert [len(r) for r in batches.rounds(names, found)] == sizes
+    assert [n for r in batches.rounds(names, found) for n in r] == names
 
 
 def test_the_default_is_a_canary_then_quarters(tmp_path: Path) -> None:
@@ -114,10 +117,10 @@ def test_resume_takes_the_hosts_not_serving_the_release(tmp_path: Path) -> None:
     path.write_text(json.dumps(record_data()))
     output = Output()
     hosts = [SimpleNamespace(name=n, output=output) for n in ("web1", "web2", "web3")]
-    todo, last = deploy.to_resume(s, hosts)  # type: ignore[arg-type]
+    todo, last = resuming.to_resume(s, hosts)  # type: ignore[arg-type]
     assert [h.name for h in todo] == ["web3"] and last.id == "ID1"
     path.write_text(json.dumps(record_data(ok=True)))
-    assert deploy.to_resume(s, hosts)[0] == []  # type: ignore[arg-type]
+    assert resuming.to_resume(s, hosts)[0] == []  # type: ignore[arg-type]
 
 
 def test_rollback_refuses_hosts_that_disagree_naming_each() -> None:
@@ -131,27 +134,27 @@ def test_rollback_refuses_hosts_that_disagree_naming_each() -> None:
         settings=SimpleNamespace(command=lambda t: f"fab staging {t}"),
     )
     with pytest.raises(FabdeployError) as caught:
-        deploy.agree(run_)  # type: ignore[arg-type]
+        rollback.agree_on_release(run_)  # type: ignore[arg-type]
     text = str(caught.value)
     assert "web1: serving R3, would go back to R2; has R1, R2, R3" in text
     assert "web2: serving R2, would go back to R1; has R1, R2" in text
     assert "`fab staging rollback --to RELEASE` (on every host: R1, R2)" in text
     run_.release = {"web1": "R1", "web2": "R1"}
-    deploy.agree(run_)  # type: ignore[arg-type]  # agreeing hosts pass
+    rollback.agree_on_release(run_)  # type: ignore[arg-type]  # agreeing hosts pass
 
 
 def test_check_words_the_port_it_finds(tmp_path: Path) -> None:
     s = settings(tmp_path, "BIND=0.0.0.0:8000\n")
-    assert check.port_finding(s, "free").ok
-    assert check.port_finding(s, "ours").detail == "0.0.0.0:8000 is held by shop.service"
-    taken = check.port_finding(s, 'taken "nc",pid=42')
+    assert checks.port_finding(s, "free").ok
+    assert checks.port_finding(s, "ours").detail == "0.0.0.0:8000 is held by shop.service"
+    taken = checks.port_finding(s, 'taken "nc",pid=42')
     assert (
         not taken.ok and taken.detail == "0.0.0.0:8000 is taken by nc (pid 42), not by shop.service"
     )
-    assert check.Finding("disk", False, "1 MiB").line() == "BLOCKS  disk: 1 MiB"
+    assert checks.Finding("disk", False, "1 MiB").line() == "BLOCKS  disk: 1 MiB"
 
 
 def test_plan_diffs_what_setup_would_write() -> None:
-    assert plan.diff("/etc/x", "a\nb\n", "a\nb\n") == ""
-    text = plan.diff("/etc/x", "a\nb\n", "a\nc\n")
+    assert planning.diff("/etc/x", "a\nb\n", "a\nb\n") == ""
+    text = planning.diff("/etc/x", "a\nb\n", "a\nc\n")
     assert "-b\n" in text and "+c\n" in text and "/etc/x (setup would write)" in text

@@ -16,10 +16,15 @@ import pytest
 from invoke import Context
 from packaging.utils import parse_wheel_filename
 
-from tasks import config, packages, pip, remote, tags, upload
-from tasks.layout import VENV_MARKER
-from tasks.setup import Facts
-from tasks.tags import TagSet
+from tasks import config, upload
+from tasks.build import packages, pip, tags
+from tasks.build import wheels as build_wheels
+from tasks.build.tags import TagSet
+from tasks.core import errors, shell
+from tasks.core.paths import VENV_MARKER
+from tasks.host import facts
+from tasks.host.facts import Facts
+from tasks.ssh import session
 from tests.unit.fake_tags import LAPTOP, SERVER_313, SERVER_ARM
 
 
@@ -128,7 +133,7 @@ def test_prebuilt_packages_only_for_hosts_with_the_local_tags(tmp_path: Path, mo
 def test_a_wheel_the_host_cannot_install_is_refused(tmp_path: Path) -> None:
     (tmp_path / "gunicorn-23.0.0-py3-none-any.whl").write_bytes(b"")
     (tmp_path / "MarkupSafe-3.0.2-cp312-cp312-macosx_11_0_arm64.whl").write_bytes(b"")
-    with pytest.raises(packages.FabdeployError, match=r"cannot install: MarkupSafe-3\.0\.2-cp312"):
+    with pytest.raises(errors.FabdeployError, match=r"cannot install: MarkupSafe-3\.0\.2-cp312"):
         packages.check_wheels(tmp_path, SERVER_ARM)
 
 
@@ -138,7 +143,7 @@ def test_no_wheel_for_the_hosts_names_package_tags_hosts_and_ways_out() -> None:
         "(from versions: none)\nERROR: No matching distribution found for tinyext==0.1\n"
     )
     assert packages.missing_requirement(output) == "tinyext==0.1"
-    message = str(packages.NoWheel("tinyext==0.1", SERVER_ARM, ("web1", "web2")))
+    message = str(build_wheels.NoWheel("tinyext==0.1", SERVER_ARM, ("web1", "web2")))
     assert "no wheel of tinyext==0.1 for cp312-cp312-manylinux_2_36_aarch64 (web1, web2" in message
     for way_out in ("PACKAGE_INDEX", "HOST_PACKAGE_INDEX", "deploy from a machine", "compiler"):
         assert way_out in message
@@ -187,7 +192,7 @@ def run_install(release: Path, venvs: Path, packages_archive: Path) -> str:
         "PYTHON": sys.executable, "RELEASE": release, "REQUIREMENTS": "requirements.txt",
         "REVISION_TEXT": "revision=abc\n", "INDEX_URL": "",
     }  # fmt: skip
-    text = remote.bash_text(remote.script_file("install.sh"), env)
+    text = shell.bash_text(shell.script_file("install.sh"), env)
     result = subprocess.run(["bash", "-c", text], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -237,10 +242,10 @@ def test_upload_build_asks_the_hosts_tags_and_tells_per_tag_set_what_ships(
         (folder / "flask-3.1.0-py3-none-any.whl").write_bytes(b"zip")
         return folder
 
-    monkeypatch.setattr(upload.config, "load", lambda c: conf)
-    monkeypatch.setattr(upload.remote, "session", lambda c: (conf, hosts))
+    monkeypatch.setattr(config, "load", lambda c: conf)
+    monkeypatch.setattr(session, "session", lambda c: (conf, hosts))
     monkeypatch.setattr(
-        upload.setup, "check", lambda host: Facts("Python", "3", "", host_tags[host.name])
+        facts, "read_facts", lambda host: Facts("Python", "3", "", host_tags[host.name])
     )
     monkeypatch.setattr(packages, "wheelhouse", fake_wheelhouse)
     upload.build_(Context())

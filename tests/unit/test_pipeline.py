@@ -10,23 +10,27 @@ from types import SimpleNamespace
 import pytest
 from invoke import Context
 
-from tasks import config, deploy, fleet, hooks, pipeline, plan, setup
-from tasks.errors import FabdeployError, HostError
-from tasks.pipeline import HOSTS, LOCAL, Step
+from tasks import config
+from tasks.core.errors import FabdeployError, HostError
+from tasks.engine import flow, hooks, runner
+from tasks.engine import step as engine_step
+from tasks.engine.step import HOSTS, LOCAL, Step
+from tasks.ssh import fanout
+from tasks.steps import lists, planning
 from tests.unit.test_deploy import FlowHost as Host
 
 
-def make_run(tmp_path: Path, extra: str = "", action: str = "deploy") -> fleet.Run:
+def make_run(tmp_path: Path, extra: str = "", action: str = "deploy") -> flow.Run:
     (tmp_path / "config").mkdir(exist_ok=True)
     (tmp_path / "config" / "staging.env").write_text("APP_NAME=shop\n" + extra)
     settings = config.build("staging", tmp_path)
     hosts = [Host(name, settings) for name in ("web1", "web2")]
-    run_ = fleet.Run(Context(), settings, hosts, action)  # type: ignore[arg-type]
+    run_ = flow.Run(Context(), settings, hosts, action)  # type: ignore[arg-type]
     run_.output = SimpleNamespace(line=lambda *a, **k: None, say=lambda *a: None)  # type: ignore[assignment]
     return run_
 
 
-def attach(run_: fleet.Run, point: str, seen: list[str], *, once: bool = False) -> None:
+def attach(run_: flow.Run, point: str, seen: list[str], *, once: bool = False) -> None:
     """A fabfile hook at ``point`` that records where it ran."""
 
     def hook(ctx: hooks.HookContext) -> None:
@@ -35,7 +39,7 @@ def attach(run_: fleet.Run, point: str, seen: list[str], *, once: bool = False) 
     add(run_, hooks.Hook(point, hook, once))
 
 
-def add(run_: fleet.Run, hook: hooks.Hook) -> None:
+def add(run_: flow.Run, hook: hooks.Hook) -> None:
     """Attach ``hook`` as `hooks.add` does: in the invoke config's fabdeploy.hooks."""
     current = dict(config.state(run_.c).get("hooks") or {})
     current[hook.point] = [*current.get(hook.point, []), hook]
@@ -43,18 +47,18 @@ def add(run_: fleet.Run, hook: hooks.Hook) -> None:
 
 
 def steps(seen: list[str], fail: str = "") -> tuple[Step, ...]:
-    def local(run_: fleet.Run) -> None:
+    def local(run_: flow.Run) -> None:
         seen.append("build")
 
     def on_host(name: str):  # type: ignore[no-untyped-def]
-        def work(run_: fleet.Run, host: Host) -> None:
+        def work(run_: flow.Run, host: Host) -> None:
             seen.append(f"{name}@{host.name}")
             if f"{name}@{host.name}" == fail:
                 raise HostError(host.name, f"{name} broke")
 
         return work
 
-    def recover(run_: fleet.Run, done: fleet.HostResults) -> str:
+    def recover(run_: flow.Run, done: fanout.HostResults) -> str:
         seen.append("recover " + ",".join(h.name for h, _ in done.failed))
         return "nothing was switched"
 
@@ -73,7 +77,7 @@ def test_hooks_run_around_every_step_and_the_always_step_runs_last(tmp_path: Pat
         attach(run_, point, seen)
     attach(run_, "before_cleanup", seen)
     attach(run_, "after_upload", seen, once=True)
-    pipeline.execute(run_, steps(seen), deploy.known_points() | {"before_cleanup"})
+    runner.execute(run_, steps(seen), lists.known_points() | {"before_cleanup"})
     assert seen == [
         "before_deploy@local",
         "before_build@local",
@@ -100,7 +104,7 @@ def test_a_failed_host_step_recovers_names_its_phase_and_runs_the_failed_hook_la
     got: list[hooks.HookContext] = []
     add(run_, hooks.Hook("failed", lambda ctx: got.append(ctx)))
     with pytest.raises(FabdeployError) as info:
-        pipeline.execute(run_, steps(seen, fail="upload@web2"))
+        runner.execute(run_, steps(seen, fail="upload@web2"))
     assert "prepare failed on 1 host(s): [web2]" in str(info.value)
     assert str(info.value).endswith("nothing was switched")
     assert "recover web2" in seen and "cleanup@web1" not in seen
@@ -117,7 +121,7 @@ def test_the_environment_files_failed_hook_runs_locally_with_the_error(tmp_path:
     out = tmp_path / "told"
     run_ = make_run(tmp_path, f'HOOK_FAILED=echo "$FABDEPLOY_ERROR|$FABDEPLOY_SERVING" > {out}\n')
     with pytest.raises(FabdeployError):
-        pipeline.execute(run_, steps([], fail="upload@web1"))
+        runner.execute(run_, steps([], fail="upload@web1"))
     error, _, serving = out.read_text().strip().partition("|")
     assert "upload broke" in error
     assert serving == "web1=prepare failed web2=nothing"
@@ -126,14 +130,14 @@ def test_the_environment_files_failed_hook_runs_locally_with_the_error(tmp_path:
 def test_a_failing_failed_hook_never_hides_the_error(tmp_path: Path) -> None:
     run_ = make_run(tmp_path, "HOOK_FAILED=exit 3\n")
     with pytest.raises(FabdeployError, match="upload broke"):
-        pipeline.execute(run_, steps([], fail="upload@web1"))
+        runner.execute(run_, steps([], fail="upload@web1"))
 
 
 def test_a_hook_at_an_unknown_point_stops_the_command_before_any_step(tmp_path: Path) -> None:
     run_, seen = make_run(tmp_path), []
     attach(run_, "before_swtich", seen)
     with pytest.raises(FabdeployError, match=r"hook before_swtich .*did you mean before_switch"):
-        pipeline.execute(run_, steps(seen), deploy.known_points())
+        runner.execute(run_, steps(seen), lists.known_points())
     assert seen == []
 
 
@@ -141,7 +145,7 @@ def test_a_once_hook_at_a_local_point_is_refused(tmp_path: Path) -> None:
     run_, seen = make_run(tmp_path), []
     attach(run_, "before_build", seen, once=True)
     with pytest.raises(FabdeployError, match="runs once, locally, already"):
-        pipeline.execute(run_, steps(seen))
+        runner.execute(run_, steps(seen))
     assert seen == []
 
 
@@ -154,7 +158,7 @@ def test_skip_says_why_and_when_leaves_a_step_out(tmp_path: Path) -> None:
         Step("migrate", lambda r: seen.append("migrate"), LOCAL, when=lambda r: False),
     )
     attach(run_, "before_test", seen)
-    pipeline.execute(run_, listed)
+    runner.execute(run_, listed)
     assert seen == [] and said == ["test: skipped (--skip-tests)"]
 
 
@@ -162,29 +166,29 @@ def test_a_step_that_finds_nothing_to_do_ends_the_list_without_after_hooks(tmp_p
     run_, seen = make_run(tmp_path), []
     attach(run_, "after_deploy", seen)
 
-    def compare(run_: fleet.Run) -> None:
+    def compare(run_: flow.Run) -> None:
         run_.done = True
 
     listed = (
         Step("compare", compare, LOCAL),
         *steps(seen)[1:],
     )
-    pipeline.execute(run_, listed)
+    runner.execute(run_, listed)
     assert seen == ["unlock@web1", "unlock@web2"]  # no upload, no after_deploy; unlocked
 
 
 def test_setup_hooks_are_host_points_of_its_step() -> None:
-    local, on_hosts = pipeline.points("setup", setup.SETUP)
+    local, on_hosts = engine_step.points("setup", lists.SETUP)
     assert "before_setup" in on_hosts and "after_setup" in on_hosts
     assert "before_setup" not in local and "failed" in local
 
 
 def test_every_command_s_points_are_known_and_the_old_after_upload_follows_install() -> None:
-    known = deploy.known_points()
+    known = lists.known_points()
     for point in ("before_lock", "after_smoke", "before_cleanup", "after_record", "failed"):
         assert point in known
-    install = next(s for s in deploy.DEPLOY if s.name == "install")
-    upload = next(s for s in deploy.DEPLOY if s.name == "upload")
+    install = next(s for s in lists.DEPLOY if s.name == "install")
+    upload = next(s for s in lists.DEPLOY if s.name == "upload")
     assert install.after_points == ("after_install", "after_upload") and upload.after_points == ()
     for point in ("after_upload", "before_switch", "after_switch", "before_setup", "before_test"):
         assert point in known
@@ -192,12 +196,12 @@ def test_every_command_s_points_are_known_and_the_old_after_upload_follows_insta
 
 def test_host_results_name_every_failed_host() -> None:
     a, b = SimpleNamespace(name="a"), SimpleNamespace(name="b")
-    done = fleet.HostResults((a,), ((b, HostError("b", "disk full")),))  # type: ignore[arg-type]
+    done = fanout.HostResults((a,), ((b, HostError("b", "disk full")),))  # type: ignore[arg-type]
     assert len(done) == 1 and [h.name for h, _ in done.failed] == ["b"]
     assert str(done.error("upload", "Stopped")).endswith(
         "upload failed on 1 host(s): [b] disk full. Stopped"
     )
-    assert not fleet.HostResults((a,))  # type: ignore[arg-type]
+    assert not fanout.HostResults((a,))  # type: ignore[arg-type]
 
 
 def test_the_failed_hook_environment_is_the_local_one(tmp_path: Path) -> None:
@@ -206,7 +210,7 @@ def test_the_failed_hook_environment_is_the_local_one(tmp_path: Path) -> None:
         out = tmp_path / "env"
         run_ = make_run(tmp_path, f'HOOK_FAILED=echo "$FABDEPLOY_TEST_MARK" > {out}\n')
         with pytest.raises(FabdeployError):
-            pipeline.execute(run_, steps([], fail="upload@web1"))
+            runner.execute(run_, steps([], fail="upload@web1"))
         assert out.read_text().strip() == "kept"
     finally:
         del os.environ["FABDEPLOY_TEST_MARK"]
@@ -216,19 +220,19 @@ def test_the_architecture_page_lists_the_deploy_steps_in_order() -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
     table = text.split("## The steps", 1)[1].split("\n\n")[2]
     names = [line.split("`")[1] for line in table.splitlines()[2:]]
-    assert names == [step.name for step in deploy.DEPLOY]
+    assert names == [step.name for step in lists.DEPLOY]
     wheres = [line.split("|")[2].strip() for line in table.splitlines()[2:]]
-    expected = {s.name: s.where for s in deploy.DEPLOY}
+    expected = {s.name: s.where for s in lists.DEPLOY}
     expected["processes"] = "hosts with companion processes"  # HOSTS, narrowed by `hosts`
     assert wheres == list(expected.values())
 
 
 def test_plan_prints_the_deploy_s_steps_from_the_list(tmp_path: Path) -> None:
     run_ = make_run(tmp_path)
-    line = plan.steps_line(run_.settings)
-    assert line == "steps: " + ", ".join(s.name for s in deploy.DEPLOY if s.name != "migrate")
+    line = planning.steps_line(run_.settings)
+    assert line == "steps: " + ", ".join(s.name for s in lists.DEPLOY if s.name != "migrate")
     with_migration = make_run(tmp_path, "MIGRATE_COMMAND=python manage.py migrate\n")
-    assert "install, migrate, smoke" in plan.steps_line(with_migration.settings)
+    assert "install, migrate, smoke" in planning.steps_line(with_migration.settings)
 
 
 def test_a_failing_once_hook_after_a_step_fails_that_step_and_recovers(tmp_path: Path) -> None:
@@ -239,6 +243,6 @@ def test_a_failing_once_hook_after_a_step_fails_that_step_and_recovers(tmp_path:
 
     add(run_, hooks.Hook("after_upload", broken, once=True))
     with pytest.raises(FabdeployError, match=r"prepare failed on 1 host\(s\): \[web1\].*"):
-        pipeline.execute(run_, steps(seen))
+        runner.execute(run_, steps(seen))
     assert "recover web1" in seen and "cleanup@web1" not in seen  # removed, stopped
     assert seen[-2:] == ["unlock@web1", "unlock@web2"]

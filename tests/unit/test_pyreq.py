@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks import check, config, plan, pyreq, setup
-from tasks.errors import ConfigError, FabdeployError, HostError, detail
+from tasks import config
+from tasks.build import pyreq
+from tasks.core.errors import ConfigError, FabdeployError, HostError, detail
+from tasks.host import facts, provision
+from tasks.steps import checks, planning
 from tests.unit.fake_tags import SERVER_313
 
 BOOKWORM = "Python 3.11.2 (main, Mar 13 2023, 12:18:29) [GCC 12.2.0] linux-x86_64"
@@ -90,16 +93,16 @@ def test_the_local_test_python(tmp_path: Path) -> None:
     )
     with pytest.raises(FabdeployError):
         pyreq.require_local(settings)
-    [finding] = [f for f in check.local(settings) if f.check == "python requirement"]
+    [finding] = [f for f in checks.local(settings) if f.check == "python requirement"]
     assert not finding.ok and finding.detail == line
     no_tests = project(tmp_path / "b", None, "PYTHON_REQUIRES=>=99\nTEST_COMMAND=\n")
     assert pyreq.check_local(no_tests) == ""  # no test step: the local Python runs no app code
-    [finding] = [f for f in check.local(no_tests) if f.check == "python requirement"]
+    [finding] = [f for f in checks.local(no_tests) if f.check == "python requirement"]
     assert finding.ok and finding.detail.endswith(
         "no test step (TEST_COMMAND is empty): the local Python runs no app code"
     )
     fine = project(tmp_path / "c", None, f"PYTHON_REQUIRES=>={mine}\n")
-    [finding] = [f for f in check.local(fine) if f.check == "python requirement"]
+    [finding] = [f for f in checks.local(fine) if f.check == "python requirement"]
     assert finding.ok and finding.detail.endswith(
         f"the local test step's Python {mine} satisfies it"
     )
@@ -109,12 +112,12 @@ def test_check_plan_and_setup_refuse_the_host(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = project(tmp_path, PYPROJECT)
-    old = setup.Facts(BOOKWORM, "3.11", "", SERVER_313)
+    old = facts.Facts(BOOKWORM, "3.11", "", SERVER_313)
     with pytest.raises(FabdeployError) as caught:
-        check.host_python(settings, old)
+        checks.host_python(settings, old)
     assert detail(caught.value) == pyreq.check_host(settings, BOOKWORM)
-    new = setup.Facts(TRIXIE, "3.13", "", SERVER_313)
-    assert check.host_python(settings, new).endswith(
+    new = facts.Facts(TRIXIE, "3.13", "", SERVER_313)
+    assert checks.host_python(settings, new).endswith(
         'satisfies ">=3.12" (requires-python in app/pyproject.toml)'
     )
 
@@ -123,20 +126,20 @@ def test_check_plan_and_setup_refuse_the_host(
 
     host = FakeHost()
     host.settings = settings  # type: ignore[attr-defined]
-    monkeypatch.setattr(setup, "check", lambda h: old)
+    monkeypatch.setattr(facts, "read_facts", lambda h: old)
     with pytest.raises(
         HostError, match=r"^fabdeploy: \[web1\] PYTHON python3 is Python 3\.11\.2, which"
     ):
-        plan.checked(host)  # type: ignore[arg-type]
-    monkeypatch.setattr(setup, "check", lambda h: new)
-    assert plan.checked(host) is new  # type: ignore[arg-type]
+        planning.checked(host)  # type: ignore[arg-type]
+    monkeypatch.setattr(facts, "read_facts", lambda h: new)
+    assert planning.checked(host) is new  # type: ignore[arg-type]
     said: list[str] = []
     host.say = said.append  # type: ignore[attr-defined]
     monkeypatch.setattr(
-        setup, "packages", lambda h: setup.Change("packages", False, "Python 3.11.2")
+        provision, "system_packages", lambda h: provision.Change("packages", False, "Python 3.11.2")
     )
-    monkeypatch.setattr(setup, "user", lambda h: pytest.fail("setup went on"))
+    monkeypatch.setattr(provision, "app_user", lambda h: pytest.fail("setup went on"))
     with pytest.raises(
         HostError, match=r"^fabdeploy: \[web1\] PYTHON python3 is Python 3\.11\.2, which"
     ):
-        setup.prepare(host)  # type: ignore[arg-type]
+        provision.prepare(host)  # type: ignore[arg-type]

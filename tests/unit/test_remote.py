@@ -13,8 +13,12 @@ from fabric import Config
 from invoke import Context
 from invoke.runners import Result
 
-from tasks import config, remote
-from tasks.errors import HostError
+from tasks import config
+from tasks.core import errors, shell
+from tasks.core import output as core_output
+from tasks.core.errors import HostError
+from tasks.ssh import host as ssh_host
+from tasks.ssh import hostkeys, session
 
 NASTY = [
     "two words",
@@ -57,8 +61,8 @@ class LocalConnection:
         )
 
 
-def local_host(tmp_path: Path, out: io.StringIO, mask: tuple[str, ...] = ()) -> remote.Host:
-    return remote.Host(LocalConnection(), settings(tmp_path), remote.Output(out, out, mask))  # type: ignore[arg-type]
+def local_host(tmp_path: Path, out: io.StringIO, mask: tuple[str, ...] = ()) -> ssh_host.Host:
+    return ssh_host.Host(LocalConnection(), settings(tmp_path), core_output.Output(out, out, mask))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("value", NASTY)
@@ -73,8 +77,8 @@ def test_script_env_values_arrive_unchanged_and_run_nothing(tmp_path: Path, valu
 
 def test_quote_survives_sudo_style_nesting(tmp_path: Path) -> None:
     host = local_host(tmp_path, io.StringIO())
-    inner = f"printf %s {remote.quote(NASTY[3])}"
-    assert host.run(f"bash -c {remote.quote(inner)}", hide=True).stdout == NASTY[3]
+    inner = f"printf %s {shell.quote(NASTY[3])}"
+    assert host.run(f"bash -c {shell.quote(inner)}", hide=True).stdout == NASTY[3]
 
 
 def test_output_lines_carry_the_host_and_mask_secrets(tmp_path: Path) -> None:
@@ -94,10 +98,10 @@ def test_failure_names_host_command_and_exit_code(tmp_path: Path) -> None:
 
 def test_parallel_writers_never_interleave_mid_line() -> None:
     out = io.StringIO()
-    output = remote.Output(out, out)
+    output = core_output.Output(out, out)
 
     def chatter(name: str) -> None:
-        writer = remote.LineWriter(output, name)
+        writer = core_output.LineWriter(output, name)
         for i in range(300):
             for piece in (f"{name} line {i} ", "has ", "three parts\n"):
                 writer.write(piece)
@@ -117,11 +121,11 @@ def test_parallel_writers_never_interleave_mid_line() -> None:
 
 def test_unknown_host_key_is_refused_with_fingerprint_and_the_way_to_trust(tmp_path: Path) -> None:
     key = paramiko.RSAKey.generate(1024)
-    policy = remote.RefuseUnknownHost(["/x/known_hosts"], settings(tmp_path))
-    with pytest.raises(remote.UnknownHostKey) as caught:
+    policy = hostkeys.RefuseUnknownHost(["/x/known_hosts"], settings(tmp_path))
+    with pytest.raises(hostkeys.UnknownHostKey) as caught:
         policy.missing_host_key(None, "web1", key)
     message = str(caught.value)
-    assert remote.fingerprint(key) in message and message.count("SHA256:") == 1
+    assert hostkeys.fingerprint(key) in message and message.count("SHA256:") == 1
     assert "fab staging trust" in message and "TRUST_NEW_HOSTS=yes" in message
     assert "/x/known_hosts" in message
 
@@ -131,9 +135,9 @@ def test_trusting_records_the_key_in_known_hosts(tmp_path: Path) -> None:
     target = tmp_path / "ssh" / "known_hosts"
     client = paramiko.SSHClient()
     said: list[str] = []
-    remote.TrustNewHost(target, said.append).missing_host_key(client, "[web1]:2222", key)
+    hostkeys.TrustNewHost(target, said.append).missing_host_key(client, "[web1]:2222", key)
     assert target.read_text() == f"[web1]:2222 ssh-rsa {key.get_base64()}\n"
-    assert remote.fingerprint(key) in said[0]
+    assert hostkeys.fingerprint(key) in said[0]
     loaded = paramiko.HostKeys(str(target))
     assert loaded.lookup("[web1]:2222")["ssh-rsa"] == key
 
@@ -142,31 +146,31 @@ def test_default_policy_refuses_and_loads_configured_known_hosts(tmp_path: Path)
     known = tmp_path / "known"
     known.write_text("")
     s = settings(tmp_path, f"KNOWN_HOSTS={known}\n")
-    conn = remote.connection(Context(Config()), "web1", s)
-    remote.apply_host_key_policy(conn, s, remote.Output(io.StringIO()))
+    conn = ssh_host.connection(Context(Config()), "web1", s)
+    hostkeys.apply_host_key_policy(conn, s, core_output.Output(io.StringIO()))
     policy = conn.client._policy
-    assert isinstance(policy, remote.RefuseUnknownHost)
+    assert isinstance(policy, hostkeys.RefuseUnknownHost)
     assert str(known) in policy.files
     s2 = settings(tmp_path, f"KNOWN_HOSTS={known}\nTRUST_NEW_HOSTS=yes\n")
-    conn2 = remote.connection(Context(Config()), "web1", s2)
-    remote.apply_host_key_policy(conn2, s2, remote.Output(io.StringIO()))
-    assert isinstance(conn2.client._policy, remote.TrustNewHost)
+    conn2 = ssh_host.connection(Context(Config()), "web1", s2)
+    hostkeys.apply_host_key_policy(conn2, s2, core_output.Output(io.StringIO()))
+    assert isinstance(conn2.client._policy, hostkeys.TrustNewHost)
 
 
 def test_connection_applies_ssh_settings_but_the_host_string_wins(tmp_path: Path) -> None:
     s = settings(tmp_path, "SSH_USER=deployer\nSSH_PORT=2200\nSSH_KEY=keys/id\n")
-    conn = remote.connection(Context(Config()), "web1", s)
+    conn = ssh_host.connection(Context(Config()), "web1", s)
     assert (conn.user, conn.port) == ("deployer", 2200)
     assert str(tmp_path / "keys" / "id") in conn.connect_kwargs["key_filename"]
-    explicit = remote.connection(Context(Config()), "root@web2:22", s)
+    explicit = ssh_host.connection(Context(Config()), "root@web2:22", s)
     assert (explicit.user, explicit.port) == ("root", 22)
 
 
 def test_no_hosts_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(
-        remote.FabdeployError, match=r"no hosts: set HOSTS in .*staging\.env or pass -H"
+        errors.FabdeployError, match=r"no hosts: set HOSTS in .*staging\.env or pass -H"
     ):
-        remote.target_hosts(Context(), settings(tmp_path))
+        session.target_hosts(Context(), settings(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -176,4 +180,4 @@ def test_no_hosts_is_a_clear_error(tmp_path: Path) -> None:
 def test_dash_h_host_string_keeps_only_what_was_given(given: str, expected: str) -> None:
     from fabric import Connection
 
-    assert remote.given_host(Connection(given, config=Config())) == expected
+    assert ssh_host.given_host(Connection(given, config=Config())) == expected

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks import check, config, packages, preflight, reqfiles, upload
-from tasks.errors import FabdeployError, detail
+from tasks import config
+from tasks.build import archive, packages, preflight, reqfiles
+from tasks.core.errors import FabdeployError, detail
+from tasks.steps import checks
 from tests.unit.fake_tags import SERVER_313, SERVER_ARM
 
 
@@ -75,7 +77,7 @@ def test_the_walk_follows_includes_relative_to_the_including_file(tmp_path: Path
     assert found.included == ("requirements/prod.txt", "requirements/base.txt", "constraints.txt")
     assert "six==1.17.0" in found.identity
     assert preflight.requirements(settings) == found
-    [finding] = [f for f in check.local(settings) if f.check == "requirements"]
+    [finding] = [f for f in checks.local(settings) if f.check == "requirements"]
     assert finding.ok
     assert finding.detail.endswith(
         "(including requirements/prod.txt, requirements/base.txt, constraints.txt)"
@@ -92,10 +94,10 @@ def test_a_missing_include_names_the_file_and_line(tmp_path: Path) -> None:
     assert detail(caught.value) == (
         f"{base}:1: `-r nope.txt`: {settings.app_dir / 'nope.txt'} does not exist"
     )
-    [finding] = [f for f in check.local(settings) if f.check == "requirements"]
+    [finding] = [f for f in checks.local(settings) if f.check == "requirements"]
     assert not finding.ok and "`-r nope.txt`" in finding.detail
     with pytest.raises(FabdeployError, match="does not exist"):  # before any pip runs
-        upload.build(settings, say=lambda _: None)
+        archive.build(settings, say=lambda _: None)
 
 
 def test_an_include_outside_app_dir_is_refused(tmp_path: Path) -> None:
@@ -137,11 +139,11 @@ def test_the_wheelhouse_cache_key_follows_the_included_files(tmp_path: Path) -> 
     )
 
 
-def built(tmp_path: Path, wheels: tuple[str, ...], files: str = "") -> upload.Build:
+def built(tmp_path: Path, wheels: tuple[str, ...], files: str = "") -> archive.Build:
     found = packages.Packages(
         SERVER_ARM, ("web1",), tmp_path, tmp_path / "p.tar.gz", "0" * 64, False, wheels
     )
-    return upload.Build(
+    return archive.Build(
         "R1", "abc", tmp_path / "a.tar.gz", "0" * 64, "-r base.txt\n", "me@here", tmp_path,
         (found,) if wheels else (), files,
     )  # fmt: skip
@@ -152,12 +154,12 @@ def test_the_venv_key_is_the_resolved_wheels(tmp_path: Path) -> None:
     wheels, whatever the requirements' text, reuse it."""
     python = "Python 3.12.1 linux"
     first = built(tmp_path, ("flask-3.1.0-py3-none-any.whl", "six-1.16.0-py2.py3-none-any.whl"))
-    key = upload.venv_digest(upload.venv_contents(first, SERVER_ARM), python, SERVER_ARM)
+    key = archive.venv_digest(archive.venv_contents(first, SERVER_ARM), python, SERVER_ARM)
     same = built(tmp_path, ("six-1.16.0-py2.py3-none-any.whl", "flask-3.1.0-py3-none-any.whl"))
-    assert upload.venv_digest(upload.venv_contents(same, SERVER_ARM), python, SERVER_ARM) == key
+    assert archive.venv_digest(archive.venv_contents(same, SERVER_ARM), python, SERVER_ARM) == key
     newer = built(tmp_path, ("flask-3.1.0-py3-none-any.whl", "six-1.17.0-py2.py3-none-any.whl"))
-    assert upload.venv_digest(upload.venv_contents(newer, SERVER_ARM), python, SERVER_ARM) != key
+    assert archive.venv_digest(archive.venv_contents(newer, SERVER_ARM), python, SERVER_ARM) != key
     # each host resolving from HOST_PACKAGE_INDEX: the requirements and the files they include
     a = built(tmp_path, (), "requirements.txt\n-r base.txt\n\0base.txt\nsix==1.16.0\n")
     b = built(tmp_path, (), "requirements.txt\n-r base.txt\n\0base.txt\nsix==1.17.0\n")
-    assert upload.venv_contents(a, SERVER_ARM) != upload.venv_contents(b, SERVER_ARM)
+    assert archive.venv_contents(a, SERVER_ARM) != archive.venv_contents(b, SERVER_ARM)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import config, processes, roles
-from tasks.errors import ConfigError
+from tasks import config, roles
+from tasks.core.errors import ConfigError
+from tasks.host import units
 
 FLEET = (
     "APP_NAME=shop\n"
@@ -110,7 +111,7 @@ def test_a_companion_unit_runs_in_current_with_the_venv_secrets_and_stop_timeout
     tmp_path: Path,
 ) -> None:
     settings = build(tmp_path, FLEET + 'PROCESS_ODD=echo 50% $HOME "q"\n')
-    unit = processes.render_unit(settings, "worker", "shop", "shop")
+    unit = units.render_process_unit(settings, "worker", "shop", "shop")
     assert "WorkingDirectory=/srv/shop/current\n" in unit
     assert "EnvironmentFile=-/srv/shop/shared/.env\n" in unit
     assert "Environment=VIRTUAL_ENV=/srv/shop/current/.venv " in unit
@@ -118,7 +119,7 @@ def test_a_companion_unit_runs_in_current_with_the_venv_secrets_and_stop_timeout
     assert "User=shop\n" in unit and "KillMode=mixed\n" in unit
     assert "TimeoutStopSec=600\n" in unit
     assert 'ExecStart=/bin/bash -c "exec celery -A proj worker --loglevel=info"\n' in unit
-    odd = processes.render_unit(settings, "odd", "shop", "shop")
+    odd = units.render_process_unit(settings, "odd", "shop", "shop")
     assert 'ExecStart=/bin/bash -c "exec echo 50%% $$HOME \\"q\\""\n' in odd
 
 

@@ -15,8 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import config, remote, run, setup, test, upload
-from tasks.errors import HostError
+from tasks import config
+from tasks.core import shell as core_shell
+from tasks.core.errors import HostError
+from tasks.host import service
 
 
 def settings(tmp_path: Path, extra: str = "") -> config.Settings:
@@ -35,11 +37,11 @@ def settings(tmp_path: Path, extra: str = "") -> config.Settings:
     ],
 )
 def test_health_url_is_seen_from_the_host(tmp_path: Path, bind: str, url: str) -> None:
-    assert run.health_url(settings(tmp_path, f"BIND={bind}\n")) == url
+    assert service.health_url(settings(tmp_path, f"BIND={bind}\n")) == url
 
 
 @pytest.mark.parametrize(
-    "script", [remote.shell(path.stem) for path in sorted(remote.SCRIPTS.glob("*.sh"))]
+    "script", [core_shell.shell(path.stem) for path in sorted(core_shell.SCRIPTS.glob("*.sh"))]
 )
 def test_scripts_are_valid_bash(script: str) -> None:
     result = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
@@ -67,11 +69,11 @@ def server() -> Iterator[str]:
 
 
 def shell(body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: str(v) for k, v in run.health_env(settings(tmp_path)).items()}
+    env = {k: str(v) for k, v in service.health_env(settings(tmp_path)).items()}
     env["ANSWER_GRACE"] = "1"
     env["PATH"] = "/usr/bin:/bin"
     return subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + remote.library() + body],
+        ["bash", "-c", "set -euo pipefail\n" + core_shell.library() + body],
         env=env,
         capture_output=True,
         text=True,
@@ -101,7 +103,7 @@ def test_healthy_is_one_rule_in_bash_and_python(tmp_path: Path) -> None:
     result = shell(
         "".join(f'if healthy "{c}"; then echo yes; else echo no; fi\n' for c in codes), tmp_path
     )
-    assert result.stdout.split() == ["yes" if run.healthy(c) else "no" for c in codes]
+    assert result.stdout.split() == ["yes" if service.healthy(c) else "no" for c in codes]
     assert result.stdout.split() == ["yes"] + ["no"] * 6
 
 
@@ -141,8 +143,8 @@ class FakeHost:
 
 def test_switch_reports_what_it_did(tmp_path: Path) -> None:
     host = FakeHost(tmp_path, "switched: master 1 -> 2, serving x: health 200\n", False)
-    done = run.switch(host, "20261124T090000.000Z")  # type: ignore[arg-type]
-    assert done == run.Switched("20261124T090000.000Z", "20261124T080000.000Z", False)
+    done = service.switch(host, "20261124T090000.000Z")  # type: ignore[arg-type]
+    assert done == service.Switched("20261124T090000.000Z", "20261124T080000.000Z", False)
     assert host.env["NEW_TARGET"] == "releases/20261124T090000.000Z"
     assert host.env["PIDFILE"] == "/srv/shop/shared/pids/gunicorn.pid"
     assert host.env["WORKERS"] == 2
@@ -151,22 +153,29 @@ def test_switch_reports_what_it_did(tmp_path: Path) -> None:
 def test_failed_switch_names_what_still_serves(tmp_path: Path) -> None:
     host = FakeHost(tmp_path, "", True)
     with pytest.raises(HostError, match=r"still serving 20261124T080000\.000Z"):
-        run.switch(host, "20261124T090000.000Z")  # type: ignore[arg-type]
+        service.switch(host, "20261124T090000.000Z")  # type: ignore[arg-type]
 
 
 def test_reload_switches_onto_current(tmp_path: Path) -> None:
     host = FakeHost(tmp_path, "started shop.service (master 5)\n", False)
-    done = run.switch(host, None)  # type: ignore[arg-type]
+    done = service.switch(host, None)  # type: ignore[arg-type]
     assert host.env["NEW_TARGET"] == "" and done.started
     assert done.release == "20261124T080000.000Z"
 
 
 def test_stage_modules_expose_their_functions() -> None:
+    """The functions the steps compose, in the layer modules that own them now."""
+    from tasks.build import archive, testrun
+    from tasks.host import facts, install, provision, service, smoke
+
     for module, names in {
-        setup: ("prepare", "check", "packages", "user", "directories", "secrets", "service"),
-        upload: ("build", "ship", "install", "remove_release", "venv_digest"),  # install unpacks
-        test: ("run_local", "smoke"),
-        run: ("switch", "start", "stop", "restart", "health", "master_pid", "current_release"),
+        provision: ("prepare", "system_packages", "app_user", "directories", "secrets", "service"),
+        facts: ("read_facts",),
+        archive: ("build", "venv_digest"),
+        install: ("ship", "install", "remove_release"),  # install unpacks
+        testrun: ("run_local",),
+        smoke: ("smoke",),
+        service: ("switch", "start", "stop", "restart", "health", "master_pid", "current_release"),
     }.items():
         for name in names:
             assert callable(getattr(module, name)), f"{module.__name__}.{name}"
@@ -174,9 +183,9 @@ def test_stage_modules_expose_their_functions() -> None:
 
 def detach(tmp_path: Path, body: str) -> subprocess.Popen[str]:
     """scripts/detach.sh run here with bash, as `Host.script` runs it on a host."""
-    env = {"DIR": str(tmp_path), "ID": "run1", "WAIT": 5, "BODY": remote.bash_text(body)}
+    env = {"DIR": str(tmp_path), "ID": "run1", "WAIT": 5, "BODY": core_shell.bash_text(body)}
     return subprocess.Popen(
-        ["bash", "-c", remote.bash_text(remote.shell("detach"), env)],
+        ["bash", "-c", core_shell.bash_text(core_shell.shell("detach"), env)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

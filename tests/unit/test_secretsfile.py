@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tasks import appenv, config, secretsfile, setup
+from tasks import config
+from tasks.core import secretsfile
+from tasks.host import appenv, units
 
 TRICKY = {
     "DOUBLE": 'say "hi"',
@@ -53,7 +55,7 @@ def test_gunicorn_conf_reads_what_fabdeploy_writes(tmp_path: Path) -> None:
     (tmp_path / "config" / "staging.env").write_text("APP_NAME=shop\n")
     env_file = tmp_path / ".env"
     env_file.write_text(secretsfile.render(TRICKY), encoding="utf-8")
-    text = setup.render_gunicorn_conf(config.build("staging", tmp_path)).replace(
+    text = units.render_gunicorn_conf(config.build("staging", tmp_path)).replace(
         "'/srv/shop/shared/.env'", repr(str(env_file))
     )
     conf = tmp_path / "gunicorn.conf.py"

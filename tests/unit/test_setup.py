@@ -13,7 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import config, remote, run, setup, tags
+from tasks import config
+from tasks.build import tags
+from tasks.core import errors, shell
+from tasks.host import facts as host_facts
+from tasks.host import provision, service, units
 from tests.unit.fake_tags import SERVER_313
 
 
@@ -26,7 +30,7 @@ def settings(tmp_path: Path, extra: str = "") -> config.Settings:
 
 
 def test_unit_runs_gunicorn_through_current_unresolved(tmp_path: Path) -> None:
-    unit = setup.render_unit(settings(tmp_path), "deploy", "deploy")
+    unit = units.render_unit(settings(tmp_path), "deploy", "deploy")
     lines = unit.splitlines()
     assert "Type=forking" in lines
     assert "PIDFile=/srv/shop/shared/pids/gunicorn.pid" in lines
@@ -43,20 +47,20 @@ def test_unit_runs_gunicorn_through_current_unresolved(tmp_path: Path) -> None:
 
 
 def test_systemd_quote_escapes_specifiers_and_spaces() -> None:
-    assert setup.systemd_quote("/srv/app/current") == "/srv/app/current"
-    assert setup.systemd_quote("100%") == "100%%"
-    assert setup.systemd_quote("$HOME") == "$$HOME"
-    assert setup.systemd_quote('a b"c') == '"a b\\"c"'
+    assert units.systemd_quote("/srv/app/current") == "/srv/app/current"
+    assert units.systemd_quote("100%") == "100%%"
+    assert units.systemd_quote("$HOME") == "$$HOME"
+    assert units.systemd_quote('a b"c') == '"a b\\"c"'
 
 
 def test_unit_follows_deploy_root_and_escapes_percent(tmp_path: Path) -> None:
-    unit = setup.render_unit(settings(tmp_path, "DEPLOY_ROOT=/opt/my%app\n"), "web", "www")
+    unit = units.render_unit(settings(tmp_path, "DEPLOY_ROOT=/opt/my%app\n"), "web", "www")
     assert "PIDFile=/opt/my%%app/shared/pids/gunicorn.pid" in unit
     assert "User=web" in unit and "Group=www" in unit
 
 
 def test_gunicorn_conf_is_valid_python_with_the_settings(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    text = setup.render_gunicorn_conf(settings(tmp_path))
+    text = units.render_gunicorn_conf(settings(tmp_path))
     monkeypatch.delenv("FABDEPLOY_CHDIR", raising=False)
     conf = tmp_path / "gunicorn.conf.py"
     conf.write_text(text)
@@ -79,7 +83,7 @@ def test_gunicorn_conf_reads_the_env_file_setup_writes(tmp_path: Path) -> None:
     secrets = config.Secrets(None, {"GREETING": nasty, "EMPTY": "", "PLAIN": "x=y"})
     env_file = tmp_path / ".env"
     env_file.write_text(secrets.render())
-    text = setup.render_gunicorn_conf(settings(tmp_path)).replace(
+    text = units.render_gunicorn_conf(settings(tmp_path)).replace(
         "'/srv/shop/shared/.env'", repr(str(env_file))
     )
     conf = tmp_path / "gunicorn.conf.py"
@@ -90,7 +94,7 @@ def test_gunicorn_conf_reads_the_env_file_setup_writes(tmp_path: Path) -> None:
 
 def test_pre_exec_reexecs_python_dash_m_from_current(tmp_path: Path) -> None:
     conf = tmp_path / "gunicorn.conf.py"
-    conf.write_text(setup.render_gunicorn_conf(settings(tmp_path)))
+    conf.write_text(units.render_gunicorn_conf(settings(tmp_path)))
     pre_exec = runpy.run_path(str(conf))["pre_exec"]
     main = "/srv/shop/current/.venv/lib/python3.11/site-packages/gunicorn/__main__.py"
     server = SimpleNamespace(
@@ -112,14 +116,14 @@ def test_pre_exec_reexecs_python_dash_m_from_current(tmp_path: Path) -> None:
 
 
 def test_logrotate_rotates_shared_log_as_the_app_user(tmp_path: Path) -> None:
-    rule = setup.render_logrotate(settings(tmp_path), "deploy", "deploy")
+    rule = units.render_logrotate(settings(tmp_path), "deploy", "deploy")
     assert '"/srv/shop/shared/log/*.log" {' in rule
     assert "su deploy deploy" in rule
     assert "copytruncate" in rule
 
 
 def test_templates_ship_with_the_package() -> None:
-    names = {p.name for p in setup.TEMPLATES.iterdir()}
+    names = {p.name for p in units.TEMPLATES.iterdir()}
     assert {"app.service.in", "gunicorn.conf.py.in", "logrotate.in"} <= names
 
 
@@ -144,8 +148,8 @@ class FakeHost:
 
 def test_items_report_changed_or_no_change(tmp_path: Path) -> None:
     host = FakeHost(["no change\nPython 3.11.2\n", "changed\ndeploy\n"], settings(tmp_path))
-    assert setup.packages(host).changed is False  # type: ignore[arg-type]
-    change, group = setup.user(host)  # type: ignore[arg-type]
+    assert provision.system_packages(host).changed is False  # type: ignore[arg-type]
+    change, group = provision.app_user(host)  # type: ignore[arg-type]
     assert change.changed and group == "deploy"
     assert host.said == [
         "packages (python3, venv): no change (Python 3.11.2)",
@@ -160,7 +164,7 @@ def test_check_parses_the_hosts_python_and_current(tmp_path: Path) -> None:
         f"tags={SERVER_313.to_json()}\ncurrent=20261124T080000.000Z\n"
     )
     host = FakeHost([answer], settings(tmp_path))
-    facts = setup.check(host)  # type: ignore[arg-type]
+    facts = host_facts.read_facts(host)  # type: ignore[arg-type]
     assert facts.python == "Python 3.11.2 (main) [GCC 12.2.0] linux-x86_64"
     assert facts.python_version == "3.11"
     assert facts.current == "20261124T080000.000Z"
@@ -173,7 +177,7 @@ def test_check_parses_the_hosts_python_and_current(tmp_path: Path) -> None:
 
 def test_facts_py_says_what_python_vv_says_and_the_tags(tmp_path: Path) -> None:
     """The identity is part of the venv's key: facts.py must print exactly `python -VV`."""
-    _, env = setup.facts_program(FakeHost([], settings(tmp_path)))  # type: ignore[arg-type]
+    _, env = host_facts.facts_program(FakeHost([], settings(tmp_path)))  # type: ignore[arg-type]
     out = subprocess.run(
         [sys.executable, "-c", str(env["FACTS_PY"]), str(env["HOST_TAGS"])],
         capture_output=True, text=True, check=True,
@@ -186,21 +190,21 @@ def test_facts_py_says_what_python_vv_says_and_the_tags(tmp_path: Path) -> None:
 
 def test_check_without_the_tags_names_the_python(tmp_path: Path) -> None:
     answer = "Python 3.11.2 \nlinux-x86_64\n3.11\ntags=\ncurrent=\n"
-    with pytest.raises(setup.HostError, match="cannot learn the wheel tags of python3"):
-        setup.check(FakeHost([answer], settings(tmp_path)))  # type: ignore[arg-type]
+    with pytest.raises(errors.HostError, match="cannot learn the wheel tags of python3"):
+        host_facts.read_facts(FakeHost([answer], settings(tmp_path)))  # type: ignore[arg-type]
 
 
 def test_user_refuses_a_bad_name(tmp_path: Path) -> None:
     host = FakeHost([], settings(tmp_path))
     host.app_user = "bad name; rm -rf /"
-    with pytest.raises(setup.HostError, match="not a valid user name"):
-        setup.user(host)  # type: ignore[arg-type]
+    with pytest.raises(errors.HostError, match="not a valid user name"):
+        provision.app_user(host)  # type: ignore[arg-type]
     assert host.scripts == []
 
 
 def test_gunicorn_conf_carries_the_worker_settings(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("FABDEPLOY_CHDIR", raising=False)
-    defaults = runpy.run_path(str(_conf(tmp_path, setup.render_gunicorn_conf(settings(tmp_path)))))
+    defaults = runpy.run_path(str(_conf(tmp_path, units.render_gunicorn_conf(settings(tmp_path)))))
     assert (defaults["worker_class"], defaults["threads"], defaults["timeout"]) == ("sync", 1, 30)
     assert (defaults["max_requests"], defaults["max_requests_jitter"]) == (0, 0)
     chosen = settings(
@@ -208,7 +212,7 @@ def test_gunicorn_conf_carries_the_worker_settings(tmp_path: Path, monkeypatch) 
         "WORKER_CLASS=uvicorn_worker.UvicornWorker\nTHREADS=4\nWORKER_TIMEOUT=90\n"
         "MAX_REQUESTS=1000\nMAX_REQUESTS_JITTER=50\n",
     )
-    values = runpy.run_path(str(_conf(tmp_path, setup.render_gunicorn_conf(chosen))))
+    values = runpy.run_path(str(_conf(tmp_path, units.render_gunicorn_conf(chosen))))
     assert values["worker_class"] == "uvicorn_worker.UvicornWorker"
     assert (values["threads"], values["timeout"]) == (4, 90)
     assert (values["max_requests"], values["max_requests_jitter"]) == (1000, 50)
@@ -224,7 +228,7 @@ def test_the_apps_own_gunicorn_settings_apply_but_not_over_the_switchs(
         "def post_fork(server, worker):\n    pass\n"
     )
     monkeypatch.setenv("FABDEPLOY_CHDIR", str(release))  # what the smoke check sets
-    text = setup.render_gunicorn_conf(
+    text = units.render_gunicorn_conf(
         settings(tmp_path, "GUNICORN_CONFIG=deploy/gunicorn_extra.py\n")
     )
     values = runpy.run_path(str(_conf(tmp_path, text)))
@@ -248,7 +252,7 @@ def test_bad_worker_settings_name_the_file_line_and_key(
     tmp_path: Path, line: str, message: str
 ) -> None:
     key = line.split("=", 1)[0]
-    with pytest.raises(config.ConfigError, match=rf"staging\.env:5: {key}: .*{re.escape(message)}"):
+    with pytest.raises(errors.ConfigError, match=rf"staging\.env:5: {key}: .*{re.escape(message)}"):
         settings(tmp_path, line + "\n")
 
 
@@ -261,7 +265,7 @@ def _conf(tmp_path: Path, text: str) -> Path:
 def run_facts(tmp_path: Path, python: Path) -> subprocess.CompletedProcess[str]:
     """scripts/facts.sh as the check sends it, run here with bash (HOME in tmp_path)."""
     conf = settings(tmp_path, f"DEPLOY_ROOT={tmp_path / 'srv'}\nPYTHON={python}\n")
-    body, env = setup.facts_program(FakeHost([], conf))  # type: ignore[arg-type]
+    body, env = host_facts.facts_program(FakeHost([], conf))  # type: ignore[arg-type]
     for key in ("RELEASES", "VENVS", "SHARED", "INCOMING"):
         Path(str(env[key])).mkdir(parents=True, exist_ok=True)
     for key in ("UNIT", "CONF"):
@@ -272,7 +276,7 @@ def run_facts(tmp_path: Path, python: Path) -> subprocess.CompletedProcess[str]:
     (bin_dir / "sudo").write_text('#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n')
     (bin_dir / "sudo").chmod(0o755)
     home = {"HOME": str(tmp_path / "home"), "PATH": f"{bin_dir}:/usr/bin:/bin"}
-    text = remote.bash_text(body, env)
+    text = shell.bash_text(body, env)
     return subprocess.run(
         ["bash", "-c", text], capture_output=True, text=True, env=home, check=True
     )
@@ -314,7 +318,7 @@ def _hooks(tmp_path: Path, own: str = "") -> tuple[dict[str, object], Path, list
     pids = tmp_path / "srv" / "shared" / "pids"
     pids.mkdir(parents=True)
     extra = f"DEPLOY_ROOT={tmp_path / 'srv'}\n" + ("GUNICORN_CONFIG=own.py\n" if own else "")
-    text = setup.render_gunicorn_conf(settings(tmp_path, extra))
+    text = units.render_gunicorn_conf(settings(tmp_path, extra))
     calls: list[str] = []
     values = runpy.run_path(
         str(_conf(tmp_path, text)), init_globals={"CALLS": calls}, run_name="conf"
@@ -337,7 +341,7 @@ def test_each_worker_marks_itself_ready_beside_the_pidfile(
 ) -> None:
     monkeypatch.setenv("FABDEPLOY_CHDIR", str(tmp_path / "release"))
     values, pids, _ = _hooks(tmp_path)
-    assert run.READY_HOOK in (tmp_path / "gunicorn.conf.py").read_text()
+    assert service.READY_HOOK in (tmp_path / "gunicorn.conf.py").read_text()
     values["post_worker_init"](_worker(values["pidfile"]))  # type: ignore[operator]
     assert [p.name for p in pids.iterdir()] == [_own_marker()]  # pid + start time, as /proc
     values["child_exit"](None, _worker(values["pidfile"]))  # type: ignore[operator]
@@ -403,13 +407,11 @@ def test_setup_s_note_on_changed_files_fits_a_host_where_nothing_runs_yet() -> N
     """On a fresh host nothing runs: the note is an if, and says what a first deploy does."""
     from types import SimpleNamespace
 
-    from tasks import setup
-
     said: list[str] = []
     settings = SimpleNamespace(command=lambda task: f"fab staging {task}")
     host = SimpleNamespace(settings=settings, say=said.append)
-    setup.running_keeps(host, [setup.Change("secrets shared/.env", True)])  # type: ignore[arg-type]
-    setup.running_keeps(host, [setup.Change("secrets shared/.env", False)])  # type: ignore[arg-type]
+    provision.running_keeps(host, [provision.Change("secrets shared/.env", True)])  # type: ignore[arg-type]
+    provision.running_keeps(host, [provision.Change("secrets shared/.env", False)])  # type: ignore[arg-type]
     assert said == [
         "if the web service or its processes run already, they keep the old files until "
         "`fab staging deploy` applies them (gracefully, also when the revision did not change); "

@@ -33,7 +33,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks import config, remote, run, setup
+from tasks import config
+from tasks.core import output, shell
+from tasks.host import service, units
+from tasks.ssh import host as ssh_host
 from tests.unit import fake_gunicorn
 from tests.unit.test_monitor import LocalConnection
 
@@ -98,7 +101,7 @@ class Site:
     def hooked(self, yes: bool) -> None:
         """Write gunicorn.conf.py with the ready-marker hooks (as setup renders it now) or
         without (as an older fabdeploy rendered it)."""
-        text = f"# {run.READY_HOOK}\n" if yes else "workers = 2\n"
+        text = f"# {service.READY_HOOK}\n" if yes else "workers = 2\n"
         self.conf.write_text(text)
 
     def markers(self) -> set[str]:
@@ -205,7 +208,7 @@ exec "$@"
             "URL": self.url,
             "WORKERS": WORKERS,
             "CONF": self.conf,
-            "READY_HOOK": run.READY_HOOK,
+            "READY_HOOK": service.READY_HOOK,
             "TIMEOUT": 5,
             "GRACE": 1,
             "TAIL": 5,
@@ -221,7 +224,7 @@ exec "$@"
             "FAKE_SUDO_REFUSE": refuse,
         }
         return subprocess.run(
-            ["bash", "-c", remote.bash_text(remote.shell("switch"), values)],
+            ["bash", "-c", shell.bash_text(shell.shell("switch"), values)],
             env=process_env,
             capture_output=True,
             text=True,
@@ -417,9 +420,11 @@ def test_the_ready_timeout_is_the_larger_of_health_and_worker_timeouts(tmp_path:
     (tmp_path / "config").mkdir()
     env = tmp_path / "config" / "staging.env"
     env.write_text("APP_NAME=hello\nHOSTS=web1\nHEALTH_TIMEOUT=10\n")
-    assert run.ready_timeout(config.build("staging", tmp_path)) == 30  # WORKER_TIMEOUT's default
+    assert (
+        service.ready_timeout(config.build("staging", tmp_path)) == 30
+    )  # WORKER_TIMEOUT's default
     env.write_text("APP_NAME=hello\nHOSTS=web1\nHEALTH_TIMEOUT=60\nWORKER_TIMEOUT=20\n")
-    assert run.ready_timeout(config.build("staging", tmp_path)) == 60
+    assert service.ready_timeout(config.build("staging", tmp_path)) == 60
 
 
 def test_a_rollback_stops_the_new_master_only_once_the_old_ones_workers_are_ready(
@@ -507,8 +512,8 @@ def test_stale_ready_markers_are_removed_and_others_kept(site: Site) -> None:
 def test_fake_workers_and_the_rendered_conf_agree_on_the_hook(tmp_path: Path) -> None:
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "staging.env").write_text("APP_NAME=hello\nHOSTS=web1\n")
-    assert fake_gunicorn.READY_HOOK == run.READY_HOOK
-    assert run.READY_HOOK in setup.render_gunicorn_conf(config.build("staging", tmp_path))
+    assert fake_gunicorn.READY_HOOK == service.READY_HOOK
+    assert service.READY_HOOK in units.render_gunicorn_conf(config.build("staging", tmp_path))
 
 
 # --- nothing to serve ----------------------------------------------------------------------
@@ -643,10 +648,10 @@ def test_run_switch_runs_the_script_detached_and_reports(
     settings = config.build("staging", tmp_path)
     monkeypatch.setenv("PATH", f"{site.bin}:{os.environ['PATH']}")
     out = io.StringIO()
-    host = remote.Host(LocalConnection(), settings, remote.Output(out, out))  # type: ignore[arg-type]
+    host = ssh_host.Host(LocalConnection(), settings, output.Output(out, out))  # type: ignore[arg-type]
     old = site.start("A")
-    assert run.current_release(host) == "A" and run.master_pid(host) == old
-    done = run.switch(host, "B")
-    assert done == run.Switched(release="B", previous="A", started=False)
-    assert run.current_release(host) == "B" and run.master_pid(host) == site.pids()[0]
+    assert service.current_release(host) == "A" and service.master_pid(host) == old
+    done = service.switch(host, "B")
+    assert done == service.Switched(release="B", previous="A", started=False)
+    assert service.current_release(host) == "B" and service.master_pid(host) == site.pids()[0]
     serving(site, site.pids()[0], "B")  # type: ignore[arg-type]

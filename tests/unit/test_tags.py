@@ -7,12 +7,13 @@ import sys
 
 import pytest
 
-from tasks import remote, tags
+from tasks.build import tags
+from tasks.core import shell
 from tests.unit.fake_tags import LAPTOP, SERVER_313, SERVER_ARM
 
 
 def test_the_script_ships_in_the_package_and_prints_this_pythons_tags() -> None:
-    assert tags.SCRIPT.parent == remote.SCRIPTS and tags.SCRIPT.is_file()
+    assert tags.SCRIPT.parent == shell.SCRIPTS and tags.SCRIPT.is_file()
     found = tags.local()
     assert found.implementation == sys.implementation.name[:2] == "cp"
     assert found.python_version == "{}.{}".format(*sys.version_info[:2])

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from invoke import Context
 
-from tasks import config, packages, test, testenv
-from tasks.errors import FabdeployError
-from tasks.remote import Output
+from tasks import config
+from tasks.build import packages, tags, testenv, testrun
+from tasks.core.errors import FabdeployError
+from tasks.core.output import Output
 from tests.hosts import pyindex
 
 PROBE = 'python -c "import sys, appprobe, testprobe; print(appprobe.VALUE, testprobe.VALUE, sys.prefix)"'
@@ -135,7 +136,7 @@ def probe_project(tmp_path: Path, extra: str = "") -> config.Settings:
 
 def run(conf: config.Settings) -> str:
     out = io.StringIO()
-    test.run_local(Context(), conf, Output(out, out))
+    testrun.run_local(Context(), conf, Output(out, out))
     return out.getvalue()
 
 
@@ -164,7 +165,7 @@ def test_the_old_way_is_fab_s_python_and_a_failure_names_the_test_step_and_the_w
     conf = probe_project(tmp_path, "TEST_VENV=no\n")
     out = io.StringIO()
     with pytest.raises(FabdeployError) as caught:
-        test.run_local(Context(), conf, Output(out, out))
+        testrun.run_local(Context(), conf, Output(out, out))
     assert "No module named 'testprobe'" in out.getvalue()  # fab's Python: the app's only
     assert "with fab's Python, the app's requirements first" in out.getvalue()
     message = str(caught.value)
@@ -192,7 +193,7 @@ def test_django_s_runner_finding_no_tests_stops_the_deploy_saying_what_to_name(
     conf = settings(tmp_path, "TEST_VENV=no\n", {"manage.py": "import sys\nprint('Ran 0 tests in 0.000s', file=sys.stderr)\n"})  # fmt: skip
     (conf.app_dir / "requirements.txt").unlink()
     with pytest.raises(FabdeployError) as caught:
-        test.run_local(Context(), conf, Output(io.StringIO(), io.StringIO()))
+        testrun.run_local(Context(), conf, Output(io.StringIO(), io.StringIO()))
     message = str(caught.value)
     assert "test step: no tests found: 'python manage.py test'" in message
     assert "pytest in the test requirements" in message and "--skip-tests" in message
@@ -203,8 +204,8 @@ def test_the_test_venv_s_wheelhouse_is_the_build_s(tmp_path: Path, monkeypatch: 
     (REQUIREMENTS' own text), so a deploy resolves the app's packages once, not twice."""
     conf = settings(tmp_path, files={"requirements.txt": "-r base.txt\nflask\n", "base.txt": "click\n"})  # fmt: skip
     asked: list[str] = []
-    monkeypatch.setattr(testenv.packages, "wheelhouse", lambda _s, text, *_a: asked.append(text))
+    monkeypatch.setattr(packages, "wheelhouse", lambda _s, text, *_a: asked.append(text))
     testenv.wheelhouse(conf, print)
     built = (conf.app_dir / "requirements.txt").read_text()  # what upload.build passes
-    local = testenv.tags.local()
+    local = tags.local()
     assert packages.cache_key(conf, asked[0], local) == packages.cache_key(conf, built, local)

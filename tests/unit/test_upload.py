@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks import config, packages, upload
-from tasks.errors import FabdeployError
-from tasks.layout import Revision
-from tasks.setup import Facts
+from tasks import config
+from tasks.build import archive, packages, source
+from tasks.core.errors import FabdeployError
+from tasks.core.records import Revision
+from tasks.host import install
+from tasks.host.facts import Facts
 from tests.unit.fake_tags import SERVER_313, SERVER_ARM, cpython, manylinux
 
 GIT = shutil.which("git")
@@ -41,12 +43,12 @@ def project(
     return tmp_path
 
 
-def members(build: upload.Build) -> set[str]:
+def members(build: archive.Build) -> set[str]:
     with tarfile.open(build.archive) as tar:
         return {m.name for m in tar.getmembers() if m.isfile()}
 
 
-def read(build: upload.Build, name: str) -> str:
+def read(build: archive.Build, name: str) -> str:
     with tarfile.open(build.archive) as tar:
         handle = tar.extractfile(name)
         assert handle is not None
@@ -55,17 +57,17 @@ def read(build: upload.Build, name: str) -> str:
 
 def test_excluded_matches_names_and_paths() -> None:
     patterns = (".git", "__pycache__", "*.pyc", "docs/*.md")
-    assert upload.excluded("a/__pycache__/b.py", patterns)
-    assert upload.excluded("x.pyc", patterns)
-    assert upload.excluded(".git", patterns)
-    assert upload.excluded("docs/readme.md", patterns)
-    assert not upload.excluded("app.py", patterns)
-    assert not upload.excluded("gitignore.txt", patterns)
+    assert source.excluded("a/__pycache__/b.py", patterns)
+    assert source.excluded("x.pyc", patterns)
+    assert source.excluded(".git", patterns)
+    assert source.excluded("docs/readme.md", patterns)
+    assert not source.excluded("app.py", patterns)
+    assert not source.excluded("gitignore.txt", patterns)
 
 
 def test_plain_directory_build_honours_excludes_and_never_ships_secrets(tmp_path: Path) -> None:
     settings = config.build("staging", project(tmp_path))
-    built = upload.build(settings, say=lambda _: None)
+    built = archive.build(settings, say=lambda _: None)
     try:
         assert members(built) == {"app.py", "pkg/__init__.py", "requirements.txt"}
         assert re.fullmatch(r"[0-9a-f]{12}", built.revision)
@@ -81,16 +83,16 @@ def test_plain_directory_build_honours_excludes_and_never_ships_secrets(tmp_path
 
 def test_content_revision_follows_the_content(tmp_path: Path) -> None:
     settings = config.build("staging", project(tmp_path))
-    files = upload.walk(settings.app_dir, settings.excludes)
-    first = upload.content_revision(settings.app_dir, files)
-    assert upload.content_revision(settings.app_dir, files) == first
+    files = source.walk(settings.app_dir, settings.excludes)
+    first = source.content_revision(settings.app_dir, files)
+    assert source.content_revision(settings.app_dir, files) == first
     (settings.app_dir / "notes.log").write_text("excluded: no effect\n")
     assert (
-        upload.content_revision(settings.app_dir, upload.walk(settings.app_dir, settings.excludes))
+        source.content_revision(settings.app_dir, source.walk(settings.app_dir, settings.excludes))
         == first
     )
     (settings.app_dir / "app.py").write_text("app = 1\n")
-    assert upload.content_revision(settings.app_dir, files) != first
+    assert source.content_revision(settings.app_dir, files) != first
 
 
 def test_wheelhouse_goes_into_the_archive(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -107,7 +109,7 @@ def test_wheelhouse_goes_into_the_archive(tmp_path: Path, monkeypatch) -> None: 
 
     monkeypatch.setattr(packages, "wheelhouse", fake)
     targets = {"web1": SERVER_ARM, "web2": SERVER_313, "web3": SERVER_ARM}
-    built = upload.build(settings, targets=targets, say=lambda _: None)
+    built = archive.build(settings, targets=targets, say=lambda _: None)
     try:
         assert built.packages and built.wheelhouse is True and built.prebuilt is False
         assert not any(m.startswith("wheelhouse/") for m in members(built))  # source only
@@ -121,11 +123,11 @@ def test_wheelhouse_goes_into_the_archive(tmp_path: Path, monkeypatch) -> None: 
             "hosts": ("web1", "web3", "web2"),
         }
         # packages go only to hosts without this release's venv
-        contents = upload.venv_contents(built, SERVER_ARM)
-        digest = upload.venv_digest(contents, "Python 3.11.2", SERVER_ARM)
+        contents = archive.venv_contents(built, SERVER_ARM)
+        digest = archive.venv_digest(contents, "Python 3.11.2", SERVER_ARM)
         facts = Facts("Python 3.11.2", "3.12", "", SERVER_ARM, venvs=("0123456789abcdef",))
-        assert upload.needs_packages(built, facts)
-        assert not upload.needs_packages(built, replace(facts, venvs=(digest,)))
+        assert install.needs_packages(built, facts)
+        assert not install.needs_packages(built, replace(facts, venvs=(digest,)))
     finally:
         built.cleanup()
 
@@ -134,32 +136,32 @@ def test_missing_requirements_is_refused(tmp_path: Path) -> None:
     root = project(tmp_path)
     (root / "app" / "requirements.txt").unlink()
     with pytest.raises(FabdeployError, match="requirements file missing"):
-        upload.build(config.build("staging", root), say=lambda _: None)
+        archive.build(config.build("staging", root), say=lambda _: None)
 
 
 def test_revision_file_round_trips(tmp_path: Path) -> None:
     settings = config.build("staging", project(tmp_path))
-    built = upload.build(settings, say=lambda _: None)
+    built = archive.build(settings, say=lambda _: None)
     built.cleanup()
     parsed = Revision.parse(built.revision_file("2026-11-24T08:00:00Z"))
     assert parsed == Revision(built.revision, built.release, built.user, "2026-11-24T08:00:00Z")
 
 
 def test_venv_digest_changes_with_requirements_and_python() -> None:
-    base = upload.venv_digest("flask\n", "Python 3.11.2 linux-x86_64", SERVER_ARM)
+    base = archive.venv_digest("flask\n", "Python 3.11.2 linux-x86_64", SERVER_ARM)
     assert re.fullmatch(r"[0-9a-f]{16}", base)
-    assert upload.venv_digest("flask\n", "Python 3.11.2 linux-x86_64", SERVER_ARM) == base
-    assert upload.venv_digest("flask\nsix\n", "Python 3.11.2 linux-x86_64", SERVER_ARM) != base
-    assert upload.venv_digest("flask\n", "Python 3.12.1 linux-x86_64", SERVER_ARM) != base
+    assert archive.venv_digest("flask\n", "Python 3.11.2 linux-x86_64", SERVER_ARM) == base
+    assert archive.venv_digest("flask\nsix\n", "Python 3.11.2 linux-x86_64", SERVER_ARM) != base
+    assert archive.venv_digest("flask\n", "Python 3.12.1 linux-x86_64", SERVER_ARM) != base
 
 
 def test_venv_digest_changes_with_the_hosts_tags_alone() -> None:
-    base = upload.venv_digest("flask\n", "Python 3.12.1 linux", SERVER_ARM)
-    assert upload.venv_digest("flask\n", "Python 3.12.1 linux", SERVER_313) != base
+    base = archive.venv_digest("flask\n", "Python 3.12.1 linux", SERVER_ARM)
+    assert archive.venv_digest("flask\n", "Python 3.12.1 linux", SERVER_313) != base
     newer_glibc = cpython("3.12", manylinux("aarch64", 39))
-    assert upload.venv_digest("flask\n", "Python 3.12.1 linux", newer_glibc) != base
+    assert archive.venv_digest("flask\n", "Python 3.12.1 linux", newer_glibc) != base
     reordered = replace(SERVER_ARM, platforms=tuple(reversed(SERVER_ARM.platforms)))
-    assert upload.venv_digest("flask\n", "Python 3.12.1 linux", reordered) == base
+    assert archive.venv_digest("flask\n", "Python 3.12.1 linux", reordered) == base
 
 
 # --- from a git work tree ------------------------------------------------------------------
@@ -191,7 +193,7 @@ def repo(tmp_path: Path) -> Path:
 def test_clean_git_tree_ships_git_archive_of_head(repo: Path) -> None:
     (repo / ".gitignore").write_text("*.log\n__pycache__/\n.fabdeploy/\nsecrets.env\n")
     git(repo, "commit", "-q", "-am", "ignore secrets")
-    built = upload.build(config.build("staging", repo), say=lambda _: None)
+    built = archive.build(config.build("staging", repo), say=lambda _: None)
     try:
         assert built.revision == git(repo, "rev-parse", "--short=12", "HEAD")
         assert members(built) == {"app.py", "pkg/__init__.py", "requirements.txt"}
@@ -204,7 +206,7 @@ def test_dirty_git_tree_is_refused_naming_the_files(repo: Path) -> None:
     (repo / "app" / "new.py").write_text("x = 1\n")
     settings = config.build("staging", repo)
     with pytest.raises(FabdeployError) as info:
-        upload.build(settings, say=lambda _: None)
+        archive.build(settings, say=lambda _: None)
     message = str(info.value)
     assert "uncommitted changes" in message and "app.py" in message and "new.py" in message
     assert "secrets.env" not in message  # never shipped, so never "dirty"
@@ -217,21 +219,21 @@ def test_untracked_paths_excludes_match_are_no_change(repo: Path) -> None:
     (repo / "app" / ".venv" / "bin").mkdir(parents=True)
     (repo / "app" / ".venv" / "bin" / "python").write_text("")
     (repo / "app" / "cache.pyc").write_bytes(b"")
-    built = upload.build(config.build("staging", repo), say=lambda _: None)
+    built = archive.build(config.build("staging", repo), say=lambda _: None)
     try:
         assert built.revision == git(repo, "rev-parse", "--short=12", "HEAD")
     finally:
         built.cleanup()
     (repo / "app" / "new.py").write_text("x = 1\n")
     with pytest.raises(FabdeployError, match=r"uncommitted changes in \S+: new.py\. Commit"):
-        upload.build(config.build("staging", repo), say=lambda _: None)
+        archive.build(config.build("staging", repo), say=lambda _: None)
 
 
 def test_allow_dirty_ships_the_working_tree_with_a_dirty_revision(repo: Path) -> None:
     (repo / "app" / "app.py").write_text("app = 'changed'\n")
     (repo / "app" / "new.py").write_text("x = 1\n")
     head = git(repo, "rev-parse", "--short=12", "HEAD")
-    built = upload.build(config.build("staging", repo), allow_dirty=True, say=lambda _: None)
+    built = archive.build(config.build("staging", repo), allow_dirty=True, say=lambda _: None)
     try:
         assert built.revision == f"{head}-dirty"
         assert members(built) == {"app.py", "new.py", "pkg/__init__.py", "requirements.txt"}
@@ -244,7 +246,7 @@ def test_build_dirs_of_dead_fabs_are_removed(tmp_path: Path) -> None:
     settings = config.build("staging", project(tmp_path))
     stale = tmp_path / ".fabdeploy" / "tmp" / f"build-{2**22 + 4321}-abc"
     stale.mkdir(parents=True)
-    built = upload.build(settings, say=lambda _: None)
+    built = archive.build(settings, say=lambda _: None)
     try:
         assert not stale.exists()
         assert built.workdir.parent == stale.parent

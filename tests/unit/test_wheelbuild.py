@@ -15,8 +15,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import config, packages, remote, tags, wheelbuild
-from tasks.layout import VENV_MARKER
+from tasks import config
+from tasks.build import packages
+from tasks.build import tags as build_tags
+from tasks.build import wheels as build_wheels
+from tasks.core import shell
+from tasks.core.paths import VENV_MARKER
 from tests.unit.fake_tags import LAPTOP, SERVER_ARM
 
 BASH = shutil.which("bash") or "/bin/bash"
@@ -54,7 +58,7 @@ class LocalHost:
         self.labels.append(label)
         environ = {**os.environ, **({"PATH": self.path} if self.path else {})}
         done = subprocess.run(
-            [BASH, "-c", remote.bash_text(body, env)],
+            [BASH, "-c", shell.bash_text(body, env)],
             capture_output=True, text=True, check=False, env=environ,
         )  # fmt: skip
         return SimpleNamespace(
@@ -115,9 +119,9 @@ def test_an_sdist_only_requirement_is_built_once_on_one_host_of_the_tag_set(
     """Deploying 'from a Mac' to two hosts that are this machine: tinyext has no wheel, so
     web1 builds it and web1 and web2 get the same wheelhouse."""
     conf = settings(tmp_path, index)
-    here = tags.local()
+    here = build_tags.local()
     web1, web2 = LocalHost(tmp_path, "web1"), LocalHost(tmp_path, "web2")
-    builder = wheelbuild.host_builder([web1, web2], {"web1": here, "web2": here})  # type: ignore[list-item]
+    builder = build_wheels.host_builder([web1, web2], {"web1": here, "web2": here})  # type: ignore[list-item]
     said: list[str] = []
     [found] = packages.resolve(
         conf, "tinyext\n", {here: ("web1", "web2")}, LAPTOP, said.append, builder
@@ -149,10 +153,10 @@ def test_a_host_without_a_compiler_is_named_with_the_ways_out(tmp_path: Path, in
     deps.mkdir(parents=True)
     for wheel in index.glob("*/*.whl"):
         shutil.copy(wheel, deps)
-    here = tags.local()
+    here = build_tags.local()
     host = LocalHost(tmp_path, "web1", path=str(tools))
-    with pytest.raises(wheelbuild.NoWheel) as info:
-        wheelbuild.build_on_host(host, here, sdist, deps, ["setuptools>=61", "wheel"])  # type: ignore[arg-type]
+    with pytest.raises(build_wheels.NoWheel) as info:
+        build_wheels.build_on_host(host, here, sdist, deps, ["setuptools>=61", "wheel"])  # type: ignore[arg-type]
     message = str(info.value)
     assert f"no wheel of tinyext-0.1.tar.gz for {here.name} (web1;" in message
     assert "web1 lacks a C compiler (cc or gcc)" in message
@@ -167,12 +171,12 @@ def test_without_a_builder_or_an_sdist_the_error_names_package_tags_and_hosts(
 ) -> None:
     conf = settings(tmp_path, index)
     with pytest.raises(
-        wheelbuild.NoWheel,
+        build_wheels.NoWheel,
         match=r"no wheel of tinyext for cp312-cp312-manylinux_2_36_aarch64 \(web1, web2;",
     ):
         packages.wheelhouse(conf, "tinyext\n", SERVER_ARM, LAPTOP, ("web1", "web2"), lambda _: None)
     (tmp_path / "app" / "requirements.txt").write_text("nosuchthing-anywhere\n")
-    with pytest.raises(wheelbuild.NoWheel, match="and no source distribution of it either"):
+    with pytest.raises(build_wheels.NoWheel, match="and no source distribution of it either"):
         packages.wheelhouse(
             conf, "nosuchthing-anywhere\n", SERVER_ARM, LAPTOP, ("web1",), lambda _: None,
             lambda *a: pytest.fail("nothing to build"),
@@ -184,10 +188,10 @@ def test_build_requirements_come_from_the_sdists_pyproject(tmp_path: Path) -> No
     source.mkdir()
     (source / "setup.py").write_text("")
     bare = Path(shutil.make_archive(str(tmp_path / "bare"), "gztar", tmp_path, "pkg-1.0"))
-    assert wheelbuild.build_requirements(bare) == ["setuptools>=40.8.0", "wheel"]
+    assert build_wheels.build_requirements(bare) == ["setuptools>=40.8.0", "wheel"]
     (source / "pyproject.toml").write_text('[build-system]\nrequires = ["hatchling>=1.2"]\n')
     hatch = Path(shutil.make_archive(str(tmp_path / "hatch"), "gztar", tmp_path, "pkg-1.0"))
-    assert wheelbuild.build_requirements(hatch) == ["hatchling>=1.2"]
+    assert build_wheels.build_requirements(hatch) == ["hatchling>=1.2"]
 
 
 def offline_settings(tmp_path: Path, requirements: str) -> config.Settings:
@@ -212,7 +216,7 @@ def test_url_path_and_vcs_requirements_are_built_here_and_pinned(tmp_path: Path)
         "git+https://git.example/x.git#egg=x\nshop @ https://files.example/shop-1.tar.gz\n"
         "-e ./lib\ngunicorn ; python_version >= '3.9'\n"
     )
-    assert wheelbuild.direct_references(text) == [
+    assert build_wheels.direct_references(text) == [
         "./vendor/tinypure", "git+https://git.example/x.git#egg=x",
         "shop @ https://files.example/shop-1.tar.gz", "-e ./lib",
     ]  # fmt: skip
@@ -245,7 +249,7 @@ def test_url_path_and_vcs_requirements_are_built_here_and_pinned(tmp_path: Path)
     (compiled / "setup.py").write_text(SETUP_PY)
     (compiled / "tinyext.c").write_text(TINYEXT_C)
     with pytest.raises(
-        wheelbuild.NoWheel,
+        build_wheels.NoWheel,
         match=r"no wheel of \./vendor/tinyext for cp312-.*names a URL, path or VCS checkout whose wheel",
     ):
         packages.wheelhouse(conf, "./vendor/tinyext\n", SERVER_ARM, LAPTOP, ("web1",), print)

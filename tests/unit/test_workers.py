@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import config, workers
+from tasks import config
+from tasks.build import workers
+from tasks.core import errors
 
 
 def wheel(folder: Path, name: str, *members: str) -> Path:
@@ -45,7 +47,7 @@ def test_a_missing_worker_package_names_the_line_and_the_way_out(tmp_path: Path)
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     wheel(wheels, "uvicorn", "uvicorn/__init__.py")
-    with pytest.raises(config.ConfigError) as caught:
+    with pytest.raises(errors.ConfigError) as caught:
         workers.check(settings(tmp_path, "uvicorn_worker.UvicornWorker"), wheels)
     text = str(caught.value)
     assert "config/staging.env:3: WORKER_CLASS: uvicorn_worker.UvicornWorker" in text

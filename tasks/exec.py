@@ -1,0 +1,73 @@
+"""``fab exec``: a one-off command in the served release, as the app runs.
+
+The command runs in `current` as the app user, with the release's venv first on PATH and the
+app's secrets in its environment (`tasks.appenv`), on every host of the environment (or of
+``--roles``), or on the primary host only (``--once``: `tasks.roles.primary`). Output is host-prefixed with secret values
+masked; ``--pty`` gives an interactive terminal (``python manage.py shell``) on one host. The
+command's exit status becomes fab's: the first non-zero one, naming the hosts that failed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from invoke import task
+
+from . import roles as role_hosts
+from .core.errors import FabdeployError
+from .host.appenv import run_in_current
+from .ssh import fanout, session
+
+if TYPE_CHECKING:
+    from .ssh.host import Host
+
+
+def targets(hosts: list[Host], *, once: bool, pty: bool) -> list[Host]:
+    """The hosts ``exec`` runs on; an interactive command needs exactly one."""
+    if once and hosts:
+        chosen = [role_hosts.primary(hosts[0].settings, hosts, lambda host: host.name)]
+    else:
+        chosen = hosts
+    if pty and len(chosen) != 1:
+        raise FabdeployError(
+            f"--pty runs on one host, and this environment has {len(chosen)}: add --once "
+            "(the primary host) or name one with -H"
+        )
+    return chosen
+
+
+@task(
+    name="exec",
+    positional=["command"],
+    help={
+        "command": 'the command line (quote it: fab exec "python manage.py migrate")',
+        "once": "run on the primary host only (PRIMARY_HOST, else the first web host)",
+        "pty": "interactive: a terminal on one host (python manage.py shell)",
+        "roles": "only the hosts of these roles (ROLE_<NAME>), comma-separated",
+    },
+)
+def exec_(c, command, once=False, pty=False, roles=""):  # type: ignore[no-untyped-def]
+    """Run a command in the served release as the app user, venv on PATH, secrets set."""
+    settings, hosts = session.session(c, roles=roles)
+    chosen = targets(hosts, once=once, pty=pty)
+    try:
+        done = fanout.each(
+            chosen,
+            lambda host: run_in_current(host, command, pty=pty),
+            1 if pty else settings.parallel,
+        )
+    finally:
+        for host in hosts:
+            host.close()
+    failed: list[tuple[Host, int]] = []
+    for host, status, error in done:
+        if error is not None:
+            if isinstance(error, KeyboardInterrupt):
+                raise error
+            host.output.line(host.name, str(error), err=True)
+            failed.append((host, 255))
+        elif status:
+            failed.append((host, status))
+    if failed:
+        names = ", ".join(f"{h.name} (exit {code})" for h, code in failed)
+        raise FabdeployError(f"exec failed on {names}", code=failed[0][1])

@@ -1,0 +1,86 @@
+"""A host's facts before a deploy: its Python, wheel tags, what it serves and runs
+(``scripts/facts.sh``, parsed by `parse_facts`)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..build import tags as build_tags
+from ..core import kv, shell
+from ..core.errors import HostError
+from ..core.paths import VENV_MARKER, Layout, unit_file
+
+if TYPE_CHECKING:
+    from ..build.tags import TagSet
+    from ..ssh.host import Host
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the deploy needs to know about a prepared host."""
+
+    python: str  # `python -VV` and platform: part of the venv hash
+    python_version: str  # "3.11"
+    current: str  # release `current` points to ("" when none)
+    tags: TagSet  # the wheel tags the host's Python accepts: part of the venv hash
+    revision: str = ""  # the revision of that release (its REVISION file)
+    running: bool = False  # the gunicorn master in the pidfile is alive
+    venvs: tuple[str, ...] = ()  # digests of the complete venvs on the host
+
+
+def facts_program(host: Host) -> tuple[str, dict[str, object]]:
+    """The script (``scripts/facts.sh``) and env that learn a host's `Facts`."""
+    settings = host.settings
+    paths = Layout(settings.deploy_root)
+    facts_py, host_tags = shell.script_file("facts.py"), build_tags.script_text()
+    return shell.shell("facts"), {
+        "RELEASES": paths.releases,
+        "VENVS": paths.venvs,
+        "SHARED": paths.shared,
+        "INCOMING": paths.incoming,
+        "UNIT": unit_file(settings.app_name),
+        "CONF": paths.gunicorn_conf,
+        "PYTHON": settings.python,
+        "CURRENT": paths.current,
+        "PIDFILE": paths.pidfile,
+        "SETUP": settings.command("setup"),
+        "MARKER": VENV_MARKER,
+        "HOST_TAGS": host_tags,
+        "FACTS_PY": facts_py,
+        "FACTS_KEY": hashlib.sha256(
+            f"{settings.python}\0{facts_py}\0{host_tags}".encode()
+        ).hexdigest()[:16],
+    }
+
+
+def read_facts(host: Host) -> Facts:
+    """Refuse a host that was not set up; return its Python identity and current release."""
+    body, env = facts_program(host)
+    return parse_facts(host, host.script(body, env=env, hide=True, label="check").stdout)
+
+
+def parse_facts(host: Host, text: str) -> Facts:
+    """The `Facts` in the output of ``scripts/facts.sh``."""
+    lines = text.strip().splitlines()
+    if len(lines) < 3:
+        raise HostError(host.name, f"check: unexpected answer {text!r}")
+    identity, version = lines[0].strip() + " " + lines[1].strip(), lines[2].strip()
+    rest = "\n".join(lines[3:])
+    found = kv.parse(rest)
+    try:
+        host_tags = build_tags.parse(found.get("tags", ""))
+    except ValueError as exc:
+        raise HostError(
+            host.name, f"check: cannot learn the wheel tags of {host.settings.python}: {exc}"
+        ) from None
+    return Facts(
+        python=identity,
+        python_version=version,
+        current=found.get("current", ""),
+        tags=host_tags,
+        revision=found.get("revision", ""),
+        running=found.get("running") == "yes",
+        venvs=tuple(line[5:] for line in lines[3:] if line.startswith("venv=")),
+    )

@@ -1,0 +1,63 @@
+"""The smoke check: a release served on a side port of the host until healthy, before any
+switch (``scripts/smoke.sh``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..core import shell
+from ..core.errors import HostError
+from ..core.paths import Layout
+from . import appenv, service
+
+if TYPE_CHECKING:
+    from ..ssh.host import Host
+
+
+def smoke_command(host: Host, release: str) -> None:
+    """SMOKE_COMMAND in ``release`` as the app runs (venv, secrets); a failure fails smoke."""
+    command = host.settings.smoke_command.strip()
+    if not command:
+        return
+    where = Layout(host.settings.deploy_root).release(release)
+    host.say(f"smoke: {command}")
+    result = host.run(
+        appenv.command(host.settings, where, command), user=host.app_user, warn=True, label="smoke"
+    )
+    if result.failed:
+        raise HostError(
+            host.name,
+            f"smoke check of release {release} failed: SMOKE_COMMAND exit {result.exited}",
+        )
+
+
+def smoke(host: Host, release: str) -> None:
+    """SMOKE_COMMAND, then import the WSGI target and serve ``release`` on a side port until it
+    is healthy."""
+    settings = host.settings
+    paths = Layout(settings.deploy_root)
+    smoke_command(host, release)
+    result = host.script(
+        shell.shell("smoke"),
+        env={
+            **service.health_env(settings),
+            "APP_USER": host.app_user,
+            "RELEASE": paths.release(release),
+            "CONF": paths.gunicorn_conf,
+            "WSGI_APP": settings.wsgi_app,
+            "IMPORT_CODE": shell.script_file("import_target.py"),
+            "INCOMING": paths.incoming,
+            "SMOKE_PID": f"{paths.pids}/smoke-{release}.pid",
+            "HEALTH_PATH": settings.health_path,
+            "TIMEOUT": settings.health_timeout,
+            "LIMIT": settings.health_timeout + 30,
+        },
+        warn=True,
+        label="smoke",
+    )
+    if result.failed:
+        sent = settings.health_host or "127.0.0.1:<side port>"
+        why = service.refused_in(settings, result.stderr, sent)
+        raise HostError(
+            host.name, f"smoke check of release {release} failed" + (f". {why}" if why else "")
+        )

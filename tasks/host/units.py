@@ -1,0 +1,124 @@
+"""The files setup renders from tasks/templates/: the app's unit, each companion process's
+unit, gunicorn.conf.py and the logrotate file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from string import Template
+from typing import TYPE_CHECKING
+
+from ..core.paths import Layout
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+
+def process_unit_path(settings: Settings, process: str) -> str:
+    """Where ``process``'s unit file lives."""
+    return f"/etc/systemd/system/{settings.unit(process)}"
+
+
+def render_process_unit(settings: Settings, process: str, user: str, group: str) -> str:
+    """The text of ``/etc/systemd/system/<app>-<process>.service``."""
+
+    paths = Layout(settings.deploy_root)
+    current = paths.current.replace("%", "%%")
+    venv = f"{current}/.venv"
+    environment = [f"VIRTUAL_ENV={venv}", f"PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin"]
+    text = (TEMPLATES / "process.service.in").read_text(encoding="utf-8")
+    return Template(text).substitute(
+        unit=settings.unit(process),
+        process=process,
+        app_name=settings.app_name,
+        user=user,
+        group=group,
+        current=current,
+        env_file=paths.env_file.replace("%", "%%"),
+        environment=" ".join(systemd_quote(item) for item in environment),
+        command=systemd_quote("exec " + settings.processes[process]),
+        stop_timeout=settings.stop_timeout,
+    )
+
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def systemd_quote(word: str) -> str:
+    """``word`` as one argument of a systemd command line (specifiers and $ escaped)."""
+    escaped = word.replace("%", "%%").replace("$", "$$")
+    if re.fullmatch(r"[A-Za-z0-9_@%+=:,./$-]+", escaped):
+        return escaped
+    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _systemd_path(path: str) -> str:
+    return path.replace("%", "%%")
+
+
+def _template(name: str) -> Template:
+    return Template((TEMPLATES / name).read_text(encoding="utf-8"))
+
+
+def exec_start(settings: Settings) -> list[str]:
+    """The service's command: gunicorn via `current`'s venv python, paths not resolved."""
+    paths = Layout(settings.deploy_root)
+    return [
+        f"{paths.current}/.venv/bin/python",
+        "-m",
+        "gunicorn",
+        "--daemon",
+        "--config",
+        paths.gunicorn_conf,
+        settings.wsgi_app,
+    ]
+
+
+def render_unit(settings: Settings, user: str, group: str) -> str:
+    """The text of ``/etc/systemd/system/<app>.service``."""
+    paths = Layout(settings.deploy_root)
+    return _template("app.service.in").substitute(
+        app_name=settings.app_name,
+        pidfile=_systemd_path(paths.pidfile),
+        user=user,
+        group=group,
+        current=_systemd_path(paths.current),
+        env_file=_systemd_path(paths.env_file),
+        exec_start=" ".join(systemd_quote(word) for word in exec_start(settings)),
+        timeout=max(30, settings.health_timeout + 10),
+    )
+
+
+def render_gunicorn_conf(settings: Settings) -> str:
+    """The text of ``shared/gunicorn.conf.py`` (values as Python literals)."""
+    paths = Layout(settings.deploy_root)
+    return _template("gunicorn.conf.py.in").substitute(
+        app_name=settings.app_name,
+        app_name_py=repr(settings.app_name),
+        env_file_text=paths.env_file,
+        bind=repr(settings.bind),
+        workers=settings.workers,
+        pidfile=repr(paths.pidfile),
+        current=repr(paths.current),
+        error_log=repr(paths.error_log),
+        access_log=repr(paths.access_log),
+        graceful_timeout=max(10, settings.health_timeout),
+        env_file=repr(paths.env_file),
+        worker_class=repr(settings.worker_class),
+        threads=settings.threads,
+        timeout=settings.worker_timeout,
+        max_requests=settings.max_requests,
+        max_requests_jitter=settings.max_requests_jitter,
+        own_config=repr(settings.gunicorn_config),
+    )
+
+
+def render_logrotate(settings: Settings, user: str, group: str) -> str:
+    """The text of ``/etc/logrotate.d/<app>``: shared/log/*.log, copytruncate."""
+    paths = Layout(settings.deploy_root)
+    return _template("logrotate.in").substitute(
+        app_name=settings.app_name,
+        logs=paths.logs.replace('"', ""),
+        user=user,
+        group=group,
+    )

@@ -1,0 +1,16 @@
+"""The setup step: every item of setup on a host (`tasks.host.provision`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..host.provision import prepare, running_keeps
+
+if TYPE_CHECKING:
+    from ..engine.flow import Run
+    from ..ssh.host import Host
+
+
+def set_up_host(run_: Run, host: Host) -> None:
+    """Packages, the app user, directories, secrets, linked paths and units, as needed."""
+    running_keeps(host, prepare(host))
