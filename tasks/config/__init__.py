@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from .envfile import read_env_file
-from .keys import HOOK_POINTS, KEYS, KEYS_BY_NAME, Key
+from .key import Key, setting
 from .load import build, load, load_secrets, parse_values
 from .named import NAMED_KEY, check_roles, host_key, named_values
 from .parse import GUNICORN_WORKERS, RESERVED_IN_RELEASE
@@ -18,7 +18,15 @@ from .project import (
     state,
 )
 from .reference import example_env
-from .settings import DEFAULT_ENVIRONMENT, WEB, Secrets, Settings
+from .settings import (
+    DEFAULT_ENVIRONMENT,
+    HOOK_POINTS,
+    KEYS,
+    KEYS_BY_NAME,
+    WEB,
+    Secrets,
+    Settings,
+)
 
 __all__ = [
     "DEFAULT_ENVIRONMENT",
@@ -48,5 +56,6 @@ __all__ = [
     "project_dir",
     "read_env_file",
     "selected_environment",
+    "setting",
     "state",
 ]

@@ -16,10 +16,10 @@ from invoke.context import Context
 
 from ..errors import ConfigError
 from .envfile import read_env_file
-from .keys import HOOK_POINTS, KEYS, KEYS_BY_NAME
+from .key import Loaded, field_values
 from .named import NAMED_KEY, check_roles, named_values
 from .project import environments, project_dir, selected_environment
-from .settings import Secrets, Settings
+from .settings import KEYS, KEYS_BY_NAME, Secrets, Settings
 
 
 def parse_values(raw: dict[str, tuple[str, int]], source: Path) -> dict[str, Any]:
@@ -73,63 +73,14 @@ def build(environment: str, project: Path) -> Settings:
     named = named_values(raw, source)
     check_roles(values, raw, source, named)
     processes, roles, runs = named
-    hosts = values["HOSTS"] or tuple(dict.fromkeys(h for hs in roles.values() for h in hs))
-    name = values["APP_NAME"]
     return Settings(
         environment=environment,
         source=source,
         project_dir=project,
-        hosts=hosts,
-        ssh_user=values["SSH_USER"],
-        ssh_port=values["SSH_PORT"],
-        ssh_key=str(project / values["SSH_KEY"]) if values["SSH_KEY"] else "",
-        known_hosts=str(project / values["KNOWN_HOSTS"]) if values["KNOWN_HOSTS"] else "",
-        trust_new_hosts=values["TRUST_NEW_HOSTS"],
-        connect_timeout=values["CONNECT_TIMEOUT"],
-        app_name=name,
-        app_dir=(project / values["APP_DIR"]).resolve(),
-        requirements=values["REQUIREMENTS"],
-        excludes=values["EXCLUDES"],
-        allow_dirty=values["ALLOW_DIRTY"],
-        prebuilt_packages=values["PREBUILT_PACKAGES"],
-        package_index=values["PACKAGE_INDEX"],
-        host_package_index=values["HOST_PACKAGE_INDEX"],
-        deploy_root=values["DEPLOY_ROOT"] or f"/srv/{name}",
-        app_user=values["APP_USER"],
-        python=values["PYTHON"],
-        wsgi_app=values["WSGI_APP"],
-        bind=values["BIND"],
-        workers=values["WORKERS"],
-        worker_class=values["WORKER_CLASS"],
-        threads=values["THREADS"],
-        worker_timeout=values["WORKER_TIMEOUT"],
-        max_requests=values["MAX_REQUESTS"],
-        max_requests_jitter=values["MAX_REQUESTS_JITTER"],
-        gunicorn_config=values["GUNICORN_CONFIG"],
-        health_path=values["HEALTH_PATH"],
-        health_timeout=values["HEALTH_TIMEOUT"],
-        health_host=values["HEALTH_HOST"],
-        keep_releases=values["KEEP_RELEASES"],
-        secrets_file=values["SECRETS_FILE"],
-        test_command=values["TEST_COMMAND"],
-        test_requirements=values["TEST_REQUIREMENTS"],
-        test_venv=values["TEST_VENV"],
-        log_files=values["LOG_FILES"],
-        parallel=values["PARALLEL"],
-        switch_batch=values["SWITCH_BATCH"],
-        migrate_command=values["MIGRATE_COMMAND"],
-        migrate_on=values["MIGRATE_ON"],
-        migrate_timeout=values["MIGRATE_TIMEOUT"],
-        smoke_command=values["SMOKE_COMMAND"],
-        linked_dirs=values["LINKED_DIRS"],
-        linked_files=values["LINKED_FILES"],
-        stop_timeout=values["STOP_TIMEOUT"],
-        primary_host=values["PRIMARY_HOST"],
-        python_requires=values["PYTHON_REQUIRES"],
+        **field_values(Settings, Loaded(project, values, roles)),
         processes=processes,
         roles=roles,
         runs=runs,
-        hooks={point: values[f"HOOK_{point.upper()}"] for point in HOOK_POINTS},
         lines={key: line for key, (_, line) in raw.items()},
         secrets=load_secrets(
             values["SECRETS_FILE"], project, f"{source}:{raw.get('SECRETS_FILE', ('', 0))[1]}"

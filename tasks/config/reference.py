@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .keys import KEYS
+from .settings import KEYS
 
 
 def example_env() -> str:
