@@ -17,7 +17,7 @@ from .project import (
     selected_environment,
     state,
 )
-from .reference import example_env
+from .reference import example_env, summary_table
 from .settings import (
     DEFAULT_ENVIRONMENT,
     HOOK_POINTS,
@@ -58,4 +58,5 @@ __all__ = [
     "selected_environment",
     "setting",
     "state",
+    "summary_table",
 ]

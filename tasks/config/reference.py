@@ -1,11 +1,15 @@
-"""The reference of the keys: config/example.env, generated from the declaration."""
+"""The reference of the keys, rendered from their declaration: config/example.env and the
+summary table of docs/configuration.md (tests keep both files equal to these)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from .key import Key
 from .settings import KEYS
 
 
-def example_env() -> str:
+def example_env(keys: Sequence[Key] = KEYS) -> str:
     """The text of ``config/example.env``: every key with its default and its help line."""
     lines = [
         "# Every key fabdeploy reads from config/<environment>.env, with its default.",
@@ -15,7 +19,7 @@ def example_env() -> str:
         "# Regenerate with: python -c 'import tasks.config as c; print(c.example_env(), end=\"\")'",
         "",
     ]
-    for key in KEYS:
+    for key in keys:
         lines.append(f"# {key.help}" + (" (required)" if key.required else ""))
         lines.append(f"{key.name}={'myapp' if key.required else key.default}")
         lines.append("")
@@ -28,3 +32,14 @@ def example_env() -> str:
         "# RUNS_<NAME>=web,worker   what a role runs (default: the process named like the role)",
     ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def summary_table(keys: Sequence[Key] = KEYS) -> str:
+    """The "Summary" table of docs/configuration.md: each key, linked to its ``### KEY``
+    section, with its default and its help line."""
+    lines = ["| Key | Default | Meaning |", "| --- | --- | --- |"]
+    for key in keys:
+        default = "required" if key.required else f"`{key.default}`" if key.default else "empty"
+        meaning = key.help.replace("|", "\\|")
+        lines.append(f"| [`{key.name}`](#{key.name.lower()}) | {default} | {meaning} |")
+    return "\n".join(lines) + "\n"
