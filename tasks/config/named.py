@@ -11,8 +11,7 @@ from ..errors import ConfigError
 from . import parse
 from .settings import WEB
 
-#: Keys named by the user: ``PROCESS_<NAME>`` (a companion process's command),
-#: ``ROLE_<NAME>`` (a role's hosts) and ``RUNS_<NAME>`` (the processes a role runs).
+#: A key named by the user: its kind (PROCESS, ROLE or RUNS) and its NAME.
 NAMED_KEY = re.compile(r"^(PROCESS|ROLE|RUNS)_([A-Z][A-Z0-9_]{0,40})$")
 
 

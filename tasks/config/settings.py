@@ -407,4 +407,6 @@ class Settings:
 KEYS: tuple[Key, ...] = tuple(declared(Settings).values())
 KEYS_BY_NAME = {key.name: key for key in KEYS}
 #: The hook points an environment file attaches a command to (``HOOK_<POINT>``).
-HOOK_POINTS = tuple(key.name[5:].lower() for key in KEYS if key.name.startswith("HOOK_"))
+HOOK_POINTS = tuple(
+    key.name[len("HOOK_") :].lower() for key in KEYS if key.name.startswith("HOOK_")
+)
