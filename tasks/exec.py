@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from invoke import task
 
-from . import roles as role_hosts
+from .config import roles as role_hosts
 from .core.errors import FabdeployError
 from .host.appenv import run_in_current
 from .ssh import fanout, session

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Context
 
-from .. import roles
+from ..config import roles
 from ..core.errors import detail
 from ..core.output import Output
 from ..core.report import table, write_json

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import roles
+from ..config import roles
 from ..core import kv, shell
 from ..core.errors import HostError
 from ..core.paths import Layout, unit_file

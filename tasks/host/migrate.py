@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from .. import roles
+from ..config import roles
 from ..core.errors import HostError
 from ..core.paths import Layout
 from . import appenv

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import roles
+from ..config import roles
 from ..core import shell
 from ..core.errors import HostError
 from ..core.paths import Layout

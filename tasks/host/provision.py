@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import roles
 from ..build import pyreq
+from ..config import roles
 from ..core import shell
 from ..core.errors import HostError
 from ..core.paths import Layout, logrotate_file, unit_file

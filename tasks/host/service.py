@@ -43,8 +43,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .. import roles
-from ..config import WEB
+from ..config import WEB, roles
 from ..core import kv, shell
 from ..core.clock import release_name
 from ..core.errors import HostError

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from .. import roles
+from ..config import roles
 from ..core import kv, shell
 from ..core.paths import Layout
 from ..core.records import Revision

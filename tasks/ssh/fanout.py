@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from invoke import Context
 
-from .. import roles
+from ..config import roles
 from ..core import kv
 from ..core.errors import FabdeployError, HostError, detail
 from .session import session

@@ -13,7 +13,7 @@ from fabric import Connection
 from invoke.context import Context
 
 from .. import config
-from .. import roles as role_hosts
+from ..config import roles as role_hosts
 from ..core.errors import ConfigError, FabdeployError
 from ..core.output import Output
 from .host import Host, connection, given_host

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import roles
+from ..config import roles
 from .resuming import resumed_everywhere
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import roles
 from ..build import archive, gitref, preflight, pyreq, testrun, wheels
+from ..config import roles
 from ..core.errors import FabdeployError
 from ..host import converge, install, migrate, smoke
 from ..host import facts as host_facts

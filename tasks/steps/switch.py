@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import roles
+from ..config import roles
 from ..core.errors import FabdeployError
 from ..engine import hooks
 from ..host import converge, install, processes, service

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tasks import config
+from tasks.config import parse
+from tasks.config.key import Loaded, declared, field_values
 from tasks.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,6 +132,107 @@ def test_example_env_documents_exactly_the_keys() -> None:
     documented = [line.split("=", 1)[0] for line in text.splitlines() if line and line[0] != "#"]
     assert documented == [key.name for key in config.KEYS]
     assert text == config.example_env(), "regenerate config/example.env (see its header)"
+
+
+#: The fields `Settings` has besides its keys: `build` fills them by name.
+NOT_KEYS = {
+    "environment",
+    "source",
+    "project_dir",
+    "processes",
+    "roles",
+    "runs",
+    "lines",
+    "revision",
+    "secrets",
+}
+#: NEW_KEY's row in the summary table of docs/configuration.md.
+NEW_KEY_ROW = "| [`NEW_KEY`](#new_key) | `7` | Times a new thing happens |"
+
+
+def grown_declaration() -> type:
+    """A dataclass declaring Settings' keys the way Settings does, with NEW_KEY added after
+    SSH_PORT: what adding one `setting` line to Settings makes."""
+    fields: list[tuple[str, Any, Any]] = [
+        (name, Any, config.setting(k.name, k.parse, k.default, k.help, required=k.required))
+        for name, k in declared(config.Settings).items()
+    ]
+    new = config.setting("NEW_KEY", parse.whole(1), "7", "Times a new thing happens")
+    fields.insert(3, ("new_key", int, new))
+    return dataclasses.make_dataclass("Grown", fields, frozen=True)
+
+
+def grown_keys() -> tuple[config.Key, ...]:
+    """The keys of `grown_declaration`, as `KEYS` is derived from Settings."""
+    return tuple(declared(grown_declaration()).values())
+
+
+def test_keys_are_the_settings_fields_named_after_them_in_order() -> None:
+    fields = [f for f in dataclasses.fields(config.Settings) if f.init]
+    assert [f.name for f in fields if f.name not in NOT_KEYS] == [
+        key.name.lower() for key in config.KEYS
+    ]
+    assert list(config.KEYS_BY_NAME) == [key.name for key in config.KEYS]  # none twice
+    assert config.HOOK_POINTS == ("after_upload", "before_switch", "after_switch", "failed")
+    assert [key.name for key in config.KEYS if key.required] == ["APP_NAME"]
+    for key in config.KEYS:
+        assert key.help and "\n" not in key.help, key.name
+        if not key.required:
+            key.parse(key.default)  # every default is a valid value
+
+
+def test_build_fills_every_key_field_from_its_own_key(tmp_path: Path) -> None:
+    values = {key.name: f"<{key.name}>" for key in config.KEYS}  # all distinct: a swap shows
+    filled = field_values(config.Settings, Loaded(tmp_path, values, {}))
+    assert list(filled) == [key.name.lower() for key in config.KEYS]
+    resolved = {
+        "ssh_key": str(tmp_path / "<SSH_KEY>"),
+        "known_hosts": str(tmp_path / "<KNOWN_HOSTS>"),
+        "app_dir": (tmp_path / "<APP_DIR>").resolve(),
+    }
+    for name, value in filled.items():
+        assert value == resolved.get(name, f"<{name.upper()}>"), name
+    empty = {**values, "HOSTS": (), "DEPLOY_ROOT": "", "SSH_KEY": "", "KNOWN_HOSTS": ""}
+    roles = {"web": ("a", "b"), "worker": ("b", "c")}
+    filled = field_values(config.Settings, Loaded(tmp_path, empty, roles))
+    assert filled["hosts"] == ("a", "b", "c") and filled["deploy_root"] == "/srv/<APP_NAME>"
+    assert filled["ssh_key"] == filled["known_hosts"] == ""
+
+
+def test_every_key_set_in_a_file_reaches_its_field(tmp_path: Path) -> None:
+    example = (REPO / "config" / "example.env").read_text()
+    everything = config.build("staging", project(tmp_path, example))
+    assert sorted(everything.lines) == sorted(key.name for key in config.KEYS)
+    least = config.build("least", project(tmp_path, "APP_NAME=myapp\n", "least"))
+    same = dataclasses.replace(least, environment="staging", source=everything.source)
+    assert everything == same  # example.env's values are the defaults
+    hints = typing.get_type_hints(config.Settings)
+    for name in declared(config.Settings):
+        kind = typing.get_origin(hints[name]) or hints[name]
+        assert isinstance(getattr(everything, name), kind), (name, hints[name])
+
+
+def test_hooks_are_the_hook_keys_by_point(tmp_path: Path) -> None:
+    root = project(tmp_path, "APP_NAME=shop\nHOOK_FAILED=notify me\nHOOK_AFTER_SWITCH=once: x\n")
+    assert config.build("staging", root).hooks == {
+        "after_upload": "",
+        "before_switch": "",
+        "after_switch": "once: x",
+        "failed": "notify me",
+    }
+
+
+def test_a_key_added_to_the_declaration_is_read_and_documented(tmp_path: Path) -> None:
+    grown, keys = grown_declaration(), grown_keys()
+    names = [key.name for key in config.KEYS]
+    assert [key.name for key in keys] == [*names[:3], "NEW_KEY", *names[3:]]
+    values = {key.name: key.parse(key.default) for key in keys if not key.required}
+    loaded = Loaded(tmp_path, {**values, "APP_NAME": "shop", "NEW_KEY": 9}, {})
+    assert field_values(grown, loaded)["new_key"] == 9
+    text = config.example_env(keys)
+    assert "SSH_PORT=22\n\n# Times a new thing happens\nNEW_KEY=7\n" in text
+    assert text != (REPO / "config" / "example.env").read_text()
+    assert NEW_KEY_ROW in config.summary_table(keys).splitlines()
 
 
 class Listener:

@@ -11,10 +11,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from tasks.build import testrun
 
 from tasks import config, lock
 from tasks import deploy as deploy_module
-from tasks.build import testrun
 from tasks.core import local as core_local
 from tasks.core.clock import release_name
 from tasks.core.errors import FabdeployError, HostError

@@ -3,7 +3,8 @@
 * docs/configuration.md documents exactly the keys of `tasks.config.KEYS`, each with the
   code's default: a ``### KEY`` heading per key with a ``Default: `value` `` line (or
   ``Default: empty``, or ``Default: required``) under it, and a summary table whose first
-  column is the key and second the default.
+  column is the key and second the default: the table `tasks.config.summary_table` renders
+  from the keys' declaration, as is.
 * Every ``fab ...`` command in a code block or an inline code span names tasks that exist,
   with options that exist (the task's own, or fab's: -H, -i, ...). Environment words (staging, production, demo, default and the placeholder
   ``<env>``) count as environment tasks. A fenced block whose info string holds the word
@@ -28,6 +29,7 @@ from invoke import Collection, Task
 from invoke.parser import Argument
 
 from tasks import config
+from tests.unit.test_config import NEW_KEY_ROW, grown_keys
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
@@ -183,6 +185,43 @@ def test_documented_keys_parser_sees_keys_defaults_and_strays() -> None:
     sections, table = documented_keys(text)
     assert sections == {"A_KEY": "1", "B": "", "C": REQUIRED, "D": None}
     assert table == {"A_KEY": "1", "B": "", "C": REQUIRED}
+
+
+def summary_of(text: str) -> str:
+    """The table under configuration.md's ``## Summary`` heading, its lines as written."""
+    lines = text.splitlines()
+    rows: list[str] = []
+    for line in lines[lines.index("## Summary") + 1 :]:
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows:
+            break
+    return "".join(row + "\n" for row in rows)
+
+
+def test_configuration_summary_is_the_table_rendered_from_the_declaration() -> None:
+    assert summary_of(CONFIGURATION.read_text(encoding="utf-8")) == config.summary_table(), (
+        f"{rel(CONFIGURATION)}: the Summary table differs from the keys' declaration; put in "
+        "its place: python -c 'import tasks.config as c; print(c.summary_table(), end=\"\")'"
+    )
+
+
+def test_summary_reader_takes_the_table_under_its_heading_only() -> None:
+    text = "# Page\n\n| x |\n\n## Summary\n\n| a |\n| b |\n\nText.\n\n| c |\n"
+    assert summary_of(text) == "| a |\n| b |\n"
+    with pytest.raises(ValueError):
+        summary_of("# A page without a summary\n")
+
+
+def test_a_key_added_to_the_declaration_fails_the_page_checks() -> None:
+    page = CONFIGURATION.read_text(encoding="utf-8")
+    table = config.summary_table(grown_keys())
+    assert NEW_KEY_ROW in table.splitlines()
+    assert summary_of(page) != table
+    sections, rows = documented_keys(page)
+    assert "NEW_KEY" not in sections and "NEW_KEY" not in rows
+    sections, rows = documented_keys(table)
+    assert rows["NEW_KEY"] == "7" and sorted(rows) == sorted(k.name for k in grown_keys())
 
 
 # --- 2. fab commands name tasks that exist -------------------------------------------------

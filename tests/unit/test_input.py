@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 from invoke import Context
 from invoke.runners import Result
+from tasks.build import archive, preflight, testrun
 
 from tasks import config
-from tasks.build import archive, preflight, testrun
 from tasks.core import output, shell
 from tasks.core.errors import ConfigError, FabdeployError
 from tasks.core.records import Audit

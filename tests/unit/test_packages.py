@@ -15,11 +15,11 @@ from types import SimpleNamespace
 import pytest
 from invoke import Context
 from packaging.utils import parse_wheel_filename
-
-from tasks import config, upload
 from tasks.build import packages, pip, tags
 from tasks.build import wheels as build_wheels
 from tasks.build.tags import TagSet
+
+from tasks import config, upload
 from tasks.core import errors, shell
 from tasks.core.paths import VENV_MARKER
 from tasks.host import facts

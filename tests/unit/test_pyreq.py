@@ -7,9 +7,9 @@ import platform
 from pathlib import Path
 
 import pytest
+from tasks.build import pyreq
 
 from tasks import config
-from tasks.build import pyreq
 from tasks.core.errors import ConfigError, FabdeployError, HostError, detail
 from tasks.host import facts, provision
 from tasks.steps import checks, planning

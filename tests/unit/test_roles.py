@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import config, roles
+from tasks import config
+from tasks.config import roles
 from tasks.core.errors import ConfigError
 from tasks.host import units
 

@@ -166,6 +166,7 @@ def test_reload_switches_onto_current(tmp_path: Path) -> None:
 def test_stage_modules_expose_their_functions() -> None:
     """The functions the steps compose, in the layer modules that own them now."""
     from tasks.build import archive, testrun
+
     from tasks.host import facts, install, provision, service, smoke
 
     for module, names in {

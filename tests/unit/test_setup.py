@@ -12,9 +12,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from tasks.build import tags
 
 from tasks import config
-from tasks.build import tags
 from tasks.core import errors, shell
 from tasks.host import facts as host_facts
 from tasks.host import provision, service, units

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fabric import Connection
 from invoke import Context
+from tasks.build import testrun
 
 from tasks import config
-from tasks.build import testrun
 from tasks.core.errors import FabdeployError
 from tasks.core.output import Output
 

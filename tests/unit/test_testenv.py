@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from invoke import Context
+from tasks.build import packages, tags, testenv, testrun
 
 from tasks import config
-from tasks.build import packages, tags, testenv, testrun
 from tasks.core.errors import FabdeployError
 from tasks.core.output import Output
 from tests.hosts import pyindex

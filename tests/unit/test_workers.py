@@ -6,9 +6,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from tasks.build import workers
 
 from tasks import config
-from tasks.build import workers
 from tasks.core import errors
 
 

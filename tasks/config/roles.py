@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from .config import WEB, host_key
-from .core.errors import ConfigError
+from ..core.errors import ConfigError
+from .named import host_key
+from .settings import WEB
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from .settings import Settings
 
 
 T = TypeVar("T")

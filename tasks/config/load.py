@@ -1,0 +1,93 @@
+"""Env files -> one validated, typed `Settings` object.
+
+This package is the only reader of ``config/<environment>.env`` files and of the app's
+secrets file. Every other module receives a `Settings` (or the `Secrets` inside it) from
+`load`; none reads the environment or the files on its own.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+from invoke.context import Context
+
+from ..core.errors import ConfigError
+from .envfile import read_env_file
+from .key import Loaded, field_values
+from .named import NAMED_KEY, check_roles, named_values
+from .project import environments, project_dir, selected_environment
+from .settings import KEYS, KEYS_BY_NAME, Secrets, Settings
+
+
+def parse_values(raw: dict[str, tuple[str, int]], source: Path) -> dict[str, Any]:
+    """Check names and types of ``raw`` against `KEYS`; return ``{key: typed value}``."""
+    values: dict[str, Any] = {}
+    for name, (text, line) in raw.items():
+        if NAMED_KEY.match(name):
+            continue  # PROCESS_/ROLE_/RUNS_<NAME>: read by `named_values`
+        key = KEYS_BY_NAME.get(name)
+        if key is None:
+            close = difflib.get_close_matches(name, KEYS_BY_NAME, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{source}:{line}: {name}: unknown key{hint}")
+        try:
+            values[name] = key.parse(text)
+        except ValueError as exc:
+            raise ConfigError(f"{source}:{line}: {name}: {exc}") from None
+    for key in KEYS:
+        if key.name in values:
+            continue
+        if key.required:
+            raise ConfigError(f"{source}: {key.name}: required key is missing ({key.help})")
+        values[key.name] = key.parse(key.default)
+    return values
+
+
+def load_secrets(path_text: str, project: Path, where: str = "") -> Secrets:
+    """Read the app's secrets file, checking it parses; values stay inside `Secrets`.
+    ``where`` (``<env file>:<line>``) is named when the file is missing."""
+    if not path_text:
+        return Secrets(None, {})
+    path = (project / path_text).resolve()
+    if where and not path.is_file():
+        raise ConfigError(f"{where}: SECRETS_FILE: {path}: secrets file (SECRETS_FILE) not found")
+    raw = read_env_file(path, what="secrets file (SECRETS_FILE)")
+    for name, (_, line) in raw.items():
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise ConfigError(f"{path}:{line}: {name}: not a valid variable name")
+    return Secrets(path, {name: value for name, (value, _) in raw.items()})
+
+
+def build(environment: str, project: Path) -> Settings:
+    """Read and validate ``config/<environment>.env`` under ``project``."""
+    config_dir = project / "config"
+    source = config_dir / f"{environment}.env"
+    if not source.is_file():
+        known = ", ".join(environments(config_dir)) or "none"
+        raise ConfigError(f"{source}: environment file not found (environments here: {known})")
+    raw = read_env_file(source)
+    values = parse_values(raw, source)
+    named = named_values(raw, source)
+    check_roles(values, raw, source, named)
+    processes, roles, runs = named
+    return Settings(
+        environment=environment,
+        source=source,
+        project_dir=project,
+        **field_values(Settings, Loaded(project, values, roles)),
+        processes=processes,
+        roles=roles,
+        runs=runs,
+        lines={key: line for key, (_, line) in raw.items()},
+        secrets=load_secrets(
+            values["SECRETS_FILE"], project, f"{source}:{raw.get('SECRETS_FILE', ('', 0))[1]}"
+        ),
+    )
+
+
+def load(c: Context) -> Settings:
+    """The settings of the environment this command runs against (the one config reader)."""
+    return build(selected_environment(c), project_dir(c))

@@ -1,0 +1,412 @@
+"""The settings object, `Settings`: each key of an env file declared once, as the field it
+fills (name, parser, default, help line); `KEYS` and all that documents them follow from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..core import secretsfile
+from . import parse
+from .key import Key, Loaded, declared, setting
+
+#: The environment used when the command line names none.
+DEFAULT_ENVIRONMENT = "default"
+#: The process gunicorn serves; every other process is a companion named by PROCESS_<NAME>.
+WEB = "web"
+
+
+# --- what a key's value becomes, when not the parsed value itself ------------------------------
+
+
+def in_project(path: str, loaded: Loaded) -> str:
+    """A local file named relative to the project, joined to it (empty stays empty)."""
+    return str(loaded.project / path) if path else ""
+
+
+def project_path(path: str, loaded: Loaded) -> Path:
+    """A local directory named relative to the project, resolved."""
+    return (loaded.project / path).resolve()
+
+
+def srv_default(root: str, loaded: Loaded) -> str:
+    """DEPLOY_ROOT, or ``/srv/<APP_NAME>`` when it is empty."""
+    return root or f"/srv/{loaded.values['APP_NAME']}"
+
+
+def hosts_of_roles(hosts: tuple[str, ...], loaded: Loaded) -> tuple[str, ...]:
+    """HOSTS, or when it is empty the hosts of the roles (``ROLE_<NAME>``), once each."""
+    return hosts or tuple(dict.fromkeys(h for hs in loaded.roles.values() for h in hs))
+
+
+# --- the settings object ---------------------------------------------------------------------
+
+
+class Secrets:
+    """The app's secrets: key names are shown, values never are."""
+
+    def __init__(self, path: Path | None, values: dict[str, str]) -> None:
+        self.path = path
+        self._values = dict(values)
+
+    def names(self) -> list[str]:
+        """Names of the secrets, for messages."""
+        return sorted(self._values)
+
+    def values(self) -> list[str]:
+        """The secret values, so output can be checked to never contain them."""
+        return [value for value in self._values.values() if value]
+
+    def names_where(self, test: Callable[[str], bool]) -> list[str]:
+        """Names of the secrets whose value passes ``test`` (the values stay here)."""
+        return sorted(name for name, value in self._values.items() if test(value))
+
+    def render(self) -> str:
+        """The file as uploaded to the host (``KEY="value"`` lines: `tasks.secretsfile`)."""
+        return secretsfile.render(self._values)
+
+    def __repr__(self) -> str:
+        return f"Secrets(path={self.path!r}, names={self.names()!r})"
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything fabdeploy knows about one environment, validated and typed.
+
+    Each `setting` field is a key of the env file (its attribute: the key's name in lowercase),
+    declared here once, in the order config/example.env and docs/configuration.md list them:
+    `KEYS`, the env-file reader (`tasks.config.load.build`) and the reference
+    (`tasks.config.reference`) follow from these lines.
+    """
+
+    environment: str
+    source: Path
+    project_dir: Path
+    hosts: tuple[str, ...] = setting(
+        "HOSTS",
+        parse.hosts,
+        "",
+        "Comma-separated [user@]host[:port] to deploy to; -H overrides",
+        resolve=hosts_of_roles,
+    )
+    ssh_user: str = setting(
+        "SSH_USER",
+        parse.user,
+        "",
+        "SSH login user (the deploy user); empty: Fabric/ssh_config default",
+    )
+    ssh_port: int = setting("SSH_PORT", parse.whole(1), "22", "SSH port for hosts that name none")
+    ssh_key: str = setting(
+        "SSH_KEY",
+        parse.local_path,
+        "",
+        "Private key file to log in with (relative to the project)",
+        resolve=in_project,
+    )
+    known_hosts: str = setting(
+        "KNOWN_HOSTS",
+        parse.local_path,
+        "",
+        "Extra known_hosts file, checked besides ~/.ssh/known_hosts",
+        resolve=in_project,
+    )
+    trust_new_hosts: bool = setting(
+        "TRUST_NEW_HOSTS",
+        parse.yes_no,
+        "no",
+        "yes: accept and record keys of hosts never seen before",
+    )
+    connect_timeout: int = setting(
+        "CONNECT_TIMEOUT", parse.whole(1), "10", "Seconds to wait for an SSH connection"
+    )
+    app_name: str = setting(
+        "APP_NAME",
+        parse.name,
+        "",
+        "Name of the app: service, unit file and deploy root",
+        required=True,
+    )
+    app_dir: Path = setting(  # noqa: RUF009 (a dataclasses.field, like every setting)
+        "APP_DIR",
+        parse.local_path,
+        ".",
+        "The app's source directory (relative to the project)",
+        resolve=project_path,
+    )
+    requirements: str = setting(
+        "REQUIREMENTS", parse.relative_file, "requirements.txt", "Requirements file inside APP_DIR"
+    )
+    excludes: tuple[str, ...] = setting(
+        "EXCLUDES",
+        parse.comma_list,
+        ".git,.venv,__pycache__,*.pyc,.pytest_cache",
+        "Patterns left out of a release built from a plain directory",
+    )
+    allow_dirty: bool = setting(
+        "ALLOW_DIRTY", parse.yes_no, "no", "yes: ship uncommitted changes of a git checkout"
+    )
+    prebuilt_packages: bool = setting(
+        "PREBUILT_PACKAGES",
+        parse.yes_no,
+        "yes",
+        "yes: for hosts whose wheel tags equal the local Python's, install packages locally",
+    )
+    package_index: str = setting(
+        "PACKAGE_INDEX",
+        parse.url,
+        "",
+        "Package index URL this machine resolves the hosts' packages from; empty: pip's default",
+    )
+    host_package_index: str = setting(
+        "HOST_PACKAGE_INDEX",
+        parse.url,
+        "",
+        "Index URL each host pip-installs from itself (nothing shipped); empty: ship packages",
+    )
+    deploy_root: str = setting(
+        "DEPLOY_ROOT",
+        parse.abs_path,
+        "",
+        "Directory holding releases on the host; empty: /srv/APP_NAME",
+        resolve=srv_default,
+    )
+    app_user: str = setting(
+        "APP_USER", parse.user, "", "User the service runs as; empty: the SSH user"
+    )
+    python: str = setting("PYTHON", parse.python, "python3", "Python interpreter on the host")
+    python_requires: str = setting(
+        "PYTHON_REQUIRES",
+        parse.specifier,
+        "",
+        "The app's Python versions (PEP 440, e.g. >=3.12); empty: requires-python of pyproject.toml",
+    )
+    wsgi_app: str = setting(
+        "WSGI_APP", parse.wsgi, "app:app", "gunicorn's WSGI target, MODULE:CALLABLE"
+    )
+    bind: str = setting(
+        "BIND", parse.bind, "127.0.0.1:8000", "Address gunicorn listens on, HOST:PORT"
+    )
+    workers: int = setting("WORKERS", parse.whole(1), "2", "gunicorn worker processes")
+    worker_class: str = setting(
+        "WORKER_CLASS",
+        parse.worker_class,
+        "sync",
+        "gunicorn worker class; uvicorn_worker.UvicornWorker serves an ASGI app",
+    )
+    threads: int = setting(
+        "THREADS", parse.whole(1), "1", "Threads per worker (gunicorn's gthread worker uses them)"
+    )
+    worker_timeout: int = setting(
+        "WORKER_TIMEOUT",
+        parse.whole(1),
+        "30",
+        "Seconds a worker may be silent before it is restarted",
+    )
+    max_requests: int = setting(
+        "MAX_REQUESTS",
+        parse.whole(0),
+        "0",
+        "Requests a worker serves before it is replaced; 0: no limit",
+    )
+    max_requests_jitter: int = setting(
+        "MAX_REQUESTS_JITTER",
+        parse.whole(0),
+        "0",
+        "Random extra requests added to MAX_REQUESTS per worker",
+    )
+    gunicorn_config: str = setting(
+        "GUNICORN_CONFIG",
+        parse.release_file,
+        "",
+        "The app's own gunicorn settings file in APP_DIR, read after fabdeploy's",
+    )
+    health_path: str = setting(
+        "HEALTH_PATH", parse.url_path, "/health", "Path that answers 200 when the app is healthy"
+    )
+    health_host: str = setting(
+        "HEALTH_HOST",
+        parse.host_header,
+        "",
+        "Host header of every health probe (smoke, switch, health, status); empty: the address probed",
+    )
+    health_timeout: int = setting(
+        "HEALTH_TIMEOUT", parse.whole(1), "30", "Seconds a new release has to become healthy"
+    )
+    keep_releases: int = setting(
+        "KEEP_RELEASES",
+        parse.whole(2),
+        "5",
+        "Releases kept on each host (current and previous always)",
+    )
+    secrets_file: str = setting(
+        "SECRETS_FILE", parse.local_path, "", "Local env file of the app's secrets, uploaded 0600"
+    )
+    test_command: str = setting(
+        "TEST_COMMAND",
+        parse.command,
+        "python -m pytest -q",
+        "Command run in APP_DIR to gate a deploy, in the test venv; unset: detected (docs/test.md)",
+    )
+    test_requirements: str = setting(
+        "TEST_REQUIREMENTS",
+        parse.optional_relative_file,
+        "",
+        "Test requirements file in APP_DIR; empty: a test/dev group or extra, requirements-test.txt",
+    )
+    test_venv: bool = setting(
+        "TEST_VENV",
+        parse.yes_no,
+        "yes",
+        "yes: tests run in a local venv of the app's and test requirements; no: in fab's Python",
+    )
+    log_files: tuple[str, ...] = setting(
+        "LOG_FILES",
+        parse.globs,
+        "",
+        "The app's own log files (globs under shared/log) for `fab logs`",
+    )
+    hook_after_upload: str = setting(
+        "HOOK_AFTER_UPLOAD",
+        parse.command,
+        "",
+        "Command run in each new release after its venv is ready; 'once:' for one host",
+    )
+    hook_before_switch: str = setting(
+        "HOOK_BEFORE_SWITCH",
+        parse.command,
+        "",
+        "Command run in the new release before the switch (e.g. once: migrations)",
+    )
+    hook_after_switch: str = setting(
+        "HOOK_AFTER_SWITCH",
+        parse.command,
+        "",
+        "Command run in the new release after it serves; 'once:' for one host",
+    )
+    hook_failed: str = setting(
+        "HOOK_FAILED",
+        parse.command,
+        "",
+        "Command run locally when a deploy or rollback fails (FABDEPLOY_ERROR, FABDEPLOY_SERVING)",
+    )
+    migrate_command: str = setting(
+        "MIGRATE_COMMAND",
+        parse.command,
+        "",
+        "Command run once per deploy on the primary host, in the new release, before smoke",
+    )
+    migrate_on: str = setting(
+        "MIGRATE_ON",
+        parse.choice("primary", "all"),
+        "primary",
+        "Where MIGRATE_COMMAND runs: primary (once) or all (every host: host-local databases)",
+    )
+    migrate_timeout: int = setting(
+        "MIGRATE_TIMEOUT",
+        parse.whole(0),
+        "600",
+        "Seconds MIGRATE_COMMAND may run before it is stopped (TERM, then KILL); 0: no limit",
+    )
+    smoke_command: str = setting(
+        "SMOKE_COMMAND",
+        parse.command,
+        "",
+        "Command run in each new release before its side-port boot, part of the smoke check",
+    )
+    linked_dirs: tuple[str, ...] = setting(
+        "LINKED_DIRS",
+        parse.linked,
+        "",
+        "Directories of the app kept in shared/ and linked into every release (media)",
+    )
+    linked_files: tuple[str, ...] = setting(
+        "LINKED_FILES",
+        parse.linked,
+        "",
+        "Files of the app kept in shared/ and linked into every release (db.sqlite3)",
+    )
+    stop_timeout: int = setting(
+        "STOP_TIMEOUT",
+        parse.whole(1),
+        "60",
+        "Seconds a companion process has to stop after TERM before it is killed",
+    )
+    primary_host: str = setting(
+        "PRIMARY_HOST",
+        parse.primary,
+        "",
+        "Host of once: hooks, migrations, exec --once; empty: the first of the web role",
+    )
+    parallel: int = setting(
+        "PARALLEL", parse.whole(1), "8", "Hosts prepared at once in a fleet deploy"
+    )
+    switch_batch: str = setting(
+        "SWITCH_BATCH",
+        parse.batch,
+        "1,25%",
+        "Hosts switched a round: counts or percentages, the last repeating (1,25%: a canary first)",
+    )
+    #: Companion processes: name -> command (``PROCESS_<NAME>``), in env-file order.
+    processes: dict[str, str] = field(default_factory=dict, compare=False)
+    #: Roles: name -> its hosts (``ROLE_<NAME>``), and name -> what it runs (``RUNS_<NAME>``).
+    roles: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    runs: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    lines: dict[str, int] = field(default_factory=dict, compare=False)  # KEY -> its line
+    #: `deploy --ref`: the ref's commit; APP_DIR is then that commit's tree, exported.
+    revision: str = field(default="", compare=False)
+    secrets: Secrets = field(repr=False, compare=False, default_factory=lambda: Secrets(None, {}))
+
+    @property
+    def port(self) -> int:
+        """The TCP port gunicorn binds."""
+        return int(self.bind.rpartition(":")[2])
+
+    @property
+    def hooks(self) -> dict[str, str]:
+        """The command of each hook point (`HOOK_POINTS`), from its ``HOOK_<POINT>`` key."""
+        return {point: getattr(self, f"hook_{point}") for point in HOOK_POINTS}
+
+    @property
+    def service(self) -> str:
+        """The systemd unit's name."""
+        return f"{self.app_name}.service"
+
+    def unit(self, process: str) -> str:
+        """The systemd unit of ``process`` (`WEB` is the app's own service)."""
+        return self.service if process == WEB else f"{self.app_name}-{process}.service"
+
+    def where(self, key: str) -> str:
+        """``<env file>:<line>: KEY`` (or ``<env file>: KEY`` for a default), for messages."""
+        line = self.lines.get(key)
+        return f"{self.source}:{line}: {key}" if line else f"{self.source}: {key}"
+
+    def command(self, task: str) -> str:
+        """The ``fab`` command line that runs ``task`` against this environment."""
+        word = "" if self.environment == DEFAULT_ENVIRONMENT else f"{self.environment} "
+        return f"fab {word}{task}"
+
+    def batch_sizes(self, hosts: int) -> list[int]:
+        """How many of ``hosts`` hosts each switch round holds, in order (Ansible's ``serial``:
+        each item of SWITCH_BATCH is one round, the last repeats; a percentage is of the whole
+        fleet, rounded down, at least 1)."""
+        items = self.switch_batch.split(",")
+        sizes: list[int] = []
+        while sum(sizes) < hosts:
+            item = items[min(len(sizes), len(items) - 1)]
+            size = hosts * int(item[:-1]) // 100 if item.endswith("%") else int(item)
+            sizes.append(min(max(1, size), hosts - sum(sizes)))
+        return sizes
+
+
+#: Every key an environment file may set, in declaration order. `config/example.env` and
+#: docs/configuration.md document exactly these (tests keep them in step).
+KEYS: tuple[Key, ...] = tuple(declared(Settings).values())
+KEYS_BY_NAME = {key.name: key for key in KEYS}
+#: The hook points an environment file attaches a command to (``HOOK_<POINT>``).
+HOOK_POINTS = tuple(
+    key.name[len("HOOK_") :].lower() for key in KEYS if key.name.startswith("HOOK_")
+)
