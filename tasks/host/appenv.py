@@ -85,10 +85,10 @@ def run(
     )
 
 
-def run_in_current(host: Host, command: str, *, pty: bool = False) -> int:
-    """Run ``command`` in `current` on ``host`` as the app does; return its exit status."""
+def run_in_current(host: Host, wanted: str, *, pty: bool = False) -> int:
+    """Run ``wanted`` in `current` on ``host`` as the app does; return its exit status."""
     paths = Layout(host.settings.deploy_root)
-    line = command(host.settings, paths.current, command)
+    line = command(host.settings, paths.current, wanted)
     missing = f"no release deployed here ({paths.current} is missing): run fab deploy first"
     guard = f"test -d {quote(paths.current + '/')} || {{ echo {quote(missing)} >&2; exit 127; }}; "
     line = f"bash -c {quote(guard + line)}"  # one command: sudo -u applies to all of it

@@ -20,13 +20,14 @@ FAB = str(Path(sys.executable).with_name("fab"))
 FABFILE = '''
 from invoke import task
 
-from tasks import ns, remote
+from tasks import ns
+from tasks.ssh import session
 
 
 @task
 def whoami(c):
     """Print each host's hostname and login user."""
-    _, hosts = remote.session(c)
+    _, hosts = session.session(c)
     for host in hosts:
         host.run("hostname; id -un")
 
@@ -55,7 +56,7 @@ def fab(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def fingerprint(host: TestHost) -> str:
-    from tasks.remote import fingerprint as fp
+    from tasks.ssh.hostkeys import fingerprint as fp
 
     _, kind, blob = host.host_key_line.split()[:3]
     return fp(paramiko.PKey.from_type_string(kind, __import__("base64").b64decode(blob)))
