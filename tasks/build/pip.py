@@ -1,0 +1,40 @@
+"""Running pip on the deploying machine: one command shape, from PACKAGE_INDEX when set, with
+a host's environment markers when resolving for a host (``scripts/pip_for_host.py``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+
+#: Runs pip with another Python's environment-marker values.
+FOR_HOST = Path(__file__).resolve().parent.parent / "scripts" / "pip_for_host.py"
+
+
+def command(settings: Settings, *args: str, markers: Mapping[str, str] | None = None) -> list[str]:
+    """``python -m pip`` with ``args``, resolving from PACKAGE_INDEX when it is set; with
+    ``markers`` (a host's), requirement markers are evaluated with those values."""
+    index = ["--index-url", settings.package_index] if settings.package_index else []
+    pip = [sys.executable, str(FOR_HOST), json.dumps(dict(markers))] if markers else [
+        sys.executable, "-m", "pip"
+    ]  # fmt: skip
+    return [*pip, "--disable-pip-version-check", "--no-input", *args, *index]
+
+
+def run(settings: Settings, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a pip command in APP_DIR (relative paths in REQUIREMENTS resolve there)."""
+    return subprocess.run(argv, cwd=settings.app_dir, capture_output=True, text=True, check=False)
+
+
+def tail(result: subprocess.CompletedProcess[str]) -> str:
+    """The last lines pip printed, for an error message."""
+    return "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
