@@ -3,7 +3,6 @@ packages once per tag set of the hosts (`Build`)."""
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import shutil
@@ -11,33 +10,28 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from fabric import Connection
-from invoke import Collection, task
 from typing import TYPE_CHECKING
 
-from . import packages as build_packages
-from . import reqfiles
-from . import tags
-from . import workers
 from ..core.clock import release_name
 from ..core.errors import FabdeployError
-from ..core.local import local_user
-from ..core.local import pid_alive
+from ..core.local import local_user, pid_alive
 from ..core.paths import LOCAL_STATE
 from ..core.records import Revision
-from .packages import PREBUILT
-from .packages import PREBUILT_BIN
-from .packages import WHEELHOUSE
-from .source import _secrets_relative
-from .source import content_revision
-from .source import excluded
-from .source import git
-from .source import git_prefix
-from .source import require_committed
-from .source import walk
+from . import packages as build_packages
+from . import reqfiles, tags, workers
+from .packages import PREBUILT, PREBUILT_BIN, WHEELHOUSE
+from .source import (
+    _secrets_relative,
+    content_revision,
+    excluded,
+    git,
+    git_prefix,
+    require_committed,
+    walk,
+)
 
 if TYPE_CHECKING:
     from ..config import Settings

@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import source
 from ..core.errors import FabdeployError
+from . import source
 
 if TYPE_CHECKING:
     from ..config import Settings

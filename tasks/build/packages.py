@@ -34,16 +34,15 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from packaging.requirements import InvalidRequirement, Requirement
 from typing import TYPE_CHECKING
 
-from . import pip
-from . import reqfiles
-from . import wheels as build_wheels
+from packaging.requirements import InvalidRequirement, Requirement
+
 from ..core.errors import FabdeployError
-from ..core.paths import LOCAL_STATE
-from ..core.paths import VENV_MARKER
+from ..core.paths import LOCAL_STATE, VENV_MARKER
 from ..core.report import table
+from . import pip, reqfiles
+from . import wheels as build_wheels
 from .wheels import NoWheel
 
 if TYPE_CHECKING:

@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
-
 if TYPE_CHECKING:
     from ..config import Settings
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import reqfiles
-from . import source
-from ..core.errors import ConfigError
-from ..core.errors import FabdeployError
+from ..core.errors import ConfigError, FabdeployError
+from . import reqfiles, source
 
 if TYPE_CHECKING:
     from ..config import Settings

@@ -17,12 +17,12 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
 from typing import TYPE_CHECKING
 
-from ..core.errors import FabdeployError
-from ..core.errors import HostError
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from ..core.errors import FabdeployError, HostError
 from .wheels import parse_toml
 
 if TYPE_CHECKING:

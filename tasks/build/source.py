@@ -7,14 +7,8 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tarfile
-import tempfile
-import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from fabric import Connection
-from invoke import Collection, task
 from typing import TYPE_CHECKING
 
 from ..core.errors import FabdeployError

@@ -16,12 +16,12 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from packaging import tags as packaging_tags
 from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from ..core.errors import FabdeployError
-
 
 #: The script that prints a Python's tags as one JSON line (run on the hosts and locally).
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "host_tags.py"

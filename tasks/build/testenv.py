@@ -32,13 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import packages
-from . import pip
-from . import reqfiles
-from . import tags
 from ..core import paths
 from ..core.errors import FabdeployError
 from ..core.paths import VENV_MARKER
+from . import packages, pip, reqfiles, tags
 from .wheels import parse_toml
 
 if TYPE_CHECKING:

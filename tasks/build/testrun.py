@@ -23,17 +23,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from invoke import Collection, Context, task
 from typing import TYPE_CHECKING
 
-from . import packages
-from . import tags
-from . import testenv
+from invoke import Context
+
 from ..core import shell
-from ..core.errors import FabdeployError
-from ..core.errors import detail
-from ..core.output import LineWriter
-from ..core.output import Output
+from ..core.errors import FabdeployError, detail
+from ..core.output import LineWriter, Output
+from . import packages, tags, testenv
 
 if TYPE_CHECKING:
     from ..config import Settings

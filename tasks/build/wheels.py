@@ -19,14 +19,15 @@ import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import parse_wheel_filename
 from typing import TYPE_CHECKING
 
-from . import pip
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import parse_wheel_filename
+
 from ..core import shell
 from ..core.errors import FabdeployError
 from ..core.paths import Layout
+from . import pip
 from .tags import TagSet
 
 if TYPE_CHECKING:
