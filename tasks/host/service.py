@@ -16,7 +16,7 @@ the SSH session: a fab killed at any moment leaves the switch to finish, or go b
    open, and waits until those workers are gone: from then on only the new release's workers
    accept, so the health check tests it (an old worker that has not yet handled the signal
    could otherwise answer for the new release);
-4. health-checks ``http://127.0.0.1:<port><HEALTH_PATH>`` (bash's /dev/tcp, no process);
+4. health-checks `health_url` (BIND's address, 127.0.0.1 for a wildcard; bash's /dev/tcp);
 5. writes the new pid into the PIDFile (systemd re-reads it when the old main process exits,
    so it keeps tracking the service) and sends TERM to the old master, waiting for it to exit.
 
@@ -56,18 +56,6 @@ if TYPE_CHECKING:
     from ..ssh.host import Host
 
 
-#: Addresses gunicorn may bind that mean "every interface": probe 127.0.0.1 instead.
-WILDCARDS = {"0.0.0.0", "::", "[::]", "*", ""}
-
-
-def probe_host(bind: str) -> str:
-    """Where the probe connects: the bound address, or 127.0.0.1 for a wildcard bind."""
-    address = bind.rpartition(":")[0]
-    if address in WILDCARDS:
-        return "127.0.0.1"
-    return address.strip("[]")
-
-
 #: How many lines of shared/log/error.log a failed switch or start prints.
 LOG_TAIL = 30
 
@@ -94,14 +82,35 @@ def healthy(status: object) -> bool:
     return str(status).strip() == str(HEALTHY_STATUS)
 
 
+#: Addresses gunicorn may bind that mean "every interface": a probe connects to `LOOPBACK`.
+WILDCARDS = frozenset({"0.0.0.0", "::", "[::]", "*", ""})
+
+#: Where a probe on the host connects for a wildcard bind, IPv6's ``[::]`` included: on Linux
+#: an IPv6 wildcard socket takes IPv4 connections too unless it is v6only (gunicorn never sets
+#: IPV6_V6ONLY; net.ipv6.bindv6only is 0 unless an admin changed it), and 127.0.0.1 answers
+#: where IPv6 is disabled (no ::1 on lo) while the bind to ``[::]`` still works. One address
+#: for every wildcard, the one a Host check such as Django's ALLOWED_HOSTS most often lists.
+LOOPBACK = "127.0.0.1"
+
+
+def probe_address(bind: str) -> str:
+    """The address a probe on the host connects to for gunicorn's ``bind`` (HOST:PORT): the
+    bound address (an IPv6 one without brackets), or `LOOPBACK` for a wildcard."""
+    address = bind.rpartition(":")[0]
+    return LOOPBACK if address in WILDCARDS else address.strip("[]")
+
+
+def probe_netloc(settings: Settings, port: int | None = None) -> str:
+    """``host:port`` a probe on the host connects to (an IPv6 address in brackets): BIND's
+    port, or ``port``."""
+    address = probe_address(settings.bind)
+    host = f"[{address}]" if ":" in address else address
+    return f"{host}:{port or settings.port}"
+
+
 def health_url(settings: Settings, port: int | None = None) -> str:
-    """The URL of the health path as seen from the host itself."""
-    host = settings.bind.rpartition(":")[0]
-    if host in ("0.0.0.0", "", "*"):
-        host = "127.0.0.1"
-    elif host in ("[::]", "::"):
-        host = "[::1]"
-    return f"http://{host}:{port or settings.port}{settings.health_path}"
+    """The URL of the health path as seen from the host itself (`probe_netloc`)."""
+    return f"http://{probe_netloc(settings, port)}{settings.health_path}"
 
 
 def health_env(settings: Settings) -> dict[str, object]:

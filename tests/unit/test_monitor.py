@@ -199,7 +199,7 @@ def test_human_sizes_and_revisions() -> None:
     ],
 )
 def test_probe_goes_to_loopback_for_wildcard_binds(bind: str, target: str) -> None:
-    assert service.probe_host(bind) == target
+    assert service.probe_address(bind) == target
 
 
 # --- status parsing ------------------------------------------------------------------------
