@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ..core.clock import release_name
 from ..core.errors import FabdeployError
 from ..core.local import local_user, pid_alive
-from ..core.paths import LOCAL_STATE
+from ..core.paths import LOCAL_STATE, local_state
 from ..core.records import Revision
 from . import packages as build_packages
 from . import reqfiles, tags, workers
@@ -153,7 +153,7 @@ def _add_files(tar: tarfile.TarFile, app_dir: Path, files: list[str]) -> None:
 
 def _workdir(settings: Settings) -> Path:
     """A fresh ``.fabdeploy/tmp/build-<pid>-*`` dir; removes those of fabs that died."""
-    parent = settings.project_dir / LOCAL_STATE / "tmp"
+    parent = local_state(settings).tmp
     parent.mkdir(parents=True, exist_ok=True)
     for old in parent.glob("build-*"):
         pid = old.name.split("-")[1]

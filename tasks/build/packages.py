@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from packaging.requirements import InvalidRequirement, Requirement
 
 from ..core.errors import FabdeployError
-from ..core.paths import LOCAL_STATE, VENV_MARKER
+from ..core.paths import VENV_MARKER, local_state
 from ..core.report import table
 from . import pip, reqfiles
 from . import wheels as build_wheels
@@ -221,7 +221,7 @@ def wheelhouse(
     builder: Builder | None = None,
 ) -> Path:
     """Wheels of REQUIREMENTS for ``tags``, cached in ``.fabdeploy/wheels/<key>``."""
-    cache = settings.project_dir / LOCAL_STATE / "wheels" / cache_key(settings, requirements, tags)
+    cache = local_state(settings).wheels / cache_key(settings, requirements, tags)
     if (cache / VENV_MARKER).exists():
         count = len(check_wheels(cache, tags))
         shown = cache.relative_to(settings.project_dir)

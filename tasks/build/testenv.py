@@ -57,10 +57,7 @@ FILES = (
 )
 
 
-#: The test venvs' directory in the project's local state; the newest KEEP are kept.
-VENVS = "test-venvs"
-
-
+#: How many test venvs (`LocalState.test_venvs`) are kept, the newest.
 KEEP = 3
 
 
@@ -304,7 +301,7 @@ def prune(folder: Path, keep: Path) -> None:
 def venv(settings: Settings, found: TestRequirements, extra: tuple[str, ...], say: Callable[[str], None]) -> Path:  # fmt: skip
     """The test venv (the module doc says what is in it), made or reused."""
     wheels = wheelhouse(settings, say)
-    folder = settings.project_dir / paths.LOCAL_STATE / VENVS
+    folder = paths.local_state(settings).test_venvs
     where = folder / venv_key(wheels, found, extra, settings)
     shown = where.relative_to(settings.project_dir)
     if (where / VENV_MARKER).exists():

@@ -26,7 +26,7 @@ from packaging.utils import parse_wheel_filename
 
 from ..core import shell
 from ..core.errors import FabdeployError
-from ..core.paths import Layout
+from ..core.paths import layout
 from . import pip
 from .tags import TagSet
 
@@ -306,7 +306,7 @@ def build_on_host(host: Host, tags: TagSet, sdist: Path, deps: Path, requires: l
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(sdist, arcname=f"sdist/{sdist.name}")
         tar.add(deps, arcname="deps")
-    remote_archive = f"{Layout(host.settings.deploy_root).incoming}/{archive.name}"
+    remote_archive = f"{layout(host.settings).incoming}/{archive.name}"
     host.put(archive, remote_archive, progress=False)
     host.say(f"building a wheel of {sdist.name} for {tags.name} here (the other hosts get it)")
     result = host.script(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from invoke.runners import Result
 
 from ..core import shell
-from ..core.paths import Layout
+from ..core.paths import layout
 from ..core.shell import quote
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def run(
 
 def run_in_current(host: Host, command: str, *, pty: bool = False) -> int:
     """Run ``command`` in `current` on ``host`` as the app does; return its exit status."""
-    paths = Layout(host.settings.deploy_root)
+    paths = layout(host.settings)
     line = command(host.settings, paths.current, command)
     missing = f"no release deployed here ({paths.current} is missing): run fab deploy first"
     guard = f"test -d {quote(paths.current + '/')} || {{ echo {quote(missing)} >&2; exit 127; }}; "

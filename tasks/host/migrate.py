@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .. import roles
 from ..core.errors import HostError
-from ..core.paths import Layout
+from ..core.paths import layout
 from . import appenv
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def run(host: Host, release: str) -> bool:
     command = settings.migrate_command.strip()
     if not command:
         return False
-    where = Layout(settings.deploy_root).release(release)
+    where = layout(settings).release(release)
     on = "on every host" if settings.migrate_on == ALL else "once, on the primary host"
     host.say(f"migrate ({on}): {command}")
     result = appenv.run(

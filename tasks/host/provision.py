@@ -29,7 +29,7 @@ from .. import roles
 from ..build import pyreq
 from ..core import shell
 from ..core.errors import HostError
-from ..core.paths import Layout, logrotate_file, unit_file
+from ..core.paths import layout, logrotate_file, unit_file
 from . import linked, units
 from .units import render_gunicorn_conf, render_logrotate, render_unit
 
@@ -77,7 +77,7 @@ def app_user(host: Host) -> tuple[Change, str]:
         raise HostError(host.name, f"APP_USER {name!r} is not a valid user name")
     result = host.script(
         shell.shell("setup-user"),
-        env={"APP_USER": name, "ROOT": host.settings.deploy_root},
+        env={"APP_USER": name, "ROOT": layout(host.settings).root},
         hide=True,
         label="setup user",
     )
@@ -87,7 +87,7 @@ def app_user(host: Host) -> tuple[Change, str]:
 
 def directories(host: Host, group: str) -> Change:
     """The deploy root and its directories, owned by the app user (.incoming by the SSH user)."""
-    paths = Layout(host.settings.deploy_root)
+    paths = layout(host.settings)
     owned = [paths.root, paths.releases, paths.venvs, paths.shared, paths.logs, paths.pids]
     result = host.script(
         shell.shell("setup-directories"),
@@ -108,7 +108,7 @@ def directories(host: Host, group: str) -> Change:
 def secrets(host: Host, group: str) -> Change:
     """Upload SECRETS_FILE to shared/.env (0600, app user) when its checksum differs."""
     settings = host.settings
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     if settings.secrets.path is None:
         return _say(host, Change("secrets", False, "no SECRETS_FILE configured"))
     text = settings.secrets.render()
@@ -162,7 +162,7 @@ def write_file(
 def service(host: Host, group: str) -> list[Change]:
     """gunicorn.conf.py, the unit file (daemon-reload only if it changed), enable, logrotate."""
     settings = host.settings
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     name = host.app_user
     conf = write_file(
         host, paths.gunicorn_conf, render_gunicorn_conf(settings), owner=name, group=group

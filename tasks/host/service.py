@@ -48,7 +48,7 @@ from ..config import WEB
 from ..core import kv, shell
 from ..core.clock import release_name
 from ..core.errors import HostError
-from ..core.paths import Layout
+from ..core.paths import layout
 from . import processes
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ class Switched:
 
 def _switch_env(host: Host, target: str) -> dict[str, object]:
     settings = host.settings
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     return {
         **health_env(settings),
         "APP_USER": host.app_user,
@@ -192,7 +192,7 @@ def detached(host: Host, body: str, env: dict[str, object]) -> dict[str, object]
     along as well: it is what the switch is given)."""
     return {
         **env,
-        "DIR": Layout(host.settings.deploy_root).switch_runs,
+        "DIR": layout(host.settings).switch_runs,
         "ID": f"{release_name()}-{secrets.token_hex(3)}",
         "WAIT": DETACHED_WAIT,
         "BODY": shell.bash_text(body, env),
@@ -255,7 +255,7 @@ def current_release(host: Host) -> str:
     ``current_release`` is the scripts' one)."""
     result = host.script(
         shell.shell("current"),
-        env={"CURRENT": Layout(host.settings.deploy_root).current},
+        env={"CURRENT": layout(host.settings).current},
         hide=True,
         label="current release",
     )
@@ -266,7 +266,7 @@ def master_pid(host: Host) -> int | None:
     """The live gunicorn master's pid from the PIDFile (None: not running)."""
     result = host.script(
         shell.shell("master"),
-        env={"PIDFILE": Layout(host.settings.deploy_root).pidfile},
+        env={"PIDFILE": layout(host.settings).pidfile},
         hide=True,
         label="read pidfile",
     )

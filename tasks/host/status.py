@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import roles
 from ..core import kv, shell
-from ..core.paths import Layout
+from ..core.paths import layout
 from ..core.records import Revision
 from ..core.report import human_duration, human_kib, short_revision, table
 from ..ssh.fanout import ask
@@ -46,7 +46,7 @@ def _float(value: str | None) -> float | None:
 
 def _base_env(host: Host) -> dict[str, object]:
     settings = host.settings
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     return {
         "ROOT": paths.root,
         "RELEASES": paths.releases,

@@ -15,7 +15,7 @@ import pytest
 
 from tasks.core import shell
 from tasks.core.errors import HostError
-from tasks.core.paths import Layout, unit_file
+from tasks.core.paths import Layout, layout, unit_file
 from tasks.host import converge, units
 
 
@@ -72,7 +72,7 @@ def test_a_new_gunicorn_config_and_changed_secrets_are_converged(tmp_path: Path)
     files, secrets = as_set_up(tmp_path)
     now = host(tmp_path, "GUNICORN_CONFIG=conf/gunicorn.py\n", 'API_TOKEN="two"\n')
     drift = converge.drift(now, converge.parse(answer(files, secrets=secrets)))
-    paths = Layout(now.settings.deploy_root)
+    paths = layout(now.settings)
     assert [t.path for t in drift.files] == [paths.gunicorn_conf, paths.env_file]
     assert drift.secrets and drift.had == {paths.gunicorn_conf: True, paths.env_file: True}
     conf, env = drift.files
