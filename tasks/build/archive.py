@@ -9,13 +9,12 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..core.clock import release_name
+from ..core.clock import release_name, utc_now
 from ..core.errors import FabdeployError
 from ..core.local import local_user, pid_alive
 from ..core.paths import LOCAL_STATE, local_state
@@ -79,7 +78,7 @@ class Build:
 
     def revision_file(self, now: str | None = None, deploy_id: str = "") -> str:
         """The REVISION file's text for this release (made by the deploy ``deploy_id``)."""
-        stamp = now or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        stamp = now or utc_now()
         return Revision(self.revision, self.release, self.user, stamp, deploy_id).format()
 
     def cleanup(self) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..core import kv, shell
-from ..core.clock import release_name
+from ..core.clock import human_utc, release_name, utc_now
 from ..core.errors import HostError
 from ..core.local import local_user, pid_alive
 from ..core.paths import layout, local_state
@@ -135,8 +135,9 @@ def is_stale(owner: LockOwner | None, machine: str, alive: Callable[[int], bool]
 
 def break_line(held: str, why: str) -> str:
     """The revisions.log line that records breaking the lock ``held`` describes."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return Audit(now, "break-lock", "", "", local_user(), "broken", f"{held} ({why})").format()
+    return Audit(
+        utc_now(), "break-lock", "", "", local_user(), "broken", f"{held} ({why})"
+    ).format()
 
 
 @dataclass(frozen=True)
@@ -243,11 +244,7 @@ def refusal(settings: Settings, holder: LockOwner | None, held: str, wait: float
     """Why a command cannot take the lock: who holds it, since when and why; for a lock taken
     on purpose (`fab lock`) that it is one, for a deploy's that another deploy is running."""
     waited = f" (waited {wait:.0f}s)" if wait else ""
-    since = (
-        time.strftime(" since %Y-%m-%d %H:%M:%S UTC", time.gmtime(holder.since))
-        if holder and holder.since
-        else ""
-    )
+    since = f" since {human_utc(holder.since)}" if holder and holder.since else ""
     if holder is not None and holder.pid == 0:
         return (
             f"deploy lock held by {held}{since}{waited}: locked on purpose with `fab lock`, not "
