@@ -93,7 +93,7 @@ class HookContext:
     def run(self, command: str) -> Result:
         """Run ``command``: on the host in the release directory as the app user with the
         app's secrets in its environment and the release on PYTHONPATH (Ctrl-C ends it there:
-        `appenv.run`), or locally for local points. Fails loudly."""
+        `appenv.run_bounded`), or locally for local points. Fails loudly."""
         if self.host is None:
             env = {}
             if self.point == "failed":
@@ -111,7 +111,7 @@ class HookContext:
                 )
             return result
         where = self.path or layout(self.settings).root
-        return appenv.run(
+        return appenv.run_bounded(
             self.host, where, command, venv=bool(self.path), label=f"hook {self.point} `{command}`"
         )
 

@@ -10,7 +10,7 @@ release, for a database each host keeps itself (SQLite in shared/). A fleet of s
 hosts that migrates only the primary while its database looks host-local gets a warning from
 ``check``, ``plan`` and ``deploy`` (`local_database_warning`).
 
-The command is bounded (`appenv.run`): Ctrl-C ends it on the host, and so does
+The command is bounded (`appenv.run_bounded`): Ctrl-C ends it on the host, and so does
 MIGRATE_TIMEOUT. A failure, a timeout or an interruption stops the deploy with no host
 switched and the new release removed.
 """
@@ -100,7 +100,7 @@ def run(host: Host, release: str) -> bool:
     where = layout(settings).release(release)
     on = "on every host" if settings.migrate_on == ALL else "once, on the primary host"
     host.say(f"migrate ({on}): {command}")
-    result = appenv.run(
+    result = appenv.run_bounded(
         host, where, command, label="MIGRATE_COMMAND", timeout=settings.migrate_timeout, warn=True
     )
     if result.exited == appenv.TIMED_OUT and settings.migrate_timeout:

@@ -22,7 +22,10 @@ def smoke_command(host: Host, release: str) -> None:
     where = layout(host.settings).release(release)
     host.say(f"smoke: {command}")
     result = host.run(
-        appenv.command(host.settings, where, command), user=host.app_user, warn=True, label="smoke"
+        appenv.command_line(host.settings, where, command),
+        user=host.app_user,
+        warn=True,
+        label="smoke",
     )
     if result.failed:
         raise HostError(
