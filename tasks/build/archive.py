@@ -201,7 +201,7 @@ def build(
             wanted = targets_by_tags(targets) if targets else {local: ()}
             found = build_packages.resolve(settings, requirements, wanted, local, say, builder)
             for done in found:
-                workers.check(settings, done.folder)
+                workers.require_worker_class(settings, done.folder)
         name = release or release_name()
         archive = workdir / f"{name}.tar.gz"
         with tarfile.open(archive, "w:gz", compresslevel=6) as tar:

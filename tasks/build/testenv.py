@@ -251,10 +251,10 @@ def copy_prebuilt(site: Path, where: Path) -> None:
         (where / "bin" / script.name).chmod(0o755)
 
 
-def install(settings: Settings, python: Path, args: list[str], what: str) -> None:
+def pip_install(settings: Settings, python: Path, args: list[str], what: str) -> None:
     """fab's pip installs into the venv of ``python``; a failure names the test step."""
     command = pip.command(settings, "--python", str(python), "install", "-q", *args)
-    result = pip.run(settings, command)
+    result = pip.run_in_app_dir(settings, command)
     if result.returncode != 0 and "--python" in result.stderr and "no such option" in result.stderr:
         raise FabdeployError(
             "test step: fab's pip has no --python option (pip 22.3 or later has): upgrade pip "
@@ -284,7 +284,7 @@ def fill(settings: Settings, where: Path, wheels: Path | None, found: TestRequir
             listed = where / "test-requirements.txt"
             listed.write_text(found.text)
         args = [*links, *(["-r", str(listed)] if listed else []), *extra]
-        install(settings, python, args, f"the test requirements ({found.source or ', '.join(extra)})")  # fmt: skip
+        pip_install(settings, python, args, f"the test requirements ({found.source or ', '.join(extra)})")  # fmt: skip
 
 
 def prune(folder: Path, keep: Path) -> None:

@@ -250,8 +250,9 @@ def script_for(
     }
 
 
-def run(host: Host, found: Drift, mode: str) -> None:
-    """``scripts/converge.sh`` on its own (a host without the web process; back; forget)."""
+def change_files(host: Host, found: Drift, mode: str) -> None:
+    """Change setup's files on ``host`` by ``scripts/converge.sh`` on its own (``mode`` apply
+    or back, on a host without the web process; forget), not in a switch's body."""
     body, env = script(host, found, mode)
     host.script(shell.library() + "\n" + body, env=env, hide=True, label=f"setup's files ({mode})")  # fmt: skip
     if mode == "apply":

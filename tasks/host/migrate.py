@@ -91,7 +91,7 @@ def local_database_warning(settings: Settings, among: Sequence[str]) -> str:
     )
 
 
-def run(host: Host, release: str) -> bool:
+def migrate_release(host: Host, release: str) -> bool:
     """Run MIGRATE_COMMAND in ``release`` on ``host``; False when there is none."""
     settings = host.settings
     command = settings.migrate_command.strip()

@@ -147,7 +147,7 @@ def on_host(host: Host) -> list[Finding]:
         Finding("set up", True, f"{layout(host.settings).root}, sudo -n works"),
         attempt("python", lambda: host_python(host.settings, facts)),
     ]
-    return found + state(host, facts.running)
+    return found + host_state(host, facts.running)
 
 
 def host_python(settings: Settings, facts: host_facts.Facts) -> str:
@@ -161,7 +161,7 @@ def host_python(settings: Settings, facts: host_facts.Facts) -> str:
     return f"{facts.python.split(' (')[0]} ({facts.tags.name}){satisfies}"
 
 
-def state(host: Host, running: bool) -> list[Finding]:
+def host_state(host: Host, running: bool) -> list[Finding]:
     """Disk, port, unit and lock on the host (``running``: the app's master is alive)."""
     settings = host.settings
     result = host.script(

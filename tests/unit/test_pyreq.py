@@ -142,4 +142,4 @@ def test_check_plan_and_setup_refuse_the_host(
     with pytest.raises(
         HostError, match=r"^fabdeploy: \[web1\] PYTHON python3 is Python 3\.11\.2, which"
     ):
-        provision.prepare(host)  # type: ignore[arg-type]
+        provision.set_up(host)  # type: ignore[arg-type]

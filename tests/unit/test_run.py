@@ -221,11 +221,18 @@ def test_stage_modules_expose_their_functions() -> None:
     from tasks.host import facts, install, provision, service, smoke
 
     for module, names in {
-        provision: ("prepare", "system_packages", "app_user", "directories", "secrets", "service"),
+        provision: (
+            "set_up",
+            "system_packages",
+            "app_user",
+            "directories",
+            "upload_secrets",
+            "service_files",
+        ),
         facts: ("read_facts",),
         archive: ("build", "venv_digest"),
         install: ("ship", "install", "remove_release"),  # install unpacks
-        testrun: ("run_local",),
+        testrun: ("run_suite",),
         smoke: ("smoke",),
         service: ("switch", "start", "stop", "restart", "health", "master_pid", "current_release"),
     }.items():
