@@ -22,6 +22,7 @@ from invoke import Collection, task
 
 from .core import shell
 from .core.errors import FabdeployError, HostError, detail
+from .core.paths import local_state
 from .core.report import JSON_HELP, print_json
 from .host.lockfile import (
     LockOwner,
@@ -36,7 +37,6 @@ from .host.lockfile import (
     release_lock,
     saved_token,
     take_lock,
-    token_file,
 )
 from .ssh import fanout, session
 from .ssh.fanout import primary_first
@@ -69,7 +69,7 @@ def hold(c, reason=""):  # type: ignore[no-untyped-def]
                     host.output.line(host.name, f"failed: {detail(error)}", err=True)
             names = ", ".join(h.name for h, _ in failed)
             raise FabdeployError(f"lock failed on {names}: no host is left locked by this command")
-        path = token_file(settings)
+        path = local_state(settings).lock_token
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(owner.token + "\n", encoding="utf-8")
         for host in hosts:
@@ -128,7 +128,7 @@ def unlock(c, token=""):  # type: ignore[no-untyped-def]
 
     fanout.on_each_host(c, "unlock", work, hosts)
     if mine and not token:
-        token_file(settings).unlink(missing_ok=True)
+        local_state(settings).lock_token.unlink(missing_ok=True)
 
 
 ns = Collection("lock")

@@ -16,7 +16,7 @@ the SSH session: a fab killed at any moment leaves the switch to finish, or go b
    open, and waits until those workers are gone: from then on only the new release's workers
    accept, so the health check tests it (an old worker that has not yet handled the signal
    could otherwise answer for the new release);
-4. health-checks ``http://127.0.0.1:<port><HEALTH_PATH>`` (bash's /dev/tcp, no process);
+4. health-checks `health_url` (BIND's address, 127.0.0.1 for a wildcard; bash's /dev/tcp);
 5. writes the new pid into the PIDFile (systemd re-reads it when the old main process exits,
    so it keeps tracking the service) and sends TERM to the old master, waiting for it to exit.
 

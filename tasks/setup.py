@@ -4,15 +4,7 @@ Every item checks the host first and changes it only when needed, reporting "cha
 "no change" (a second ``fab setup`` prints "no change" for every item). Root actions use
 ``sudo -n``: passwordless sudo for the SSH user is a documented requirement.
 
-Functions other modules compose:
-
-- `prepare(host)` runs every item below in order and returns their `Change` list;
-- `packages(host)`, `user(host)`, `directories(host, group)`, `secrets(host, group)`,
-  `service(host, group)` are the items;
-- `check(host)` verifies a host was set up and returns its `Facts` (Python identity and the
-  wheel tags it accepts, learned in the same session, the release `current` points to), used
-  by the deploy's ``check`` step;
-- `render_unit`, `render_gunicorn_conf`, `render_logrotate` render the templates.
+The items are `tasks.host.provision`'s; ``setup`` runs the list `tasks.steps.lists.SETUP`.
 """
 
 from __future__ import annotations
@@ -28,10 +20,10 @@ from .host.provision import (
     directories,
     process_units,
     running_keeps,
-    secrets,
-    service,
+    service_files,
     shared_paths,
     system_packages,
+    upload_secrets,
 )
 from .ssh import fanout, session
 from .steps.lists import SETUP
@@ -66,7 +58,7 @@ def layout(c):  # type: ignore[no-untyped-def]
     def work(host: Host) -> None:
         _, group = app_user(host)
         directories(host, group)
-        running_keeps(host, [secrets(host, group)])
+        running_keeps(host, [upload_secrets(host, group)])
         shared_paths(host)
 
     fanout.on_each_host(c, "setup", work)
@@ -78,7 +70,7 @@ def service_(c):  # type: ignore[no-untyped-def]
 
     def work(host: Host) -> None:
         _, group = app_user(host)
-        running_keeps(host, service(host, group) + process_units(host, group))
+        running_keeps(host, service_files(host, group) + process_units(host, group))
 
     fanout.on_each_host(c, "setup", work)
 

@@ -2,7 +2,7 @@
 
 Functions other modules compose:
 
-- `run_local(c, settings, output=None)` runs the app's test suite in APP_DIR on this machine
+- `run_suite(c, settings, output=None)` runs the app's test suite in APP_DIR on this machine
   and raises `FabdeployError` when it fails, saying it was the test step, the command, and
   how to change or skip it. The command and the environment come from `tasks.testenv`: a
   local venv of the app's requirements (from the build's cached wheelhouse) plus its test
@@ -21,7 +21,7 @@ from __future__ import annotations
 from invoke import Collection, task
 
 from . import config
-from .build.testrun import run_local
+from .build.testrun import run_suite
 from .core.errors import FabdeployError, HostError
 from .host import service
 from .host.smoke import smoke
@@ -31,7 +31,7 @@ from .ssh import session
 @task
 def local(c):  # type: ignore[no-untyped-def]
     """Run the app's test suite locally (TEST_COMMAND in APP_DIR)."""
-    run_local(c, config.load(c))
+    run_suite(c, config.load(c))
 
 
 @task(name="smoke", help={"release": "release to check (default: the one `current` points to)"})

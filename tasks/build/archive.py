@@ -9,16 +9,15 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..core.clock import release_name
+from ..core.clock import release_name, utc_now
 from ..core.errors import FabdeployError
 from ..core.local import local_user, pid_alive
-from ..core.paths import LOCAL_STATE
+from ..core.paths import LOCAL_STATE, local_state
 from ..core.records import Revision
 from . import packages as build_packages
 from . import reqfiles, tags, workers
@@ -79,7 +78,7 @@ class Build:
 
     def revision_file(self, now: str | None = None, deploy_id: str = "") -> str:
         """The REVISION file's text for this release (made by the deploy ``deploy_id``)."""
-        stamp = now or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        stamp = now or utc_now()
         return Revision(self.revision, self.release, self.user, stamp, deploy_id).format()
 
     def cleanup(self) -> None:
@@ -153,7 +152,7 @@ def _add_files(tar: tarfile.TarFile, app_dir: Path, files: list[str]) -> None:
 
 def _workdir(settings: Settings) -> Path:
     """A fresh ``.fabdeploy/tmp/build-<pid>-*`` dir; removes those of fabs that died."""
-    parent = settings.project_dir / LOCAL_STATE / "tmp"
+    parent = local_state(settings).tmp
     parent.mkdir(parents=True, exist_ok=True)
     for old in parent.glob("build-*"):
         pid = old.name.split("-")[1]
@@ -202,7 +201,7 @@ def build(
             wanted = targets_by_tags(targets) if targets else {local: ()}
             found = build_packages.resolve(settings, requirements, wanted, local, say, builder)
             for done in found:
-                workers.check(settings, done.folder)
+                workers.require_worker_class(settings, done.folder)
         name = release or release_name()
         archive = workdir / f"{name}.tar.gz"
         with tarfile.open(archive, "w:gz", compresslevel=6) as tar:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from packaging.requirements import InvalidRequirement, Requirement
 
 from ..core.errors import FabdeployError
-from ..core.paths import LOCAL_STATE, VENV_MARKER
+from ..core.paths import VENV_MARKER, local_state
 from ..core.report import table
 from . import pip, reqfiles
 from . import wheels as build_wheels
@@ -193,7 +193,7 @@ def fill(
             command = wheelhouse_command(settings, tags, local, dest, requirements_file)
             if found.wheels:
                 command += ["--find-links", str(found.folder)]
-            result = pip.run(settings, command)
+            result = pip.run_in_app_dir(settings, command)
             if result.returncode == 0:
                 built = {name: "locally" for name in built_wheels(result.stdout)}
                 return {**built, **found.wheels}
@@ -221,7 +221,7 @@ def wheelhouse(
     builder: Builder | None = None,
 ) -> Path:
     """Wheels of REQUIREMENTS for ``tags``, cached in ``.fabdeploy/wheels/<key>``."""
-    cache = settings.project_dir / LOCAL_STATE / "wheels" / cache_key(settings, requirements, tags)
+    cache = local_state(settings).wheels / cache_key(settings, requirements, tags)
     if (cache / VENV_MARKER).exists():
         count = len(check_wheels(cache, tags))
         shown = cache.relative_to(settings.project_dir)
@@ -346,7 +346,7 @@ def resolve(
         done = Packages(
             tag_set, hosts, wheels, archive, digest, site is not None, names, origins(wheels)
         )
-        say(summary(done))
+        say(summary_line(done))
         found.append(done)
     return found
 
@@ -408,7 +408,7 @@ def wheel_label(name: str) -> tuple[str, str, str]:
     return parts[0].replace("_", "-").lower(), parts[1], "-".join(parts[-3:])
 
 
-def summary(packages: Packages) -> str:
+def summary_line(packages: Packages) -> str:
     """One line on the packages of one tag set: where they come from, how they ship, bytes."""
     places = [packages.built[w] for w in packages.wheels if w in packages.built]
     built = ", ".join(f"{places.count(p)} built {p}" for p in sorted(set(places))) or "0 built"

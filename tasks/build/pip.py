@@ -28,7 +28,7 @@ def command(settings: Settings, *args: str, markers: Mapping[str, str] | None = 
     return [*pip, "--disable-pip-version-check", "--no-input", *args, *index]
 
 
-def run(settings: Settings, argv: list[str]) -> subprocess.CompletedProcess[str]:
+def run_in_app_dir(settings: Settings, argv: list[str]) -> subprocess.CompletedProcess[str]:
     """Run a pip command in APP_DIR (relative paths in REQUIREMENTS resolve there)."""
     return subprocess.run(argv, cwd=settings.app_dir, capture_output=True, text=True, check=False)
 

@@ -57,10 +57,7 @@ FILES = (
 )
 
 
-#: The test venvs' directory in the project's local state; the newest KEEP are kept.
-VENVS = "test-venvs"
-
-
+#: How many test venvs (`LocalState.test_venvs`) are kept, the newest.
 KEEP = 3
 
 
@@ -254,10 +251,10 @@ def copy_prebuilt(site: Path, where: Path) -> None:
         (where / "bin" / script.name).chmod(0o755)
 
 
-def install(settings: Settings, python: Path, args: list[str], what: str) -> None:
+def pip_install(settings: Settings, python: Path, args: list[str], what: str) -> None:
     """fab's pip installs into the venv of ``python``; a failure names the test step."""
     command = pip.command(settings, "--python", str(python), "install", "-q", *args)
-    result = pip.run(settings, command)
+    result = pip.run_in_app_dir(settings, command)
     if result.returncode != 0 and "--python" in result.stderr and "no such option" in result.stderr:
         raise FabdeployError(
             "test step: fab's pip has no --python option (pip 22.3 or later has): upgrade pip "
@@ -287,7 +284,7 @@ def fill(settings: Settings, where: Path, wheels: Path | None, found: TestRequir
             listed = where / "test-requirements.txt"
             listed.write_text(found.text)
         args = [*links, *(["-r", str(listed)] if listed else []), *extra]
-        install(settings, python, args, f"the test requirements ({found.source or ', '.join(extra)})")  # fmt: skip
+        pip_install(settings, python, args, f"the test requirements ({found.source or ', '.join(extra)})")  # fmt: skip
 
 
 def prune(folder: Path, keep: Path) -> None:
@@ -304,7 +301,7 @@ def prune(folder: Path, keep: Path) -> None:
 def venv(settings: Settings, found: TestRequirements, extra: tuple[str, ...], say: Callable[[str], None]) -> Path:  # fmt: skip
     """The test venv (the module doc says what is in it), made or reused."""
     wheels = wheelhouse(settings, say)
-    folder = settings.project_dir / paths.LOCAL_STATE / VENVS
+    folder = paths.local_state(settings).test_venvs
     where = folder / venv_key(wheels, found, extra, settings)
     shown = where.relative_to(settings.project_dir)
     if (where / VENV_MARKER).exists():

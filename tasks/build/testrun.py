@@ -2,7 +2,7 @@
 
 Functions other modules compose:
 
-- `run_local(c, settings, output=None)` runs the app's test suite in APP_DIR on this machine
+- `run_suite(c, settings, output=None)` runs the app's test suite in APP_DIR on this machine
   and raises `FabdeployError` when it fails, saying it was the test step, the command, and
   how to change or skip it. The command and the environment come from `tasks.testenv`: a
   local venv of the app's requirements (from the build's cached wheelhouse) plus its test
@@ -120,7 +120,7 @@ def test_venv(settings: Settings, command: str, found: testenv.TestRequirements,
     return venv_env(venv), f"venv {shown}: {settings.requirements}{plus}"
 
 
-def run_local(c: Context, settings: Settings, output: Output | None = None) -> float:
+def run_suite(c: Context, settings: Settings, output: Output | None = None) -> float:
     """Run the test suite in APP_DIR locally; raise `FabdeployError` if it fails. Returns seconds."""
     output = output or Output(mask=settings.secrets.values())
     if not settings.app_dir.is_dir():

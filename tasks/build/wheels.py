@@ -26,7 +26,7 @@ from packaging.utils import parse_wheel_filename
 
 from ..core import shell
 from ..core.errors import FabdeployError
-from ..core.paths import Layout
+from ..core.paths import layout
 from . import pip
 from .tags import TagSet
 
@@ -135,7 +135,7 @@ def pin_direct(
             target = str(copy)
         before = set(found.folder.iterdir())
         argv = pip.command(settings, "wheel", "--no-deps", target, "-w", str(found.folder))
-        result = pip.run(settings, argv)
+        result = pip.run_in_app_dir(settings, argv)
         new = [p for p in set(found.folder.iterdir()) - before if p.suffix == ".whl"]
         if result.returncode != 0 or len(new) != 1:
             raise FabdeployError(
@@ -169,7 +169,7 @@ def sdist_of(settings: Settings, requirement: str, dest: Path) -> Path | None:
     except InvalidRequirement:
         return None
     argv = pip.command(settings, "download", "--no-deps", f"--no-binary={name}", requirement)
-    if pip.run(settings, [*argv, "-d", str(dest)]).returncode != 0:
+    if pip.run_in_app_dir(settings, [*argv, "-d", str(dest)]).returncode != 0:
         return None
     new = sorted(set(dest.iterdir()) - before)
     return new[0] if len(new) == 1 else None
@@ -235,7 +235,7 @@ def build_sdist(
     argv = pip.command(
         settings, "download", *tags.pip_args(), *requires, "-d", str(deps), markers=tags.markers
     )
-    result = pip.run(settings, argv)
+    result = pip.run_in_app_dir(settings, argv)
     if result.returncode != 0:
         raise NoWheel(
             requirement, tags, hosts,
@@ -275,7 +275,9 @@ def source_of(settings: Settings, target: str, wheel: str, dest: Path) -> Path |
     got = dest / "download"
     argv = pip.command(settings, "download", "--no-deps", target, "-d", str(got))
     files = (
-        sorted(got.iterdir()) if pip.run(settings, argv).returncode == 0 and got.is_dir() else []
+        sorted(got.iterdir())
+        if pip.run_in_app_dir(settings, argv).returncode == 0 and got.is_dir()
+        else []
     )
     if len(files) != 1:
         return None
@@ -306,7 +308,7 @@ def build_on_host(host: Host, tags: TagSet, sdist: Path, deps: Path, requires: l
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(sdist, arcname=f"sdist/{sdist.name}")
         tar.add(deps, arcname="deps")
-    remote_archive = f"{Layout(host.settings.deploy_root).incoming}/{archive.name}"
+    remote_archive = f"{layout(host.settings).incoming}/{archive.name}"
     host.put(archive, remote_archive, progress=False)
     host.say(f"building a wheel of {sdist.name} for {tags.name} here (the other hosts get it)")
     result = host.script(

@@ -1,6 +1,6 @@
 """Which package a gunicorn worker class comes from, and whether a build provides it.
 
-`check(settings, wheels)` runs once per deploy, locally, right after the wheelhouse is built:
+`require_worker_class(settings, wheels)` runs once per deploy, locally, right after the wheelhouse is built:
 a ``WORKER_CLASS`` whose top-level module no wheel of the requirements contains is refused
 with the env file's line, before anything is shipped to a host.
 """
@@ -48,7 +48,7 @@ def top_level_modules(wheels: Iterable[Path]) -> set[str]:
     return found
 
 
-def check(settings: Settings, wheels: Path) -> None:
+def require_worker_class(settings: Settings, wheels: Path) -> None:
     """Refuse a WORKER_CLASS that none of the wheels in ``wheels`` provides."""
     module = needed_module(settings.worker_class)
     if module is None or module in top_level_modules(sorted(wheels.glob("*.whl"))):

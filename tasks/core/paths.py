@@ -1,4 +1,5 @@
-"""Where things live on a host, and the formats of the files fabdeploy keeps there.
+"""Where things live: on a host (`Layout`, `layout(settings)`) and in the project on this
+machine (`LocalState`, `local_state(settings)`).
 
 ```
 <deploy_root>/
@@ -15,12 +16,26 @@
   .switch/                      each switch's script, log and exit status (it runs detached)
   revisions.log                 one audit line per deploy or rollback, appended only
 ```
-Every module asks `Layout` for paths; none spells them itself.
+Every module asks `layout(settings)` for paths; none spells them itself.
+
+In the project, fabdeploy's own files (`LOCAL_STATE`; never shipped, never "dirty"):
+
+```
+.fabdeploy/
+  deploys/<environment>.json    the last deploy's summary, for `deploy --resume`
+  locks/<environment>.token     the token of the lock `fab lock` took
+  wheels/<key>/                 wheelhouses, one per requirements and tag set
+  test-venvs/<key>/             the test command's venvs (the newest few are kept)
+  tmp/build-<pid>-*/            a build's work dirs (removed when their fab is gone)
+```
+Every module asks `local_state(settings)` for them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 #: Written into a venv once its packages are in; a venv dir without it is rebuilt.
 VENV_MARKER = ".fabdeploy-complete"
@@ -109,6 +124,18 @@ class Layout:
         return f"{self.venvs}/{digest}"
 
 
+class Rooted(Protocol):
+    """What `layout` reads: the settings (`tasks.config.Settings`) and their DEPLOY_ROOT."""
+
+    @property
+    def deploy_root(self) -> str: ...
+
+
+def layout(settings: Rooted) -> Layout:
+    """The paths under the deploy root of ``settings`` (DEPLOY_ROOT): the one way to them."""
+    return Layout(settings.deploy_root)
+
+
 def unit_file(app_name: str) -> str:
     """The systemd unit file of the app's service."""
     return f"/etc/systemd/system/{app_name}.service"
@@ -119,5 +146,57 @@ def logrotate_file(app_name: str) -> str:
     return f"/etc/logrotate.d/{app_name}"
 
 
-#: fabdeploy's local state in the project (the wheel cache): never shipped, never "dirty".
+#: fabdeploy's local state in the project (`LocalState`): never shipped, never "dirty".
 LOCAL_STATE = ".fabdeploy"
+
+
+@dataclass(frozen=True)
+class LocalState:
+    """fabdeploy's files in one project (``<project>/.fabdeploy``) for one environment."""
+
+    project_dir: Path
+    environment: str
+
+    @property
+    def root(self) -> Path:
+        return self.project_dir / LOCAL_STATE
+
+    @property
+    def deploy_record(self) -> Path:
+        """The last deploy of the environment (`tasks.engine.resume`)."""
+        return self.root / "deploys" / f"{self.environment}.json"
+
+    @property
+    def lock_token(self) -> Path:
+        """The token of the lock `fab lock` took for the environment."""
+        return self.root / "locks" / f"{self.environment}.token"
+
+    @property
+    def wheels(self) -> Path:
+        """The wheelhouses, each in a directory named by its cache key."""
+        return self.root / "wheels"
+
+    @property
+    def test_venvs(self) -> Path:
+        """The test command's venvs, each in a directory named by its key."""
+        return self.root / "test-venvs"
+
+    @property
+    def tmp(self) -> Path:
+        """The builds' work dirs."""
+        return self.root / "tmp"
+
+
+class InProject(Protocol):
+    """What `local_state` reads: the settings' project dir and environment."""
+
+    @property
+    def project_dir(self) -> Path: ...
+
+    @property
+    def environment(self) -> str: ...
+
+
+def local_state(settings: InProject) -> LocalState:
+    """fabdeploy's files in the project of ``settings``, for its environment."""
+    return LocalState(settings.project_dir, settings.environment)

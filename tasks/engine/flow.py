@@ -17,6 +17,7 @@ from invoke import Context
 from ..config import roles
 from ..core.errors import detail
 from ..core.output import Output
+from ..core.paths import local_state
 from ..core.report import table, write_json
 from ..host.lockfile import LockOwner, new_id
 from ..ssh import fanout
@@ -208,7 +209,7 @@ class Run:
                 for name, result in self.resume.results.items()
                 if name not in ours
             ]
-        path = engine_resume.record_file(self.settings)
+        path = local_state(self.settings).deploy_record
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(str(path), data)
 

@@ -29,7 +29,7 @@ from invoke.runners import Result
 
 from .. import config
 from ..core.errors import FabdeployError
-from ..core.paths import Layout
+from ..core.paths import layout
 from ..host import appenv
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class HookContext:
         """The release's directory on the host ("" before upload and for local points)."""
         if not self.release:
             return ""
-        return Layout(self.settings.deploy_root).release(self.release)
+        return layout(self.settings).release(self.release)
 
     def say(self, text: str) -> None:
         """Print ``text``, prefixed with the host when there is one."""
@@ -93,7 +93,7 @@ class HookContext:
     def run(self, command: str) -> Result:
         """Run ``command``: on the host in the release directory as the app user with the
         app's secrets in its environment and the release on PYTHONPATH (Ctrl-C ends it there:
-        `appenv.run`), or locally for local points. Fails loudly."""
+        `appenv.run_bounded`), or locally for local points. Fails loudly."""
         if self.host is None:
             env = {}
             if self.point == "failed":
@@ -110,8 +110,8 @@ class HookContext:
                     f"hook {self.point}: `{command}` failed (exit {result.exited})"
                 )
             return result
-        where = self.path or self.settings.deploy_root
-        return appenv.run(
+        where = self.path or layout(self.settings).root
+        return appenv.run_bounded(
             self.host, where, command, venv=bool(self.path), label=f"hook {self.point} `{command}`"
         )
 

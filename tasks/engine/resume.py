@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import FabdeployError
+from ..core.paths import local_state
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -41,11 +41,6 @@ class Record:
         return [h for h in hosts if h in self.results and not self.serving(h)]
 
 
-def record_file(settings: Settings) -> Path:
-    """Where the last deploy of this environment is recorded."""
-    return settings.project_dir / ".fabdeploy" / "deploys" / f"{settings.environment}.json"
-
-
 def parse(data: dict[str, object]) -> Record:
     """A `Record` from a deploy's summary data (``Run.summary_data``)."""
     hosts = data.get("hosts", [])
@@ -62,7 +57,7 @@ def parse(data: dict[str, object]) -> Record:
 
 def load(settings: Settings) -> Record:
     """The record of the deploy to resume; a clear error when there is none to resume."""
-    path = record_file(settings)
+    path = local_state(settings).deploy_record
     if not path.is_file():
         raise FabdeployError(
             f"--resume: no deploy of {settings.environment} recorded here ({path}): "

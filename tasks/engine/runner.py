@@ -121,7 +121,7 @@ def on_hosts(run_: Run, step: Step, hosts: list[Host]) -> None:
 
 
 def interrupted(run_: Run, step: Step, hosts: list[Host]) -> None:
-    """Ctrl-C during a host step (its bounded commands ended on the hosts: `appenv.run`): say
+    """Ctrl-C during a host step (its bounded commands ended on the hosts: `appenv.run_bounded`): say
     so, and let the step recover as after a failure (the unswitched release removed)."""
     name = step.phase or step.name
     for host in hosts:

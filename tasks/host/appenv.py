@@ -1,6 +1,6 @@
 """The app's environment on a host: the command line that runs something as the app runs.
 
-`command(settings, where, command)` is the shell line (for `Host.run` with ``user=`` the app
+`command_line(settings, where, command)` is the shell line (for `Host.run` with ``user=`` the app
 user) that runs ``command`` in the release directory ``where``, with that release's venv first
 on PATH (``VIRTUAL_ENV`` set, so ``python``, ``flask``, ``celery``, ``manage.py`` shebangs
 resolve to it), ``where`` first on PYTHONPATH (the app's own packages import as they do under
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from invoke.runners import Result
 
 from ..core import shell
-from ..core.paths import Layout
+from ..core.paths import layout
 from ..core.shell import quote
 
 if TYPE_CHECKING:
@@ -34,11 +34,11 @@ WITH_SECRETS = Path(__file__).resolve().parent.parent / "scripts" / "with_secret
 STOP_GRACE = 10
 
 
-#: `run`'s exit status for a command that ran longer than its timeout (``scripts/bounded.sh``).
+#: `run_bounded`'s exit status for a command that ran longer than its timeout (``scripts/bounded.sh``).
 TIMED_OUT = 124
 
 
-def command(settings: Settings, where: str, command: str, *, venv: bool = True) -> str:
+def command_line(settings: Settings, where: str, command: str, *, venv: bool = True) -> str:
     """``bash -c`` line running ``command`` in ``where`` like the app (see the module doc).
 
     ``venv=False`` (before a release has one) uses the host's PYTHON and leaves PATH and
@@ -54,7 +54,7 @@ def command(settings: Settings, where: str, command: str, *, venv: bool = True) 
     return f"bash -c {quote(script)} {quote(command)}"
 
 
-def run(
+def run_bounded(
     host: Host,
     where: str,
     cmd: str,
@@ -64,7 +64,7 @@ def run(
     timeout: int = 0,
     warn: bool = False,
 ) -> Result:
-    """Run ``cmd`` on ``host`` like the app (as `command` does), as the app user, under
+    """Run ``cmd`` on ``host`` like the app (as `command_line` does), as the app user, under
     ``scripts/bounded.sh``: Ctrl-C (or a lost session) ends it and everything it started on the
     host, and so does ``timeout`` seconds (0: no limit); a failure raises unless ``warn``."""
     return host.script(
@@ -85,10 +85,10 @@ def run(
     )
 
 
-def run_in_current(host: Host, wanted: str, *, pty: bool = False) -> int:
-    """Run ``wanted`` in `current` on ``host`` as the app does; return its exit status."""
-    paths = Layout(host.settings.deploy_root)
-    line = command(host.settings, paths.current, wanted)
+def run_in_current(host: Host, command: str, *, pty: bool = False) -> int:
+    """Run ``command`` in `current` on ``host`` as the app does; return its exit status."""
+    paths = layout(host.settings)
+    line = command_line(host.settings, paths.current, command)
     missing = f"no release deployed here ({paths.current} is missing): run fab deploy first"
     guard = f"test -d {quote(paths.current + '/')} || {{ echo {quote(missing)} >&2; exit 127; }}; "
     line = f"bash -c {quote(guard + line)}"  # one command: sudo -u applies to all of it

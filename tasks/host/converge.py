@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from ..config import roles
 from ..core import kv, shell
 from ..core.errors import HostError
-from ..core.paths import Layout, unit_file
+from ..core.paths import layout, unit_file
 from . import units as host_units
 from .units import render_gunicorn_conf, render_unit
 
@@ -98,7 +98,7 @@ class Drift:
 def program(host: Host) -> tuple[str, dict[str, object]]:
     """The script (``scripts/plan.sh``) and env that read setup's files on ``host``."""
     settings = host.settings
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     units = [host_units.process_unit_path(settings, name) for name in roles.companions_of(settings, host.name)]  # fmt: skip
     return shell.shell("plan"), {
         "UNIT": unit_file(settings.app_name),
@@ -141,9 +141,7 @@ def targets(host: Host, group: str) -> list[Target]:
     settings, user = host.settings, host.app_user
     found = [
         Target(unit_file(settings.app_name), render_unit(settings, user, group)),
-        Target(
-            Layout(settings.deploy_root).gunicorn_conf, render_gunicorn_conf(settings), user, group
-        ),
+        Target(layout(settings).gunicorn_conf, render_gunicorn_conf(settings), user, group),
     ]
     for name in roles.companions_of(settings, host.name):
         text = host_units.render_process_unit(settings, name, user, group)
@@ -158,7 +156,7 @@ def secrets_target(host: Host, group: str) -> tuple[Target, str] | None:
         return None
     text = settings.secrets.render()
     digest = hashlib.sha256(text.encode()).hexdigest()
-    path = Layout(settings.deploy_root).env_file
+    path = layout(settings).env_file
     return Target(path, text, host.app_user, group, "600"), f"{digest} {host.app_user}:{group}:600"
 
 
@@ -252,8 +250,9 @@ def script_for(
     }
 
 
-def run(host: Host, found: Drift, mode: str) -> None:
-    """``scripts/converge.sh`` on its own (a host without the web process; back; forget)."""
+def change_files(host: Host, found: Drift, mode: str) -> None:
+    """Change setup's files on ``host`` by ``scripts/converge.sh`` on its own (``mode`` apply
+    or back, on a host without the web process; forget), not in a switch's body."""
     body, env = script(host, found, mode)
     host.script(shell.library() + "\n" + body, env=env, hide=True, label=f"setup's files ({mode})")  # fmt: skip
     if mode == "apply":

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..build import tags as build_tags
 from ..core import kv, shell
 from ..core.errors import HostError
-from ..core.paths import VENV_MARKER, Layout, unit_file
+from ..core.paths import VENV_MARKER, layout, unit_file
 
 if TYPE_CHECKING:
     from ..build.tags import TagSet
@@ -33,7 +33,7 @@ class Facts:
 def facts_program(host: Host) -> tuple[str, dict[str, object]]:
     """The script (``scripts/facts.sh``) and env that learn a host's `Facts`."""
     settings = host.settings
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     facts_py, host_tags = shell.script_file("facts.py"), build_tags.script_text()
     return shell.shell("facts"), {
         "RELEASES": paths.releases,

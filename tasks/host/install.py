@@ -10,7 +10,7 @@ from ..build import packages
 from ..build.archive import Venv, venv_contents, venv_digest
 from ..core import shell
 from ..core.errors import HostError
-from ..core.paths import VENV_MARKER, Layout
+from ..core.paths import VENV_MARKER, layout
 from . import linked
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def ship(host: Host, build: Build, facts: Facts) -> list[tuple[str, str]]:
     """Copy the source archive to ``.incoming``, and the packages archive of the host's tag
     set when it lacks the release's venv (`needs_packages`). Returns (remote path, sha256)
     pairs. One SFTP session; `install` checks and unpacks them."""
-    paths = Layout(host.settings.deploy_root)
+    paths = layout(host.settings)
     shipped = [(build.archive, build.sha256, f"{build.release}.tar.gz")]
     wanted = build.packages_for(facts.tags)
     if wanted is not None and needs_packages(build, facts):
@@ -53,7 +53,7 @@ def install_program(
     """``scripts/install.sh`` and its env: the release's venv (reused, or built from the
     packages) and its REVISION (naming the deploy ``deploy_id``); run as the app user."""
     settings = host.settings
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     return shell.script_file("install.sh"), {
         "VENVS": paths.venvs,
         "DIGEST": facts_digest(build, facts),
@@ -79,7 +79,7 @@ def install(
     """In one session: verify the shipped ``archives``, remove leftovers of interrupted
     deploys (in ``.incoming``, half-made releases), unpack ``releases/<name>``, link .env, then
     give it its venv and REVISION (`install_program`). LINKED_DIRS/FILES follow."""
-    paths = Layout(host.settings.deploy_root)
+    paths = layout(host.settings)
     body, env = install_program(host, build, facts, deploy_id)
     started = time.monotonic()
     result = host.script(
@@ -109,7 +109,7 @@ def install(
 
 def remove_release(host: Host, name: str) -> None:
     """Delete ``releases/<name>`` unless `current` points to it."""
-    paths = Layout(host.settings.deploy_root)
+    paths = layout(host.settings)
     if not name or "/" in name or name.startswith("."):
         raise HostError(host.name, f"not a release name: {name!r}")
     host.script(

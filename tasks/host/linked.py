@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..core import shell
 from ..core.errors import HostError
-from ..core.paths import Layout
+from ..core.paths import layout
 
 if TYPE_CHECKING:
     from ..ssh.host import Host
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def _env(host: Host, release: str) -> dict[str, object]:
     settings = host.settings
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     return {
         "APP_USER": host.app_user,
         "SHARED": paths.shared,

@@ -23,14 +23,13 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core import kv, shell
-from ..core.clock import release_name
+from ..core.clock import human_utc, release_name, utc_now
 from ..core.errors import HostError
 from ..core.local import local_user, pid_alive
-from ..core.paths import Layout
+from ..core.paths import layout, local_state
 from ..core.records import Audit
 
 if TYPE_CHECKING:
@@ -136,8 +135,9 @@ def is_stale(owner: LockOwner | None, machine: str, alive: Callable[[int], bool]
 
 def break_line(held: str, why: str) -> str:
     """The revisions.log line that records breaking the lock ``held`` describes."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return Audit(now, "break-lock", "", "", local_user(), "broken", f"{held} ({why})").format()
+    return Audit(
+        utc_now(), "break-lock", "", "", local_user(), "broken", f"{held} ({why})"
+    ).format()
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def _lock_script(
     """One try at ``mkdir .lock`` (as the app user); ``force`` (a break line) removes a held
     lock first. ``then`` runs right after in the same session when the lock was taken: a
     failure there raises `HostError`, the lock held."""
-    paths = Layout(host.settings.deploy_root)
+    paths = layout(host.settings)
     body, env = then or ("", {})
     result = host.script(
         shell.shell("lock-then"),
@@ -244,11 +244,7 @@ def refusal(settings: Settings, holder: LockOwner | None, held: str, wait: float
     """Why a command cannot take the lock: who holds it, since when and why; for a lock taken
     on purpose (`fab lock`) that it is one, for a deploy's that another deploy is running."""
     waited = f" (waited {wait:.0f}s)" if wait else ""
-    since = (
-        time.strftime(" since %Y-%m-%d %H:%M:%S UTC", time.gmtime(holder.since))
-        if holder and holder.since
-        else ""
-    )
+    since = f" since {human_utc(holder.since)}" if holder and holder.since else ""
     if holder is not None and holder.pid == 0:
         return (
             f"deploy lock held by {held}{since}{waited}: locked on purpose with `fab lock`, not "
@@ -273,7 +269,7 @@ def read_lock(host: Host) -> tuple[LockOwner | None, int] | None:
 
 
 def _status_env(host: Host) -> dict[str, object]:
-    return {"LOCK": Layout(host.settings.deploy_root).lock}
+    return {"LOCK": layout(host.settings).lock}
 
 
 def parse_held(text: str) -> tuple[LockOwner | None, int] | None:
@@ -319,7 +315,7 @@ def release_lock(
 
     ``first``: work deferred to this session (a deploy's cleanup and record), run as the app
     user before the lock goes; each part's failure is printed as a warning, never fatal."""
-    paths = Layout(host.settings.deploy_root)
+    paths = layout(host.settings)
     result = host.script(
         shell.shell("deferred") + shell.shell("unlock"),
         env={
@@ -349,14 +345,9 @@ def release_lock(
     return held
 
 
-def token_file(settings: Settings) -> Path:
-    """Where `fab lock` keeps the token of the lock it took for this environment."""
-    return settings.project_dir / ".fabdeploy" / "locks" / f"{settings.environment}.token"
-
-
 def saved_token(settings: Settings) -> str:
     """The token `fab lock` saved for this environment ("" when none)."""
-    path = token_file(settings)
+    path = local_state(settings).lock_token
     return path.read_text(encoding="utf-8").strip() if path.is_file() else ""
 
 

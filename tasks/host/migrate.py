@@ -10,7 +10,7 @@ release, for a database each host keeps itself (SQLite in shared/). A fleet of s
 hosts that migrates only the primary while its database looks host-local gets a warning from
 ``check``, ``plan`` and ``deploy`` (`local_database_warning`).
 
-The command is bounded (`appenv.run`): Ctrl-C ends it on the host, and so does
+The command is bounded (`appenv.run_bounded`): Ctrl-C ends it on the host, and so does
 MIGRATE_TIMEOUT. A failure, a timeout or an interruption stops the deploy with no host
 switched and the new release removed.
 """
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ..config import roles
 from ..core.errors import HostError
-from ..core.paths import Layout
+from ..core.paths import layout
 from . import appenv
 
 if TYPE_CHECKING:
@@ -91,16 +91,16 @@ def local_database_warning(settings: Settings, among: Sequence[str]) -> str:
     )
 
 
-def run(host: Host, release: str) -> bool:
+def migrate_release(host: Host, release: str) -> bool:
     """Run MIGRATE_COMMAND in ``release`` on ``host``; False when there is none."""
     settings = host.settings
     command = settings.migrate_command.strip()
     if not command:
         return False
-    where = Layout(settings.deploy_root).release(release)
+    where = layout(settings).release(release)
     on = "on every host" if settings.migrate_on == ALL else "once, on the primary host"
     host.say(f"migrate ({on}): {command}")
-    result = appenv.run(
+    result = appenv.run_bounded(
         host, where, command, label="MIGRATE_COMMAND", timeout=settings.migrate_timeout, warn=True
     )
     if result.exited == appenv.TIMED_OUT and settings.migrate_timeout:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ..config import roles
 from ..core import shell
 from ..core.errors import HostError
-from ..core.paths import Layout
+from ..core.paths import layout
 
 if TYPE_CHECKING:
     from ..ssh.host import Host
@@ -75,7 +75,7 @@ def restart(host: Host) -> list[str]:
 
 def link_current(host: Host, release: str) -> None:
     """Point `current` at ``release`` on a host without the web process."""
-    paths = Layout(host.settings.deploy_root)
+    paths = layout(host.settings)
     host.script(
         shell.shell("link_current"),
         env={

@@ -6,13 +6,14 @@ Every item checks the host first and changes it only when needed, reporting "cha
 
 Functions other modules compose:
 
-- `prepare(host)` runs every item below in order and returns their `Change` list;
-- `packages(host)`, `user(host)`, `directories(host, group)`, `secrets(host, group)`,
-  `service(host, group)` are the items;
-- `check(host)` verifies a host was set up and returns its `Facts` (Python identity and the
-  wheel tags it accepts, learned in the same session, the release `current` points to), used
-  by the deploy's ``check`` step;
-- `render_unit`, `render_gunicorn_conf`, `render_logrotate` render the templates.
+- `set_up(host)` runs every item below in order and returns their `Change` list;
+- `system_packages(host)`, `app_user(host)`, `directories(host, group)`,
+  `upload_secrets(host, group)`, `shared_paths(host)`, `service_files(host, group)`,
+  `process_units(host, group)` are the items;
+- `running_keeps(host, changes)` says what the running processes keep until a deploy.
+
+`tasks.host.facts` learns whether a host was set up (the deploy's ``check`` step);
+`tasks.host.units` renders the templates.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ..build import pyreq
 from ..config import roles
 from ..core import shell
 from ..core.errors import HostError
-from ..core.paths import Layout, logrotate_file, unit_file
+from ..core.paths import layout, logrotate_file, unit_file
 from . import linked, units
 from .units import render_gunicorn_conf, render_logrotate, render_unit
 
@@ -77,7 +78,7 @@ def app_user(host: Host) -> tuple[Change, str]:
         raise HostError(host.name, f"APP_USER {name!r} is not a valid user name")
     result = host.script(
         shell.shell("setup-user"),
-        env={"APP_USER": name, "ROOT": host.settings.deploy_root},
+        env={"APP_USER": name, "ROOT": layout(host.settings).root},
         hide=True,
         label="setup user",
     )
@@ -87,7 +88,7 @@ def app_user(host: Host) -> tuple[Change, str]:
 
 def directories(host: Host, group: str) -> Change:
     """The deploy root and its directories, owned by the app user (.incoming by the SSH user)."""
-    paths = Layout(host.settings.deploy_root)
+    paths = layout(host.settings)
     owned = [paths.root, paths.releases, paths.venvs, paths.shared, paths.logs, paths.pids]
     result = host.script(
         shell.shell("setup-directories"),
@@ -105,10 +106,10 @@ def directories(host: Host, group: str) -> Change:
     return _say(host, Change("directories", lines[:1] == ["changed"], detail))
 
 
-def secrets(host: Host, group: str) -> Change:
+def upload_secrets(host: Host, group: str) -> Change:
     """Upload SECRETS_FILE to shared/.env (0600, app user) when its checksum differs."""
     settings = host.settings
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     if settings.secrets.path is None:
         return _say(host, Change("secrets", False, "no SECRETS_FILE configured"))
     text = settings.secrets.render()
@@ -159,10 +160,10 @@ def write_file(
     return result.stdout.strip() == "changed"
 
 
-def service(host: Host, group: str) -> list[Change]:
+def service_files(host: Host, group: str) -> list[Change]:
     """gunicorn.conf.py, the unit file (daemon-reload only if it changed), enable, logrotate."""
     settings = host.settings
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     name = host.app_user
     conf = write_file(
         host, paths.gunicorn_conf, render_gunicorn_conf(settings), owner=name, group=group
@@ -230,14 +231,14 @@ def process_units(host: Host, group: str) -> list[Change]:
     return changes
 
 
-def prepare(host: Host) -> list[Change]:
+def set_up(host: Host) -> list[Change]:
     """Every setup item on ``host``, in order; returns what changed. A Python that does not
     satisfy the app's Python requirement (`tasks.pyreq`) stops it after the packages."""
     changes = [system_packages(host)]
     pyreq.require_host(host.settings, host.name, changes[0].detail)
     change, group = app_user(host)
-    changes += [change, directories(host, group), secrets(host, group), shared_paths(host)]
-    changes += service(host, group)
+    changes += [change, directories(host, group), upload_secrets(host, group), shared_paths(host)]
+    changes += service_files(host, group)
     changes += process_units(host, group)
     return changes
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..core import shell
-from ..core.paths import Layout
+from ..core.paths import layout
 from ..core.records import Audit, Revision
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class Inventory:
 
 def inventory_program(host: Host) -> tuple[str, dict[str, object]]:
     """The script (``scripts/inventory.sh``) and env that list a host's `Inventory`."""
-    paths = Layout(host.settings.deploy_root)
+    paths = layout(host.settings)
     return shell.shell("inventory"), {
         "CURRENT": paths.current,
         "RELEASES": paths.releases,
@@ -160,7 +160,7 @@ def plan_prune(found: Inventory, keep: int, protect: str = "") -> Pruning:
 def prune_program(host: Host, pruning: Pruning) -> tuple[str, dict[str, object]]:
     """The script (``scripts/prune.sh``, run as the app user) removing what ``pruning`` says."""
     return shell.shell("prune"), {
-        "ROOT": Layout(host.settings.deploy_root).root,
+        "ROOT": layout(host.settings).root,
         "RELEASES": "\n".join(pruning.releases),
         "VENVS": "\n".join(pruning.venvs),
     }
@@ -178,7 +178,7 @@ def prune(host: Host, keep: int, protect: str = "") -> list[str]:
 
 def read_revision(host: Host, release: str) -> str:
     """The revision in ``releases/<release>/REVISION`` ("" when unreadable)."""
-    path = f"{Layout(host.settings.deploy_root).release(release)}/REVISION"
+    path = f"{layout(host.settings).release(release)}/REVISION"
     text = host.script(shell.shell("read-file"), env={"FILE": path}, hide=True).stdout
     parsed = Revision.parse(text)
     return parsed.revision if parsed else ""
@@ -188,7 +188,7 @@ def audit_program(host: Host, audit: Audit) -> tuple[str, dict[str, object]]:
     """The script appending ``audit`` to revisions.log (as the app user)."""
     return shell.shell("record"), {
         "LINE": audit.format(),
-        "LOG": Layout(host.settings.deploy_root).revisions_log,
+        "LOG": layout(host.settings).revisions_log,
     }
 
 

@@ -16,7 +16,7 @@ the SSH session: a fab killed at any moment leaves the switch to finish, or go b
    open, and waits until those workers are gone: from then on only the new release's workers
    accept, so the health check tests it (an old worker that has not yet handled the signal
    could otherwise answer for the new release);
-4. health-checks ``http://127.0.0.1:<port><HEALTH_PATH>`` (bash's /dev/tcp, no process);
+4. health-checks `health_url` (BIND's address, 127.0.0.1 for a wildcard; bash's /dev/tcp);
 5. writes the new pid into the PIDFile (systemd re-reads it when the old main process exits,
    so it keeps tracking the service) and sends TERM to the old master, waiting for it to exit.
 
@@ -47,24 +47,12 @@ from ..config import WEB, roles
 from ..core import kv, shell
 from ..core.clock import release_name
 from ..core.errors import HostError
-from ..core.paths import Layout
+from ..core.paths import layout
 from . import processes
 
 if TYPE_CHECKING:
     from ..config import Settings
     from ..ssh.host import Host
-
-
-#: Addresses gunicorn may bind that mean "every interface": probe 127.0.0.1 instead.
-WILDCARDS = {"0.0.0.0", "::", "[::]", "*", ""}
-
-
-def probe_host(bind: str) -> str:
-    """Where the probe connects: the bound address, or 127.0.0.1 for a wildcard bind."""
-    address = bind.rpartition(":")[0]
-    if address in WILDCARDS:
-        return "127.0.0.1"
-    return address.strip("[]")
 
 
 #: How many lines of shared/log/error.log a failed switch or start prints.
@@ -93,14 +81,35 @@ def healthy(status: object) -> bool:
     return str(status).strip() == str(HEALTHY_STATUS)
 
 
+#: Addresses gunicorn may bind that mean "every interface": a probe connects to `LOOPBACK`.
+WILDCARDS = frozenset({"0.0.0.0", "::", "[::]", "*", ""})
+
+#: Where a probe on the host connects for a wildcard bind, IPv6's ``[::]`` included: on Linux
+#: an IPv6 wildcard socket takes IPv4 connections too unless it is v6only (gunicorn never sets
+#: IPV6_V6ONLY; net.ipv6.bindv6only is 0 unless an admin changed it), and 127.0.0.1 answers
+#: where IPv6 is disabled (no ::1 on lo) while the bind to ``[::]`` still works. One address
+#: for every wildcard, the one a Host check such as Django's ALLOWED_HOSTS most often lists.
+LOOPBACK = "127.0.0.1"
+
+
+def probe_address(bind: str) -> str:
+    """The address a probe on the host connects to for gunicorn's ``bind`` (HOST:PORT): the
+    bound address (an IPv6 one without brackets), or `LOOPBACK` for a wildcard."""
+    address = bind.rpartition(":")[0]
+    return LOOPBACK if address in WILDCARDS else address.strip("[]")
+
+
+def probe_netloc(settings: Settings, port: int | None = None) -> str:
+    """``host:port`` a probe on the host connects to (an IPv6 address in brackets): BIND's
+    port, or ``port``."""
+    address = probe_address(settings.bind)
+    host = f"[{address}]" if ":" in address else address
+    return f"{host}:{port or settings.port}"
+
+
 def health_url(settings: Settings, port: int | None = None) -> str:
-    """The URL of the health path as seen from the host itself."""
-    host = settings.bind.rpartition(":")[0]
-    if host in ("0.0.0.0", "", "*"):
-        host = "127.0.0.1"
-    elif host in ("[::]", "::"):
-        host = "[::1]"
-    return f"http://{host}:{port or settings.port}{settings.health_path}"
+    """The URL of the health path as seen from the host itself (`probe_netloc`)."""
+    return f"http://{probe_netloc(settings, port)}{settings.health_path}"
 
 
 def health_env(settings: Settings) -> dict[str, object]:
@@ -154,7 +163,7 @@ class Switched:
 
 def _switch_env(host: Host, target: str) -> dict[str, object]:
     settings = host.settings
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     return {
         **health_env(settings),
         "APP_USER": host.app_user,
@@ -182,7 +191,7 @@ def detached(host: Host, body: str, env: dict[str, object]) -> dict[str, object]
     along as well: it is what the switch is given)."""
     return {
         **env,
-        "DIR": Layout(host.settings.deploy_root).switch_runs,
+        "DIR": layout(host.settings).switch_runs,
         "ID": f"{release_name()}-{secrets.token_hex(3)}",
         "WAIT": DETACHED_WAIT,
         "BODY": shell.bash_text(body, env),
@@ -245,7 +254,7 @@ def current_release(host: Host) -> str:
     ``current_release`` is the scripts' one)."""
     result = host.script(
         shell.shell("current"),
-        env={"CURRENT": Layout(host.settings.deploy_root).current},
+        env={"CURRENT": layout(host.settings).current},
         hide=True,
         label="current release",
     )
@@ -256,7 +265,7 @@ def master_pid(host: Host) -> int | None:
     """The live gunicorn master's pid from the PIDFile (None: not running)."""
     result = host.script(
         shell.shell("master"),
-        env={"PIDFILE": Layout(host.settings.deploy_root).pidfile},
+        env={"PIDFILE": layout(host.settings).pidfile},
         hide=True,
         label="read pidfile",
     )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..core import shell
 from ..core.errors import HostError
-from ..core.paths import Layout
+from ..core.paths import layout
 from . import appenv, service
 
 if TYPE_CHECKING:
@@ -19,10 +19,13 @@ def smoke_command(host: Host, release: str) -> None:
     command = host.settings.smoke_command.strip()
     if not command:
         return
-    where = Layout(host.settings.deploy_root).release(release)
+    where = layout(host.settings).release(release)
     host.say(f"smoke: {command}")
     result = host.run(
-        appenv.command(host.settings, where, command), user=host.app_user, warn=True, label="smoke"
+        appenv.command_line(host.settings, where, command),
+        user=host.app_user,
+        warn=True,
+        label="smoke",
     )
     if result.failed:
         raise HostError(
@@ -35,7 +38,7 @@ def smoke(host: Host, release: str) -> None:
     """SMOKE_COMMAND, then import the WSGI target and serve ``release`` on a side port until it
     is healthy."""
     settings = host.settings
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     smoke_command(host, release)
     result = host.script(
         shell.shell("smoke"),

@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import roles
 from ..core import kv, shell
-from ..core.paths import Layout
+from ..core.paths import layout
 from ..core.records import Revision
 from ..core.report import human_duration, human_kib, short_revision, table
 from ..ssh.fanout import ask
 from . import service
-from .service import probe_host
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -47,7 +46,7 @@ def _float(value: str | None) -> float | None:
 
 def _base_env(host: Host) -> dict[str, object]:
     settings = host.settings
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     return {
         "ROOT": paths.root,
         "RELEASES": paths.releases,
@@ -235,7 +234,7 @@ def gather_status(hosts: list[Host], settings: Settings, *, sample: bool) -> lis
     def env(host: Host) -> dict[str, object]:
         return {
             **_base_env(host),
-            "PROBE_HOST": probe_host(settings.bind),
+            "PROBE_HOST": service.probe_address(settings.bind),
             "PORT": settings.port,
             "HEALTH_PATH": settings.health_path,
             "HEALTH_HOST": settings.health_host,
@@ -260,7 +259,7 @@ def render_status(statuses: list[Status]) -> str:
 
 def refused(settings: Settings, statuses: Sequence[Status]) -> str:
     """`run.refused_host` when some host's health path answered 400 ("" otherwise)."""
-    sent = service.host_header(settings, f"http://{probe_host(settings.bind)}:{settings.port}")
+    sent = service.host_header(settings, service.health_url(settings))
     found = (service.refused_host(settings, s.health_status, sent) for s in statuses)
     return next((why for why in found if why), "")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING
 
-from ..core.paths import Layout
+from ..core.paths import layout
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -22,7 +22,7 @@ def process_unit_path(settings: Settings, process: str) -> str:
 def render_process_unit(settings: Settings, process: str, user: str, group: str) -> str:
     """The text of ``/etc/systemd/system/<app>-<process>.service``."""
 
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     current = paths.current.replace("%", "%%")
     venv = f"{current}/.venv"
     environment = [f"VIRTUAL_ENV={venv}", f"PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin"]
@@ -62,7 +62,7 @@ def _template(name: str) -> Template:
 
 def exec_start(settings: Settings) -> list[str]:
     """The service's command: gunicorn via `current`'s venv python, paths not resolved."""
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     return [
         f"{paths.current}/.venv/bin/python",
         "-m",
@@ -76,7 +76,7 @@ def exec_start(settings: Settings) -> list[str]:
 
 def render_unit(settings: Settings, user: str, group: str) -> str:
     """The text of ``/etc/systemd/system/<app>.service``."""
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     return _template("app.service.in").substitute(
         app_name=settings.app_name,
         pidfile=_systemd_path(paths.pidfile),
@@ -91,7 +91,7 @@ def render_unit(settings: Settings, user: str, group: str) -> str:
 
 def render_gunicorn_conf(settings: Settings) -> str:
     """The text of ``shared/gunicorn.conf.py`` (values as Python literals)."""
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     return _template("gunicorn.conf.py.in").substitute(
         app_name=settings.app_name,
         app_name_py=repr(settings.app_name),
@@ -115,7 +115,7 @@ def render_gunicorn_conf(settings: Settings) -> str:
 
 def render_logrotate(settings: Settings, user: str, group: str) -> str:
     """The text of ``/etc/logrotate.d/<app>``: shared/log/*.log, copytruncate."""
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     return _template("logrotate.in").substitute(
         app_name=settings.app_name,
         logs=paths.logs.replace('"', ""),

@@ -1,4 +1,4 @@
-# Run one of the app's commands (a migration, a hook) as the app runs (`appenv.run`), so
+# Run one of the app's commands (a migration, a hook) as the app runs (`appenv.run_bounded`), so
 # that it never outlives the SSH session that started it, nor TIMEOUT seconds.
 #
 # In: DIR (the release, where it runs) VENV (yes: DIR/.venv first on PATH, DIR first on

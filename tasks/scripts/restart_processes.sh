@@ -9,7 +9,7 @@
 # stderr and exit 1.
 mapfile -t units <<< "${UNITS:?}"
 [ -n "${units[0]:-}" ] || exit 0
-since=$(date '+%Y-%m-%d %H:%M:%S')
+since=$(date +%s)
 sudo -n systemctl "$VERB" -- "${units[@]}" || true
 [ "$VERB" = stop ] && exit 0
 declare -A pid restarts
@@ -29,7 +29,7 @@ for unit in "${units[@]}"; do
   else
     failed=1
     echo "$unit did not come back: $state (pid ${pid[$unit]} -> $now); its journal:" >&2
-    sudo -n journalctl -u "$unit" --since "$since" -n "$LINES" --no-pager -o cat >&2 || true
+    sudo -n journalctl -u "$unit" --since "@$since" -n "$LINES" --no-pager -o cat >&2 || true
   fi
 done
 exit $failed

@@ -23,7 +23,7 @@ from ..build import preflight, pyreq, source
 from ..core import kv, shell
 from ..core.errors import FabdeployError, HostError, detail
 from ..core.local import local_user, pid_alive
-from ..core.paths import Layout
+from ..core.paths import layout
 from ..host import facts as host_facts
 from ..host import migrate
 from ..host.lockfile import describe_held, is_stale, read_lock
@@ -144,10 +144,10 @@ def on_host(host: Host) -> list[Finding]:
     except HostError as exc:
         return [*found, Finding("set up", False, exc.detail)]
     found += [
-        Finding("set up", True, f"{host.settings.deploy_root}, sudo -n works"),
+        Finding("set up", True, f"{layout(host.settings).root}, sudo -n works"),
         attempt("python", lambda: host_python(host.settings, facts)),
     ]
-    return found + state(host, facts.running)
+    return found + host_state(host, facts.running)
 
 
 def host_python(settings: Settings, facts: host_facts.Facts) -> str:
@@ -161,16 +161,16 @@ def host_python(settings: Settings, facts: host_facts.Facts) -> str:
     return f"{facts.python.split(' (')[0]} ({facts.tags.name}){satisfies}"
 
 
-def state(host: Host, running: bool) -> list[Finding]:
+def host_state(host: Host, running: bool) -> list[Finding]:
     """Disk, port, unit and lock on the host (``running``: the app's master is alive)."""
     settings = host.settings
     result = host.script(
         shell.shell("check"),
         env={
-            "ROOT": settings.deploy_root,
+            "ROOT": layout(settings).root,
             "SERVICE": settings.service,
             "PORT": settings.port,
-            "PIDFILE": Layout(settings.deploy_root).pidfile,
+            "PIDFILE": layout(settings).pidfile,
         },
         hide=True,
         label="check",
@@ -183,7 +183,7 @@ def state(host: Host, running: bool) -> list[Finding]:
         Finding(
             "disk",
             free >= MIN_FREE_MIB,
-            f"{free} MiB free under {settings.deploy_root}"
+            f"{free} MiB free under {layout(settings).root}"
             + ("" if free >= MIN_FREE_MIB else f" (a deploy needs {MIN_FREE_MIB} MiB)"),
         ),
         Finding("unit", True, f"{settings.service} is {unit}" + ("" if running else ", no master")),

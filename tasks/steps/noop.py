@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from ..config import roles
 from .resuming import resumed_everywhere
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..engine.flow import Run
+    from ..host.facts import Facts
+
+
+def serves_revision(settings: Settings, name: str, facts: Facts, revision: str) -> bool:
+    """Whether host ``name`` serves ``revision``: `current` is a release of it and, where the
+    host's roles run the web process, gunicorn runs (a worker-only host runs none)."""
+    return facts.revision == revision and (facts.running or not roles.serves_web(settings, name))
+
+
+def serving_everywhere(settings: Settings, facts: Mapping[str, Facts], revision: str) -> bool:
+    """Whether every host of ``facts`` (host name -> its facts) serves ``revision``."""
+    return all(serves_revision(settings, name, f, revision) for name, f in facts.items())
+
+
+def nothing_to_deploy(
+    settings: Settings, facts: Mapping[str, Facts], revision: str, drifted: Collection[str]
+) -> bool:
+    """The one no-op rule: a deploy of ``revision`` (the build's) changes nothing when every
+    host serves it already (`serving_everywhere`), setup's files changed on none of them
+    (``drifted``: the hosts where they did) and the revision is not a dirty tree's."""
+    return (
+        not drifted
+        and not revision.endswith("-dirty")
+        and serving_everywhere(settings, facts, revision)
+    )
 
 
 def already_serving(run_: Run) -> bool:
@@ -17,25 +44,22 @@ def already_serving(run_: Run) -> bool:
     assert run_.build is not None
     if run_.resume:
         return resumed_everywhere(run_)
-    revision = run_.build.revision
-    web = {h.name: roles.serves_web(run_.settings, h.name) for h in run_.hosts}
-    same = all(
-        f.revision == revision and (f.running or not web.get(name, True))
-        for name, f in run_.facts.items()
-    )
+    if run_.force:
+        return False
+    settings, revision = run_.settings, run_.build.revision
     drifted = [name for name, files in run_.drift.items() if files]
-    if same and drifted and not run_.force:
+    if drifted and serving_everywhere(settings, run_.facts, revision):
         run_.say(
             f"every host serves revision {revision} already, but setup's files changed on "
             f"{', '.join(drifted)}: deploying it again applies them (graceful restarts)"
         )
         return False
-    if same and not run_.force and not run_.resume and not revision.endswith("-dirty"):
-        for host in run_.hosts:
-            run_.results[host.name] = f"no change, serving {run_.served[host.name]}"
-        run_.say(
-            f"no change: every host already serves revision {revision} "
-            "(nothing restarted; --force deploys it again)"
-        )
-        return True
-    return False
+    if not nothing_to_deploy(settings, run_.facts, revision, drifted):
+        return False
+    for host in run_.hosts:
+        run_.results[host.name] = f"no change, serving {run_.served[host.name]}"
+    run_.say(
+        f"no change: every host already serves revision {revision} "
+        "(nothing restarted; --force deploys it again)"
+    )
+    return True

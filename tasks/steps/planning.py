@@ -29,6 +29,7 @@ from ..host import converge, install, migrate
 from ..host import facts as host_facts
 from ..ssh import fanout
 from . import lists
+from .noop import nothing_to_deploy
 
 if TYPE_CHECKING:
     from ..build import archive
@@ -47,7 +48,7 @@ class HostPlan:
     serving: str  # the release it serves ("" none)
     serving_revision: str
     revision: str  # the revision the deploy would ship
-    change: bool  # False: every host serves this revision already, nothing would restart
+    change: bool  # False: `noop.nothing_to_deploy`, nothing would restart
     ship_bytes: int  # the archive, and the packages when the host lacks the venv
     packages_shipped: bool
     venv: str  # the venv's digest
@@ -63,6 +64,11 @@ class HostPlan:
     migrates: bool = False  # MIGRATE_COMMAND would run here (MIGRATE_ON)
     round: int = 0  # the switch round (1: the first, the canary)
     rounds: list[list[str]] = field(default_factory=list)  # the whole fleet's, in order
+
+    @property
+    def drifted(self) -> bool:
+        """Whether the deploy would change setup's files here (or refuse to)."""
+        return bool(self.refused or self.stale or self.secrets_changed or any(self.files.values()))
 
 
 def diff(path: str, have: str, want: str) -> str:
@@ -165,16 +171,16 @@ def make_plan(c: Context, settings: Settings, hosts: list[Host], build: archive.
     plans = answers(
         fanout.each(hosts, lambda h: plan_host(c, h, build, facts[h.name]), settings.parallel)
     )
-    same = all(f.revision == build.revision and f.running for f in facts.values())
     order = [[p.host for p in batch] for batch in rounds(plans, settings.batch_sizes(len(hosts)))]
     for number, batch in enumerate(order, 1):
         for plan in plans:
             if plan.host in batch:
                 plan.round = number
-    drifted = any(p.refused or p.stale or p.secrets_changed or any(p.files.values()) for p in plans)  # fmt: skip
+    drifted = [p.host for p in plans if p.drifted]
+    change = not nothing_to_deploy(settings, facts, build.revision, drifted)
     migrating = migrate.hosts(settings, [p.host for p in plans])
     for index, plan in enumerate(plans):
-        plan.change = not same or drifted or build.revision.endswith("-dirty")
+        plan.change = change
         plan.migrates = plan.host in migrating
         plan.hooks = hooks_on(c, settings, index == 0)
         plan.rounds = order

@@ -80,7 +80,7 @@ def run_tests(run_: Run) -> None:
     any host changes (and leaves nothing for `--resume`)."""
     pyreq.require_local(run_.settings)  # the local Python satisfies the app's requirement
     try:
-        testrun.run_local(run_.c, run_.settings, run_.output)
+        testrun.run_suite(run_.c, run_.settings, run_.output)
     except BaseException:
         for host in run_.hosts:
             run_.results[host.name] = f"not deployed, serving {run_.served.get(host.name) or 'nothing'}"  # fmt: skip
@@ -174,7 +174,7 @@ def install_release(run_: Run, host: Host) -> None:
 def run_migrations(run_: Run, host: Host) -> None:
     """MIGRATE_COMMAND in the new release, once per deploy (MIGRATE_ON=all: on every host),
     before any smoke check."""
-    migrate.run(host, run_.release[host.name])
+    migrate.migrate_release(host, run_.release[host.name])
 
 
 def smoke_test(run_: Run, host: Host) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..host.provision import prepare, running_keeps
+from ..host.provision import running_keeps, set_up
 
 if TYPE_CHECKING:
     from ..engine.flow import Run
@@ -13,4 +13,4 @@ if TYPE_CHECKING:
 
 def set_up_host(run_: Run, host: Host) -> None:
     """Packages, the app user, directories, secrets, linked paths and units, as needed."""
-    running_keeps(host, prepare(host))
+    running_keeps(host, set_up(host))

@@ -99,7 +99,7 @@ def switch_host(
             host.say(f"setup's files {'in place' if files.applied else 'back'}: {files.describe()}")  # fmt: skip
     else:
         if files and files.files:
-            converge.run(host, files, mode)
+            converge.change_files(host, files, mode)
         processes.link_current(host, release)
 
 

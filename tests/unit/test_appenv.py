@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from tasks import config
 from tasks.core import secretsfile
@@ -40,20 +41,47 @@ def run(line: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_script_in_a_subdirectory_imports_the_app_package(tmp_path: Path) -> None:
     settings, where = release(tmp_path, {"GREETING": "hi"})
-    done = run(appenv.command(settings, str(where), "python scripts/migrate.py"))
+    done = run(appenv.command_line(settings, str(where), "python scripts/migrate.py"))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("imported shop")
 
 
 def test_the_release_comes_before_the_apps_own_pythonpath(tmp_path: Path) -> None:
     settings, where = release(tmp_path, {"PYTHONPATH": "/opt/extra:/opt/more"})
-    shown = run(appenv.command(settings, str(where), 'echo "$PYTHONPATH"'))
+    shown = run(appenv.command_line(settings, str(where), 'echo "$PYTHONPATH"'))
     assert shown.stdout.strip() == f"{where}:/opt/extra:/opt/more"
-    done = run(appenv.command(settings, str(where), "python scripts/migrate.py"))
+    done = run(appenv.command_line(settings, str(where), "python scripts/migrate.py"))
     assert done.stdout.strip() == f"imported shop ['{where}', '/opt/extra']", done.stderr
 
 
 def test_without_a_venv_the_pythonpath_is_left_alone(tmp_path: Path) -> None:
     settings, where = release(tmp_path, {})
-    line = appenv.command(settings, str(where), 'echo "[$PYTHONPATH]"', venv=False)
+    line = appenv.command_line(settings, str(where), 'echo "[$PYTHONPATH]"', venv=False)
     assert run(line).stdout.strip() == "[]"
+
+
+class LocalHost:
+    """A host that runs its commands here under bash (the app user: whoever runs the tests)."""
+
+    def __init__(self, settings: config.Settings) -> None:
+        self.settings, self.app_user, self.out = settings, "", ""
+
+    def run(self, line: str, **kwargs: object) -> SimpleNamespace:
+        done = run(line)
+        self.out += done.stdout + done.stderr
+        return SimpleNamespace(exited=done.returncode)
+
+
+def test_exec_runs_in_current_as_the_app(tmp_path: Path) -> None:
+    """`fab exec`'s line: in `current`, with the release's venv and secrets; its exit status
+    (the module's `command_line` was once shadowed here by the parameter of that name)."""
+    _, where = release(tmp_path, {"GREETING": "hi"})
+    (tmp_path / "config" / "staging.env").write_text(f"APP_NAME=shop\nDEPLOY_ROOT={tmp_path}\n")
+    host = LocalHost(config.build("staging", tmp_path))
+    assert appenv.run_in_current(host, "exit 3") == 127  # type: ignore[arg-type]
+    assert "no release deployed here" in host.out
+    (tmp_path / "current").symlink_to(where)
+    command = 'python scripts/migrate.py && echo "$GREETING from $PWD" && exit 3'
+    assert appenv.run_in_current(host, command) == 3  # type: ignore[arg-type]
+    assert "imported shop" in host.out
+    assert f"hi from {tmp_path}/current" in host.out

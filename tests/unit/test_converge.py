@@ -15,7 +15,7 @@ import pytest
 
 from tasks.core import shell
 from tasks.core.errors import HostError
-from tasks.core.paths import Layout, unit_file
+from tasks.core.paths import Layout, layout, unit_file
 from tasks.host import converge, units
 
 
@@ -72,7 +72,7 @@ def test_a_new_gunicorn_config_and_changed_secrets_are_converged(tmp_path: Path)
     files, secrets = as_set_up(tmp_path)
     now = host(tmp_path, "GUNICORN_CONFIG=conf/gunicorn.py\n", 'API_TOKEN="two"\n')
     drift = converge.drift(now, converge.parse(answer(files, secrets=secrets)))
-    paths = Layout(now.settings.deploy_root)
+    paths = layout(now.settings)
     assert [t.path for t in drift.files] == [paths.gunicorn_conf, paths.env_file]
     assert drift.secrets and drift.had == {paths.gunicorn_conf: True, paths.env_file: True}
     conf, env = drift.files
@@ -247,7 +247,7 @@ def test_secrets_digest_is_setups(tmp_path: Path) -> None:
 
 def switching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """web1 (web) and jobs1 (worker only), each with a staged gunicorn.conf.py; what the
-    switch, `converge.run`, link_current and the unstaging were given, in order."""
+    switch, `converge.change_files`, link_current and the unstaging were given, in order."""
     from tasks import config
     from tasks.engine import flow
     from tasks.host import install, processes, service
@@ -272,7 +272,7 @@ def switching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[
     monkeypatch.setattr(install, "remove_release", lambda *a: None)
     monkeypatch.setattr(finish, "record_result", lambda *a, **k: None)
     monkeypatch.setattr(switch, "record_result", lambda *a, **k: None)
-    monkeypatch.setattr(converge, "run", lambda host, f, mode: seen.append(("run", host.name, mode)))  # fmt: skip
+    monkeypatch.setattr(converge, "change_files", lambda host, f, mode: seen.append(("run", host.name, mode)))  # fmt: skip
     monkeypatch.setattr(processes, "link_current", lambda host, r: seen.append(("link", host.name, r)))  # fmt: skip
     monkeypatch.setattr(converge, "discard", lambda host, f: seen.append(("discard", host.name, f.stage)))  # fmt: skip
     run_ = flow.Run(SimpleNamespace(config={}), settings, hosts)  # type: ignore[arg-type]

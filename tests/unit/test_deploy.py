@@ -11,10 +11,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from tasks.build import testrun
 
 from tasks import config, lock
 from tasks import deploy as deploy_module
+from tasks.build import testrun
 from tasks.core import local as core_local
 from tasks.core.clock import release_name
 from tasks.core.errors import FabdeployError, HostError
@@ -321,7 +321,7 @@ def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, fail: str 
     works = {"upload": step("upload"), "install": step("install")}
     steps = tuple(replace(s, work=works.get(s.name, s.work)) for s in lists.DEPLOY)
     monkeypatch.setattr(lists, "DEPLOY", steps)
-    monkeypatch.setattr(migrate, "run", step("migrate"))
+    monkeypatch.setattr(migrate, "migrate_release", step("migrate"))
     monkeypatch.setattr(smoke, "smoke", step("smoke"))
     monkeypatch.setattr(service, "switch", step("switch"))
     monkeypatch.setattr(processes, "link_current", step("link"))
@@ -411,7 +411,7 @@ def test_a_failing_suite_after_compare_leaves_nothing_to_resume_and_uploads_noth
     def failing(*args: object) -> None:
         raise FabdeployError("test step: local tests failed (exit 1)")
 
-    monkeypatch.setattr(testrun, "run_local", failing)
+    monkeypatch.setattr(testrun, "run_suite", failing)
     names = [s.name for s in lists.DEPLOY]
     assert names.index("compare") + 1 == names.index("test") < names.index("upload")
     step = {s.name: s for s in lists.DEPLOY}
@@ -424,7 +424,7 @@ def test_a_failing_suite_after_compare_leaves_nothing_to_resume_and_uploads_noth
     assert run_.results["web1"] == "not deployed, serving nothing"
     assert done == []  # nothing uploaded
 
-    monkeypatch.setattr(testrun, "run_local", lambda *a: 0.1)
+    monkeypatch.setattr(testrun, "run_suite", lambda *a: 0.1)
     runner.perform(run_, step["test"])
     assert written == ["R2"]  # passed: recorded for --resume
     run_.build, run_.skip_tests = SimpleNamespace(release="R3", revision="abd"), True  # type: ignore[assignment]

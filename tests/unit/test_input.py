@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 from invoke import Context
 from invoke.runners import Result
-from tasks.build import archive, preflight, testrun
 
 from tasks import config
+from tasks.build import archive, preflight, testrun
 from tasks.core import output, shell
 from tasks.core.errors import ConfigError, FabdeployError
 from tasks.core.records import Audit
@@ -124,14 +124,14 @@ def sent_commands(settings: config.Settings, tmp_path: Path) -> list[str]:
     steps = [
         lambda: provision.system_packages(host),
         lambda: provision.directories(host, "grp"),
-        lambda: provision.service(host, "grp"),
+        lambda: provision.service_files(host, "grp"),
         lambda: host_facts.read_facts(host),
         lambda: install.ship(host, built, facts),
         lambda: archive.unpack(host, built, [("/srv/x.tar.gz", "0" * 64)]),
         lambda: install.install(host, built, facts),
         lambda: install.remove_release(host, "R1"),
         lambda: smoke.smoke(host, "R1"),
-        lambda: migrate.run(host, "R1"),
+        lambda: migrate.migrate_release(host, "R1"),
         lambda: linked.apply(host, "R1"),
         lambda: service.switch(host, "R1"),
         lambda: service.health(host),
@@ -284,7 +284,7 @@ def test_app_dir_with_shell_syntax_is_quoted_for_the_local_tests(tmp_path: Path)
     text = (tmp_path / "config" / "staging.env").read_text() + "TEST_COMMAND=pwd\n"
     (tmp_path / "config" / "staging.env").write_text(text)
     out = io.StringIO()
-    testrun.run_local(Context(), config.build("staging", tmp_path), output.Output(out, out))
+    testrun.run_suite(Context(), config.build("staging", tmp_path), output.Output(out, out))
     assert "test: passed" in out.getvalue()
     assert not mark.exists()
 
@@ -394,7 +394,7 @@ def test_no_tests_found_says_how_to_set_test_command(tmp_path: Path) -> None:
     (root / "app").mkdir()
     out = io.StringIO()
     with pytest.raises(FabdeployError) as caught:
-        testrun.run_local(Context(), config.build("staging", root), output.Output(out, out))
+        testrun.run_suite(Context(), config.build("staging", root), output.Output(out, out))
     message = str(caught.value)
     assert "no tests found" in message and "pytest's exit 5" in message
     assert f"set TEST_COMMAND in {root / 'config' / 'staging.env'}" in message
@@ -411,7 +411,7 @@ def test_no_tests_found_names_the_unittest_file_pytest_skips(tmp_path: Path) -> 
     )
     out = io.StringIO()
     with pytest.raises(FabdeployError) as caught:
-        testrun.run_local(Context(), config.build("staging", root), output.Output(out, out))
+        testrun.run_suite(Context(), config.build("staging", root), output.Output(out, out))
     message = str(caught.value)
     assert "pytest collects test_*.py and *_test.py files, not tests.py" in message, message
     assert (

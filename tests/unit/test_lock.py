@@ -19,6 +19,7 @@ from invoke import Context
 from tasks import config, lock
 from tasks.core import output, report
 from tasks.core.errors import FabdeployError, HostError
+from tasks.core.paths import local_state
 from tasks.core.records import Audit
 from tasks.engine import flow, hooks, runner
 from tasks.engine import step as engine_step
@@ -146,7 +147,7 @@ def test_fab_lock_holds_until_fab_unlock_releases_it_by_its_token(
     lock.unlock(Context())
     assert "released the deploy lock held by" in host.output.out.getvalue()  # type: ignore[attr-defined]
     assert lockfile.read_lock(host) is None and audit_lines(tmp_path) == []
-    assert not lockfile.token_file(host.settings).exists() and token
+    assert not local_state(host.settings).lock_token.exists() and token
 
 
 def test_fab_unlock_breaks_another_lock_and_logs_it(tmp_path: Path, monkeypatch) -> None:

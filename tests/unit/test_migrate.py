@@ -103,7 +103,7 @@ def test_ctrl_c_during_the_migration_removes_the_release_everywhere_and_says_so(
         done.append("migrate web1")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(migrate, "run", interrupted)
+    monkeypatch.setattr(migrate, "migrate_release", interrupted)
     with pytest.raises(KeyboardInterrupt):
         prepare(run_)
     assert not [d for d in done if d.startswith(("smoke", "switch"))]

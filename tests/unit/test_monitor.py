@@ -23,7 +23,7 @@ from tasks import config, monitor
 from tasks.core import kv, report
 from tasks.core import output as core_output
 from tasks.core.errors import FabdeployError
-from tasks.core.paths import Layout
+from tasks.core.paths import Layout, layout
 from tasks.core.records import Audit, Revision
 from tasks.host import history, logs, resources, service, status
 from tasks.ssh import fanout, session
@@ -124,7 +124,7 @@ APP = textwrap.dedent(
 
 def deployed(settings: config.Settings, releases: int = 2) -> Layout:
     """A deploy root as the deploy stage leaves it: releases, REVISION, current, audit log."""
-    paths = Layout(settings.deploy_root)
+    paths = layout(settings)
     names = [f"20261124T0{i}0000.000Z" for i in range(releases)]
     for i, name in enumerate(names):
         Path(paths.release(name)).mkdir(parents=True)
@@ -199,7 +199,7 @@ def test_human_sizes_and_revisions() -> None:
     ],
 )
 def test_probe_goes_to_loopback_for_wildcard_binds(bind: str, target: str) -> None:
-    assert service.probe_host(bind) == target
+    assert service.probe_address(bind) == target
 
 
 # --- status parsing ------------------------------------------------------------------------

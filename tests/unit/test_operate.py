@@ -14,6 +14,7 @@ import pytest
 from tasks import config
 from tasks.core.errors import ConfigError, FabdeployError
 from tasks.core.output import Output
+from tasks.core.paths import local_state
 from tasks.core.records import Audit, Revision
 from tasks.engine import batches, resume
 from tasks.host import releases
@@ -112,7 +113,7 @@ def test_resume_takes_the_hosts_not_serving_the_release(tmp_path: Path) -> None:
     s = settings(tmp_path)
     with pytest.raises(FabdeployError, match="nothing to resume"):
         resume.load(s)
-    path = resume.record_file(s)
+    path = local_state(s).deploy_record
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(record_data()))
     output = Output()

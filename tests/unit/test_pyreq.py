@@ -7,9 +7,9 @@ import platform
 from pathlib import Path
 
 import pytest
-from tasks.build import pyreq
 
 from tasks import config
+from tasks.build import pyreq
 from tasks.core.errors import ConfigError, FabdeployError, HostError, detail
 from tasks.host import facts, provision
 from tasks.steps import checks, planning
@@ -142,4 +142,4 @@ def test_check_plan_and_setup_refuse_the_host(
     with pytest.raises(
         HostError, match=r"^fabdeploy: \[web1\] PYTHON python3 is Python 3\.11\.2, which"
     ):
-        provision.prepare(host)  # type: ignore[arg-type]
+        provision.set_up(host)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -18,7 +19,7 @@ import pytest
 from tasks import config
 from tasks.core import shell as core_shell
 from tasks.core.errors import HostError
-from tasks.host import service
+from tasks.host import service, status
 
 
 def settings(tmp_path: Path, extra: str = "") -> config.Settings:
@@ -33,11 +34,62 @@ def settings(tmp_path: Path, extra: str = "") -> config.Settings:
         ("0.0.0.0:8000", "http://127.0.0.1:8000/health"),
         ("127.0.0.1:9000", "http://127.0.0.1:9000/health"),
         ("10.0.0.5:80", "http://10.0.0.5:80/health"),
-        ("[::]:8000", "http://[::1]:8000/health"),
+        ("[::]:8000", "http://127.0.0.1:8000/health"),
     ],
 )
 def test_health_url_is_seen_from_the_host(tmp_path: Path, bind: str, url: str) -> None:
     assert service.health_url(settings(tmp_path, f"BIND={bind}\n")) == url
+
+
+@pytest.mark.parametrize(
+    ("bind", "address", "url"),
+    [
+        ("0.0.0.0:8000", "127.0.0.1", "http://127.0.0.1:8000/health"),
+        ("[::]:8000", "127.0.0.1", "http://127.0.0.1:8000/health"),
+        ("*:8000", "127.0.0.1", "http://127.0.0.1:8000/health"),
+        ("127.0.0.1:9000", "127.0.0.1", "http://127.0.0.1:9000/health"),
+        ("10.0.0.5:80", "10.0.0.5", "http://10.0.0.5:80/health"),
+        ("[::1]:8000", "::1", "http://[::1]:8000/health"),
+        ("[fd00::5]:8000", "fd00::5", "http://[fd00::5]:8000/health"),
+        ("web1.internal:8000", "web1.internal", "http://web1.internal:8000/health"),
+    ],
+)
+def test_one_probe_address_for_every_probe(
+    tmp_path: Path, bind: str, address: str, url: str
+) -> None:
+    """The switch and `fab health` (health_url), `fab status` (probe_address) and the Host
+    header a refused probe names all connect to the same place."""
+    s = settings(tmp_path, f"BIND={bind}\n")
+    assert service.probe_address(bind) == address
+    assert service.health_url(s) == url
+    assert service.probe_netloc(s) == url.removeprefix("http://").partition("/")[0]
+    assert service.health_url(s, 9999) == url.replace(f":{s.port}/", ":9999/")
+    refused = status.refused(s, [status.Status("h", health_status=400)])
+    assert f"Host header ({service.probe_netloc(s)})" in refused
+
+
+def test_a_wildcard_ipv6_bind_answers_the_probe(tmp_path: Path) -> None:
+    """BIND=[::] as gunicorn binds it (an IPv6 socket, v6only off, Linux's default): lib.sh's
+    probe of health_url, which connects to 127.0.0.1, reaches it."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 sockets here")
+
+    class Dual(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+        def server_bind(self) -> None:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            super().server_bind()
+
+    httpd = Dual(("::", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        s = settings(tmp_path, f"BIND=[::]:{httpd.server_address[1]}\nHEALTH_PATH=/200\n")
+        result = shell(f"probe {service.health_url(s)}\n", tmp_path)
+        assert result.stdout.split() == ["200"], result.stderr
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 @pytest.mark.parametrize(
@@ -166,15 +218,21 @@ def test_reload_switches_onto_current(tmp_path: Path) -> None:
 def test_stage_modules_expose_their_functions() -> None:
     """The functions the steps compose, in the layer modules that own them now."""
     from tasks.build import archive, testrun
-
     from tasks.host import facts, install, provision, service, smoke
 
     for module, names in {
-        provision: ("prepare", "system_packages", "app_user", "directories", "secrets", "service"),
+        provision: (
+            "set_up",
+            "system_packages",
+            "app_user",
+            "directories",
+            "upload_secrets",
+            "service_files",
+        ),
         facts: ("read_facts",),
         archive: ("build", "venv_digest"),
         install: ("ship", "install", "remove_release"),  # install unpacks
-        testrun: ("run_local",),
+        testrun: ("run_suite",),
         smoke: ("smoke",),
         service: ("switch", "start", "stop", "restart", "health", "master_pid", "current_release"),
     }.items():

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fabric import Connection
 from invoke import Context
-from tasks.build import testrun
 
 from tasks import config
+from tasks.build import testrun
 from tasks.core.errors import FabdeployError
 from tasks.core.output import Output
 
@@ -31,7 +31,7 @@ def output() -> tuple[Output, io.StringIO]:
 
 def test_runs_in_app_dir_and_prefixes_lines(tmp_path: Path) -> None:
     out, text = output()
-    testrun.run_local(Context(), settings(tmp_path, "pwd"), out)
+    testrun.run_suite(Context(), settings(tmp_path, "pwd"), out)
     assert f"[local] {tmp_path / 'app'}" in text.getvalue()
     assert "test: passed" in text.getvalue()
 
@@ -41,13 +41,13 @@ def test_failure_stops_the_deploy(tmp_path: Path) -> None:
     with pytest.raises(
         FabdeployError, match=r"local tests failed \(exit 3\).*nothing was deployed"
     ):
-        testrun.run_local(Context(), settings(tmp_path, "exit 3"), out)
+        testrun.run_suite(Context(), settings(tmp_path, "exit 3"), out)
 
 
 def test_runs_locally_even_when_given_a_connection(tmp_path: Path) -> None:
     out, text = output()
     conn = Connection("nowhere.invalid")  # never opened: the command must run here
-    testrun.run_local(conn, settings(tmp_path, "echo here"), out)
+    testrun.run_suite(conn, settings(tmp_path, "echo here"), out)
     assert "[local] here" in text.getvalue()
 
 
@@ -56,5 +56,5 @@ def test_empty_command_skips(tmp_path: Path) -> None:
     (tmp_path / "config").mkdir()
     (tmp_path / "app").mkdir()
     (tmp_path / "config" / "staging.env").write_text("APP_NAME=shop\nAPP_DIR=app\nTEST_COMMAND=\n")
-    assert testrun.run_local(Context(), config.build("staging", tmp_path), out) == 0.0
+    assert testrun.run_suite(Context(), config.build("staging", tmp_path), out) == 0.0
     assert "no local tests" in text.getvalue()

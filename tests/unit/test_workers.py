@@ -6,9 +6,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from tasks.build import workers
 
 from tasks import config
+from tasks.build import workers
 from tasks.core import errors
 
 
@@ -39,7 +39,7 @@ def test_a_worker_class_the_wheels_provide_passes(tmp_path: Path) -> None:
     wheels.mkdir()
     wheel(wheels, "uvicorn_worker", "uvicorn_worker/__init__.py", "uvicorn_worker/_w.py")
     wheel(wheels, "six", "six.py")
-    workers.check(settings(tmp_path, "uvicorn_worker.UvicornWorker"), wheels)
+    workers.require_worker_class(settings(tmp_path, "uvicorn_worker.UvicornWorker"), wheels)
     assert workers.top_level_modules(wheels.glob("*.whl")) == {"uvicorn_worker", "six"}
 
 
@@ -48,8 +48,10 @@ def test_a_missing_worker_package_names_the_line_and_the_way_out(tmp_path: Path)
     wheels.mkdir()
     wheel(wheels, "uvicorn", "uvicorn/__init__.py")
     with pytest.raises(errors.ConfigError) as caught:
-        workers.check(settings(tmp_path, "uvicorn_worker.UvicornWorker"), wheels)
+        workers.require_worker_class(settings(tmp_path, "uvicorn_worker.UvicornWorker"), wheels)
     text = str(caught.value)
     assert "config/staging.env:3: WORKER_CLASS: uvicorn_worker.UvicornWorker" in text
     assert "'uvicorn_worker'" in text and "uvicorn-worker" in text
-    workers.check(settings(tmp_path, "sync"), wheels)  # gunicorn's own: nothing needed
+    workers.require_worker_class(
+        settings(tmp_path, "sync"), wheels
+    )  # gunicorn's own: nothing needed

@@ -1,0 +1,100 @@
+"""The one no-op rule: ``deploy`` stops with "no change" exactly where ``plan`` says "no
+change", a worker-only host (no web process, so no gunicorn running) included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from invoke import Context
+
+from tasks import config
+from tasks.host.facts import Facts
+from tasks.steps import noop, planning
+
+REV = "0123456789ab"
+TAGS = SimpleNamespace()  # the rule never reads the tags
+
+
+def settings(tmp_path: Path) -> config.Settings:
+    (tmp_path / "config").mkdir(exist_ok=True)
+    (tmp_path / "config" / "staging.env").write_text(
+        "APP_NAME=shop\nHOSTS=web1,jobs1\nROLE_WEB=web1\nROLE_WORKER=jobs1\n"
+        "PROCESS_WORKER=celery worker\n"
+    )
+    return config.build("staging", tmp_path)
+
+
+def facts(revision: str = REV, running: bool = True) -> Facts:
+    return Facts("CPython 3.11", "3.11", "R1", TAGS, revision=revision, running=running)  # type: ignore[arg-type]
+
+
+def deploy_says(s: config.Settings, found: dict[str, Facts], build: str, drifted: str) -> bool:
+    """What the deploy's compare step decides (True: no change, it stops)."""
+    said: list[str] = []
+    run_ = SimpleNamespace(
+        build=SimpleNamespace(revision=build),
+        resume=None,
+        force=False,
+        settings=s,
+        facts=found,
+        drift={name: ["a file"] for name in found if name == drifted},
+        hosts=[SimpleNamespace(name=name) for name in found],
+        served=dict.fromkeys(found, "R1"),
+        results={},
+        say=said.append,
+    )
+    stops = noop.already_serving(run_)  # type: ignore[arg-type]
+    assert stops == (run_.results == {"web1": "no change, serving R1", "jobs1": "no change, serving R1"})  # fmt: skip
+    return stops
+
+
+def plan_says(
+    s: config.Settings,
+    found: dict[str, Facts],
+    build: str,
+    drifted: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> bool:
+    """What ``fab plan`` shows (True: "no change" on every host)."""
+
+    def plan_host(c: object, host: SimpleNamespace, b: object, f: Facts) -> planning.HostPlan:
+        return planning.HostPlan(
+            host.name, "R1", f.revision, build, True, 0, False, "d", True, [],
+            stale=["shop-worker.service"] if host.name == drifted else [],
+        )  # fmt: skip
+
+    monkeypatch.setattr(planning, "plan_host", plan_host)
+    hosts = [SimpleNamespace(name=name, settings=s) for name in found]
+    plans = planning.make_plan(Context(), s, hosts, SimpleNamespace(revision=build), found)  # type: ignore[arg-type]
+    assert len({p.change for p in plans}) == 1  # one answer for the fleet
+    return not plans[0].change
+
+
+@pytest.mark.parametrize(
+    ("web1", "jobs1", "build", "drifted", "unchanged"),
+    [
+        # the worker-only host runs no gunicorn: the revision is all it needs
+        (facts(), facts(running=False), REV, "", True),
+        (facts(), facts(), REV, "", True),
+        (facts(running=False), facts(), REV, "", False),  # the web host's service is down
+        (facts(), facts("fedcba987654", running=False), REV, "", False),  # the worker's is old
+        (facts(), facts(running=False), REV, "jobs1", False),  # setup's files changed there
+        (facts(), facts(running=False), REV + "-dirty", "", False),  # always deployed
+    ],
+)
+def test_plan_and_deploy_agree_on_no_change(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    web1: Facts,
+    jobs1: Facts,
+    build: str,
+    drifted: str,
+    unchanged: bool,
+) -> None:
+    s = settings(tmp_path)
+    found = {"web1": web1, "jobs1": jobs1}
+    assert noop.nothing_to_deploy(s, found, build, [drifted] if drifted else []) is unchanged
+    assert deploy_says(s, found, build, drifted) is unchanged
+    assert plan_says(s, found, build, drifted, monkeypatch) is unchanged
