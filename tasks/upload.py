@@ -30,7 +30,7 @@ from . import config
 from .build import packages, wheels
 from .build.archive import build
 from .core.errors import FabdeployError
-from .engine.flow import Run
+from .engine.flow import Flow
 from .engine.runner import execute
 from .engine.summary import reported
 from .host import facts as host_facts
@@ -48,9 +48,9 @@ def release_task(c, allow_dirty: bool = False) -> None:  # type: ignore[no-untyp
     settings, hosts = session.session(c)
     if not hosts:
         return
-    run_ = Run(c, settings, hosts, "release", allow_dirty=allow_dirty)
-    with reported(run_, table=False):
-        execute(run_, RELEASE, known_points())
+    flow = Flow(c, settings, hosts, "release", allow_dirty=allow_dirty)
+    with reported(flow, table=False):
+        execute(flow, RELEASE, known_points())
 
 
 @task(help={"allow-dirty": "ship uncommitted changes of a git checkout (revision gets -dirty)"})

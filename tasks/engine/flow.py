@@ -39,7 +39,7 @@ LOCAL_ROW = "local"
 
 
 @dataclass
-class Run:
+class Flow:
     """One deploy or rollback: settings, hosts, options, and what happened on each host."""
 
     c: Context
@@ -100,7 +100,7 @@ class Run:
             spent = self.timings.setdefault(where, {})
             spent[name] = spent.get(name, 0.0) + time.monotonic() - started
 
-    def locally(self, name: str, step: Callable[[Run], object]) -> None:
+    def locally(self, name: str, step: Callable[[Flow], object]) -> None:
         """Run a local step once."""
         self.say(f"-> {name}")
         self._timed(LOCAL_ROW, name, lambda: step(self))

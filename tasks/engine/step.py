@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..ssh.fanout import HostResults
     from ..ssh.host import Host
-    from .flow import Run
+    from .flow import Flow
 
 
 #: Where a step runs.
@@ -45,14 +45,14 @@ class Step:
     name: str
     work: Callable[..., Any]
     where: str = HOSTS
-    hosts: Callable[[Run], list[Host]] | None = None
-    skip: Callable[[Run], str] | None = None
-    recover: Callable[[Run, HostResults], str] | None = None
+    hosts: Callable[[Flow], list[Host]] | None = None
+    skip: Callable[[Flow], str] | None = None
+    recover: Callable[[Flow, HostResults], str] | None = None
     before: tuple[str, ...] | None = None
     after: tuple[str, ...] | None = None
     always: bool = False
     primary: str = ""  # FIRST: on the primary host alone, then the others; LAST: it last
-    when: Callable[[Run], bool] | None = None
+    when: Callable[[Flow], bool] | None = None
     phase: str = ""
 
     @property

@@ -11,34 +11,34 @@ from ..build import gitref
 from ..core.report import write_json
 
 if TYPE_CHECKING:
-    from .flow import Run
+    from .flow import Flow
 
 
 @contextmanager
-def reported(run_: Run, *, table: bool = True) -> Iterator[Run]:
+def reported(flow: Flow, *, table: bool = True) -> Iterator[Flow]:
     """Print the summary table (``table``) and close every connection when the command ends."""
     error: BaseException | None = None
     try:
-        yield run_
+        yield flow
     except BaseException as exc:
         error = exc
         raise
     finally:
-        if run_.build:
-            run_.build.cleanup()
-        gitref.remove(run_.settings)  # the export of `deploy --ref`
-        if run_.timings and table:
-            run_.say(run_.summary())
+        if flow.build:
+            flow.build.cleanup()
+        gitref.remove(flow.settings)  # the export of `deploy --ref`
+        if flow.timings and table:
+            flow.say(flow.summary())
         try:
-            run_.save(error, final=True)
+            flow.save(error, final=True)
         except OSError as exc:  # never hides how the deploy itself ended
-            run_.output.line("", f"cannot record the deploy for --resume: {exc}", err=True)
-        if run_.summary_json:
+            flow.output.line("", f"cannot record the deploy for --resume: {exc}", err=True)
+        if flow.summary_json:
             try:
-                write_json(run_.summary_json, run_.summary_data(error))
+                write_json(flow.summary_json, flow.summary_data(error))
             except OSError as exc:  # never hides how the deploy itself ended
-                run_.output.line(
-                    "", f"--summary-json: cannot write {run_.summary_json}: {exc}", err=True
+                flow.output.line(
+                    "", f"--summary-json: cannot write {flow.summary_json}: {exc}", err=True
                 )
-        for host in run_.hosts:
+        for host in flow.hosts:
             host.close()

@@ -12,77 +12,77 @@ from ..host import converge, install, processes, service
 from .finish import record_result
 
 if TYPE_CHECKING:
-    from ..engine.flow import Run
+    from ..engine.flow import Flow
     from ..ssh.fanout import HostResults
     from ..ssh.host import Host
 
 
-def undo_everywhere(run_: Run, done: HostResults) -> str:
+def undo_everywhere(flow: Flow, done: HostResults) -> str:
     """A release that failed to prepare on some host is removed from every host."""
-    run_.across(run_.hosts, lambda host: remove_unswitched(run_, host))
+    flow.across(flow.hosts, lambda host: remove_unswitched(flow, host))
     return "No host was switched: each serves what it served"
 
 
-def processes_failed(run_: Run, done: HostResults) -> str:
+def processes_failed(flow: Flow, done: HostResults) -> str:
     """A companion process that did not come back: the web switch stands, recorded."""
     for host, _ in done.failed:
-        run_.results[host.name] = "serving " + run_.release.get(host.name, "?")
-        run_.results[host.name] += ", a process did not come back"
-    run_.across(run_.hosts, lambda host: record_result(run_, host))
-    return "The web switch stands: " + serving(run_)
+        flow.results[host.name] = "serving " + flow.release.get(host.name, "?")
+        flow.results[host.name] += ", a process did not come back"
+    flow.across(flow.hosts, lambda host: record_result(flow, host))
+    return "The web switch stands: " + serving(flow)
 
 
-def switch_in_batches(run_: Run, *, with_hooks: bool = True) -> None:
+def switch_in_batches(flow: Flow, *, with_hooks: bool = True) -> None:
     """Switch batch after batch, each host behind its health check; a failed batch goes back."""
-    batches = run_.batches()
-    first = run_.primary()
+    batches = flow.batches()
+    first = flow.primary()
     if with_hooks:
         try:
-            hooks.run_on(run_.c, first, "before_switch", run_.release[first.name], once=True)
+            hooks.run_on(flow.c, first, "before_switch", flow.release[first.name], once=True)
         except BaseException:
-            run_.across(run_.hosts, lambda host: remove_unswitched(run_, host))
+            flow.across(flow.hosts, lambda host: remove_unswitched(flow, host))
             raise
     step = switch_with_hooks if with_hooks else switch_one
     done: list[Host] = []
-    run_.rounds = tuple(tuple(h.name for h in batch) for batch in batches)
+    flow.rounds = tuple(tuple(h.name for h in batch) for batch in batches)
     for number, batch in enumerate(batches, 1):
         if len(batches) > 1:
-            canary = " (the canary)" if number == 1 and "," in run_.settings.switch_batch else ""
-            run_.say(
+            canary = " (the canary)" if number == 1 and "," in flow.settings.switch_batch else ""
+            flow.say(
                 f"switch: batch {number} of {len(batches)}{canary}: "
                 + ", ".join(h.name for h in batch)
             )
-        failures = run_.across(batch, lambda host: run_.on(host, "switch", step))
+        failures = flow.across(batch, lambda host: flow.on(host, "switch", step))
         if failures:
-            run_.across(batch, lambda host: go_back(run_, host))
-            run_.across(
-                run_.hosts[len(done) + len(batch) :], lambda host: remove_unswitched(run_, host)
+            flow.across(batch, lambda host: go_back(flow, host))
+            flow.across(
+                flow.hosts[len(done) + len(batch) :], lambda host: remove_unswitched(flow, host)
             )
-            run_.across(done, lambda host: record_result(run_, host))
+            flow.across(done, lambda host: record_result(flow, host))
             alone = "" if done else "No other host was switched. "
             raise failures.error(
                 f"switch (batch {number} of {len(batches)})",
-                f"That batch went back to what it served. {alone}" + serving(run_),
+                f"That batch went back to what it served. {alone}" + serving(flow),
             )
         done += batch
-        run_.save()  # a fab killed now leaves a record of the hosts that took the release
+        flow.save()  # a fab killed now leaves a record of the hosts that took the release
     if with_hooks:
         try:
-            hooks.run_on(run_.c, first, "after_switch", run_.release[first.name], once=True)
+            hooks.run_on(flow.c, first, "after_switch", flow.release[first.name], once=True)
         except BaseException:  # every host serves the release: record that, then fail
-            run_.across(run_.hosts, lambda host: record_result(run_, host))
+            flow.across(flow.hosts, lambda host: record_result(flow, host))
             raise
 
 
-def switch_release(run_: Run) -> None:
+def switch_release(flow: Flow) -> None:
     """Point `current` at the release and hand over to it behind the health check, in
     SWITCH_BATCH batches (the first: the canary); a failed batch goes back."""
-    switch_in_batches(run_)
+    switch_in_batches(flow)
 
 
-def switch_back(run_: Run) -> None:
+def switch_back(flow: Flow) -> None:
     """Switch every host to the release chosen, in SWITCH_BATCH batches, checked (no hooks)."""
-    switch_in_batches(run_, with_hooks=False)
+    switch_in_batches(flow, with_hooks=False)
 
 
 def switch_host(
@@ -103,69 +103,69 @@ def switch_host(
         processes.link_current(host, release)
 
 
-def switch_one(run_: Run, host: Host) -> None:
+def switch_one(flow: Flow, host: Host) -> None:
     """Point `current` at the release and hand over to it behind the health check (setup's
     files that changed put in place just before)."""
-    files = run_.drift.get(host.name)
-    switch_host(host, run_.release[host.name], run_.served.get(host.name), files or None)
-    run_.results[host.name] = f"serving {run_.release[host.name]}"
+    files = flow.drift.get(host.name)
+    switch_host(host, flow.release[host.name], flow.served.get(host.name), files or None)
+    flow.results[host.name] = f"serving {flow.release[host.name]}"
 
 
-def switch_with_hooks(run_: Run, host: Host) -> None:
+def switch_with_hooks(flow: Flow, host: Host) -> None:
     """`switch`, with the host's own before_switch and after_switch hooks around it."""
-    release = run_.release[host.name]
-    hooks.run_on(run_.c, host, "before_switch", release, once=False)
-    switch_one(run_, host)
-    hooks.run_on(run_.c, host, "after_switch", release, once=False)
+    release = flow.release[host.name]
+    hooks.run_on(flow.c, host, "before_switch", release, once=False)
+    switch_one(flow, host)
+    hooks.run_on(flow.c, host, "after_switch", release, once=False)
 
 
-def restart_processes(run_: Run, host: Host) -> None:
+def restart_processes(flow: Flow, host: Host) -> None:
     """Restart the host's companion processes onto `current` (TERM, STOP_TIMEOUT, KILL)."""
     processes.restart(host)
 
 
-def remove_unswitched(run_: Run, host: Host) -> None:
+def remove_unswitched(flow: Flow, host: Host) -> None:
     """After a failure: remove the release this run left unswitched and record the failure."""
-    release = run_.release.get(host.name)
+    release = flow.release.get(host.name)
     if not release:
         return
     try:
-        files = run_.drift.get(host.name)
+        files = flow.drift.get(host.name)
         if files:
             converge.discard(host, files)  # staged, never live
         if service.current_release(host) != release:
             install.remove_release(host, release)
-            served = run_.served.get(host.name) or "nothing"
+            served = flow.served.get(host.name) or "nothing"
             host.say(f"removed the unswitched release {release}; still serving {served}")
-            run_.results.setdefault(host.name, f"not switched, serving {served}")
-        record_result(run_, host, "failed")
+            flow.results.setdefault(host.name, f"not switched, serving {served}")
+        record_result(flow, host, "failed")
     except FabdeployError as exc:
         host.output.line(host.name, f"cleaning up after the failure: {exc}", err=True)
 
 
-def go_back(run_: Run, host: Host) -> None:
+def go_back(flow: Flow, host: Host) -> None:
     """Put a host of a failed batch back on the release it served before this run."""
-    served, release = run_.served.get(host.name, ""), run_.release.get(host.name, "")
+    served, release = flow.served.get(host.name, ""), flow.release.get(host.name, "")
     try:
-        files = run_.drift.get(host.name)
+        files = flow.drift.get(host.name)
         if served and service.current_release(host) != served:
             back_files = files if files and files.applied else None
             switch_host(host, served, files=back_files, mode="back")
         now = service.current_release(host)
-        run_.results[host.name] = (
+        flow.results[host.name] = (
             f"back on {now}" if now == served else f"serving {now or 'nothing'}"
         )
-        if run_.action == "deploy" and now != release:
+        if flow.action == "deploy" and now != release:
             install.remove_release(host, release)
-        record_result(run_, host, "failed")
+        record_result(flow, host, "failed")
     except FabdeployError as exc:
-        run_.results[host.name] = "unknown: could not go back"
+        flow.results[host.name] = "unknown: could not go back"
         host.output.line(host.name, f"going back to {served}: {exc}", err=True)
 
 
-def serving(run_: Run) -> str:
+def serving(flow: Flow) -> str:
     """Which host serves which release, for the message of a stopped deploy."""
     return "now serving: " + ", ".join(
-        f"{h.name} {run_.results.get(h.name, run_.served.get(h.name) or 'nothing')}"
-        for h in run_.hosts
+        f"{h.name} {flow.results.get(h.name, flow.served.get(h.name) or 'nothing')}"
+        for h in flow.hosts
     )

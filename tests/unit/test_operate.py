@@ -124,7 +124,7 @@ def test_resume_takes_the_hosts_not_serving_the_release(tmp_path: Path) -> None:
 
 
 def test_rollback_refuses_hosts_that_disagree_naming_each() -> None:
-    run_ = SimpleNamespace(
+    flow = SimpleNamespace(
         hosts=[SimpleNamespace(name="web1"), SimpleNamespace(name="web2")],
         wanted="",
         release={"web1": "R2", "web2": "R1"},
@@ -134,13 +134,13 @@ def test_rollback_refuses_hosts_that_disagree_naming_each() -> None:
         settings=SimpleNamespace(command=lambda t: f"fab staging {t}"),
     )
     with pytest.raises(FabdeployError) as caught:
-        rollback.agree_on_release(run_)  # type: ignore[arg-type]
+        rollback.agree_on_release(flow)  # type: ignore[arg-type]
     text = str(caught.value)
     assert "web1: serving R3, would go back to R2; has R1, R2, R3" in text
     assert "web2: serving R2, would go back to R1; has R1, R2" in text
     assert "`fab staging rollback --to RELEASE` (on every host: R1, R2)" in text
-    run_.release = {"web1": "R1", "web2": "R1"}
-    rollback.agree_on_release(run_)  # type: ignore[arg-type]  # agreeing hosts pass
+    flow.release = {"web1": "R1", "web2": "R1"}
+    rollback.agree_on_release(flow)  # type: ignore[arg-type]  # agreeing hosts pass
 
 
 def test_check_words_the_port_it_finds(tmp_path: Path) -> None:
