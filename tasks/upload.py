@@ -64,10 +64,9 @@ def host_targets(hosts: list[Host], settings: Settings) -> dict[str, TagSet]:
     """Each of ``hosts`` -> the wheel tags its Python accepts (learned by `setup.check`,
     PARALLEL at once)."""
     done = fanout.each(hosts, host_facts.read_facts, settings.parallel)
-    failed = [error for _, _, error in done if error is not None]
-    if failed:
-        raise FabdeployError("; ".join(str(error) for error in failed))
-    return {host.name: facts.tags for host, facts, _ in done}
+    if done.failed:
+        raise FabdeployError("; ".join(str(error) for error in done.failed.values()))
+    return {host.name: facts.tags for host, facts in done.succeeded.items()}
 
 
 @task(

@@ -1,5 +1,5 @@
 """One command across hosts: the state a `tasks.pipeline` list of steps works on, the
-results of a step on every host (`HostResults`), seconds per step per host and the summary.
+results of a step on every host (`GroupResult`), seconds per step per host and the summary.
 
 Every host keeps one SSH connection for the whole command (its `Host`), so a step on a host
 costs a session on that connection, never a new connection.
@@ -20,7 +20,7 @@ from ..core.output import Output
 from ..core.report import table, write_json
 from ..host.lockfile import LockOwner, new_id
 from ..ssh import fanout
-from ..ssh.fanout import HostResults
+from ..ssh.fanout import GroupResult
 from ..ssh.host import Host
 from . import resume as engine_resume
 from .batches import describe_rounds, rounds
@@ -112,23 +112,13 @@ class Flow:
 
     def across(
         self, hosts: Sequence[Host], work: Callable[[Host], object], *, quiet: bool = False
-    ) -> HostResults:
+    ) -> GroupResult:
         """Run ``work`` on ``hosts`` in parallel (PARALLEL at once); each failure is printed
-        (unless ``quiet``) and returned; Ctrl-C on any host stops the command."""
+        (unless ``quiet``) and returned; Ctrl-C on any host stops the command (`fanout.each`)."""
         done = fanout.each(list(hosts), work, self.settings.parallel, Host.interrupt)
-        failures = tuple((host, error) for host, _, error in done if error is not None)
-        for host, error in failures:
-            if isinstance(error, KeyboardInterrupt):
-                raise error
-            if not quiet:
-                host.output.line(host.name, f"failed: {detail(error)}", err=True)
-        return HostResults(tuple(h for h, _, e in done if e is None), failures)
-
-    def results_of(self, failures: list[tuple[Host, BaseException]]) -> HostResults:
-        """`HostResults` of failures found outside `across` (a hook on the primary host)."""
-        for host, error in failures:
-            host.output.line(host.name, f"failed: {detail(error)}", err=True)
-        return HostResults((), tuple(failures))
+        if not quiet:
+            done.say_failed()
+        return done
 
     def primary(self) -> Host:
         """The host of this command's once-per-deploy work (`tasks.roles.primary`)."""

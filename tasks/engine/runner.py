@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..core.errors import detail
-from ..ssh.fanout import HostResults
+from ..ssh.fanout import GroupResult
 from . import hooks
 from .step import BATCHES, FIRST, LOCAL, PRIMARY, points
 
@@ -106,7 +106,9 @@ def on_hosts(flow: Flow, step: Step, hosts: list[Host]) -> None:
         try:
             once(points)
         except Exception as exc:  # counts as the step failing on the primary host
-            fail(flow, step, flow.results_of([(first, exc)]))
+            done = GroupResult({first: exc})
+            done.say_failed()
+            fail(flow, step, done)
 
     try:
         once_or_fail(step.before_points)
@@ -130,7 +132,7 @@ def interrupted(flow: Flow, step: Step, hosts: list[Host]) -> None:
         "", f"{name} interrupted (Ctrl-C) on {', '.join(h.name for h in hosts)}", err=True
     )
     if step.recover:
-        after = step.recover(flow, HostResults((), tuple((h, KeyboardInterrupt()) for h in hosts)))
+        after = step.recover(flow, GroupResult((h, KeyboardInterrupt()) for h in hosts))
         flow.output.line("", f"deploy interrupted during {name}: {after}", err=True)
 
 
@@ -143,10 +145,10 @@ def ordered(flow: Flow, step: Step, hosts: list[Host]) -> list[list[Host]]:
     return [[first], others] if step.primary == FIRST else [others, [first]]
 
 
-def fail(flow: Flow, step: Step, done: HostResults) -> None:
+def fail(flow: Flow, step: Step, done: GroupResult) -> None:
     """Mark the hosts where ``step`` failed, let the step recover, raise one error."""
     name = step.phase or step.name
-    for host, _ in done.failed:
+    for host in done.failed:
         flow.results[host.name] = f"{name} failed"
     after = step.recover(flow, done) if step.recover else ""
     raise done.error(name, after)
@@ -157,5 +159,5 @@ def finish(flow: Flow, step: Step) -> None:
     hosts = step.hosts(flow) if step.hosts else flow.hosts
     for group in ordered(flow, step, list(hosts)):
         done = flow.across(group, lambda h: flow.on(h, step.name, step.work), quiet=True)
-        for host, error in done.failed:
+        for host, error in done.failed.items():
             host.output.line(host.name, f"{step.name} failed: {detail(error)}", err=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..ssh.fanout import HostResults
+    from ..ssh.fanout import GroupResult
     from ..ssh.host import Host
     from .flow import Flow
 
@@ -47,7 +47,7 @@ class Step:
     where: str = HOSTS
     hosts: Callable[[Flow], list[Host]] | None = None
     skip: Callable[[Flow], str] | None = None
-    recover: Callable[[Flow, HostResults], str] | None = None
+    recover: Callable[[Flow, GroupResult], str] | None = None
     before: tuple[str, ...] | None = None
     after: tuple[str, ...] | None = None
     always: bool = False

@@ -13,19 +13,19 @@ from .finish import record_result
 
 if TYPE_CHECKING:
     from ..engine.flow import Flow
-    from ..ssh.fanout import HostResults
+    from ..ssh.fanout import GroupResult
     from ..ssh.host import Host
 
 
-def undo_everywhere(flow: Flow, done: HostResults) -> str:
+def undo_everywhere(flow: Flow, done: GroupResult) -> str:
     """A release that failed to prepare on some host is removed from every host."""
     flow.across(flow.hosts, lambda host: remove_unswitched(flow, host))
     return "No host was switched: each serves what it served"
 
 
-def processes_failed(flow: Flow, done: HostResults) -> str:
+def processes_failed(flow: Flow, done: GroupResult) -> str:
     """A companion process that did not come back: the web switch stands, recorded."""
-    for host, _ in done.failed:
+    for host in done.failed:
         flow.results[host.name] = "serving " + flow.release.get(host.name, "?")
         flow.results[host.name] += ", a process did not come back"
     flow.across(flow.hosts, lambda host: record_result(flow, host))
@@ -53,7 +53,7 @@ def switch_in_batches(flow: Flow, *, with_hooks: bool = True) -> None:
                 + ", ".join(h.name for h in batch)
             )
         failures = flow.across(batch, lambda host: flow.on(host, "switch", step))
-        if failures:
+        if failures.failed:
             flow.across(batch, lambda host: go_back(flow, host))
             flow.across(
                 flow.hosts[len(done) + len(batch) :], lambda host: remove_unswitched(flow, host)

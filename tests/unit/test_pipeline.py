@@ -1,5 +1,5 @@
 """The runner of the step lists (`tasks.pipeline`): order, hooks around every step, the
-``failed`` hook, refused hook points, failures per host (`fleet.HostResults`)."""
+``failed`` hook, refused hook points, failures per host (`fanout.GroupResult`)."""
 
 from __future__ import annotations
 
@@ -59,8 +59,8 @@ def steps(seen: list[str], fail: str = "") -> tuple[Step, ...]:
 
         return work
 
-    def recover(flow: Flow, done: fanout.HostResults) -> str:
-        seen.append("recover " + ",".join(h.name for h, _ in done.failed))
+    def recover(flow: Flow, done: fanout.GroupResult) -> str:
+        seen.append("recover " + ",".join(h.name for h in done.failed))
         return "nothing was switched"
 
     return (
@@ -196,13 +196,18 @@ def test_every_command_s_points_are_known_and_the_old_after_upload_follows_insta
 
 
 def test_host_results_name_every_failed_host() -> None:
-    a, b = SimpleNamespace(name="a"), SimpleNamespace(name="b")
-    done = fanout.HostResults((a,), ((b, HostError("b", "disk full")),))  # type: ignore[arg-type]
-    assert len(done) == 1 and [h.name for h, _ in done.failed] == ["b"]
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    a, b = Named("a"), Named("b")
+    done = fanout.GroupResult({a: "ok", b: HostError("b", "disk full")})
+    assert len(done.failed) == 1 and [h.name for h in done.failed] == ["b"]
+    assert done.succeeded == {a: "ok"} and list(done) == [a, b]  # every host, in order
     assert str(done.error("upload", "Stopped")).endswith(
         "upload failed on 1 host(s): [b] disk full. Stopped"
     )
-    assert not fanout.HostResults((a,))  # type: ignore[arg-type]
+    assert not fanout.GroupResult({a: None}).failed
 
 
 def test_the_failed_hook_environment_is_the_local_one(tmp_path: Path) -> None:
