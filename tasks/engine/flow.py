@@ -131,6 +131,12 @@ class Flow:
             for h in self.hosts
         }
 
+    def serving(self) -> str:
+        """``now serving: web1 R2, web2 back on R1``: which host serves what, for an error."""
+        return "now serving: " + ", ".join(
+            f"{name} {what}" for name, what in self.serving_map().items()
+        )
+
     def batches(self) -> list[list[Host]]:
         """The hosts in switch rounds of SWITCH_BATCH (the first host first: the canary)."""
         return rounds(self.hosts, self.settings.batch_sizes(len(self.hosts)))

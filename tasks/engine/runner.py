@@ -1,10 +1,11 @@
 """The pipeline as data: a command is a list of named `Step` s, run by `execute`.
 
 Each step says where it runs (`LOCAL` once on this machine, `HOSTS` on every host in
-parallel, `PRIMARY` on the primary host, `BATCHES` in switch rounds: the step runs them), what
-it does and what happens when it fails. The deploy, the rollback, ``upload.release`` and
-``setup`` are such lists (`tasks.deploy.DEPLOY`, ...), and everything that needs to know the
-order reads the list: the runner, the summary table, ``fab plan`` and the hooks.
+parallel, `PRIMARY` on the primary host, `BATCHES` on every host in switch rounds, the first
+the canary), what it does and what happens when it fails. The deploy, the rollback,
+``upload.release`` and ``setup`` are such lists (`tasks.steps.lists.DEPLOY`, ...), and
+everything that needs to know the order reads the list: the runner, the summary table, ``fab
+plan`` and the hooks.
 
 Around every step ``execute`` runs its hooks (`tasks.hooks`): ``before_<step>`` and
 ``after_<step>``, locally for a local step, on each host (or ``once`` on the primary host) for
@@ -16,7 +17,8 @@ happened before.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ..core.errors import detail
@@ -72,7 +74,7 @@ def perform(flow: Flow, step: Step) -> None:
         for point in step.after_points:
             hooks.run_local(flow.c, flow.settings, flow.output, point)
     elif step.where == BATCHES:
-        step.work(flow)
+        in_batches(flow, step)
     else:
         on_hosts(flow, step, select(flow, step))
 
@@ -84,16 +86,16 @@ def select(flow: Flow, step: Step) -> list[Host]:
     return [flow.primary()] if step.where == PRIMARY else list(flow.hosts)
 
 
-def on_hosts(flow: Flow, step: Step, hosts: list[Host]) -> None:
-    """A host step on ``hosts`` in parallel: each host's hooks around its work, the ``once``
-    hooks on the primary host before and after; any failure stops the command."""
-    if not hosts:
-        return
+def once(flow: Flow, points: tuple[str, ...]) -> None:
+    """The ``once`` hooks at ``points``, on the primary host."""
     first = flow.primary()
+    for point in points:
+        hooks.run_on(flow.c, first, point, flow.release.get(first.name, ""), once=True)
 
-    def once(points: tuple[str, ...]) -> None:
-        for point in points:
-            hooks.run_on(flow.c, first, point, flow.release.get(first.name, ""), once=True)
+
+def around(flow: Flow, step: Step) -> Callable[[Host], None]:
+    """A host's part of a host step: the host's own hooks before, the step's work, its own
+    hooks after (with the release it has at that moment)."""
 
     def work(host: Host) -> None:
         for point in step.before_points:
@@ -102,24 +104,92 @@ def on_hosts(flow: Flow, step: Step, hosts: list[Host]) -> None:
         for point in step.after_points:
             hooks.run_on(flow.c, host, point, flow.release.get(host.name, ""), once=False)
 
+    return work
+
+
+def on_hosts(flow: Flow, step: Step, hosts: list[Host]) -> None:
+    """A host step on ``hosts`` in parallel: each host's hooks around its work, the ``once``
+    hooks on the primary host before and after; any failure stops the command."""
+    if not hosts:
+        return
+
     def once_or_fail(points: tuple[str, ...]) -> None:
         try:
-            once(points)
+            once(flow, points)
         except Exception as exc:  # counts as the step failing on the primary host
-            done = GroupResult({first: exc})
+            done = GroupResult({flow.primary(): exc})
             done.say_failed()
             fail(flow, step, done)
 
     try:
         once_or_fail(step.before_points)
         for group in ordered(flow, step, hosts):
-            done = flow.across(group, work)
+            done = flow.across(group, around(flow, step))
             if done.failed:
                 fail(flow, step, done)
         once_or_fail(step.after_points)
     except KeyboardInterrupt:
         interrupted(flow, step, hosts)
         raise
+
+
+def in_batches(flow: Flow, step: Step) -> None:
+    """A `BATCHES` step: its ``once`` hooks before it on the primary host, then batch after
+    batch (`Flow.batches`; the first, the canary), each host's hooks around its work and the
+    deploy recorded after each batch (`Flow.save`), then the ``once`` hooks after it.
+
+    A failure undoes what the step declares (`Step.undo`) and raises: a failed batch goes
+    back, the hosts of the later batches are cleaned up and those of the earlier ones
+    recorded; a failed ``once`` hook before it counts as no host reached, one after it as
+    every host reached. Ctrl-C during a batch stops there (each host's switch finishes or
+    goes back by itself)."""
+    batches = flow.batches()
+    try:
+        once(flow, step.before_points)
+    except BaseException:
+        undo(flow, step, unreached=flow.hosts)
+        raise
+    flow.rounds = tuple(tuple(host.name for host in batch) for batch in batches)
+    reached: list[Host] = []
+    for number, batch in enumerate(batches, 1):
+        where = f"batch {number} of {len(batches)}"
+        if len(batches) > 1:
+            canary = " (the canary)" if number == 1 and "," in flow.settings.switch_batch else ""
+            flow.say(f"{step.name}: {where}{canary}: " + ", ".join(h.name for h in batch))
+        done = flow.across(batch, around(flow, step))
+        if done.failed:
+            later = [host for host in flow.hosts if host not in reached and host not in batch]
+            undo(flow, step, back=batch, unreached=later, reached=reached)
+            went = "That batch went back to what it served. " if step.undo else ""
+            alone = "" if reached else "No other host was switched. "
+            raise done.error(f"{step.phase or step.name} ({where})", went + alone + flow.serving())
+        reached += batch
+        flow.save()  # a fab killed now leaves a record of the hosts that took the release
+    try:
+        once(flow, step.after_points)
+    except BaseException:  # every host serves the release: recorded, then the error
+        undo(flow, step, reached=flow.hosts)
+        raise
+
+
+def undo(
+    flow: Flow,
+    step: Step,
+    *,
+    back: Sequence[Host] = (),
+    unreached: Sequence[Host] = (),
+    reached: Sequence[Host] = (),
+) -> None:
+    """After a `BATCHES` step failed, what it declares (`Step.undo`), on each group of hosts
+    in parallel: ``back`` (the failed batch), ``unreached`` (not switched), ``reached``."""
+    if step.undo is None:
+        return
+    for hosts, action in (
+        (back, step.undo.back),
+        (unreached, step.undo.unreached),
+        (reached, step.undo.reached),
+    ):
+        flow.across(hosts, partial(action, flow))
 
 
 def interrupted(flow: Flow, step: Step, hosts: list[Host]) -> None:

@@ -1,5 +1,6 @@
-"""The switch step: batch after batch behind the health check, a failed batch back on
-what it served; the companion processes after it."""
+"""The switch step, one host's part (the runner runs the batches: `tasks.engine.runner`):
+`current` pointed and the handover behind the health check; what a failure undoes on each
+host (`SWITCH_UNDO`); the companion processes after it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from .. import roles
 from ..core.errors import FabdeployError
-from ..engine import hooks
+from ..engine.step import Undo
 from ..host import converge, install, processes, service
 from .finish import record_result
 
@@ -29,60 +30,7 @@ def processes_failed(flow: Flow, done: GroupResult) -> str:
         flow.results[host.name] = "serving " + flow.release.get(host.name, "?")
         flow.results[host.name] += ", a process did not come back"
     flow.across(flow.hosts, lambda host: record_result(flow, host))
-    return "The web switch stands: " + serving(flow)
-
-
-def switch_in_batches(flow: Flow, *, with_hooks: bool = True) -> None:
-    """Switch batch after batch, each host behind its health check; a failed batch goes back."""
-    batches = flow.batches()
-    first = flow.primary()
-    if with_hooks:
-        try:
-            hooks.run_on(flow.c, first, "before_switch", flow.release[first.name], once=True)
-        except BaseException:
-            flow.across(flow.hosts, lambda host: remove_unswitched(flow, host))
-            raise
-    step = switch_with_hooks if with_hooks else switch_one
-    done: list[Host] = []
-    flow.rounds = tuple(tuple(h.name for h in batch) for batch in batches)
-    for number, batch in enumerate(batches, 1):
-        if len(batches) > 1:
-            canary = " (the canary)" if number == 1 and "," in flow.settings.switch_batch else ""
-            flow.say(
-                f"switch: batch {number} of {len(batches)}{canary}: "
-                + ", ".join(h.name for h in batch)
-            )
-        failures = flow.across(batch, lambda host: flow.on(host, "switch", step))
-        if failures.failed:
-            flow.across(batch, lambda host: go_back(flow, host))
-            flow.across(
-                flow.hosts[len(done) + len(batch) :], lambda host: remove_unswitched(flow, host)
-            )
-            flow.across(done, lambda host: record_result(flow, host))
-            alone = "" if done else "No other host was switched. "
-            raise failures.error(
-                f"switch (batch {number} of {len(batches)})",
-                f"That batch went back to what it served. {alone}" + serving(flow),
-            )
-        done += batch
-        flow.save()  # a fab killed now leaves a record of the hosts that took the release
-    if with_hooks:
-        try:
-            hooks.run_on(flow.c, first, "after_switch", flow.release[first.name], once=True)
-        except BaseException:  # every host serves the release: record that, then fail
-            flow.across(flow.hosts, lambda host: record_result(flow, host))
-            raise
-
-
-def switch_release(flow: Flow) -> None:
-    """Point `current` at the release and hand over to it behind the health check, in
-    SWITCH_BATCH batches (the first: the canary); a failed batch goes back."""
-    switch_in_batches(flow)
-
-
-def switch_back(flow: Flow) -> None:
-    """Switch every host to the release chosen, in SWITCH_BATCH batches, checked (no hooks)."""
-    switch_in_batches(flow, with_hooks=False)
+    return "The web switch stands: " + flow.serving()
 
 
 def switch_host(
@@ -109,14 +57,6 @@ def switch_one(flow: Flow, host: Host) -> None:
     files = flow.drift.get(host.name)
     switch_host(host, flow.release[host.name], flow.served.get(host.name), files or None)
     flow.results[host.name] = f"serving {flow.release[host.name]}"
-
-
-def switch_with_hooks(flow: Flow, host: Host) -> None:
-    """`switch`, with the host's own before_switch and after_switch hooks around it."""
-    release = flow.release[host.name]
-    hooks.run_on(flow.c, host, "before_switch", release, once=False)
-    switch_one(flow, host)
-    hooks.run_on(flow.c, host, "after_switch", release, once=False)
 
 
 def restart_processes(flow: Flow, host: Host) -> None:
@@ -163,9 +103,6 @@ def go_back(flow: Flow, host: Host) -> None:
         host.output.line(host.name, f"going back to {served}: {exc}", err=True)
 
 
-def serving(flow: Flow) -> str:
-    """Which host serves which release, for the message of a stopped deploy."""
-    return "now serving: " + ", ".join(
-        f"{h.name} {flow.results.get(h.name, flow.served.get(h.name) or 'nothing')}"
-        for h in flow.hosts
-    )
+#: What a failed switch does: the failed batch back on what it served, the release removed
+#: from the hosts not switched yet, a deploy line recorded on those switched.
+SWITCH_UNDO = Undo(back=go_back, unreached=remove_unswitched, reached=record_result)

@@ -320,7 +320,10 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, fail: str
             if hasattr(module, function):
                 monkeypatch.setattr(module, function, step(name))
     works = {"upload": step("upload"), "install": step("install")}
-    steps = tuple(replace(s, work=works.get(s.name, s.work)) for s in lists.DEPLOY)
+    undo = engine_step.Undo(back=step("back"), unreached=step("undo"), reached=step("record"))
+    steps = tuple(
+        replace(s, work=works.get(s.name, s.work), undo=s.undo and undo) for s in lists.DEPLOY
+    )
     monkeypatch.setattr(lists, "DEPLOY", steps)
     monkeypatch.setattr(migrate, "run", step("migrate"))
     monkeypatch.setattr(smoke, "smoke", step("smoke"))
@@ -343,6 +346,11 @@ def prepare(flow: Flow) -> None:
 def restart_processes(flow: Flow) -> None:
     """The deploy's processes step, as the runner runs it."""
     runner.perform(flow, next(s for s in lists.DEPLOY if s.name == "processes"))
+
+
+def switch_hosts(flow: Flow) -> None:
+    """The deploy's switch step, as the runner runs it: batch after batch."""
+    runner.perform(flow, next(s for s in lists.DEPLOY if s.name == "switch"))
 
 
 def test_the_migration_runs_once_on_the_primary_before_any_smoke_check(
@@ -375,14 +383,14 @@ def test_processes_restart_after_every_switch_and_not_after_a_failed_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flow, done = fleet(tmp_path, monkeypatch, "PRIMARY_HOST=web2\n")
-    switch.switch_in_batches(flow)
+    switch_hosts(flow)
     restart_processes(flow)
     assert done == [
         "switch web1", "switch web2", "link jobs1", "processes web2", "processes jobs1",
     ]  # fmt: skip
     flow, done = fleet(tmp_path, monkeypatch, "", fail="switch web2")
     with pytest.raises(Exception, match="switch"):
-        switch.switch_in_batches(flow)
+        switch_hosts(flow)
     assert not [d for d in done if d.startswith("processes")]  # still on the old release
 
 

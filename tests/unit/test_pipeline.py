@@ -1,9 +1,11 @@
-"""The runner of the step lists (`tasks.pipeline`): order, hooks around every step, the
-``failed`` hook, refused hook points, failures per host (`fanout.GroupResult`)."""
+"""The runner of the step lists (`tasks.engine.runner`): order, hooks around every step, the
+``failed`` hook, refused hook points, failures per host (`fanout.GroupResult`), and a
+`BATCHES` step run batch after batch with its hooks and its `Undo`."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,17 +17,22 @@ from tasks.core.errors import FabdeployError, HostError
 from tasks.engine import hooks, runner
 from tasks.engine import step as engine_step
 from tasks.engine.flow import Flow
-from tasks.engine.step import HOSTS, LOCAL, Step
+from tasks.engine.step import BATCHES, HOSTS, LOCAL, Step, Undo
 from tasks.ssh import fanout
 from tasks.steps import lists, planning
 from tests.unit.test_deploy import FlowHost as Host
 
 
-def make_flow(tmp_path: Path, extra: str = "", action: str = "deploy") -> Flow:
+def make_flow(
+    tmp_path: Path,
+    extra: str = "",
+    action: str = "deploy",
+    names: tuple[str, ...] = ("web1", "web2"),
+) -> Flow:
     (tmp_path / "config").mkdir(exist_ok=True)
     (tmp_path / "config" / "staging.env").write_text("APP_NAME=shop\n" + extra)
     settings = config.build("staging", tmp_path)
-    hosts = [Host(name, settings) for name in ("web1", "web2")]
+    hosts = [Host(name, settings) for name in names]
     flow = Flow(Context(), settings, hosts, action)  # type: ignore[arg-type]
     flow.output = SimpleNamespace(line=lambda *a, **k: None, say=lambda *a: None)  # type: ignore[assignment]
     return flow
@@ -252,3 +259,134 @@ def test_a_failing_once_hook_after_a_step_fails_that_step_and_recovers(tmp_path:
         runner.execute(flow, steps(seen))
     assert "recover web1" in seen and "cleanup@web1" not in seen  # removed, stopped
     assert seen[-2:] == ["unlock@web1", "unlock@web2"]
+
+
+# --- a BATCHES step: the runner runs the batches ------------------------------------------
+
+
+def batched(tmp_path: Path, seen: list[str], extra: str = "", fail: str = "") -> tuple[Flow, Step]:
+    """A flow over web1, web2, web3 (one at a time: PARALLEL=1) and a `BATCHES` step ``switch``
+    whose work, undo and saves record in ``seen``."""
+    flow = make_flow(tmp_path, "PARALLEL=1\n" + extra, names=("web1", "web2", "web3"))
+    flow.save = lambda *a, **k: seen.append("saved")  # type: ignore[method-assign]
+
+    def record(what: str):  # type: ignore[no-untyped-def]
+        def work(flow: Flow, host: Host) -> None:
+            seen.append(f"{what}@{host.name}")
+            if f"{what}@{host.name}" == fail:
+                raise HostError(host.name, f"{what} broke")
+
+        return work
+
+    undo = Undo(back=record("back"), unreached=record("unreached"), reached=record("reached"))
+    return flow, Step("switch", record("switch"), BATCHES, undo=undo)
+
+
+def test_a_batches_step_runs_batch_by_batch_with_its_hooks_and_saves_after_each(
+    tmp_path: Path,
+) -> None:
+    seen: list[str] = []
+    flow, step = batched(tmp_path, seen, "SWITCH_BATCH=1,2\n")
+    said: list[str] = []
+    flow.say = said.append  # type: ignore[method-assign]
+    for point in ("before_switch", "after_switch"):
+        attach(flow, point, seen)
+        add(flow, hooks.Hook(point, lambda ctx, p=point: seen.append(f"once {p}"), once=True))
+    runner.perform(flow, step)
+    assert seen == [
+        "once before_switch",  # on the primary host, before the first batch
+        "before_switch@web1", "switch@web1", "after_switch@web1", "saved",
+        "before_switch@web2", "switch@web2", "after_switch@web2",
+        "before_switch@web3", "switch@web3", "after_switch@web3", "saved",
+        "once after_switch",  # after the last
+    ]  # fmt: skip
+    assert said == ["switch: batch 1 of 2 (the canary): web1", "switch: batch 2 of 2: web2, web3"]
+    assert flow.rounds == (("web1",), ("web2", "web3"))
+
+
+def test_a_failed_batch_goes_back_and_undoes_the_hosts_before_and_after_it(
+    tmp_path: Path,
+) -> None:
+    seen: list[str] = []
+    flow, step = batched(tmp_path, seen, "SWITCH_BATCH=1\n", fail="switch@web2")
+    flow.served = {"web1": "R1", "web2": "R1", "web3": "R1"}
+    flow.results = {"web1": "serving R2", "web2": "back on R1"}
+    with pytest.raises(FabdeployError) as info:
+        runner.perform(flow, step)
+    assert seen == [
+        "switch@web1", "saved", "switch@web2",
+        "back@web2", "unreached@web3", "reached@web1",  # the batch, the later, the earlier
+    ]  # fmt: skip
+    assert str(info.value).endswith(
+        "switch (batch 2 of 3) failed on 1 host(s): [web2] switch broke. That batch went back "
+        "to what it served. now serving: web1 serving R2, web2 back on R1, web3 R1"
+    )
+
+
+def test_a_failed_first_batch_says_no_other_host_was_switched(tmp_path: Path) -> None:
+    seen: list[str] = []
+    flow, step = batched(tmp_path, seen, "SWITCH_BATCH=1\n", fail="switch@web1")
+    with pytest.raises(FabdeployError, match=r"served\. No other host was switched\. now serving"):
+        runner.perform(flow, step)
+    assert seen == ["switch@web1", "back@web1", "unreached@web2", "unreached@web3"]
+
+
+def test_a_failing_once_hook_before_a_batches_step_switches_no_host(tmp_path: Path) -> None:
+    seen: list[str] = []
+    flow, step = batched(tmp_path, seen)
+
+    def broken(ctx: hooks.HookContext) -> None:
+        raise RuntimeError("migration broke")
+
+    add(flow, hooks.Hook("before_switch", broken, once=True))
+    with pytest.raises(FabdeployError, match=r"\[web1\] hook before_switch broken failed"):
+        runner.perform(flow, step)
+    assert seen == ["unreached@web1", "unreached@web2", "unreached@web3"]
+    assert flow.rounds == ()  # no round started
+
+
+def test_a_failing_once_hook_after_a_batches_step_records_every_host(tmp_path: Path) -> None:
+    seen: list[str] = []
+    flow, step = batched(tmp_path, seen, "SWITCH_BATCH=100%\n")
+
+    def broken(ctx: hooks.HookContext) -> None:
+        raise RuntimeError("warm-up broke")
+
+    add(flow, hooks.Hook("after_switch", broken, once=True))
+    with pytest.raises(FabdeployError, match="warm-up broke"):
+        runner.perform(flow, step)
+    assert seen == [
+        "switch@web1", "switch@web2", "switch@web3", "saved",
+        "reached@web1", "reached@web2", "reached@web3",  # every host serves it: recorded
+    ]  # fmt: skip
+
+
+def test_ctrl_c_during_a_batch_stops_there_and_undoes_nothing(tmp_path: Path) -> None:
+    seen: list[str] = []
+    flow, step = batched(tmp_path, seen, "SWITCH_BATCH=1\n")
+
+    def interrupted(flow: Flow, host: Host) -> None:
+        seen.append(f"switch@{host.name}")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.perform(flow, replace(step, work=interrupted))
+    assert seen == ["switch@web1"]  # the host's switch finishes or goes back by itself
+
+
+def test_the_rollback_s_switch_has_no_hooks_and_the_deploy_s_has_them(tmp_path: Path) -> None:
+    switches = {
+        name: next(s for s in steps_ if s.name == "switch")
+        for name, steps_ in (("deploy", lists.DEPLOY), ("rollback", lists.ROLLBACK))
+    }
+    assert switches["deploy"].before_points == ("before_switch",)
+    assert switches["deploy"].after_points == ("after_switch",)
+    assert switches["rollback"].before_points == switches["rollback"].after_points == ()
+    assert switches["deploy"].undo == switches["rollback"].undo is not None
+    seen: list[str] = []
+    flow, step = batched(tmp_path, seen, "SWITCH_BATCH=100%\n")
+    for point in ("before_switch", "after_switch"):
+        attach(flow, point, seen)
+        attach(flow, point, seen, once=True)
+    runner.perform(flow, replace(step, before=(), after=()))
+    assert seen == ["switch@web1", "switch@web2", "switch@web3", "saved"]
