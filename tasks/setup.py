@@ -47,7 +47,7 @@ def all_(c):  # type: ignore[no-untyped-def]
     if not hosts:
         return
     try:
-        execute(Flow(c, settings, hosts, "setup"), SETUP)
+        execute(Flow(c, settings, hosts, "setup"), SETUP)  # takes no lock: no deploy id
     finally:
         for host in hosts:
             host.close()

@@ -30,7 +30,7 @@ from . import config
 from .build import packages, wheels
 from .build.archive import build
 from .core.errors import FabdeployError
-from .engine.flow import Flow
+from .engine.flow import Flow, Options
 from .engine.runner import execute
 from .engine.summary import reported
 from .host import facts as host_facts
@@ -48,7 +48,7 @@ def release_task(c, allow_dirty: bool = False) -> None:  # type: ignore[no-untyp
     settings, hosts = session.session(c)
     if not hosts:
         return
-    flow = Flow(c, settings, hosts, "release", allow_dirty=allow_dirty)
+    flow = Flow.locking(c, settings, hosts, "release", Options(allow_dirty=allow_dirty))
     with reported(flow, table=False):
         execute(flow, RELEASE, known_points())
 

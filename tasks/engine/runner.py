@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import detail
 from ..ssh.fanout import GroupResult
-from . import hooks
+from . import hooks, summary
 from .step import BATCHES, FIRST, LOCAL, PRIMARY, points
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def once(flow: Flow, points: tuple[str, ...]) -> None:
     """The ``once`` hooks at ``points``, on the primary host."""
     first = flow.primary()
     for point in points:
-        hooks.run_on(flow.c, first, point, flow.release.get(first.name, ""), once=True)
+        hooks.run_on(flow.c, first, point, flow.at(first).release, once=True)
 
 
 def around(flow: Flow, step: Step) -> Callable[[Host], None]:
@@ -99,10 +99,10 @@ def around(flow: Flow, step: Step) -> Callable[[Host], None]:
 
     def work(host: Host) -> None:
         for point in step.before_points:
-            hooks.run_on(flow.c, host, point, flow.release.get(host.name, ""), once=False)
+            hooks.run_on(flow.c, host, point, flow.at(host).release, once=False)
         flow.on(host, step.name, step.work)
         for point in step.after_points:
-            hooks.run_on(flow.c, host, point, flow.release.get(host.name, ""), once=False)
+            hooks.run_on(flow.c, host, point, flow.at(host).release, once=False)
 
     return work
 
@@ -136,7 +136,7 @@ def on_hosts(flow: Flow, step: Step, hosts: list[Host]) -> None:
 def in_batches(flow: Flow, step: Step) -> None:
     """A `BATCHES` step: its ``once`` hooks before it on the primary host, then batch after
     batch (`Flow.batches`; the first, the canary), each host's hooks around its work and the
-    deploy recorded after each batch (`Flow.save`), then the ``once`` hooks after it.
+    deploy recorded after each batch (`summary.save`), then the ``once`` hooks after it.
 
     A failure undoes what the step declares (`Step.undo`) and raises: a failed batch goes
     back, the hosts of the later batches are cleaned up and those of the earlier ones
@@ -164,7 +164,7 @@ def in_batches(flow: Flow, step: Step) -> None:
             alone = "" if reached else "No other host was switched. "
             raise done.error(f"{step.phase or step.name} ({where})", went + alone + flow.serving())
         reached += batch
-        flow.save()  # a fab killed now leaves a record of the hosts that took the release
+        summary.save(flow)  # a fab killed now leaves a record of the hosts that took the release
     try:
         once(flow, step.after_points)
     except BaseException:  # every host serves the release: recorded, then the error
@@ -197,7 +197,7 @@ def interrupted(flow: Flow, step: Step, hosts: list[Host]) -> None:
     so, and let the step recover as after a failure (the unswitched release removed)."""
     name = step.phase or step.name
     for host in hosts:
-        flow.results[host.name] = f"{name} interrupted"
+        flow.at(host).result = f"{name} interrupted"
     flow.output.line(
         "", f"{name} interrupted (Ctrl-C) on {', '.join(h.name for h in hosts)}", err=True
     )
@@ -219,7 +219,7 @@ def fail(flow: Flow, step: Step, done: GroupResult) -> None:
     """Mark the hosts where ``step`` failed, let the step recover, raise one error."""
     name = step.phase or step.name
     for host in done.failed:
-        flow.results[host.name] = f"{name} failed"
+        flow.at(host).result = f"{name} failed"
     after = step.recover(flow, done) if step.recover else ""
     raise done.error(name, after)
 

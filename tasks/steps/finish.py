@@ -21,20 +21,22 @@ if TYPE_CHECKING:
 def plan_cleanup(flow: Flow, host: Host) -> None:
     """Keep KEEP_RELEASES releases (never current or the previous), drop unused venvs (sent
     with ``unlock``; a failure there is a warning: the new release serves)."""
-    found = flow.inventories[host.name]  # as the lock found it, plus the release switched to
-    release = flow.release.get(host.name, "")
+    state = flow.at(host)
+    found = state.inventory  # as the lock found it, plus the release switched to
+    assert found is not None
+    release = state.release
     if release:
         releases, venvs = dict(found.releases), list(found.venvs)
-        if flow.build and release not in releases:  # the one just installed
-            digest = install.facts_digest(flow.build, flow.facts[host.name])
+        if flow.build and state.facts and release not in releases:  # the one just installed
+            digest = install.facts_digest(flow.build, state.facts)
             releases[release] = digest
             venvs += [] if digest in venvs else [digest]
         found = replace(found, releases=releases, venvs=venvs, current=release)
-    pruning = plan_prune(found, flow.settings.keep_releases, flow.served.get(host.name, ""))
+    pruning = plan_prune(found, flow.settings.keep_releases, state.served)
     if pruning.releases or pruning.venvs:
         flow.defer(host, "cleanup", *prune_program(host, pruning))
     host.say(pruning.line())
-    files = flow.drift.get(host.name)
+    files = state.drift
     if files and files.applied:  # the copies of setup's files of before: no longer needed
         body, env = converge.script(host, files, "forget")
         flow.defer(host, "cleanup", shell.library() + "\n" + body, env)
@@ -43,7 +45,7 @@ def plan_cleanup(flow: Flow, host: Host) -> None:
 def record_result(flow: Flow, host: Host, result: str = "ok") -> None:
     """Append a deploy (or rollback) line to revisions.log (sent with ``unlock``; after a
     failure, at once)."""
-    release = flow.release.get(host.name, "")
+    release = flow.at(host).release
     revision = flow.build.revision if flow.build else read_revision(host, release)
     line = Audit(utc_now(), flow.action, release, revision, local.local_user(), result, "", flow.id)
     if result == "ok" and host in flow.locked:
@@ -54,7 +56,10 @@ def record_result(flow: Flow, host: Host, result: str = "ok") -> None:
 
 def unlock_hosts(flow: Flow, host: Host) -> None:
     """Release our deploy lock (after the cleanup and record sent with it)."""
-    release_lock(host, flow.owner, first=flow.deferred.pop(host.name, []))
+    assert flow.owner is not None  # (a list with an unlock step locks: `Flow.locking`)
+    state = flow.at(host)
+    deferred, state.deferred = state.deferred, []
+    release_lock(host, flow.owner, first=deferred)
 
 
 def say_ready(flow: Flow, host: Host) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .. import roles
 from ..build import archive, gitref, preflight, pyreq, testrun, wheels
 from ..core.errors import FabdeployError
+from ..engine import summary
 from ..host import converge, install, migrate, smoke
 from ..host import facts as host_facts
 from ..host.lockfile import LockedButFailed, take_lock
@@ -23,9 +24,9 @@ if TYPE_CHECKING:
 
 def skip_test(flow: Flow) -> str:
     """Why the local test suite does not run this time ("" it runs)."""
-    if flow.resume:
-        return f"--resume: deploy {flow.id} tested revision {flow.resume.revision}"
-    return "--skip-tests" if flow.skip_tests else ""
+    if flow.options.resume:
+        return f"--resume: deploy {flow.id} tested revision {flow.options.resume.revision}"
+    return "--skip-tests" if flow.options.skip_tests else ""
 
 
 def has_migration(flow: Flow) -> bool:
@@ -50,26 +51,29 @@ def locked_hosts(flow: Flow) -> list[Host]:
 
 def lock_hosts(flow: Flow, host: Host) -> None:
     """Take the deploy lock on the host; in the same session learn what `check` needs."""
+    assert flow.owner is not None  # (a list with a lock step locks: `Flow.locking`)
     body, env = learn_program(host)
+    asked = flow.options
     try:
-        text = take_lock(host, flow.owner, break_lock=flow.break_lock, wait=flow.lock_wait, then=(body, env))  # fmt: skip
+        text = take_lock(host, flow.owner, break_lock=asked.break_lock, wait=asked.lock_wait, then=(body, env))  # fmt: skip
     except LockedButFailed:
         flow.locked.append(host)
         raise
     flow.locked.append(host)
-    flow.learned[host.name] = text
+    flow.at(host).learned = text
 
 
 def check_locally(flow: Flow) -> None:
     """The local preconditions that take no time: APP_DIR, requirements, git state; with
     ``--ref``, the ref's APP_DIR exported from git first (tests and build then use it)."""
-    folder = Path(flow.summary_json or ".").resolve().parent
-    if flow.summary_json and not (folder.is_dir() and os.access(folder, os.W_OK)):
-        raise FabdeployError(f"--summary-json {flow.summary_json}: cannot write in {folder}")
-    if flow.ref:
-        flow.settings = gitref.export(flow.settings, flow.ref)
-        flow.say(f"preflight: {flow.ref} is commit {flow.settings.revision}, exported from git")
-    preflight.local(flow.settings, allow_dirty=flow.allow_dirty)
+    asked = flow.options
+    folder = Path(asked.summary_json or ".").resolve().parent
+    if asked.summary_json and not (folder.is_dir() and os.access(folder, os.W_OK)):
+        raise FabdeployError(f"--summary-json {asked.summary_json}: cannot write in {folder}")
+    if asked.ref:
+        flow.settings = gitref.export(flow.settings, asked.ref)
+        flow.say(f"preflight: {asked.ref} is commit {flow.settings.revision}, exported from git")
+    preflight.local(flow.settings, allow_dirty=asked.allow_dirty)
     warning = migrate.local_database_warning(flow.settings, [h.name for h in flow.hosts])
     if warning:
         flow.output.line("", f"warning: {warning}", err=True)
@@ -83,28 +87,28 @@ def run_tests(flow: Flow) -> None:
         testrun.run_local(flow.c, flow.settings, flow.output)
     except BaseException:
         for host in flow.hosts:
-            flow.results[host.name] = f"not deployed, serving {flow.served.get(host.name) or 'nothing'}"  # fmt: skip
+            flow.at(host).result = f"not deployed, serving {flow.at(host).served or 'nothing'}"
         raise
     flow.untested = False
-    flow.save()  # the release passed its tests: from now on `deploy --resume` can finish it
+    summary.save(flow)  # the release passed its tests: from now on `deploy --resume` can finish it
 
 
 def check_hosts(flow: Flow, host: Host) -> None:
     """The host was set up: its Python and wheel tags (for the packages and the venv hash),
     its releases and the one it serves (learned with the lock: no session of its own)."""
-    text = flow.learned.pop(host.name)  # every list takes the lock first
+    state = flow.at(host)
+    text, state.learned = state.learned, ""  # every list takes the lock first
     facts_text, _, found = text.partition("--- inventory\n")
     found, _, files = found.partition("--- setup files\n")
     facts = host_facts.parse_facts(host, facts_text)
-    flow.facts[host.name] = facts
-    flow.inventories[host.name] = parse_inventory(found)
-    flow.served[host.name] = facts.current
+    state.facts, state.inventory = facts, parse_inventory(found)
+    state.served = facts.current
     if flow.action != "rollback":  # a new release: its Python requirement, before any change
         pyreq.require_host(flow.settings, host.name, facts.python)
     python = facts.python.split(" (")[0]
     host.say(f"{python} ({facts.tags.name}); serving {facts.current or 'nothing yet'}")
     if flow.action == "deploy":  # a deploy converges setup's files, or refuses here
-        drift = flow.drift[host.name] = converge.drift(host, converge.parse(files))
+        drift = state.drift = converge.drift(host, converge.parse(files))
         if drift:
             host.say(f"setup's files: {drift.describe()}: the switch applies them")
 
@@ -121,20 +125,21 @@ def learn_program(host: Host) -> tuple[str, dict[str, object]]:
 
 def build_release(flow: Flow) -> None:
     """Build the release archive once, and its packages once per tag set of the hosts."""
-    targets = {name: facts.tags for name, facts in flow.facts.items()}
+    targets = {name: s.facts.tags for name, s in flow.states.items() if s.facts}
+    resume = flow.options.resume
     flow.build = archive.build(
         flow.settings,
-        allow_dirty=flow.allow_dirty,
+        allow_dirty=flow.options.allow_dirty,
         targets=targets,
         say=flow.say,
         builder=wheels.host_builder(flow.hosts, targets),
-        release=flow.resume.release if flow.resume else "",
+        release=resume.release if resume else "",
     )
-    if flow.resume and flow.build.revision != flow.resume.revision:
+    if resume and flow.build.revision != resume.revision:
         raise FabdeployError(
-            f"--resume: deploy {flow.id} shipped revision {flow.resume.revision}, this build is "
+            f"--resume: deploy {flow.id} shipped revision {resume.revision}, this build is "
             f"revision {flow.build.revision}: no host was touched. Resume from that revision "
-            f"(`{flow.settings.command(f'deploy --resume --ref {flow.resume.revision}')}`), or "
+            f"(`{flow.settings.command(f'deploy --resume --ref {resume.revision}')}`), or "
             "deploy this one without --resume"
         )
 
@@ -145,36 +150,39 @@ def compare_revisions(flow: Flow) -> None:
         flow.done = True
         return
     flow.untested = not skip_test(flow)  # recorded for --resume once the tests passed
-    flow.save()  # from now on `deploy --resume` can finish it
+    summary.save(flow)  # from now on `deploy --resume` can finish it
 
 
 def ship_release(flow: Flow, host: Host) -> None:
     """Ship the archive (and the packages, where the venv is missing) to ``.incoming``; with
     --resume, a host that has the release complete already keeps it."""
     assert flow.build is not None
-    flow.release[host.name] = flow.build.release
-    if flow.resume and flow.build.release in flow.inventories[host.name].releases:
-        flow.reused.add(host.name)
+    state = flow.at(host)
+    assert state.facts is not None and state.inventory is not None
+    state.release = flow.build.release
+    if flow.options.resume and flow.build.release in state.inventory.releases:
+        state.reused = True
         host.say(f"releases/{flow.build.release} is here already (deploy {flow.id}): reused")
         return
-    flow.archives[host.name] = install.ship(host, flow.build, flow.facts[host.name])
-    if host.name in flow.drift:
-        converge.stage(host, flow.drift[host.name])  # put in place by the switch
+    state.archives = install.ship(host, flow.build, state.facts)
+    if state.drift is not None:
+        converge.stage(host, state.drift)  # put in place by the switch
 
 
 def install_release(flow: Flow, host: Host) -> None:
     """Unpack ``releases/<name>``, give it its venv (reused when requirements, Python and tags
     match) and REVISION: one session."""
     assert flow.build is not None
-    if host.name not in flow.reused:
-        archives = flow.archives[host.name]
-        install.install(host, flow.build, flow.facts[host.name], archives, flow.id)
+    state = flow.at(host)
+    if not state.reused:
+        assert state.facts is not None
+        install.install(host, flow.build, state.facts, state.archives, flow.id)
 
 
 def run_migrations(flow: Flow, host: Host) -> None:
     """MIGRATE_COMMAND in the new release, once per deploy (MIGRATE_ON=all: on every host),
     before any smoke check."""
-    migrate.run(host, flow.release[host.name])
+    migrate.run(host, flow.at(host).release)
 
 
 def smoke_test(flow: Flow, host: Host) -> None:
@@ -182,4 +190,4 @@ def smoke_test(flow: Flow, host: Host) -> None:
     if not roles.serves_web(flow.settings, host.name):
         host.say("smoke: no web process on this host (its roles run none)")
         return
-    smoke.smoke(host, flow.release[host.name])
+    smoke.smoke(host, flow.at(host).release)

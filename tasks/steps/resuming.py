@@ -33,13 +33,14 @@ def to_resume(settings: Settings, hosts: list[Host]) -> tuple[list[Host], resume
 def resumed_everywhere(flow: Flow) -> bool:
     """With --resume: drop the hosts that serve the release already (an interrupted switch that
     finished on its own); whether that leaves none."""
-    assert flow.resume is not None
-    release = flow.resume.release
+    assert flow.options.resume is not None
+    release = flow.options.resume.release
     for host in list(flow.hosts):
-        facts = flow.facts[host.name]
+        facts = flow.at(host).facts
+        assert facts is not None  # (learned by `check`)
         if facts.current == release and facts.running:
             host.say(f"serves {release} already: nothing to do here")
-            flow.results[host.name] = f"serving {release}"
+            flow.at(host).result = f"serving {release}"
             flow.hosts.remove(host)
     if not flow.hosts:
         flow.say(f"nothing to resume: every host of deploy {flow.id} serves {release}")

@@ -13,10 +13,11 @@ if TYPE_CHECKING:
 
 def choose_release(flow: Flow, host: Host) -> None:
     """The release to roll back to: the one asked for, or the one that served before `current`."""
-    found = flow.inventories[host.name]
-    flow.present[host.name] = sorted(found.releases)
-    flow.served[host.name] = found.current
-    wanted = flow.wanted
+    state = flow.at(host)
+    found = state.inventory
+    assert found is not None  # (learned by `check`)
+    state.present, state.served = sorted(found.releases), found.current
+    wanted = flow.options.wanted
     if wanted:
         if wanted not in found.releases:
             known = ", ".join(sorted(found.releases)) or "none"
@@ -31,24 +32,24 @@ def choose_release(flow: Flow, host: Host) -> None:
                 host.name,
                 f"no previous release to roll back to (current: {found.current or 'none'})",
             )
-    flow.release[host.name] = target
+    state.release = target
     host.say(f"rolling back from {found.current or 'nothing'} to {target}")
 
 
 def agree_on_release(flow: Flow) -> None:
     """Without --to, every host must go back to the same release; else say what each has."""
-    targets = {flow.release[h.name] for h in flow.hosts}
-    if flow.wanted or len(targets) <= 1:
+    states = [flow.at(h) for h in flow.hosts]
+    if flow.options.wanted or len({s.release for s in states}) <= 1:
         return
-    common = set.intersection(*(set(flow.present[h.name]) for h in flow.hosts))
+    common = set.intersection(*(set(s.present) for s in states))
     lines = [
-        f"  {h.name}: serving {flow.served[h.name] or 'nothing'}, would go back to "
-        f"{flow.release[h.name]}; has {', '.join(flow.present[h.name])}"
-        for h in flow.hosts
+        f"  {h.name}: serving {s.served or 'nothing'}, would go back to "
+        f"{s.release}; has {', '.join(s.present)}"
+        for h, s in zip(flow.hosts, states)
     ]
     choice = ", ".join(sorted(common)) or "none: no release is on every host"
-    for host in flow.hosts:
-        flow.results[host.name] = f"not rolled back, serving {flow.served[host.name]}"
+    for state in states:
+        state.result = f"not rolled back, serving {state.served}"
     raise FabdeployError(
         "the hosts disagree on the release to roll back to; nothing was changed:\n"
         + "\n".join(lines)

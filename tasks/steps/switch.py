@@ -27,8 +27,8 @@ def undo_everywhere(flow: Flow, done: GroupResult) -> str:
 def processes_failed(flow: Flow, done: GroupResult) -> str:
     """A companion process that did not come back: the web switch stands, recorded."""
     for host in done.failed:
-        flow.results[host.name] = "serving " + flow.release.get(host.name, "?")
-        flow.results[host.name] += ", a process did not come back"
+        state = flow.at(host)
+        state.result = f"serving {state.release or '?'}, a process did not come back"
     flow.across(flow.hosts, lambda host: record_result(flow, host))
     return "The web switch stands: " + flow.serving()
 
@@ -54,9 +54,9 @@ def switch_host(
 def switch_one(flow: Flow, host: Host) -> None:
     """Point `current` at the release and hand over to it behind the health check (setup's
     files that changed put in place just before)."""
-    files = flow.drift.get(host.name)
-    switch_host(host, flow.release[host.name], flow.served.get(host.name), files or None)
-    flow.results[host.name] = f"serving {flow.release[host.name]}"
+    state = flow.at(host)
+    switch_host(host, state.release, state.served, state.drift or None)
+    state.result = f"serving {state.release}"
 
 
 def restart_processes(flow: Flow, host: Host) -> None:
@@ -66,18 +66,18 @@ def restart_processes(flow: Flow, host: Host) -> None:
 
 def remove_unswitched(flow: Flow, host: Host) -> None:
     """After a failure: remove the release this run left unswitched and record the failure."""
-    release = flow.release.get(host.name)
+    state = flow.at(host)
+    release = state.release
     if not release:
         return
     try:
-        files = flow.drift.get(host.name)
-        if files:
-            converge.discard(host, files)  # staged, never live
+        if state.drift:
+            converge.discard(host, state.drift)  # staged, never live
         if service.current_release(host) != release:
             install.remove_release(host, release)
-            served = flow.served.get(host.name) or "nothing"
+            served = state.served or "nothing"
             host.say(f"removed the unswitched release {release}; still serving {served}")
-            flow.results.setdefault(host.name, f"not switched, serving {served}")
+            state.result = state.result or f"not switched, serving {served}"
         record_result(flow, host, "failed")
     except FabdeployError as exc:
         host.output.line(host.name, f"cleaning up after the failure: {exc}", err=True)
@@ -85,21 +85,19 @@ def remove_unswitched(flow: Flow, host: Host) -> None:
 
 def go_back(flow: Flow, host: Host) -> None:
     """Put a host of a failed batch back on the release it served before this run."""
-    served, release = flow.served.get(host.name, ""), flow.release.get(host.name, "")
+    state = flow.at(host)
+    served, release, files = state.served, state.release, state.drift
     try:
-        files = flow.drift.get(host.name)
         if served and service.current_release(host) != served:
             back_files = files if files and files.applied else None
             switch_host(host, served, files=back_files, mode="back")
         now = service.current_release(host)
-        flow.results[host.name] = (
-            f"back on {now}" if now == served else f"serving {now or 'nothing'}"
-        )
+        state.result = f"back on {now}" if now == served else f"serving {now or 'nothing'}"
         if flow.action == "deploy" and now != release:
             install.remove_release(host, release)
         record_result(flow, host, "failed")
     except FabdeployError as exc:
-        flow.results[host.name] = "unknown: could not go back"
+        state.result = "unknown: could not go back"
         host.output.line(host.name, f"going back to {served}: {exc}", err=True)
 
 

@@ -277,9 +277,9 @@ def switching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[
     monkeypatch.setattr(converge, "discard", lambda host, f: seen.append(("discard", host.name, f.stage)))  # fmt: skip
     flow = Flow(SimpleNamespace(config={}), settings, hosts)  # type: ignore[arg-type]
     for h in hosts:
-        flow.release[h.name], flow.served[h.name] = "R2", "R1"
+        flow.at(h).release, flow.at(h).served = "R2", "R1"
         conf = converge.Target("/srv/shop/shared/gunicorn.conf.py", "workers = 3\n", "deploy", "deploy")  # fmt: skip
-        flow.drift[h.name] = converge.Drift(files=[conf], had={conf.path: True}, stage="/home/d/s")
+        flow.at(h).drift = converge.Drift(files=[conf], had={conf.path: True}, stage="/home/d/s")
     return flow, hosts, seen
 
 
@@ -292,10 +292,10 @@ def test_the_switch_takes_the_files_and_a_batch_going_back_restores_them(
     switch.switch_one(flow, web1)
     switch.switch_one(flow, jobs1)
     assert seen == [("switch", "web1", "apply"), ("run", "jobs1", "apply"), ("link", "jobs1", "R2")]  # fmt: skip
-    assert flow.drift["web1"].applied
+    assert flow.at("web1").drift.applied
     seen.clear()
     switch.go_back(flow, web1)  # another host of its batch failed: back to R1, old files first
-    assert seen == [("switch", "web1", "back")] and not flow.drift["web1"].applied
+    assert seen == [("switch", "web1", "back")] and not flow.at("web1").drift.applied
 
 
 def test_a_deploy_that_fails_before_the_switch_unstages_the_files(
@@ -312,6 +312,6 @@ def test_a_host_without_drift_switches_as_before(tmp_path: Path, monkeypatch: py
     from tasks.steps import switch
 
     flow, (web1, _), seen = switching(tmp_path, monkeypatch)
-    flow.drift["web1"] = converge.Drift()
+    flow.at("web1").drift = converge.Drift()
     switch.switch_one(flow, web1)
     assert seen == [("switch", "web1", "")]

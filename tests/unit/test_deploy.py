@@ -19,10 +19,9 @@ from tasks.core import local as core_local
 from tasks.core.clock import release_name
 from tasks.core.errors import FabdeployError, HostError
 from tasks.core.records import Audit
-from tasks.engine import flow as engine_flow
-from tasks.engine import hooks, runner
+from tasks.engine import hooks, runner, summary
 from tasks.engine import step as engine_step
-from tasks.engine.flow import Flow
+from tasks.engine.flow import Flow, Options
 from tasks.host import lockfile, migrate, processes, releases, service, smoke
 from tasks.steps import finish, lists, rollback, switch
 from tasks.steps import prepare as steps_prepare
@@ -209,16 +208,15 @@ def test_summary_has_a_row_per_host_with_steps_in_flow_order() -> None:
             self.name, self.connections, self.sessions, self.output = name, 1, 7, None
 
     web1, web2 = FakeHost("web1"), FakeHost("web2")
-    flow = Flow.__new__(Flow)
-    flow.hosts = [web1, web2]  # type: ignore[list-item]
+    flow = Flow(None, None, [web1, web2])  # type: ignore[arg-type]
     flow.steps = lists.DEPLOY  # the summary's columns follow the list being run
     flow.timings = {
         "local": {"build": 1.5, "test": 0.25},
         "web1": {"upload": 0.5, "lock": 0.1},
         "web2": {"lock": 0.2},
     }
-    flow.results = {"web1": "serving R1", "web2": "prepare failed"}
-    lines = flow.summary().splitlines()
+    flow.at("web1").result, flow.at("web2").result = "serving R1", "prepare failed"
+    lines = summary.text(flow).splitlines()
     assert lines[0].split() == [
         "host",
         "lock",
@@ -332,7 +330,8 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, fail: str
     monkeypatch.setattr(processes, "restart", step("processes"))
     monkeypatch.setattr(hooks, "run_on", lambda *a, **k: None)
     flow = Flow(SimpleNamespace(config={}), settings, hosts)  # type: ignore[arg-type]
-    flow.release = {h.name: "R2" for h in hosts}
+    for h in hosts:
+        flow.at(h).release = "R2"
     return flow, done
 
 
@@ -398,7 +397,8 @@ def test_a_process_that_does_not_come_back_fails_naming_its_host(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flow, done = fleet(tmp_path, monkeypatch, "", fail="processes jobs1")
-    flow.results = {h.name: "serving R2" for h in flow.hosts}
+    for h in flow.hosts:
+        flow.at(h).result = "serving R2"
     with pytest.raises(Exception, match=r"processes failed on 1 host\(s\): \[jobs1\]"):
         restart_processes(flow)
     assert sorted(d for d in done if d.startswith("record")) == [
@@ -412,9 +412,7 @@ def test_a_failing_suite_after_compare_leaves_nothing_to_resume_and_uploads_noth
     flow, done = fleet(tmp_path, monkeypatch, "")
     written: list[str] = []
     flow.build = SimpleNamespace(release="R2", revision="abc")  # type: ignore[assignment]
-    monkeypatch.setattr(
-        engine_flow, "write_json", lambda path, data: written.append(data["release"])
-    )
+    monkeypatch.setattr(summary, "write_json", lambda path, data: written.append(data["release"]))
     monkeypatch.setattr(steps_prepare, "already_serving", lambda r: False)
 
     def failing(*args: object) -> None:
@@ -428,15 +426,16 @@ def test_a_failing_suite_after_compare_leaves_nothing_to_resume_and_uploads_noth
     assert written == []  # the record waits for the tests
     with pytest.raises(FabdeployError, match="test step"):
         runner.perform(flow, step["test"])
-    flow.save(FabdeployError("x"), final=True)  # as the command's end does
+    summary.save(flow, FabdeployError("x"), final=True)  # as the command's end does
     assert written == []  # never resumable (nor after a failing before_test hook)
-    assert flow.results["web1"] == "not deployed, serving nothing"
+    assert flow.at("web1").result == "not deployed, serving nothing"
     assert done == []  # nothing uploaded
 
     monkeypatch.setattr(testrun, "run_local", lambda *a: 0.1)
     runner.perform(flow, step["test"])
     assert written == ["R2"]  # passed: recorded for --resume
-    flow.build, flow.skip_tests = SimpleNamespace(release="R3", revision="abd"), True  # type: ignore[assignment]
+    flow.build = SimpleNamespace(release="R3", revision="abd")  # type: ignore[assignment]
+    flow.options = Options(skip_tests=True)
     runner.perform(flow, step["compare"])
     runner.perform(flow, step["test"])  # skipped, saying so
     assert written == ["R2", "R3"]  # with --skip-tests compare records it

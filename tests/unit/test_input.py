@@ -20,7 +20,7 @@ from tasks.core import output, shell
 from tasks.core.errors import ConfigError, FabdeployError
 from tasks.core.records import Audit
 from tasks.engine import hooks
-from tasks.engine.flow import Flow
+from tasks.engine.flow import Flow, Options
 from tasks.host import facts as host_facts
 from tasks.host import (
     install,
@@ -424,6 +424,6 @@ def test_a_summary_json_path_that_cannot_be_written_stops_the_deploy_first(
     tmp_path: Path,
 ) -> None:
     flow = Flow.__new__(Flow)
-    flow.summary_json, flow.ref = str(tmp_path / "no" / "such" / "summary.json"), ""
+    flow.options = Options(summary_json=str(tmp_path / "no" / "such" / "summary.json"))
     with pytest.raises(FabdeployError, match=r"--summary-json .*summary\.json: cannot write in"):
         prepare.check_locally(flow)

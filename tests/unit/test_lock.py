@@ -20,9 +20,9 @@ from tasks import config, lock
 from tasks.core import output, report
 from tasks.core.errors import FabdeployError, HostError
 from tasks.core.records import Audit
-from tasks.engine import hooks, runner
+from tasks.engine import hooks, runner, summary
 from tasks.engine import step as engine_step
-from tasks.engine.flow import Flow
+from tasks.engine.flow import Flow, Options
 from tasks.engine.step import Step
 from tasks.host import lockfile
 from tasks.ssh import host as ssh_host
@@ -196,13 +196,19 @@ def test_the_summary_is_written_as_json(tmp_path: Path) -> None:
             self.name, self.connections, self.sessions = name, 1, 9
 
     flow = Flow.__new__(Flow)
-    flow.action, flow.id, flow.started, flow.build = "deploy", "ID1", 0.0, None
+    flow.action, flow.started, flow.build = "deploy", 0.0, None
+    flow.owner = lockfile.LockOwner.mine(deploy_id="ID1")
+    flow.options, flow.states, flow.rounds = Options(), {}, ()
     flow.settings = type("S", (), {"environment": "staging"})()  # type: ignore[assignment]
     flow.hosts = [Named("web1")]  # type: ignore[list-item]
     flow.timings = {"local": {"test": 1.23456}, "web1": {"lock": 0.1}}
-    flow.results, flow.served, flow.release = {"web1": "serving R2"}, {"web1": "R1"}, {"web1": "R2"}
+    flow.at("web1").result, flow.at("web1").served, flow.at("web1").release = (
+        "serving R2",
+        "R1",
+        "R2",
+    )
     path = tmp_path / "summary.json"
-    report.write_json(str(path), flow.summary_data(FabdeployError("switch failed")))
+    report.write_json(str(path), summary.data(flow, FabdeployError("switch failed")))
     data = json.loads(path.read_text())
     assert data["ok"] is False and data["error"] == "switch failed" and data["id"] == "ID1"
     assert data["local"] == {"steps": {"test": 1.235}}
@@ -273,12 +279,12 @@ def test_fab_lock_locks_every_host_or_none(tmp_path: Path, monkeypatch) -> None:
 
 
 def fleet_flow(tmp_path: Path, owner_: lockfile.LockOwner | None = None) -> Flow:
-    """A deploy's `Run` over web1 (the primary host) and web2, each a local directory."""
+    """A deploy's `Flow` over web1 (the primary host) and web2, each a local directory."""
     web1, web2 = local_host(tmp_path / "a"), local_host(tmp_path / "b", "web2")
     web2.settings = web1.settings.__class__(
         **{**vars(web1.settings), "deploy_root": str(tmp_path / "b" / "srv")}
     )
-    flow = Flow(Context(), web1.settings, [web1, web2], "deploy")
+    flow = Flow.locking(Context(), web1.settings, [web1, web2], "deploy")
     if owner_ is not None:
         flow.owner = owner_
     return flow
@@ -291,7 +297,7 @@ def locking(tried: list[str], middle: Step | None = None) -> tuple[Step, ...]:
 
     def take(flow: Flow, host: ssh_host.Host) -> None:
         tried.append(f"lock {host.name}")
-        lockfile.take_lock(host, flow.owner, wait=flow.lock_wait)
+        lockfile.take_lock(host, flow.owner, wait=flow.options.lock_wait)
         flow.locked.append(host)
 
     def release(flow: Flow, host: ssh_host.Host) -> None:
@@ -390,7 +396,7 @@ def test_with_lock_wait_the_other_deploy_queues_on_the_primary_host_then_follows
 ) -> None:
     monkeypatch.setattr(lockfile, "POLL", 0.05)
     first, second = fleet_flow(tmp_path), fleet_flow(tmp_path)
-    second.lock_wait = 10
+    second.options = Options(lock_wait=10)
     lockfile.take_lock(first.hosts[0], first.owner)
     lockfile.take_lock(first.hosts[1], first.owner)
     tried: list[str] = []
@@ -426,3 +432,34 @@ def test_every_command_that_locks_takes_the_primary_host_first_and_frees_it_last
         listed = {step.name: step for step in steps}
         assert listed["lock"].primary == engine_step.FIRST
         assert listed["unlock"].primary == engine_step.LAST
+
+
+def test_only_the_commands_that_lock_mint_a_deploy_id_and_a_lock_owner(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from tasks import deploy, setup, upload
+    from tasks.engine import flow as engine_flow
+    from tasks.engine.resume import Record
+
+    host = local_host(tmp_path)
+    sessions(monkeypatch, host)
+    built: list[Flow] = []
+    for module in (setup, deploy, upload):
+        monkeypatch.setattr(module, "execute", lambda flow, *a: built.append(flow))
+    minted: list[str] = []
+    monkeypatch.setattr(engine_flow, "new_id", lambda: minted.append("id") or "ID9")
+    setup.all_(Context())
+    assert minted == [] and built[0].owner is None and built[0].id == ""  # setup locks nothing
+    deploy.deploy(Context())
+    deploy.rollback(Context())
+    upload.release(Context())
+    assert minted == ["id"] * 3
+    assert [(f.action, f.id, f.owner.deploy_id if f.owner else "") for f in built[1:]] == [
+        ("deploy", "ID9", "ID9"),
+        ("rollback", "ID9", "ID9"),
+        ("release", "ID9", "ID9"),
+    ]
+    resumed = Record("ID1", "R1", "abc", "", False, {})
+    again = Flow.locking(Context(), host.settings, [host], "deploy", Options(resume=resumed))
+    assert again.id == "ID1" and again.owner is not None and again.owner.deploy_id == "ID1"
+    assert len(minted) == 3  # --resume continues the deploy it resumes: the same id

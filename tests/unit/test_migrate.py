@@ -108,7 +108,7 @@ def test_ctrl_c_during_the_migration_removes_the_release_everywhere_and_says_so(
         prepare(flow)
     assert not [d for d in done if d.startswith(("smoke", "switch"))]
     assert sorted(d for d in done if d.startswith("undo")) == ["undo jobs1", "undo web1", "undo web2"]  # fmt: skip
-    assert flow.results["web1"] == "migrate interrupted"
+    assert flow.at("web1").result == "migrate interrupted"
 
 
 def test_a_failed_migration_still_fails_as_before(

@@ -14,7 +14,7 @@ from invoke import Context
 
 from tasks import config
 from tasks.core.errors import FabdeployError, HostError
-from tasks.engine import hooks, runner
+from tasks.engine import hooks, runner, summary
 from tasks.engine import step as engine_step
 from tasks.engine.flow import Flow
 from tasks.engine.step import BATCHES, HOSTS, LOCAL, Step, Undo
@@ -122,7 +122,7 @@ def test_a_failed_host_step_recovers_names_its_phase_and_runs_the_failed_hook_la
         "web1": "nothing",
         "web2": "prepare failed",
     }
-    assert flow.results == {"web2": "prepare failed"}
+    assert flow.results() == {"web2": "prepare failed"}
 
 
 def test_the_environment_files_failed_hook_runs_locally_with_the_error(tmp_path: Path) -> None:
@@ -264,11 +264,17 @@ def test_a_failing_once_hook_after_a_step_fails_that_step_and_recovers(tmp_path:
 # --- a BATCHES step: the runner runs the batches ------------------------------------------
 
 
-def batched(tmp_path: Path, seen: list[str], extra: str = "", fail: str = "") -> tuple[Flow, Step]:
+def batched(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    seen: list[str],
+    extra: str = "",
+    fail: str = "",
+) -> tuple[Flow, Step]:
     """A flow over web1, web2, web3 (one at a time: PARALLEL=1) and a `BATCHES` step ``switch``
     whose work, undo and saves record in ``seen``."""
     flow = make_flow(tmp_path, "PARALLEL=1\n" + extra, names=("web1", "web2", "web3"))
-    flow.save = lambda *a, **k: seen.append("saved")  # type: ignore[method-assign]
+    monkeypatch.setattr(summary, "save", lambda *a, **k: seen.append("saved"))
 
     def record(what: str):  # type: ignore[no-untyped-def]
         def work(flow: Flow, host: Host) -> None:
@@ -283,10 +289,10 @@ def batched(tmp_path: Path, seen: list[str], extra: str = "", fail: str = "") ->
 
 
 def test_a_batches_step_runs_batch_by_batch_with_its_hooks_and_saves_after_each(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[str] = []
-    flow, step = batched(tmp_path, seen, "SWITCH_BATCH=1,2\n")
+    flow, step = batched(tmp_path, monkeypatch, seen, "SWITCH_BATCH=1,2\n")
     said: list[str] = []
     flow.say = said.append  # type: ignore[method-assign]
     for point in ("before_switch", "after_switch"):
@@ -305,12 +311,13 @@ def test_a_batches_step_runs_batch_by_batch_with_its_hooks_and_saves_after_each(
 
 
 def test_a_failed_batch_goes_back_and_undoes_the_hosts_before_and_after_it(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[str] = []
-    flow, step = batched(tmp_path, seen, "SWITCH_BATCH=1\n", fail="switch@web2")
-    flow.served = {"web1": "R1", "web2": "R1", "web3": "R1"}
-    flow.results = {"web1": "serving R2", "web2": "back on R1"}
+    flow, step = batched(tmp_path, monkeypatch, seen, "SWITCH_BATCH=1\n", fail="switch@web2")
+    for name in ("web1", "web2", "web3"):
+        flow.at(name).served = "R1"
+    flow.at("web1").result, flow.at("web2").result = "serving R2", "back on R1"
     with pytest.raises(FabdeployError) as info:
         runner.perform(flow, step)
     assert seen == [
@@ -323,17 +330,21 @@ def test_a_failed_batch_goes_back_and_undoes_the_hosts_before_and_after_it(
     )
 
 
-def test_a_failed_first_batch_says_no_other_host_was_switched(tmp_path: Path) -> None:
+def test_a_failed_first_batch_says_no_other_host_was_switched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[str] = []
-    flow, step = batched(tmp_path, seen, "SWITCH_BATCH=1\n", fail="switch@web1")
+    flow, step = batched(tmp_path, monkeypatch, seen, "SWITCH_BATCH=1\n", fail="switch@web1")
     with pytest.raises(FabdeployError, match=r"served\. No other host was switched\. now serving"):
         runner.perform(flow, step)
     assert seen == ["switch@web1", "back@web1", "unreached@web2", "unreached@web3"]
 
 
-def test_a_failing_once_hook_before_a_batches_step_switches_no_host(tmp_path: Path) -> None:
+def test_a_failing_once_hook_before_a_batches_step_switches_no_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[str] = []
-    flow, step = batched(tmp_path, seen)
+    flow, step = batched(tmp_path, monkeypatch, seen)
 
     def broken(ctx: hooks.HookContext) -> None:
         raise RuntimeError("migration broke")
@@ -345,9 +356,11 @@ def test_a_failing_once_hook_before_a_batches_step_switches_no_host(tmp_path: Pa
     assert flow.rounds == ()  # no round started
 
 
-def test_a_failing_once_hook_after_a_batches_step_records_every_host(tmp_path: Path) -> None:
+def test_a_failing_once_hook_after_a_batches_step_records_every_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[str] = []
-    flow, step = batched(tmp_path, seen, "SWITCH_BATCH=100%\n")
+    flow, step = batched(tmp_path, monkeypatch, seen, "SWITCH_BATCH=100%\n")
 
     def broken(ctx: hooks.HookContext) -> None:
         raise RuntimeError("warm-up broke")
@@ -361,9 +374,11 @@ def test_a_failing_once_hook_after_a_batches_step_records_every_host(tmp_path: P
     ]  # fmt: skip
 
 
-def test_ctrl_c_during_a_batch_stops_there_and_undoes_nothing(tmp_path: Path) -> None:
+def test_ctrl_c_during_a_batch_stops_there_and_undoes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[str] = []
-    flow, step = batched(tmp_path, seen, "SWITCH_BATCH=1\n")
+    flow, step = batched(tmp_path, monkeypatch, seen, "SWITCH_BATCH=1\n")
 
     def interrupted(flow: Flow, host: Host) -> None:
         seen.append(f"switch@{host.name}")
@@ -374,7 +389,9 @@ def test_ctrl_c_during_a_batch_stops_there_and_undoes_nothing(tmp_path: Path) ->
     assert seen == ["switch@web1"]  # the host's switch finishes or goes back by itself
 
 
-def test_the_rollback_s_switch_has_no_hooks_and_the_deploy_s_has_them(tmp_path: Path) -> None:
+def test_the_rollback_s_switch_has_no_hooks_and_the_deploy_s_has_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     switches = {
         name: next(s for s in steps_ if s.name == "switch")
         for name, steps_ in (("deploy", lists.DEPLOY), ("rollback", lists.ROLLBACK))
@@ -384,7 +401,7 @@ def test_the_rollback_s_switch_has_no_hooks_and_the_deploy_s_has_them(tmp_path: 
     assert switches["rollback"].before_points == switches["rollback"].after_points == ()
     assert switches["deploy"].undo == switches["rollback"].undo is not None
     seen: list[str] = []
-    flow, step = batched(tmp_path, seen, "SWITCH_BATCH=100%\n")
+    flow, step = batched(tmp_path, monkeypatch, seen, "SWITCH_BATCH=100%\n")
     for point in ("before_switch", "after_switch"):
         attach(flow, point, seen)
         attach(flow, point, seen, once=True)
