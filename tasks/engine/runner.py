@@ -1,4 +1,4 @@
-"""The pipeline as data: a command is a list of named `Step` s, run by `execute`.
+"""The one runner: a command is a list of named `Step` s, run by `execute`.
 
 Each step says where it runs (`LOCAL` once on this machine, `HOSTS` on every host in
 parallel, `PRIMARY` on the primary host, `BATCHES` on every host in switch rounds, the first
@@ -7,7 +7,7 @@ the canary), what it does and what happens when it fails. The deploy, the rollba
 everything that needs to know the order reads the list: the runner, the summary table, ``fab
 plan`` and the hooks.
 
-Around every step ``execute`` runs its hooks (`tasks.hooks`): ``before_<step>`` and
+Around every step ``execute`` runs its hooks (`tasks.engine.hooks`): ``before_<step>`` and
 ``after_<step>``, locally for a local step, on each host (or ``once`` on the primary host) for
 a host step; ``before_<command>`` and ``after_<command>`` (``deploy``, ``rollback``, ...)
 around the whole list, and ``failed`` once, locally, when the command fails, with the error

@@ -1,7 +1,7 @@
 """The deploy flow and rollback: lists of named steps, like Capistrano's framework.rake.
 
 `DEPLOY` is the deploy, `ROLLBACK` the rollback, `RELEASE` ``upload.release`` (a deploy
-that stops before the switch); `tasks.pipeline.execute` runs a list, with the hooks of each
+that stops before the switch); `tasks.engine.runner.execute` runs a list, with the hooks of each
 step around it, and ``fab plan``, the summary table and docs/architecture.md read the same
 lists. In order (``[migrate]`` with MIGRATE_COMMAND):
 

@@ -65,7 +65,7 @@ def restart_processes(flow: Flow, host: Host) -> None:
 
 
 def remove_unswitched(flow: Flow, host: Host) -> None:
-    """After a failure: remove the release this run left unswitched and record the failure."""
+    """After a failure: remove the release this command left unswitched and record the failure."""
     state = flow.at(host)
     release = state.release
     if not release:
@@ -84,7 +84,7 @@ def remove_unswitched(flow: Flow, host: Host) -> None:
 
 
 def go_back(flow: Flow, host: Host) -> None:
-    """Put a host of a failed batch back on the release it served before this run."""
+    """Put a host of a failed batch back on the release it served before this command."""
     state = flow.at(host)
     served, release, files = state.served, state.release, state.drift
     try:
