@@ -50,18 +50,12 @@ def reported(flow: Flow, *, table: bool = True) -> Iterator[Flow]:
             host.close()
 
 
-def result(flow: Flow, where: str) -> str:
-    """How a host ended ("" not yet, and for the local row)."""
-    state = flow.states.get(where)
-    return state.result if state else ""
-
-
 def text(flow: Flow) -> str:
     """The summary table: seconds per step, result and SSH use per host (and the local steps)."""
     order = [step.name for step in flow.steps]
     steps = [s for s in order if any(s in t for t in flow.timings.values())]
     steps += [s for t in flow.timings.values() for s in t if s not in steps]
-    rows = []
+    rows, results = [], flow.results()
     for where in [LOCAL_ROW, *(h.name for h in flow.hosts)]:
         spent = flow.timings.get(where, {})
         host = next((h for h in flow.hosts if h.name == where), None)
@@ -69,7 +63,7 @@ def text(flow: Flow) -> str:
         rows.append(
             [where]
             + [f"{spent[s]:.2f}" if s in spent else "" for s in steps]
-            + [f"{sum(spent.values()):.2f}", ssh, result(flow, where)]
+            + [f"{sum(spent.values()):.2f}", ssh, results.get(where, "")]
         )
     headers = ["host", *steps, "total", "ssh conn/sess", "result"]
     table = report.table(headers, rows, right=",".join([*steps, "total"]))
@@ -78,6 +72,7 @@ def text(flow: Flow) -> str:
 
 def data(flow: Flow, error: BaseException | None = None) -> dict[str, object]:
     """The summary as JSON data: the command, then one object per host (docs/json.md)."""
+    results = flow.results()
     return {
         "action": flow.action,
         "id": flow.id,
@@ -93,7 +88,7 @@ def data(flow: Flow, error: BaseException | None = None) -> dict[str, object]:
         "hosts": [
             {
                 "host": host.name,
-                "result": result(flow, host.name),
+                "result": results.get(host.name, ""),
                 "served_before": flow.at(host).served,
                 "release": flow.at(host).release,
                 "steps": seconds(flow, host.name),
@@ -123,7 +118,7 @@ def save(flow: Flow, error: BaseException | None = None, *, final: bool = False)
     if resumed:
         ours = {h.name for h in flow.hosts}
         hosts += [
-            {"host": name, "result": result(flow, name) or said}
+            {"host": name, "result": flow.results().get(name, said)}
             for name, said in resumed.results.items()
             if name not in ours
         ]
