@@ -27,7 +27,8 @@ def plan_cleanup(flow: Flow, host: Host) -> None:
     release = state.release
     if release:
         releases, venvs = dict(found.releases), list(found.venvs)
-        if flow.build and state.facts and release not in releases:  # the one just installed
+        if flow.build and release not in releases:  # the one just installed
+            assert state.facts is not None  # (learned by `check`)
             digest = install.facts_digest(flow.build, state.facts)
             releases[release] = digest
             venvs += [] if digest in venvs else [digest]
