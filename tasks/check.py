@@ -44,10 +44,10 @@ def check(c, json=False):  # type: ignore[no-untyped-def]
     finally:
         for host in hosts:
             host.close()
-    for host, found, error in done:
-        results.append(
-            (host.name, found if error is None else [Finding("check", False, detail(error))])
-        )
+    for host, found in done.items():
+        if host in done.failed:  # the checks could not run: one finding says why
+            found = [Finding("check", False, detail(found))]
+        results.append((host.name, found))
     if json:
         print_json([to_json(where, found) for where, found in results], output.clean)
     else:

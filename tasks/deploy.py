@@ -7,7 +7,7 @@ import time
 
 from invoke import task
 
-from .engine.flow import Run
+from .engine.flow import Flow, Options
 from .engine.runner import execute
 from .engine.summary import reported
 from .ssh import session
@@ -41,14 +41,15 @@ def deploy(c, skip_tests=False, allow_dirty=False, break_lock=False, lock_wait=0
     hosts, last = to_resume(settings, hosts) if resume and hosts else (hosts, None)
     if not hosts:
         return  # `fab -H a,b deploy`: this host was deployed with the fleet (or nothing to resume)
-    run_ = Run(c, settings, hosts, "deploy", skip_tests, allow_dirty, break_lock, force=force, lock_wait=float(lock_wait), summary_json=summary_json, ref=ref or (last.ref if last else ""), resume=last)  # fmt: skip
-    with reported(run_):
-        execute(run_, DEPLOY, known_points())  # the steps below, with their hooks
-    if run_.done or run_.build is None:
+    asked = Options(skip_tests, allow_dirty, break_lock, force=force, lock_wait=float(lock_wait), summary_json=summary_json, ref=ref or (last.ref if last else ""), resume=last)  # fmt: skip
+    flow = Flow.locking(c, settings, hosts, "deploy", asked)
+    with reported(flow):
+        execute(flow, DEPLOY, known_points())  # the steps below, with their hooks
+    if flow.done or flow.build is None:
         return  # a no-op: every host serves this revision already
-    run_.say(
-        f"deployed {run_.build.release} (revision {run_.build.revision}) to "
-        f"{len(hosts)} host(s) in {time.monotonic() - run_.started:.1f}s"
+    flow.say(
+        f"deployed {flow.build.release} (revision {flow.build.revision}) to "
+        f"{len(hosts)} host(s) in {time.monotonic() - flow.started:.1f}s"
     )
 
 
@@ -65,6 +66,6 @@ def rollback(c, to="", release="", fleet=False, per_host=False):  # type: ignore
     settings, hosts = session.session(c, fleet=fleet or not per_host)
     if not hosts:
         return
-    run_ = Run(c, settings, hosts, "rollback", wanted=to or release)
-    with reported(run_):
-        execute(run_, ROLLBACK, known_points())
+    flow = Flow.locking(c, settings, hosts, "rollback", Options(wanted=to or release))
+    with reported(flow):
+        execute(flow, ROLLBACK, known_points())

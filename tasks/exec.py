@@ -60,11 +60,9 @@ def exec_(c, command, once=False, pty=False, roles=""):  # type: ignore[no-untyp
         for host in hosts:
             host.close()
     failed: list[tuple[Host, int]] = []
-    for host, status, error in done:
-        if error is not None:
-            if isinstance(error, KeyboardInterrupt):
-                raise error
-            host.output.line(host.name, str(error), err=True)
+    for host, status in done.items():
+        if host in done.failed:
+            host.output.line(host.name, str(status), err=True)
             failed.append((host, 255))
         elif status:
             failed.append((host, status))

@@ -58,16 +58,15 @@ def hold(c, reason=""):  # type: ignore[no-untyped-def]
         return  # `fab -H a,b lock`: this host was locked with the others
     owner = LockOwner.mine(reason=reason, held=True, deploy_id=f"lock-{new_id()}")
     done = primary_first(settings, hosts, lambda h: take_lock(h, owner))
-    failed = [(host, error) for host, _, error in done if error is not None]
     try:
-        if failed:
-            for host, _, error in done:
-                if error is None:
+        if done.failed:
+            for host, error in done.items():
+                if host in done.failed:
+                    host.output.line(host.name, f"failed: {detail(error)}", err=True)
+                else:
                     release_lock(host, owner)
                     host.say("lock released again: not every host could be locked")
-                else:
-                    host.output.line(host.name, f"failed: {detail(error)}", err=True)
-            names = ", ".join(h.name for h, _ in failed)
+            names = ", ".join(h.name for h in done.failed)
             raise FabdeployError(f"lock failed on {names}: no host is left locked by this command")
         path = local_state(settings).lock_token
         path.parent.mkdir(parents=True, exist_ok=True)

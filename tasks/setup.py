@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
-from .engine.flow import Run
+from .engine.flow import Flow
 from .engine.runner import execute
 from .host.provision import (
     app_user,
@@ -39,7 +39,7 @@ def all_(c):  # type: ignore[no-untyped-def]
     if not hosts:
         return
     try:
-        execute(Run(c, settings, hosts, "setup"), SETUP)
+        execute(Flow(c, settings, hosts, "setup"), SETUP)  # takes no lock: no deploy id
     finally:
         for host in hosts:
             host.close()

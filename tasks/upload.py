@@ -30,7 +30,7 @@ from . import config
 from .build import packages, wheels
 from .build.archive import build
 from .core.errors import FabdeployError
-from .engine.flow import Run
+from .engine.flow import Flow, Options
 from .engine.runner import execute
 from .engine.summary import reported
 from .host import facts as host_facts
@@ -48,9 +48,9 @@ def release_task(c, allow_dirty: bool = False) -> None:  # type: ignore[no-untyp
     settings, hosts = session.session(c)
     if not hosts:
         return
-    run_ = Run(c, settings, hosts, "release", allow_dirty=allow_dirty)
-    with reported(run_, table=False):
-        execute(run_, RELEASE, known_points())
+    flow = Flow.locking(c, settings, hosts, "release", Options(allow_dirty=allow_dirty))
+    with reported(flow, table=False):
+        execute(flow, RELEASE, known_points())
 
 
 @task(help={"allow-dirty": "ship uncommitted changes of a git checkout (revision gets -dirty)"})
@@ -64,10 +64,9 @@ def host_targets(hosts: list[Host], settings: Settings) -> dict[str, TagSet]:
     """Each of ``hosts`` -> the wheel tags its Python accepts (learned by `setup.check`,
     PARALLEL at once)."""
     done = fanout.each(hosts, host_facts.read_facts, settings.parallel)
-    failed = [error for _, _, error in done if error is not None]
-    if failed:
-        raise FabdeployError("; ".join(str(error) for error in failed))
-    return {host.name: facts.tags for host, facts, _ in done}
+    if done.failed:
+        raise FabdeployError("; ".join(str(error) for error in done.failed.values()))
+    return {host.name: facts.tags for host, facts in done.succeeded.items()}
 
 
 @task(

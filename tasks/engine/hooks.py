@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 ENV_POINTS = config.HOOK_POINTS
 
 
-#: A point's name: ``before_<step>``, ``after_<step>`` (steps and commands: `tasks.pipeline`),
+#: A point's name: ``before_<step>``, ``after_<step>`` (steps and commands: `tasks.steps.lists`),
 #: or ``failed``.
 POINT = re.compile(r"^(before|after)_[a-z][a-z0-9_]*$|^failed$")
 

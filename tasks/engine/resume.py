@@ -42,7 +42,7 @@ class Record:
 
 
 def parse(data: dict[str, object]) -> Record:
-    """A `Record` from a deploy's summary data (``Run.summary_data``)."""
+    """A `Record` from a deploy's summary data (`tasks.engine.summary.data`)."""
     hosts = data.get("hosts", [])
     assert isinstance(hosts, list)
     return Record(

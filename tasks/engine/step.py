@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..ssh.fanout import HostResults
+    from ..ssh.fanout import GroupResult
     from ..ssh.host import Host
-    from .flow import Run
+    from .flow import Flow
 
 
 #: Where a step runs.
@@ -22,37 +22,54 @@ HOSTS = "every host"
 PRIMARY = "the primary host"
 
 
+#: The runner runs such a step batch after batch (`tasks.engine.runner.in_batches`).
 BATCHES = "every host, in switch batches"
 #: `Step.primary`: the primary host alone first (the lock: one owner decided there), or last.
 FIRST, LAST = "first", "last"
 
 
 @dataclass(frozen=True)
+class Undo:
+    """What a failure of a `BATCHES` step does, per host, before the error is raised:
+    ``back`` on each host of the batch that failed, ``unreached`` on each host it did not reach
+    yet (every host when a ``once`` hook before the step fails), ``reached`` on each host it
+    switched (every host when a ``once`` hook after the step fails). Each takes
+    ``(flow, host)``."""
+
+    back: Callable[[Flow, Host], None]
+    unreached: Callable[[Flow, Host], None]
+    reached: Callable[[Flow, Host], None]
+
+
+@dataclass(frozen=True)
 class Step:
     """One named step of a command: what it runs, where, and what a failure does.
 
-    ``work`` takes ``(run)`` for `LOCAL` and `BATCHES` steps, ``(run, host)`` for host steps.
+    ``work`` takes ``(flow)`` for `LOCAL` steps, ``(flow, host)`` for the others (a `BATCHES`
+    step's work is one host's: the runner runs the batches, `tasks.engine.runner.in_batches`).
     ``hosts`` narrows a host step's hosts (default: every host; `PRIMARY`: the primary host).
     ``primary`` orders a host step: `FIRST` runs it on the primary host alone, then on the
     others in parallel only if it worked there (the lock); `LAST` on the others, then on the
     primary host (the unlock: whoever takes the primary next finds the others free).
     ``skip`` gives a reason to skip the step this time ("" runs it). ``recover`` runs after a
     host step failed on some hosts, before the error is raised, and returns a sentence for the
-    error (what the hosts serve now). ``before`` and ``after`` are the hook points around the
-    step (default ``before_<name>``, ``after_<name>``; a step may carry an older name too).
+    error (what the hosts serve now); ``undo`` is what a failure of a `BATCHES` step does on
+    each host (`Undo`). ``before`` and ``after`` are the hook points around the step (default
+    ``before_<name>``, ``after_<name>``; a step may carry an older name too; ``()``: none).
     """
 
     name: str
     work: Callable[..., Any]
     where: str = HOSTS
-    hosts: Callable[[Run], list[Host]] | None = None
-    skip: Callable[[Run], str] | None = None
-    recover: Callable[[Run, HostResults], str] | None = None
+    hosts: Callable[[Flow], list[Host]] | None = None
+    skip: Callable[[Flow], str] | None = None
+    recover: Callable[[Flow, GroupResult], str] | None = None
+    undo: Undo | None = None
     before: tuple[str, ...] | None = None
     after: tuple[str, ...] | None = None
     always: bool = False
     primary: str = ""  # FIRST: on the primary host alone, then the others; LAST: it last
-    when: Callable[[Run], bool] | None = None
+    when: Callable[[Flow], bool] | None = None
     phase: str = ""
 
     @property

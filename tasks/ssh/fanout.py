@@ -1,5 +1,5 @@
-"""Fan-out: one piece of work on many hosts in parallel, its results per host (`HostResults`,
-as Fabric's GroupResult), and one script asked of every host (`ask`)."""
+"""Fan-out: one piece of work on many hosts in parallel (`each`, the one fan-out), its results
+per host (`GroupResult`, as Fabric's), and one script asked of every host (`ask`)."""
 
 from __future__ import annotations
 
@@ -21,43 +21,44 @@ if TYPE_CHECKING:
     from .host import Host
 
 
-@dataclass(frozen=True)
-class HostResults:
-    """What one step did on each of its hosts, in host order (like Fabric's GroupResult):
-    ``ok`` the hosts where it succeeded, ``failed`` (host, error) where it did not."""
+class GroupResult(dict):  # type: ignore[type-arg]
+    """What one piece of work did on each host, in host order, as Fabric's GroupResult: host ->
+    the value its work returned, or the exception it raised; `succeeded` and `failed` split
+    them. A Ctrl-C is never a result: `each` raises it."""
 
-    ok: tuple[Host, ...] = ()
-    failed: tuple[tuple[Host, BaseException], ...] = ()
+    @property
+    def succeeded(self) -> dict[Any, Any]:
+        """Each host where the work succeeded -> the value it returned, in host order."""
+        return {host: value for host, value in self.items() if not isinstance(value, BaseException)}
 
-    def __len__(self) -> int:
-        """How many hosts failed (so ``if results:`` means "some failed", as with a list)."""
-        return len(self.failed)
+    @property
+    def failed(self) -> dict[Any, BaseException]:
+        """Each host where the work failed -> why, in host order."""
+        return {host: value for host, value in self.items() if isinstance(value, BaseException)}
 
     def error(self, step: str, after: str = "") -> FabdeployError:
         """One error naming every host where ``step`` failed, and why."""
-        return failed(step, list(self.failed), after)
+        where = "; ".join(f"[{host.name}] {detail(error)}" for host, error in self.failed.items())
+        return FabdeployError(
+            f"{step} failed on {len(self.failed)} host(s): {where}"
+            + (f". {after}" if after else "")
+        )
 
-
-def failed(
-    step: str, failures: list[tuple[Host, BaseException]], after: str = ""
-) -> FabdeployError:
-    """One error naming every host where ``step`` failed, and why."""
-    where = "; ".join(f"[{host.name}] {detail(error)}" for host, error in failures)
-    return FabdeployError(
-        f"{step} failed on {len(failures)} host(s): {where}" + (f". {after}" if after else "")
-    )
+    def say_failed(self) -> None:
+        """One line per host that failed, on that host's output: ``failed: <why>``."""
+        for host, error in self.failed.items():
+            host.output.line(host.name, f"failed: {detail(error)}", err=True)
 
 
 def primary_first(
     settings: Settings, hosts: list[Host], work: Callable[[Host], object]
-) -> list[tuple[Host, object, BaseException | None]]:
+) -> GroupResult:
     """``work`` on the primary host alone, then (when it worked) on the others in parallel:
     the primary host decides who owns the fleet, as a deploy's lock step does."""
     first = roles.primary(settings, hosts, lambda host: host.name)
     done = each([first], work, 1)
-    others = [host for host in hosts if host is not first]
-    if done[0][2] is None:
-        done += each(others, work, settings.parallel)
+    if not done.failed:
+        done.update(each([host for host in hosts if host is not first], work, settings.parallel))
     return done
 
 
@@ -100,16 +101,14 @@ def ask(
             reply.error = f"{label} failed (exit {result.exited}): {tail}"
         return reply
 
-    replies = []
-    for host, reply, error in each(hosts, one, settings.parallel):
-        if isinstance(error, KeyboardInterrupt):
-            raise error
-        if error is not None:
-            reply = Reply(host.name, error=detail(error))
-        replies.append(reply)
+    done = each(hosts, one, settings.parallel)
     for host in hosts:
         host.close()
-    return replies
+    failed = done.failed
+    return [
+        Reply(host.name, error=detail(failed[host])) if host in failed else reply
+        for host, reply in done.items()
+    ]
 
 
 def fail_if_unanswered(replies: Sequence[Answer], what: str) -> None:
@@ -137,31 +136,33 @@ def each(
     work: Callable[[T], Any],
     limit: int,
     stop: Callable[[T], object] | None = None,
-) -> list[tuple[T, Any, BaseException | None]]:
-    """Run ``work`` on every item, ``limit`` at once; return (item, result, error) in order.
+) -> GroupResult:
+    """Run ``work`` on every item (a host), ``limit`` at once; what each returned or raised, in
+    order (`GroupResult`).
 
-    Ctrl-C while items run in other threads calls ``stop`` on each (`Host.interrupt`), waits
-    for them, then raises `KeyboardInterrupt`."""
+    Ctrl-C (or a `KeyboardInterrupt` out of any item's work) stops the command: ``stop`` is
+    called on each item (`Host.interrupt`: bounded commands end on the hosts), the work still
+    running is waited for, and `KeyboardInterrupt` is raised, never returned as a result."""
 
-    def guarded(item: T) -> tuple[T, Any, BaseException | None]:
+    def guarded(item: T) -> Any:
         try:
-            return item, work(item), None
-        except (Exception, KeyboardInterrupt) as exc:  # reported per host by the caller
-            return item, None, exc
+            return work(item)
+        except Exception as exc:  # a result: the caller reports it per host
+            return exc
 
-    if len(items) <= 1 or limit <= 1:
-        return [guarded(item) for item in items]
+    if len(items) <= 1 or limit <= 1:  # in this thread: Ctrl-C reaches the work itself
+        return GroupResult((item, guarded(item)) for item in items)
     with ThreadPoolExecutor(max_workers=min(limit, len(items))) as pool:
         futures = [pool.submit(guarded, item) for item in items]
         try:
-            return [future.result() for future in futures]
+            return GroupResult(zip(items, [future.result() for future in futures]))
         except KeyboardInterrupt:
             for future in futures:
                 future.cancel()
             for item in items:
                 if stop is not None:
                     stop(item)
-            raise
+            raise  # once the pool has waited for the work still running
 
 
 def on_each_host(
@@ -176,10 +177,7 @@ def on_each_host(
     finally:
         for host in targets:
             host.close()
-    failed = [(host, error) for host, _, error in done if error is not None]
-    for host, error in failed:
-        if isinstance(error, KeyboardInterrupt):
-            raise error
+    for host, error in done.failed.items():
         host.output.line(host.name, detail(error), err=True)
-    if failed:
-        raise FabdeployError(f"{what} failed on {', '.join(h.name for h, _ in failed)}")
+    if done.failed:
+        raise FabdeployError(f"{what} failed on {', '.join(h.name for h in done.failed)}")

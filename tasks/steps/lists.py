@@ -1,7 +1,7 @@
 """The deploy flow and rollback: lists of named steps, like Capistrano's framework.rake.
 
 `DEPLOY` is the deploy, `ROLLBACK` the rollback, `RELEASE` ``upload.release`` (a deploy
-that stops before the switch); `tasks.pipeline.execute` runs a list, with the hooks of each
+that stops before the switch); `tasks.engine.runner.execute` runs a list, with the hooks of each
 step around it, and ``fab plan``, the summary table and docs/architecture.md read the same
 lists. In order (``[migrate]`` with MIGRATE_COMMAND):
 
@@ -55,13 +55,7 @@ from .prepare import (
 )
 from .provision import set_up_host
 from .rollback import agree_on_release, choose_release
-from .switch import (
-    processes_failed,
-    restart_processes,
-    switch_back,
-    switch_release,
-    undo_everywhere,
-)
+from .switch import SWITCH_UNDO, processes_failed, restart_processes, switch_one, undo_everywhere
 
 #: After install: its own point and the older ``after_upload`` (the release is ready to run).
 AFTER_INSTALL = ("after_install", "after_upload")
@@ -93,7 +87,7 @@ DEPLOY = (
         recover=undo_everywhere,
     ),
     Step("smoke", smoke_test, HOSTS, recover=undo_everywhere),
-    Step("switch", switch_release, BATCHES),
+    Step("switch", switch_one, BATCHES, undo=SWITCH_UNDO),
     Step("processes", restart_processes, HOSTS, hosts=companion_hosts, recover=processes_failed),
     Step("cleanup", plan_cleanup, HOSTS),
     Step("record", record_result, HOSTS),
@@ -107,7 +101,7 @@ ROLLBACK = (
     Step("check", check_hosts, HOSTS),
     Step("choose", choose_release, HOSTS),
     Step("agree", agree_on_release, LOCAL),
-    Step("switch", switch_back, BATCHES),
+    Step("switch", switch_one, BATCHES, undo=SWITCH_UNDO, before=(), after=()),
     Step("processes", restart_processes, HOSTS, hosts=companion_hosts, recover=processes_failed),
     Step("record", record_result, HOSTS),
     Step("unlock", unlock_hosts, HOSTS, hosts=locked_hosts, always=True, primary=LAST),

@@ -10,7 +10,7 @@ from .resuming import resumed_everywhere
 
 if TYPE_CHECKING:
     from ..config import Settings
-    from ..engine.flow import Run
+    from ..engine.flow import Flow
     from ..host.facts import Facts
 
 
@@ -38,27 +38,29 @@ def nothing_to_deploy(
     )
 
 
-def already_serving(run_: Run) -> bool:
+def already_serving(flow: Flow) -> bool:
     """Whether every host runs the revision just built (then nothing changes, unless --force);
     with --resume, whether every host serves the release resumed."""
-    assert run_.build is not None
-    if run_.resume:
-        return resumed_everywhere(run_)
-    if run_.force:
+    assert flow.build is not None
+    asked = flow.options
+    if asked.resume:
+        return resumed_everywhere(flow)
+    if asked.force:
         return False
-    settings, revision = run_.settings, run_.build.revision
-    drifted = [name for name, files in run_.drift.items() if files]
-    if drifted and serving_everywhere(settings, run_.facts, revision):
-        run_.say(
+    settings, revision = flow.settings, flow.build.revision
+    facts = {name: state.facts for name, state in flow.states.items() if state.facts}
+    drifted = [name for name, state in flow.states.items() if state.drift]
+    if drifted and serving_everywhere(settings, facts, revision):
+        flow.say(
             f"every host serves revision {revision} already, but setup's files changed on "
             f"{', '.join(drifted)}: deploying it again applies them (graceful restarts)"
         )
         return False
-    if not nothing_to_deploy(settings, run_.facts, revision, drifted):
+    if not nothing_to_deploy(settings, facts, revision, drifted):
         return False
-    for host in run_.hosts:
-        run_.results[host.name] = f"no change, serving {run_.served[host.name]}"
-    run_.say(
+    for host in flow.hosts:
+        flow.at(host).result = f"no change, serving {flow.at(host).served}"
+    flow.say(
         f"no change: every host already serves revision {revision} "
         "(nothing restarted; --force deploys it again)"
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context
 
@@ -34,10 +34,8 @@ from .noop import nothing_to_deploy
 if TYPE_CHECKING:
     from ..build import archive
     from ..config import Settings
+    from ..ssh.fanout import GroupResult
     from ..ssh.host import Host
-
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -157,12 +155,12 @@ def checked(host: Host) -> host_facts.Facts:
     return facts
 
 
-def answers(done: list[tuple[Host, T, BaseException | None]]) -> list[T]:
-    """The results of `remote.each`, in order; the first host's error raised."""
-    for _, _, error in done:
-        if error is not None:
-            raise error
-    return [result for _, result, _ in done]
+def answers(done: GroupResult) -> list[Any]:
+    """What `fanout.each` returned on each host, in order; the first host's error raised."""
+    first = next(iter(done.failed.values()), None)
+    if first is not None:
+        raise first
+    return list(done.values())
 
 
 def make_plan(c: Context, settings: Settings, hosts: list[Host], build: archive.Build,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from ..build import archive, gitref, preflight, pyreq, testrun, wheels
 from ..config import roles
 from ..core.errors import FabdeployError
+from ..engine import summary
 from ..host import converge, install, migrate, smoke
 from ..host import facts as host_facts
 from ..host.lockfile import LockedButFailed, take_lock
@@ -17,94 +18,97 @@ from ..host.releases import inventory_program, parse_inventory
 from .noop import already_serving
 
 if TYPE_CHECKING:
-    from ..engine.flow import Run
+    from ..engine.flow import Flow
     from ..ssh.host import Host
 
 
-def skip_test(run_: Run) -> str:
+def skip_test(flow: Flow) -> str:
     """Why the local test suite does not run this time ("" it runs)."""
-    if run_.resume:
-        return f"--resume: deploy {run_.id} tested revision {run_.resume.revision}"
-    return "--skip-tests" if run_.skip_tests else ""
+    if flow.options.resume:
+        return f"--resume: deploy {flow.id} tested revision {flow.options.resume.revision}"
+    return "--skip-tests" if flow.options.skip_tests else ""
 
 
-def has_migration(run_: Run) -> bool:
+def has_migration(flow: Flow) -> bool:
     """Whether MIGRATE_COMMAND is set."""
-    return bool(run_.settings.migrate_command.strip())
+    return bool(flow.settings.migrate_command.strip())
 
 
-def migrate_hosts(run_: Run) -> list[Host]:
+def migrate_hosts(flow: Flow) -> list[Host]:
     """The hosts MIGRATE_COMMAND runs on: the primary one, or every host (MIGRATE_ON=all)."""
-    return migrate.hosts(run_.settings, run_.hosts, lambda host: host.name)
+    return migrate.hosts(flow.settings, flow.hosts, lambda host: host.name)
 
 
-def companion_hosts(run_: Run) -> list[Host]:
+def companion_hosts(flow: Flow) -> list[Host]:
     """The hosts whose roles run companion processes."""
-    return [h for h in run_.hosts if roles.companions_of(run_.settings, h.name)]
+    return [h for h in flow.hosts if roles.companions_of(flow.settings, h.name)]
 
 
-def locked_hosts(run_: Run) -> list[Host]:
+def locked_hosts(flow: Flow) -> list[Host]:
     """The hosts this command holds the lock of."""
-    return list(run_.locked)
+    return list(flow.locked)
 
 
-def lock_hosts(run_: Run, host: Host) -> None:
+def lock_hosts(flow: Flow, host: Host) -> None:
     """Take the deploy lock on the host; in the same session learn what `check` needs."""
+    assert flow.owner is not None  # (a list with a lock step locks: `Flow.locking`)
     body, env = learn_program(host)
+    asked = flow.options
     try:
-        text = take_lock(host, run_.owner, break_lock=run_.break_lock, wait=run_.lock_wait, then=(body, env))  # fmt: skip
+        text = take_lock(host, flow.owner, break_lock=asked.break_lock, wait=asked.lock_wait, then=(body, env))  # fmt: skip
     except LockedButFailed:
-        run_.locked.append(host)
+        flow.locked.append(host)
         raise
-    run_.locked.append(host)
-    run_.learned[host.name] = text
+    flow.locked.append(host)
+    flow.at(host).learned = text
 
 
-def check_locally(run_: Run) -> None:
+def check_locally(flow: Flow) -> None:
     """The local preconditions that take no time: APP_DIR, requirements, git state; with
     ``--ref``, the ref's APP_DIR exported from git first (tests and build then use it)."""
-    folder = Path(run_.summary_json or ".").resolve().parent
-    if run_.summary_json and not (folder.is_dir() and os.access(folder, os.W_OK)):
-        raise FabdeployError(f"--summary-json {run_.summary_json}: cannot write in {folder}")
-    if run_.ref:
-        run_.settings = gitref.export(run_.settings, run_.ref)
-        run_.say(f"preflight: {run_.ref} is commit {run_.settings.revision}, exported from git")
-    preflight.local(run_.settings, allow_dirty=run_.allow_dirty)
-    warning = migrate.local_database_warning(run_.settings, [h.name for h in run_.hosts])
+    asked = flow.options
+    folder = Path(asked.summary_json or ".").resolve().parent
+    if asked.summary_json and not (folder.is_dir() and os.access(folder, os.W_OK)):
+        raise FabdeployError(f"--summary-json {asked.summary_json}: cannot write in {folder}")
+    if asked.ref:
+        flow.settings = gitref.export(flow.settings, asked.ref)
+        flow.say(f"preflight: {asked.ref} is commit {flow.settings.revision}, exported from git")
+    preflight.local(flow.settings, allow_dirty=asked.allow_dirty)
+    warning = migrate.local_database_warning(flow.settings, [h.name for h in flow.hosts])
     if warning:
-        run_.output.line("", f"warning: {warning}", err=True)
+        flow.output.line("", f"warning: {warning}", err=True)
 
 
-def run_tests(run_: Run) -> None:
+def run_tests(flow: Flow) -> None:
     """The app's own test suite, locally, in its test venv; a failure stops the deploy before
     any host changes (and leaves nothing for `--resume`)."""
-    pyreq.require_local(run_.settings)  # the local Python satisfies the app's requirement
+    pyreq.require_local(flow.settings)  # the local Python satisfies the app's requirement
     try:
-        testrun.run_suite(run_.c, run_.settings, run_.output)
+        testrun.run_suite(flow.c, flow.settings, flow.output)
     except BaseException:
-        for host in run_.hosts:
-            run_.results[host.name] = f"not deployed, serving {run_.served.get(host.name) or 'nothing'}"  # fmt: skip
+        for host in flow.hosts:
+            flow.at(host).result = f"not deployed, serving {flow.at(host).served or 'nothing'}"
         raise
-    run_.untested = False
-    run_.save()  # the release passed its tests: from now on `deploy --resume` can finish it
+    flow.untested = False
+    summary.save(flow)  # the release passed its tests: from now on `deploy --resume` can finish it
 
 
-def check_hosts(run_: Run, host: Host) -> None:
+def check_hosts(flow: Flow, host: Host) -> None:
     """The host was set up: its Python and wheel tags (for the packages and the venv hash),
     its releases and the one it serves (learned with the lock: no session of its own)."""
-    text = run_.learned.pop(host.name)  # every list takes the lock first
+    state = flow.at(host)
+    text, state.learned = state.learned, ""  # every list takes the lock first
     facts_text, _, found = text.partition("--- inventory\n")
     found, _, files = found.partition("--- setup files\n")
     facts = host_facts.parse_facts(host, facts_text)
-    run_.facts[host.name] = facts
-    run_.inventories[host.name] = parse_inventory(found)
-    run_.served[host.name] = facts.current
-    if run_.action != "rollback":  # a new release: its Python requirement, before any change
-        pyreq.require_host(run_.settings, host.name, facts.python)
+    state.facts, state.inventory = facts, parse_inventory(found)
+    state.served = facts.current
+    if flow.action != "rollback":  # a new release: its Python requirement, before any change
+        pyreq.require_host(flow.settings, host.name, facts.python)
     python = facts.python.split(" (")[0]
     host.say(f"{python} ({facts.tags.name}); serving {facts.current or 'nothing yet'}")
-    if run_.action == "deploy":  # a deploy converges setup's files, or refuses here
-        drift = run_.drift[host.name] = converge.drift(host, converge.parse(files))
+    if flow.action == "deploy":  # a deploy converges setup's files, or refuses here
+        drift = state.drift = converge.drift(host, converge.parse(files))
         if drift:
             host.say(f"setup's files: {drift.describe()}: the switch applies them")
 
@@ -119,67 +123,71 @@ def learn_program(host: Host) -> tuple[str, dict[str, object]]:
     return body, {**facts_env, **listing_env, **files_env}
 
 
-def build_release(run_: Run) -> None:
+def build_release(flow: Flow) -> None:
     """Build the release archive once, and its packages once per tag set of the hosts."""
-    targets = {name: facts.tags for name, facts in run_.facts.items()}
-    run_.build = archive.build(
-        run_.settings,
-        allow_dirty=run_.allow_dirty,
+    targets = {name: s.facts.tags for name, s in flow.states.items() if s.facts}
+    resume = flow.options.resume
+    flow.build = archive.build(
+        flow.settings,
+        allow_dirty=flow.options.allow_dirty,
         targets=targets,
-        say=run_.say,
-        builder=wheels.host_builder(run_.hosts, targets),
-        release=run_.resume.release if run_.resume else "",
+        say=flow.say,
+        builder=wheels.host_builder(flow.hosts, targets),
+        release=resume.release if resume else "",
     )
-    if run_.resume and run_.build.revision != run_.resume.revision:
+    if resume and flow.build.revision != resume.revision:
         raise FabdeployError(
-            f"--resume: deploy {run_.id} shipped revision {run_.resume.revision}, this build is "
-            f"revision {run_.build.revision}: no host was touched. Resume from that revision "
-            f"(`{run_.settings.command(f'deploy --resume --ref {run_.resume.revision}')}`), or "
+            f"--resume: deploy {flow.id} shipped revision {resume.revision}, this build is "
+            f"revision {flow.build.revision}: no host was touched. Resume from that revision "
+            f"(`{flow.settings.command(f'deploy --resume --ref {resume.revision}')}`), or "
             "deploy this one without --resume"
         )
 
 
-def compare_revisions(run_: Run) -> None:
+def compare_revisions(flow: Flow) -> None:
     """Stop here when every host serves this revision already (a no-op, nothing restarted)."""
-    if already_serving(run_):
-        run_.done = True
+    if already_serving(flow):
+        flow.done = True
         return
-    run_.untested = not skip_test(run_)  # recorded for --resume once the tests passed
-    run_.save()  # from now on `deploy --resume` can finish it
+    flow.untested = not skip_test(flow)  # recorded for --resume once the tests passed
+    summary.save(flow)  # from now on `deploy --resume` can finish it
 
 
-def ship_release(run_: Run, host: Host) -> None:
+def ship_release(flow: Flow, host: Host) -> None:
     """Ship the archive (and the packages, where the venv is missing) to ``.incoming``; with
     --resume, a host that has the release complete already keeps it."""
-    assert run_.build is not None
-    run_.release[host.name] = run_.build.release
-    if run_.resume and run_.build.release in run_.inventories[host.name].releases:
-        run_.reused.add(host.name)
-        host.say(f"releases/{run_.build.release} is here already (deploy {run_.id}): reused")
+    assert flow.build is not None
+    state = flow.at(host)
+    assert state.facts is not None and state.inventory is not None
+    state.release = flow.build.release
+    if flow.options.resume and flow.build.release in state.inventory.releases:
+        state.reused = True
+        host.say(f"releases/{flow.build.release} is here already (deploy {flow.id}): reused")
         return
-    run_.archives[host.name] = install.ship(host, run_.build, run_.facts[host.name])
-    if host.name in run_.drift:
-        converge.stage(host, run_.drift[host.name])  # put in place by the switch
+    state.archives = install.ship(host, flow.build, state.facts)
+    if state.drift is not None:
+        converge.stage(host, state.drift)  # put in place by the switch
 
 
-def install_release(run_: Run, host: Host) -> None:
+def install_release(flow: Flow, host: Host) -> None:
     """Unpack ``releases/<name>``, give it its venv (reused when requirements, Python and tags
     match) and REVISION: one session."""
-    assert run_.build is not None
-    if host.name not in run_.reused:
-        archives = run_.archives[host.name]
-        install.install(host, run_.build, run_.facts[host.name], archives, run_.id)
+    assert flow.build is not None
+    state = flow.at(host)
+    if not state.reused:
+        assert state.facts is not None
+        install.install(host, flow.build, state.facts, state.archives, flow.id)
 
 
-def run_migrations(run_: Run, host: Host) -> None:
+def run_migrations(flow: Flow, host: Host) -> None:
     """MIGRATE_COMMAND in the new release, once per deploy (MIGRATE_ON=all: on every host),
     before any smoke check."""
-    migrate.migrate_release(host, run_.release[host.name])
+    migrate.migrate_release(host, flow.at(host).release)
 
 
-def smoke_test(run_: Run, host: Host) -> None:
+def smoke_test(flow: Flow, host: Host) -> None:
     """Import the WSGI target and serve the release on a side port until healthy."""
-    if not roles.serves_web(run_.settings, host.name):
+    if not roles.serves_web(flow.settings, host.name):
         host.say("smoke: no web process on this host (its roles run none)")
         return
-    smoke.smoke(host, run_.release[host.name])
+    smoke.smoke(host, flow.at(host).release)

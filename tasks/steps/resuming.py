@@ -8,7 +8,7 @@ from ..engine import resume
 
 if TYPE_CHECKING:
     from ..config import Settings
-    from ..engine.flow import Run
+    from ..engine.flow import Flow
     from ..ssh.host import Host
 
 
@@ -30,17 +30,18 @@ def to_resume(settings: Settings, hosts: list[Host]) -> tuple[list[Host], resume
     return [h for h in hosts if h.name in todo], last
 
 
-def resumed_everywhere(run_: Run) -> bool:
+def resumed_everywhere(flow: Flow) -> bool:
     """With --resume: drop the hosts that serve the release already (an interrupted switch that
     finished on its own); whether that leaves none."""
-    assert run_.resume is not None
-    release = run_.resume.release
-    for host in list(run_.hosts):
-        facts = run_.facts[host.name]
+    assert flow.options.resume is not None
+    release = flow.options.resume.release
+    for host in list(flow.hosts):
+        facts = flow.at(host).facts
+        assert facts is not None  # (learned by `check`)
         if facts.current == release and facts.running:
             host.say(f"serves {release} already: nothing to do here")
-            run_.results[host.name] = f"serving {release}"
-            run_.hosts.remove(host)
-    if not run_.hosts:
-        run_.say(f"nothing to resume: every host of deploy {run_.id} serves {release}")
-    return not run_.hosts
+            flow.at(host).result = f"serving {release}"
+            flow.hosts.remove(host)
+    if not flow.hosts:
+        flow.say(f"nothing to resume: every host of deploy {flow.id} serves {release}")
+    return not flow.hosts

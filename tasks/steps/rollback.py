@@ -7,16 +7,17 @@ from typing import TYPE_CHECKING
 from ..core.errors import FabdeployError, HostError
 
 if TYPE_CHECKING:
-    from ..engine.flow import Run
+    from ..engine.flow import Flow
     from ..ssh.host import Host
 
 
-def choose_release(run_: Run, host: Host) -> None:
+def choose_release(flow: Flow, host: Host) -> None:
     """The release to roll back to: the one asked for, or the one that served before `current`."""
-    found = run_.inventories[host.name]
-    run_.present[host.name] = sorted(found.releases)
-    run_.served[host.name] = found.current
-    wanted = run_.wanted
+    state = flow.at(host)
+    found = state.inventory
+    assert found is not None  # (learned by `check`)
+    state.present, state.served = sorted(found.releases), found.current
+    wanted = flow.options.wanted
     if wanted:
         if wanted not in found.releases:
             known = ", ".join(sorted(found.releases)) or "none"
@@ -31,27 +32,27 @@ def choose_release(run_: Run, host: Host) -> None:
                 host.name,
                 f"no previous release to roll back to (current: {found.current or 'none'})",
             )
-    run_.release[host.name] = target
+    state.release = target
     host.say(f"rolling back from {found.current or 'nothing'} to {target}")
 
 
-def agree_on_release(run_: Run) -> None:
+def agree_on_release(flow: Flow) -> None:
     """Without --to, every host must go back to the same release; else say what each has."""
-    targets = {run_.release[h.name] for h in run_.hosts}
-    if run_.wanted or len(targets) <= 1:
+    states = [flow.at(h) for h in flow.hosts]
+    if flow.options.wanted or len({s.release for s in states}) <= 1:
         return
-    common = set.intersection(*(set(run_.present[h.name]) for h in run_.hosts))
+    common = set.intersection(*(set(s.present) for s in states))
     lines = [
-        f"  {h.name}: serving {run_.served[h.name] or 'nothing'}, would go back to "
-        f"{run_.release[h.name]}; has {', '.join(run_.present[h.name])}"
-        for h in run_.hosts
+        f"  {h.name}: serving {s.served or 'nothing'}, would go back to "
+        f"{s.release}; has {', '.join(s.present)}"
+        for h, s in zip(flow.hosts, states)
     ]
     choice = ", ".join(sorted(common)) or "none: no release is on every host"
-    for host in run_.hosts:
-        run_.results[host.name] = f"not rolled back, serving {run_.served[host.name]}"
+    for state in states:
+        state.result = f"not rolled back, serving {state.served}"
     raise FabdeployError(
         "the hosts disagree on the release to roll back to; nothing was changed:\n"
         + "\n".join(lines)
-        + f"\npick one with `{run_.settings.command('rollback --to RELEASE')}` "
+        + f"\npick one with `{flow.settings.command('rollback --to RELEASE')}` "
         f"(on every host: {choice})"
     )

@@ -1,5 +1,6 @@
-"""The switch step: batch after batch behind the health check, a failed batch back on
-what it served; the companion processes after it."""
+"""The switch step, one host's part (the runner runs the batches: `tasks.engine.runner`):
+`current` pointed and the handover behind the health check; what a failure undoes on each
+host (`SWITCH_UNDO`); the companion processes after it."""
 
 from __future__ import annotations
 
@@ -7,82 +8,29 @@ from typing import TYPE_CHECKING
 
 from ..config import roles
 from ..core.errors import FabdeployError
-from ..engine import hooks
+from ..engine.step import Undo
 from ..host import converge, install, processes, service
 from .finish import record_result
 
 if TYPE_CHECKING:
-    from ..engine.flow import Run
-    from ..ssh.fanout import HostResults
+    from ..engine.flow import Flow
+    from ..ssh.fanout import GroupResult
     from ..ssh.host import Host
 
 
-def undo_everywhere(run_: Run, done: HostResults) -> str:
+def undo_everywhere(flow: Flow, done: GroupResult) -> str:
     """A release that failed to prepare on some host is removed from every host."""
-    run_.across(run_.hosts, lambda host: remove_unswitched(run_, host))
+    flow.across(flow.hosts, lambda host: remove_unswitched(flow, host))
     return "No host was switched: each serves what it served"
 
 
-def processes_failed(run_: Run, done: HostResults) -> str:
+def processes_failed(flow: Flow, done: GroupResult) -> str:
     """A companion process that did not come back: the web switch stands, recorded."""
-    for host, _ in done.failed:
-        run_.results[host.name] = "serving " + run_.release.get(host.name, "?")
-        run_.results[host.name] += ", a process did not come back"
-    run_.across(run_.hosts, lambda host: record_result(run_, host))
-    return "The web switch stands: " + serving(run_)
-
-
-def switch_in_batches(run_: Run, *, with_hooks: bool = True) -> None:
-    """Switch batch after batch, each host behind its health check; a failed batch goes back."""
-    batches = run_.batches()
-    first = run_.primary()
-    if with_hooks:
-        try:
-            hooks.run_on(run_.c, first, "before_switch", run_.release[first.name], once=True)
-        except BaseException:
-            run_.across(run_.hosts, lambda host: remove_unswitched(run_, host))
-            raise
-    step = switch_with_hooks if with_hooks else switch_one
-    done: list[Host] = []
-    run_.rounds = tuple(tuple(h.name for h in batch) for batch in batches)
-    for number, batch in enumerate(batches, 1):
-        if len(batches) > 1:
-            canary = " (the canary)" if number == 1 and "," in run_.settings.switch_batch else ""
-            run_.say(
-                f"switch: batch {number} of {len(batches)}{canary}: "
-                + ", ".join(h.name for h in batch)
-            )
-        failures = run_.across(batch, lambda host: run_.on(host, "switch", step))
-        if failures:
-            run_.across(batch, lambda host: go_back(run_, host))
-            run_.across(
-                run_.hosts[len(done) + len(batch) :], lambda host: remove_unswitched(run_, host)
-            )
-            run_.across(done, lambda host: record_result(run_, host))
-            alone = "" if done else "No other host was switched. "
-            raise failures.error(
-                f"switch (batch {number} of {len(batches)})",
-                f"That batch went back to what it served. {alone}" + serving(run_),
-            )
-        done += batch
-        run_.save()  # a fab killed now leaves a record of the hosts that took the release
-    if with_hooks:
-        try:
-            hooks.run_on(run_.c, first, "after_switch", run_.release[first.name], once=True)
-        except BaseException:  # every host serves the release: record that, then fail
-            run_.across(run_.hosts, lambda host: record_result(run_, host))
-            raise
-
-
-def switch_release(run_: Run) -> None:
-    """Point `current` at the release and hand over to it behind the health check, in
-    SWITCH_BATCH batches (the first: the canary); a failed batch goes back."""
-    switch_in_batches(run_)
-
-
-def switch_back(run_: Run) -> None:
-    """Switch every host to the release chosen, in SWITCH_BATCH batches, checked (no hooks)."""
-    switch_in_batches(run_, with_hooks=False)
+    for host in done.failed:
+        state = flow.at(host)
+        state.result = f"serving {state.release or '?'}, a process did not come back"
+    flow.across(flow.hosts, lambda host: record_result(flow, host))
+    return "The web switch stands: " + flow.serving()
 
 
 def switch_host(
@@ -103,69 +51,56 @@ def switch_host(
         processes.link_current(host, release)
 
 
-def switch_one(run_: Run, host: Host) -> None:
+def switch_one(flow: Flow, host: Host) -> None:
     """Point `current` at the release and hand over to it behind the health check (setup's
     files that changed put in place just before)."""
-    files = run_.drift.get(host.name)
-    switch_host(host, run_.release[host.name], run_.served.get(host.name), files or None)
-    run_.results[host.name] = f"serving {run_.release[host.name]}"
+    state = flow.at(host)
+    switch_host(host, state.release, state.served, state.drift or None)
+    state.result = f"serving {state.release}"
 
 
-def switch_with_hooks(run_: Run, host: Host) -> None:
-    """`switch`, with the host's own before_switch and after_switch hooks around it."""
-    release = run_.release[host.name]
-    hooks.run_on(run_.c, host, "before_switch", release, once=False)
-    switch_one(run_, host)
-    hooks.run_on(run_.c, host, "after_switch", release, once=False)
-
-
-def restart_processes(run_: Run, host: Host) -> None:
+def restart_processes(flow: Flow, host: Host) -> None:
     """Restart the host's companion processes onto `current` (TERM, STOP_TIMEOUT, KILL)."""
     processes.restart(host)
 
 
-def remove_unswitched(run_: Run, host: Host) -> None:
-    """After a failure: remove the release this run left unswitched and record the failure."""
-    release = run_.release.get(host.name)
+def remove_unswitched(flow: Flow, host: Host) -> None:
+    """After a failure: remove the release this command left unswitched and record the failure."""
+    state = flow.at(host)
+    release = state.release
     if not release:
         return
     try:
-        files = run_.drift.get(host.name)
-        if files:
-            converge.discard(host, files)  # staged, never live
+        if state.drift:
+            converge.discard(host, state.drift)  # staged, never live
         if service.current_release(host) != release:
             install.remove_release(host, release)
-            served = run_.served.get(host.name) or "nothing"
+            served = state.served or "nothing"
             host.say(f"removed the unswitched release {release}; still serving {served}")
-            run_.results.setdefault(host.name, f"not switched, serving {served}")
-        record_result(run_, host, "failed")
+            state.result = state.result or f"not switched, serving {served}"
+        record_result(flow, host, "failed")
     except FabdeployError as exc:
         host.output.line(host.name, f"cleaning up after the failure: {exc}", err=True)
 
 
-def go_back(run_: Run, host: Host) -> None:
-    """Put a host of a failed batch back on the release it served before this run."""
-    served, release = run_.served.get(host.name, ""), run_.release.get(host.name, "")
+def go_back(flow: Flow, host: Host) -> None:
+    """Put a host of a failed batch back on the release it served before this command."""
+    state = flow.at(host)
+    served, release, files = state.served, state.release, state.drift
     try:
-        files = run_.drift.get(host.name)
         if served and service.current_release(host) != served:
             back_files = files if files and files.applied else None
             switch_host(host, served, files=back_files, mode="back")
         now = service.current_release(host)
-        run_.results[host.name] = (
-            f"back on {now}" if now == served else f"serving {now or 'nothing'}"
-        )
-        if run_.action == "deploy" and now != release:
+        state.result = f"back on {now}" if now == served else f"serving {now or 'nothing'}"
+        if flow.action == "deploy" and now != release:
             install.remove_release(host, release)
-        record_result(run_, host, "failed")
+        record_result(flow, host, "failed")
     except FabdeployError as exc:
-        run_.results[host.name] = "unknown: could not go back"
+        state.result = "unknown: could not go back"
         host.output.line(host.name, f"going back to {served}: {exc}", err=True)
 
 
-def serving(run_: Run) -> str:
-    """Which host serves which release, for the message of a stopped deploy."""
-    return "now serving: " + ", ".join(
-        f"{h.name} {run_.results.get(h.name, run_.served.get(h.name) or 'nothing')}"
-        for h in run_.hosts
-    )
+#: What a failed switch does: the failed batch back on what it served, the release removed
+#: from the hosts not switched yet, a deploy line recorded on those switched.
+SWITCH_UNDO = Undo(back=go_back, unreached=remove_unswitched, reached=record_result)

@@ -249,7 +249,7 @@ def switching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[
     """web1 (web) and jobs1 (worker only), each with a staged gunicorn.conf.py; what the
     switch, `converge.change_files`, link_current and the unstaging were given, in order."""
     from tasks import config
-    from tasks.engine import flow
+    from tasks.engine.flow import Flow
     from tasks.host import install, processes, service
     from tasks.steps import finish, switch
     from tests.unit.test_deploy import FlowHost
@@ -275,12 +275,12 @@ def switching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[
     monkeypatch.setattr(converge, "change_files", lambda host, f, mode: seen.append(("run", host.name, mode)))  # fmt: skip
     monkeypatch.setattr(processes, "link_current", lambda host, r: seen.append(("link", host.name, r)))  # fmt: skip
     monkeypatch.setattr(converge, "discard", lambda host, f: seen.append(("discard", host.name, f.stage)))  # fmt: skip
-    run_ = flow.Run(SimpleNamespace(config={}), settings, hosts)  # type: ignore[arg-type]
+    flow = Flow(SimpleNamespace(config={}), settings, hosts)  # type: ignore[arg-type]
     for h in hosts:
-        run_.release[h.name], run_.served[h.name] = "R2", "R1"
+        flow.at(h).release, flow.at(h).served = "R2", "R1"
         conf = converge.Target("/srv/shop/shared/gunicorn.conf.py", "workers = 3\n", "deploy", "deploy")  # fmt: skip
-        run_.drift[h.name] = converge.Drift(files=[conf], had={conf.path: True}, stage="/home/d/s")
-    return run_, hosts, seen
+        flow.at(h).drift = converge.Drift(files=[conf], had={conf.path: True}, stage="/home/d/s")
+    return flow, hosts, seen
 
 
 def test_the_switch_takes_the_files_and_a_batch_going_back_restores_them(
@@ -288,14 +288,14 @@ def test_the_switch_takes_the_files_and_a_batch_going_back_restores_them(
 ) -> None:
     from tasks.steps import switch
 
-    run_, (web1, jobs1), seen = switching(tmp_path, monkeypatch)
-    switch.switch_one(run_, web1)
-    switch.switch_one(run_, jobs1)
+    flow, (web1, jobs1), seen = switching(tmp_path, monkeypatch)
+    switch.switch_one(flow, web1)
+    switch.switch_one(flow, jobs1)
     assert seen == [("switch", "web1", "apply"), ("run", "jobs1", "apply"), ("link", "jobs1", "R2")]  # fmt: skip
-    assert run_.drift["web1"].applied
+    assert flow.at("web1").drift.applied
     seen.clear()
-    switch.go_back(run_, web1)  # another host of its batch failed: back to R1, old files first
-    assert seen == [("switch", "web1", "back")] and not run_.drift["web1"].applied
+    switch.go_back(flow, web1)  # another host of its batch failed: back to R1, old files first
+    assert seen == [("switch", "web1", "back")] and not flow.at("web1").drift.applied
 
 
 def test_a_deploy_that_fails_before_the_switch_unstages_the_files(
@@ -303,15 +303,15 @@ def test_a_deploy_that_fails_before_the_switch_unstages_the_files(
 ) -> None:
     from tasks.steps import switch
 
-    run_, (web1, _), seen = switching(tmp_path, monkeypatch)
-    switch.remove_unswitched(run_, web1)
+    flow, (web1, _), seen = switching(tmp_path, monkeypatch)
+    switch.remove_unswitched(flow, web1)
     assert seen == [("discard", "web1", "/home/d/s")]
 
 
 def test_a_host_without_drift_switches_as_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     from tasks.steps import switch
 
-    run_, (web1, _), seen = switching(tmp_path, monkeypatch)
-    run_.drift["web1"] = converge.Drift()
-    switch.switch_one(run_, web1)
+    flow, (web1, _), seen = switching(tmp_path, monkeypatch)
+    flow.at("web1").drift = converge.Drift()
+    switch.switch_one(flow, web1)
     assert seen == [("switch", "web1", "")]

@@ -19,9 +19,9 @@ from tasks.core import local as core_local
 from tasks.core.clock import release_name
 from tasks.core.errors import FabdeployError, HostError
 from tasks.core.records import Audit
-from tasks.engine import flow as engine_flow
-from tasks.engine import hooks, runner
+from tasks.engine import hooks, runner, summary
 from tasks.engine import step as engine_step
+from tasks.engine.flow import Flow, Options
 from tasks.host import lockfile, migrate, processes, releases, service, smoke
 from tasks.steps import finish, lists, rollback, switch
 from tasks.steps import prepare as steps_prepare
@@ -208,16 +208,15 @@ def test_summary_has_a_row_per_host_with_steps_in_flow_order() -> None:
             self.name, self.connections, self.sessions, self.output = name, 1, 7, None
 
     web1, web2 = FakeHost("web1"), FakeHost("web2")
-    run_ = engine_flow.Run.__new__(engine_flow.Run)
-    run_.hosts = [web1, web2]  # type: ignore[list-item]
-    run_.steps = lists.DEPLOY  # the summary's columns follow the list being run
-    run_.timings = {
+    flow = Flow(None, None, [web1, web2])  # type: ignore[arg-type]
+    flow.steps = lists.DEPLOY  # the summary's columns follow the list being run
+    flow.timings = {
         "local": {"build": 1.5, "test": 0.25},
         "web1": {"upload": 0.5, "lock": 0.1},
         "web2": {"lock": 0.2},
     }
-    run_.results = {"web1": "serving R1", "web2": "prepare failed"}
-    lines = run_.summary().splitlines()
+    flow.at("web1").result, flow.at("web2").result = "serving R1", "prepare failed"
+    lines = summary.text(flow).splitlines()
     assert lines[0].split() == [
         "host",
         "lock",
@@ -294,8 +293,8 @@ class FlowHost:
         pass
 
 
-def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, fail: str = ""):  # type: ignore[no-untyped-def]
-    """A Run over web1, web2 (web + worker) and jobs1 (worker only), its steps recording."""
+def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, fail: str = ""):  # type: ignore[no-untyped-def]
+    """A Flow over web1, web2 (web + worker) and jobs1 (worker only), its steps recording."""
     (tmp_path / "config").mkdir(exist_ok=True)
     (tmp_path / "config" / "staging.env").write_text(
         "APP_NAME=shop\nROLE_WEB=web1,web2\nROLE_WORKER=web2,jobs1\nPROCESS_WORKER=celery worker\n"
@@ -319,7 +318,10 @@ def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, fail: str 
             if hasattr(module, function):
                 monkeypatch.setattr(module, function, step(name))
     works = {"upload": step("upload"), "install": step("install")}
-    steps = tuple(replace(s, work=works.get(s.name, s.work)) for s in lists.DEPLOY)
+    undo = engine_step.Undo(back=step("back"), unreached=step("undo"), reached=step("record"))
+    steps = tuple(
+        replace(s, work=works.get(s.name, s.work), undo=s.undo and undo) for s in lists.DEPLOY
+    )
     monkeypatch.setattr(lists, "DEPLOY", steps)
     monkeypatch.setattr(migrate, "migrate_release", step("migrate"))
     monkeypatch.setattr(smoke, "smoke", step("smoke"))
@@ -327,28 +329,34 @@ def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, fail: str 
     monkeypatch.setattr(processes, "link_current", step("link"))
     monkeypatch.setattr(processes, "restart", step("processes"))
     monkeypatch.setattr(hooks, "run_on", lambda *a, **k: None)
-    run_ = engine_flow.Run(SimpleNamespace(config={}), settings, hosts)  # type: ignore[arg-type]
-    run_.release = {h.name: "R2" for h in hosts}
-    return run_, done
+    flow = Flow(SimpleNamespace(config={}), settings, hosts)  # type: ignore[arg-type]
+    for h in hosts:
+        flow.at(h).release = "R2"
+    return flow, done
 
 
-def prepare(run_: engine_flow.Run) -> None:
+def prepare(flow: Flow) -> None:
     """The deploy's prepare steps (upload, install, migrate, smoke), as the runner runs them."""
     for step in lists.DEPLOY:
         if step.name in ("upload", "install", "migrate", "smoke"):
-            runner.perform(run_, step)
+            runner.perform(flow, step)
 
 
-def restart_processes(run_: engine_flow.Run) -> None:
+def restart_processes(flow: Flow) -> None:
     """The deploy's processes step, as the runner runs it."""
-    runner.perform(run_, next(s for s in lists.DEPLOY if s.name == "processes"))
+    runner.perform(flow, next(s for s in lists.DEPLOY if s.name == "processes"))
+
+
+def switch_hosts(flow: Flow) -> None:
+    """The deploy's switch step, as the runner runs it: batch after batch."""
+    runner.perform(flow, next(s for s in lists.DEPLOY if s.name == "switch"))
 
 
 def test_the_migration_runs_once_on_the_primary_before_any_smoke_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_, done = flow(tmp_path, monkeypatch, "MIGRATE_COMMAND=python manage.py migrate\n")
-    prepare(run_)
+    flow, done = fleet(tmp_path, monkeypatch, "MIGRATE_COMMAND=python manage.py migrate\n")
+    prepare(flow)
     assert [d for d in done if d.startswith("migrate")] == ["migrate web1"]
     first_smoke = min(i for i, d in enumerate(done) if d.startswith("smoke"))
     last_install = max(i for i, d in enumerate(done) if d.startswith("install"))
@@ -359,9 +367,9 @@ def test_the_migration_runs_once_on_the_primary_before_any_smoke_check(
 def test_a_failed_migration_stops_before_any_smoke_or_switch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_, done = flow(tmp_path, monkeypatch, "MIGRATE_COMMAND=x\n", fail="migrate web1")
+    flow, done = fleet(tmp_path, monkeypatch, "MIGRATE_COMMAND=x\n", fail="migrate web1")
     with pytest.raises(Exception, match=r"migrate failed on 1 host.*No host was switched"):
-        prepare(run_)
+        prepare(flow)
     assert not [d for d in done if d.startswith(("smoke", "switch"))]
     assert sorted(d for d in done if d.startswith("undo")) == [
         "undo jobs1",
@@ -373,25 +381,26 @@ def test_a_failed_migration_stops_before_any_smoke_or_switch(
 def test_processes_restart_after_every_switch_and_not_after_a_failed_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_, done = flow(tmp_path, monkeypatch, "PRIMARY_HOST=web2\n")
-    switch.switch_in_batches(run_)
-    restart_processes(run_)
+    flow, done = fleet(tmp_path, monkeypatch, "PRIMARY_HOST=web2\n")
+    switch_hosts(flow)
+    restart_processes(flow)
     assert done == [
         "switch web1", "switch web2", "link jobs1", "processes web2", "processes jobs1",
     ]  # fmt: skip
-    run_, done = flow(tmp_path, monkeypatch, "", fail="switch web2")
+    flow, done = fleet(tmp_path, monkeypatch, "", fail="switch web2")
     with pytest.raises(Exception, match="switch"):
-        switch.switch_in_batches(run_)
+        switch_hosts(flow)
     assert not [d for d in done if d.startswith("processes")]  # still on the old release
 
 
 def test_a_process_that_does_not_come_back_fails_naming_its_host(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_, done = flow(tmp_path, monkeypatch, "", fail="processes jobs1")
-    run_.results = {h.name: "serving R2" for h in run_.hosts}
+    flow, done = fleet(tmp_path, monkeypatch, "", fail="processes jobs1")
+    for h in flow.hosts:
+        flow.at(h).result = "serving R2"
     with pytest.raises(Exception, match=r"processes failed on 1 host\(s\): \[jobs1\]"):
-        restart_processes(run_)
+        restart_processes(flow)
     assert sorted(d for d in done if d.startswith("record")) == [
         "record jobs1", "record web1", "record web2",
     ]  # fmt: skip
@@ -400,12 +409,10 @@ def test_a_process_that_does_not_come_back_fails_naming_its_host(
 def test_a_failing_suite_after_compare_leaves_nothing_to_resume_and_uploads_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_, done = flow(tmp_path, monkeypatch, "")
+    flow, done = fleet(tmp_path, monkeypatch, "")
     written: list[str] = []
-    run_.build = SimpleNamespace(release="R2", revision="abc")  # type: ignore[assignment]
-    monkeypatch.setattr(
-        engine_flow, "write_json", lambda path, data: written.append(data["release"])
-    )
+    flow.build = SimpleNamespace(release="R2", revision="abc")  # type: ignore[assignment]
+    monkeypatch.setattr(summary, "write_json", lambda path, data: written.append(data["release"]))
     monkeypatch.setattr(steps_prepare, "already_serving", lambda r: False)
 
     def failing(*args: object) -> None:
@@ -415,19 +422,20 @@ def test_a_failing_suite_after_compare_leaves_nothing_to_resume_and_uploads_noth
     names = [s.name for s in lists.DEPLOY]
     assert names.index("compare") + 1 == names.index("test") < names.index("upload")
     step = {s.name: s for s in lists.DEPLOY}
-    runner.perform(run_, step["compare"])
+    runner.perform(flow, step["compare"])
     assert written == []  # the record waits for the tests
     with pytest.raises(FabdeployError, match="test step"):
-        runner.perform(run_, step["test"])
-    run_.save(FabdeployError("x"), final=True)  # as the command's end does
+        runner.perform(flow, step["test"])
+    summary.save(flow, FabdeployError("x"), final=True)  # as the command's end does
     assert written == []  # never resumable (nor after a failing before_test hook)
-    assert run_.results["web1"] == "not deployed, serving nothing"
+    assert flow.at("web1").result == "not deployed, serving nothing"
     assert done == []  # nothing uploaded
 
     monkeypatch.setattr(testrun, "run_suite", lambda *a: 0.1)
-    runner.perform(run_, step["test"])
+    runner.perform(flow, step["test"])
     assert written == ["R2"]  # passed: recorded for --resume
-    run_.build, run_.skip_tests = SimpleNamespace(release="R3", revision="abd"), True  # type: ignore[assignment]
-    runner.perform(run_, step["compare"])
-    runner.perform(run_, step["test"])  # skipped, saying so
+    flow.build = SimpleNamespace(release="R3", revision="abd")  # type: ignore[assignment]
+    flow.options = Options(skip_tests=True)
+    runner.perform(flow, step["compare"])
+    runner.perform(flow, step["test"])  # skipped, saying so
     assert written == ["R2", "R3"]  # with --skip-tests compare records it

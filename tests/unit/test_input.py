@@ -19,7 +19,8 @@ from tasks.build import archive, preflight, testrun
 from tasks.core import output, shell
 from tasks.core.errors import ConfigError, FabdeployError
 from tasks.core.records import Audit
-from tasks.engine import flow, hooks
+from tasks.engine import hooks
+from tasks.engine.flow import Flow, Options
 from tasks.host import facts as host_facts
 from tasks.host import (
     install,
@@ -422,7 +423,7 @@ def test_no_tests_found_names_the_unittest_file_pytest_skips(tmp_path: Path) -> 
 def test_a_summary_json_path_that_cannot_be_written_stops_the_deploy_first(
     tmp_path: Path,
 ) -> None:
-    run_ = flow.Run.__new__(flow.Run)
-    run_.summary_json, run_.ref = str(tmp_path / "no" / "such" / "summary.json"), ""
+    flow = Flow.__new__(Flow)
+    flow.options = Options(summary_json=str(tmp_path / "no" / "such" / "summary.json"))
     with pytest.raises(FabdeployError, match=r"--summary-json .*summary\.json: cannot write in"):
-        prepare.check_locally(run_)
+        prepare.check_locally(flow)

@@ -21,8 +21,9 @@ from tasks.core import output, report
 from tasks.core.errors import FabdeployError, HostError
 from tasks.core.paths import local_state
 from tasks.core.records import Audit
-from tasks.engine import flow, hooks, runner
+from tasks.engine import hooks, runner, summary
 from tasks.engine import step as engine_step
+from tasks.engine.flow import Flow, Options
 from tasks.engine.step import Step
 from tasks.host import lockfile
 from tasks.ssh import host as ssh_host
@@ -179,12 +180,12 @@ def test_the_after_deploy_hooks_run_under_the_lock(monkeypatch) -> None:
         ),
         engine_step.Step("unlock", lambda r: done.append("unlock"), engine_step.LOCAL, always=True),
     )
-    run_ = SimpleNamespace(
+    flow = SimpleNamespace(
         action="deploy", c=None, settings=None, output=None, done=False, hosts=[]
     )
-    run_.locally = lambda name, work: work(run_)
+    flow.locally = lambda name, work: work(flow)
     monkeypatch.setattr(runner, "finish", lambda r, step: step.work(r))
-    runner.execute(run_, steps)  # type: ignore[arg-type]
+    runner.execute(flow, steps)  # type: ignore[arg-type]
     lines = done
     locked, hook = lines.index("lock"), lines.index("after_deploy")
     assert lines.index("unlock") > hook > locked
@@ -195,14 +196,20 @@ def test_the_summary_is_written_as_json(tmp_path: Path) -> None:
         def __init__(self, name: str) -> None:
             self.name, self.connections, self.sessions = name, 1, 9
 
-    run_ = flow.Run.__new__(flow.Run)
-    run_.action, run_.id, run_.started, run_.build = "deploy", "ID1", 0.0, None
-    run_.settings = type("S", (), {"environment": "staging"})()  # type: ignore[assignment]
-    run_.hosts = [Named("web1")]  # type: ignore[list-item]
-    run_.timings = {"local": {"test": 1.23456}, "web1": {"lock": 0.1}}
-    run_.results, run_.served, run_.release = {"web1": "serving R2"}, {"web1": "R1"}, {"web1": "R2"}
+    flow = Flow.__new__(Flow)
+    flow.action, flow.started, flow.build = "deploy", 0.0, None
+    flow.owner = lockfile.LockOwner.mine(deploy_id="ID1")
+    flow.options, flow.states, flow.rounds = Options(), {}, ()
+    flow.settings = type("S", (), {"environment": "staging"})()  # type: ignore[assignment]
+    flow.hosts = [Named("web1")]  # type: ignore[list-item]
+    flow.timings = {"local": {"test": 1.23456}, "web1": {"lock": 0.1}}
+    flow.at("web1").result, flow.at("web1").served, flow.at("web1").release = (
+        "serving R2",
+        "R1",
+        "R2",
+    )
     path = tmp_path / "summary.json"
-    report.write_json(str(path), run_.summary_data(FabdeployError("switch failed")))
+    report.write_json(str(path), summary.data(flow, FabdeployError("switch failed")))
     data = json.loads(path.read_text())
     assert data["ok"] is False and data["error"] == "switch failed" and data["id"] == "ID1"
     assert data["local"] == {"steps": {"test": 1.235}}
@@ -272,16 +279,16 @@ def test_fab_lock_locks_every_host_or_none(tmp_path: Path, monkeypatch) -> None:
 # --- one owner for the fleet: the primary host first ---------------------------------------
 
 
-def fleet_run(tmp_path: Path, owner_: lockfile.LockOwner | None = None) -> flow.Run:
-    """A deploy's `Run` over web1 (the primary host) and web2, each a local directory."""
+def fleet_flow(tmp_path: Path, owner_: lockfile.LockOwner | None = None) -> Flow:
+    """A deploy's `Flow` over web1 (the primary host) and web2, each a local directory."""
     web1, web2 = local_host(tmp_path / "a"), local_host(tmp_path / "b", "web2")
     web2.settings = web1.settings.__class__(
         **{**vars(web1.settings), "deploy_root": str(tmp_path / "b" / "srv")}
     )
-    run_ = flow.Run(Context(), web1.settings, [web1, web2], "deploy")
+    flow = Flow.locking(Context(), web1.settings, [web1, web2], "deploy")
     if owner_ is not None:
-        run_.owner = owner_
-    return run_
+        flow.owner = owner_
+    return flow
 
 
 def locking(tried: list[str], middle: Step | None = None) -> tuple[Step, ...]:
@@ -289,14 +296,14 @@ def locking(tried: list[str], middle: Step | None = None) -> tuple[Step, ...]:
     the lock's work; ``middle`` in between (the deploy's other steps)."""
     listed = {step.name: step for step in lists.DEPLOY}
 
-    def take(run_: flow.Run, host: ssh_host.Host) -> None:
+    def take(flow: Flow, host: ssh_host.Host) -> None:
         tried.append(f"lock {host.name}")
-        lockfile.take_lock(host, run_.owner, wait=run_.lock_wait)
-        run_.locked.append(host)
+        lockfile.take_lock(host, flow.owner, wait=flow.options.lock_wait)
+        flow.locked.append(host)
 
-    def release(run_: flow.Run, host: ssh_host.Host) -> None:
+    def release(flow: Flow, host: ssh_host.Host) -> None:
         tried.append(f"unlock {host.name}")
-        lockfile.release_lock(host, run_.owner)
+        lockfile.release_lock(host, flow.owner)
 
     rest = (middle,) if middle else ()
     return (
@@ -309,21 +316,21 @@ def locking(tried: list[str], middle: Step | None = None) -> tuple[Step, ...]:
 def test_the_lock_is_taken_on_the_primary_host_first_and_released_there_last(
     tmp_path: Path,
 ) -> None:
-    run_, tried = fleet_run(tmp_path), []
-    runner.execute(run_, locking(tried), lists.known_points())
+    flow, tried = fleet_flow(tmp_path), []
+    runner.execute(flow, locking(tried), lists.known_points())
     assert tried == ["lock web1", "lock web2", "unlock web2", "unlock web1"]
-    assert [lockfile.read_lock(h) for h in run_.hosts] == [None, None]
+    assert [lockfile.read_lock(h) for h in flow.hosts] == [None, None]
 
 
 def test_a_deploy_that_loses_the_primary_host_touches_no_other_and_names_the_holder(
     tmp_path: Path,
 ) -> None:
-    run_, tried = fleet_run(tmp_path), []
-    web1, web2 = run_.hosts
+    flow, tried = fleet_flow(tmp_path), []
+    web1, web2 = flow.hosts
     other = lockfile.LockOwner.mine(deploy_id="20261207T130000.000Z-ab12")
     lockfile.take_lock(web1, other)  # the other deploy won the primary host
     with pytest.raises(FabdeployError) as info:
-        runner.execute(run_, locking(tried), lists.known_points())
+        runner.execute(flow, locking(tried), lists.known_points())
     assert tried == ["lock web1"]  # web2 never tried: nothing to release there
     message = str(info.value)
     assert "lock failed on 1 host(s): [web1] deploy lock held by " in message
@@ -334,28 +341,28 @@ def test_a_deploy_that_loses_the_primary_host_touches_no_other_and_names_the_hol
 
 
 def test_a_deploy_that_finds_another_host_held_releases_what_it_took(tmp_path: Path) -> None:
-    run_, tried = fleet_run(tmp_path), []
-    web1, web2 = run_.hosts
+    flow, tried = fleet_flow(tmp_path), []
+    web1, web2 = flow.hosts
     lockfile.take_lock(web2, lockfile.LockOwner.mine(reason="db backup", held=True))
     with pytest.raises(FabdeployError, match=r"\[web2\] deploy lock held by .*db backup"):
-        runner.execute(run_, locking(tried), lists.known_points())
+        runner.execute(flow, locking(tried), lists.known_points())
     assert tried == ["lock web1", "lock web2", "unlock web1"]
     assert lockfile.read_lock(web1) is None  # released again
     found = lockfile.read_lock(web2)
     assert found is not None and found[0] is not None and found[0].reason == "db backup"
 
 
-def race(tmp_path: Path) -> tuple[list[int], list[str], list[flow.Run]]:
+def race(tmp_path: Path) -> tuple[list[int], list[str], list[Flow]]:
     """Two deploys of the same two hosts started at once; which proceeded past the lock (the
     winner works until the other has ended), and the others' errors."""
-    runs = [fleet_run(tmp_path), fleet_run(tmp_path)]  # the same two directories
+    runs = [fleet_flow(tmp_path), fleet_flow(tmp_path)]  # the same two directories
     done = [threading.Event(), threading.Event()]
     start = threading.Barrier(2)
     proceeded: list[int] = []
     errors: list[str] = []
 
     def deploy_(i: int) -> None:
-        def hold(run_: flow.Run) -> None:
+        def hold(flow: Flow) -> None:
             proceeded.append(i)
             done[1 - i].wait(timeout=10)
 
@@ -389,8 +396,8 @@ def test_with_lock_wait_the_other_deploy_queues_on_the_primary_host_then_follows
     tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.setattr(lockfile, "POLL", 0.05)
-    first, second = fleet_run(tmp_path), fleet_run(tmp_path)
-    second.lock_wait = 10
+    first, second = fleet_flow(tmp_path), fleet_flow(tmp_path)
+    second.options = Options(lock_wait=10)
     lockfile.take_lock(first.hosts[0], first.owner)
     lockfile.take_lock(first.hosts[1], first.owner)
     tried: list[str] = []
@@ -426,3 +433,34 @@ def test_every_command_that_locks_takes_the_primary_host_first_and_frees_it_last
         listed = {step.name: step for step in steps}
         assert listed["lock"].primary == engine_step.FIRST
         assert listed["unlock"].primary == engine_step.LAST
+
+
+def test_only_the_commands_that_lock_mint_a_deploy_id_and_a_lock_owner(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from tasks import deploy, setup, upload
+    from tasks.engine import flow as engine_flow
+    from tasks.engine.resume import Record
+
+    host = local_host(tmp_path)
+    sessions(monkeypatch, host)
+    built: list[Flow] = []
+    for module in (setup, deploy, upload):
+        monkeypatch.setattr(module, "execute", lambda flow, *a: built.append(flow))
+    minted: list[str] = []
+    monkeypatch.setattr(engine_flow, "new_id", lambda: minted.append("id") or "ID9")
+    setup.all_(Context())
+    assert minted == [] and built[0].owner is None and built[0].id == ""  # setup locks nothing
+    deploy.deploy(Context())
+    deploy.rollback(Context())
+    upload.release(Context())
+    assert minted == ["id"] * 3
+    assert [(f.action, f.id, f.owner.deploy_id if f.owner else "") for f in built[1:]] == [
+        ("deploy", "ID9", "ID9"),
+        ("rollback", "ID9", "ID9"),
+        ("release", "ID9", "ID9"),
+    ]
+    resumed = Record("ID1", "R1", "abc", "", False, {})
+    again = Flow.locking(Context(), host.settings, [host], "deploy", Options(resume=resumed))
+    assert again.id == "ID1" and again.owner is not None and again.owner.deploy_id == "ID1"
+    assert len(minted) == 3  # --resume continues the deploy it resumes: the same id

@@ -13,7 +13,7 @@ from tasks import config
 from tasks.core.errors import ConfigError, FabdeployError
 from tasks.core.records import Audit
 from tasks.host import migrate, releases
-from tests.unit.test_deploy import R, flow, prepare
+from tests.unit.test_deploy import R, fleet, prepare
 
 
 def settings(tmp_path: Path, text: str, secrets: str = "") -> config.Settings:
@@ -83,8 +83,8 @@ def test_migrate_on_names_the_hosts_and_refuses_other_values(tmp_path: Path) -> 
 def test_migrate_on_all_migrates_every_host_before_any_smoke_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_, done = flow(tmp_path, monkeypatch, "MIGRATE_COMMAND=x\nMIGRATE_ON=all\n")
-    prepare(run_)
+    flow, done = fleet(tmp_path, monkeypatch, "MIGRATE_COMMAND=x\nMIGRATE_ON=all\n")
+    prepare(flow)
     assert sorted(d for d in done if d.startswith("migrate")) == [
         "migrate jobs1",
         "migrate web1",
@@ -97,7 +97,7 @@ def test_migrate_on_all_migrates_every_host_before_any_smoke_check(
 def test_ctrl_c_during_the_migration_removes_the_release_everywhere_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_, done = flow(tmp_path, monkeypatch, "MIGRATE_COMMAND=x\n")
+    flow, done = fleet(tmp_path, monkeypatch, "MIGRATE_COMMAND=x\n")
 
     def interrupted(*args: object) -> None:
         done.append("migrate web1")
@@ -105,18 +105,18 @@ def test_ctrl_c_during_the_migration_removes_the_release_everywhere_and_says_so(
 
     monkeypatch.setattr(migrate, "migrate_release", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        prepare(run_)
+        prepare(flow)
     assert not [d for d in done if d.startswith(("smoke", "switch"))]
     assert sorted(d for d in done if d.startswith("undo")) == ["undo jobs1", "undo web1", "undo web2"]  # fmt: skip
-    assert run_.results["web1"] == "migrate interrupted"
+    assert flow.at("web1").result == "migrate interrupted"
 
 
 def test_a_failed_migration_still_fails_as_before(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_, _ = flow(tmp_path, monkeypatch, "MIGRATE_COMMAND=x\n", fail="migrate web1")
+    flow, _ = fleet(tmp_path, monkeypatch, "MIGRATE_COMMAND=x\n", fail="migrate web1")
     with pytest.raises(FabdeployError, match="migrate failed on 1 host"):
-        prepare(run_)
+        prepare(flow)
 
 
 def served(*names: str) -> str:

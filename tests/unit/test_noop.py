@@ -10,11 +10,18 @@ import pytest
 from invoke import Context
 
 from tasks import config
+from tasks.engine.flow import Flow
 from tasks.host.facts import Facts
 from tasks.steps import noop, planning
 
 REV = "0123456789ab"
 TAGS = SimpleNamespace()  # the rule never reads the tags
+
+
+class FakeHost(SimpleNamespace):
+    """A host stand-in the fan-out can key its results by (hashable, by identity)."""
+
+    __hash__ = object.__hash__
 
 
 def settings(tmp_path: Path) -> config.Settings:
@@ -33,20 +40,15 @@ def facts(revision: str = REV, running: bool = True) -> Facts:
 def deploy_says(s: config.Settings, found: dict[str, Facts], build: str, drifted: str) -> bool:
     """What the deploy's compare step decides (True: no change, it stops)."""
     said: list[str] = []
-    run_ = SimpleNamespace(
-        build=SimpleNamespace(revision=build),
-        resume=None,
-        force=False,
-        settings=s,
-        facts=found,
-        drift={name: ["a file"] for name in found if name == drifted},
-        hosts=[SimpleNamespace(name=name) for name in found],
-        served=dict.fromkeys(found, "R1"),
-        results={},
-        say=said.append,
-    )
-    stops = noop.already_serving(run_)  # type: ignore[arg-type]
-    assert stops == (run_.results == {"web1": "no change, serving R1", "jobs1": "no change, serving R1"})  # fmt: skip
+    hosts = [SimpleNamespace(name=name, output=SimpleNamespace(say=said.append)) for name in found]
+    flow = Flow(Context(), s, hosts)  # type: ignore[arg-type]
+    flow.build = SimpleNamespace(revision=build)  # type: ignore[assignment]
+    for name, f in found.items():
+        state = flow.at(name)
+        state.facts, state.served = f, "R1"
+        state.drift = ["a file"] if name == drifted else None  # type: ignore[assignment]
+    stops = noop.already_serving(flow)
+    assert stops == (flow.results() == {"web1": "no change, serving R1", "jobs1": "no change, serving R1"})  # fmt: skip
     return stops
 
 
@@ -59,14 +61,14 @@ def plan_says(
 ) -> bool:
     """What ``fab plan`` shows (True: "no change" on every host)."""
 
-    def plan_host(c: object, host: SimpleNamespace, b: object, f: Facts) -> planning.HostPlan:
+    def plan_host(c: object, host: FakeHost, b: object, f: Facts) -> planning.HostPlan:
         return planning.HostPlan(
             host.name, "R1", f.revision, build, True, 0, False, "d", True, [],
             stale=["shop-worker.service"] if host.name == drifted else [],
         )  # fmt: skip
 
     monkeypatch.setattr(planning, "plan_host", plan_host)
-    hosts = [SimpleNamespace(name=name, settings=s) for name in found]
+    hosts = [FakeHost(name=name, settings=s) for name in found]
     plans = planning.make_plan(Context(), s, hosts, SimpleNamespace(revision=build), found)  # type: ignore[arg-type]
     assert len({p.change for p in plans}) == 1  # one answer for the fleet
     return not plans[0].change

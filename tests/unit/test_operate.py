@@ -17,6 +17,7 @@ from tasks.core.output import Output
 from tasks.core.paths import local_state
 from tasks.core.records import Audit, Revision
 from tasks.engine import batches, resume
+from tasks.engine.flow import Flow, HostState
 from tasks.host import releases
 from tasks.steps import checks, planning, resuming, rollback
 
@@ -125,23 +126,25 @@ def test_resume_takes_the_hosts_not_serving_the_release(tmp_path: Path) -> None:
 
 
 def test_rollback_refuses_hosts_that_disagree_naming_each() -> None:
-    run_ = SimpleNamespace(
-        hosts=[SimpleNamespace(name="web1"), SimpleNamespace(name="web2")],
-        wanted="",
-        release={"web1": "R2", "web2": "R1"},
-        served={"web1": "R3", "web2": "R2"},
-        present={"web1": ["R1", "R2", "R3"], "web2": ["R1", "R2"]},
-        results={},
-        settings=SimpleNamespace(command=lambda t: f"fab staging {t}"),
+    flow = Flow(
+        None,  # type: ignore[arg-type]
+        SimpleNamespace(command=lambda t: f"fab staging {t}"),  # type: ignore[arg-type]
+        [SimpleNamespace(name="web1", output=None), SimpleNamespace(name="web2", output=None)],  # type: ignore[list-item]
+        "rollback",
     )
+    for name, release, served, present in (
+        ("web1", "R2", "R3", ["R1", "R2", "R3"]),
+        ("web2", "R1", "R2", ["R1", "R2"]),
+    ):
+        flow.states[name] = HostState(release=release, served=served, present=present)
     with pytest.raises(FabdeployError) as caught:
-        rollback.agree_on_release(run_)  # type: ignore[arg-type]
+        rollback.agree_on_release(flow)
     text = str(caught.value)
     assert "web1: serving R3, would go back to R2; has R1, R2, R3" in text
     assert "web2: serving R2, would go back to R1; has R1, R2" in text
     assert "`fab staging rollback --to RELEASE` (on every host: R1, R2)" in text
-    run_.release = {"web1": "R1", "web2": "R1"}
-    rollback.agree_on_release(run_)  # type: ignore[arg-type]  # agreeing hosts pass
+    flow.at("web1").release = "R1"
+    rollback.agree_on_release(flow)  # agreeing hosts pass
 
 
 def test_check_words_the_port_it_finds(tmp_path: Path) -> None:

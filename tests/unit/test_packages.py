@@ -10,16 +10,15 @@ import sys
 import tarfile
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from invoke import Context
 from packaging.utils import parse_wheel_filename
+
+from tasks import config, upload
 from tasks.build import packages, pip, tags
 from tasks.build import wheels as build_wheels
 from tasks.build.tags import TagSet
-
-from tasks import config, upload
 from tasks.core import errors, shell
 from tasks.core.paths import VENV_MARKER
 from tasks.host import facts
@@ -229,7 +228,15 @@ def test_upload_build_asks_the_hosts_tags_and_tells_per_tag_set_what_ships(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     conf = settings(tmp_path, "flask\n", "HOSTS=web1,web2,web3\n")
-    hosts = [SimpleNamespace(name=name, close=lambda: None) for name in ("web1", "web2", "web3")]
+
+    class Named:  # a host: a key of the fan-out's `GroupResult`
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def close(self) -> None:
+            pass
+
+    hosts = [Named(name) for name in ("web1", "web2", "web3")]
     host_tags = {"web1": SERVER_ARM, "web2": SERVER_313, "web3": SERVER_ARM}
 
     def fake_wheelhouse(settings, requirements, tag_set, local, names, say, builder=None):  # type: ignore[no-untyped-def]

@@ -1,9 +1,11 @@
-"""The runner of the step lists (`tasks.pipeline`): order, hooks around every step, the
-``failed`` hook, refused hook points, failures per host (`fleet.HostResults`)."""
+"""The runner of the step lists (`tasks.engine.runner`): order, hooks around every step, the
+``failed`` hook, refused hook points, failures per host (`fanout.GroupResult`), and a
+`BATCHES` step run batch after batch with its hooks and its `Undo`."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,54 +14,60 @@ from invoke import Context
 
 from tasks import config
 from tasks.core.errors import FabdeployError, HostError
-from tasks.engine import flow, hooks, runner
+from tasks.engine import hooks, runner, summary
 from tasks.engine import step as engine_step
-from tasks.engine.step import HOSTS, LOCAL, Step
+from tasks.engine.flow import Flow
+from tasks.engine.step import BATCHES, HOSTS, LOCAL, Step, Undo
 from tasks.ssh import fanout
 from tasks.steps import lists, planning
 from tests.unit.test_deploy import FlowHost as Host
 
 
-def make_run(tmp_path: Path, extra: str = "", action: str = "deploy") -> flow.Run:
+def make_flow(
+    tmp_path: Path,
+    extra: str = "",
+    action: str = "deploy",
+    names: tuple[str, ...] = ("web1", "web2"),
+) -> Flow:
     (tmp_path / "config").mkdir(exist_ok=True)
     (tmp_path / "config" / "staging.env").write_text("APP_NAME=shop\n" + extra)
     settings = config.build("staging", tmp_path)
-    hosts = [Host(name, settings) for name in ("web1", "web2")]
-    run_ = flow.Run(Context(), settings, hosts, action)  # type: ignore[arg-type]
-    run_.output = SimpleNamespace(line=lambda *a, **k: None, say=lambda *a: None)  # type: ignore[assignment]
-    return run_
+    hosts = [Host(name, settings) for name in names]
+    flow = Flow(Context(), settings, hosts, action)  # type: ignore[arg-type]
+    flow.output = SimpleNamespace(line=lambda *a, **k: None, say=lambda *a: None)  # type: ignore[assignment]
+    return flow
 
 
-def attach(run_: flow.Run, point: str, seen: list[str], *, once: bool = False) -> None:
+def attach(flow: Flow, point: str, seen: list[str], *, once: bool = False) -> None:
     """A fabfile hook at ``point`` that records where it ran."""
 
     def hook(ctx: hooks.HookContext) -> None:
         seen.append(f"{point}@{ctx.host.name if ctx.host else 'local'}")
 
-    add(run_, hooks.Hook(point, hook, once))
+    add(flow, hooks.Hook(point, hook, once))
 
 
-def add(run_: flow.Run, hook: hooks.Hook) -> None:
+def add(flow: Flow, hook: hooks.Hook) -> None:
     """Attach ``hook`` as `hooks.add` does: in the invoke config's fabdeploy.hooks."""
-    current = dict(config.state(run_.c).get("hooks") or {})
+    current = dict(config.state(flow.c).get("hooks") or {})
     current[hook.point] = [*current.get(hook.point, []), hook]
-    run_.c.config["fabdeploy"] = {**config.state(run_.c), "hooks": current}
+    flow.c.config["fabdeploy"] = {**config.state(flow.c), "hooks": current}
 
 
 def steps(seen: list[str], fail: str = "") -> tuple[Step, ...]:
-    def local(run_: flow.Run) -> None:
+    def local(flow: Flow) -> None:
         seen.append("build")
 
     def on_host(name: str):  # type: ignore[no-untyped-def]
-        def work(run_: flow.Run, host: Host) -> None:
+        def work(flow: Flow, host: Host) -> None:
             seen.append(f"{name}@{host.name}")
             if f"{name}@{host.name}" == fail:
                 raise HostError(host.name, f"{name} broke")
 
         return work
 
-    def recover(run_: flow.Run, done: fanout.HostResults) -> str:
-        seen.append("recover " + ",".join(h.name for h, _ in done.failed))
+    def recover(flow: Flow, done: fanout.GroupResult) -> str:
+        seen.append("recover " + ",".join(h.name for h in done.failed))
         return "nothing was switched"
 
     return (
@@ -71,13 +79,13 @@ def steps(seen: list[str], fail: str = "") -> tuple[Step, ...]:
 
 
 def test_hooks_run_around_every_step_and_the_always_step_runs_last(tmp_path: Path) -> None:
-    run_, seen = make_run(tmp_path), []
-    run_.settings = run_.settings.__class__(**{**vars(run_.settings), "parallel": 1})
+    flow, seen = make_flow(tmp_path), []
+    flow.settings = flow.settings.__class__(**{**vars(flow.settings), "parallel": 1})
     for point in ("before_deploy", "before_build", "after_build", "after_deploy"):
-        attach(run_, point, seen)
-    attach(run_, "before_cleanup", seen)
-    attach(run_, "after_upload", seen, once=True)
-    runner.execute(run_, steps(seen), lists.known_points() | {"before_cleanup"})
+        attach(flow, point, seen)
+    attach(flow, "before_cleanup", seen)
+    attach(flow, "after_upload", seen, once=True)
+    runner.execute(flow, steps(seen), lists.known_points() | {"before_cleanup"})
     assert seen == [
         "before_deploy@local",
         "before_build@local",
@@ -94,17 +102,17 @@ def test_hooks_run_around_every_step_and_the_always_step_runs_last(tmp_path: Pat
         "unlock@web1",
         "unlock@web2",
     ]
-    assert [s.name for s in run_.steps] == ["build", "upload", "cleanup", "unlock"]
+    assert [s.name for s in flow.steps] == ["build", "upload", "cleanup", "unlock"]
 
 
 def test_a_failed_host_step_recovers_names_its_phase_and_runs_the_failed_hook_last(
     tmp_path: Path,
 ) -> None:
-    run_, seen = make_run(tmp_path), []
+    flow, seen = make_flow(tmp_path), []
     got: list[hooks.HookContext] = []
-    add(run_, hooks.Hook("failed", lambda ctx: got.append(ctx)))
+    add(flow, hooks.Hook("failed", lambda ctx: got.append(ctx)))
     with pytest.raises(FabdeployError) as info:
-        runner.execute(run_, steps(seen, fail="upload@web2"))
+        runner.execute(flow, steps(seen, fail="upload@web2"))
     assert "prepare failed on 1 host(s): [web2]" in str(info.value)
     assert str(info.value).endswith("nothing was switched")
     assert "recover web2" in seen and "cleanup@web1" not in seen
@@ -114,66 +122,66 @@ def test_a_failed_host_step_recovers_names_its_phase_and_runs_the_failed_hook_la
         "web1": "nothing",
         "web2": "prepare failed",
     }
-    assert run_.results == {"web2": "prepare failed"}
+    assert flow.results() == {"web2": "prepare failed"}
 
 
 def test_the_environment_files_failed_hook_runs_locally_with_the_error(tmp_path: Path) -> None:
     out = tmp_path / "told"
-    run_ = make_run(tmp_path, f'HOOK_FAILED=echo "$FABDEPLOY_ERROR|$FABDEPLOY_SERVING" > {out}\n')
+    flow = make_flow(tmp_path, f'HOOK_FAILED=echo "$FABDEPLOY_ERROR|$FABDEPLOY_SERVING" > {out}\n')
     with pytest.raises(FabdeployError):
-        runner.execute(run_, steps([], fail="upload@web1"))
+        runner.execute(flow, steps([], fail="upload@web1"))
     error, _, serving = out.read_text().strip().partition("|")
     assert "upload broke" in error
     assert serving == "web1=prepare failed web2=nothing"
 
 
 def test_a_failing_failed_hook_never_hides_the_error(tmp_path: Path) -> None:
-    run_ = make_run(tmp_path, "HOOK_FAILED=exit 3\n")
+    flow = make_flow(tmp_path, "HOOK_FAILED=exit 3\n")
     with pytest.raises(FabdeployError, match="upload broke"):
-        runner.execute(run_, steps([], fail="upload@web1"))
+        runner.execute(flow, steps([], fail="upload@web1"))
 
 
 def test_a_hook_at_an_unknown_point_stops_the_command_before_any_step(tmp_path: Path) -> None:
-    run_, seen = make_run(tmp_path), []
-    attach(run_, "before_swtich", seen)
+    flow, seen = make_flow(tmp_path), []
+    attach(flow, "before_swtich", seen)
     with pytest.raises(FabdeployError, match=r"hook before_swtich .*did you mean before_switch"):
-        runner.execute(run_, steps(seen), lists.known_points())
+        runner.execute(flow, steps(seen), lists.known_points())
     assert seen == []
 
 
 def test_a_once_hook_at_a_local_point_is_refused(tmp_path: Path) -> None:
-    run_, seen = make_run(tmp_path), []
-    attach(run_, "before_build", seen, once=True)
+    flow, seen = make_flow(tmp_path), []
+    attach(flow, "before_build", seen, once=True)
     with pytest.raises(FabdeployError, match="runs once, locally, already"):
-        runner.execute(run_, steps(seen))
+        runner.execute(flow, steps(seen))
     assert seen == []
 
 
 def test_skip_says_why_and_when_leaves_a_step_out(tmp_path: Path) -> None:
-    run_, seen = make_run(tmp_path), []
+    flow, seen = make_flow(tmp_path), []
     said: list[str] = []
-    run_.say = said.append  # type: ignore[method-assign]
+    flow.say = said.append  # type: ignore[method-assign]
     listed = (
         Step("test", lambda r: seen.append("test"), LOCAL, skip=lambda r: "--skip-tests"),
         Step("migrate", lambda r: seen.append("migrate"), LOCAL, when=lambda r: False),
     )
-    attach(run_, "before_test", seen)
-    runner.execute(run_, listed)
+    attach(flow, "before_test", seen)
+    runner.execute(flow, listed)
     assert seen == [] and said == ["test: skipped (--skip-tests)"]
 
 
 def test_a_step_that_finds_nothing_to_do_ends_the_list_without_after_hooks(tmp_path: Path) -> None:
-    run_, seen = make_run(tmp_path), []
-    attach(run_, "after_deploy", seen)
+    flow, seen = make_flow(tmp_path), []
+    attach(flow, "after_deploy", seen)
 
-    def compare(run_: flow.Run) -> None:
-        run_.done = True
+    def compare(flow: Flow) -> None:
+        flow.done = True
 
     listed = (
         Step("compare", compare, LOCAL),
         *steps(seen)[1:],
     )
-    runner.execute(run_, listed)
+    runner.execute(flow, listed)
     assert seen == ["unlock@web1", "unlock@web2"]  # no upload, no after_deploy; unlocked
 
 
@@ -195,22 +203,27 @@ def test_every_command_s_points_are_known_and_the_old_after_upload_follows_insta
 
 
 def test_host_results_name_every_failed_host() -> None:
-    a, b = SimpleNamespace(name="a"), SimpleNamespace(name="b")
-    done = fanout.HostResults((a,), ((b, HostError("b", "disk full")),))  # type: ignore[arg-type]
-    assert len(done) == 1 and [h.name for h, _ in done.failed] == ["b"]
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    a, b = Named("a"), Named("b")
+    done = fanout.GroupResult({a: "ok", b: HostError("b", "disk full")})
+    assert len(done.failed) == 1 and [h.name for h in done.failed] == ["b"]
+    assert done.succeeded == {a: "ok"} and list(done) == [a, b]  # every host, in order
     assert str(done.error("upload", "Stopped")).endswith(
         "upload failed on 1 host(s): [b] disk full. Stopped"
     )
-    assert not fanout.HostResults((a,))  # type: ignore[arg-type]
+    assert not fanout.GroupResult({a: None}).failed
 
 
 def test_the_failed_hook_environment_is_the_local_one(tmp_path: Path) -> None:
     os.environ["FABDEPLOY_TEST_MARK"] = "kept"
     try:
         out = tmp_path / "env"
-        run_ = make_run(tmp_path, f'HOOK_FAILED=echo "$FABDEPLOY_TEST_MARK" > {out}\n')
+        flow = make_flow(tmp_path, f'HOOK_FAILED=echo "$FABDEPLOY_TEST_MARK" > {out}\n')
         with pytest.raises(FabdeployError):
-            runner.execute(run_, steps([], fail="upload@web1"))
+            runner.execute(flow, steps([], fail="upload@web1"))
         assert out.read_text().strip() == "kept"
     finally:
         del os.environ["FABDEPLOY_TEST_MARK"]
@@ -228,21 +241,169 @@ def test_the_architecture_page_lists_the_deploy_steps_in_order() -> None:
 
 
 def test_plan_prints_the_deploy_s_steps_from_the_list(tmp_path: Path) -> None:
-    run_ = make_run(tmp_path)
-    line = planning.steps_line(run_.settings)
+    flow = make_flow(tmp_path)
+    line = planning.steps_line(flow.settings)
     assert line == "steps: " + ", ".join(s.name for s in lists.DEPLOY if s.name != "migrate")
-    with_migration = make_run(tmp_path, "MIGRATE_COMMAND=python manage.py migrate\n")
+    with_migration = make_flow(tmp_path, "MIGRATE_COMMAND=python manage.py migrate\n")
     assert "install, migrate, smoke" in planning.steps_line(with_migration.settings)
 
 
 def test_a_failing_once_hook_after_a_step_fails_that_step_and_recovers(tmp_path: Path) -> None:
-    run_, seen = make_run(tmp_path), []
+    flow, seen = make_flow(tmp_path), []
 
     def broken(ctx: hooks.HookContext) -> None:
         raise RuntimeError("collectstatic broke")
 
-    add(run_, hooks.Hook("after_upload", broken, once=True))
+    add(flow, hooks.Hook("after_upload", broken, once=True))
     with pytest.raises(FabdeployError, match=r"prepare failed on 1 host\(s\): \[web1\].*"):
-        runner.execute(run_, steps(seen))
+        runner.execute(flow, steps(seen))
     assert "recover web1" in seen and "cleanup@web1" not in seen  # removed, stopped
     assert seen[-2:] == ["unlock@web1", "unlock@web2"]
+
+
+# --- a BATCHES step: the runner runs the batches ------------------------------------------
+
+
+def batched(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    seen: list[str],
+    extra: str = "",
+    fail: str = "",
+) -> tuple[Flow, Step]:
+    """A flow over web1, web2, web3 (one at a time: PARALLEL=1) and a `BATCHES` step ``switch``
+    whose work, undo and saves record in ``seen``."""
+    flow = make_flow(tmp_path, "PARALLEL=1\n" + extra, names=("web1", "web2", "web3"))
+    monkeypatch.setattr(summary, "save", lambda *a, **k: seen.append("saved"))
+
+    def record(what: str):  # type: ignore[no-untyped-def]
+        def work(flow: Flow, host: Host) -> None:
+            seen.append(f"{what}@{host.name}")
+            if f"{what}@{host.name}" == fail:
+                raise HostError(host.name, f"{what} broke")
+
+        return work
+
+    undo = Undo(back=record("back"), unreached=record("unreached"), reached=record("reached"))
+    return flow, Step("switch", record("switch"), BATCHES, undo=undo)
+
+
+def test_a_batches_step_runs_batch_by_batch_with_its_hooks_and_saves_after_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    flow, step = batched(tmp_path, monkeypatch, seen, "SWITCH_BATCH=1,2\n")
+    said: list[str] = []
+    flow.say = said.append  # type: ignore[method-assign]
+    for point in ("before_switch", "after_switch"):
+        attach(flow, point, seen)
+        add(flow, hooks.Hook(point, lambda ctx, p=point: seen.append(f"once {p}"), once=True))
+    runner.perform(flow, step)
+    assert seen == [
+        "once before_switch",  # on the primary host, before the first batch
+        "before_switch@web1", "switch@web1", "after_switch@web1", "saved",
+        "before_switch@web2", "switch@web2", "after_switch@web2",
+        "before_switch@web3", "switch@web3", "after_switch@web3", "saved",
+        "once after_switch",  # after the last
+    ]  # fmt: skip
+    assert said == ["switch: batch 1 of 2 (the canary): web1", "switch: batch 2 of 2: web2, web3"]
+    assert flow.rounds == (("web1",), ("web2", "web3"))
+
+
+def test_a_failed_batch_goes_back_and_undoes_the_hosts_before_and_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    flow, step = batched(tmp_path, monkeypatch, seen, "SWITCH_BATCH=1\n", fail="switch@web2")
+    for name in ("web1", "web2", "web3"):
+        flow.at(name).served = "R1"
+    flow.at("web1").result, flow.at("web2").result = "serving R2", "back on R1"
+    with pytest.raises(FabdeployError) as info:
+        runner.perform(flow, step)
+    assert seen == [
+        "switch@web1", "saved", "switch@web2",
+        "back@web2", "unreached@web3", "reached@web1",  # the batch, the later, the earlier
+    ]  # fmt: skip
+    assert str(info.value).endswith(
+        "switch (batch 2 of 3) failed on 1 host(s): [web2] switch broke. That batch went back "
+        "to what it served. now serving: web1 serving R2, web2 back on R1, web3 R1"
+    )
+
+
+def test_a_failed_first_batch_says_no_other_host_was_switched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    flow, step = batched(tmp_path, monkeypatch, seen, "SWITCH_BATCH=1\n", fail="switch@web1")
+    with pytest.raises(FabdeployError, match=r"served\. No other host was switched\. now serving"):
+        runner.perform(flow, step)
+    assert seen == ["switch@web1", "back@web1", "unreached@web2", "unreached@web3"]
+
+
+def test_a_failing_once_hook_before_a_batches_step_switches_no_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    flow, step = batched(tmp_path, monkeypatch, seen)
+
+    def broken(ctx: hooks.HookContext) -> None:
+        raise RuntimeError("migration broke")
+
+    add(flow, hooks.Hook("before_switch", broken, once=True))
+    with pytest.raises(FabdeployError, match=r"\[web1\] hook before_switch broken failed"):
+        runner.perform(flow, step)
+    assert seen == ["unreached@web1", "unreached@web2", "unreached@web3"]
+    assert flow.rounds == ()  # no round started
+
+
+def test_a_failing_once_hook_after_a_batches_step_records_every_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    flow, step = batched(tmp_path, monkeypatch, seen, "SWITCH_BATCH=100%\n")
+
+    def broken(ctx: hooks.HookContext) -> None:
+        raise RuntimeError("warm-up broke")
+
+    add(flow, hooks.Hook("after_switch", broken, once=True))
+    with pytest.raises(FabdeployError, match="warm-up broke"):
+        runner.perform(flow, step)
+    assert seen == [
+        "switch@web1", "switch@web2", "switch@web3", "saved",
+        "reached@web1", "reached@web2", "reached@web3",  # every host serves it: recorded
+    ]  # fmt: skip
+
+
+def test_ctrl_c_during_a_batch_stops_there_and_undoes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    flow, step = batched(tmp_path, monkeypatch, seen, "SWITCH_BATCH=1\n")
+
+    def interrupted(flow: Flow, host: Host) -> None:
+        seen.append(f"switch@{host.name}")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.perform(flow, replace(step, work=interrupted))
+    assert seen == ["switch@web1"]  # the host's switch finishes or goes back by itself
+
+
+def test_the_rollback_s_switch_has_no_hooks_and_the_deploy_s_has_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    switches = {
+        name: next(s for s in steps_ if s.name == "switch")
+        for name, steps_ in (("deploy", lists.DEPLOY), ("rollback", lists.ROLLBACK))
+    }
+    assert switches["deploy"].before_points == ("before_switch",)
+    assert switches["deploy"].after_points == ("after_switch",)
+    assert switches["rollback"].before_points == switches["rollback"].after_points == ()
+    assert switches["deploy"].undo == switches["rollback"].undo is not None
+    seen: list[str] = []
+    flow, step = batched(tmp_path, monkeypatch, seen, "SWITCH_BATCH=100%\n")
+    for point in ("before_switch", "after_switch"):
+        attach(flow, point, seen)
+        attach(flow, point, seen, once=True)
+    runner.perform(flow, replace(step, before=(), after=()))
+    assert seen == ["switch@web1", "switch@web2", "switch@web3", "saved"]
