@@ -55,7 +55,14 @@ from .prepare import (
 )
 from .provision import set_up_host
 from .rollback import agree_on_release, choose_release
-from .switch import SWITCH_UNDO, processes_failed, restart_processes, switch_one, undo_everywhere
+from .switch import (
+    ROLLBACK_UNDO,
+    SWITCH_UNDO,
+    processes_failed,
+    restart_processes,
+    switch_one,
+    undo_everywhere,
+)
 
 #: After install: its own point and the older ``after_upload`` (the release is ready to run).
 AFTER_INSTALL = ("after_install", "after_upload")
@@ -101,7 +108,7 @@ ROLLBACK = (
     Step("check", check_hosts, HOSTS),
     Step("choose", choose_release, HOSTS),
     Step("agree", agree_on_release, LOCAL),
-    Step("switch", switch_one, BATCHES, undo=SWITCH_UNDO, before=(), after=()),
+    Step("switch", switch_one, BATCHES, undo=ROLLBACK_UNDO, before=(), after=()),
     Step("processes", restart_processes, HOSTS, hosts=companion_hosts, recover=processes_failed),
     Step("record", record_result, HOSTS),
     Step("unlock", unlock_hosts, HOSTS, hosts=locked_hosts, always=True, primary=LAST),

@@ -103,4 +103,17 @@ def go_back(flow: Flow, host: Host) -> None:
 
 #: What a failed switch does: the failed batch back on what it served, the release removed
 #: from the hosts not switched yet, a deploy line recorded on those switched.
+def not_rolled_back(flow: Flow, host: Host) -> None:
+    """After a failed rollback batch, on a host it never reached: it still serves what it
+    served (the release it was to go back to is an older, good one: kept), the failure recorded."""
+    state = flow.at(host)
+    state.result = state.result or f"not rolled back, serving {state.served or 'nothing'}"
+    try:
+        record_result(flow, host, "failed")
+    except FabdeployError as exc:
+        host.output.line(host.name, f"recording the failure: {exc}", err=True)
+
+
 SWITCH_UNDO = Undo(back=go_back, unreached=remove_unswitched, reached=record_result)
+#: A rollback's batch failed: no release is removed anywhere (each is an older, good one).
+ROLLBACK_UNDO = Undo(back=go_back, unreached=not_rolled_back, reached=record_result)

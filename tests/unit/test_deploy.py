@@ -439,3 +439,30 @@ def test_a_failing_suite_after_compare_leaves_nothing_to_resume_and_uploads_noth
     runner.perform(flow, step["compare"])
     runner.perform(flow, step["test"])  # skipped, saying so
     assert written == ["R2", "R3"]  # with --skip-tests compare records it
+
+
+def test_a_failed_rollback_batch_keeps_the_release_on_the_hosts_it_never_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollback's release is an older, good one: the hosts of the later batches keep it (a
+    deploy's undo would remove it, as an unswitched new release), the failure recorded."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "staging.env").write_text("APP_NAME=shop\nHOSTS=web1,web2\n")
+    settings = config.build("staging", tmp_path)
+    web2 = FlowHost("web2", settings)
+    removed: list[str] = []
+    recorded: list[str] = []
+    monkeypatch.setattr(switch.install, "remove_release", lambda host, name: removed.append(name))
+    monkeypatch.setattr(switch.service, "current_release", lambda host: "R2")
+    monkeypatch.setattr(switch, "record_result", lambda f, h, result="ok": recorded.append(result))
+    flow = Flow(SimpleNamespace(config={}), settings, [web2], "rollback")  # type: ignore[arg-type]
+    flow.at(web2).release, flow.at(web2).served = "R1", "R2"
+    undo = {s.name: s for s in lists.ROLLBACK}["switch"].undo
+    assert undo is not None
+    undo.unreached(flow, web2)
+    assert removed == [] and recorded == ["failed"]
+    assert flow.results() == {"web2": "not rolled back, serving R2"}
+    deploy_undo = {s.name: s for s in lists.DEPLOY}["switch"].undo
+    assert deploy_undo is not None
+    deploy_undo.unreached(flow, web2)  # the deploy's: an unswitched release goes
+    assert removed == ["R1"]
