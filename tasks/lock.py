@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
+from .config.project import fab_command
 from .core import shell
 from .core.errors import FabdeployError, HostError, detail
 from .core.paths import local_state
@@ -74,7 +75,7 @@ def hold(c, reason=""):  # type: ignore[no-untyped-def]
         for host in hosts:
             host.say(f'locked: "{owner.reason}" (lock id {owner.deploy_id})')
         hosts[0].output.say(
-            f"held until `{settings.command('unlock')}` (from this machine it releases the lock "
+            f"held until `{fab_command(settings, 'unlock')}` (from this machine it releases the lock "
             f"by its token, {owner.token}; elsewhere `unlock --token {owner.token}`)"
         )
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 from invoke.context import Context
 
 from .parse import NAME
-from .settings import DEFAULT_ENVIRONMENT
+from .settings import DEFAULT_ENVIRONMENT, Settings
 
 #: Env files in the config dir that are documentation, not deploy targets.
 NOT_ENVIRONMENTS = frozenset({"example"})
@@ -74,3 +74,9 @@ def selected_environment(c: Context) -> str:
     """The environment named on the command line (``fab staging ...``), else the default."""
     chosen = state(c).get("environment")
     return chosen or os.environ.get("FABDEPLOY_ENVIRONMENT") or DEFAULT_ENVIRONMENT
+
+
+def fab_command(settings: Settings, task: str) -> str:
+    """The ``fab`` command line that runs ``task`` against this environment (for messages)."""
+    word = "" if settings.environment == DEFAULT_ENVIRONMENT else f"{settings.environment} "
+    return f"fab {word}{task}"

@@ -370,36 +370,10 @@ class Settings:
         """The command of each hook point (`HOOK_POINTS`), from its ``HOOK_<POINT>`` key."""
         return {point: getattr(self, f"hook_{point}") for point in HOOK_POINTS}
 
-    @property
-    def service(self) -> str:
-        """The systemd unit's name."""
-        return f"{self.app_name}.service"
-
-    def unit(self, process: str) -> str:
-        """The systemd unit of ``process`` (`WEB` is the app's own service)."""
-        return self.service if process == WEB else f"{self.app_name}-{process}.service"
-
     def where(self, key: str) -> str:
         """``<env file>:<line>: KEY`` (or ``<env file>: KEY`` for a default), for messages."""
         line = self.lines.get(key)
         return f"{self.source}:{line}: {key}" if line else f"{self.source}: {key}"
-
-    def command(self, task: str) -> str:
-        """The ``fab`` command line that runs ``task`` against this environment."""
-        word = "" if self.environment == DEFAULT_ENVIRONMENT else f"{self.environment} "
-        return f"fab {word}{task}"
-
-    def batch_sizes(self, hosts: int) -> list[int]:
-        """How many of ``hosts`` hosts each switch round holds, in order (Ansible's ``serial``:
-        each item of SWITCH_BATCH is one round, the last repeats; a percentage is of the whole
-        fleet, rounded down, at least 1)."""
-        items = self.switch_batch.split(",")
-        sizes: list[int] = []
-        while sum(sizes) < hosts:
-            item = items[min(len(sizes), len(items) - 1)]
-            size = hosts * int(item[:-1]) // 100 if item.endswith("%") else int(item)
-            sizes.append(min(max(1, size), hosts - sum(sizes)))
-        return sizes
 
 
 #: Every key an environment file may set, in declaration order. `config/example.env` and

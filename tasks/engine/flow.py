@@ -20,7 +20,7 @@ from ..core.output import Output
 from ..host.lockfile import LockOwner, new_id
 from ..ssh import fanout
 from ..ssh.host import Host
-from .batches import rounds
+from .batches import batch_sizes, rounds
 
 if TYPE_CHECKING:
     from ..build.archive import Build
@@ -179,4 +179,4 @@ class Flow:
 
     def batches(self) -> list[list[Host]]:
         """The hosts in switch rounds of SWITCH_BATCH (the first host first: the canary)."""
-        return rounds(self.hosts, self.settings.batch_sizes(len(self.hosts)))
+        return rounds(self.hosts, batch_sizes(self.settings.switch_batch, len(self.hosts)))

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..config.project import fab_command
 from ..core.errors import FabdeployError
 from ..core.paths import local_state
 
@@ -61,7 +62,7 @@ def load(settings: Settings) -> Record:
     if not path.is_file():
         raise FabdeployError(
             f"--resume: no deploy of {settings.environment} recorded here ({path}): "
-            f"nothing to resume; `{settings.command('deploy')}` deploys"
+            f"nothing to resume; `{fab_command(settings, 'deploy')}` deploys"
         )
     try:
         found = parse(json.loads(path.read_text(encoding="utf-8")))
@@ -70,6 +71,6 @@ def load(settings: Settings) -> Record:
     if not found.release:
         raise FabdeployError(
             f"--resume: deploy {found.id} ({path}) stopped before it built a release: "
-            f"nothing to resume; `{settings.command('deploy')}` deploys"
+            f"nothing to resume; `{fab_command(settings, 'deploy')}` deploys"
         )
     return found

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import roles
+from ..config.project import fab_command
 from ..core import kv, shell
 from ..core.errors import HostError
 from ..core.paths import layout, unit_file
@@ -201,7 +202,7 @@ def refuse(host: Host, why: str) -> None:
     raise HostError(
         host.name,
         f"{why}, so deploy does not apply it and changed nothing: run "
-        f"`{settings.command('setup')}`, then `{settings.command('run.restart --process all')}` "
+        f"`{fab_command(settings, 'setup')}`, then `{fab_command(settings, 'run.restart --process all')}` "
         "(a short outage), then deploy again",
     )
 
@@ -226,7 +227,9 @@ def script(host: Host, found: Drift, mode: str) -> tuple[str, dict[str, object]]
     """``scripts/converge.sh`` (without lib.sh) and its env on ``host``, for ``mode`` apply,
     back or forget."""
     settings = host.settings
-    units = {settings.unit(name) for name in roles.companions_of(settings, host.name)}
+    units = {
+        host_units.unit_name(settings, name) for name in roles.companions_of(settings, host.name)
+    }
     return script_for(found, mode, host.app_user, units)
 
 

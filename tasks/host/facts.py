@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..build import tags as build_tags
+from ..config.project import fab_command
 from ..core import kv, shell
 from ..core.errors import HostError
 from ..core.paths import VENV_MARKER, layout, unit_file
@@ -45,7 +46,7 @@ def facts_program(host: Host) -> tuple[str, dict[str, object]]:
         "PYTHON": settings.python,
         "CURRENT": paths.current,
         "PIDFILE": paths.pidfile,
-        "SETUP": settings.command("setup"),
+        "SETUP": fab_command(settings, "setup"),
         "MARKER": VENV_MARKER,
         "HOST_TAGS": host_tags,
         "FACTS_PY": facts_py,

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..config.project import fab_command
 from ..core import kv, shell
 from ..core.clock import human_utc, release_name, utc_now
 from ..core.errors import HostError
@@ -169,7 +170,7 @@ def _lock_script(
             "FORCE": "yes" if force else "no",
             "AUDIT": force,
             "REVLOG": paths.revisions_log,
-            "SETUP": host.settings.command("setup"),
+            "SETUP": fab_command(host.settings, "setup"),
             "LOCK_BODY": shell.script_file("lock.sh"),
             "THEN_PROGRAM": shell.bash_text(body, env) if then else "",
         },
@@ -248,14 +249,14 @@ def refusal(settings: Settings, holder: LockOwner | None, held: str, wait: float
     if holder is not None and holder.pid == 0:
         return (
             f"deploy lock held by {held}{since}{waited}: locked on purpose with `fab lock`, not "
-            f"by a deploy. `{settings.command('unlock')}` releases it once that work is done "
+            f"by a deploy. `{fab_command(settings, 'unlock')}` releases it once that work is done "
             "(`--lock-wait SECONDS` waits for it)."
         )
     deploy = f" (deploy id {holder.deploy_id})" if holder and holder.deploy_id else ""
     return (
         f"deploy lock held by {held}{waited}: another deploy is running{deploy}. If it is not, "
-        f"`{settings.command('unlock')}` removes the lock "
-        f"(or `{settings.command('deploy --break-lock')}`; "
+        f"`{fab_command(settings, 'unlock')}` removes the lock "
+        f"(or `{fab_command(settings, 'deploy --break-lock')}`; "
         "`--lock-wait SECONDS` waits for it)."
     )
 

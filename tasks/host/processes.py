@@ -20,6 +20,7 @@ from ..config import roles
 from ..core import shell
 from ..core.errors import HostError
 from ..core.paths import layout
+from . import units
 
 if TYPE_CHECKING:
     from ..ssh.host import Host
@@ -41,8 +42,8 @@ def units_of(host: Host, process: str = "") -> list[str]:
         if process not in settings.processes:
             known = ", ".join(settings.processes) or "none: set PROCESS_<NAME>"
             raise HostError(host.name, f"unknown process {process!r} (processes: {known})")
-        return [settings.unit(process)] if process in mine else []
-    return [settings.unit(name) for name in mine]
+        return [units.unit_name(settings, process)] if process in mine else []
+    return [units.unit_name(settings, name) for name in mine]
 
 
 def control(host: Host, verb: str, process: str = "") -> list[str]:

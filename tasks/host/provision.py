@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from ..build import pyreq
 from ..config import roles
+from ..config.project import fab_command
 from ..core import shell
 from ..core.errors import HostError
 from ..core.paths import layout, logrotate_file, unit_file
@@ -177,7 +178,7 @@ def service_files(host: Host, group: str) -> list[Change]:
         shell.shell("enable-service"),
         env={
             "UNIT_CHANGED": "yes" if unit else "no",
-            "SERVICE": settings.service,
+            "SERVICE": units.service_unit(settings),
             "WEB": "yes" if web else "no",
         },
         hide=True,
@@ -187,7 +188,7 @@ def service_files(host: Host, group: str) -> list[Change]:
         host.say("systemctl daemon-reload (the unit changed)")
     enabled = result.stdout.strip() == "changed"
     at_boot = "enabled at boot" if web else "disabled at boot (its roles run no web process)"
-    changes.append(_say(host, Change(f"{settings.service} {at_boot}", enabled)))
+    changes.append(_say(host, Change(f"{units.service_unit(settings)} {at_boot}", enabled)))
     rotate_path = logrotate_file(settings.app_name)
     rotate = write_file(host, rotate_path, render_logrotate(settings, name, group))
     changes.append(_say(host, Change(rotate_path, rotate)))
@@ -213,7 +214,7 @@ def process_units(host: Host, group: str) -> list[Change]:
         path = units.process_unit_path(settings, name)
         text = units.render_process_unit(settings, name, host.app_user, group)
         changed = write_file(host, path, text)
-        written.append(settings.unit(name))
+        written.append(units.unit_name(settings, name))
         changes.append(_say(host, Change(path, changed)))
     if not written:
         return changes
@@ -249,6 +250,6 @@ def running_keeps(host: Host, changes: list[Change]) -> None:
     if any(c.changed and c.item.startswith(files) for c in changes):
         host.say(
             "if the web service or its processes run already, they keep the old files until "
-            f"`{host.settings.command('deploy')}` applies them (gracefully, also when the "
+            f"`{fab_command(host.settings, 'deploy')}` applies them (gracefully, also when the "
             "revision did not change); a first deploy starts them with these"
         )

@@ -49,6 +49,7 @@ from ..core.clock import release_name
 from ..core.errors import HostError
 from ..core.paths import layout
 from . import processes
+from . import units as host_units
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -172,7 +173,7 @@ def _switch_env(host: Host, target: str) -> dict[str, object]:
         "TMP_LINK": paths.current_tmp,
         "PIDFILE": paths.pidfile,
         "ERROR_LOG": paths.error_log,
-        "SERVICE": settings.service,
+        "SERVICE": host_units.service_unit(settings),
         "URL": health_url(settings),
         "WORKERS": settings.workers,
         "CONF": paths.gunicorn_conf,
@@ -290,8 +291,12 @@ def _systemctl(host: Host, verb: str, process: str = "") -> list[str]:
     ``all``: the web service and every companion process the host runs); returns the units."""
     settings, units = host.settings, []
     if process in ("", WEB) or (process == "all" and roles.serves_web(settings, host.name)):
-        host.run(f"systemctl {verb} {shell.quote(settings.service)}", sudo=True, label=verb)
-        units.append(settings.service)
+        host.run(
+            f"systemctl {verb} {shell.quote(host_units.service_unit(settings))}",
+            sudo=True,
+            label=verb,
+        )
+        units.append(host_units.service_unit(settings))
     if process not in ("", WEB):  # a companion stops gracefully; a start must stay up
         units += processes.control(host, verb, "" if process == "all" else process)
     return units

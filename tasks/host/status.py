@@ -15,6 +15,7 @@ from ..core.records import Revision
 from ..core.report import human_duration, human_kib, short_revision, table
 from ..ssh.fanout import ask
 from . import service
+from . import units as host_units
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -54,7 +55,7 @@ def _base_env(host: Host) -> dict[str, object]:
         "PIDFILE": paths.pidfile,
         "LOGDIR": paths.logs,
         "REVLOG": paths.revisions_log,
-        "UNIT": settings.service,
+        "UNIT": host_units.service_unit(settings),
         "PY": settings.python,
     }
 
@@ -62,7 +63,10 @@ def _base_env(host: Host) -> dict[str, object]:
 def process_env(host: Host) -> dict[str, object]:
     """``WEB`` (yes/no) and ``PROCESS_UNITS``: what the host's roles run, for the scripts."""
     settings = host.settings
-    units = [f"{name} {settings.unit(name)}" for name in roles.companions_of(settings, host.name)]
+    units = [
+        f"{name} {host_units.unit_name(settings, name)}"
+        for name in roles.companions_of(settings, host.name)
+    ]
     return {
         "WEB": "yes" if roles.serves_web(settings, host.name) else "no",
         "PROCESS_UNITS": "\n".join(units),

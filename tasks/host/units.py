@@ -8,6 +8,7 @@ from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING
 
+from ..config.settings import WEB
 from ..core.paths import layout
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 def process_unit_path(settings: Settings, process: str) -> str:
     """Where ``process``'s unit file lives."""
-    return f"/etc/systemd/system/{settings.unit(process)}"
+    return f"/etc/systemd/system/{unit_name(settings, process)}"
 
 
 def render_process_unit(settings: Settings, process: str, user: str, group: str) -> str:
@@ -28,7 +29,7 @@ def render_process_unit(settings: Settings, process: str, user: str, group: str)
     environment = [f"VIRTUAL_ENV={venv}", f"PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin"]
     text = (TEMPLATES / "process.service.in").read_text(encoding="utf-8")
     return Template(text).substitute(
-        unit=settings.unit(process),
+        unit=unit_name(settings, process),
         process=process,
         app_name=settings.app_name,
         user=user,
@@ -42,6 +43,16 @@ def render_process_unit(settings: Settings, process: str, user: str, group: str)
 
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def service_unit(settings: Settings) -> str:
+    """The app's systemd unit: ``<APP_NAME>.service``."""
+    return f"{settings.app_name}.service"
+
+
+def unit_name(settings: Settings, process: str) -> str:
+    """The systemd unit of ``process`` (`WEB`, the app's own service, or a companion's)."""
+    return service_unit(settings) if process == WEB else f"{settings.app_name}-{process}.service"
 
 
 def systemd_quote(word: str) -> str:

@@ -25,7 +25,7 @@ from ..core.errors import FabdeployError, HostError, detail
 from ..core.local import local_user, pid_alive
 from ..core.paths import layout
 from ..host import facts as host_facts
-from ..host import migrate
+from ..host import migrate, units
 from ..host.lockfile import describe_held, is_stale, read_lock
 from ..ssh import session
 
@@ -168,7 +168,7 @@ def host_state(host: Host, running: bool) -> list[Finding]:
         shell.shell("check"),
         env={
             "ROOT": layout(settings).root,
-            "SERVICE": settings.service,
+            "SERVICE": units.service_unit(settings),
             "PORT": settings.port,
             "PIDFILE": layout(settings).pidfile,
         },
@@ -186,7 +186,11 @@ def host_state(host: Host, running: bool) -> list[Finding]:
             f"{free} MiB free under {layout(settings).root}"
             + ("" if free >= MIN_FREE_MIB else f" (a deploy needs {MIN_FREE_MIB} MiB)"),
         ),
-        Finding("unit", True, f"{settings.service} is {unit}" + ("" if running else ", no master")),
+        Finding(
+            "unit",
+            True,
+            f"{units.service_unit(settings)} is {unit}" + ("" if running else ", no master"),
+        ),
         port_finding(settings, port),
     ]
     return [*found, lock_finding(host)]
@@ -198,11 +202,13 @@ def port_finding(settings: Settings, port: str) -> Finding:
     if port == "free":
         return Finding("port", True, f"{where} is free")
     if port == "ours":
-        return Finding("port", True, f"{where} is held by {settings.service}")
+        return Finding("port", True, f"{where} is held by {units.service_unit(settings)}")
     if port.startswith("taken"):
         name, _, pid = port.partition(" ")[2].partition(",pid=")
         who = f"{name.strip(chr(34))} (pid {pid})" if pid else "another process"
-        return Finding("port", False, f"{where} is taken by {who}, not by {settings.service}")
+        return Finding(
+            "port", False, f"{where} is taken by {who}, not by {units.service_unit(settings)}"
+        )
     return Finding("port", True, f"{where}: {port}")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from ..config.project import fab_command
 from ..core import local, shell
 from ..core.clock import utc_now
 from ..core.records import Audit
@@ -66,5 +67,5 @@ def unlock_hosts(flow: Flow, host: Host) -> None:
 def say_ready(flow: Flow, host: Host) -> None:
     """Say the release is installed and how to switch to it."""
     assert flow.build is not None
-    switch = flow.settings.command(f"rollback --release {flow.build.release}")
+    switch = fab_command(flow.settings, f"rollback --release {flow.build.release}")
     host.say(f"release {flow.build.release} ready, not switched: `{switch}` switches to it")

@@ -24,7 +24,7 @@ from ..build import pyreq
 from ..core.errors import HostError
 from ..engine import hooks as engine_hooks
 from ..engine import step
-from ..engine.batches import rounds
+from ..engine.batches import batch_sizes, rounds
 from ..host import converge, install, migrate
 from ..host import facts as host_facts
 from ..ssh import fanout
@@ -169,7 +169,10 @@ def make_plan(c: Context, settings: Settings, hosts: list[Host], build: archive.
     plans = answers(
         fanout.each(hosts, lambda h: plan_host(c, h, build, facts[h.name]), settings.parallel)
     )
-    order = [[p.host for p in batch] for batch in rounds(plans, settings.batch_sizes(len(hosts)))]
+    order = [
+        [p.host for p in batch]
+        for batch in rounds(plans, batch_sizes(settings.switch_batch, len(hosts)))
+    ]
     for number, batch in enumerate(order, 1):
         for plan in plans:
             if plan.host in batch:

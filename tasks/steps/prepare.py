@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..build import archive, gitref, preflight, pyreq, testrun, wheels
 from ..config import roles
+from ..config.project import fab_command
 from ..core.errors import FabdeployError
 from ..engine import summary
 from ..host import converge, install, migrate, smoke
@@ -139,7 +140,7 @@ def build_release(flow: Flow) -> None:
         raise FabdeployError(
             f"--resume: deploy {flow.id} shipped revision {resume.revision}, this build is "
             f"revision {flow.build.revision}: no host was touched. Resume from that revision "
-            f"(`{flow.settings.command(f'deploy --resume --ref {resume.revision}')}`), or "
+            f"(`{fab_command(flow.settings, f'deploy --resume --ref {resume.revision}')}`), or "
             "deploy this one without --resume"
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..config.project import fab_command
 from ..core.errors import FabdeployError, HostError
 
 if TYPE_CHECKING:
@@ -53,6 +54,6 @@ def agree_on_release(flow: Flow) -> None:
     raise FabdeployError(
         "the hosts disagree on the release to roll back to; nothing was changed:\n"
         + "\n".join(lines)
-        + f"\npick one with `{flow.settings.command('rollback --to RELEASE')}` "
+        + f"\npick one with `{fab_command(flow.settings, 'rollback --to RELEASE')}` "
         f"(on every host: {choice})"
     )

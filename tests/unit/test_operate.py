@@ -44,7 +44,7 @@ def settings(tmp_path: Path, extra: str = "") -> config.Settings:
 def test_switch_rounds_follow_ansibles_serial(
     tmp_path: Path, batch: str, hosts: int, sizes: list[int]
 ) -> None:
-    found = settings(tmp_path, f"SWITCH_BATCH={batch}\n").batch_sizes(hosts)
+    found = batches.batch_sizes(settings(tmp_path, f"SWITCH_BATCH={batch}\n").switch_batch, hosts)
     assert found == sizes
     names = [f"h{i}" for i in range(hosts)]
     assert [len(r) for r in batches.rounds(names, found)] == sizes
@@ -128,7 +128,7 @@ def test_resume_takes_the_hosts_not_serving_the_release(tmp_path: Path) -> None:
 def test_rollback_refuses_hosts_that_disagree_naming_each() -> None:
     flow = Flow(
         None,  # type: ignore[arg-type]
-        SimpleNamespace(command=lambda t: f"fab staging {t}"),  # type: ignore[arg-type]
+        SimpleNamespace(environment="staging"),  # type: ignore[arg-type]
         [SimpleNamespace(name="web1", output=None), SimpleNamespace(name="web2", output=None)],  # type: ignore[list-item]
         "rollback",
     )

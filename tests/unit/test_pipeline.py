@@ -399,7 +399,10 @@ def test_the_rollback_s_switch_has_no_hooks_and_the_deploy_s_has_them(
     assert switches["deploy"].before_points == ("before_switch",)
     assert switches["deploy"].after_points == ("after_switch",)
     assert switches["rollback"].before_points == switches["rollback"].after_points == ()
-    assert switches["deploy"].undo == switches["rollback"].undo is not None
+    deploy_undo, rollback_undo = switches["deploy"].undo, switches["rollback"].undo
+    assert deploy_undo is not None and rollback_undo is not None
+    assert (deploy_undo.back, deploy_undo.reached) == (rollback_undo.back, rollback_undo.reached)
+    assert deploy_undo.unreached is not rollback_undo.unreached  # a rollback removes no release
     seen: list[str] = []
     flow, step = batched(tmp_path, monkeypatch, seen, "SWITCH_BATCH=100%\n")
     for point in ("before_switch", "after_switch"):

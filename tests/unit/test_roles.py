@@ -49,8 +49,8 @@ def test_roles_say_what_each_host_runs(tmp_path: Path) -> None:
     assert roles.companions_of(settings, "jobs1") == ("worker", "beat")
     assert not roles.serves_web(settings, "jobs1")
     assert roles.processes_of(settings, "stranger") == ("web",)  # -H host in no role
-    assert settings.unit("worker") == "shop-worker.service"
-    assert settings.unit("web") == "shop.service"
+    assert units.unit_name(settings, "worker") == "shop-worker.service"
+    assert units.unit_name(settings, "web") == "shop.service"
 
 
 def test_without_roles_every_host_runs_everything(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from tasks.build import tags
 
 from tasks import config
+from tasks.build import tags
 from tasks.core import errors, shell
 from tasks.host import facts as host_facts
 from tasks.host import provision, service, units
@@ -408,7 +408,7 @@ def test_setup_s_note_on_changed_files_fits_a_host_where_nothing_runs_yet() -> N
     from types import SimpleNamespace
 
     said: list[str] = []
-    settings = SimpleNamespace(command=lambda task: f"fab staging {task}")
+    settings = SimpleNamespace(environment="staging")
     host = SimpleNamespace(settings=settings, say=said.append)
     provision.running_keeps(host, [provision.Change("secrets shared/.env", True)])  # type: ignore[arg-type]
     provision.running_keeps(host, [provision.Change("secrets shared/.env", False)])  # type: ignore[arg-type]
