@@ -13,27 +13,12 @@ from typing import TYPE_CHECKING
 
 from invoke import task
 
-from .config import roles as role_hosts
 from .core.errors import FabdeployError
-from .host.appenv import run_in_current
+from .host.appenv import exec_hosts, run_in_current
 from .ssh import fanout, session
 
 if TYPE_CHECKING:
     from .ssh.host import Host
-
-
-def targets(hosts: list[Host], *, once: bool, pty: bool) -> list[Host]:
-    """The hosts ``exec`` runs on; an interactive command needs exactly one."""
-    if once and hosts:
-        chosen = [role_hosts.primary(hosts[0].settings, hosts, lambda host: host.name)]
-    else:
-        chosen = hosts
-    if pty and len(chosen) != 1:
-        raise FabdeployError(
-            f"--pty runs on one host, and this environment has {len(chosen)}: add --once "
-            "(the primary host) or name one with -H"
-        )
-    return chosen
 
 
 @task(
@@ -49,7 +34,7 @@ def targets(hosts: list[Host], *, once: bool, pty: bool) -> list[Host]:
 def exec_(c, command, once=False, pty=False, roles=""):  # type: ignore[no-untyped-def]
     """Run a command in the served release as the app user, venv on PATH, secrets set."""
     settings, hosts = session.session(c, roles=roles)
-    chosen = targets(hosts, once=once, pty=pty)
+    chosen = exec_hosts(hosts, once=once, pty=pty)
     try:
         done = fanout.each(
             chosen,

@@ -17,7 +17,6 @@ Exit codes: ``health`` exits 1 naming every unhealthy host; ``status``, ``resour
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from invoke import Collection, task
@@ -25,29 +24,16 @@ from invoke import Collection, task
 from .core import shell
 from .core.errors import FabdeployError
 from .core.flagtask import FlagTask
-from .core.report import JSON_HELP, print_json
+from .core.report import JSON_HELP, show
 from .host.history import History, render_releases
 from .host.logs import follow_logs, logs_env
 from .host.resources import Resources, render_resources
-from .host.status import _base_env, gather_status, health_line, refused, render_status
+from .host.status import base_env, gather_status, health_line, refused, render_status
 from .ssh import session
 from .ssh.fanout import ask, fail_if_unanswered, report_errors
 
 if TYPE_CHECKING:
-    from .host.status import Status
-    from .ssh.fanout import Reply
     from .ssh.host import Host
-
-
-def show(
-    hosts: list[Host], items: Sequence[Reply | Status | Resources | History], text: str | None
-) -> None:
-    """Print ``text`` (the table), or with None the items as one JSON document on stdout."""
-    output = hosts[0].output
-    if text is None:
-        print_json([item.to_json() for item in items], output.clean)  # type: ignore[union-attr]
-    else:
-        output.say(text)
 
 
 #: ``--roles`` of the tasks that take it.
@@ -59,7 +45,7 @@ def status(c, json=False, roles=""):  # type: ignore[no-untyped-def]
     """Show service state, release, revision, pid, uptime, memory, CPU and health per host."""
     settings, hosts = session.session(c, data_on_stdout=json, roles=roles)
     statuses = gather_status(hosts, settings, sample=True)
-    show(hosts, statuses, None if json else render_status(statuses))
+    show(hosts[0].output, statuses, None if json else render_status(statuses))
     report_errors(hosts[0].output, statuses)
     why = refused(settings, statuses)
     if why:
@@ -74,7 +60,7 @@ def health(c, json=False):  # type: ignore[no-untyped-def]
     statuses = gather_status(hosts, settings, sample=False)
     output = hosts[0].output
     if json:
-        show(hosts, statuses, None)
+        show(hosts[0].output, statuses, None)
     for s in statuses if not json else []:
         output.line(s.host, health_line(s), err=not s.healthy)
     sick = [s for s in statuses if not s.healthy]
@@ -91,9 +77,9 @@ def health(c, json=False):  # type: ignore[no-untyped-def]
 def resources(c, json=False):  # type: ignore[no-untyped-def]
     """Show load, memory, disk free under the deploy root and the releases kept, per host."""
     settings, hosts = session.session(c, data_on_stdout=json)
-    replies = ask(hosts, settings, shell.shell("resources"), _base_env, "resources")
+    replies = ask(hosts, settings, shell.shell("resources"), base_env, "resources")
     items = [Resources.from_reply(r) for r in replies]
-    show(hosts, items, None if json else render_resources(items))
+    show(hosts[0].output, items, None if json else render_resources(items))
     report_errors(hosts[0].output, replies)
     fail_if_unanswered(replies, "resources")
 
@@ -113,11 +99,11 @@ def releases(c, limit=20, json=False):  # type: ignore[no-untyped-def]
     limit = int(limit)
 
     def env(host: Host) -> dict[str, object]:
-        return {**_base_env(host), "LIMIT": max(limit, 0)}
+        return {**base_env(host), "LIMIT": max(limit, 0)}
 
     replies = ask(hosts, settings, shell.shell("history"), env, "releases")
     histories = [History.from_reply(r, limit) for r in replies]
-    show(hosts, histories, None if json else render_releases(histories))
+    show(hosts[0].output, histories, None if json else render_releases(histories))
     report_errors(hosts[0].output, replies)
     fail_if_unanswered(replies, "releases")
 

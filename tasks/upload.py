@@ -29,44 +29,26 @@ from invoke import Collection, task
 from . import config
 from .build import packages, wheels
 from .build.archive import build
-from .core.errors import FabdeployError
 from .engine.flow import Flow, Options
 from .engine.runner import execute
 from .engine.summary import reported
 from .host import facts as host_facts
-from .ssh import fanout, session
+from .ssh import session
 from .steps.lists import RELEASE, known_points
 
 if TYPE_CHECKING:
-    from .build.tags import TagSet
-    from .config import Settings
-    from .ssh.host import Host
-
-
-def release_task(c, allow_dirty: bool = False) -> None:  # type: ignore[no-untyped-def]
-    """``upload.release``: `RELEASE` on the command's hosts, in parallel, with its hooks."""
-    settings, hosts = session.session(c)
-    if not hosts:
-        return
-    flow = Flow.locking(c, settings, hosts, "release", Options(allow_dirty=allow_dirty))
-    with reported(flow, table=False):
-        execute(flow, RELEASE, known_points())
+    pass
 
 
 @task(help={"allow-dirty": "ship uncommitted changes of a git checkout (revision gets -dirty)"})
 def release(c, allow_dirty=False):  # type: ignore[no-untyped-def]
     """Build, ship and install a new release without switching to it."""
-
-    release_task(c, allow_dirty)
-
-
-def host_targets(hosts: list[Host], settings: Settings) -> dict[str, TagSet]:
-    """Each of ``hosts`` -> the wheel tags its Python accepts (learned by `setup.check`,
-    PARALLEL at once)."""
-    done = fanout.each(hosts, host_facts.read_facts, settings.parallel)
-    if done.failed:
-        raise FabdeployError("; ".join(str(error) for error in done.failed.values()))
-    return {host.name: facts.tags for host, facts in done.succeeded.items()}
+    settings, hosts = session.session(c)
+    if not hosts:
+        return
+    flow = Flow.locking(c, settings, hosts, "release", Options(allow_dirty=allow_dirty))
+    with reported(flow, table=False):
+        execute(flow, RELEASE, known_points())  # `RELEASE`, in parallel, with its hooks
 
 
 @task(
@@ -82,7 +64,7 @@ def build_(c, allow_dirty=False, local=False):  # type: ignore[no-untyped-def]
     asks = not local and (settings.hosts or isinstance(c, Connection))  # -H or HOSTS
     hosts = session.session(c)[1] if asks else []
     try:
-        targets = host_targets(hosts, settings) if hosts else {}
+        targets = host_facts.wheel_tags(hosts, settings) if hosts else {}
         builder = wheels.host_builder(hosts, targets)
         built = build(settings, allow_dirty=allow_dirty, targets=targets, builder=builder)
     finally:

@@ -7,6 +7,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .output import Output
 
 
 def write_json(path: str, data: object) -> None:
@@ -82,3 +86,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: str =
         ]
         out.append("  ".join(parts).rstrip())
     return "\n".join(out)
+
+
+class Reportable(Protocol):
+    """An item a task prints as a table row or as one object of its JSON document."""
+
+    def to_json(self) -> dict[str, object]: ...
+
+
+def show(output: Output, items: Sequence[Reportable], text: str | None) -> None:
+    """Print ``text`` (the table), or with None the items as one JSON document on stdout."""
+    if text is None:
+        print_json([item.to_json() for item in items], output.clean)
+    else:
+        output.say(text)

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 
 from invoke.runners import Result
 
+from ..config import roles as role_hosts
 from ..core import shell
+from ..core.errors import FabdeployError
 from ..core.paths import layout
 from ..core.shell import quote
 
@@ -101,3 +103,17 @@ def run_in_current(host: Host, command: str, *, pty: bool = False) -> int:
     host.sessions += 1
     result = host.conn.run(line, pty=True, warn=True)
     return int(result.exited or 0)
+
+
+def exec_hosts(hosts: list[Host], *, once: bool, pty: bool) -> list[Host]:
+    """The hosts ``exec`` runs on; an interactive command needs exactly one."""
+    if once and hosts:
+        chosen = [role_hosts.primary(hosts[0].settings, hosts, lambda host: host.name)]
+    else:
+        chosen = hosts
+    if pty and len(chosen) != 1:
+        raise FabdeployError(
+            f"--pty runs on one host, and this environment has {len(chosen)}: add --once "
+            "(the primary host) or name one with -H"
+        )
+    return chosen

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING
 from ..build import tags as build_tags
 from ..config.project import fab_command
 from ..core import kv, shell
-from ..core.errors import HostError
+from ..core.errors import FabdeployError, HostError
 from ..core.paths import VENV_MARKER, layout, unit_file
+from ..ssh import fanout
 
 if TYPE_CHECKING:
     from ..build.tags import TagSet
+    from ..config import Settings
     from ..ssh.host import Host
 
 
@@ -85,3 +87,12 @@ def parse_facts(host: Host, text: str) -> Facts:
         running=found.get("running") == "yes",
         venvs=tuple(line[5:] for line in lines[3:] if line.startswith("venv=")),
     )
+
+
+def wheel_tags(hosts: list[Host], settings: Settings) -> dict[str, TagSet]:
+    """Each of ``hosts`` -> the wheel tags its Python accepts (learned by `read_facts`,
+    PARALLEL at once)."""
+    done = fanout.each(hosts, read_facts, settings.parallel)
+    if done.failed:
+        raise FabdeployError("; ".join(str(error) for error in done.failed.values()))
+    return {host.name: facts.tags for host, facts in done.succeeded.items()}

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..core import shell
 from ..core.errors import FabdeployError, detail
-from .status import _base_env, process_env
+from .status import base_env, process_env
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -26,7 +26,7 @@ def log_patterns(settings: Settings) -> list[str]:
 
 def logs_env(host: Host, lines: int, follow: bool) -> dict[str, object]:
     return {
-        **_base_env(host),
+        **base_env(host),
         "PATTERNS": "\n".join(log_patterns(host.settings)),
         "LINES": max(int(lines), 0),
         "FOLLOW": "yes" if follow else "no",

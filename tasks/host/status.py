@@ -45,7 +45,7 @@ def _float(value: str | None) -> float | None:
         return None
 
 
-def _base_env(host: Host) -> dict[str, object]:
+def base_env(host: Host) -> dict[str, object]:
     settings = host.settings
     paths = layout(settings)
     return {
@@ -237,7 +237,7 @@ def gather_status(hosts: list[Host], settings: Settings, *, sample: bool) -> lis
 
     def env(host: Host) -> dict[str, object]:
         return {
-            **_base_env(host),
+            **base_env(host),
             "PROBE_HOST": service.probe_address(settings.bind),
             "PORT": settings.port,
             "HEALTH_PATH": settings.health_path,
