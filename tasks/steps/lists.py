@@ -34,6 +34,8 @@ died on this machine is stale and broken, saying so.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..engine.step import BATCHES, FIRST, HOSTS, LAST, LOCAL, PRIMARY, Step, points
 from .finish import plan_cleanup, record_result, say_ready, unlock_hosts
 from .prepare import (
@@ -68,72 +70,43 @@ from .switch import (
 AFTER_INSTALL = ("after_install", "after_upload")
 
 
+#: Each step, declared once; the lists below are made of them.
+PREFLIGHT = Step("preflight", check_locally, LOCAL)
+LOCK = Step("lock", lock_hosts, HOSTS, primary=FIRST)
+CHECK = Step("check", check_hosts, HOSTS)
+BUILD = Step("build", build_release, LOCAL)
+COMPARE = Step("compare", compare_revisions, LOCAL)
+TEST = Step("test", run_tests, LOCAL, skip=skip_test)
+UPLOAD = Step("upload", ship_release, HOSTS, recover=undo_everywhere, after=(), phase="prepare")
+INSTALL = Step(
+    "install", install_release, HOSTS, recover=undo_everywhere, after=AFTER_INSTALL,
+    phase="prepare",
+)  # fmt: skip
+MIGRATE = Step(
+    "migrate", run_migrations, PRIMARY, hosts=migrate_hosts, when=has_migration,
+    recover=undo_everywhere,
+)  # fmt: skip
+SMOKE = Step("smoke", smoke_test, HOSTS, recover=undo_everywhere)
+SWITCH = Step("switch", switch_one, BATCHES, undo=SWITCH_UNDO)
+PROCESSES = Step("processes", restart_processes, HOSTS, hosts=companion_hosts, recover=processes_failed)  # fmt: skip
+CLEANUP = Step("cleanup", plan_cleanup, HOSTS)
+RECORD = Step("record", record_result, HOSTS)
+UNLOCK = Step("unlock", unlock_hosts, HOSTS, hosts=locked_hosts, always=True, primary=LAST)
+CHOOSE = Step("choose", choose_release, HOSTS)
+AGREE = Step("agree", agree_on_release, LOCAL)
+#: The rollback's switch: no hook points of its own, and a failed batch removes no release.
+SWITCH_BACK = replace(SWITCH, undo=ROLLBACK_UNDO, before=(), after=())
+READY = Step("ready", say_ready, HOSTS)
+
 #: The deploy, step by step (docs/architecture.md).
 DEPLOY = (
-    Step("preflight", check_locally, LOCAL),
-    Step("lock", lock_hosts, HOSTS, primary=FIRST),
-    Step("check", check_hosts, HOSTS),
-    Step("build", build_release, LOCAL),
-    Step("compare", compare_revisions, LOCAL),
-    Step("test", run_tests, LOCAL, skip=skip_test),
-    Step("upload", ship_release, HOSTS, recover=undo_everywhere, after=(), phase="prepare"),
-    Step(
-        "install",
-        install_release,
-        HOSTS,
-        recover=undo_everywhere,
-        after=AFTER_INSTALL,
-        phase="prepare",
-    ),
-    Step(
-        "migrate",
-        run_migrations,
-        PRIMARY,
-        hosts=migrate_hosts,
-        when=has_migration,
-        recover=undo_everywhere,
-    ),
-    Step("smoke", smoke_test, HOSTS, recover=undo_everywhere),
-    Step("switch", switch_one, BATCHES, undo=SWITCH_UNDO),
-    Step("processes", restart_processes, HOSTS, hosts=companion_hosts, recover=processes_failed),
-    Step("cleanup", plan_cleanup, HOSTS),
-    Step("record", record_result, HOSTS),
-    Step("unlock", unlock_hosts, HOSTS, hosts=locked_hosts, always=True, primary=LAST),
-)
-
-
+    PREFLIGHT, LOCK, CHECK, BUILD, COMPARE, TEST, UPLOAD, INSTALL, MIGRATE, SMOKE, SWITCH,
+    PROCESSES, CLEANUP, RECORD, UNLOCK,
+)  # fmt: skip
 #: The rollback: the release chosen on every host, switched in batches (no switch hooks).
-ROLLBACK = (
-    Step("lock", lock_hosts, HOSTS, primary=FIRST),
-    Step("check", check_hosts, HOSTS),
-    Step("choose", choose_release, HOSTS),
-    Step("agree", agree_on_release, LOCAL),
-    Step("switch", switch_one, BATCHES, undo=ROLLBACK_UNDO, before=(), after=()),
-    Step("processes", restart_processes, HOSTS, hosts=companion_hosts, recover=processes_failed),
-    Step("record", record_result, HOSTS),
-    Step("unlock", unlock_hosts, HOSTS, hosts=locked_hosts, always=True, primary=LAST),
-)
-
-
+ROLLBACK = (LOCK, CHECK, CHOOSE, AGREE, SWITCH_BACK, PROCESSES, RECORD, UNLOCK)
 #: ``upload.release``: a deploy that stops before the switch (the release stays, unswitched).
-RELEASE = (
-    Step("lock", lock_hosts, HOSTS, primary=FIRST),
-    Step("check", check_hosts, HOSTS),
-    Step("build", build_release, LOCAL),
-    Step("upload", ship_release, HOSTS, recover=undo_everywhere, after=(), phase="prepare"),
-    Step(
-        "install",
-        install_release,
-        HOSTS,
-        recover=undo_everywhere,
-        after=AFTER_INSTALL,
-        phase="prepare",
-    ),
-    Step("ready", say_ready, HOSTS),
-    Step("unlock", unlock_hosts, HOSTS, hosts=locked_hosts, always=True, primary=LAST),
-)
-
-
+RELEASE = (LOCK, CHECK, BUILD, UPLOAD, INSTALL, READY, UNLOCK)
 SETUP = (Step("setup", set_up_host, HOSTS),)
 #: The commands and their lists, for the hooks' check and the docs.
 COMMANDS = {"deploy": DEPLOY, "rollback": ROLLBACK, "release": RELEASE, "setup": SETUP}
