@@ -1,14 +1,8 @@
 """``fab check``: every precondition of a deploy, changing nothing anywhere.
 
-Locally: the env file, the key file, APP_DIR, the requirements, the git state, the secrets
-file, the local Python and the app's Python requirement (`tasks.pyreq`). On each host: SSH
-and the host key, the set-up layout, ``sudo -n``, the Python (against that requirement) and
-its wheel tags, the disk free under the deploy root, the port in BIND (free, or
-held by the app's own service), the unit and its state, the deploy lock and its holder.
-
-One line per finding, host-prefixed; the command exits 0 when a deploy would start and 1 when
-something blocks it, naming what. ``--json`` prints the findings as one JSON document
-(docs/check.md).
+One line per finding, host-prefixed, or one JSON document with ``--json``; the command exits
+0 when a deploy would start and 1 when something blocks it, naming what. The findings, local
+and on each host, are `tasks.steps.checks`'s (docs/check.md).
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
-"""The deploy lock: an atomic ``mkdir <root>/.lock`` holding who took it, from where, when,
-why, for which deploy, and the token that releases it.
+"""``fab lock``, ``fab lock.status`` and ``fab unlock``: the deploy lock, held, shown and
+released by hand.
 
-Commands take it on the primary host first and on the other hosts only once they hold it
-there (`primary_first`, ``Step.primary``), and release it there last: the primary host decides
-which command owns the fleet. A second deploy fails at once naming the holder, the lock's age
-and its reason (a `fab lock`: who locked, since when and why), or with
-``deploy --lock-wait SECONDS`` waits for it. A lock whose holder ran on this machine and is
-gone is stale and broken automatically, saying so; any other lock is released only by its
-token (the deploy that took it, or ``fab unlock`` after ``fab lock`` on this machine) or broken
-on request (``fab unlock``, ``deploy --break-lock``). Every break is a line in revisions.log.
-
-Tasks: ``fab lock --reason "..."`` holds the lock on every host until ``fab unlock``;
-``fab lock.status`` shows who holds it.
+``fab lock --reason "..."`` holds the lock on every host (the primary host first:
+`primary_first`) until ``fab unlock``; ``fab lock.status`` shows who holds it; ``fab unlock``
+releases the lock ``fab lock`` took here, by its token, or breaks whoever's, logged in
+revisions.log. The lock itself, its owner, token, waits and breaks, is
+`tasks.host.lockfile`'s (docs/lock.md).
 """
 
 from __future__ import annotations

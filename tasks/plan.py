@@ -1,15 +1,8 @@
 """``fab plan``: what ``deploy`` would do, per host, changing nothing on any host.
 
-It runs what a deploy decides with, not a guess of it: the local preconditions, each host's
-facts (the `check` step's, read-only), and the build itself (local, the same archive and
-packages the deploy would make, then thrown away). From those, per host: the revision to
-deploy over the one it serves, the bytes to ship, the venv reused or built (and its
-packages), the files setup owns that the deploy would put in place with the switch (a diff;
-`tasks.converge`), the secrets changed (names added or removed only), the processes running
-on older files, or the change the deploy would refuse and the commands to run instead, the
-hooks that would run there, and the switch round it is in.
-
-The release's name is not planned: a deploy names its release when it builds it.
+It runs what a deploy decides with (the local preconditions, each host's facts, the build
+itself, then thrown away) and prints, per host, what the deploy would ship, build, change and
+restart, or refuse. The plan is `tasks.steps.planning`'s (docs/plan.md).
 """
 
 from __future__ import annotations

@@ -1,39 +1,9 @@
 """Stage run: start, stop, restart and reload the app as a systemd service.
 
-The zero-downtime switch is gunicorn's USR2 re-exec handshake. The unit starts
-``<root>/current/.venv/bin/python -m gunicorn`` with ``chdir = <root>/current``, paths not
-resolved, so a master re-exec'd by USR2 loads the release `current` points to at that moment,
-with that release's venv. `switch` (one script, one round trip, run on the host detached from
-the SSH session: a fab killed at any moment leaves the switch to finish, or go back, by itself):
-
-1. points `current` at the new release (``ln -sfn`` to a temporary link renamed over it);
-2. sends USR2 to the running master and waits for the new master (gunicorn >= 20 writes its pid
-   to ``gunicorn.pid.2`` until the old one exits) to have WORKERS *ready* workers: each
-   worker, once it has loaded the app and can answer, writes ``shared/pids/ready.<pid>.<start
-   time>`` (gunicorn.conf.py's ``post_worker_init``; the old workers serve meanwhile, for up
-   to `ready_timeout` seconds);
-3. sends WINCH to the old master, which stops its workers gracefully and keeps listening fds
-   open, and waits until those workers are gone: from then on only the new release's workers
-   accept, so the health check tests it (an old worker that has not yet handled the signal
-   could otherwise answer for the new release);
-4. health-checks `health_url` (BIND's address, 127.0.0.1 for a wildcard; bash's /dev/tcp);
-5. writes the new pid into the PIDFile (systemd re-reads it when the old main process exits,
-   so it keeps tracking the service) and sends TERM to the old master, waiting for it to exit.
-
-A failure before 5 puts `current` back, HUPs the old master (its new workers load the old
-release again) and waits until they are ready, then TERMs the new master: requests never lack
-a worker. A gunicorn.conf.py rendered before the ready markers existed makes the switch count
-forked workers instead, and say so.
-With no master running (first deploy) it starts the service and health-checks it instead; on
-failure it stops it and puts `current` back as it was.
-
-The switch is ``scripts/switch.sh`` (docs/scripts.md), tested under local bash with fake
-masters in tests/unit/test_switch_script.py.
-
-Functions other modules compose: `switch(host, release)`, `current_release(host)`,
-`master_pid(host)`, `health(host)`, `healthy(status)` (the one rule: 200), `start(host)`,
-`stop(host)`, `restart(host)`, `health_url(settings)`, and `health_env(settings)` for
-scripts that wait for a port's health themselves (lib.sh's ``wait_healthy``).
+``fab run.reload`` is the zero-downtime switch onto the release `current` points to
+(gunicorn's USR2 handover behind the health check); ``start``, ``stop`` and ``restart`` take
+``--process NAME`` for a companion process. The work on a host, the switch and the one rule
+of health are `tasks.host.service`'s (docs/run.md).
 """
 
 from __future__ import annotations

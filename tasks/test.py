@@ -1,19 +1,9 @@
 """Stage test: the app's own test suite gates a deploy; a smoke check gates a switch.
 
-Functions other modules compose:
-
-- `run_suite(c, settings, output=None)` runs the app's test suite in APP_DIR on this machine
-  and raises `FabdeployError` when it fails, saying it was the test step, the command, and
-  how to change or skip it. The command and the environment come from `tasks.testenv`: a
-  local venv of the app's requirements (from the build's cached wheelhouse) plus its test
-  requirements, TEST_COMMAND or the detected command (pytest, or ``manage.py test`` for a
-  Django project without pytest). TEST_VENV=no keeps the way before the venv: fab's own
-  interpreter with the app's packages first on ``PYTHONPATH`` (`packages.prebuilt`);
-- `smoke(host, release)` checks a release on the host before it is switched to: its own
-  Python imports the WSGI target (with the app's secrets in the environment), then gunicorn
-  serves it on a free port of 127.0.0.1 (1 worker, as the app user, with the production
-  gunicorn.conf.py) until HEALTH_PATH answers 200 (``scripts/smoke.sh``, then
-  ``scripts/import_target.py`` to name an import error). A failure prints the app's output.
+``fab test`` runs the app's test suite on this machine (`tasks.build.testrun.run_suite`, in
+the test venv of `tasks.build.testenv`); ``fab test.smoke`` serves a release on a side port of
+each host until it is healthy (`tasks.host.smoke`). A deploy runs both as its ``test`` and
+``smoke`` steps (docs/test.md).
 """
 
 from __future__ import annotations
