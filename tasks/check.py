@@ -1,5 +1,9 @@
-"""``fab check``: every precondition of a deploy, changing nothing anywhere; exits 0 when a
-deploy would start, 1 naming what blocks it (the findings: `tasks.steps.checks`)."""
+"""``fab check``: every precondition of a deploy, changing nothing anywhere.
+
+One line per finding, host-prefixed, or one JSON document with ``--json``; the command exits
+0 when a deploy would start and 1 when something blocks it, naming what. The findings, local
+and on each host, are `tasks.steps.checks`'s (docs/check.md).
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """``fab exec``: a one-off command in the served release, as the app runs.
 
 The command runs in `current` as the app user, with the release's venv first on PATH and the
-app's secrets in its environment (`tasks.appenv`), on every host of the environment (or of
-``--roles``), or on the primary host only (``--once``: `tasks.roles.primary`). Output is host-prefixed with secret values
-masked; ``--pty`` gives an interactive terminal (``python manage.py shell``) on one host. The
-command's exit status becomes fab's: the first non-zero one, naming the hosts that failed.
+app's secrets in its environment (`tasks.host.appenv`), on every host of the environment (or
+of ``--roles``), or on the primary host only (``--once``: `tasks.config.roles.primary`). Output
+is host-prefixed with secret values masked; ``--pty`` gives an interactive terminal
+(``python manage.py shell``) on one host. The command's exit status becomes fab's: the first
+non-zero one, naming the hosts that failed.
 """
 
 from __future__ import annotations

@@ -1,5 +1,12 @@
-"""The deploy lock's tasks: ``fab lock --reason "..."`` holds it on every host until
-``fab unlock``; ``fab lock.status`` shows who holds it. The lock itself: `tasks.host.lockfile`."""
+"""``fab lock``, ``fab lock.status`` and ``fab unlock``: the deploy lock, held, shown and
+released by hand.
+
+``fab lock --reason "..."`` holds the lock on every host (the primary host first:
+`primary_first`) until ``fab unlock``; ``fab lock.status`` shows who holds it; ``fab unlock``
+releases the lock ``fab lock`` took here, by its token, or breaks whoever's, logged in
+revisions.log. The lock itself, its owner, token, waits and breaks, is
+`tasks.host.lockfile`'s (docs/lock.md).
+"""
 
 from __future__ import annotations
 

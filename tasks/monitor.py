@@ -2,8 +2,10 @@
 
 Each task sends one script per host (hosts in parallel), the script prints ``key=value``
 lines (``scripts/status.sh``, ``resources.sh``, ``history.sh``; ``logs.sh`` prints the logs;
-docs/scripts.md), and the parsing happens here, so what a host reports is plain data that
-unit tests can feed in. A host is healthy when its health path answers 200 (`run.healthy`).
+docs/scripts.md), and the modules of tasks/host/ parse them (`tasks.host.status`,
+`tasks.host.resources`, `tasks.host.history`, `tasks.host.logs`), so what a host reports is
+plain data that unit tests can feed in. A host is healthy when its health path answers 200
+(`tasks.host.service.healthy`).
 Nothing here finds processes by name: the gunicorn master comes from the pidfile, its
 workers are the processes whose parent it is.
 

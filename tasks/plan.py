@@ -1,5 +1,9 @@
-"""``fab plan``: what ``deploy`` would do, per host, changing nothing on any host (what it
-computes and why: `tasks.steps.planning`)."""
+"""``fab plan``: what ``deploy`` would do, per host, changing nothing on any host.
+
+It runs what a deploy decides with (the local preconditions, each host's facts, the build
+itself, then thrown away) and prints, per host, what the deploy would ship, build, change and
+restart, or refuse. The plan is `tasks.steps.planning`'s (docs/plan.md).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """Stage run: start, stop, restart and reload the app as a systemd service.
 
-The tasks only; the service and the zero-downtime switch are `tasks.host.service`."""
+``fab run.reload`` is the zero-downtime switch onto the release `current` points to
+(gunicorn's USR2 handover behind the health check); ``start``, ``stop`` and ``restart`` take
+``--process NAME`` for a companion process. The work on a host, the switch and the one rule
+of health are `tasks.host.service`'s (docs/run.md).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """Stage test: the app's own test suite gates a deploy; a smoke check gates a switch.
 
-The tasks only: the suite runs by `tasks.build.testrun`, the smoke check by `tasks.host.smoke`."""
+``fab test`` runs the app's test suite on this machine (`tasks.build.testrun.run_suite`, in
+the test venv of `tasks.build.testenv`); ``fab test.smoke`` serves a release on a side port of
+each host until it is healthy (`tasks.host.smoke`). A deploy runs both as its ``test`` and
+``smoke`` steps (docs/test.md).
+"""
 
 from __future__ import annotations
 

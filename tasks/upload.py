@@ -1,22 +1,11 @@
 """Stage upload: build a release once, ship it, unpack it, link it, give it a venv.
 
-Functions other modules compose (the deploy runs them in this order):
-
-- `build(settings, *, allow_dirty=False, targets=None, say=print) -> Build` runs once per
-  command, locally: the app's source as a tar.gz, and for each tag set of ``targets`` (host
-  name -> `TagSet` from `setup.check`) a packages archive (`tasks.packages`: REQUIREMENTS
-  installed locally, or their wheelhouse), cached per requirements (with every file they
-  include) and tag set;
-- `ship(host, build, facts) -> [(path, sha256)]` removes leftovers of interrupted deploys
-  from ``.incoming`` and copies the archives there: the packages of the host's tag set only
-  to a host that lacks the release's venv (`needs_packages`);
-- `unpack(host, build, archives)` verifies the archives' sha256, removes half-made releases,
-  unpacks ``releases/<name>`` and links ``.env``;
-- `install(host, build, facts) -> Venv` links the release to ``venvs/<hash>`` (the hash of
-  the resolved wheels, the host's Python and tags: `facts_digest`; reused when complete,
-  made from the prebuilt packages or with pip otherwise: ``scripts/install.sh``)
-  and writes REVISION last: a release without REVISION is half-made;
-- `remove_release(host, name)` deletes one release (never `current`).
+``fab upload.release`` runs the list `tasks.steps.lists.RELEASE` (lock, check, build,
+upload, install, ready, unlock): a deploy that stops before the switch, its release left
+installed and not served. ``fab upload.build`` builds the release and its packages for the
+hosts' wheel tags (`tasks.host.facts.wheel_tags`) and says what would ship, then throws it
+away. The build is `tasks.build.archive`'s (the packages: `tasks.build.packages`); a release
+on a host, shipped, unpacked and given its venv, is `tasks.host.install`'s (docs/upload.md).
 """
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ def build(
 ) -> Build:
     """Build the release once: the source (git archive or the directory), and the packages
     for each tag set of ``targets`` (host name -> its tags; none: this machine's). A
-    requirement without a wheel for a tag set is built by ``builder`` (`tasks.wheelbuild`).
+    requirement without a wheel for a tag set is built by ``builder`` (`tasks.build.wheels`).
     ``release`` names the release (``deploy --resume``: the one it continues); default: now."""
     app_dir = settings.app_dir
     if not app_dir.is_dir():

@@ -2,7 +2,7 @@
 
 For every distinct `TagSet` the hosts report, `resolve` makes a *wheelhouse* on the
 deploying machine, cached in ``.fabdeploy/wheels/<key>`` while the requirements (and every
-file they include with ``-r``/``-c``: `tasks.reqfiles`), the tag set and PACKAGE_INDEX stay
+file they include with ``-r``/``-c``: `tasks.build.reqfiles`), the tag set and PACKAGE_INDEX stay
 the same:
 
 - for the local interpreter's own tag set, ``pip wheel`` (a requirement without a wheel is
@@ -10,7 +10,7 @@ the same:
 - for any other, ``pip download`` with that tag set's ``--only-binary=:all:``,
   ``--implementation``, ``--python-version``, ``--abi`` and ``--platform`` options (and the
   host's marker values); a requirement without a wheel for it is built from its sdist on a
-  host of the tag set (`tasks.wheelbuild`), or stops the build naming the package, the
+  host of the tag set (`tasks.build.wheels`), or stops the build naming the package, the
   tags, the hosts and the ways out (`NoWheel`).
 
 Every file is then checked to be a wheel that tag set installs. Hosts of the local tag set
@@ -166,7 +166,7 @@ def fill(
     built, and where. For another tag set than the local one, a requirement without a wheel
     is built from its sdist by ``builder`` (on a host of that tag set), then the download is
     tried again with that wheel at hand, until every requirement has one. A URL, path or VCS
-    requirement is built here first (`wheelbuild.pin_direct`) and pinned to its wheel in
+    requirement is built here first (`wheels.pin_direct`) and pinned to its wheel in
     ``dest/PINNED``, what pip on the hosts installs: the included files inlined (they would
     not be found beside it), their constraints in ``dest/PINNED_CONSTRAINTS``."""
     found = build_wheels.Found(dest.with_name(dest.name + "-built"))
@@ -332,7 +332,7 @@ def resolve(
     builder: Builder | None = None,
 ) -> list[Packages]:
     """The packages archive of each tag set in ``targets`` (tag set -> its hosts); ``builder``
-    builds a requirement without a wheel on a host of a tag set (`tasks.wheelbuild`)."""
+    builds a requirement without a wheel on a host of a tag set (`tasks.build.wheels`)."""
     found = []
     for tag_set, hosts in targets.items():
         wheels = wheelhouse(settings, requirements, tag_set, local, hosts, say, builder)

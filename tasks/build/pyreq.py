@@ -6,7 +6,7 @@ pyproject.toml; neither: nothing is checked. `find(settings)` reads it (an inval
 error naming its file); `problem` says, in one line naming the host, its Python, the
 requirement and where it comes from, why a Python does not satisfy it.
 
-It is checked against each host's Python (`setup.Facts`, learned in ``fab check``, ``fab
+It is checked against each host's Python (`tasks.host.facts.Facts`, learned in ``fab check``, ``fab
 plan``, a deploy's ``check`` step and ``fab setup``) and against the local Python that runs
 the test step, before any host changes: an app needing a newer Python fails there, not with
 pip's "No matching distribution" or at smoke time.

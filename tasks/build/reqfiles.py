@@ -3,7 +3,7 @@
 pip reads ``-r FILE`` / ``--requirement FILE`` and ``-c FILE`` / ``--constraint FILE``
 lines (relative to the file that names them, ``${VAR}`` expanded from the environment),
 recursively. A change in any of those files changes what the hosts install, so the
-wheelhouse cache (`tasks.packages`) is keyed by all of them (`identity`), not by the top
+wheelhouse cache (`tasks.build.packages`) is keyed by all of them (`identity`), not by the top
 file alone.
 
 `read(settings)` walks them before any host changes; a problem is one error naming the

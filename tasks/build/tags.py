@@ -76,7 +76,7 @@ class TagSet:
 
     def pip_args(self) -> list[str]:
         """pip's options that resolve for this tag set instead of the running Python (the
-        markers are not among them: `tasks.pip` passes those)."""
+        markers are not among them: `tasks.build.pip` passes those)."""
         args = [
             "--only-binary=:all:",
             "--implementation",

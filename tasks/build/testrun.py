@@ -1,12 +1,15 @@
-"""The app's own test suite, run on this machine before any host changes.
+"""The app's test suite, run on this machine: the deploy's ``test`` step and ``fab test``.
 
-`run_suite(c, settings, output=None)` runs it in APP_DIR and raises `FabdeployError` when it
-fails, saying it was the test step, the command, and how to change or skip it. The command
-and the environment come from `tasks.build.testenv`: a local venv of the app's requirements
-(from the build's cached wheelhouse) plus its test requirements, TEST_COMMAND or the detected
-command (pytest, or ``manage.py test`` for a Django project without pytest). TEST_VENV=no
-keeps the way before the venv: fab's own interpreter with the app's packages first on
-``PYTHONPATH`` (`packages.prebuilt`)."""
+`run_suite(c, settings, output=None)` runs the app's test suite in APP_DIR and raises
+`FabdeployError` when it fails, saying it was the test step, the command, and how to change
+or skip it. The command and the environment come from `tasks.build.testenv`: a local venv of
+the app's requirements (from the build's cached wheelhouse) plus its test requirements,
+TEST_COMMAND or the detected command (pytest, or ``manage.py test`` for a Django project
+without pytest). TEST_VENV=no keeps the way before the venv: fab's own interpreter with the
+app's packages first on ``PYTHONPATH`` (`packages.prebuilt`).
+
+The smoke check that gates a switch runs on the hosts: `tasks.host.smoke`.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Requirements without a wheel for a tag set: built once, from their sdist, on one host of
 that tag set, and shipped as a wheel to the others.
 
-`tasks.packages` calls `build_missing` when ``pip download --only-binary=:all:`` finds no
+`tasks.build.packages` calls `build_missing` when ``pip download --only-binary=:all:`` finds no
 wheel of a requirement for a tag set that is not the deploying machine's. It downloads the
 requirement's source distribution and its build requirements (as wheels for that tag set)
 here, and hands them to a `Builder`: `host_builder` builds on the first host of the tag set,

@@ -44,7 +44,7 @@ def named_values(
 
 
 def host_key(host: str) -> str:
-    """``host`` or ``host:port`` as `remote.Host` names it: no user, no port 22."""
+    """``host`` or ``host:port`` as `tasks.ssh.host.Host` names it: no user, no port 22."""
     name = host.rpartition("@")[2]
     base, sep, port = name.rpartition(":")
     if sep and port.isdigit() and base.count(":") == 0:

@@ -63,7 +63,7 @@ class Secrets:
         return sorted(name for name, value in self._values.items() if test(value))
 
     def render(self) -> str:
-        """The file as uploaded to the host (``KEY="value"`` lines: `tasks.secretsfile`)."""
+        """The file as uploaded to the host (``KEY="value"`` lines: `tasks.core.secretsfile`)."""
         return secretsfile.render(self._values)
 
     def __repr__(self) -> str:

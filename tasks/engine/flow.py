@@ -164,7 +164,7 @@ class Flow:
         return done
 
     def primary(self) -> Host:
-        """The host of this command's once-per-deploy work (`tasks.roles.primary`)."""
+        """The host of this command's once-per-deploy work (`tasks.config.roles.primary`)."""
         return roles.primary(self.settings, self.hosts, lambda host: host.name)
 
     def serving_map(self) -> dict[str, str]:

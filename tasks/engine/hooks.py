@@ -12,7 +12,7 @@ environment file (a shell command run on the hosts)::
 ``HOOK_BEFORE_SWITCH=once: .venv/bin/python manage.py migrate`` in ``config/<env>.env`` does
 the same. Host points run on every host (in the new release's directory, as the app user,
 with the app's secrets in the environment), or on the primary host only with ``once``
-(`tasks.roles.primary`). Local
+(`tasks.config.roles.primary`). Local
 points run once, on this machine. A hook that fails stops the deploy as a failing stage would.
 """
 

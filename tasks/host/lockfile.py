@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ..ssh.host import Host
 
 
-#: A script body and its environment (`remote.bash_text`), run in another script's session.
+#: A script body and its environment (`shell.bash_text`), run in another script's session.
 Program = tuple[str, dict[str, object]]
 
 

@@ -3,9 +3,9 @@
 A new release's health may need the new schema, so ``MIGRATE_COMMAND`` (for example
 ``python manage.py migrate --noinput``) runs in the new release's directory, as the app user,
 with the release's venv on PATH, the release on PYTHONPATH and the app's secrets in its
-environment (`tasks.appenv`), after every host has the release installed and before any smoke
+environment (`tasks.host.appenv`), after every host has the release installed and before any smoke
 check. ``MIGRATE_ON`` says where: ``primary`` (the default) once per deploy on the primary host
-(`tasks.roles.primary`), for a database every host shares; ``all`` on every host that gets the
+(`tasks.config.roles.primary`), for a database every host shares; ``all`` on every host that gets the
 release, for a database each host keeps itself (SQLite in shared/). A fleet of several web
 hosts that migrates only the primary while its database looks host-local gets a warning from
 ``check``, ``plan`` and ``deploy`` (`local_database_warning`).

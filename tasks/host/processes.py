@@ -1,8 +1,8 @@
 """Companion processes: a Celery worker, Celery beat, an RQ worker beside the web process.
 
 Each ``PROCESS_<NAME>=command`` of the env file is a systemd unit of its own,
-``<app>-<name>.service`` (`Settings.unit`), written by ``fab setup`` on the hosts whose roles
-run it (`tasks.roles`). It runs ``command`` with bash in `current` as the app user, with
+``<app>-<name>.service`` (`tasks.host.units.unit_name`), written by ``fab setup`` on the hosts whose roles
+run it (`tasks.config.roles`). It runs ``command`` with bash in `current` as the app user, with
 `current`'s venv first on PATH and the app's secrets (``shared/.env``) in its environment.
 Its directory is resolved when it starts, so it keeps running its release until restarted.
 

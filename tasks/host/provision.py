@@ -1,4 +1,5 @@
-"""Stage setup: server packages, the app user, the directory layout and the unit file.
+"""Setup's items on a host: server packages, the app user, the directory layout, the
+secrets and the unit files (``fab setup``: `tasks.steps.lists.SETUP`).
 
 Every item checks the host first and changes it only when needed, reporting "changed" or
 "no change" (a second ``fab setup`` prints "no change" for every item). Root actions use
@@ -234,7 +235,7 @@ def process_units(host: Host, group: str) -> list[Change]:
 
 def set_up(host: Host) -> list[Change]:
     """Every setup item on ``host``, in order; returns what changed. A Python that does not
-    satisfy the app's Python requirement (`tasks.pyreq`) stops it after the packages."""
+    satisfy the app's Python requirement (`tasks.build.pyreq`) stops it after the packages."""
     changes = [system_packages(host)]
     pyreq.require_host(host.settings, host.name, changes[0].detail)
     change, group = app_user(host)

@@ -1,4 +1,5 @@
-"""Stage run: start, stop, restart and reload the app as a systemd service.
+"""The app's web service on a host: the zero-downtime switch, start, stop, restart and
+reload, and the one rule of health.
 
 The zero-downtime switch is gunicorn's USR2 re-exec handshake. The unit starts
 ``<root>/current/.venv/bin/python -m gunicorn`` with ``chdir = <root>/current``, paths not
@@ -213,7 +214,7 @@ def switch(
     an interrupted one still runs waits for it.
 
     ``before``, the release served now, when the caller knows it (saves a round trip).
-    ``setup_files``: ``scripts/converge.sh`` and its env (`tasks.converge.script`), run first
+    ``setup_files``: ``scripts/converge.sh`` and its env (`tasks.host.converge.script`), run first
     in the switch's body: setup's files change just before the re-exec that reads them, and
     go back if the switch fails.
 

@@ -170,7 +170,7 @@ class Status:
 
     @property
     def health_ok(self) -> bool:
-        """The health path answered 200: the one rule (`run.healthy`, docs/scripts.md)."""
+        """The health path answered 200: the one rule (`service.healthy`, docs/scripts.md)."""
         return self.health_status is not None and service.healthy(self.health_status)
 
     def health_text(self) -> str:
@@ -262,7 +262,7 @@ def render_status(statuses: list[Status]) -> str:
 
 
 def refused(settings: Settings, statuses: Sequence[Status]) -> str:
-    """`run.refused_host` when some host's health path answered 400 ("" otherwise)."""
+    """`service.refused_host` when some host's health path answered 400 ("" otherwise)."""
     sent = service.host_header(settings, service.health_url(settings))
     found = (service.refused_host(settings, s.health_status, sent) for s in statuses)
     return next((why for why in found if why), "")

@@ -1,4 +1,4 @@
-# Build one wheel from a source distribution in a throwaway venv (run by wheelbuild.build_on_host).
+# Build one wheel from a source distribution in a throwaway venv (run by wheels.build_on_host).
 #
 # In: PYTHON, ARCHIVE (a tar.gz holding sdist/<one sdist> and deps/<wheels of the build
 #     requirements>), BUILD_REQUIRES (the build requirements, one a line).

@@ -1,4 +1,4 @@
-# Put setup's files in place for a deploy (tasks/converge.py), each as temp + rename: sent
+# Put setup's files in place for a deploy (tasks/host/converge.py), each as temp + rename: sent
 # alone (a host without the web process) or before switch.sh in the switch's body, so the
 # files change just before the USR2 re-exec that reads them. Root's files (units) by sudo -n,
 # the app user's (shared/gunicorn.conf.py, shared/.env) as the app user.

@@ -1,4 +1,4 @@
-# The release `current` points to (run.current_release).
+# The release `current` points to (service.current_release).
 #
 # In: CURRENT.
 # Out: "current=<release name>", or "current=" when there is no current link.

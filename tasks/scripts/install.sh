@@ -1,4 +1,4 @@
-# Give a release its virtualenv, then write its REVISION (run by upload.install as the app user).
+# Give a release its virtualenv, then write its REVISION (run by install.install as the app user).
 #
 # In: VENVS DIGEST MARKER PREBUILT PREBUILT_BIN PINNED PYTHON RELEASE REQUIREMENTS REVISION_TEXT
 #     INDEX_URL (HOST_PACKAGE_INDEX: pip on the host installs from it; empty: the shipped

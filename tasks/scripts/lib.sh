@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# The library every remote script shares: `remote.shell(name)` sends this file first, then
+# The library every remote script shares: `shell.shell(name)` (tasks/core/shell.py) sends this file first, then
 # scripts/<name>.sh (docs/scripts.md). It only defines functions; nothing runs here.
 #
 # In (only for the functions that need them): APP_USER (as_app), CURRENT (current_target,

@@ -1,4 +1,4 @@
-# The live gunicorn master's pid, from the pidfile (run.master_pid).
+# The live gunicorn master's pid, from the pidfile (service.master_pid).
 #
 # In: PIDFILE.
 # Out: "pid=<pid>", or "pid=" when no live master is in the pidfile.

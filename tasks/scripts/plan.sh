@@ -1,5 +1,5 @@
 # What setup owns on a host, as it is there: read by `fab plan` and by the deploy's lock
-# (tasks/converge.py), changing nothing, and as no root: the units (0644 under /etc) as the
+# (tasks/host/converge.py), changing nothing, and as no root: the units (0644 under /etc) as the
 # SSH user, the files under the deploy root (gunicorn.conf.py, the secrets) as the app user.
 # In: UNIT CONF ENV_FILE APP_USER PIDFILE PROCESS_UNITS (the companion units' files, one a
 # line; may be empty).

@@ -1,4 +1,4 @@
-# The zero-downtime switch (run.switch): serve NEW_TARGET through gunicorn's USR2 re-exec,
+# The zero-downtime switch (service.switch): serve NEW_TARGET through gunicorn's USR2 re-exec,
 # or start the service when no master runs; on any failure the host serves what it served.
 #
 # In: APP_USER ROOT CURRENT TMP_LINK PIDFILE ERROR_LOG SERVICE URL (the health URL) WORKERS

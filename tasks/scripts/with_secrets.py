@@ -4,7 +4,7 @@ Used on the host by hooks, migrations and ``fab exec``: ``.venv/bin/python with_
 COMMAND [DIR]`` in a release directory; ``DIR`` (the release) is put first on PYTHONPATH, before
 any PYTHONPATH the environment or the secrets set, so ``python scripts/x.py`` imports the app's
 own packages as the app does. The file is parsed in fabdeploy's format (``KEY="value"`` lines, ``\\``
-escaping ``\\`` and ``"``, a value with a newline spanning lines: `tasks.secretsfile`, which
+escaping ``\\`` and ``"``, a value with a newline spanning lines: `tasks.core.secretsfile`, which
 this copy of `parse` must match; tests/unit/test_secretsfile.py checks it), never sourced, so
 no value is ever run by a shell. Nothing is printed, but why a secrets file that exists cannot
 be read. Self-contained: no fabdeploy on the host.
@@ -18,7 +18,7 @@ LINE = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"$', re.MULTILIN
 
 
 def parse(text):
-    """The secrets in the file's text (the same as `tasks.secretsfile.parse`)."""
+    """The secrets in the file's text (the same as `tasks.core.secretsfile.parse`)."""
     return {
         m.group(1): re.sub(r"\\(.)", r"\1", m.group(2), flags=re.DOTALL)
         for m in LINE.finditer(text)

@@ -151,7 +151,7 @@ def session(
     other; the fleet already covered them). The next task's first call starts its own fleet.
 
     ``roles`` (``--roles web,worker``) keeps the hosts that have one of those roles
-    (`tasks.roles`).
+    (`tasks.config.roles`).
     """
     settings = config.load(c)
     check_key_file(settings)

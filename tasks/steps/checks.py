@@ -1,7 +1,7 @@
 """``fab check``: every precondition of a deploy, changing nothing anywhere.
 
 Locally: the env file, the key file, APP_DIR, the requirements, the git state, the secrets
-file, the local Python and the app's Python requirement (`tasks.pyreq`). On each host: SSH
+file, the local Python and the app's Python requirement (`tasks.build.pyreq`). On each host: SSH
 and the host key, the set-up layout, ``sudo -n``, the Python (against that requirement) and
 its wheel tags, the disk free under the deploy root, the port in BIND (free, or
 held by the app's own service), the unit and its state, the deploy lock and its holder.
@@ -120,7 +120,7 @@ def local(settings: Settings) -> list[Finding]:
 
 def python_requirement(settings: Settings) -> str:
     """The app's Python requirement, and whether the local test step's Python satisfies it
-    (`tasks.pyreq`); it does not: raises."""
+    (`tasks.build.pyreq`); it does not: raises."""
     problem = pyreq.check_local(settings)
     if problem:
         raise FabdeployError(problem)

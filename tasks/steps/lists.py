@@ -13,7 +13,7 @@ preflight -> lock -> check -> build -> compare -> test -> upload -> install -> [
 ``preflight`` (files, settings, git state: no time) runs first and locally, so a missing
 file or an uncommitted change touches no host. ``lock`` takes the deploy lock, on the primary host first (it decides which command owns
 the fleet: of two concurrent deploys exactly one proceeds) and then on the others, and in the
-same SSH session learns what ``check`` needs (`setup.Facts`, the releases); ``compare``
+same SSH session learns what ``check`` needs (`tasks.host.facts.Facts`, the releases); ``compare``
 stops a deploy of what every host serves already (a no-op: no tests run). ``test`` runs the
 app's suite locally, in its test venv, before anything is uploaded: a failing suite changes
 no host (the lock is released; nothing is left for ``--resume``). Across a
@@ -23,7 +23,7 @@ PARALLEL at a time, all or nothing: a host that fails stops the deploy with no h
 switched; MIGRATE_COMMAND runs once, on the primary host, between install and smoke. The
 switch then goes in batches of SWITCH_BATCH hosts, each behind its health check; a batch that
 fails goes back to the release it served and the deploy stops, the summary saying which host
-serves what. Once every host switched, the companion processes (`tasks.processes`) restart
+serves what. Once every host switched, the companion processes (`tasks.host.processes`) restart
 onto the new release. ``cleanup`` and ``record`` decide here and send their work with
 ``unlock``: one session for the three.
 

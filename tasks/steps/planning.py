@@ -5,7 +5,7 @@ facts (the `check` step's, read-only), and the build itself (local, the same arc
 packages the deploy would make, then thrown away). From those, per host: the revision to
 deploy over the one it serves, the bytes to ship, the venv reused or built (and its
 packages), the files setup owns that the deploy would put in place with the switch (a diff;
-`tasks.converge`), the secrets changed (names added or removed only), the processes running
+`tasks.host.converge`), the secrets changed (names added or removed only), the processes running
 on older files, or the change the deploy would refuse and the commands to run instead, the
 hooks that would run there, and the switch round it is in.
 
@@ -82,7 +82,7 @@ def diff(path: str, have: str, want: str) -> str:
 
 def hooks_on(c: Context, settings: Settings, first: bool) -> list[str]:
     """The hooks a deploy runs on a host (``once`` ones only on the first), and on the first
-    host's list also those it runs locally, once (the points of `deploy.DEPLOY`)."""
+    host's list also those it runs locally, once (the points of `lists.DEPLOY`)."""
     local, on_hosts = step.points("deploy", lists.DEPLOY)
     found = []
     for point in on_hosts:
@@ -149,7 +149,8 @@ def requirement_names(build: archive.Build, wanted: object) -> list[str]:
 
 
 def checked(host: Host) -> host_facts.Facts:
-    """The host's facts (`setup.check`), its Python checked against the app's requirement."""
+    """The host's facts (`facts.read_facts`, as the check step learns them), its Python
+    checked against the app's requirement."""
     facts = host_facts.read_facts(host)
     pyreq.require_host(host.settings, host.name, facts.python)
     return facts

@@ -115,7 +115,7 @@ def check_hosts(flow: Flow, host: Host) -> None:
 
 
 def learn_program(host: Host) -> tuple[str, dict[str, object]]:
-    """`setup.facts_program`, `releases.inventory_program`, then `converge.program` (setup's
+    """`facts.facts_program`, `releases.inventory_program`, then `converge.program` (setup's
     files as they are): one script, one session."""
     facts, facts_env = host_facts.facts_program(host)
     listing, listing_env = inventory_program(host)

@@ -37,7 +37,7 @@ def switch_host(
     host: Host, release: str, before: str | None = None, files: converge.Drift | None = None,
     mode: str = "apply",
 ) -> None:  # fmt: skip
-    """`run.switch` on a host of the web process; elsewhere only `current` is pointed. With
+    """`service.switch` on a host of the web process; elsewhere only `current` is pointed. With
     ``files``, setup's files change first (``mode`` apply, or back), going back on failure."""
     if roles.serves_web(host.settings, host.name):
         first = converge.script(host, files, mode) if files and files.files else None

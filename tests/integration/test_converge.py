@@ -1,5 +1,5 @@
-"""A deploy converges what setup owns (tasks/converge.py), on a real-systemd host (Debian 12
-and 13):
+"""A deploy converges what setup owns (tasks/host/converge.py), on a real-systemd host
+(Debian 12 and 13):
 a changed secret and a new GUNICORN_CONFIG reach the web app and a companion process through
 a plain ``fab deploy``, under a request loop with no failed request; a deploy of the same
 revision with only the secrets changed is not a no-op; ``fab setup`` then ``deploy`` applies

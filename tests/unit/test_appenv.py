@@ -1,4 +1,4 @@
-"""The app's environment on a host (`tasks.appenv`), run here under bash: the release first on
+"""The app's environment on a host (`tasks.host.appenv`), run here under bash: the release first on
 PYTHONPATH, so a script in a subdirectory imports the app's own package (issue 19, item 8)."""
 
 from __future__ import annotations

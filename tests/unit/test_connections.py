@@ -1,4 +1,4 @@
-"""One `Host` per host string for a whole ``fab`` command (`remote.Command`), closed at its
+"""One `Host` per host string for a whole ``fab`` command (`tasks.ssh.session.Command`), closed at its
 end, and the -H hosts of a fleet learnt from Fabric's program, without a network."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The deploy's convergence of setup's files (tasks/converge.py): what the host has against
+"""The deploy's convergence of setup's files (tasks/host/converge.py): what the host has against
 what setup would write now, what is refused, and scripts/converge.sh putting files in place
 and back under local bash (sudo and systemctl faked on PATH)."""
 

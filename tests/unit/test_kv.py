@@ -1,4 +1,4 @@
-"""``key=value`` text, one rule (`tasks.kv`), and the files parsed with it."""
+"""``key=value`` text, one rule (`tasks.core.kv`), and the files parsed with it."""
 
 from __future__ import annotations
 

@@ -283,7 +283,7 @@ def test_status_health_status_other_than_2xx_is_unhealthy() -> None:
 
 
 def test_status_health_is_200_only() -> None:
-    """The one rule of health (run.healthy, docs/scripts.md): a 2xx other than 200 is not."""
+    """The one rule of health (service.healthy, docs/scripts.md): a 2xx other than 200 is not."""
     for code in ("204", "302"):
         s = status.Status.parse(
             "web1", ACTIVE.replace("health_status=200", f"health_status={code}")

@@ -182,7 +182,7 @@ def test_pip_download_from_the_index_gets_wheels_for_the_hosts_tags(tmp_path: Pa
 
 
 def run_install(release: Path, venvs: Path, packages_archive: Path) -> str:
-    """tasks/scripts/install.sh as `upload.install` sends it, run here with bash."""
+    """tasks/scripts/install.sh as `install.install` sends it, run here with bash."""
     with tarfile.open(packages_archive) as tar:
         tar.extractall(release)  # what unpack does on the host
     env = {

@@ -1,4 +1,4 @@
-"""tasks/pyreq.py: the app's Python requirement (PYTHON_REQUIRES, else requires-python of
+"""tasks/build/pyreq.py: the app's Python requirement (PYTHON_REQUIRES, else requires-python of
 pyproject.toml) against each host's Python and the local test step's, in one line."""
 
 from __future__ import annotations

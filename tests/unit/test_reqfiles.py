@@ -1,4 +1,4 @@
-"""tasks/reqfiles.py: the requirements file's ``-r``/``-c`` includes, followed as pip does,
+"""tasks/build/reqfiles.py: the requirements file's ``-r``/``-c`` includes, followed as pip does,
 and what they change: the wheelhouse cache key and the venv's key."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The secrets file format (`tasks.secretsfile`): what fabdeploy writes is what each reader
+"""The secrets file format (`tasks.core.secretsfile`): what fabdeploy writes is what each reader
 on the host reads, value for value, for values a shell or a parser could mangle."""
 
 from __future__ import annotations

@@ -195,7 +195,7 @@ exec "$@"
     def switch(
         self, target: str = "releases/B", *, refuse: str = "", **env: object
     ) -> subprocess.CompletedProcess[str]:
-        """Run switch.sh as `run.switch` sends it (without detach.sh), with short timeouts
+        """Run switch.sh as `service.switch` sends it (without detach.sh), with short timeouts
         (``env`` overrides them); the fake sudo refuses commands matching ``refuse``."""
         values: dict[str, object] = {
             "APP_USER": APP_USER,
@@ -633,7 +633,7 @@ def test_an_unhealthy_new_release_rolls_back(site: Site) -> None:
     wait_for(lambda: site.pids() == (old, None), "the new master removed its .2 pidfile")
 
 
-# --- through run.switch and detach.sh ------------------------------------------------------
+# --- through service.switch and detach.sh --------------------------------------------------
 
 
 def test_run_switch_runs_the_script_detached_and_reports(

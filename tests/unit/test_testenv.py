@@ -1,4 +1,4 @@
-"""The test step's venv and command (`tasks.testenv`): where test requirements are found,
+"""The test step's venv and command (`tasks.build.testenv`): where test requirements are found,
 which command runs when TEST_COMMAND is unset, and a real venv made from a file index on this
 machine (no network): the app's package from the build's wheelhouse, a test-only package
 fab's own environment lacks, reused while nothing changes, made again when it does."""
@@ -206,6 +206,6 @@ def test_the_test_venv_s_wheelhouse_is_the_build_s(tmp_path: Path, monkeypatch: 
     asked: list[str] = []
     monkeypatch.setattr(packages, "wheelhouse", lambda _s, text, *_a: asked.append(text))
     testenv.wheelhouse(conf, print)
-    built = (conf.app_dir / "requirements.txt").read_text()  # what upload.build passes
+    built = (conf.app_dir / "requirements.txt").read_text()  # what the build passes
     local = tags.local()
     assert packages.cache_key(conf, asked[0], local) == packages.cache_key(conf, built, local)

@@ -1,4 +1,4 @@
-"""tasks/workers.py: a WORKER_CLASS is refused before any host when no wheel provides it."""
+"""tasks/build/workers.py: a WORKER_CLASS is refused before any host when no wheel provides it."""
 
 from __future__ import annotations
 
