@@ -15,16 +15,15 @@ from typing import TYPE_CHECKING
 from invoke import Collection, task
 
 from .config.project import fab_command
-from .core import shell
 from .core.errors import FabdeployError, HostError, detail
 from .core.paths import local_state
 from .core.report import JSON_HELP, print_json
 from .host.lockfile import (
     LockOwner,
-    _status_env,
     break_line,
     describe_held,
     describe_lock,
+    gather_held,
     held_json,
     new_id,
     parse_held,
@@ -81,7 +80,7 @@ def hold(c, reason=""):  # type: ignore[no-untyped-def]
 def status(c, json=False):  # type: ignore[no-untyped-def]
     """Show who holds the deploy lock on each host, since when, why, and the deploy id."""
     settings, hosts = session.session(c, data_on_stdout=json)
-    replies = fanout.ask(hosts, settings, shell.shell("lock-status"), _status_env, "lock status")
+    replies = gather_held(hosts, settings)
     output = hosts[0].output
     if json:
         print_json([held_json(reply) for reply in replies], output.clean)

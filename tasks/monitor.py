@@ -23,19 +23,20 @@ from typing import TYPE_CHECKING
 
 from invoke import Collection, task
 
-from .core import shell
 from .core.errors import FabdeployError
 from .core.flagtask import FlagTask
 from .core.report import JSON_HELP, show
-from .host.history import History, render_releases
-from .host.logs import follow_logs, logs_env
-from .host.resources import Resources, render_resources
-from .host.status import base_env, gather_status, health_line, refused, render_status
+from .host import history
+from .host import resources as host_resources
+from .host.history import render_releases
+from .host.logs import follow_logs, read_logs
+from .host.resources import render_resources
+from .host.status import gather_status, health_line, refused, render_status
 from .ssh import session
-from .ssh.fanout import ask, fail_if_unanswered, report_errors
+from .ssh.fanout import fail_if_unanswered, report_errors
 
 if TYPE_CHECKING:
-    from .ssh.host import Host
+    pass
 
 
 #: ``--roles`` of the tasks that take it.
@@ -79,8 +80,7 @@ def health(c, json=False):  # type: ignore[no-untyped-def]
 def resources(c, json=False):  # type: ignore[no-untyped-def]
     """Show load, memory, disk free under the deploy root and the releases kept, per host."""
     settings, hosts = session.session(c, data_on_stdout=json)
-    replies = ask(hosts, settings, shell.shell("resources"), base_env, "resources")
-    items = [Resources.from_reply(r) for r in replies]
+    items, replies = host_resources.gather(hosts, settings)
     show(hosts[0].output, items, None if json else render_resources(items))
     report_errors(hosts[0].output, replies)
     fail_if_unanswered(replies, "resources")
@@ -98,13 +98,7 @@ def resources(c, json=False):  # type: ignore[no-untyped-def]
 def releases(c, limit=20, json=False):  # type: ignore[no-untyped-def]
     """List the deploy history from revisions.log, newest first; * marks the current release."""
     settings, hosts = session.session(c, data_on_stdout=json)
-    limit = int(limit)
-
-    def env(host: Host) -> dict[str, object]:
-        return {**base_env(host), "LIMIT": max(limit, 0)}
-
-    replies = ask(hosts, settings, shell.shell("history"), env, "releases")
-    histories = [History.from_reply(r, limit) for r in replies]
+    histories, replies = history.gather(hosts, settings, int(limit))
     show(hosts[0].output, histories, None if json else render_releases(histories))
     report_errors(hosts[0].output, replies)
     fail_if_unanswered(replies, "releases")
@@ -126,9 +120,7 @@ def logs(c, lines=50, follow=False, roles=""):  # type: ignore[no-untyped-def]
     if follow:
         follow_logs(hosts, int(lines))
         return
-    replies = ask(
-        hosts, settings, shell.shell("logs"), lambda h: logs_env(h, int(lines), False), "logs"
-    )
+    replies = read_logs(hosts, settings, int(lines))
     output = hosts[0].output
     for reply in replies:
         if not reply.error:

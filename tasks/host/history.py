@@ -6,12 +6,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..core import kv
+from ..core import kv, shell
 from ..core.records import Audit
 from ..core.report import short_revision, table
+from ..ssh.fanout import ask
+from .status import base_env
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..ssh.fanout import Reply
+    from ..ssh.host import Host
 
 
 @dataclass
@@ -95,3 +99,13 @@ RELEASES_HEADERS = ("HOST", "", "RELEASE", "ACTION", "RESULT", "REVISION", "BY",
 def render_releases(histories: list[History]) -> str:
     rows = [row for h in histories for row in h.rows()]
     return table(RELEASES_HEADERS, rows)
+
+
+def gather(hosts: list[Host], settings: Settings, limit: int) -> tuple[list[History], list[Reply]]:
+    """Every host's last ``limit`` revisions.log lines and releases (``scripts/history.sh``)."""
+
+    def env(host: Host) -> dict[str, object]:
+        return {**base_env(host), "LIMIT": max(limit, 0)}
+
+    replies = ask(hosts, settings, shell.shell("history"), env, "releases")
+    return [History.from_reply(reply, limit) for reply in replies], replies

@@ -32,10 +32,11 @@ from ..core.errors import HostError
 from ..core.local import local_user, pid_alive
 from ..core.paths import layout, local_state
 from ..core.records import Audit
+from ..ssh import fanout
 
 if TYPE_CHECKING:
     from ..config import Settings
-    from ..ssh import fanout
+    from ..ssh.fanout import Reply
     from ..ssh.host import Host
 
 
@@ -264,12 +265,12 @@ def refusal(settings: Settings, holder: LockOwner | None, held: str, wait: float
 def read_lock(host: Host) -> tuple[LockOwner | None, int] | None:
     """Who holds the lock on ``host`` and the host's time (None: no lock)."""
     result = host.script(
-        shell.shell("lock-status"), env=_status_env(host), hide=True, label="lock status"
+        shell.shell("lock-status"), env=status_env(host), hide=True, label="lock status"
     )
     return parse_held(result.stdout)
 
 
-def _status_env(host: Host) -> dict[str, object]:
+def status_env(host: Host) -> dict[str, object]:
     return {"LOCK": layout(host.settings).lock}
 
 
@@ -356,3 +357,8 @@ def describe_held(holder: LockOwner | None, now: int) -> str:
     """`describe_lock`, and the id of the deploy (or `fab lock`) holding it."""
     deploy = f" (deploy id {holder.deploy_id})" if holder and holder.deploy_id else ""
     return describe_lock(holder, now) + deploy
+
+
+def gather_held(hosts: list[Host], settings: Settings) -> list[Reply]:
+    """Every host's lock file as it is (``scripts/lock-status.sh``; `parse_held` reads it)."""
+    return fanout.ask(hosts, settings, shell.shell("lock-status"), status_env, "lock status")

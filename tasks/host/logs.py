@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING
 
 from ..core import shell
 from ..core.errors import FabdeployError, detail
+from ..ssh.fanout import ask
 from .status import base_env, process_env
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..ssh.fanout import Reply
     from ..ssh.host import Host
 
 
@@ -81,3 +83,8 @@ def follow_logs(hosts: list[Host], lines: int) -> None:
         raise FabdeployError(
             f"logs: {len(errors)} of {len(hosts)} hosts could not stream: {', '.join(errors)}"
         )
+
+
+def read_logs(hosts: list[Host], settings: Settings, lines: int) -> list[Reply]:
+    """The last ``lines`` lines of every host's journals and log files (``scripts/logs.sh``)."""
+    return ask(hosts, settings, shell.shell("logs"), lambda h: logs_env(h, lines, False), "logs")

@@ -6,12 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from ..core import kv
+from ..core import kv, shell
 from ..core.report import human_kib, table
-from .status import _int
+from ..ssh.fanout import ask
+from .status import base_env, to_int
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..ssh.fanout import Reply
+    from ..ssh.host import Host
 
 
 @dataclass
@@ -37,13 +40,13 @@ class Resources:
         return cls(
             host,
             load=p.get("load", ""),
-            cpus=_int(p.get("cpus")),
-            mem_total_kb=_int(p.get("mem_total_kb")),
-            mem_available_kb=_int(p.get("mem_available_kb")),
+            cpus=to_int(p.get("cpus")),
+            mem_total_kb=to_int(p.get("mem_total_kb")),
+            mem_available_kb=to_int(p.get("mem_available_kb")),
             disk_path=p.get("disk_path", ""),
-            disk_total_kb=_int(p.get("disk_total_kb")),
-            disk_free_kb=_int(p.get("disk_free_kb")),
-            releases=_int(p.get("releases")),
+            disk_total_kb=to_int(p.get("disk_total_kb")),
+            disk_free_kb=to_int(p.get("disk_free_kb")),
+            releases=to_int(p.get("releases")),
             current=p.get("current", ""),
         )
 
@@ -96,3 +99,9 @@ RESOURCES_HEADERS = (
 
 def render_resources(items: list[Resources]) -> str:
     return table(RESOURCES_HEADERS, [r.row() for r in items], right="CPUS,RELEASES")
+
+
+def gather(hosts: list[Host], settings: Settings) -> tuple[list[Resources], list[Reply]]:
+    """Every host's resources (``scripts/resources.sh``, PARALLEL at once), and the replies."""
+    replies = ask(hosts, settings, shell.shell("resources"), base_env, "resources")
+    return [Resources.from_reply(reply) for reply in replies], replies

@@ -31,14 +31,16 @@ PROBE_TIMEOUT = 5
 CPU_SAMPLE = 0.5
 
 
-def _int(value: str | None) -> int | None:
+def to_int(value: str | None) -> int | None:
+    """A script's number, or None for empty or unreadable."""
     try:
         return int(value) if value not in (None, "") else None
     except ValueError:
         return None
 
 
-def _float(value: str | None) -> float | None:
+def to_float(value: str | None) -> float | None:
+    """A script's decimal, or None for empty or unreadable."""
     try:
         return float(value) if value not in (None, "") else None
     except ValueError:
@@ -115,15 +117,15 @@ class Status:
                 status.revision = Revision.parse(base64.b64decode(encoded).decode("utf-8"))
             except ValueError:
                 status.revision = None
-        status.pid = _int(pairs.get("pid"))
+        status.pid = to_int(pairs.get("pid"))
         alive = pairs.get("pid_alive")
         status.pid_alive = None if alive is None else alive == "yes"
-        status.workers = _int(pairs.get("workers"))
-        status.rss_kb = _int(pairs.get("rss_kb"))
-        status.cpu = _float(pairs.get("cpu"))
-        status.uptime = _float(pairs.get("uptime"))
-        status.health_status = _int(pairs.get("health_status"))
-        status.health_ms = _float(pairs.get("health_ms"))
+        status.workers = to_int(pairs.get("workers"))
+        status.rss_kb = to_int(pairs.get("rss_kb"))
+        status.cpu = to_float(pairs.get("cpu"))
+        status.uptime = to_float(pairs.get("uptime"))
+        status.health_status = to_int(pairs.get("health_status"))
+        status.health_ms = to_float(pairs.get("health_ms"))
         status.health_error = pairs.get("health_error", "") or pairs.get("probe_error", "")
         status.web = pairs.get("web", "yes") != "no"
         status.processes = {

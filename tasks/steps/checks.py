@@ -20,12 +20,11 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from ..build import preflight, pyreq, source
-from ..core import kv, shell
 from ..core.errors import FabdeployError, HostError, detail
 from ..core.local import local_user, pid_alive
 from ..core.paths import layout
 from ..host import facts as host_facts
-from ..host import migrate, units
+from ..host import migrate, precheck, units
 from ..host.lockfile import describe_held, is_stale, read_lock
 from ..ssh import session
 
@@ -164,18 +163,7 @@ def host_python(settings: Settings, facts: host_facts.Facts) -> str:
 def host_state(host: Host, running: bool) -> list[Finding]:
     """Disk, port, unit and lock on the host (``running``: the app's master is alive)."""
     settings = host.settings
-    result = host.script(
-        shell.shell("check"),
-        env={
-            "ROOT": layout(settings).root,
-            "SERVICE": units.service_unit(settings),
-            "PORT": settings.port,
-            "PIDFILE": layout(settings).pidfile,
-        },
-        hide=True,
-        label="check",
-    )
-    facts = kv.parse(result.stdout)
+    facts = precheck.read(host)
     free = int(facts.get("disk_kib") or 0) >> 10
     unit = facts.get("unit") or "unknown"
     port = facts.get("port", "unknown")
