@@ -7,9 +7,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from tasks.build import archive, gitref, preflight
 
 from tasks import config
+from tasks.build import archive, gitref, preflight
 from tasks.core.errors import FabdeployError
 from tests.unit.test_upload import git
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tasks.build import archive, packages, preflight, reqfiles
 
 from tasks import config
+from tasks.build import archive, packages, preflight, reqfiles
 from tasks.core.errors import FabdeployError, detail
 from tasks.steps import checks
 from tests.unit.fake_tags import SERVER_313, SERVER_ARM

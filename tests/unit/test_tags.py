@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from tasks.build import tags
 
+from tasks.build import tags
 from tasks.core import shell
 from tests.unit.fake_tags import LAPTOP, SERVER_313, SERVER_ARM
 

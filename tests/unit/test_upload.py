@@ -11,9 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tasks.build import archive, packages, source
 
 from tasks import config
+from tasks.build import archive, packages, source
 from tasks.core.errors import FabdeployError
 from tasks.core.records import Revision
 from tasks.host import install

@@ -14,11 +14,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from tasks import config
 from tasks.build import packages
 from tasks.build import tags as build_tags
 from tasks.build import wheels as build_wheels
-
-from tasks import config
 from tasks.core import shell
 from tasks.core.paths import VENV_MARKER
 from tests.unit.fake_tags import LAPTOP, SERVER_ARM
