@@ -19,8 +19,14 @@ from invoke.util import Lexicon
 from . import check, config, deploy, exec, lock, monitor, plan, run, setup, test, trust, upload
 from .core.errors import ConfigError, FabdeployError, HostError
 from .engine import hooks
+from .ssh import session as remote  # noqa: F401  # `tasks.remote.session(c)`, as fabfiles had it
 
 __all__ = ["ConfigError", "FabdeployError", "HostError", "Namespace", "hooks", "namespace", "ns"]
+
+# Names user fabfiles took before the layers (docs/importing.md, docs/hooks.md) still work:
+# `deploy.unlock` and `deploy.trust` are lock's and trust's tasks (no collection imports another).
+deploy.unlock = lock.unlock  # type: ignore[attr-defined]
+deploy.trust = trust.trust  # type: ignore[attr-defined]
 
 
 def environment_task(name: str, source: Path) -> Task:

@@ -163,9 +163,10 @@ class Flow:
             done.say_failed()
         return done
 
-    def primary(self) -> Host:
-        """The host of this command's once-per-deploy work (`tasks.config.roles.primary`)."""
-        return roles.primary(self.settings, self.hosts, lambda host: host.name)
+    def primary(self, among: Sequence[Host] = ()) -> Host:
+        """The host of this command's once-per-deploy work (`tasks.config.roles.primary`); of ``among``
+        when the command has no hosts left (a resume that found every host done)."""
+        return roles.primary(self.settings, self.hosts or among, lambda host: host.name)
 
     def serving_map(self) -> dict[str, str]:
         """Each host -> how it ended, or what it served before (for the ``failed`` hook)."""

@@ -208,8 +208,10 @@ def interrupted(flow: Flow, step: Step, hosts: list[Host]) -> None:
 
 def ordered(flow: Flow, step: Step, hosts: list[Host]) -> list[list[Host]]:
     """``hosts`` in the groups a step runs them, one group after the other (`Step.primary`)."""
-    first = flow.primary()
-    if not step.primary or first not in hosts or len(hosts) == 1:
+    if not step.primary or len(hosts) < 2:
+        return [hosts]
+    first = flow.primary(among=hosts)
+    if first not in hosts:
         return [hosts]
     others = [host for host in hosts if host is not first]
     return [[first], others] if step.primary == FIRST else [others, [first]]

@@ -81,3 +81,13 @@ def test_fab_list_shows_environments_and_warns_once(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "  staging " in proc.stdout
     assert proc.stderr.count(HIDDEN) == 1
+
+
+def test_the_names_fabfiles_used_before_the_layers_still_work() -> None:
+    """A fabfile written for the flat package (docs/hooks.md, docs/importing.md) still loads."""
+    from tasks import deploy, lock, remote, ssh, trust
+
+    assert deploy.unlock is lock.unlock
+    assert deploy.trust is trust.trust
+    assert remote.session is ssh.session.session
+    assert tasks.remote is remote

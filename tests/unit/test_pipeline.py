@@ -17,7 +17,7 @@ from tasks.core.errors import FabdeployError, HostError
 from tasks.engine import hooks, runner, summary
 from tasks.engine import step as engine_step
 from tasks.engine.flow import Flow
-from tasks.engine.step import BATCHES, HOSTS, LOCAL, Step, Undo
+from tasks.engine.step import BATCHES, HOSTS, LAST, LOCAL, Step, Undo
 from tasks.ssh import fanout
 from tasks.steps import lists, planning
 from tests.unit.test_deploy import FlowHost as Host
@@ -183,6 +183,30 @@ def test_a_step_that_finds_nothing_to_do_ends_the_list_without_after_hooks(tmp_p
     )
     runner.execute(flow, listed)
     assert seen == ["unlock@web1", "unlock@web2"]  # no upload, no after_deploy; unlocked
+
+
+@pytest.mark.parametrize("names", [("web1",), ("web1", "web2")])
+def test_the_always_step_unlocks_when_a_resume_found_every_host_done(
+    tmp_path: Path, names: tuple[str, ...]
+) -> None:
+    """`deploy --resume` after a switch that finished on its own drops every host from the
+    flow (`resuming.resumed_everywhere`): the locked hosts are still unlocked, primary last."""
+    flow, seen = make_flow(tmp_path, names=names), []
+    locked = list(flow.hosts)
+
+    def compare(flow: Flow) -> None:
+        flow.hosts.clear()  # every host serves the resumed release already
+        flow.done = True
+
+    def unlock(flow: Flow, host: Host) -> None:
+        seen.append(f"unlock@{host.name}")
+
+    listed = (
+        Step("compare", compare, LOCAL),
+        Step("unlock", unlock, HOSTS, hosts=lambda f: locked, always=True, primary=LAST),
+    )
+    runner.execute(flow, listed)
+    assert seen == [f"unlock@{name}" for name in reversed(names)]
 
 
 def test_setup_hooks_are_host_points_of_its_step() -> None:
