@@ -9,10 +9,11 @@ from .ssh import hostkeys, session
 
 @task
 def trust(c):  # type: ignore[no-untyped-def]
-    """Connect once, show each new host key's fingerprint and record it in known_hosts."""
+    """Connect once, show each new host key's fingerprint and record it in known_hosts (the
+    ProxyJump hops' too)."""
     _, hosts = session.session(c, trust=True)
     for host in hosts:
         host.open()
-        key = host.conn.client.get_transport().get_remote_server_key()
-        host.say(f"host key {key.get_name()} {hostkeys.fingerprint(key)} is trusted")
+        for line in hostkeys.trusted_lines(host.conn):
+            host.say(line)
         host.close()

@@ -24,7 +24,7 @@ from invoke.runners import Result
 from ..core.errors import HostError
 from ..core.output import LineWriter
 from ..core.shell import bash_text, quote
-from .hostkeys import UnknownHostKey, fingerprint, known_hosts_files
+from .hostkeys import UnknownHostKey, fingerprint, hop_of, hops, jump_label, known_hosts_files
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -114,10 +114,12 @@ class Host:
         except UnknownHostKey as exc:
             raise HostError(self.name, str(exc)) from None
         except paramiko.BadHostKeyException as exc:
-            files = ", ".join(known_hosts_files(self.conn, self.settings))
+            hop = hop_of(self.conn, exc.hostname)
+            files = ", ".join(known_hosts_files(hop or self.conn, self.settings))
             raise HostError(
                 self.name,
-                f"HOST KEY CHANGED: expected {exc.expected_key.get_name()} "
+                (f"{jump_label(hop)}: " if hop else "")
+                + f"HOST KEY CHANGED: expected {exc.expected_key.get_name()} "
                 f"{fingerprint(exc.expected_key)} (from {files}), host offered "
                 f"{exc.key.get_name()} {fingerprint(exc.key)}. This may be an attack. If the "
                 f"host was rebuilt, remove the old key with `ssh-keygen -R {exc.hostname}"
@@ -262,8 +264,11 @@ class Host:
             self.disconnect()
 
     def disconnect(self) -> None:
-        """Close the SSH connection (and its SFTP session) now."""
+        """Close the SSH connection (and its SFTP session) now, and those to its ProxyJump
+        hops (Fabric's `close` leaves them open)."""
         self.conn.close()
+        for hop in hops(self.conn):
+            hop.close()
         with self.lock:
             self.sftp_client = None
 
@@ -277,7 +282,10 @@ def connection(c: Context, host: str, settings: Settings) -> Connection:
         kwargs["port"] = settings.ssh_port
     if settings.ssh_key:
         kwargs["connect_kwargs"] = {"key_filename": [settings.ssh_key]}
-    return HostConnection(host, **kwargs)
+    conn = HostConnection(host, **kwargs)
+    for hop in hops(conn):  # ProxyJump: the hops wait no longer than the host
+        hop.connect_timeout = hop.connect_timeout or settings.connect_timeout
+    return conn
 
 
 def given_host(c: Connection) -> str:

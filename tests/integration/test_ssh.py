@@ -5,13 +5,16 @@ Everything here runs the `fab` executable the way a user does, from a throwaway 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import paramiko
+import pytest
 
+from tests.conftest import SKIP_TAG
 from tests.hostkit import TestHost
 
 REPO = Path(__file__).resolve().parents[2]
@@ -165,3 +168,63 @@ def test_dash_i_and_dash_s_keep_working(tmp_path: Path, host: TestHost) -> None:
     with_s = fab(root, "-S", str(ssh_config), "-H", "web-alias", "staging", "whoami")
     assert with_s.returncode == 0, with_s.stderr
     assert f"{host.name}\n" in with_s.stdout and "deploy\n" in with_s.stdout
+
+
+def _route_between(a: TestHost, b: TestHost) -> None:
+    """Let netns hosts ``a`` and ``b`` reach each other through this machine: forwarding on
+    their two veths only (gone with them) and a /32 route in each host via its veth's end."""
+    if a.mode != "netns":
+        pytest.skip(f"{SKIP_TAG} routing between hosts is set up for netns hosts only")
+    for one, other in ((a, b), (b, a)):
+        Path(f"/proc/sys/net/ipv4/conf/{one.veth}/forwarding").write_text("1\n")
+        near = str(ipaddress.ip_address(one.address) - 1)  # the veth's end on this machine
+        one.sh(f"ip route replace {other.address}/32 via {near}")
+
+
+def test_proxyjump_hop_host_key_is_checked_like_the_host(tmp_path: Path, make_hosts) -> None:
+    jump, target = make_hosts(2)
+    _route_between(jump, target)
+    known = tmp_path / "known_hosts"
+    known.write_text(target.host_key_line + "\n")  # the target known, its jump host not
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(
+        f"Host web\n  HostName {target.address}\n  Port {target.port}\n  User deploy\n"
+        f"  IdentityFile {target.client_key}\n  ProxyJump bastion\n"
+        f"Host bastion\n  HostName {jump.address}\n  Port {jump.port}\n  User deploy\n"
+        f"  IdentityFile {jump.client_key}\n"
+    )
+    root = project(tmp_path, [target], known)
+    (root / "config" / "staging.env").write_text(f"APP_NAME=hello\nKNOWN_HOSTS={known}\n")
+    run = ("-S", str(ssh_config), "-H", "web", "staging")
+    logins = target.root / "log" / "sshd.log"
+    before = logins.read_text().count("Accepted publickey")
+
+    refused = fab(root, *run, "whoami")
+    assert refused.returncode == 1
+    assert (
+        f"jump host bastion ({jump.address}): unknown host key ssh-ed25519 {fingerprint(jump)}"
+        in refused.stderr
+    )
+    assert "fab staging trust" in refused.stderr and "Traceback" not in refused.stderr
+    assert target.name not in refused.stdout and known.read_text() == target.host_key_line + "\n"
+    assert logins.read_text().count("Accepted publickey") == before  # the target never reached
+
+    trusted = fab(root, *run, "trust")
+    assert trusted.returncode == 0, trusted.stderr
+    assert (
+        f"jump host bastion ({jump.address}): host key ssh-ed25519 {fingerprint(jump)} is trusted"
+        in trusted.stdout
+    )
+    assert jump.host_key_line.split()[2] in known.read_text()
+    again = fab(root, *run, "whoami")
+    assert again.returncode == 0, again.stderr
+    assert f"{target.name}\n" in again.stdout  # through the jump host, to the target
+
+    jump_key = jump.host_key_line.split()[2]
+    known.write_text(known.read_text().replace(jump_key, _other_ed25519(tmp_path)))
+    before = logins.read_text().count("Accepted publickey")
+    changed = fab(root, *run, "trust")  # a changed key is refused, by `fab trust` too
+    assert changed.returncode == 1
+    assert f"jump host bastion ({jump.address}): HOST KEY CHANGED" in changed.stderr
+    assert fingerprint(jump) in changed.stderr and f"ssh-keygen -R {jump.address}" in changed.stderr
+    assert logins.read_text().count("Accepted publickey") == before

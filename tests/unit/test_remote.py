@@ -157,6 +157,44 @@ def test_default_policy_refuses_and_loads_configured_known_hosts(tmp_path: Path)
     assert isinstance(conn2.client._policy, hostkeys.TrustNewHost)
 
 
+def test_every_proxyjump_hop_gets_the_policy_of_the_host(tmp_path: Path) -> None:
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(
+        "Host web1\n  ProxyJump outer,inner\n"
+        f"Host inner\n  HostName 10.0.0.9\n  Port 2222\n  UserKnownHostsFile {tmp_path}/inner\n"
+    )
+    (tmp_path / "inner").write_text("")
+    s = settings(tmp_path, "CONNECT_TIMEOUT=7\n")
+    conn = ssh_host.connection(Context(Config(runtime_ssh_path=str(ssh_config))), "web1", s)
+    hops = hostkeys.hops(conn)
+    # Fabric 3.2 nests `ProxyJump outer,inner` as web1 <- outer <- inner (it dials inner first)
+    assert [hop.original_host for hop in hops] == ["outer", "inner"]
+    assert [hop.connect_timeout for hop in hops] == [7, 7]
+    hostkeys.apply_host_key_policy(conn, s, core_output.Output(io.StringIO()))
+    policies = [hop.client._policy for hop in hops]
+    assert all(isinstance(policy, hostkeys.RefuseUnknownHost) for policy in policies)
+    assert [policy.jump for policy in policies] == [
+        "jump host outer",
+        "jump host inner (10.0.0.9:2222)",
+    ]
+    assert f"{tmp_path}/inner" in policies[1].files
+    assert f"{tmp_path}/inner" not in policies[0].files  # each hop its own ssh_config's files
+    assert hostkeys.hop_of(conn, "[10.0.0.9]:2222") is hops[1]
+    assert hostkeys.hop_of(conn, "web1") is None
+    key = paramiko.RSAKey.generate(1024)
+    with pytest.raises(
+        hostkeys.UnknownHostKey, match=r"^jump host inner \(10.0.0.9:2222\): unknown host key"
+    ):
+        policies[1].missing_host_key(None, "[10.0.0.9]:2222", key)
+    hostkeys.apply_host_key_policy(conn, s, core_output.Output(io.StringIO()), trust=True)
+    assert all(isinstance(hop.client._policy, hostkeys.TrustNewHost) for hop in hops)
+
+    # a hop with a ProxyJump of its own (what docs/security.md suggests for several hops)
+    ssh_config.write_text("Host web2\n  ProxyJump inner\nHost inner\n  ProxyJump outer\n")
+    conn = ssh_host.connection(Context(Config(runtime_ssh_path=str(ssh_config))), "web2", s)
+    assert [hop.original_host for hop in hostkeys.hops(conn)] == ["inner", "outer"]
+
+
 def test_connection_applies_ssh_settings_but_the_host_string_wins(tmp_path: Path) -> None:
     s = settings(tmp_path, "SSH_USER=deployer\nSSH_PORT=2200\nSSH_KEY=keys/id\n")
     conn = ssh_host.connection(Context(Config()), "web1", s)
