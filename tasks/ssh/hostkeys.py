@@ -27,7 +27,7 @@ def hops(conn: Connection) -> list[Connection]:
     """The ProxyJump hops Fabric made for ``conn``: its ``gateway``, that one's, and so on;
     [] without ProxyJump (a ProxyCommand is an ``ssh`` of its own, checking its own keys)."""
     found = []
-    gateway = conn.gateway
+    gateway = getattr(conn, "gateway", None)  # a stand-in connection may have none
     while isinstance(gateway, Connection):
         found.append(gateway)
         gateway = gateway.gateway
