@@ -15,11 +15,26 @@ from typing import Any
 from invoke.context import Context
 
 from ..core.errors import ConfigError
+from . import parse
 from .envfile import read_env_file
 from .key import Loaded, field_values
 from .named import NAMED_KEY, check_roles, named_values
 from .project import environments, project_dir, selected_environment
 from .settings import KEYS, KEYS_BY_NAME, Secrets, Settings
+
+
+def refuse_control_characters(raw: dict[str, tuple[str, int]], source: Path) -> None:
+    """No value of an env file holds a control character (`parse.control_character`): a
+    newline (``"a\\nb"`` in double quotes, or a quoted value over two lines) would start a
+    new line in a unit file or a script; a `ConfigError` naming file, line and key, before
+    anything else reads the values."""
+    for name, (text, line) in raw.items():
+        found = parse.control_character(text)
+        if found:
+            raise ConfigError(
+                f"{source}:{line}: {name}: a value may not hold a control character or line "
+                f"break (found {found})"
+            )
 
 
 def parse_values(raw: dict[str, tuple[str, int]], source: Path) -> dict[str, Any]:
@@ -55,9 +70,11 @@ def load_secrets(path_text: str, project: Path, where: str = "") -> Secrets:
     if where and not path.is_file():
         raise ConfigError(f"{where}: SECRETS_FILE: {path}: secrets file (SECRETS_FILE) not found")
     raw = read_env_file(path, what="secrets file (SECRETS_FILE)")
-    for name, (_, line) in raw.items():
+    for name, (value, line) in raw.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
             raise ConfigError(f"{path}:{line}: {name}: not a valid variable name")
+        if "\0" in value:  # no environment can hold it; any other character is kept
+            raise ConfigError(f"{path}:{line}: {name}: a secret may not hold NUL (\\x00)")
     return Secrets(path, {name: value for name, (value, _) in raw.items()})
 
 
@@ -69,6 +86,7 @@ def build(environment: str, project: Path) -> Settings:
         known = ", ".join(environments(config_dir)) or "none"
         raise ConfigError(f"{source}: environment file not found (environments here: {known})")
     raw = read_env_file(source)
+    refuse_control_characters(raw, source)
     values = parse_values(raw, source)
     named = named_values(raw, source)
     check_roles(values, raw, source, named)

@@ -4,6 +4,7 @@ what was expected (the caller adds file, line and key)."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Callable
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -24,6 +25,20 @@ _URL = re.compile(r"^(?:https?|file)://[A-Za-z0-9._~!$&'()*+,;=:@/%?\[\]-]+$")
 _GLOB = re.compile(r"^[A-Za-z0-9._*?\[\]/-]+$")
 #: Names fabdeploy itself puts in a release: never a linked path.
 RESERVED_IN_RELEASE = frozenset({".venv", ".env", "REVISION"})
+
+
+#: Characters that end a line somewhere (Python's ``splitlines``) without being control ones.
+_LINE_SEPARATORS = frozenset("\u2028\u2029")
+
+
+def control_character(raw: str) -> str | None:
+    """The first control character in ``raw`` (Unicode's Cc: U+0000-U+001F, U+007F-U+009F,
+    so a newline, a carriage return, a tab, NUL, ESC) or line separator (U+2028, U+2029),
+    as ``repr`` shows it with its position (``'\\n' at character 12``); None if it has none."""
+    for index, char in enumerate(raw):
+        if char in _LINE_SEPARATORS or unicodedata.category(char) == "Cc":
+            return f"{char!r} at character {index + 1}"
+    return None
 
 
 def command(raw: str) -> str:

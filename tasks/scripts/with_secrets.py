@@ -28,7 +28,8 @@ def parse(text):
 def main():
     """Read ``.env``, then become ``bash -c COMMAND`` with its secrets in the environment."""
     try:
-        with open(".env", encoding="utf-8") as handle:
+        # newline="": a \r in a value is kept, as systemd's EnvironmentFile= keeps it
+        with open(".env", encoding="utf-8", newline="") as handle:
             text = handle.read()
     except FileNotFoundError:  # an app without secrets
         text = ""

@@ -88,6 +88,61 @@ def test_bad_values_name_file_line_and_key(
     assert expected in message
 
 
+#: Every key an env file may set: the declared ones and one of each kind named by the user.
+EVERY_KEY = [key.name for key in config.KEYS] + ["PROCESS_WORKER", "ROLE_WORKER", "RUNS_WORKER"]
+
+
+@pytest.mark.parametrize("name", EVERY_KEY)
+def test_every_key_refuses_a_newline_naming_file_line_and_key(tmp_path: Path, name: str) -> None:
+    lines = ["" if name == "APP_NAME" else "APP_NAME=shop", f'{name}="x\\nExecStartPre=/bin/id"']
+    root = project(tmp_path, "\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as caught:
+        config.build("staging", root)
+    assert str(caught.value).endswith(
+        f"{root / 'config' / 'staging.env'}:2: {name}: a value may not hold a control "
+        "character or line break (found '\\n' at character 2)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "found"),
+    [
+        ("'one\ntwo'", "'\\n' at character 4"),  # a quoted value over two lines
+        ('"a\\rb"', "'\\r' at character 2"),
+        ('"a\\tb"', "'\\t' at character 2"),
+        ('"a\\vb"', "'\\x0b' at character 2"),
+        ("'a\x00b'", "'\\x00' at character 2"),
+        ("'a\x1b[31mb'", "'\\x1b' at character 2"),
+        ("'a\x7fb'", "'\\x7f' at character 2"),
+        ("'a\x85b'", "'\\x85' at character 2"),
+        ("'a\u2028b'", "'\\u2028' at character 2"),
+    ],
+)
+def test_control_characters_are_refused_however_written(
+    tmp_path: Path, written: str, found: str
+) -> None:
+    root = project(tmp_path, f"APP_NAME=shop\nTEST_COMMAND={written}\n")
+    with pytest.raises(ConfigError, match=r"staging\.env:2: TEST_COMMAND: a value may not hold"):
+        config.build("staging", root)
+    with pytest.raises(ConfigError) as caught:
+        config.build("staging", root)
+    assert str(caught.value).endswith(f"(found {found})")
+
+
+def test_secrets_keep_every_character_but_nul(tmp_path: Path) -> None:
+    root = project(tmp_path, "APP_NAME=shop\nSECRETS_FILE=app.env\n")
+    pem = "-----BEGIN KEY-----\nMIIB\tx\r\n-----END KEY-----"
+    (root / "app.env").write_text(f'KEY="{pem.encode("unicode_escape").decode()}"\n')
+    secrets = config.build("staging", root).secrets
+    assert secrets.values() == [pem]  # read back exactly as systemd reads the rendered file
+    (root / "app.env").write_text("TOKEN=s3cr3t\nOTHER='a\x00b'\n")
+    with pytest.raises(ConfigError) as caught:
+        config.build("staging", root)
+    assert str(caught.value).endswith(
+        f"{root / 'app.env'}:2: OTHER: a secret may not hold NUL (\\x00)"
+    )
+
+
 def test_missing_required_key_names_file_and_key(tmp_path: Path) -> None:
     root = project(tmp_path, "HOSTS=web1\n")
     with pytest.raises(ConfigError, match=r"staging\.env: APP_NAME: required key is missing"):
@@ -273,6 +328,10 @@ class Listener:
         ),
         ("APP_NAME=shop\nBOGUS=1\n", "staging.env:2: BOGUS: unknown key"),
         ("HOSTS=x\n", "staging.env: APP_NAME: required key is missing"),
+        (
+            'APP_NAME=shop\nPROCESS_WORKER="celery -A app worker\\nExecStartPre=/bin/id"\n',
+            "staging.env:2: PROCESS_WORKER: a value may not hold a control character",
+        ),
     ],
 )
 def test_fab_reports_config_errors_without_traceback_or_connection(
