@@ -20,6 +20,7 @@ from invoke.runners import Result
 from ..config import roles as role_hosts
 from ..core import shell
 from ..core.errors import FabdeployError
+from ..core.output import MaskedStream
 from ..core.paths import layout
 from ..core.shell import quote
 
@@ -101,7 +102,11 @@ def run_in_current(host: Host, command: str, *, pty: bool = False) -> int:
     if host.app_user != host.conn.user:
         line = f"sudo -n -u {quote(host.app_user)} {line}"
     host.sessions += 1
-    result = host.conn.run(line, pty=True, warn=True)
+    out = MaskedStream(host.output.out, host.output.mask)  # a terminal's: as it comes, masked
+    try:
+        result = host.conn.run(line, pty=True, warn=True, out_stream=out)
+    finally:
+        out.close()
     return int(result.exited or 0)
 
 

@@ -3,14 +3,19 @@ PYTHONPATH, so a script in a subdirectory imports the app's own package (issue 1
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
+
+from invoke import Context
 
 from tasks import config
 from tasks.core import secretsfile
+from tasks.core.output import Output
 from tasks.host import appenv
 
 SCRIPT = "import sys, app\nprint('imported', app.NAME, sys.path[1:3])\n"
@@ -85,3 +90,42 @@ def test_exec_runs_in_current_as_the_app(tmp_path: Path) -> None:
     assert appenv.run_in_current(host, command) == 3  # type: ignore[arg-type]
     assert "imported shop" in host.out
     assert f"hi from {tmp_path}/current" in host.out
+
+
+class PtyHost(LocalHost):
+    """A host whose ``--pty`` commands run here, their output streamed as it comes (invoke's
+    runner; no terminal, since pytest's stdin is none: tests/integration/test_deploy.py has
+    the real one)."""
+
+    def __init__(self, settings: config.Settings, out: io.StringIO) -> None:
+        super().__init__(settings)
+        self.output = Output(out, out, mask=settings.secrets.values())
+        self.sessions = 0
+        self.conn = SimpleNamespace(user="", run=self.run_pty)
+
+    def open(self) -> None:
+        """Nothing to connect to."""
+
+    def run_pty(self, line: str, **kwargs: Any) -> Any:
+        """``conn.run``: here, reading no keyboard (pytest has none to give)."""
+        return Context().run(line, in_stream=False, **kwargs)
+
+
+def test_exec_pty_masks_secrets_in_the_terminals_output(tmp_path: Path) -> None:
+    token = "tok-5d1c9e0a7b3f11"
+    _, where = release(tmp_path, {"API_TOKEN": token})
+    (tmp_path / "secrets.env").write_text(f"API_TOKEN={token}\n")
+    (tmp_path / "config" / "staging.env").write_text(
+        f"APP_NAME=shop\nDEPLOY_ROOT={tmp_path}\nSECRETS_FILE=secrets.env\n"
+    )
+    (tmp_path / "current").symlink_to(where)
+    out = io.StringIO()
+    host = PtyHost(config.build("staging", tmp_path), out)
+    command = (
+        'echo "token $API_TOKEN."; printf "%s" "${API_TOKEN:0:6}"; sleep 0.05; '
+        'echo "${API_TOKEN:6}" done'
+    )
+    assert appenv.run_in_current(host, command, pty=True) == 0  # type: ignore[arg-type]
+    shown = out.getvalue()
+    assert "token ***." in shown and "*** done" in shown  # split in two writes: masked too
+    assert token not in shown and token[:6] not in shown and token[6:] not in shown

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import paramiko
@@ -219,3 +220,42 @@ def test_dash_h_host_string_keeps_only_what_was_given(given: str, expected: str)
     from fabric import Connection
 
     assert ssh_host.given_host(Connection(given, config=Config())) == expected
+
+
+def test_masked_stream_masks_a_secret_in_pieces_and_holds_only_what_may_begin_one() -> None:
+    out = io.StringIO()
+    stream = core_output.MaskedStream(out, ["s3cret-token", "other"], hold=60)
+    stream.write("key: s3c")
+    assert out.getvalue() == "key: "  # "s3c" may begin the secret: held
+    stream.write("ret-tok")
+    stream.write("en, a s3cret-token again\r\n$ ")
+    assert out.getvalue() == "key: ***, a *** again\r\n$ "
+    stream.write("s3")
+    stream.write("x")  # not the secret after all
+    assert out.getvalue().endswith("$ s3x")
+    stream.write("ot")  # may begin "other"
+    stream.close()  # the command ended: what was held is written
+    assert out.getvalue().endswith("$ s3xot")
+
+
+def test_masked_stream_writes_a_held_start_after_a_while() -> None:
+    out = io.StringIO()
+    stream = core_output.MaskedStream(out, ["s3cret-token"], hold=0.05)
+    stream.write("prompt> s3")
+    assert out.getvalue() == "prompt> "
+    deadline = time.monotonic() + 5
+    while out.getvalue() != "prompt> s3" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert out.getvalue() == "prompt> s3"  # an interactive prompt does not wait forever
+
+
+def test_each_line_of_a_secret_over_several_lines_is_masked() -> None:
+    pem = "-----BEGIN KEY-----\nMIIBVQIBADANBgkqhkiG9w0\n-----END KEY-----"
+    out = io.StringIO()
+    output = core_output.Output(out, out, mask=[pem, "ab"])
+    writer = core_output.LineWriter(output, "web1")
+    writer.write("key:\n-----BEGIN KEY-----\nMIIBVQ")  # cut anywhere, as output comes
+    writer.write("IBADANBgkqhkiG9w0\n-----END KEY-----\n")
+    assert "MIIBVQIBADANBgkqhkiG9w0" not in out.getvalue()
+    assert out.getvalue() == "[web1] key:\n[web1] ***\n[web1] ***\n[web1] ***\n"
+    assert output.mask == core_output.masked_values(output.mask)  # "ab": too short to mask
