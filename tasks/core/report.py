@@ -13,11 +13,26 @@ if TYPE_CHECKING:
     from .output import Output
 
 
-def write_json(path: str, data: object) -> None:
-    """Write ``data`` as JSON to ``path`` (replacing it whole: a reader never sees half)."""
+def masked(data: object, clean: Callable[[str], str]) -> object:
+    """``data`` with ``clean`` (`Output.clean`: secrets to ``***``) applied to every string in
+    it, keys too, before it is serialized: in JSON text a secret holding a quote, a backslash,
+    a control character or a non-ASCII letter is escaped, and a search for the value there
+    would miss it."""
+    if isinstance(data, str):
+        return clean(data)
+    if isinstance(data, dict):
+        return {masked(key, clean): masked(value, clean) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [masked(item, clean) for item in data]
+    return data
+
+
+def write_json(path: str, data: object, clean: Callable[[str], str] = str) -> None:
+    """Write ``data`` as JSON to ``path`` (replacing it whole: a reader never sees half),
+    ``clean`` masking secrets in it (`masked`)."""
     target = Path(path)
     partial = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    partial.write_text(json.dumps(masked(data, clean), indent=2) + "\n", encoding="utf-8")
     partial.replace(target)
 
 
@@ -61,8 +76,9 @@ JSON_HELP = "print one JSON document (a list with an object per host) and nothin
 
 
 def print_json(data: object, clean: Callable[[str], str] = str) -> None:
-    """Write ``data`` to stdout as one JSON document (``clean`` masks secrets in it)."""
-    sys.stdout.write(clean(json.dumps(data, indent=2)) + "\n")
+    """Write ``data`` to stdout as one JSON document, ``clean`` masking secrets in it
+    (`masked`)."""
+    sys.stdout.write(json.dumps(masked(data, clean), indent=2) + "\n")
     sys.stdout.flush()
 
 

@@ -41,7 +41,7 @@ def reported(flow: Flow, *, table: bool = True) -> Iterator[Flow]:
             flow.output.line("", f"cannot record the deploy for --resume: {exc}", err=True)
         if flow.options.summary_json:
             try:
-                write_json(flow.options.summary_json, data(flow, error))
+                write_json(flow.options.summary_json, data(flow, error), flow.output.clean)
             except OSError as exc:  # never hides how the deploy itself ended
                 flow.output.line(
                     "", f"--summary-json: cannot write {flow.options.summary_json}: {exc}", err=True
@@ -78,7 +78,7 @@ def data(flow: Flow, error: BaseException | None = None) -> dict[str, object]:
         "id": flow.id,
         "environment": flow.settings.environment,
         "ok": error is None,
-        "error": "" if error is None else detail(error),
+        "error": "" if error is None else flow.output.clean(detail(error)),
         "release": flow.build.release if flow.build else "",
         "revision": flow.build.revision if flow.build else "",
         "ref": flow.options.ref,

@@ -412,7 +412,9 @@ def test_a_failing_suite_after_compare_leaves_nothing_to_resume_and_uploads_noth
     flow, done = fleet(tmp_path, monkeypatch, "")
     written: list[str] = []
     flow.build = SimpleNamespace(release="R2", revision="abc")  # type: ignore[assignment]
-    monkeypatch.setattr(summary, "write_json", lambda path, data: written.append(data["release"]))
+    monkeypatch.setattr(
+        summary, "write_json", lambda path, data, *_: written.append(data["release"])
+    )
     monkeypatch.setattr(steps_prepare, "already_serving", lambda r: False)
 
     def failing(*args: object) -> None:

@@ -14,7 +14,9 @@ import pytest
 from invoke import Context
 
 from tasks import monitor
+from tasks.core import report
 from tasks.core.errors import FabdeployError
+from tasks.core.output import Output
 from tasks.ssh import session
 from tests.unit.test_monitor import deployed, fake_sudo, free_port, local_hosts, make_settings  # noqa: F401
 
@@ -113,3 +115,24 @@ def test_an_unreachable_host_is_an_object_and_stdout_holds_only_json(tmp_path: P
         [item] = json.loads(proc.stdout)
         assert item["unreachable"] is True and "cannot connect" in item["error"]
         assert "did not answer" in proc.stderr or "unhealthy" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ['pa"ss', "back\\slash", "tab\there", "café-crème", "line\nbreak", "</script>"],
+)
+def test_json_is_masked_before_it_is_serialized(
+    secret: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JSON escapes a quote, a backslash, a control character and (ensure_ascii) any letter
+    beyond ASCII: masking the serialized text would miss those secrets."""
+    clean = Output(io.StringIO(), mask=[secret]).clean
+    data = [{"host": "web1", "error": f"hook said {secret}!", secret: [secret, 3, None]}]
+    report.print_json(data, clean)
+    printed = capsys.readouterr().out
+    assert json.loads(printed) == [
+        {"host": "web1", "error": "hook said ***!", "***": ["***", 3, None]}
+    ]
+    assert json.dumps(secret)[1:-1] not in printed and secret not in printed
+    report.write_json(str(tmp_path / "summary.json"), data, clean)
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(printed)

@@ -208,10 +208,13 @@ def test_the_summary_is_written_as_json(tmp_path: Path) -> None:
         "R1",
         "R2",
     )
+    flow.output = output.Output(io.StringIO(), mask=['pa"ss\\wörd'])
     path = tmp_path / "summary.json"
-    report.write_json(str(path), summary.data(flow, FabdeployError("switch failed")))
+    failed = FabdeployError('switch failed: hook printed pa"ss\\wörd')
+    report.write_json(str(path), summary.data(flow, failed), flow.output.clean)
     data = json.loads(path.read_text())
-    assert data["ok"] is False and data["error"] == "switch failed" and data["id"] == "ID1"
+    assert data["ok"] is False and data["id"] == "ID1"
+    assert data["error"] == "switch failed: hook printed ***"
     assert data["local"] == {"steps": {"test": 1.235}}
     assert data["hosts"] == [
         {
