@@ -23,12 +23,13 @@ from . import packages as build_packages
 from . import reqfiles, tags, workers
 from .packages import PREBUILT, PREBUILT_BIN, WHEELHOUSE
 from .source import (
-    _secrets_relative,
     content_revision,
     excluded,
     git,
     git_prefix,
+    never_shipped,
     require_committed,
+    secret_files,
     walk,
 )
 
@@ -100,11 +101,11 @@ def _source(
 ) -> tuple[str, Callable[[tarfile.TarFile], None]]:
     """The release's revision, and a function adding the source files to a tar."""
     app_dir = settings.app_dir
-    secret = _secrets_relative(settings)
+    secrets = secret_files(settings)
     skip = (*settings.excludes, WHEELHOUSE, PREBUILT, PREBUILT_BIN, LOCAL_STATE)
     prefix = git_prefix(app_dir)
     if prefix is None:
-        files = [f for f in walk(app_dir, skip) if f != secret]
+        files = [f for f in walk(app_dir, skip) if not never_shipped(f, secrets)]
         revision = settings.revision or content_revision(app_dir, files)  # deploy --ref
         return revision, lambda tar: _add_files(tar, app_dir, files)
     changed = require_committed(settings, allow_dirty)
@@ -116,7 +117,9 @@ def _source(
         listed = git(app_dir, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
         names = sorted({n for n in listed.stdout.split("\0") if n})
         files = [
-            n for n in names if (app_dir / n).exists() and n != secret and not excluded(n, skip)
+            n
+            for n in names
+            if (app_dir / n).exists() and not never_shipped(n, secrets) and not excluded(n, skip)
         ]
         return revision + "-dirty", lambda tar: _add_files(tar, app_dir, files)
     tree = f"HEAD:{prefix.rstrip('/')}" if prefix else "HEAD"
@@ -135,7 +138,9 @@ def _source(
     def add(tar: tarfile.TarFile) -> None:
         with tarfile.open(raw) as source:
             for member in source.getmembers():
-                if member.name == secret or member.name.startswith("pax_global_header"):
+                if never_shipped(member.name, secrets) or member.name.startswith(
+                    "pax_global_header"
+                ):
                     continue
                 if member.isfile():
                     tar.addfile(member, source.extractfile(member))

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..config.load import secrets_files
 from ..core.errors import FabdeployError
 from ..core.paths import LOCAL_STATE
 
@@ -95,15 +96,34 @@ def content_revision(app_dir: Path, files: list[str]) -> str:
     return digest.hexdigest()[:12]
 
 
-def _secrets_relative(settings: Settings) -> str | None:
-    """SECRETS_FILE relative to APP_DIR when it lies inside it (it is never shipped)."""
-    path = settings.secrets.path
-    if path is None:
-        return None
-    try:
-        return path.resolve().relative_to(settings.app_dir).as_posix()
-    except ValueError:
-        return None
+def secret_name(name: str) -> bool:
+    """A file name that says "secrets" whatever the project: ``.env`` and ``.env.<anything>``
+    (dotenv's files: ``.env.local``, ``.env.production``), and a ``.env`` file whose name
+    holds ``secret`` in any case (``secrets.env``, ``production.secrets.env``)."""
+    lower = name.lower()
+    return (
+        lower == ".env"
+        or lower.startswith(".env.")
+        or (lower.endswith(".env") and "secret" in lower)
+    )
+
+
+def secret_files(settings: Settings) -> frozenset[str]:
+    """The SECRETS_FILE of every environment of the project (`config.secrets_files`) that
+    lies inside APP_DIR, relative to it."""
+    inside = set()
+    for path in secrets_files(settings.project_dir):
+        if path.is_relative_to(settings.app_dir.resolve()):
+            inside.add(path.relative_to(settings.app_dir.resolve()).as_posix())
+    return frozenset(inside)
+
+
+def never_shipped(relative: str, secrets: frozenset[str]) -> bool:
+    """Whether ``relative`` (a path in APP_DIR) is a secrets file no release ships, whatever
+    EXCLUDES says and whatever the source (a plain directory, a git commit, a dirty work
+    tree, ``deploy --ref``): one of ``secrets`` (`secret_files`), or in a file or directory
+    whose name is a `secret_name`. The app gets its secrets through SECRETS_FILE only."""
+    return relative in secrets or any(secret_name(part) for part in relative.split("/"))
 
 
 def require_committed(settings: Settings, allow_dirty: bool) -> list[str]:
@@ -112,11 +132,11 @@ def require_committed(settings: Settings, allow_dirty: bool) -> list[str]:
     prefix = git_prefix(settings.app_dir)
     if prefix is None:
         return []
-    secret = _secrets_relative(settings)
+    secrets = secret_files(settings)
     changed = [
         f
         for f in (p.removeprefix(prefix) for p in dirty_files(settings.app_dir, settings.excludes))
-        if f.split("/")[0] != LOCAL_STATE and f != secret
+        if f.split("/")[0] != LOCAL_STATE and not never_shipped(f.rstrip("/"), secrets)
     ]
     if changed and not allow_dirty:
         shown = ", ".join(changed[:10]) + (

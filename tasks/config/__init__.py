@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..core.errors import ConfigError
 from .envfile import read_env_file
 from .key import Key, setting
-from .load import build, load, load_secrets, parse_values
+from .load import build, load, load_secrets, parse_values, secrets_files
 from .named import NAMED_KEY, check_roles, host_key, named_values
 from .parse import GUNICORN_WORKERS, RESERVED_IN_RELEASE
 from .project import (
@@ -55,6 +55,7 @@ __all__ = [
     "parse_values",
     "project_dir",
     "read_env_file",
+    "secrets_files",
     "selected_environment",
     "setting",
     "state",

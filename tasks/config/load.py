@@ -78,6 +78,21 @@ def load_secrets(path_text: str, project: Path, where: str = "") -> Secrets:
     return Secrets(path, {name: value for name, (value, _) in raw.items()})
 
 
+def secrets_files(project: Path) -> list[Path]:
+    """The SECRETS_FILE every env file of ``project`` names (each ``config/*.env``, not only
+    the environment a command runs against), resolved: no release ships one. An env file
+    that cannot be read names none (the command against it says why)."""
+    found = []
+    for source in sorted((project / "config").glob("*.env")):
+        try:
+            text = read_env_file(source).get("SECRETS_FILE", ("", 0))[0]
+        except ConfigError:
+            continue
+        if text.strip():
+            found.append((project / text.strip()).resolve())
+    return found
+
+
 def build(environment: str, project: Path) -> Settings:
     """Read and validate ``config/<environment>.env`` under ``project``."""
     config_dir = project / "config"

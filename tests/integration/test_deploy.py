@@ -332,6 +332,9 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
     made = re.search(r"test venv (\.fabdeploy/test-venvs/[0-9a-f]{16}): made in", tested.stdout)
     assert made and "pytest is added to the test venv" in tested.stdout, tested.stdout
     journal = len(site.journal())
+    for other in ("config/production.secrets.env", ".env.local"):  # a plain directory's
+        (site.project / "app" / other).parent.mkdir(exist_ok=True)
+        (site.project / "app" / other).write_text("OTHER_TOKEN=not-this-environments\n")
     with site.loop() as loop:
         cold = site.fab("deploy")
     site.numbers["cold deploy seconds"] = round(cold.seconds, 1)  # type: ignore[attr-defined]
@@ -367,6 +370,8 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
     assert site.sh(f"stat -c '%U %G %a' {ROOT}/shared/.env") == f"{owner} {owner} 600"
     assert env_file.stat().st_mode & 0o777 == 0o600
     assert not (site.srv / "releases" / site.current() / "secrets.env").exists()  # never shipped
+    shipped = site.sh(f"cd {ROOT}/current/ && find . -type f | sort").split()
+    assert "./app.py" in shipped and not [f for f in shipped if "secret" in f or ".env" in f]
     greeting = _parsed_secrets()["GREETING"]
     assert site.get("/greeting-sha256")["sha256"] == hashlib.sha256(greeting.encode()).hexdigest()
     assert site.sh("test ! -e /tmp/fabdeploy-pwned && echo clean") == "clean"
@@ -781,6 +786,9 @@ def test_exec_runs_in_current_as_the_app_with_its_venv_and_secrets(site: Site) -
     assert f"exec failed on {site.host.address} (exit 3)" in failed.stderr
     tty = site.fab("exec", "--pty", "tty")
     assert re.search(r"/dev/pts/\d+", tty.stdout), tty.stdout
+    token = _parsed_secrets()["API_TOKEN"]
+    masked = site.fab("exec", "--pty", 'echo "token: $API_TOKEN"; echo "$GREETING"')
+    assert "token: ***" in masked.stdout and token not in masked.stdout  # a terminal's too
 
 
 def test_break_lock_and_unlock_say_who_held_it(site: Site) -> None:

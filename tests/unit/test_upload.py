@@ -81,6 +81,86 @@ def test_plain_directory_build_honours_excludes_and_never_ships_secrets(tmp_path
     assert not built.workdir.exists()
 
 
+#: Secrets files by name: never in a release, wherever they are (docs/upload.md#the-source).
+SECRET_NAMES = [
+    ".env",
+    ".env.local",
+    "app/.env.production",
+    "config/production.secrets.env",
+    "settings/SECRETS.env",
+    "deploy/app-secret.env",
+    "tools/.env/bin/python",  # a virtualenv named .env
+]
+
+
+def secrets_project(tmp_path: Path) -> Path:
+    """APP_DIR the project itself (the default), holding every environment's files: staging's
+    secrets and production's (named like any file), and secrets files by name."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "staging.env").write_text(
+        "APP_NAME=shop\nSECRETS_FILE=config/staging.secrets.env\nHOST_PACKAGE_INDEX=https://x/simple\n"
+    )
+    (tmp_path / "config" / "production.env").write_text(
+        "APP_NAME=shop\nSECRETS_FILE=keys/prod-creds.txt\n"
+    )
+    (tmp_path / "config" / "broken.env").write_text("not a setting\n")
+    for name in [
+        "config/staging.secrets.env", "keys/prod-creds.txt", *SECRET_NAMES,
+        "app.py", "requirements.txt", "config/settings.py", "keys/README", "docs/env.md",
+        "environment.env", "secrets.py",
+    ]:  # fmt: skip
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("gunicorn\n" if name == "requirements.txt" else "x\n")
+    return tmp_path
+
+
+def test_no_secrets_file_ships_from_a_plain_directory(tmp_path: Path) -> None:
+    settings = config.build("staging", secrets_project(tmp_path))
+    built = archive.build(settings, say=lambda _: None)
+    try:
+        assert members(built) == {
+            "app.py", "requirements.txt", "config/settings.py", "keys/README", "docs/env.md",
+            "environment.env", "secrets.py",  # not named as secrets files are
+            "config/staging.env", "config/production.env", "config/broken.env",
+        }  # fmt: skip
+    finally:
+        built.cleanup()
+
+
+def test_no_secrets_file_ships_from_git_clean_or_dirty(tmp_path: Path) -> None:
+    if GIT is None:
+        pytest.skip("git is not installed")
+    root = secrets_project(tmp_path)
+    untracked = [
+        "config/staging.secrets.env", "keys/prod-creds.txt", "config/production.secrets.env",
+        ".env.local",
+    ]  # fmt: skip
+    git(root, "init", "-q")
+    git(root, "add", "-A")  # the other secrets files committed by mistake
+    git(root, "rm", "-q", "--cached", *untracked)
+    git(root, "commit", "-q", "-m", "first")
+    settings = config.build("staging", root)
+    clean = archive.build(settings, say=lambda _: None)  # untracked secrets are no change
+    try:
+        assert clean.revision == git(root, "rev-parse", "--short=12", "HEAD")
+        shipped = members(clean)
+        assert shipped == {
+            "app.py", "requirements.txt", "config/settings.py", "keys/README", "docs/env.md",
+            "environment.env", "secrets.py", "config/staging.env", "config/production.env",
+            "config/broken.env",
+        }  # fmt: skip
+    finally:
+        clean.cleanup()
+    (root / "new.py").write_text("x = 1\n")
+    with pytest.raises(FabdeployError, match=r"uncommitted changes in \S+: new\.py\."):
+        archive.build(settings, say=lambda _: None)
+    dirty = archive.build(settings, allow_dirty=True, say=lambda _: None)  # untracked files too
+    try:
+        assert members(dirty) == shipped | {"new.py"}
+    finally:
+        dirty.cleanup()
+
+
 def test_content_revision_follows_the_content(tmp_path: Path) -> None:
     settings = config.build("staging", project(tmp_path))
     files = source.walk(settings.app_dir, settings.excludes)
