@@ -4,6 +4,7 @@ into the environment a script reads (never formatted into shell)."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
 
 #: The package's remote scripts and host-side Python files (``tasks/scripts/``), package data.
@@ -36,7 +37,19 @@ def quote(value: object) -> str:
     return shlex.quote(str(value))
 
 
-def bash_text(body: str, env: dict[str, object] | None = None) -> str:
-    """The bash program `Host.script` runs: strict mode, ``env`` quoted in, then ``body``."""
+def bash_text(body: str, env: dict[str, object] | None = None, private: Iterable[str] = ()) -> str:
+    """The bash program `Host.script` runs: strict mode, ``env`` quoted in, the ``private``
+    variables read from stdin (`private_input`), then ``body``."""
     exports = "".join(f"{name}={quote(value)}\n" for name, value in (env or {}).items())
-    return f"set -euo pipefail\n{exports}{body}"
+    reads = "".join(f"IFS= read -r -d '' {name}\n" for name in private)
+    return f"set -euo pipefail\n{exports}{reads}{body}"
+
+
+def private_input(values: dict[str, str]) -> str:
+    """What a script's stdin carries for its ``private`` variables (`bash_text`): each value
+    ended by NUL, in order. A value sent so is in no process's argv (``ps``, the journal's
+    record of a sudo command), as values quoted into the script are: the deploy lock's token.
+    A value holding NUL is refused."""
+    if any("\0" in value for value in values.values()):
+        raise ValueError("a private value may not hold NUL")
+    return "".join(f"{value}\0" for value in values.values())

@@ -156,18 +156,18 @@ class Attempt:
 def _lock_script(
     host: Host, owner: LockOwner, force: str = "", then: Program | None = None
 ) -> Attempt:
-    """One try at ``mkdir .lock`` (as the app user); ``force`` (a break line) removes a held
-    lock first. ``then`` runs right after in the same session when the lock was taken: a
-    failure there raises `HostError`, the lock held."""
+    """One try at ``mkdir .lock`` (as the owner of the deploy root: the SSH user); ``force``
+    (a break line) removes a held lock first. ``then`` runs right after in the same session
+    when the lock was taken: a failure there raises `HostError`, the lock held. The owner
+    file, which holds the token, goes on stdin (never in a command line)."""
     paths = layout(host.settings)
     body, env = then or ("", {})
     result = host.script(
         shell.shell("lock-then"),
         env={
-            "APP_USER": "" if host.app_user == host.conn.user else host.app_user,
+            "APP_USER": app_user(host),
             "ROOT": paths.root,
             "LOCK": paths.lock,
-            "OWNER": owner.format(),
             "FORCE": "yes" if force else "no",
             "AUDIT": force,
             "REVLOG": paths.revisions_log,
@@ -175,6 +175,7 @@ def _lock_script(
             "LOCK_BODY": shell.script_file("lock.sh"),
             "THEN_PROGRAM": shell.bash_text(body, env) if then else "",
         },
+        private={"OWNER": owner.format()},
         hide=True,
         warn=True,
         label="lock",
@@ -191,6 +192,12 @@ def _lock_script(
         raise HostError(host.name, f"lock failed (exit {result.exited}): {tail}")
     now = int(lines[1].partition("=")[2]) if len(lines) > 1 else 0
     return Attempt(False, LockOwner.parse("\n".join(lines[2:])), now)
+
+
+def app_user(host: Host) -> str:
+    """APP_USER for the lock's scripts (``as_owner`` in lib.sh): the app user when it is
+    another user than the SSH user, else empty."""
+    return "" if host.app_user == host.conn.user else host.app_user
 
 
 class LockedButFailed(HostError):
@@ -315,14 +322,16 @@ def release_lock(
     """Release the lock: ``owner``'s (its token), the one ``token`` names, or whoever's (neither
     given; ``audit`` is then the revisions.log line recording the break). Returns who held it.
 
-    ``first``: work deferred to this session (a deploy's cleanup and record), run as the app
-    user before the lock goes; each part's failure is printed as a warning, never fatal."""
+    ``first``: work deferred to this session (a deploy's cleanup and record), run before the
+    lock goes; each part's failure is printed as a warning, never fatal. All of it runs as
+    the owner of the deploy root (the SSH user); the token goes on stdin."""
     paths = layout(host.settings)
     result = host.script(
         shell.shell("deferred") + shell.shell("unlock"),
         env={
+            "APP_USER": app_user(host),
+            "ROOT": paths.root,
             "LOCK": paths.lock,
-            "TOKEN": owner.token if owner else token,
             "AUDIT": audit,
             "REVLOG": paths.revisions_log,
             "DEFERRED": "\n".join(
@@ -330,7 +339,7 @@ def release_lock(
                 for label, body, env in first
             ),
         },
-        user=host.app_user,
+        private={"TOKEN": owner.token if owner else token},
         hide=True,
         label="unlock",
     )

@@ -185,14 +185,18 @@ def read_revision(host: Host, release: str) -> str:
 
 
 def audit_program(host: Host, audit: Audit) -> tuple[str, dict[str, object]]:
-    """The script appending ``audit`` to revisions.log (as the app user)."""
+    """The script appending ``audit`` to revisions.log (as the owner of the deploy root, the
+    SSH user: ``scripts/record.sh``)."""
+    paths = layout(host.settings)
     return shell.shell("record"), {
         "LINE": audit.format(),
-        "LOG": layout(host.settings).revisions_log,
+        "LOG": paths.revisions_log,
+        "ROOT": paths.root,
+        "APP_USER": "" if host.app_user == host.conn.user else host.app_user,
     }
 
 
 def append_audit(host: Host, audit: Audit) -> None:
     """Append one line to revisions.log."""
     body, env = audit_program(host, audit)
-    host.script(body, env=env, user=host.app_user, hide=True, label="record")
+    host.script(body, env=env, hide=True, label="record")

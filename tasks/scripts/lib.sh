@@ -2,14 +2,21 @@
 # The library every remote script shares: `shell.shell(name)` (tasks/core/shell.py) sends this file first, then
 # scripts/<name>.sh (docs/scripts.md). It only defines functions; nothing runs here.
 #
-# In (only for the functions that need them): APP_USER (as_app), CURRENT (current_target,
-# current_release), ANSWER_GRACE (wait_healthy), HEALTH_HOST (probe's Host header; empty or
-# unset: the URL's host:port).
+# In (only for the functions that need them): APP_USER (as_app, as_owner), ROOT (as_owner),
+# CURRENT (current_target, current_release), ANSWER_GRACE (wait_healthy), HEALTH_HOST (probe's
+# Host header; empty or unset: the URL's host:port).
 # Out: nothing; each function says what it prints.
 
 as_app() {  # CMD ARGS...: run one command as $APP_USER (empty: the SSH user; sudo -n -u
   # only for another user)
   if [ -z "${APP_USER:-}" ] || [ "$(id -un)" = "$APP_USER" ]; then "$@"; else sudo -n -u "$APP_USER" -- "$@"; fi
+}
+
+as_owner() {  # CMD ARGS...: run one command as the owner of $ROOT: the SSH user (who owns
+  # the code side: the lock, revisions.log, releases), so the app user can neither forge nor
+  # remove the lock, nor rewrite the history. A root the app user owns (set up before the
+  # ownership model: `fab setup` migrates it) leaves no choice but the app user (as_app).
+  if [ -O "$ROOT" ] || [ -z "${APP_USER:-}" ]; then "$@"; else as_app "$@"; fi
 }
 
 alive() {  # PID: true for a live process that is not a zombie

@@ -1,7 +1,9 @@
 # Take the deploy lock: mkdir is atomic, so of two deploys exactly one gets it; the owner
-# file is written aside and renamed in, so a reader never sees half of it.
-# env: ROOT LOCK OWNER (the owner file, since= filled in here) FORCE (yes: remove a held
-# lock first) AUDIT (with FORCE: the revisions.log line recording the break) REVLOG SETUP
+# file is written aside and renamed in, so a reader never sees half of it. Run as the owner
+# of ROOT (lock-then.sh), who alone can write there.
+# env: ROOT LOCK OWNER (the owner file, since= filled in here; it holds the token: given on
+# stdin, written by bash's printf, no process gets it) FORCE (yes: remove a held lock first)
+# AUDIT (with FORCE: the revisions.log line recording the break) REVLOG SETUP
 [ -d "$ROOT" ] || { echo "deploy root $ROOT is missing: run \`$SETUP\` first" >&2; exit 3; }
 broke=no
 if [ "$FORCE" = yes ] && [ -d "$LOCK" ]; then rm -rf -- "$LOCK"; broke=yes; fi

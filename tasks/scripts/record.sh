@@ -1,2 +1,3 @@
-# Append one line to revisions.log (run as the app user). env: LINE LOG
-printf '%s\n' "$LINE" >> "$LOG"
+# Append one line to revisions.log, as the owner of the deploy root (lib.sh's as_owner: the
+# SSH user; the app user cannot rewrite the history). env: LINE LOG ROOT APP_USER
+printf '%s\n' "$LINE" | as_owner tee -a -- "$LOG" > /dev/null

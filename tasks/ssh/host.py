@@ -23,7 +23,7 @@ from invoke.runners import Result
 
 from ..core.errors import HostError
 from ..core.output import LineWriter
-from ..core.shell import bash_text, quote
+from ..core.shell import bash_text, private_input, quote
 from .hostkeys import UnknownHostKey, fingerprint, hop_of, hops, jump_label, known_hosts_files
 
 if TYPE_CHECKING:
@@ -57,6 +57,18 @@ class Stoppable(Remote):
         """Send EOF to the command's stdin (nothing when the channel is gone)."""
         with contextlib.suppress(Exception):
             self.channel.shutdown_write()
+
+
+class WholeInput:
+    """A command's input for invoke's runner, given whole at the first read (invoke reads a
+    stream that is not a terminal one byte per 10 ms), then at its end."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def read(self, size: int = -1) -> str:
+        text, self.text = self.text, ""
+        return text
 
 
 class HostConnection(Connection):
@@ -141,11 +153,13 @@ class Host:
         label: str | None = None,
         timeout: float | None = None,
         user: str | None = None,
+        stdin: str = "",
     ) -> Result:
         """Run ``command`` (already quoted) on the host; a failure raises `HostError`.
 
         ``sudo`` runs it as root, ``user`` as that user (``sudo -n -u``; nothing when it is
-        the SSH user already).
+        the SSH user already). ``stdin`` is sent as the command's input, then closed (without
+        it the command's stdin stays open and empty).
         """
         self.open()
         if sudo:
@@ -157,7 +171,7 @@ class Host:
         kwargs: dict[str, Any] = {
             "warn": True,
             "hide": True,
-            "in_stream": False,
+            "in_stream": WholeInput(stdin) if stdin else False,
             "timeout": timeout,
         }
         if not hide:
@@ -193,16 +207,22 @@ class Host:
         env: dict[str, object] | None = None,
         timeout: float | None = None,
         user: str | None = None,
+        private: dict[str, str] | None = None,
     ) -> Result:
-        """Run a bash script in one round trip; ``env`` values are quoted into it."""
+        """Run a bash script in one round trip; ``env`` values are quoted into it (so they
+        are in the argv of its ``bash -c``, which any user of the host can list, and in the
+        journal when it runs through sudo); ``private`` values reach it as variables too,
+        sent on its stdin, never in a command line (the deploy lock's token)."""
+        private = private or {}
         return self.run(
-            f"bash -c {quote(bash_text(body, env))}",
+            f"bash -c {quote(bash_text(body, env, private))}",
             sudo=sudo,
             hide=hide,
             warn=warn,
             label=label,
             timeout=timeout,
             user=user,
+            stdin=private_input(private),
         )
 
     def interrupt(self) -> None:

@@ -83,11 +83,13 @@ class FakeHost:
         self.name = "web1"
         self.app_user = "deploy"
         self.conn = SimpleNamespace(user="deploy")
-        self.envs: list[dict] = []
+        self.envs: list[dict] = []  # env and private values of each script
+        self.privates: list[set[str]] = []  # the names of its private values
         self.said: list[str] = []
 
     def script(self, body: str, **kw):  # type: ignore[no-untyped-def]
-        self.envs.append(kw.get("env") or {})
+        self.envs.append({**(kw.get("env") or {}), **(kw.get("private") or {})})
+        self.privates.append(set(kw.get("private") or {}))
         return SimpleNamespace(stdout=self.answers.pop(0), stderr="", failed=False)
 
     def say(self, text: str) -> None:
@@ -102,7 +104,7 @@ def test_take_lock_acquires(tmp_path: Path) -> None:
     host = FakeHost(["acquired\n"], tmp_path)
     lockfile.take_lock(host, owner(), break_lock=False)  # type: ignore[arg-type]
     assert host.envs[0]["LOCK"] == "/srv/shop/.lock" and host.envs[0]["FORCE"] == "no"
-    assert "token=t1" in host.envs[0]["OWNER"]
+    assert "token=t1" in host.envs[0]["OWNER"] and host.privates[0] == {"OWNER"}  # stdin
 
 
 def test_a_held_lock_fails_at_once_naming_holder_and_age(tmp_path: Path) -> None:
@@ -140,7 +142,7 @@ def test_release_lock_keeps_a_lock_someone_else_took(tmp_path: Path) -> None:
     host = FakeHost([f"now=1010\n{other.format()}kept=yes\n"], tmp_path)
     held = lockfile.release_lock(host, owner())  # type: ignore[arg-type]
     assert held.startswith("bob@ci")
-    assert host.envs[0]["TOKEN"] == "t1"
+    assert host.envs[0]["TOKEN"] == "t1" and host.privates[0] == {"TOKEN"}  # on stdin
     assert "left in place" in host.said[0]
 
 

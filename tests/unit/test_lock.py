@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from dataclasses import replace
@@ -15,6 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 from invoke import Context
+from invoke.runners import Result
 
 from tasks import config, lock
 from tasks.core import output, report
@@ -26,6 +28,7 @@ from tasks.engine import step as engine_step
 from tasks.engine.flow import Flow, Options
 from tasks.engine.step import Step
 from tasks.host import lockfile
+from tasks.host import releases as releases_module
 from tasks.ssh import host as ssh_host
 from tasks.ssh import session
 from tasks.steps import lists
@@ -467,3 +470,55 @@ def test_only_the_commands_that_lock_mint_a_deploy_id_and_a_lock_owner(
     again = Flow.locking(Context(), host.settings, [host], "deploy", Options(resume=resumed))
     assert again.id == "ID1" and again.owner is not None and again.owner.deploy_id == "ID1"
     assert len(minted) == 3  # --resume continues the deploy it resumes: the same id
+
+
+class Recorded(LocalConnection):
+    """A `LocalConnection` whose commands run with every program they may start behind a
+    shim that records its argv (``log``), as ``ps`` on a host would show it."""
+
+    PROGRAMS = ("bash", "sh", "cat", "rm", "mkdir", "mv", "tee", "grep", "date", "sleep", "base64", "id", "stat", "sudo", "env", "printf", "test")  # fmt: skip
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__("web1")
+        self.log = tmp_path / "argv.log"
+        self.bin = tmp_path / "shims"
+        self.bin.mkdir()
+        for name in self.PROGRAMS:
+            real = shutil.which(name)
+            if real:
+                shim = self.bin / name
+                shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {self.log}\nexec {real} "$@"\n')
+                shim.chmod(0o755)
+
+    def run(self, command: str, **kwargs: object) -> Result:
+        with self.log.open("a") as log:
+            log.write(command + "\n")  # the argv of the session's own bash -c
+        path = os.environ["PATH"]
+        os.environ["PATH"] = f"{self.bin}:{path}"
+        try:
+            return super().run(command, **kwargs)
+        finally:
+            os.environ["PATH"] = path
+
+
+def test_no_command_line_holds_the_lock_token(tmp_path: Path) -> None:
+    """The token goes on the scripts' stdin and is compared by bash itself: neither the
+    session's command nor any program the lock's scripts start has it in its argv."""
+    host = local_host(tmp_path)
+    host.conn = Recorded(tmp_path)
+    first, second = lockfile.LockOwner.mine(reason="one"), lockfile.LockOwner.mine(reason="two")
+    lockfile.take_lock(host, first, then=("echo checked", {}))
+    with pytest.raises(HostError, match="deploy lock held by"):
+        lockfile.take_lock(host, second)
+    lockfile.release_lock(host, second)  # not its token: kept
+    assert lockfile.read_lock(host) is not None
+    record = releases_module.audit_program(host, Audit(1, "deploy", "R1", "abc", "me", "ok"))
+    lockfile.release_lock(host, first, first=[("record", *record)])
+    assert lockfile.read_lock(host) is None and [a.release for a in audit_lines(tmp_path)] == ["R1"]
+    lockfile.take_lock(host, second)
+    lockfile.take_lock(host, first, break_lock=True)
+    lockfile.release_lock(host, token=first.token)
+    seen = host.conn.log.read_text()
+    for token in (first.token, second.token):
+        assert token not in seen
+    assert "rm -rf" in seen and "mkdir" in seen and "tee -a" in seen  # the shims saw them

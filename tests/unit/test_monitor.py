@@ -52,8 +52,12 @@ class LocalConnection:
         self.host = host
 
     def run(self, command: str, **kwargs: object) -> Result:
+        given = kwargs.get("in_stream")  # Host.run's stdin, or False
         proc = subprocess.run(
-            ["bash", "-c", command], capture_output=True, text=True, stdin=subprocess.DEVNULL
+            ["bash", "-c", command],
+            capture_output=True,
+            text=True,
+            input=given.read() if given else "",  # type: ignore[attr-defined]
         )
         return Result(
             stdout=proc.stdout, stderr=proc.stderr, exited=proc.returncode, command=command

@@ -50,7 +50,13 @@ class LocalConnection:
 
     def run(self, command: str, **kwargs: object) -> Result:
         self.commands.append(command)
-        proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+        given = kwargs.get("in_stream")  # Host.run's stdin, or False
+        proc = subprocess.run(
+            ["bash", "-c", command],
+            capture_output=True,
+            text=True,
+            input=given.read() if given else "",  # type: ignore[attr-defined]
+        )
         for stream, text in (
             (kwargs.get("out_stream"), proc.stdout),
             (kwargs.get("err_stream"), proc.stderr),
@@ -118,6 +124,22 @@ def test_parallel_writers_never_interleave_mid_line() -> None:
     for line in lines:
         host = line[1:3]
         assert line.startswith(f"[{host}] {host} line ") and line.endswith(" has three parts")
+
+
+@pytest.mark.parametrize("value", [*NASTY, "", "tok-5d1c9e0a7b3f11"])
+def test_private_values_reach_the_script_on_stdin_never_in_its_command(
+    tmp_path: Path, value: str
+) -> None:
+    host = local_host(tmp_path, io.StringIO())
+    body = 'printf "%s|%s|%s" "$PUBLIC" "$SECRET" "$OTHER"; cat'  # stdin is at its end
+    result = host.script(
+        body, env={"PUBLIC": "p"}, private={"SECRET": value, "OTHER": "x"}, hide=True
+    )
+    assert result.stdout == f"p|{value}|x"
+    [command] = host.conn.commands  # type: ignore[attr-defined]
+    assert "PUBLIC=p" in command and (not value or value not in command)
+    with pytest.raises(ValueError, match="NUL"):
+        host.script("true", private={"SECRET": "a\0b"})
 
 
 def test_unknown_host_key_is_refused_with_fingerprint_and_the_way_to_trust(tmp_path: Path) -> None:
