@@ -10,12 +10,14 @@ deploy to find it. CI runs the race once; ``bench/lock_race.py`` runs it 20 time
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from tests.conftest import missing_for_netns, stop_kit, systemd_kit
+from tests.hostkit import TestHost
 from tests.integration.test_fleet import ROOT, Fleet, start_fleet
 
 #: The project's fabfile: a deploy holds the lock 2 seconds before it goes on.
@@ -64,8 +66,12 @@ def race(fleet: Fleet, *extra: str) -> Outcome:
 
 
 def make_locks(kit, project) -> Locks:  # type: ignore[no-untyped-def]
-    """Two hosts of ``kit``, set up and serving 1.0.0, deploys holding the lock 2 s."""
+    """Two hosts of ``kit``, set up and serving 1.0.0, deploys holding the lock 2 s; the app
+    runs as ``web`` (so what runs as the app user goes through sudo, which the journal
+    records)."""
     locks = start_fleet(kit, project, Locks, count=2)
+    env_file = project / "config" / "staging.env"
+    env_file.write_text(env_file.read_text() + "APP_USER=web\n")
     (project / "fabfile.py").write_text(FABFILE)
     locks.app("1.0.0")
     locks.fab("staging", "setup")
@@ -130,3 +136,63 @@ def test_a_deliberate_lock_says_who_when_and_why(locks: Locks) -> None:
     finally:
         locks.fab("staging", "unlock")
     assert locks.locked() == [False, False]
+
+
+#: Every process's command line on a host, as often as ``ps`` can, into /root/argv.log (one
+#: ``--`` line between two samples) until /root/sampling is removed (or 10 minutes pass).
+SAMPLER = """touch /root/sampling
+setsid nohup bash -c 'end=$((SECONDS + 600))
+while [ -e /root/sampling ] && [ $SECONDS -lt $end ]; do ps -eo args; echo --; done' \\
+  > /root/argv.log 2>/dev/null < /dev/null &
+"""
+
+
+def test_the_lock_token_is_in_no_command_line_nor_the_journal(locks: Locks) -> None:
+    """While `fab lock`, `fab unlock` and a deploy take and release the lock, every host's
+    process list is sampled over and over: no command line holds a token, nor does the
+    journal (sudo records whole command lines there). The lock and revisions.log are the
+    deploy root's owner's, who alone writes there."""
+    primary = locks.hosts[0]
+    since = {h.name: h.sh("date +%s").stdout.strip() for h in locks.hosts}
+    for host in locks.hosts:
+        host.sh(SAMPLER)
+    try:
+        locks.fab("staging", "lock", "--reason", "token test")
+        held = owner_token(primary)
+        assert held and owner_token(locks.hosts[1]) == held  # one `fab lock`, one token
+        locks.fab("staging", "unlock")
+        deploy = locks.popen("staging", "deploy", "--skip-tests", "--force")  # cleanup, record
+        taken, deadline = "", time.monotonic() + 120
+        while not taken and deploy.poll() is None and time.monotonic() < deadline:
+            taken = owner_token(primary, wait=False)  # held 2 s (FABFILE)
+            time.sleep(0.05)
+        owners = primary.sh(f"stat -c %U {ROOT} {ROOT}/.lock").stdout.split()
+        out, _ = deploy.communicate(timeout=600)
+        assert deploy.returncode == 0, out
+    finally:
+        for host in locks.hosts:
+            host.sh("rm -f /root/sampling; sleep 0.5")
+    assert taken and taken != held
+    assert owners[0] == owners[1], owners  # the lock is the deploy root's owner's
+    for host in locks.hosts:
+        samples = host.sh("cat /root/argv.log").stdout
+        assert samples.count("\n--\n") > 50, samples[-2000:]  # it did sample, often
+        assert "sshd: deploy" in samples  # fab's SSH sessions were seen
+        journal = host.sh(f"journalctl --no-pager -o cat --since @{since[host.name]}").stdout
+        assert "COMMAND=" in journal  # sudo's records are there
+        for token in (held, taken):
+            assert token not in samples, host.name
+            assert token not in journal, host.name
+        owners = host.sh(f"stat -c %U {ROOT} {ROOT}/revisions.log").stdout.split()
+        assert owners[0] == owners[1], owners
+
+
+def owner_token(host: TestHost, wait: bool = True) -> str:
+    """The token in the host's lock owner file ("" when none, after 10 s with ``wait``)."""
+    deadline = time.monotonic() + (10 if wait else 0)
+    while True:
+        text = host.sh(f"cat {ROOT}/.lock/owner 2>/dev/null || true").stdout
+        token = next((line[6:] for line in text.splitlines() if line.startswith("token=")), "")
+        if token or time.monotonic() >= deadline:
+            return token
+        time.sleep(0.1)
