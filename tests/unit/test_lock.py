@@ -522,3 +522,39 @@ def test_no_command_line_holds_the_lock_token(tmp_path: Path) -> None:
     for token in (first.token, second.token):
         assert token not in seen
     assert "rm -rf" in seen and "mkdir" in seen and "tee -a" in seen  # the shims saw them
+
+
+def test_the_lock_is_written_by_the_owner_of_the_deploy_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """APP_USER another user: the SSH user, owning the root, takes and releases the lock and
+    writes revisions.log itself, no sudo; only a root the app user owns (before the ownership
+    model) makes it go through ``sudo -u APP_USER``."""
+    host = local_host(tmp_path)
+    host.settings = replace(host.settings, app_user="web")
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    calls = tmp_path / "sudo.log"
+    (shims / "sudo").write_text(f'#!/bin/sh\nprintf "%s\\0" "$*" >> {calls}\nshift 4\nexec "$@"\n')
+    (shims / "sudo").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}:{os.environ['PATH']}")
+    line = Audit(1, "deploy", "R1", "abc", "me", "ok")
+    tokens = []
+
+    def cycle() -> None:
+        mine = lockfile.LockOwner.mine()
+        tokens.append(mine.token)
+        lockfile.take_lock(host, mine)
+        record = releases_module.audit_program(host, line)
+        lockfile.release_lock(host, mine, first=[("record", *record)])
+        assert lockfile.read_lock(host) is None
+
+    cycle()
+    assert not calls.exists() and len(audit_lines(tmp_path)) == 1
+    if os.geteuid() != 0:
+        return  # a root another user owns needs root to make
+    os.chown(tmp_path / "srv", 65534, -1)
+    cycle()
+    said = calls.read_text().split("\0")[:-1]
+    assert said and all(call.startswith("-n -u web -- ") for call in said)
+    assert len(audit_lines(tmp_path)) == 2 and not [t for t in tokens if t in "".join(said)]
