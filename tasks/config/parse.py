@@ -9,6 +9,8 @@ from typing import Callable
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from ..core import sandbox
+
 #: A lowercase name: of the app, an environment, a process or a role.
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _HOST = re.compile(
@@ -117,6 +119,36 @@ def abs_path(raw: str) -> str:
             f"a path on the hosts may hold only letters, digits and . _ % + @ = , / -, got {raw!r}"
         )
     return raw.rstrip("/")
+
+
+def abs_paths(raw: str) -> tuple[str, ...]:
+    """Comma-separated absolute paths on the hosts (each as `abs_path` checks it)."""
+    return tuple(abs_path(path) for path in comma_list(raw))
+
+
+def capabilities(raw: str) -> tuple[str, ...]:
+    """Comma-separated Linux capability names (``CAP_NET_BIND_SERVICE``), any case."""
+    names = tuple(item.upper() for item in comma_list(raw))
+    for item in names:
+        if item not in sandbox.CAPABILITIES:
+            raise ValueError(
+                "expected Linux capability names such as CAP_NET_BIND_SERVICE "
+                f"(capabilities(7)), got {item!r}"
+            )
+    return names
+
+
+def sandbox_directives(raw: str) -> tuple[str, ...]:
+    """Comma-separated names of the unit's sandbox directives (``MemoryDenyWriteExecute``)."""
+    known = {name.lower(): name for name in sandbox.OPTIONAL}
+    names = comma_list(raw)
+    for item in names:
+        if item.lower() not in known:
+            raise ValueError(
+                f"expected directives of the unit's sandbox ({', '.join(sorted(known.values()))}), "
+                f"got {item!r}"
+            )
+    return tuple(known[item.lower()] for item in names)
 
 
 def local_path(raw: str) -> str:

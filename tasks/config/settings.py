@@ -335,6 +335,24 @@ class Settings:
         "60",
         "Seconds a companion process has to stop after TERM before it is killed",
     )
+    sandbox_writable: tuple[str, ...] = setting(
+        "SANDBOX_WRITABLE",
+        parse.abs_paths,
+        "",
+        "Paths on the host the app may write besides its linked paths, logs and runtime files",
+    )
+    sandbox_capabilities: tuple[str, ...] = setting(
+        "SANDBOX_CAPABILITIES",
+        parse.capabilities,
+        "",
+        "Capabilities the app's processes get (CAP_NET_BIND_SERVICE for a port below 1024)",
+    )
+    sandbox_without: tuple[str, ...] = setting(
+        "SANDBOX_WITHOUT",
+        parse.sandbox_directives,
+        "",
+        "Sandbox directives left out of the units (MemoryDenyWriteExecute for a JIT)",
+    )
     primary_host: str = setting(
         "PRIMARY_HOST",
         parse.primary,

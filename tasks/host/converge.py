@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from ..config import roles
 from ..config.project import fab_command
-from ..core import kv, shell
+from ..core import kv, sandbox, shell
 from ..core.errors import HostError
 from ..core.paths import layout, unit_file
 from . import units as host_units
@@ -162,9 +162,16 @@ def secrets_target(host: Host, group: str) -> tuple[Target, str] | None:
 
 
 def restart_only(have: str, want: str) -> list[str]:
-    """The lines of a change a running service keeps until it restarts (`RESTART_ONLY`)."""
-    changed = difflib.ndiff(have.splitlines(), want.splitlines())
-    return [line[2:] for line in changed if line[:2] == "+ " and line[2:].startswith(RESTART_ONLY)]  # fmt: skip
+    """The lines of a change a running service keeps until it restarts: `RESTART_ONLY`, and
+    the sandbox's directives, added or removed (`tasks.core.sandbox.NAMES`: a USR2 re-exec
+    inherits the master's namespaces, so a new writable path waits for a restart too)."""
+    sandboxed = tuple(f"{name}=" for name in sandbox.NAMES)
+    changed = list(difflib.ndiff(have.splitlines(), want.splitlines()))
+    added = [line[2:] for line in changed if line[:2] == "+ "]
+    removed = [line[2:] for line in changed if line[:2] == "- "]
+    return [line for line in added if line.startswith(RESTART_ONLY + sandboxed)] + [
+        line for line in removed if line.startswith(sandboxed)
+    ]
 
 
 def drift(host: Host, found: OnHost) -> Drift:

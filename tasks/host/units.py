@@ -9,6 +9,7 @@ from string import Template
 from typing import TYPE_CHECKING
 
 from ..config.settings import WEB
+from ..core import sandbox
 from ..core.paths import layout
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def render_process_unit(settings: Settings, process: str, user: str, group: str)
         environment=" ".join(systemd_quote(item) for item in environment),
         command=systemd_quote("exec " + settings.processes[process]),
         stop_timeout=settings.stop_timeout,
+        sandbox=sandbox_text(settings, process),
     )
 
 
@@ -97,7 +99,30 @@ def render_unit(settings: Settings, user: str, group: str) -> str:
         env_file=_systemd_path(paths.env_file),
         exec_start=" ".join(systemd_quote(word) for word in exec_start(settings)),
         timeout=max(30, settings.health_timeout + 10),
+        sandbox=sandbox_text(settings, WEB),
     )
+
+
+def writable_paths(settings: Settings, process: str) -> list[str]:
+    """What ``process``'s unit may write: the linked paths in shared/ (LINKED_DIRS,
+    LINKED_FILES), the logs, the web's runtime files (pidfile, ready markers) and
+    SANDBOX_WRITABLE. Everything else on the host is read-only to it."""
+    paths = layout(settings)
+    linked = (*settings.linked_dirs, *settings.linked_files)
+    runtime = [paths.pids] if process == WEB else []
+    found = [f"{paths.shared}/{path}" for path in linked] + [paths.logs, *runtime]
+    return list(dict.fromkeys([*found, *settings.sandbox_writable]))
+
+
+def sandbox_text(settings: Settings, process: str) -> str:
+    """The sandbox lines of ``process``'s unit (`tasks.core.sandbox`)."""
+    found = sandbox.lines(
+        layout(settings).root,
+        [_systemd_path(path) for path in writable_paths(settings, process)],
+        settings.sandbox_capabilities,
+        settings.sandbox_without,
+    )
+    return "\n".join(found)
 
 
 def render_gunicorn_conf(settings: Settings) -> str:

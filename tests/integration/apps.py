@@ -48,6 +48,38 @@ def greeting_sha256() -> dict[str, str]:
     return {"sha256": hashlib.sha256(os.environ.get("GREETING", "").encode()).hexdigest()}
 '''
 
+#: Added to every variant: what the app may do from inside its unit's sandbox, tried by the
+#: app itself (docs/security.md#what-the-unit-forbids).
+SANDBOX_ROUTE = '''
+
+@app.get("/sandbox-probe")
+def sandbox_probe() -> dict[str, object]:
+    """sudo's exit status; whether a file can be written in the release and in shared/log (or
+    the error); whether /home can be listed; whether PID 1 is visible in /proc."""
+    import subprocess
+
+    def attempt(action) -> str:
+        try:
+            action()
+        except OSError as error:
+            return error.strerror or repr(error)
+        return "ok"
+
+    def write(folder: Path) -> None:
+        probe = folder / ".sandbox-probe"
+        probe.write_text("probe")
+        probe.unlink()
+
+    sudo = subprocess.run(["sudo", "-n", "true"], capture_output=True, check=False)
+    return {
+        "sudo": sudo.returncode,
+        "release": attempt(lambda: write(HERE)),
+        "logs": attempt(lambda: write(HERE.parent.parent / "shared" / "log")),
+        "home": attempt(lambda: os.listdir("/home")),
+        "pid1": os.path.exists("/proc/1"),
+    }
+'''
+
 
 def write_app(
     dest: Path,
@@ -70,7 +102,7 @@ def write_app(
         with (dest / "requirements.txt").open("a") as handle:
             handle.write("".join(f"{line}\n" for line in requirements))
     app = dest / "app.py"
-    text = app.read_text() + DIGEST_ROUTE
+    text = app.read_text() + DIGEST_ROUTE + SANDBOX_ROUTE
     if uses:
         text = text.replace(
             "from flask import Flask, jsonify\n",

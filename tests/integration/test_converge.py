@@ -16,7 +16,8 @@ import pytest
 
 from tests.conftest import HostFactory, fab_env
 from tests.integration.apps import write_app
-from tests.integration.test_deploy import APP, ROOT, Site, write_project
+from tests.integration.sandbox import MAX_EXPOSURE, confined, exposure, main_pid
+from tests.integration.test_deploy import APP, PORT, ROOT, Site, write_project
 
 #: The companion process: writes the sha256 of the GREETING it was started with, then waits.
 WATCH = textwrap.dedent(
@@ -89,7 +90,11 @@ def test_deploy_converges_secrets_gunicorn_config_and_processes(
     site.fab("setup")
     site.fab("deploy", "--skip-tests")
     assert site.get("/greeting-sha256")["sha256"] == sha("one")
-    assert seen_by_watch(site) == sha("one")
+    assert seen_by_watch(site) == sha("one")  # the watch process wrote shared/log in its sandbox
+    for unit in (f"{APP}.service", f"{APP}-watch.service"):  # as systemd 257 applies them
+        assert exposure(host, unit) <= MAX_EXPOSURE, site.sh(f"systemd-analyze security {unit}")
+        writable = site.sh(f"systemctl show -p ReadWritePaths --value {unit}").split()
+        confined(host, main_pid(host, unit), writable, [f"{ROOT}/current", ROOT, "/etc"])
 
     # a new GUNICORN_CONFIG and a changed secret: plan shows them, deploy applies them
     settings(site, GUNICORN_CONFIG="own_gunicorn.py")
@@ -164,3 +169,18 @@ def test_deploy_converges_secrets_gunicorn_config_and_processes(
     assert site.sh(f"cat {ROOT}/shared/gunicorn.conf.py") == before
     assert site.releases() == releases and seen_by_watch(site) == sha("four")
     assert site.sh(f"systemctl is-active {APP}-watch") == "active"
+
+    # the sandbox too: a new linked directory is a new writable path, which only a restart
+    # gives the running service (a USR2 re-exec keeps the master's namespaces)
+    settings(site, BIND=f"0.0.0.0:{PORT}", LINKED_DIRS="uploads")
+    refused = site.fab("deploy", "--skip-tests", ok=False)
+    message = refused.stdout + refused.stderr
+    assert f"`ReadWritePaths={ROOT}/shared/uploads " in message and "changed nothing" in message
+    assert site.current() == served and site.get("/")["version"] == "1.0.0"
+    site.fab("setup")  # makes shared/uploads and writes the units
+    site.fab("run.restart", "--process", "all")
+    uploads = f"{ROOT}/shared/uploads"
+    for unit in (f"{APP}.service", f"{APP}-watch.service"):
+        confined(host, main_pid(host, unit), [uploads], [f"{ROOT}/current"])
+    site.fab("deploy", "--skip-tests")  # in step now: deployed
+    assert site.get("/")["version"] == "1.2.0"

@@ -383,6 +383,20 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
     assert site.get("/log/printed-by-the-app") == {"logged": "printed-by-the-app"}
     assert "app log: printed-by-the-app" in (site.srv / "shared" / "log" / "error.log").read_text()
 
+    # the app in its sandbox (docs/security.md#what-the-unit-forbids), as the app itself sees it:
+    # no sudo (the SSH user's passwordless sudo works outside it), its release read-only, its
+    # logs writable, no home directories, no other users' processes
+    probe = site.get("/sandbox-probe")
+    assert probe == {
+        "sudo": 1,
+        "release": "Read-only file system",
+        "logs": "ok",
+        "home": "Permission denied",
+        "pid1": False,
+    }, probe
+    if site.app_user == site.host.user:
+        assert site.sh("sudo -n true && echo root", user=site.app_user) == "root"
+
     refused = site.fab("rollback", ok=False)
     assert "no previous release to roll back to" in refused.stderr
 

@@ -35,6 +35,7 @@ import pytest
 
 from tests.conftest import fab_env, missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import TestHost
+from tests.integration.sandbox import MAX_EXPOSURE, confined, exposure, main_pid
 from tests.integration.test_deploy import RequestLoop
 
 REPO = Path(__file__).resolve().parents[2]
@@ -196,6 +197,21 @@ def test_setup_then_a_cold_deploy_migrates_once_and_starts_the_worker(django: Dj
     logs = django.fab("logs", "-n", "200", "--roles", "worker")
     assert f"==> journal of {APP}.service {WORKER} <==" in logs
     assert "celery@" in logs and "ready." in logs
+
+
+def test_the_web_and_worker_units_run_sandboxed_and_rate_at_most_4(django: Django) -> None:
+    """Both units as systemd 252 applies them (docs/security.md#what-the-unit-forbids): rated
+    <= 4.0 by `systemd-analyze security`; each process without privileges, writing its linked
+    directories, logs (and the web its pid directory) and nothing else. The web serves and the
+    worker ran its tasks under them in the test before."""
+    host = django.hosts[0]
+    for unit in (f"{APP}.service", WORKER):
+        assert exposure(host, unit) <= MAX_EXPOSURE, django.sh(f"systemd-analyze security {unit}")
+        writable = django.sh(f"systemctl show -p ReadWritePaths --value {unit}").split()
+        linked = [f"{ROOT}/shared/media", f"{ROOT}/shared/data", f"{ROOT}/shared/log"]
+        pids = os.path.dirname(django.sh(f"systemctl show -p PIDFile --value {unit}"))
+        assert writable == linked + ([pids] if unit == f"{APP}.service" else []), writable
+        confined(host, main_pid(host, unit), writable, [f"{ROOT}/current", ROOT, "/etc"])
 
 
 def test_data_written_in_shared_media_and_the_database(django: Django) -> None:
