@@ -165,7 +165,7 @@ def _lock_script(
     result = host.script(
         shell.shell("lock-then"),
         env={
-            "APP_USER": app_user(host),
+            "APP_USER": host.app_user,
             "ROOT": paths.root,
             "LOCK": paths.lock,
             "FORCE": "yes" if force else "no",
@@ -192,12 +192,6 @@ def _lock_script(
         raise HostError(host.name, f"lock failed (exit {result.exited}): {tail}")
     now = int(lines[1].partition("=")[2]) if len(lines) > 1 else 0
     return Attempt(False, LockOwner.parse("\n".join(lines[2:])), now)
-
-
-def app_user(host: Host) -> str:
-    """APP_USER for the lock's scripts (``as_owner`` in lib.sh): the app user when it is
-    another user than the SSH user, else empty."""
-    return "" if host.app_user == host.conn.user else host.app_user
 
 
 class LockedButFailed(HostError):
@@ -329,7 +323,7 @@ def release_lock(
     result = host.script(
         shell.shell("deferred") + shell.shell("unlock"),
         env={
-            "APP_USER": app_user(host),
+            "APP_USER": host.app_user,
             "ROOT": paths.root,
             "LOCK": paths.lock,
             "AUDIT": audit,

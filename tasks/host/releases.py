@@ -192,7 +192,7 @@ def audit_program(host: Host, audit: Audit) -> tuple[str, dict[str, object]]:
         "LINE": audit.format(),
         "LOG": paths.revisions_log,
         "ROOT": paths.root,
-        "APP_USER": "" if host.app_user == host.conn.user else host.app_user,
+        "APP_USER": host.app_user,
     }
 
 
