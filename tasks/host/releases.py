@@ -158,7 +158,8 @@ def plan_prune(found: Inventory, keep: int, protect: str = "") -> Pruning:
 
 
 def prune_program(host: Host, pruning: Pruning) -> tuple[str, dict[str, object]]:
-    """The script (``scripts/prune.sh``, run as the app user) removing what ``pruning`` says."""
+    """The script (``scripts/prune.sh``, run as the deploy user, whose releases and venvs they
+    are) removing what ``pruning`` says."""
     return shell.shell("prune"), {
         "ROOT": layout(host.settings).root,
         "RELEASES": "\n".join(pruning.releases),
@@ -171,7 +172,7 @@ def prune(host: Host, keep: int, protect: str = "") -> list[str]:
     pruning = plan_prune(inventory(host), keep, protect)
     if pruning.releases or pruning.venvs:
         body, env = prune_program(host, pruning)
-        host.script(body, env=env, user=host.app_user, hide=True, label="cleanup")
+        host.script(body, env=env, hide=True, label="cleanup")
     host.say(pruning.line())
     return pruning.releases
 
@@ -185,7 +186,7 @@ def read_revision(host: Host, release: str) -> str:
 
 
 def audit_program(host: Host, audit: Audit) -> tuple[str, dict[str, object]]:
-    """The script appending ``audit`` to revisions.log (as the app user)."""
+    """The script appending ``audit`` to revisions.log (as the deploy user)."""
     return shell.shell("record"), {
         "LINE": audit.format(),
         "LOG": layout(host.settings).revisions_log,
@@ -195,4 +196,4 @@ def audit_program(host: Host, audit: Audit) -> tuple[str, dict[str, object]]:
 def append_audit(host: Host, audit: Audit) -> None:
     """Append one line to revisions.log."""
     body, env = audit_program(host, audit)
-    host.script(body, env=env, user=host.app_user, hide=True, label="record")
+    host.script(body, env=env, hide=True, label="record")

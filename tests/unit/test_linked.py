@@ -34,10 +34,21 @@ def test_setup_makes_the_shared_paths_not_readable_by_others(tmp_path: Path) -> 
     )
     shared = tmp_path / "shared"
     assert oct(os.stat(shared / "media").st_mode & 0o777) == "0o750"
-    assert oct(os.stat(shared / "instance").st_mode & 0o777) == "0o750"
+    assert oct(os.stat(shared / "instance" / "uploads").st_mode & 0o777) == "0o750"
     assert oct(os.stat(shared / "data" / "db.sqlite3").st_mode & 0o777) == "0o640"
+    # the directories above a nested one are the deploy user's, as shared/ is
+    assert oct(os.stat(shared / "instance").st_mode & 0o777) == "0o755"
     again = linked(tmp_path, "media\ninstance/uploads", "data/db.sqlite3")
     assert again.stdout.strip() == "no change"
+
+
+def test_a_shared_path_another_user_owns_is_refused_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "shared" / "media").mkdir(parents=True)
+    os.chown(tmp_path / "shared" / "media", 65534, 65534)  # nobody's: never handed over here
+    done = linked(tmp_path, "media", "")
+    assert done.returncode == 4
+    assert "shared/media is owned by nobody:" in done.stderr and "run `fab setup`" in done.stderr
+    assert os.stat(tmp_path / "shared" / "media").st_uid == 65534
 
 
 def test_a_release_gets_links_and_shared_data_is_never_replaced(tmp_path: Path) -> None:
