@@ -343,6 +343,7 @@ def set_up(host: Host) -> list[Change]:
     change, group = app_user(host)
     changes.append(change)
     moving = survey(host, group)
+    stopped = moving.active if moving else ()
     if moving:
         host.say(
             f"migrating to the ownership model (docs/security.md#ownership): {len(moving.moves)} "
@@ -351,20 +352,20 @@ def set_up(host: Host) -> list[Change]:
         )
         for line in moving.moves:
             host.say(f"  {line}")
-        stop_units(host, moving.active)
+        stop_units(host, stopped)
     try:
         changes += [directories(host, group), upload_secrets(host, group), shared_paths(host)]
         changes += service_files(host, group)
         changes += process_units(host, group)
     except BaseException:
-        if moving.active:  # whatever stopped, back up as far as it goes; the error stands
+        if stopped:  # whatever stopped, back up as far as it goes; the error stands
             try:
-                start_units(host, moving.active)
+                start_units(host, stopped)
             except FabdeployError as exc:
-                host.output.line(host.name, f"starting {', '.join(moving.active)} again: {exc}", err=True)  # fmt: skip
+                host.output.line(host.name, f"starting {', '.join(stopped)} again: {exc}", err=True)  # fmt: skip
         raise
-    if moving.active:
-        start_units(host, moving.active)
+    if stopped:
+        start_units(host, stopped)
     return changes
 
 

@@ -23,7 +23,7 @@
 #     Exit 4: ETC holds files that are not fabdeploy's (APP_NAME names a system directory).
 me=$(id -un) mine=$(id -gn)
 done_=()  # what apply changed
-state() { stat -c %U:%G:%a -- "$1" 2>/dev/null; }  # of the entry itself: a link is not followed
+state() { stat -c %U:%G:%a -- "$1" 2>/dev/null || true; }  # of the entry itself ("" missing)
 exists() { [ -e "$1" ] || [ -L "$1" ]; }
 all_mine() {  # PATH: PATH and everything under it are D's (false when some cannot be read)
   local odd
@@ -57,6 +57,18 @@ elif [ "$found" != "root:$GROUP:750" ]; then
     hand "$ETC" "root:$GROUP" sudo -n chown -h "root:$GROUP" -- "$ETC"
   fi
   act "$ETC 0750" sudo -n chmod 0750 -- "$ETC"
+fi
+
+# an older fabdeploy's secrets (shared/.env) move to ENV_FILE as they are, unless SECRETS_FILE
+# replaces them: read as the file's owner, while the old layout still lets that user reach it
+if [ "$MODE" = apply ] && exists "$LEGACY_ENV" && [ "$KEEP_ENV" = yes ] \
+   && ! sudo -n test -e "$ENV_FILE"; then
+  from=$(stat -c %U -- "$LEGACY_ENV")
+  if [ "$from" = "$me" ]; then reader=(); else reader=(sudo -n -u "$from" --); fi
+  "${reader[@]}" cat -- "$LEGACY_ENV" \
+    | sudo -n install -m 0640 -o root -g "$GROUP" -- /dev/stdin "$ENV_FILE.fabdeploy-new"
+  sudo -n mv -fT -- "$ENV_FILE.fabdeploy-new" "$ENV_FILE"
+  done_+=("$LEGACY_ENV: moved to $ENV_FILE")
 fi
 
 # the deploy root: D's, the app's group may enter (others may not)
@@ -105,6 +117,9 @@ while IFS= read -r path; do
     if [ -n "$found" ] && [ "${found%:*}" != "$me:$mine" ]; then
       hand "$above" "$me:$mine" sudo -n chown -h "$me:$mine" -- "$above"
     fi
+    if [ -n "$found" ] && [ "${found##*:}" != 755 ]; then  # the app user passes through it
+      act "$above 0755" chmod 0755 -- "$above"
+    fi
     above=${above%/*}
   done
   found=$(state "$path")
@@ -115,25 +130,21 @@ done <<< "${DATA:-}"
 
 # an older fabdeploy's files in shared/ (D's directory by now)
 if exists "$LEGACY_ENV"; then
-  if [ "$MODE" = survey ]; then
-    echo "migrate=$LEGACY_ENV: the secrets move to $ENV_FILE"
-  else
-    if [ "$KEEP_ENV" = yes ] && ! sudo -n test -e "$ENV_FILE"; then  # read as the file's owner
-      from=$(stat -c %U -- "$LEGACY_ENV")
-      if [ "$from" = "$me" ]; then reader=(); else reader=(sudo -n -u "$from" --); fi
-      "${reader[@]}" cat -- "$LEGACY_ENV" \
-        | sudo -n install -m 0640 -o root -g "$GROUP" -- /dev/stdin "$ENV_FILE.fabdeploy-new"
-      sudo -n mv -fT -- "$ENV_FILE.fabdeploy-new" "$ENV_FILE"
-      done_+=("$LEGACY_ENV: moved to $ENV_FILE")
-    else
-      done_+=("$LEGACY_ENV: removed (SECRETS_FILE is installed as $ENV_FILE)")
-    fi
-    rm -f -- "$LEGACY_ENV"
-  fi
+  if [ "$MODE" = survey ]; then echo "migrate=$LEGACY_ENV: the secrets move to $ENV_FILE"; fi
+  act "$LEGACY_ENV: removed" rm -f -- "$LEGACY_ENV"
 fi
 if exists "$LEGACY_CONF"; then
   if [ "$MODE" = survey ]; then echo "migrate=$LEGACY_CONF: rendered to $ETC instead"; fi
   act "$LEGACY_CONF: removed" rm -f -- "$LEGACY_CONF"
+fi
+cache="${LEGACY_CONF%/*}/__pycache__"  # gunicorn compiled the old gunicorn.conf.py beside it
+if exists "$cache"; then
+  if [ "$MODE" = survey ]; then echo "migrate=$cache: the old gunicorn.conf.py's bytecode goes"; fi
+  drop_cache() {
+    sudo -n find "$cache" -maxdepth 1 -name 'gunicorn.conf.*.pyc' -delete
+    sudo -n rmdir --ignore-fail-on-non-empty -- "$cache"
+  }
+  act "$cache: the old gunicorn.conf.py's bytecode removed" drop_cache
 fi
 if exists "$LEGACY_PIDS"; then
   if [ "$MODE" = survey ]; then echo "migrate=$LEGACY_PIDS: the pidfile moves to /run"; fi

@@ -6,8 +6,11 @@ import asyncio
 import os
 import re
 import runpy
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -442,3 +445,105 @@ def test_setup_s_note_on_changed_files_fits_a_host_where_nothing_runs_yet() -> N
         "a first deploy starts them with these"
     )
     assert said == [note, note]
+
+
+# --- the ownership model's layout (scripts/setup-directories.sh), for real, as root ---------
+
+
+def layout_script(tmp_path: Path, mode: str, keep_env: str = "yes") -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """setup-directories.sh as `provision.directories` sends it, for a root and an /etc/<app>
+    under ``tmp_path`` (D: this user, root; A: nobody)."""
+    chosen = settings(tmp_path, f"DEPLOY_ROOT={tmp_path / 'srv'}\nAPP_USER=nobody\n"
+                      "LINKED_DIRS=media,instance/uploads\nSECRETS_FILE=\n")  # fmt: skip
+    host = SimpleNamespace(settings=chosen, app_user="nobody", name="web1")
+    env = provision._layout_env(host, "nogroup", mode)  # type: ignore[arg-type]
+    env.update(ETC=tmp_path / "etc" / "shop", ENV_FILE=tmp_path / "etc" / "shop" / "env", KEEP_ENV=keep_env)  # fmt: skip
+    (tmp_path / "etc").mkdir(exist_ok=True)
+    text = shell.bash_text(shell.shell("setup-directories"), env)
+    return subprocess.run(["bash", "-c", text], capture_output=True, text=True, check=False)
+
+
+def owners_of(top: Path) -> dict[str, str]:
+    """Every path under ``top`` (relative) -> ``owner:group mode`` (links not followed)."""
+    found = subprocess.run(
+        ["find", str(top), "-mindepth", "1", "-printf", "%P\t%u:%g %m\n"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return dict(line.split("\t") for line in found.splitlines())
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory other users may traverse (pytest's tmp_path is root's, 0700): the old app
+    user reads its secrets through it, as it does on a host."""
+    where = Path(tempfile.mkdtemp(prefix="fabdeploy-layout-", dir="/var/tmp"))
+    where.chmod(0o755)
+    try:
+        yield where
+    finally:
+        shutil.rmtree(where)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="hands paths to other users: needs root")
+def test_a_fresh_layout_is_the_ownership_models(open_dir: Path) -> None:
+    tmp_path = open_dir
+    assert layout_script(tmp_path, "survey").stdout == ""  # nothing to migrate
+    made = layout_script(tmp_path, "apply")
+    assert made.returncode == 0 and made.stdout.startswith("changed\n"), made.stderr
+    assert owners_of(tmp_path / "srv") == {
+        "releases": "root:root 755", "venvs": "root:root 755", "shared": "root:root 755",
+        "shared/log": "nobody:nogroup 750", ".incoming": "root:root 700", ".switch": "root:root 700",
+    }  # fmt: skip
+    assert owners_of(tmp_path / "etc") == {"shop": "root:nogroup 750"}
+    assert subprocess.run(["stat", "-c", "%U:%G %a", str(tmp_path / "srv")], capture_output=True,
+                          text=True, check=True).stdout == "root:nogroup 750\n"  # fmt: skip
+    assert layout_script(tmp_path, "apply").stdout == "no change\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="hands paths to other users: needs root")
+def test_an_older_layout_is_migrated_keeping_the_data_and_following_no_link(
+    open_dir: Path,
+) -> None:
+    tmp_path = open_dir
+    root = tmp_path / "srv"
+    for folder in ("releases/R1", "venvs/v1", "shared/pids", "shared/log", "shared/media",
+                   "shared/instance/uploads", ".incoming"):  # fmt: skip
+        (root / folder).mkdir(parents=True)
+    (root / "shared" / ".env").write_text('GREETING="hi"\n')
+    (root / "shared" / ".env").chmod(0o600)
+    (root / "shared" / "gunicorn.conf.py").write_text("workers = 2\n")
+    (root / "shared" / "pids" / "gunicorn.pid").write_text("42\n")
+    (root / "shared" / "media" / "photo.jpg").write_bytes(b"\xff\xd8 jpeg")
+    (root / "shared" / "media" / "planted").symlink_to("/etc/shadow")
+    (root / "releases" / "R1" / ".env").symlink_to("../../shared/.env")
+    (root / "current").symlink_to("releases/R1")
+    subprocess.run(
+        ["chown", "-R", "-h", "daemon:daemon", str(root)], check=True
+    )  # the old app user's
+    shadow = os.stat("/etc/shadow")
+    survey = layout_script(tmp_path, "survey").stdout.splitlines()
+    assert f"migrate={root}: daemon:daemon -> root:nogroup" in survey
+    assert f"migrate={root}/shared/media: daemon:daemon -> nobody:nogroup" in survey
+    assert f"migrate={root}/shared/.env: the secrets move to {tmp_path}/etc/shop/env" in survey
+    assert layout_script(tmp_path, "apply").returncode == 0
+    assert (tmp_path / "etc" / "shop" / "env").read_text() == 'GREETING="hi"\n'  # read as daemon
+    assert owners_of(tmp_path / "etc")["shop/env"] == "root:nogroup 640"
+    found = owners_of(root)
+    assert {k: v for k, v in found.items() if not k.startswith("shared/")} == {
+        "releases": "root:root 755", "releases/R1": "root:root 755", "releases/R1/.env": "root:root 777",
+        "venvs": "root:root 755", "venvs/v1": "root:root 755", "current": "root:root 777",
+        "shared": "root:root 755", ".incoming": "root:root 700", ".switch": "root:root 700",
+    }  # fmt: skip
+    assert {k: v for k, v in found.items() if k.startswith("shared/")} == {
+        "shared/log": "nobody:nogroup 750",
+        "shared/media": "nobody:nogroup 755",
+        "shared/media/photo.jpg": "nobody:nogroup 644",
+        "shared/media/planted": "nobody:nogroup 777",
+        "shared/instance": "root:root 755",
+        "shared/instance/uploads": "nobody:nogroup 755",
+    }  # fmt: skip  (the leaves' modes: linked_paths.sh, as the app user)
+    assert (root / "shared" / "media" / "photo.jpg").read_bytes() == b"\xff\xd8 jpeg"
+    assert os.readlink(root / "releases" / "R1" / ".env") == f"{tmp_path}/etc/shop/env"
+    assert os.stat("/etc/shadow") == shadow  # the planted link was handed over, not followed
+    assert layout_script(tmp_path, "survey").stdout == ""
+    assert layout_script(tmp_path, "apply").stdout == "no change\n"
