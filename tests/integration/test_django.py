@@ -265,7 +265,7 @@ def test_data_survives_a_rollback_and_the_cleanup_of_its_release(django: Django)
     assert django.get("/notes")["notes"] == ["kept"]
     assert django.text(f"/media/{name}") == "a media file"
     mode = django.sh(f"stat -c %U:%a {ROOT}/shared/data {ROOT}/shared/media")
-    assert mode.split() == ["deploy:750", "deploy:750"]
+    assert mode.split() == [f"{APP}:750", f"{APP}:750"]  # the app user's (APP_USER unset)
 
 
 def test_run_tasks_take_a_process_and_exec_once_runs_on_the_primary(django: Django) -> None:
