@@ -60,10 +60,11 @@ elif [ "$found" != "root:$GROUP:750" ]; then
 fi
 
 # an older fabdeploy's secrets (shared/.env) move to ENV_FILE as they are, unless SECRETS_FILE
-# replaces them: read as the file's owner, while the old layout still lets that user reach it
+# replaces them: read as the user whose directory shared/ was (the old app user, never root
+# through it), while the old layout still lets that user reach it
 if [ "$MODE" = apply ] && exists "$LEGACY_ENV" && [ "$KEEP_ENV" = yes ] \
    && ! sudo -n test -e "$ENV_FILE"; then
-  from=$(stat -c %U -- "$LEGACY_ENV")
+  from=$(stat -c %U -- "${LEGACY_ENV%/*}")
   if [ "$from" = "$me" ]; then reader=(); else reader=(sudo -n -u "$from" --); fi
   "${reader[@]}" cat -- "$LEGACY_ENV" \
     | sudo -n install -m 0640 -o root -g "$GROUP" -- /dev/stdin "$ENV_FILE.fabdeploy-new"
@@ -137,18 +138,23 @@ if exists "$LEGACY_CONF"; then
   if [ "$MODE" = survey ]; then echo "migrate=$LEGACY_CONF: rendered to $ETC instead"; fi
   act "$LEGACY_CONF: removed" rm -f -- "$LEGACY_CONF"
 fi
-cache="${LEGACY_CONF%/*}/__pycache__"  # gunicorn compiled the old gunicorn.conf.py beside it
+# the old pids directory and the bytecode gunicorn compiled of the old gunicorn.conf.py beside
+# it: handed to D first, then removed by D (root removes nothing in a directory another user
+# could write)
+cache="${LEGACY_CONF%/*}/__pycache__"
+drop_cache() {
+  find "$cache" -maxdepth 1 -name 'gunicorn.conf.*.pyc' -delete
+  rmdir --ignore-fail-on-non-empty -- "$cache"
+}
 if exists "$cache"; then
   if [ "$MODE" = survey ]; then echo "migrate=$cache: the old gunicorn.conf.py's bytecode goes"; fi
-  drop_cache() {
-    sudo -n find "$cache" -maxdepth 1 -name 'gunicorn.conf.*.pyc' -delete
-    sudo -n rmdir --ignore-fail-on-non-empty -- "$cache"
-  }
+  all_mine "$cache" || act "$cache: -> $me:$mine" sudo -n chown -R -h "$me:$mine" -- "$cache"
   act "$cache: the old gunicorn.conf.py's bytecode removed" drop_cache
 fi
 if exists "$LEGACY_PIDS"; then
   if [ "$MODE" = survey ]; then echo "migrate=$LEGACY_PIDS: the pidfile moves to /run"; fi
-  act "$LEGACY_PIDS: removed" sudo -n rm -rf -- "$LEGACY_PIDS"
+  all_mine "$LEGACY_PIDS" || act "$LEGACY_PIDS: -> $me:$mine" sudo -n chown -R -h "$me:$mine" -- "$LEGACY_PIDS"
+  act "$LEGACY_PIDS: removed" rm -rf -- "$LEGACY_PIDS"
 fi
 # each release's .env: a link to ENV_FILE (D's links in D's releases)
 for link in "$RELEASES"/*/.env; do

@@ -513,6 +513,8 @@ def test_an_older_layout_is_migrated_keeping_the_data_and_following_no_link(
     (root / "shared" / ".env").chmod(0o600)
     (root / "shared" / "gunicorn.conf.py").write_text("workers = 2\n")
     (root / "shared" / "pids" / "gunicorn.pid").write_text("42\n")
+    (root / "shared" / "__pycache__").mkdir()  # gunicorn compiled the old gunicorn.conf.py
+    (root / "shared" / "__pycache__" / "gunicorn.conf.cpython-311.pyc").write_bytes(b"\0")
     (root / "shared" / "media" / "photo.jpg").write_bytes(b"\xff\xd8 jpeg")
     (root / "shared" / "media" / "planted").symlink_to("/etc/shadow")
     (root / "releases" / "R1" / ".env").symlink_to("../../shared/.env")
