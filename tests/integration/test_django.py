@@ -134,7 +134,7 @@ def env_file(hosts: list[TestHost], kit: object) -> str:
         "MIGRATE_COMMAND=python manage.py migrate --noinput\n"
         "HOOK_AFTER_UPLOAD=python manage.py collectstatic --noinput -v 0\n"
         "SMOKE_COMMAND=python manage.py check --deploy --fail-level WARNING\n"
-        "LINKED_DIRS=media,data\n"
+        "LINKED_DIRS=media,data,staticfiles\n"
     )
 
 
@@ -185,7 +185,8 @@ def test_setup_then_a_cold_deploy_migrates_once_and_starts_the_worker(django: Dj
     for number, host in enumerate(django.hosts):
         assert django.get("/", number)["version"] == "1.0.0"
         release = host.path(f"{ROOT}/current")
-        assert (release / "staticfiles" / "admin" / "css" / "base.css").is_file()
+        static = f"{ROOT}/current/staticfiles/admin/css/base.css"  # in shared/: the app user's
+        assert django.sh(f"stat -c %U {static}", number) == APP
         assert os.readlink(release / "media") == f"{ROOT}/shared/media"
         assert django.sh(f"systemctl is-active {WORKER}", number) == "active"
         task = django.get("/enqueue?seconds=0", number)["id"]
