@@ -180,6 +180,18 @@ def test_the_app_running_as_the_ssh_user_is_warned_about(tmp_path: Path) -> None
     assert provision.deploy_user_warning(host) == ""  # type: ignore[arg-type]
 
 
+def test_check_names_the_app_user_and_warns_about_the_ssh_user(tmp_path: Path) -> None:
+    from tasks.steps import checks
+
+    host = FakeHost([], settings(tmp_path))
+    own = checks.app_user_finding(host)  # type: ignore[arg-type]
+    assert own.line() == "ok      app user: shop, a user of its own (deploy deploys)"
+    host.app_user = "deploy"
+    warned = checks.app_user_finding(host)  # type: ignore[arg-type]
+    assert warned.ok and warned.warning  # said, not blocking: the opt-in is allowed
+    assert warned.line().startswith("WARNING app user: the app runs as the SSH user deploy")
+
+
 def test_check_parses_the_hosts_python_and_current(tmp_path: Path) -> None:
     answer = (
         "Python 3.11.2 (main) [GCC 12.2.0] \nlinux-x86_64\n3.11\n"
