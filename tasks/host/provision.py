@@ -186,11 +186,12 @@ def survey(host: Host, group: str) -> Survey:
     return Survey(tuple(moves), tuple(active))
 
 
-def directories(host: Host, group: str) -> Change:
+def directories(host: Host, group: str, *, each: bool = False) -> Change:
     """The ownership model's paths (docs/security.md#ownership): the deploy root (the SSH
     user's, the app's group may enter), releases/, venvs/, shared/, .incoming/, .switch/ (the
     SSH user's), shared/log (the app user's) and /etc/<app> (root's, the app's group may
-    read); what exists with another owner handed over, an older fabdeploy's files moved."""
+    read); what exists with another owner handed over, an older fabdeploy's files moved
+    (``each``: each change said, as a migration does)."""
     paths = layout(host.settings)
     result = host.script(
         shell.shell("setup-directories"),
@@ -201,7 +202,7 @@ def directories(host: Host, group: str) -> Change:
     lines = result.stdout.strip().splitlines()
     if lines[:1] != ["changed"]:
         return _say(host, Change("directories", False, f"{paths.root}, {paths.etc}"))
-    for line in lines[1:]:
+    for line in lines[1:] if each else ():
         host.say(f"  {line}")
     return _say(host, Change("directories", True, f"{len(lines) - 1} made, fixed or moved"))
 
@@ -354,7 +355,8 @@ def set_up(host: Host) -> list[Change]:
             host.say(f"  {line}")
         stop_units(host, stopped)
     try:
-        changes += [directories(host, group), upload_secrets(host, group), shared_paths(host)]
+        changes.append(directories(host, group, each=bool(moving)))
+        changes += [upload_secrets(host, group), shared_paths(host)]
         changes += service_files(host, group)
         changes += process_units(host, group)
     except BaseException:
@@ -366,6 +368,7 @@ def set_up(host: Host) -> list[Change]:
         raise
     if stopped:
         start_units(host, stopped)
+        changes.append(Change(RESTARTED, True, ", ".join(stopped)))  # (said by start_units)
     return changes
 
 
@@ -410,10 +413,17 @@ def refuse_migration(host: Host, group: str) -> None:
         )
 
 
+#: The item `set_up` adds when a migration restarted the app's units onto the new files.
+RESTARTED = "restarted on the new units"
+
+
 def running_keeps(host: Host, changes: list[Change]) -> None:
-    """Say that the running processes keep the files setup just changed until a deploy."""
+    """Say that the running processes keep the files setup just changed until a deploy
+    (nothing when a migration restarted them on these files)."""
     paths = layout(host.settings)
     files = ("secrets", paths.gunicorn_conf, "/etc/systemd/system/")
+    if any(c.item == RESTARTED for c in changes):
+        return
     if any(c.changed and c.item.startswith(files) for c in changes):
         host.say(
             "if the web service or its processes run already, they keep the old files until "
