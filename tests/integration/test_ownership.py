@@ -218,6 +218,7 @@ def test_setup_migrates_a_host_deployed_before_the_model_keeping_every_byte(
         assert site.current() == served
     migrated = site.fab("setup")
     out = migrated.stdout
+    print(out)  # what a migration says (shown with -s)
     assert "migrating to the ownership model" in out and f"stopping {APP}.service meanwhile" in out, out  # fmt: skip
     assert f"{ROOT}/shared/.env: the secrets move to {ETC}/env" in out, out
     assert f"started again on the new units: {APP}.service" in out, out
