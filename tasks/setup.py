@@ -19,6 +19,7 @@ from .host.provision import (
     app_user,
     directories,
     process_units,
+    refuse_migration,
     running_keeps,
     service_files,
     shared_paths,
@@ -57,6 +58,7 @@ def layout(c):  # type: ignore[no-untyped-def]
 
     def work(host: Host) -> None:
         _, group = app_user(host)
+        refuse_migration(host, group)
         directories(host, group)
         running_keeps(host, [upload_secrets(host, group)])
         shared_paths(host)
@@ -70,6 +72,7 @@ def service_(c):  # type: ignore[no-untyped-def]
 
     def work(host: Host) -> None:
         _, group = app_user(host)
+        refuse_migration(host, group)
         running_keeps(host, service_files(host, group) + process_units(host, group))
 
     fanout.on_each_host(c, "setup", work)

@@ -3,11 +3,13 @@ fills (name, parser, default, help line); `KEYS` and all that documents them fol
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..core import secretsfile
+from ..core.errors import ConfigError
 from . import parse
 from .key import Key, Loaded, declared, setting
 
@@ -33,6 +35,24 @@ def project_path(path: str, loaded: Loaded) -> Path:
 def srv_default(root: str, loaded: Loaded) -> str:
     """DEPLOY_ROOT, or ``/srv/<APP_NAME>`` when it is empty."""
     return root or f"/srv/{loaded.values['APP_NAME']}"
+
+
+#: A name `useradd` accepts for the app's system user (APP_USER's default is APP_NAME).
+SYSTEM_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def app_user_default(user: str, loaded: Loaded) -> str:
+    """APP_USER, or when it is empty a system user of the app's own named APP_NAME (never
+    root: the app runs unprivileged, docs/security.md#ownership)."""
+    name = user or loaded.values["APP_NAME"]
+    if name == "root":
+        raise ConfigError("APP_USER: the app may not run as root: set APP_USER to another user")
+    if not user and not SYSTEM_USER.match(name):
+        raise ConfigError(
+            f"APP_NAME {name!r} is not a valid user name (lowercase, at most 32 characters), "
+            "and the app's user is named after it: set APP_USER to the user the app runs as"
+        )
+    return name
 
 
 def hosts_of_roles(hosts: tuple[str, ...], loaded: Loaded) -> tuple[str, ...]:
@@ -175,7 +195,11 @@ class Settings:
         resolve=srv_default,
     )
     app_user: str = setting(
-        "APP_USER", parse.user, "", "User the service runs as; empty: the SSH user"
+        "APP_USER",
+        parse.user,
+        "",
+        "User the app runs as (setup creates a system user); empty: APP_NAME",
+        resolve=app_user_default,
     )
     python: str = setting("PYTHON", parse.python, "python3", "Python interpreter on the host")
     python_requires: str = setting(

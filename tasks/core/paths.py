@@ -2,20 +2,28 @@
 machine (`LocalState`, `local_state(settings)`).
 
 ```
-<deploy_root>/
-  releases/<release>/           one per deploy; REVISION inside; .venv and .env are links
-  venvs/<hash>/                 shared by releases whose resolved packages and Python match
-  shared/.env                   the app's secrets, 0600, owned by the app user
-  shared/log/                   gunicorn's and the app's log files (rotated)
-  shared/pids/gunicorn.pid      the gunicorn master's pid
-  shared/gunicorn.conf.py       gunicorn's settings, rendered by setup
+<deploy_root>/                  deploy user : app group, 0750 (others cannot look in)
+  releases/<release>/           one per deploy, the deploy user's; REVISION inside; .venv and
+                                .env are links
+  venvs/<hash>/                 the deploy user's; shared by releases whose packages match
+  shared/                       the deploy user's; holds the app's data, each entry the app's:
+    <LINKED_DIRS, LINKED_FILES> the app user's (0750 / 0640)
+    log/                        the app user's: gunicorn's and the app's log files (rotated)
   current -> releases/<release> switched by renaming a temporary link over it
   .lock/owner                   mkdir-atomic deploy lock: who, pid, where, since when, why,
                                 the deploy id and the token that releases it
-  .incoming/                    archives and smoke logs of a deploy in progress (temporary)
-  .switch/                      each switch's script, log and exit status (it runs detached)
+  .incoming/                    archives of a deploy in progress (temporary), 0700
+  .switch/                      each switch's script, log and exit status (it runs detached), 0700
   revisions.log                 one audit line per deploy or rollback, appended only
+/etc/<app>/                     root : app group, 0750
+  env                           the app's secrets, root : app group, 0640 (EnvironmentFile=)
+  gunicorn.conf.py              gunicorn's settings, rendered by setup, root : app group, 0640
+/run/<app>/                     the unit's RuntimeDirectory=, the app user's:
+  gunicorn.pid                  the gunicorn master's pid
+  ready.<pid>.<start>           each ready worker's marker (docs/run.md#ready-workers)
 ```
+Only the app's data, logs and runtime files are the app user's; root and the deploy user never
+act through a path under them (docs/security.md#ownership).
 Every module asks `layout(settings)` for paths; none spells them itself.
 
 In the project, fabdeploy's own files (`LOCAL_STATE`; never shipped, never "dirty"):
@@ -43,9 +51,20 @@ VENV_MARKER = ".fabdeploy-complete"
 
 @dataclass(frozen=True)
 class Layout:
-    """The paths under one deploy root."""
+    """The paths of one app on a host: under its deploy root, /etc/<app> and /run/<app>."""
 
     root: str
+    app: str = "app"
+
+    @property
+    def etc(self) -> str:
+        """Root's directory of the app's rendered settings (root : app group, 0750)."""
+        return f"/etc/{self.app}"
+
+    @property
+    def run(self) -> str:
+        """The service's runtime directory (systemd's RuntimeDirectory=, the app user's)."""
+        return f"/run/{self.app}"
 
     @property
     def releases(self) -> str:
@@ -61,7 +80,23 @@ class Layout:
 
     @property
     def env_file(self) -> str:
+        """The app's secrets, as systemd's EnvironmentFile= reads them."""
+        return f"{self.etc}/env"
+
+    @property
+    def legacy_env_file(self) -> str:
+        """Where fabdeploy before the ownership model kept the secrets (setup moves them)."""
         return f"{self.root}/shared/.env"
+
+    @property
+    def legacy_gunicorn_conf(self) -> str:
+        """Where fabdeploy before the ownership model kept gunicorn.conf.py."""
+        return f"{self.root}/shared/gunicorn.conf.py"
+
+    @property
+    def legacy_pids(self) -> str:
+        """Where fabdeploy before the ownership model kept the pidfile."""
+        return f"{self.root}/shared/pids"
 
     @property
     def logs(self) -> str:
@@ -69,11 +104,12 @@ class Layout:
 
     @property
     def pids(self) -> str:
-        return f"{self.root}/shared/pids"
+        """Where the master's pidfile and the workers' ready markers live."""
+        return self.run
 
     @property
     def pidfile(self) -> str:
-        return f"{self.root}/shared/pids/gunicorn.pid"
+        return f"{self.run}/gunicorn.pid"
 
     @property
     def error_log(self) -> str:
@@ -86,7 +122,7 @@ class Layout:
 
     @property
     def gunicorn_conf(self) -> str:
-        return f"{self.root}/shared/gunicorn.conf.py"
+        return f"{self.etc}/gunicorn.conf.py"
 
     @property
     def current(self) -> str:
@@ -125,15 +161,18 @@ class Layout:
 
 
 class Rooted(Protocol):
-    """What `layout` reads: the settings (`tasks.config.Settings`) and their DEPLOY_ROOT."""
+    """What `layout` reads: the settings (`tasks.config.Settings`): DEPLOY_ROOT, APP_NAME."""
 
     @property
     def deploy_root(self) -> str: ...
 
+    @property
+    def app_name(self) -> str: ...
+
 
 def layout(settings: Rooted) -> Layout:
-    """The paths under the deploy root of ``settings`` (DEPLOY_ROOT): the one way to them."""
-    return Layout(settings.deploy_root)
+    """The paths of the app of ``settings`` (DEPLOY_ROOT, APP_NAME): the one way to them."""
+    return Layout(settings.deploy_root, settings.app_name)
 
 
 def unit_file(app_name: str) -> str:

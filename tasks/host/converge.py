@@ -1,5 +1,6 @@
-"""What setup owns on a host, kept in step by every deploy: the web unit, shared/gunicorn.conf.py,
-the secrets file (shared/.env) and the companion processes' units.
+"""What setup owns on a host, kept in step by every deploy: the web unit, /etc/<app>/gunicorn.conf.py,
+the secrets file (/etc/<app>/env) and the companion processes' units: every one root's, in a
+root-owned directory (docs/security.md#ownership).
 
 The deploy's lock learns them in its session (`program`, ``scripts/plan.sh``: the files'
 texts, the secrets file's digest, never its values, and which running process started
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
 
 #: Lines of the web unit and gunicorn.conf.py a running service keeps until it restarts: a
 #: USR2 re-exec inherits the master's user, command line and listening sockets.
-RESTART_ONLY = ("User=", "Group=", "PIDFile=", "WorkingDirectory=", "ExecStart=", "bind =",
-                "pidfile =")  # fmt: skip
+RESTART_ONLY = ("User=", "Group=", "PIDFile=", "RuntimeDirectory", "WorkingDirectory=",
+                "ExecStart=", "bind =", "pidfile =")  # fmt: skip
 
 
 #: The suffix of a file's copy kept while the deploy runs (converge.sh).
@@ -140,9 +141,10 @@ def read(host: Host) -> OnHost:
 def targets(host: Host, group: str) -> list[Target]:
     """The files setup writes on ``host`` (the secrets file apart), as it would write them."""
     settings, user = host.settings, host.app_user
+    conf = render_gunicorn_conf(settings)
     found = [
         Target(unit_file(settings.app_name), render_unit(settings, user, group)),
-        Target(layout(settings).gunicorn_conf, render_gunicorn_conf(settings), user, group),
+        Target(layout(settings).gunicorn_conf, conf, "root", group, "640"),
     ]
     for name in roles.companions_of(settings, host.name):
         text = host_units.render_process_unit(settings, name, user, group)
@@ -151,14 +153,14 @@ def targets(host: Host, group: str) -> list[Target]:
 
 
 def secrets_target(host: Host, group: str) -> tuple[Target, str] | None:
-    """The secrets file as setup uploads it, and its ``<sha256> <user>:<group>:600``."""
+    """The secrets file as setup uploads it, and its ``<sha256> root:<group>:640``."""
     settings = host.settings
     if settings.secrets.path is None:
         return None
     text = settings.secrets.render()
     digest = hashlib.sha256(text.encode()).hexdigest()
     path = layout(settings).env_file
-    return Target(path, text, host.app_user, group, "600"), f"{digest} {host.app_user}:{group}:600"
+    return Target(path, text, "root", group, "640"), f"{digest} root:{group}:640"
 
 
 def restart_only(have: str, want: str) -> list[str]:
@@ -215,7 +217,8 @@ def refuse(host: Host, why: str) -> None:
 
 
 def stage(host: Host, found: Drift) -> None:
-    """Upload the files of ``found`` to a private directory of the SSH user (not yet live)."""
+    """Upload the files of ``found`` to a private directory of the SSH user (not yet live;
+    ``scripts/converge.sh`` pipes each into place as root)."""
     if not found.files:
         return
     made = host.script(

@@ -1,5 +1,6 @@
 """A release on a host: the archives shipped to ``.incoming``, unpacked into
-``releases/<name>`` with its venv and REVISION (``scripts/install.sh``), or removed."""
+``releases/<name>`` with its venv and REVISION (``scripts/install.sh``), or removed: all of it
+as the deploy user, whose releases/, venvs/ and .incoming are (the app user only reads them)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def install_program(
     host: Host, build: Build, facts: Facts, deploy_id: str = ""
 ) -> tuple[str, dict[str, object]]:
     """``scripts/install.sh`` and its env: the release's venv (reused, or built from the
-    packages) and its REVISION (naming the deploy ``deploy_id``); run as the app user."""
+    packages), its bytecode and its REVISION (naming the deploy ``deploy_id``)."""
     settings = host.settings
     paths = layout(settings)
     return shell.script_file("install.sh"), {
@@ -77,7 +78,8 @@ def install(
     deploy_id: str = "",
 ) -> Venv:
     """In one session: verify the shipped ``archives``, remove leftovers of interrupted
-    deploys (in ``.incoming``, half-made releases), unpack ``releases/<name>``, link .env, then
+    deploys (in ``.incoming``, half-made releases), unpack ``releases/<name>``, link .env (to
+    /etc/<app>/env), then
     give it its venv and REVISION (`install_program`). LINKED_DIRS/FILES follow."""
     paths = layout(host.settings)
     body, env = install_program(host, build, facts, deploy_id)
@@ -85,12 +87,12 @@ def install(
     result = host.script(
         shell.shell("unpack"),
         env={
-            "APP_USER": host.app_user,
             "ARCHIVES": "\n".join(f"{digest} {path}" for path, digest in archives),
             "INCOMING": paths.incoming,
             "CURRENT": paths.current,
             "RELEASES": paths.releases,
             "RELEASE": paths.release(build.release),
+            "ENV_FILE": paths.env_file,
             "INSTALL_PROGRAM": shell.bash_text(body, env),
         },
         hide=True,
@@ -115,7 +117,6 @@ def remove_release(host: Host, name: str) -> None:
     host.script(
         shell.shell("remove-release"),
         env={"CURRENT": paths.current, "RELEASES": paths.releases, "NAME": name},
-        user=host.app_user,
         hide=True,
         label="remove release",
     )

@@ -3,9 +3,11 @@
 LINKED_DIRS and LINKED_FILES name paths inside the app (Django's ``media/``, Flask's
 ``instance/``, a SQLite file) that live in ``shared/`` and are linked into every release when
 it is unpacked, before its smoke check. ``fab setup`` (and any deploy, when one is missing)
-makes them owned by the app user and not readable by other users (directories 0750, files
+makes them the app user's (root makes the leaf with ``install``; the directories above a
+nested one are the deploy user's) and not readable by other users (directories 0750, files
 0640). Cleanup, rollback and a failed deploy remove releases, never shared/: a release holds
-only a link. A release that ships one of those paths itself is refused, naming it.
+only a link. A release that ships one of those paths itself is refused, naming it; a path the
+app user does not own is refused too, until ``fab setup`` hands it over.
 """
 
 from __future__ import annotations

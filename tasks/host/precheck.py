@@ -14,18 +14,19 @@ if TYPE_CHECKING:
     from ..ssh.host import Host
 
 
-def precheck_env(settings: Settings) -> dict[str, object]:
-    """What ``scripts/check.sh`` reads."""
+def precheck_env(settings: Settings, app_user: str) -> dict[str, object]:
+    """What ``scripts/check.sh`` reads (the pidfile as ``app_user``)."""
     paths = layout(settings)
     return {
         "ROOT": paths.root,
         "SERVICE": units.service_unit(settings),
         "PORT": settings.port,
         "PIDFILE": paths.pidfile,
+        "APP_USER": app_user,
     }
 
 
 def read(host: Host) -> dict[str, str]:
     """``disk_kib``, ``unit`` (its state) and ``port`` (who holds it) on ``host``."""
-    result = host.script(shell.shell("check"), env=precheck_env(host.settings), hide=True, label="check")  # fmt: skip
+    result = host.script(shell.shell("check"), env=precheck_env(host.settings, host.app_user), hide=True, label="check")  # fmt: skip
     return kv.parse(result.stdout)

@@ -3,7 +3,7 @@
 Each ``PROCESS_<NAME>=command`` of the env file is a systemd unit of its own,
 ``<app>-<name>.service`` (`tasks.host.units.unit_name`), written by ``fab setup`` on the hosts whose roles
 run it (`tasks.config.roles`). It runs ``command`` with bash in `current` as the app user, with
-`current`'s venv first on PATH and the app's secrets (``shared/.env``) in its environment.
+`current`'s venv first on PATH and the app's secrets (``/etc/<app>/env``) in its environment.
 Its directory is resolved when it starts, so it keeps running its release until restarted.
 
 A deploy restarts them after the web switch succeeded on every host (`restart`): systemd
@@ -80,7 +80,6 @@ def link_current(host: Host, release: str) -> None:
     host.script(
         shell.shell("link_current"),
         env={
-            "APP_USER": host.app_user,
             "ROOT": paths.root,
             "CURRENT": paths.current,
             "TMP_LINK": paths.current_tmp,

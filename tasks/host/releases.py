@@ -158,7 +158,8 @@ def plan_prune(found: Inventory, keep: int, protect: str = "") -> Pruning:
 
 
 def prune_program(host: Host, pruning: Pruning) -> tuple[str, dict[str, object]]:
-    """The script (``scripts/prune.sh``, run as the app user) removing what ``pruning`` says."""
+    """The script (``scripts/prune.sh``, run as the deploy user, whose releases and venvs they
+    are) removing what ``pruning`` says."""
     return shell.shell("prune"), {
         "ROOT": layout(host.settings).root,
         "RELEASES": "\n".join(pruning.releases),
@@ -171,7 +172,7 @@ def prune(host: Host, keep: int, protect: str = "") -> list[str]:
     pruning = plan_prune(inventory(host), keep, protect)
     if pruning.releases or pruning.venvs:
         body, env = prune_program(host, pruning)
-        host.script(body, env=env, user=host.app_user, hide=True, label="cleanup")
+        host.script(body, env=env, hide=True, label="cleanup")
     host.say(pruning.line())
     return pruning.releases
 

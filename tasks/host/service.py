@@ -267,7 +267,7 @@ def master_pid(host: Host) -> int | None:
     """The live gunicorn master's pid from the PIDFile (None: not running)."""
     result = host.script(
         shell.shell("master"),
-        env={"PIDFILE": layout(host.settings).pidfile},
+        env={"PIDFILE": layout(host.settings).pidfile, "APP_USER": host.app_user},
         hide=True,
         label="read pidfile",
     )

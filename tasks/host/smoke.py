@@ -50,7 +50,6 @@ def smoke(host: Host, release: str) -> None:
             "WSGI_APP": settings.wsgi_app,
             "IMPORT_CODE": shell.script_file("import_target.py"),
             "INCOMING": paths.incoming,
-            "SMOKE_PID": f"{paths.pids}/smoke-{release}.pid",
             "HEALTH_PATH": settings.health_path,
             "TIMEOUT": settings.health_timeout,
             "LIMIT": settings.health_timeout + 30,

@@ -55,6 +55,7 @@ def base_env(host: Host) -> dict[str, object]:
         "RELEASES": paths.releases,
         "CURRENT": paths.current,
         "PIDFILE": paths.pidfile,
+        "APP_USER": host.app_user,
         "LOGDIR": paths.logs,
         "REVLOG": paths.revisions_log,
         "UNIT": host_units.service_unit(settings),

@@ -93,6 +93,7 @@ def render_unit(settings: Settings, user: str, group: str) -> str:
     return _template("app.service.in").substitute(
         app_name=settings.app_name,
         pidfile=_systemd_path(paths.pidfile),
+        runtime_directory=_systemd_path(paths.run.removeprefix("/run/")),
         user=user,
         group=group,
         current=_systemd_path(paths.current),
@@ -126,7 +127,7 @@ def sandbox_text(settings: Settings, process: str) -> str:
 
 
 def render_gunicorn_conf(settings: Settings) -> str:
-    """The text of ``shared/gunicorn.conf.py`` (values as Python literals)."""
+    """The text of ``/etc/<app>/gunicorn.conf.py`` (values as Python literals)."""
     paths = layout(settings)
     return _template("gunicorn.conf.py.in").substitute(
         app_name=settings.app_name,

@@ -1,21 +1,18 @@
 # Put setup's files in place for a deploy (tasks/host/converge.py), each as temp + rename: sent
 # alone (a host without the web process) or before switch.sh in the switch's body, so the
-# files change just before the USR2 re-exec that reads them. Root's files (units) by sudo -n,
-# the app user's (shared/gunicorn.conf.py, shared/.env) as the app user.
+# files change just before the USR2 re-exec that reads them. Every file is root's, in a
+# root-owned directory (the units, /etc/<app>/gunicorn.conf.py and /etc/<app>/env): written by
+# sudo -n as a temp file beside it (`install`, the content through stdin, which the SSH user
+# reads from its own STAGE), then renamed over it.
 # In: MODE (apply | back | forget) STAGE (the SSH user's private dir the upload step staged
 # them in: 1, 2, ... in FILES' order) FILES (one a line, tab-separated: DEST OWNER GROUP
-# MODE HAD, HAD yes when the file existed before) APP_USER RELOAD (yes: a unit is among them,
+# MODE HAD, HAD yes when the file existed before) RELOAD (yes: a unit is among them,
 # daemon-reload) ENABLE (units to enable at boot, one a line).
 # apply: keeps each file there as DEST.fabdeploy-old, installs the staged one, removes
 #   STAGE; any failure puts the old files back (an EXIT trap). Defines `setup_files_back`,
 #   which switch.sh calls before it hands the requests back to the old master.
 # back: the files of before back in place (DEST.fabdeploy-old; removed where there was none).
 # forget: the copies of before removed (the deploy ended).
-as_owner() {  # OWNER CMD...: root's files by sudo -n, the app user's as the app user
-  local owner=$1
-  shift
-  if [ "$owner" = root ]; then sudo -n "$@"; else as_app "$@"; fi
-}
 each_file() {  # FUNCTION: FUNCTION N DEST OWNER GROUP MODE HAD, for each line of FILES
   local n=0 dest owner group mode had
   while IFS=$'\t' read -r dest owner group mode had; do
@@ -28,27 +25,22 @@ reload_units() {
   if [ "$RELOAD" = yes ]; then sudo -n systemctl daemon-reload; fi
 }
 forget_one() {  # N DEST OWNER GROUP MODE HAD
-  as_owner "$3" rm -f -- "$2.fabdeploy-old"
+  sudo -n rm -f -- "$2.fabdeploy-old"
 }
 put_one() {  # N DEST OWNER GROUP MODE HAD
-  if [ "$6" = yes ]; then as_owner "$3" cp -p -- "$2" "$2.fabdeploy-old"; fi
-  if [ "$3" = root ]; then
-    sudo -n install -m "$5" -o "$3" -g "$4" -- "$STAGE/$1" "$2.fabdeploy-new"
-  else
-    # shellcheck disable=SC2016  # $1 is the inner shell's
-    as_app sh -c 'umask 077 && cat > "$1"' _ "$2.fabdeploy-new" < "$STAGE/$1"
-    as_app chmod "$5" -- "$2.fabdeploy-new"
-  fi
-  as_owner "$3" mv -fT -- "$2.fabdeploy-new" "$2"
+  if [ "$6" = yes ]; then sudo -n cp -p -- "$2" "$2.fabdeploy-old"; fi
+  # shellcheck disable=SC2024  # on purpose: the SSH user reads its own staged file
+  sudo -n install -m "$5" -o "$3" -g "$4" -- /dev/stdin "$2.fabdeploy-new" < "$STAGE/$1"
+  sudo -n mv -fT -- "$2.fabdeploy-new" "$2"
   echo "setup's files: ${2} updated"
 }
 back_one() {  # N DEST OWNER GROUP MODE HAD
   if [ "$6" = yes ]; then
-    if as_owner "$3" test -f "$2.fabdeploy-old"; then
-      as_owner "$3" mv -fT -- "$2.fabdeploy-old" "$2"
+    if sudo -n test -f "$2.fabdeploy-old"; then
+      sudo -n mv -fT -- "$2.fabdeploy-old" "$2"
     fi
   else
-    as_owner "$3" rm -f -- "$2"
+    sudo -n rm -f -- "$2"
   fi
 }
 setup_files_back() {  # the files of before back in place (again: nothing more to do)

@@ -7,9 +7,9 @@
 # in DIR/ID.rc when it ends. This script only follows the log and exits with that status:
 # if the SSH session goes (fab killed, a lost link), BODY still runs to its end. Runs take
 # DIR/lock one at a time, so a run started while an interrupted one still goes waits for it.
-if [ ! -d "$DIR" ]; then
-  sudo -n install -d -o "$(id -un)" -g "$(id -gn)" -m 0755 -- "$DIR"
-fi
+# DIR is the deploy user's own, 0700 (`fab setup` makes it; the deploy root is the deploy
+# user's): nothing another user can write holds the script it runs.
+[ -d "$DIR" ] || mkdir -m 0700 -- "$DIR"
 script="$DIR/$ID.sh" log="$DIR/$ID.log" rc="$DIR/$ID.rc"
 # keep the last runs' logs for whoever looks into an interrupted one
 find "$DIR" -maxdepth 1 -type f \( -name '*.sh' -o -name '*.log' -o -name '*.rc' \) -mmin +1440 \

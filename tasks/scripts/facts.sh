@@ -1,5 +1,7 @@
 # What a deploy needs to know about a host, refusing one that was not set up.
-# env: RELEASES VENVS SHARED INCOMING UNIT CONF PYTHON CURRENT PIDFILE SETUP MARKER HOST_TAGS
+# env: RELEASES VENVS SHARED INCOMING UNIT CONF (root's, under /etc/<app>: tested by sudo)
+# LEGACY_CONF (where an older fabdeploy kept it) PYTHON CURRENT PIDFILE APP_USER (the pidfile
+# is read as the app user) SETUP MARKER HOST_TAGS
 # FACTS_PY (scripts/facts.py: one start of the host's Python answers all it is asked; its
 # answer is cached until a file it depends on changes) FACTS_KEY (names the cache)
 # Out: `python -VV` and the platform, then the Python version, then key=value lines: tags,
@@ -7,12 +9,16 @@
 missing=()
 for dir in "$RELEASES" "$VENVS" "$SHARED" "$INCOMING"; do [ -d "$dir" ] || missing+=("$dir"); done
 [ -f "$UNIT" ] || missing+=("$UNIT")
-[ -f "$CONF" ] || missing+=("$CONF")
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "not set up: missing ${missing[*]}: run \`$SETUP\` first" >&2; exit 3
+if [ ${#missing[@]} -eq 0 ] && listed "${LEGACY_CONF%/*}" "${LEGACY_CONF##*/}"; then
+  echo "set up by an older fabdeploy ($LEGACY_CONF): run \`$SETUP\` to move it to the" \
+    "ownership model (docs/security.md#ownership)" >&2; exit 3
 fi
 [ -w "$INCOMING" ] || { echo "$INCOMING is not writable by $(id -un)" >&2; exit 3; }
 sudo -n true 2>/dev/null || { echo "sudo -n fails for $(id -un): passwordless sudo is required" >&2; exit 3; }
+sudo -n test -f "$CONF" || missing+=("$CONF")
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "not set up: missing ${missing[*]}: run \`$SETUP\` first" >&2; exit 3
+fi
 stamp() {  # FILES...: their inode, size and mtime, on one line (fails when one is missing)
   stat -L -c '%i:%s:%Y' -- "$@" 2>/dev/null | tr '\n' ' '
 }
@@ -41,14 +47,14 @@ if [ -z "$found" ]; then
 fi
 printf '%s\n' "$found"
 kv current "$(current_release)"
-revision="" pid=""  # read by bash itself: no process per fact
+revision=""  # read by bash itself: no process per fact
 if [ -r "$CURRENT/REVISION" ]; then
   while IFS= read -r line || [ -n "$line" ]; do
     if [[ $line == revision=* ]]; then revision=${line#revision=}; fi
   done < "$CURRENT/REVISION"
 fi
 kv revision "$revision"
-if [ -r "$PIDFILE" ]; then read -r pid < "$PIDFILE" || true; fi
+pid=$(app_pid "$PIDFILE")
 if alive "$pid"; then kv running yes; else kv running no; fi
 shopt -s nullglob
 for done in "$VENVS"/*/"$MARKER"; do venv=${done%/*}; echo "venv=${venv##*/}"; done

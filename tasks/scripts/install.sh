@@ -1,4 +1,6 @@
-# Give a release its virtualenv, then write its REVISION (run by install.install as the app user).
+# Give a release its virtualenv, compile its Python files, then write its REVISION (run by
+# install.install as the deploy user, who owns releases/ and venvs/: the app user, who only
+# reads them, could not write a __pycache__ there itself).
 #
 # In: VENVS DIGEST MARKER PREBUILT PREBUILT_BIN PINNED PYTHON RELEASE REQUIREMENTS REVISION_TEXT
 #     INDEX_URL (HOST_PACKAGE_INDEX: pip on the host installs from it; empty: the shipped
@@ -72,6 +74,8 @@ if [ -f "$venv/$MARKER" ]; then
 else
   if [ -e "$venv" ]; then echo "removing unfinished venv $DIGEST"; rm -rf -- "$venv"; fi
   if [ -d "$RELEASE/$PREBUILT" ]; then from_prebuilt; else with_pip; fi
+  # bytecode of the copied packages too: the app user cannot write it into the venv
+  "$venv/bin/python" -m compileall -q "$(site_packages)" >/dev/null 2>&1 || true
   "$venv/bin/python" -c 'import gunicorn' 2>/dev/null \
     || { echo "gunicorn is not installed by $REQUIREMENTS: add it" >&2; exit 3; }
   touch "$venv/$MARKER"
@@ -79,5 +83,8 @@ else
 fi
 ln -sfn "../../venvs/$DIGEST" "$RELEASE/.venv"
 rm -rf -- "${RELEASE:?}/wheelhouse" "$RELEASE/${PREBUILT:?}" "$RELEASE/${PREBUILT_BIN:?}"
+# The release's own bytecode, for the Python that runs it (links such as .venv are not followed)
+"$venv/bin/python" -m compileall -q "$RELEASE" >/dev/null 2>&1 \
+  || echo "compileall: some of the release's .py files do not compile (left as they are)"
 printf '%s' "$REVISION_TEXT" > "$RELEASE/REVISION.tmp"
 mv -f "$RELEASE/REVISION.tmp" "$RELEASE/REVISION"

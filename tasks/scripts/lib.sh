@@ -2,14 +2,34 @@
 # The library every remote script shares: `shell.shell(name)` (tasks/core/shell.py) sends this file first, then
 # scripts/<name>.sh (docs/scripts.md). It only defines functions; nothing runs here.
 #
-# In (only for the functions that need them): APP_USER (as_app, as_owner), ROOT (as_owner),
-# CURRENT (current_target, current_release), ANSWER_GRACE (wait_healthy), HEALTH_HOST (probe's
-# Host header; empty or unset: the URL's host:port).
+# In (only for the functions that need them): APP_USER (as_app, as_owner, app_pid), ROOT
+# (as_owner), CURRENT (current_target, current_release), ANSWER_GRACE (wait_healthy),
+# HEALTH_HOST (probe's Host header; empty or unset: the URL's host:port).
 # Out: nothing; each function says what it prints.
 
 as_app() {  # CMD ARGS...: run one command as $APP_USER (empty: the SSH user; sudo -n -u
-  # only for another user)
-  if [ -z "${APP_USER:-}" ] || [ "$(id -un)" = "$APP_USER" ]; then "$@"; else sudo -n -u "$APP_USER" -- "$@"; fi
+  # only for another user). What lies in the app user's directories (shared/<data>,
+  # shared/log, /run/<app>) is read, written and signalled this way, never as the deploy
+  # user or root (docs/security.md#ownership).
+  : "${_fabdeploy_me:=$(id -un)}"
+  if [ -z "${APP_USER:-}" ] || [ "$_fabdeploy_me" = "$APP_USER" ]; then "$@"; else sudo -n -u "$APP_USER" -- "$@"; fi
+}
+
+listed() {  # DIR NAME: true when DIR's listing has an entry NAME (names only: nothing in DIR is
+  # opened or followed, so the deploy user may ask it of the app user's /run/<app>)
+  local names
+  names=$(ls -A -- "$1" 2>/dev/null) || return 1
+  grep -qxF -- "$2" <<< "$names"
+}
+
+app_pid() {  # PIDFILE: the pid in PIDFILE (in the app user's /run/<app>), read as the app user;
+  # "" when there is none
+  local pid=""
+  if listed "${1%/*}" "${1##*/}"; then
+    pid=$(as_app cat -- "$1" 2>/dev/null) || pid=""
+    pid=${pid%%$'\n'*}
+  fi
+  if [[ $pid =~ ^[0-9]+$ ]]; then echo "$pid"; fi
 }
 
 as_owner() {  # CMD ARGS...: run one command as the owner of $ROOT: the SSH user (who owns

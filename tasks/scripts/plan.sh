@@ -1,6 +1,8 @@
 # What setup owns on a host, as it is there: read by `fab plan` and by the deploy's lock
-# (tasks/host/converge.py), changing nothing, and as no root: the units (0644 under /etc) as the
-# SSH user, the files under the deploy root (gunicorn.conf.py, the secrets) as the app user.
+# (tasks/host/converge.py), changing nothing. Every file is root's, in a root-owned directory
+# under /etc: the units (0644) are read as the SSH user, /etc/<app>'s gunicorn.conf.py and
+# secrets (root : app group, 0640, in a 0750 directory) by sudo -n, never through a path the
+# app user can change (docs/security.md#ownership); the pidfile is read as the app user.
 # In: UNIT CONF ENV_FILE APP_USER PIDFILE PROCESS_UNITS (the companion units' files, one a
 # line; may be empty).
 # Out: `group=<the app user's group>`, `secrets=<sha256> <user>:<group>:<mode>` (empty: no
@@ -8,22 +10,26 @@
 # text>` (`-`: missing), `stale=<what>` for each running process that started before a file
 # it reads last changed (`web`, or a process unit's file), and `secret=<name>` per secret
 # name in the env file (names only, never values).
-reading() {  # FILE CMD...: CMD (FILE among its arguments) as the user that may read FILE
-  case $1 in
-    /etc/*) shift; "$@" ;;
-    *) shift; as_app "$@" ;;
-  esac
+reading() {  # FILE CMD...: CMD (FILE among its arguments) as the SSH user when it may read
+  # FILE, else by sudo -n
+  local file=$1
+  shift
+  if [ -r "$file" ]; then "$@"; else sudo -n "$@"; fi
 }
+declare -A mtimes=()  # path -> its modification time (seconds), for the files that exist
 kv group "$(id -gn -- "$APP_USER" 2>/dev/null || true)"
-if reading "$ENV_FILE" test -f "$ENV_FILE"; then
-  kv secrets "$(as_app sha256sum -- "$ENV_FILE" | cut -d' ' -f1) $(as_app stat -c %U:%G:%a -- "$ENV_FILE")"
+found=$(sudo -n stat -L -c '%U:%G:%a %Y' -- "$ENV_FILE" 2>/dev/null || true)
+if [ -n "$found" ]; then
+  mtimes[$ENV_FILE]=${found##* }
+  kv secrets "$(sudo -n sha256sum -- "$ENV_FILE" | cut -d' ' -f1) ${found% *}"
 else
   kv secrets ""
 fi
 mapfile -t units <<< "${PROCESS_UNITS:-}"
 for file in "$UNIT" "$CONF" "${units[@]}"; do
   [ -n "$file" ] || continue
-  if reading "$file" test -f "$file"; then
+  if time=$(reading "$file" stat -L -c %Y -- "$file" 2>/dev/null); then
+    mtimes[$file]=$time
     echo "file=$file $(reading "$file" base64 -w0 -- "$file")"
   else
     echo "file=$file -"
@@ -32,7 +38,7 @@ done
 mtime() {  # FILE...: the latest modification time (seconds) of those that exist, else 0
   local latest=0 file time
   for file in "$@"; do
-    time=$(reading "$file" stat -c %Y -- "$file" 2>/dev/null || echo 0)
+    time=${mtimes[$file]:-0}
     [ "$time" -gt "$latest" ] && latest=$time
   done
   echo "$latest"
@@ -48,14 +54,14 @@ started() {  # PID: when it started (seconds since the epoch, up to 2 s early; e
   boot=$(sed -n 's/^btime //p' /proc/stat)
   echo $((boot + ticks / $(getconf CLK_TCK)))
 }
-pid=""
-if [ -r "$PIDFILE" ]; then read -r pid < "$PIDFILE" || true; fi
-since=$(started "$pid")
+since=$(started "$(app_pid "$PIDFILE")")
 # A file changed more than 2 s after the process started (the estimates are whole seconds).
 if [ -n "$since" ] && [ $((since + 2)) -lt "$(mtime "$ENV_FILE" "$CONF")" ]; then kv stale web; fi
 for file in "${units[@]}"; do
-  if [ -z "$file" ] || ! reading "$file" test -f "$file"; then continue; fi
+  if [ -z "$file" ] || [ -z "${mtimes[$file]:-}" ]; then continue; fi
   since=$(started "$(systemctl show -p MainPID --value -- "${file##*/}" 2>/dev/null || true)")
   if [ -n "$since" ] && [ $((since + 2)) -lt "$(mtime "$ENV_FILE" "$file")" ]; then kv stale "$file"; fi
 done
-as_app sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/secret=\1/p' -- "$ENV_FILE" 2>/dev/null || true
+if [ -n "$found" ]; then
+  sudo -n sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/secret=\1/p' -- "$ENV_FILE" 2>/dev/null || true
+fi

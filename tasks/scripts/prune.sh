@@ -1,4 +1,4 @@
-# Remove old releases and unused venvs (run as the app user).
+# Remove old releases and unused venvs (run as the deploy user, whose trees they are).
 # env: ROOT; RELEASES, VENVS: one name a line (releases/NAME, venvs/NAME and its lock).
 cd -- "$ROOT" || exit 3
 while IFS= read -r name; do

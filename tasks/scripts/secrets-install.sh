@@ -1,6 +1,9 @@
-# Install the uploaded secrets file TMP as DEST (0600, the app user's), checked, atomically.
-# env: TMP DEST APP_USER GROUP DIGEST (the sha256 it must have).
+# Install the uploaded secrets file TMP (the SSH user's, 0600) as DEST (/etc/<app>/env, root's,
+# readable by the app user's group only: root : GROUP 0640), checked, atomically: its content
+# goes through stdin into a temp file beside DEST made by `install`, then renamed over DEST.
+# env: TMP DEST GROUP DIGEST (the sha256 it must have).
 trap 'rm -f "$TMP"' EXIT
-sudo -n install -m 0600 -o "$APP_USER" -g "$GROUP" "$TMP" "$DEST.new"
-sudo -n mv -fT "$DEST.new" "$DEST"
-[ "$(sudo -n sha256sum "$DEST" | cut -d' ' -f1)" = "$DIGEST" ]
+# shellcheck disable=SC2024  # on purpose: the SSH user reads its own file, root only writes
+sudo -n install -m 0640 -o root -g "$GROUP" -- /dev/stdin "$DEST.fabdeploy-new" < "$TMP"
+sudo -n mv -fT -- "$DEST.fabdeploy-new" "$DEST"
+[ "$(sudo -n sha256sum -- "$DEST" | cut -d' ' -f1)" = "$DIGEST" ]

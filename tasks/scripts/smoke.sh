@@ -1,8 +1,12 @@
 # The smoke check (test.smoke): serve a release with gunicorn on a free port of 127.0.0.1
 # (1 worker, as the app user, the production gunicorn.conf.py) until it is healthy.
 #
+# gunicorn runs as the app user with a private temporary directory of the app user's for its
+# pidfile (never the service's /run/<app>); its output goes to a file the deploy user opened
+# in its own INCOMING, so the deploy user reads only its own file (docs/security.md#ownership).
+#
 # In: APP_USER RELEASE (its directory) CONF (gunicorn.conf.py) WSGI_APP INCOMING (where the
-#     app's output is kept meanwhile) SMOKE_PID HEALTH_PATH TIMEOUT (seconds to be healthy)
+#     app's output is kept meanwhile) HEALTH_PATH TIMEOUT (seconds to be healthy)
 #     LIMIT (seconds gunicorn may run at all) PROBE_PYTHON ANSWER_GRACE, and IMPORT_CODE (the
 #     text of scripts/import_target.py, run when the release does not become healthy).
 # Out: "smoke: ... answered 200 on a side port", exit 0. Exit 1: the import failed (its
@@ -14,17 +18,18 @@ py="$RELEASE/.venv/bin/python"
 port=$("$PROBE_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log="$INCOMING/smoke-${RELEASE##*/}.log"
 : > "$log"
-chmod 0644 "$log"
+private=$(as_app mktemp -d)  # the app user's own, 0700: the smoke gunicorn's pidfile
 as=()  # a background job must be the process itself (not a function) so $! can stop it
 [ "$(id -un)" = "$APP_USER" ] || as=(sudo -n -u "$APP_USER" --)
-"${as[@]}" env FABDEPLOY_CHDIR="$RELEASE" timeout -k 5 "$LIMIT" "$py" -m gunicorn   --config "$CONF" --bind "127.0.0.1:$port" --workers 1 --pid "$SMOKE_PID"   --graceful-timeout 5 --error-logfile - --access-logfile /dev/null "$WSGI_APP"   </dev/null >>"$log" 2>&1 &
+"${as[@]}" env FABDEPLOY_CHDIR="$RELEASE" timeout -k 5 "$LIMIT" "$py" -m gunicorn   --config "$CONF" --bind "127.0.0.1:$port" --workers 1 --pid "$private/gunicorn.pid"   --graceful-timeout 5 --error-logfile - --access-logfile /dev/null "$WSGI_APP"   </dev/null >>"$log" 2>&1 &
 pid=$!
-trap 'kill -TERM "$pid" 2>/dev/null || true' EXIT
+trap 'kill -TERM "$pid" 2>/dev/null || true; as_app rm -rf -- "$private"' EXIT
 url="http://127.0.0.1:$port$HEALTH_PATH"
 if code=$(wait_healthy "$url" "$TIMEOUT" "$pid"); then ok=yes; else ok=no; fi
 kill -TERM "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 trap - EXIT
+as_app rm -rf -- "$private"
 if [ $ok = yes ]; then
   echo "smoke: $WSGI_APP imported; $url answered $code on a side port"
   rm -f -- "$log"

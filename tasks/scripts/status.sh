@@ -1,7 +1,7 @@
 # One host's status in one round trip (monitor.status and monitor.health).
 #
-# In: UNIT WEB PROCESS_UNITS ("<name> <unit>" lines) CURRENT PIDFILE PY (the host's Python)
-#     PROBE_HOST PORT HEALTH_PATH HEALTH_HOST (the probe's Host header; empty: host:port) SAMPLE (seconds of CPU sampling; 0: none) TIMEOUT (of the
+# In: UNIT WEB PROCESS_UNITS ("<name> <unit>" lines) CURRENT PIDFILE APP_USER (who reads
+#     it) PY (the host's Python) PROBE_HOST PORT HEALTH_PATH HEALTH_HOST (the probe's Host header; empty: host:port) SAMPLE (seconds of CPU sampling; 0: none) TIMEOUT (of the
 #     health probe), and STATUS_PY (the text of scripts/status.py, run by PY).
 # Out: key=value lines: state, web, process_<name> (each companion unit's state), release and
 #      release_missing=yes, revision_file (REVISION in base64), pid, pid_alive (yes/no, when the
@@ -21,8 +21,7 @@ fi
 if [ -r "$CURRENT/REVISION" ]; then
   kv revision_file "$(base64 < "$CURRENT/REVISION" | tr -d '\n')"
 fi
-pid=""
-if [ -r "$PIDFILE" ]; then pid=$(tr -dc 0-9 < "$PIDFILE") || true; fi
+pid=$(app_pid "$PIDFILE")
 kv pid "$pid"
 if [ -n "$pid" ]; then
   if alive "$pid"; then kv pid_alive yes; else kv pid_alive no; pid=""; fi

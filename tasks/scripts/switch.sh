@@ -1,6 +1,10 @@
 # The zero-downtime switch (service.switch): serve NEW_TARGET through gunicorn's USR2 re-exec,
 # or start the service when no master runs; on any failure the host serves what it served.
 #
+# Runs as the deploy user: `current` is its own; what is the app user's (the pidfile and ready
+# markers in /run/<app>, the error log, the masters' signals) goes through as_app, and of
+# /run/<app> the deploy user only lists names (docs/security.md#ownership).
+#
 # In: APP_USER ROOT CURRENT TMP_LINK PIDFILE ERROR_LOG SERVICE URL (the health URL) WORKERS
 #     READY_TIMEOUT (seconds for a new master's workers to be ready; the old ones serve
 #     meanwhile) TIMEOUT (seconds for health, once ready or started) GRACE (seconds an old
@@ -35,10 +39,12 @@ started_at() {  # PID -> its start time (clock ticks after boot, /proc's field 2
 ready_dir=${PIDFILE%/*}
 ready() {  # PID [EXCEPT] -> how many of PID's children (EXCEPT not counted) are ready workers:
   # with the hooks, those that wrote ready.<pid>.<start time> (the pid and start time of the
-  # live process, so a stale marker or a reused pid never counts); without, every child
-  local n=0 kid
+  # live process, so a stale marker or a reused pid never counts; names listed, never opened);
+  # without, every child
+  local n=0 kid names=""
+  [ "$hooked" = no ] || names=$(ls -A -- "$ready_dir" 2>/dev/null) || true
   for kid in $(kids "$@"); do
-    if [ "$hooked" = no ] || [ -e "$ready_dir/ready.$kid.$(started_at "$kid")" ]; then
+    if [ "$hooked" = no ] || grep -qxF -- "ready.$kid.$(started_at "$kid")" <<< "$names"; then
       n=$((n + 1))
     fi
   done
@@ -61,10 +67,10 @@ clean_markers() {  # remove ready markers whose process is gone (its pid and sta
   done
   [ ${#stale[@]} -eq 0 ] || as_app rm -f -- "${stale[@]}" || true
 }
-relink() {  # TARGET: point current at it atomically ("" removes current)
-  if [ -z "$1" ]; then as_app rm -f -- "$CURRENT"; return; fi
-  as_app ln -sfn -- "$1" "$TMP_LINK"
-  as_app mv -T -- "$TMP_LINK" "$CURRENT"
+relink() {  # TARGET: point current at it atomically ("" removes current); the deploy user's
+  if [ -z "$1" ]; then rm -f -- "$CURRENT"; return; fi
+  ln -sfn -- "$1" "$TMP_LINK"
+  mv -T -- "$TMP_LINK" "$CURRENT"
 }
 wait_gone() {  # PID SECONDS
   local until=$((SECONDS + $2))
@@ -72,9 +78,18 @@ wait_gone() {  # PID SECONDS
 }
 tail_log() {
   echo "--- last lines of $ERROR_LOG ---" >&2
-  tail -n "$TAIL" -- "$ERROR_LOG" >&2 2>/dev/null || true
+  as_app tail -n "$TAIL" -- "$ERROR_LOG" >&2 2>/dev/null || true
 }
-old=$(cat -- "$PIDFILE" 2>/dev/null || true)
+new_master() {  # OLD: the pid of the master OLD's USR2 started, once it wrote gunicorn.pid.2
+  # (or took the pidfile over, OLD gone); "" until then. Read as the app user only when the
+  # listing shows it: the wait polls names, not sudo.
+  local pid
+  if listed "$ready_dir" "${PIDFILE##*/}.2"; then app_pid "$PIDFILE.2"; return; fi
+  alive "$1" && return
+  pid=$(app_pid "$PIDFILE")
+  [ "$pid" = "$1" ] || echo "$pid"
+}
+old=$(app_pid "$PIDFILE")
 old_target=$(current_target)
 new_target=${NEW_TARGET:-$old_target}
 [ -n "$new_target" ] || { echo "no release to serve: current is missing" >&2; exit 3; }
@@ -104,20 +119,20 @@ if ! alive "$old"; then
     exit 1
   }
   sudo -n systemctl start "$SERVICE" || fail_start "systemctl start $SERVICE failed"
-  pid=$(cat -- "$PIDFILE" 2>/dev/null || true)
+  pid=$(app_pid "$PIDFILE")
   code=$(wait_healthy "$URL" $((deadline - SECONDS > 0 ? deadline - SECONDS : 1)) "$pid") \
     || fail_start "health check $URL answered $code"
   # Serving already; a start reports once every worker is ready, as a switch does.
-  pid=$(cat -- "$PIDFILE" 2>/dev/null || true)
+  pid=$(app_pid "$PIDFILE")
   wait_ready "$pid" "" "$READY_TIMEOUT" \
     || echo "started, but $(ready "$pid") of $WORKERS workers ready after ${READY_TIMEOUT}s"
-  echo "started $SERVICE (master $(cat -- "$PIDFILE" 2>/dev/null)), serving ${new_target##*/}: health $code"
+  echo "started $SERVICE (master $(app_pid "$PIDFILE")), serving ${new_target##*/}: health $code"
   exit 0
 fi
 
 # A switch interrupted earlier (fab killed) may have left a second master (gunicorn.pid.2)
 # beside the one in the pidfile: stop it first, and give the old master its workers back.
-leftover=$(cat -- "$PIDFILE.2" 2>/dev/null || true)
+leftover=$(app_pid "$PIDFILE.2")
 if alive "$leftover" && [ "$leftover" != "$old" ]; then
   echo "an interrupted switch left master $leftover beside $old: stopping it"
   if [ "$(children "$old" "$leftover")" -lt "$WORKERS" ]; then
@@ -161,11 +176,7 @@ began=$SECONDS
 ready_by=$((SECONDS + READY_TIMEOUT))
 seen=no
 while :; do
-  new=$(cat -- "$PIDFILE.2" 2>/dev/null || true)
-  if [ -z "$new" ]; then
-    pid=$(cat -- "$PIDFILE" 2>/dev/null || true)
-    [ "$pid" != "$old" ] && new=$pid
-  fi
+  if [ -z "$new" ] || { [ $seen = no ] && ! alive "$new"; }; then new=$(new_master "$old"); fi
   if alive "$new"; then
     seen=yes
     [ "$(ready "$new")" -ge "$WORKERS" ] && break

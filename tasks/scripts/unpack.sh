@@ -1,7 +1,8 @@
-# Unpack a shipped release and install it, in one session (needs as_app).
-# env: APP_USER; ARCHIVES ("SHA256 PATH" lines, in INCOMING); INCOMING CURRENT RELEASES;
-# RELEASE (the directory to make); INSTALL_PROGRAM (install.sh with its settings, run as the
-# app user once the release is unpacked).
+# Unpack a shipped release and install it, in one session, as the deploy user: releases/,
+# venvs/ and .incoming are its own (the app user only reads them).
+# env: ARCHIVES ("SHA256 PATH" lines, in INCOMING); INCOMING CURRENT RELEASES; RELEASE (the
+# directory to make); ENV_FILE (what the release's .env links to: /etc/<app>/env);
+# INSTALL_PROGRAM (install.sh with its settings, run once the release is unpacked).
 # Out: what it removed, `unpacked releases/NAME`, then install.sh's lines.
 while read -r sum archive; do
   echo "$sum  $archive" | sha256sum --check --quiet --strict \
@@ -22,14 +23,15 @@ for dir in "$RELEASES"/*/; do
   dir=${dir%/}
   if [ ! -e "$dir/REVISION" ] && [ "$serving" != "${dir##*/}" ]; then
     echo "removing half-made release ${dir##*/}"
-    as_app rm -rf -- "$dir"
+    rm -rf -- "$dir"
   fi
 done
-as_app mkdir -- "$RELEASE"
+umask 022  # the app user reads the release through its group's or others' bits, never writes
+mkdir -- "$RELEASE"
 while read -r sum archive; do
-  as_app tar -xzf "$archive" -C "$RELEASE" --no-same-owner --no-same-permissions
+  tar -xzf "$archive" -C "$RELEASE" --no-same-owner --no-same-permissions
   rm -f -- "$archive"
 done <<< "$ARCHIVES"
-as_app ln -sfn ../../shared/.env "$RELEASE/.env"
+ln -sfn -- "$ENV_FILE" "$RELEASE/.env"
 echo "unpacked releases/${RELEASE##*/}"
-as_app bash -c "$INSTALL_PROGRAM"
+bash -c "$INSTALL_PROGRAM"

@@ -109,8 +109,14 @@ class Host:
 
     @property
     def app_user(self) -> str:
-        """The user the app runs as: APP_USER, else the SSH user."""
+        """The user the app runs as: APP_USER (by default a system user named APP_NAME)."""
         return self.settings.app_user or self.conn.user
+
+    @property
+    def app_is_deploy_user(self) -> bool:
+        """Whether the app runs as the SSH user (APP_USER set to it: the explicit opt-in that
+        `fab check` warns about, docs/security.md#ownership)."""
+        return self.app_user == self.conn.user
 
     def say(self, text: str) -> None:
         """Print ``text`` prefixed with this host's name."""

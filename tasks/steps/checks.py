@@ -2,7 +2,7 @@
 
 Locally: the env file, the key file, APP_DIR, the requirements, the git state, the secrets
 file, the local Python and the app's Python requirement (`tasks.build.pyreq`). On each host: SSH
-and the host key, the set-up layout, ``sudo -n``, the Python (against that requirement) and
+and the host key, who the app runs as (a warning when it is the SSH user), the set-up layout, ``sudo -n``, the Python (against that requirement) and
 its wheel tags, the disk free under the deploy root, the port in BIND (free, or
 held by the app's own service), the unit and its state, the deploy lock and its holder.
 
@@ -24,7 +24,7 @@ from ..core.errors import FabdeployError, HostError, detail
 from ..core.local import local_user, pid_alive
 from ..core.paths import layout
 from ..host import facts as host_facts
-from ..host import migrate, precheck, units
+from ..host import migrate, precheck, provision, units
 from ..host.lockfile import describe_held, is_stale, read_lock
 from ..ssh import session
 
@@ -137,7 +137,7 @@ def on_host(host: Host) -> list[Finding]:
         host.open()
     except HostError as exc:
         return [Finding("ssh", False, exc.detail)]
-    found = [Finding("ssh", True, f"{host.conn.user}@{host.name}, host key known")]
+    found = [Finding("ssh", True, f"{host.conn.user}@{host.name}, host key known"), app_user_finding(host)]  # fmt: skip
     try:
         facts = host_facts.read_facts(host)  # the layout, sudo -n, the Python and its tags
     except HostError as exc:
@@ -147,6 +147,14 @@ def on_host(host: Host) -> list[Finding]:
         attempt("python", lambda: host_python(host.settings, facts)),
     ]
     return found + host_state(host, facts.running)
+
+
+def app_user_finding(host: Host) -> Finding:
+    """Who the app runs as: a user of its own, or (warned) the SSH user, who has sudo."""
+    warning = provision.deploy_user_warning(host)
+    if warning:
+        return Finding("app user", True, warning, warning=True)
+    return Finding("app user", True, f"{host.app_user}, a user of its own ({host.conn.user} deploys)")  # fmt: skip
 
 
 def host_python(settings: Settings, facts: host_facts.Facts) -> str:

@@ -25,7 +25,7 @@ from ..core.errors import HostError
 from ..engine import hooks as engine_hooks
 from ..engine import step
 from ..engine.batches import batch_sizes, rounds
-from ..host import converge, install, migrate
+from ..host import converge, install, migrate, provision
 from ..host import facts as host_facts
 from ..ssh import fanout
 from . import lists
@@ -58,6 +58,7 @@ class HostPlan:
     secrets_changed: bool = False  # the deploy would install the secrets file
     stale: list[str] = field(default_factory=list)  # processes started before their files
     refused: str = ""  # why the deploy would stop before changing any host ("" it would not)
+    warnings: list[str] = field(default_factory=list)  # what the deploy would do, but should not
     hooks: list[str] = field(default_factory=list)  # "point: name" that would run here
     migrates: bool = False  # MIGRATE_COMMAND would run here (MIGRATE_ON)
     round: int = 0  # the switch round (1: the first, the canary)
@@ -136,6 +137,7 @@ def plan_host(c: Context, host: Host, build: archive.Build, facts: host_facts.Fa
         secrets_changed=drift.secrets,
         stale=list(drift.stale),
         refused=refused,
+        warnings=[w for w in [provision.deploy_user_warning(host)] if w],
     )
 
 
@@ -206,6 +208,7 @@ def lines(plan: HostPlan) -> list[str]:
     ]
     if plan.refused:
         out.append(f"deploy would stop here, changing no host: {plan.refused}")
+    out += [f"warning: {warning}" for warning in plan.warnings]
     for path, text in plan.files.items():
         applied = "deploy puts it in place with the switch:\n" + text.rstrip()
         out.append(f"{path}: " + (applied if text else "no change"))

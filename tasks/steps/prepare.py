@@ -12,7 +12,7 @@ from ..config import roles
 from ..config.project import fab_command
 from ..core.errors import FabdeployError
 from ..engine import summary
-from ..host import converge, install, migrate, smoke
+from ..host import converge, install, migrate, provision, smoke
 from ..host import facts as host_facts
 from ..host.lockfile import LockedButFailed, take_lock
 from ..host.releases import inventory_program, parse_inventory
@@ -108,6 +108,9 @@ def check_hosts(flow: Flow, host: Host) -> None:
         pyreq.require_host(flow.settings, host.name, facts.python)
     python = facts.python.split(" (")[0]
     host.say(f"{python} ({facts.tags.name}); serving {facts.current or 'nothing yet'}")
+    warning = provision.deploy_user_warning(host)
+    if warning:
+        host.output.line(host.name, f"warning: {warning}", err=True)
     if flow.action == "deploy":  # a deploy converges setup's files, or refuses here
         drift = state.drift = converge.drift(host, converge.parse(files))
         if drift:

@@ -107,10 +107,29 @@ def test_check_finds_each_blocker_one_at_a_time(one: One) -> None:
     assert [entry["host"] for entry in found] == ["local", host.address]
     assert all(entry["ok"] for entry in found)
     checks = {f["check"] for entry in found for f in entry["findings"]}
-    assert {"APP_DIR", "git state", "ssh", "set up", "python", "disk", "port", "lock"} <= checks
+    assert {"APP_DIR", "git state", "ssh", "app user", "set up", "python", "disk", "port", "lock"} <= checks  # fmt: skip
     human = one.fab("staging", "check")
     assert f"[{host.address}] ok      port: 0.0.0.0:8000 is free" in human.stdout
+    assert f"[{host.address}] ok      app user: hello, a user of its own (deploy deploys)" in human.stdout  # fmt: skip
     assert "check: a deploy would start on 1 host(s)" in human.stdout
+
+    # the app run as the SSH user: the explicit opt-in, warned about, not blocking
+    one.setting("APP_USER=deploy")
+    try:
+        warned = one.fab("staging", "check")
+        assert (
+            f"[{host.address}] WARNING app user: the app runs as the SSH user deploy, who has "
+            "sudo: a compromised app is root on the host (docs/security.md#ownership)"
+        ) in warned.stdout, warned.stdout
+        [finding] = [
+            f
+            for entry in json.loads(one.fab("staging", "check", "--json").stdout)
+            for f in entry["findings"]
+            if f["check"] == "app user"
+        ]
+        assert finding["ok"] and finding["warning"]
+    finally:
+        env.write_text(settings)
     one.fab("staging", "deploy")
     held = one.fab("staging", "check")
     assert "is held by hello" in held.stdout  # the app's own service holds its port

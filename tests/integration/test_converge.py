@@ -19,6 +19,9 @@ from tests.integration.apps import write_app
 from tests.integration.sandbox import MAX_EXPOSURE, confined, exposure, main_pid
 from tests.integration.test_deploy import APP, PORT, ROOT, Site, write_project
 
+#: Root's directory of the app's settings: the secrets and gunicorn.conf.py.
+ETC = f"/etc/{APP}"
+
 #: The companion process: writes the sha256 of the GREETING it was started with, then waits.
 WATCH = textwrap.dedent(
     """\
@@ -69,8 +72,8 @@ def seen_by_watch(site: Site) -> str:
     return site.sh(f"cat {ROOT}/shared/log/watch.sha256")
 
 
-#: CI runs Debian 13 with an app user of its own (the files under the deploy root read and
-#: written through sudo -u, the longer path); ("bookworm", "") adds the SSH user as app user.
+#: CI runs Debian 13 with an app user of its own ("web": what the app reads and writes goes
+#: through sudo -u); ("bookworm", "deploy") adds the SSH user as app user (the opt-in).
 CONVERGED = [("trixie", "web")]
 
 
@@ -80,11 +83,11 @@ def test_deploy_converges_secrets_gunicorn_config_and_processes(
 ) -> None:
     """A new secret, GUNICORN_CONFIG and process environment applied by a plain deploy, a
     secret-only change, setup then deploy, a failed switch restoring the files, a BIND change
-    refused (``app_user`` "": the SSH user runs the app)."""
+    refused (``app_user`` "deploy": the SSH user runs the app)."""
     host = make_hosts(1, release=release)[0]
     project = tmp_path / "project"
     write_project(project, host, make_hosts.kit, app_user)
-    site = Site(host, project, fab_env(), make_hosts.kit, app_user or host.user)
+    site = Site(host, project, fab_env(), make_hosts.kit, app_user or APP)
     settings(site, PROCESS_WATCH="python watch.py")
     app(site, "1.0.0", "one")
     site.fab("setup")
@@ -112,8 +115,9 @@ def test_deploy_converges_secrets_gunicorn_config_and_processes(
     assert site.get("/greeting-sha256")["sha256"] == sha("two")
     assert site.sh(f"cat {ROOT}/shared/log/own-config") == str(site.master())
     assert seen_by_watch(site) == sha("two")  # the companion process restarted onto them
-    assert site.sh(f"stat -c '%U %a' {ROOT}/shared/.env") == f"{site.app_user} 600"
-    assert site.sh(f"ls -a {ROOT}/shared | grep -c fabdeploy || true") == "0"  # no copies left
+    group = site.sh(f"id -gn {site.app_user}")  # root's, readable by the app's group only
+    assert site.sh(f"stat -c '%U %G %a' {ETC}/env {ETC}/gunicorn.conf.py") == f"root {group} 640\nroot {group} 640"  # fmt: skip
+    assert site.sh(f"ls -a {ETC} | grep -c fabdeploy || true") == "0"  # no copies left
     assert site.sh("ls -d ~deploy/.fabdeploy-stage.* 2>/dev/null | wc -l") == "0"
 
     # nothing changed: a no-op (no file is taken for stale)
@@ -143,7 +147,7 @@ def test_deploy_converges_secrets_gunicorn_config_and_processes(
     assert seen_by_watch(site) == sha("four")
 
     # a switch that fails puts the old secrets back with the old release
-    served, conf = site.current(), site.sh(f"cat {ROOT}/shared/gunicorn.conf.py")
+    served, conf = site.current(), site.sh(f"cat {ETC}/gunicorn.conf.py")
     app(site, "1.1.0", "five", broken="switch")
     with site.loop() as loop:
         failed = site.fab("deploy", "--skip-tests", ok=False)
@@ -151,14 +155,14 @@ def test_deploy_converges_secrets_gunicorn_config_and_processes(
     assert "back as they were" in failed.stdout + failed.stderr, failed.stdout + failed.stderr
     assert site.current() == served and site.get("/")["version"] == "1.0.0"
     assert site.get("/greeting-sha256")["sha256"] == sha("four")
-    assert site.sh(f"cat {ROOT}/shared/gunicorn.conf.py") == conf
-    assert site.sh(f"sha256sum < {ROOT}/shared/.env | cut -c1-64") != ""  # still readable
-    assert site.sh(f"grep -c five {ROOT}/shared/.env || true") == "0"
+    assert site.sh(f"cat {ETC}/gunicorn.conf.py") == conf
+    assert site.sh(f"sha256sum < {ETC}/env | cut -c1-64", user=site.app_user) != ""  # its group's
+    assert site.sh(f"grep -c five {ETC}/env || true") == "0"
 
     # what the running service keeps until it restarts: refused, nothing changed
     app(site, "1.2.0", "four")
     settings(site, BIND="0.0.0.0:8001")
-    before, releases = site.sh(f"cat {ROOT}/shared/gunicorn.conf.py"), site.releases()
+    before, releases = site.sh(f"cat {ETC}/gunicorn.conf.py"), site.releases()
     planned = site.fab("plan").stdout
     assert "deploy would stop here, changing no host: " in planned, planned
     refused = site.fab("deploy", "--skip-tests", ok=False)
@@ -166,7 +170,7 @@ def test_deploy_converges_secrets_gunicorn_config_and_processes(
     assert "bind = '0.0.0.0:8001'" in message and "changed nothing" in message, message
     assert "`fab staging setup`, then `fab staging run.restart --process all`" in message
     assert site.current() == served and site.get("/")["version"] == "1.0.0"
-    assert site.sh(f"cat {ROOT}/shared/gunicorn.conf.py") == before
+    assert site.sh(f"cat {ETC}/gunicorn.conf.py") == before
     assert site.releases() == releases and seen_by_watch(site) == sha("four")
     assert site.sh(f"systemctl is-active {APP}-watch") == "active"
 

@@ -2,9 +2,10 @@
 setup`, `fab staging deploy`, `fab staging rollback` run as subprocesses from a project dir.
 
 The server boots real systemd (tests/hosts/: systemd-nspawn), once as Debian 12 (systemd 252,
-the local Python's X.Y: packages prebuilt locally) and once as Debian 13 (systemd 257, Python
-3.13: a wheelhouse and pip with --no-index on the host, and APP_USER another user than the SSH
-one). After every switch the unit must still track the serving master: `systemctl show` gives
+the local Python's X.Y: packages prebuilt locally; APP_USER set to the SSH user, the opt-in
+every command warns about) and once as Debian 13 (systemd 257, Python 3.13: a wheelhouse and
+pip with --no-index on the host; APP_USER unset: the app runs as a system user of its own named
+after APP_NAME, as by default). After every switch the unit must still track the serving master: `systemctl show` gives
 MainPID = the master in the pidfile, NRestarts=0, active/running, and the unit's journal has
 no Deactivated/Stopped/restart line since the step began.
 
@@ -49,8 +50,11 @@ APP = "hello"
 PORT = 8000
 ROOT = f"/srv/{APP}"
 KEEP = 3
-#: The Debian releases the story runs on, and the user the app runs as on each.
-APP_USERS = {"bookworm": "deploy", "trixie": "web"}
+#: The Debian releases the story runs on, and the APP_USER of each: the SSH user (the opt-in
+#: that is warned about), or unset (the default: a user named APP_NAME).
+APP_USERS = {"bookworm": "deploy", "trixie": ""}
+#: What `fab check`, `plan`, `setup` and the deploy say when the app runs as the SSH user.
+AS_SSH_USER = "the app runs as the SSH user deploy, who has sudo: a compromised app is root"
 #: Journal lines that mean systemd lost or restarted the service.
 UNTRACKED = re.compile(
     r"Deactivated|Stopped|Stopping|Scheduled restart|Main process exited|Failed|Killing"
@@ -246,7 +250,8 @@ class Site:
         return [dict(part.split("=", 1) for part in line.split("\t")) for line in lines]
 
     def master(self) -> int:
-        return int((self.srv / "shared" / "pids" / "gunicorn.pid").read_text())
+        """The pid in the pidfile (/run/hello, a tmpfs in the host: read there)."""
+        return int(self.sh(f"cat /run/{APP}/gunicorn.pid"))
 
     def masters(self) -> list[str]:
         """Command lines of every gunicorn master on the host (workers excluded)."""
@@ -300,9 +305,9 @@ def site(
         host = kit.start(1)[0]
         project = tmp_path_factory.mktemp("deploy-project")
         app_user = APP_USERS[release]
-        write_project(project, host, kit, "" if app_user == host.user else app_user)
+        write_project(project, host, kit, app_user)
         env = fab_env()
-        site = Site(host, project, env, kit, app_user)
+        site = Site(host, project, env, kit, app_user or APP)
         site.app("1.0.0")
         site.numbers["host"] = f"Debian {release}, {host.systemd}, {host.python}"  # type: ignore[assignment]
         yield site
@@ -317,7 +322,11 @@ def site(
 def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
     first = site.fab("setup")
     assert "directories: changed" in first.stdout
-    assert "secrets shared/.env: changed (API_TOKEN, GREETING)" in first.stdout
+    assert f"secrets /etc/{APP}/env: changed (API_TOKEN, GREETING)" in first.stdout
+    if site.app_user == site.host.user:  # the opt-in: said, not refused
+        assert f"user deploy: no change (WARNING: {AS_SSH_USER}" in first.stdout, first.stdout
+    else:
+        assert f"user {APP}: changed (the app's own; deploy deploys)" in first.stdout
 
     second = site.fab("setup")
     items = [line for line in second.stdout.splitlines() if re.match(r"^\[[^]]+\] [^ ].*: ", line)]
@@ -337,6 +346,7 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
         (site.project / "app" / other).write_text("OTHER_TOKEN=not-this-environments\n")
     with site.loop() as loop:
         cold = site.fab("deploy")
+    assert (AS_SSH_USER in cold.stderr) == (site.app_user == site.host.user), cold.stderr
     site.numbers["cold deploy seconds"] = round(cold.seconds, 1)  # type: ignore[attr-defined]
     answer = site.get("/")
     assert answer["version"] == "1.0.0"
@@ -365,10 +375,10 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
     assert site.sh(f"systemctl is-enabled {APP}") == "enabled"
     site.tracked(journal)
 
-    env_file = site.srv / "shared" / ".env"
-    owner = site.app_user
-    assert site.sh(f"stat -c '%U %G %a' {ROOT}/shared/.env") == f"{owner} {owner} 600"
-    assert env_file.stat().st_mode & 0o777 == 0o600
+    env_file = site.host.path(f"/etc/{APP}/env")  # root's, the app's group may read it
+    group = site.sh(f"id -gn {site.app_user}")
+    assert site.sh(f"stat -c '%U %G %a' /etc/{APP}/env") == f"root {group} 640"
+    assert env_file.stat().st_mode & 0o777 == 0o640 and env_file.stat().st_uid == 0
     assert not (site.srv / "releases" / site.current() / "secrets.env").exists()  # never shipped
     shipped = site.sh(f"cd {ROOT}/current/ && find . -type f | sort").split()
     assert "./app.py" in shipped and not [f for f in shipped if "secret" in f or ".env" in f]
@@ -377,7 +387,7 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
     assert site.sh("test ! -e /tmp/fabdeploy-pwned && echo clean") == "clean"
 
     release = site.srv / "releases" / site.current()
-    assert os.readlink(release / ".env") == "../../shared/.env"
+    assert os.readlink(release / ".env") == f"/etc/{APP}/env"
     assert not (release / "wheelhouse").exists()
     assert list((site.srv / ".incoming").iterdir()) == []
     assert site.get("/log/printed-by-the-app") == {"logged": "printed-by-the-app"}
@@ -807,10 +817,10 @@ def test_exec_runs_in_current_as_the_app_with_its_venv_and_secrets(site: Site) -
 
 def test_break_lock_and_unlock_say_who_held_it(site: Site) -> None:
     lock = site.srv / ".lock"
-    site.sh(
+    site.sh(  # as the deploy user, whose lock it is (the app user cannot make one)
         f"mkdir {ROOT}/.lock && printf 'user=ops@elsewhere\\nmachine=elsewhere\\npid=4242\\n"
         f"since=1\\ntoken=x\\n' > {ROOT}/.lock/owner",
-        user=site.app_user,
+        user=site.host.user,
     )
     refused = site.fab("deploy", "--skip-tests", ok=False)
     assert "deploy lock held by ops@elsewhere (pid 4242 on elsewhere)" in refused.stderr

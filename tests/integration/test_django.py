@@ -135,7 +135,7 @@ def env_file(hosts: list[TestHost], kit: object) -> str:
         "MIGRATE_COMMAND=python manage.py migrate --noinput\n"
         "HOOK_AFTER_UPLOAD=python manage.py collectstatic --noinput -v 0\n"
         "SMOKE_COMMAND=python manage.py check --deploy --fail-level WARNING\n"
-        "LINKED_DIRS=media,data\n"
+        "LINKED_DIRS=media,data,staticfiles\n"
     )
 
 
@@ -186,7 +186,8 @@ def test_setup_then_a_cold_deploy_migrates_once_and_starts_the_worker(django: Dj
     for number, host in enumerate(django.hosts):
         assert django.get("/", number)["version"] == "1.0.0"
         release = host.path(f"{ROOT}/current")
-        assert (release / "staticfiles" / "admin" / "css" / "base.css").is_file()
+        static = f"{ROOT}/current/staticfiles/admin/css/base.css"  # in shared/: the app user's
+        assert django.sh(f"stat -c %U {static}", number) == APP
         assert os.readlink(release / "media") == f"{ROOT}/shared/media"
         assert django.sh(f"systemctl is-active {WORKER}", number) == "active"
         task = django.get("/enqueue?seconds=0", number)["id"]
@@ -281,7 +282,7 @@ def test_data_survives_a_rollback_and_the_cleanup_of_its_release(django: Django)
     assert django.get("/notes")["notes"] == ["kept"]
     assert django.text(f"/media/{name}") == "a media file"
     mode = django.sh(f"stat -c %U:%a {ROOT}/shared/data {ROOT}/shared/media")
-    assert mode.split() == ["deploy:750", "deploy:750"]
+    assert mode.split() == [f"{APP}:750", f"{APP}:750"]  # the app user's (APP_USER unset)
 
 
 def test_run_tasks_take_a_process_and_exec_once_runs_on_the_primary(django: Django) -> None:

@@ -43,7 +43,7 @@ def test_an_asgi_app_deploys_and_redeploys_with_no_failed_request(site: Site) ->
         assert answer.headers["server"] == "uvicorn"  # served by uvicorn's worker
         assert answer.status == 200
     assert site.get("/")["app"] == "hello-fastapi"
-    conf = (site.srv / "shared" / "gunicorn.conf.py").read_text()
+    conf = site.host.path("/etc/hello/gunicorn.conf.py").read_text()
     assert "worker_class = 'uvicorn_worker.UvicornWorker'" in conf
     for version in ("1.1.0", "1.2.0"):
         old, journal = site.master(), len(site.journal())

@@ -106,7 +106,7 @@ class Fleet:
     def tracked(self) -> None:
         """On every host systemd's MainPID is the master in the pidfile, active, never restarted."""
         for host in self.hosts:
-            master = host.path(f"{ROOT}/shared/pids/gunicorn.pid").read_text().strip()
+            master = host.sh(f"cat /run/{APP}/gunicorn.pid").stdout.strip()
             shown = host.sh(f"systemctl show -p MainPID,NRestarts,ActiveState {APP}").stdout
             assert dict(line.split("=", 1) for line in shown.split()) == {
                 "MainPID": master,

@@ -46,6 +46,8 @@ Type=forking
 User=deploy
 Group=deploy
 PIDFile={paths.pidfile}
+RuntimeDirectory={app}
+RuntimeDirectoryMode=0755
 Environment=GREETING=hello-from-test
 WorkingDirectory={paths.current}
 ExecStart={paths.current}/.venv/bin/python -m gunicorn --daemon --pid {paths.pidfile} \
@@ -72,7 +74,7 @@ def app_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def deploy_app(host, venv: Path, *, start: bool = True) -> None:  # type: ignore[no-untyped-def]
     """Lay out a deployed app on ``host`` as `fab deploy` would, and start its service."""
-    paths = Layout(ROOT)
+    paths = Layout(ROOT, APP)
     outside = host.path(ROOT)  # the host's deploy root, seen from this machine
     for name, revision, result in RELEASES:
         if result != "ok":
@@ -99,7 +101,7 @@ def deploy_app(host, venv: Path, *, start: bool = True) -> None:  # type: ignore
     host.sh(
         f"""set -e
         {links}
-        mkdir -p {paths.logs} {paths.pids}
+        mkdir -p {paths.logs}
         ln -s releases/{CURRENT} {paths.current}
         chown -R deploy:deploy {paths.root}
         """
@@ -132,6 +134,7 @@ def project(tmp_path: Path, hosts: list) -> Path:  # type: ignore[type-arg]
         f"HOSTS={','.join(f'{h.user}@{h.address}' for h in hosts)}\n"
         f"SSH_KEY={hosts[0].client_key}\nKNOWN_HOSTS={hosts[0].known_hosts}\n"
         f"APP_NAME={APP}\nBIND=0.0.0.0:{PORT}\n"
+        "APP_USER=deploy\n"  # the unit `deploy_app` writes runs the app as the SSH user
     )
     return tmp_path
 

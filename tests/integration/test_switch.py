@@ -52,8 +52,8 @@ class Redeploy:
 def slow_site(host: TestHost, kit: HostKit, project: Path, worker_class: str) -> Site:
     """A project deploying the slow app of ``worker_class`` to ``host`` as its own app."""
     release = host.release or "bookworm"
-    app_user = APP_USERS.get(release, "")
-    write_project(project, host, kit, "" if app_user == host.user else app_user)
+    app_user = APP_USERS.get(release, "")  # "": the default, a user named after APP_NAME
+    write_project(project, host, kit, app_user)
     env_file = project / "config" / "staging.env"
     text = env_file.read_text()
     for old, new in (
@@ -64,7 +64,7 @@ def slow_site(host: TestHost, kit: HostKit, project: Path, worker_class: str) ->
         assert old in text, old
         text = text.replace(old, new)
     env_file.write_text(text + SLOW_WORKER_CLASSES[worker_class] + "TEST_COMMAND=\n")
-    site = Site(host, project, fab_env(), kit, app_user or host.user)
+    site = Site(host, project, fab_env(), kit, app_user or f"slow-{worker_class}")
     slow_app(site, worker_class, "1.0.0")
     return site
 
@@ -91,14 +91,15 @@ def redeploy(site: Site, worker_class: str, version: str) -> Redeploy:
 
 
 def master(site: Site, worker_class: str) -> int:
-    """The app's gunicorn master, from its pidfile."""
-    return int(site.host.path(f"/srv/slow-{worker_class}/shared/pids/gunicorn.pid").read_text())
+    """The app's gunicorn master, from its pidfile (in /run, a tmpfs of the host's)."""
+    return int(site.sh(f"cat /run/slow-{worker_class}/gunicorn.pid"))
 
 
 def markers(site: Site, worker_class: str) -> list[str]:
     """The ready markers beside the app's pidfile."""
-    pids = site.host.path(f"/srv/slow-{worker_class}/shared/pids")
-    return sorted(path.name for path in pids.glob("ready.*"))
+    return sorted(
+        site.sh(f"cd /run/slow-{worker_class} && ls -d ready.* 2>/dev/null || true").split()
+    )
 
 
 def workers_of(site: Site, master: int) -> list[str]:
@@ -175,7 +176,7 @@ def test_a_conf_rendered_before_the_markers_still_switches_and_says_so(
     if host[0].release != "bookworm":
         pytest.skip("the fallback does not depend on the release: shown on Debian 12")
     site = deployed("sync")
-    conf = "/srv/slow-sync/shared/gunicorn.conf.py"
+    conf = "/etc/slow-sync/gunicorn.conf.py"
     # as an older fabdeploy rendered it (the file rewritten in place: owner and mode kept)
     site.sh(f"grep -v {service.READY_HOOK} {conf} > /tmp/conf && cat /tmp/conf > {conf}")
     old = master(site, "sync")

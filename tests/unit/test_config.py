@@ -42,6 +42,22 @@ def test_reads_typed_values_and_defaults(tmp_path: Path) -> None:
     assert settings.source == root / "config" / "staging.env"
 
 
+def test_the_app_runs_as_a_user_named_after_it_unless_app_user_says_otherwise(
+    tmp_path: Path,
+) -> None:
+    assert config.build("staging", project(tmp_path, "APP_NAME=shop\n")).app_user == "shop"
+    chosen = config.build("staging", project(tmp_path, "APP_NAME=shop\nAPP_USER=deploy\n"))
+    assert chosen.app_user == "deploy"  # e.g. the SSH user: the opt-in `fab check` warns about
+    too_long = "a" * 33
+    with pytest.raises(ConfigError, match=f"APP_NAME '{too_long}' is not a valid user name.*set APP_USER"):  # fmt: skip
+        config.build("staging", project(tmp_path, f"APP_NAME={too_long}\n"))
+    named = config.build("staging", project(tmp_path, f"APP_NAME={too_long}\nAPP_USER=shop\n"))
+    assert named.app_user == "shop"
+    for text in ("APP_NAME=root\n", "APP_NAME=shop\nAPP_USER=root\n"):
+        with pytest.raises(ConfigError, match="the app may not run as root"):
+            config.build("staging", project(tmp_path, text))
+
+
 def test_values_are_not_interpolated_from_the_shell(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("LEAK", "from-my-shell")
     root = project(tmp_path, "APP_NAME=shop\nTEST_COMMAND=echo ${LEAK}\n")

@@ -76,8 +76,9 @@ def test_a_new_gunicorn_config_and_changed_secrets_are_converged(tmp_path: Path)
     assert [t.path for t in drift.files] == [paths.gunicorn_conf, paths.env_file]
     assert drift.secrets and drift.had == {paths.gunicorn_conf: True, paths.env_file: True}
     conf, env = drift.files
-    assert "conf/gunicorn.py" in conf.text and (conf.owner, conf.mode) == ("deploy", "644")
-    assert env.text == 'API_TOKEN="two"\n' and (env.owner, env.group, env.mode) == ("deploy", "deploy", "600")  # fmt: skip
+    # root's, readable by the app's group only (docs/security.md#ownership)
+    assert "conf/gunicorn.py" in conf.text and (conf.owner, conf.group, conf.mode) == ("root", "deploy", "640")  # fmt: skip
+    assert env.text == 'API_TOKEN="two"\n' and (env.owner, env.group, env.mode) == ("root", "deploy", "640")  # fmt: skip
     assert drift.describe() == "gunicorn.conf.py, the secrets"
 
 
@@ -110,7 +111,7 @@ def test_what_a_running_service_keeps_is_refused_with_the_commands(
 ) -> None:
     files, secrets = as_set_up(tmp_path)
     now = host(tmp_path, extra)
-    now.app_user = now.settings.app_user or "deploy"
+    now.app_user = now.settings.app_user if "APP_USER" in extra else "deploy"
     group = "web" if "APP_USER" in extra else "deploy"
     with pytest.raises(HostError) as refused:
         converge.drift(now, converge.parse(answer(files, group=group, secrets=secrets)))
@@ -121,7 +122,7 @@ def test_what_a_running_service_keeps_is_refused_with_the_commands(
 
 def test_a_missing_app_user_is_refused(tmp_path: Path) -> None:
     files, secrets = as_set_up(tmp_path)
-    conf = Layout("/srv/shop").gunicorn_conf
+    conf = Layout("/srv/shop", "shop").gunicorn_conf
     files[conf] = files[conf].replace("workers = 3", "workers = 2")  # type: ignore[union-attr]
     with pytest.raises(HostError, match="fab staging setup"):
         converge.drift(host(tmp_path), converge.parse(answer(files, group="", secrets=secrets)))
@@ -237,8 +238,8 @@ def test_forget_removes_the_copies_and_apply_ignores_an_earlier_ones(
 def test_secrets_digest_is_setups(tmp_path: Path) -> None:
     h = host(tmp_path)
     target, line = converge.secrets_target(h, "deploy") or (None, "")
-    assert target is not None and target.path == "/srv/shop/shared/.env"
-    assert line == f"{hashlib.sha256(target.text.encode()).hexdigest()} deploy:deploy:600"
+    assert target is not None and target.path == "/etc/shop/env"
+    assert line == f"{hashlib.sha256(target.text.encode()).hexdigest()} root:deploy:640"
     assert units.render_gunicorn_conf(h.settings) in [t.text for t in converge.targets(h, "deploy")]  # fmt: skip
 
 

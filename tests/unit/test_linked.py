@@ -13,6 +13,25 @@ import pytest
 from tasks.core import shell
 
 
+def fakes(tmp_path: Path) -> str:
+    """A PATH whose sudo runs the command (-n, -u USER dropped) and whose install drops -o
+    and -g unless this is root (who makes the leaves as the app user's, as root does)."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir(exist_ok=True)
+    (bin_ / "sudo").write_text(
+        '#!/bin/bash\n[ "$1" = -n ] && shift\nif [ "$1" = -u ]; then shift 2; fi\n'
+        '[ "$1" = -- ] && shift\nexec "$@"\n'
+    )
+    (bin_ / "install").write_text(
+        '#!/bin/bash\n[ "$(id -u)" = 0 ] && exec /usr/bin/install "$@"\nargs=()\n'
+        'while [ $# -gt 0 ]; do\n  case $1 in -o|-g) shift 2;; *) args+=("$1"); shift;; esac\n'
+        'done\nexec /usr/bin/install "${args[@]}"\n'
+    )
+    for tool in ("sudo", "install"):
+        (bin_ / tool).chmod(0o755)
+    return f"{bin_}:{os.environ['PATH']}"
+
+
 def linked(tmp_path: Path, dirs: str, files: str, release: str = "") -> subprocess.CompletedProcess[str]:  # fmt: skip
     env = {
         "APP_USER": getpass.getuser(),
@@ -22,7 +41,13 @@ def linked(tmp_path: Path, dirs: str, files: str, release: str = "") -> subproce
         "RELEASE": str(tmp_path / "releases" / release) if release else "",
     }
     script = shell.bash_text(shell.shell("linked_paths"), env)
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    return subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PATH": fakes(tmp_path)},
+    )
 
 
 def test_setup_makes_the_shared_paths_not_readable_by_others(tmp_path: Path) -> None:
@@ -34,10 +59,22 @@ def test_setup_makes_the_shared_paths_not_readable_by_others(tmp_path: Path) -> 
     )
     shared = tmp_path / "shared"
     assert oct(os.stat(shared / "media").st_mode & 0o777) == "0o750"
-    assert oct(os.stat(shared / "instance").st_mode & 0o777) == "0o750"
+    assert oct(os.stat(shared / "instance" / "uploads").st_mode & 0o777) == "0o750"
     assert oct(os.stat(shared / "data" / "db.sqlite3").st_mode & 0o777) == "0o640"
+    # the directories above a nested one are the deploy user's, as shared/ is
+    assert oct(os.stat(shared / "instance").st_mode & 0o777) == "0o755"
     again = linked(tmp_path, "media\ninstance/uploads", "data/db.sqlite3")
     assert again.stdout.strip() == "no change"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="hands a directory to another user: needs root")
+def test_a_shared_path_another_user_owns_is_refused_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "shared" / "media").mkdir(parents=True)
+    os.chown(tmp_path / "shared" / "media", 65534, 65534)  # nobody's: never handed over here
+    done = linked(tmp_path, "media", "")
+    assert done.returncode == 4
+    assert "shared/media is owned by nobody:" in done.stderr and "run `fab setup`" in done.stderr
+    assert os.stat(tmp_path / "shared" / "media").st_uid == 65534
 
 
 def test_a_release_gets_links_and_shared_data_is_never_replaced(tmp_path: Path) -> None:

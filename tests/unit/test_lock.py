@@ -92,7 +92,7 @@ def local_host(tmp_path: Path, name: str = "web1") -> ssh_host.Host:
     root.mkdir(parents=True, exist_ok=True)
     (tmp_path / "config").mkdir(exist_ok=True)
     (tmp_path / "config" / "staging.env").write_text(
-        f"APP_NAME=shop\nHOSTS=web1\nDEPLOY_ROOT={root}\n"
+        f"APP_NAME=shop\nHOSTS=web1\nDEPLOY_ROOT={root}\nAPP_USER=deploy\n"  # the local user
     )
     settings = config.build("staging", tmp_path)
     out = io.StringIO()

@@ -73,8 +73,10 @@ def local_hosts(settings: config.Settings, out: io.StringIO, *names: str) -> lis
 
 
 @pytest.fixture
-def fake_sudo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A `sudo` on PATH: systemctl answers from a file, journalctl prints two lines."""
+def fake_sudo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_dirs: Path) -> Path:
+    """A `sudo` on PATH: systemctl answers from a file, journalctl prints two lines; ``-u
+    <user>`` (as_app: the app user is APP_NAME) runs the command as this user. /etc/<app>
+    and /run/<app> are under tmp_path (`host_dirs`)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     state = tmp_path / "state"
@@ -84,6 +86,7 @@ def fake_sudo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             f"""\
             #!/bin/bash
             [ "$1" = -n ] && shift
+            if [ "$1" = -u ]; then shift 2; [ "$1" != -- ] || shift; fi
             case "$1" in
               systemctl) cat {state}; [ "$(cat {state})" = active ] ;;
               journalctl) echo "Nov 24 08:00:00 web1 systemd[1]: Started hello.service."

@@ -21,8 +21,19 @@ def settings(tmp_path: Path, extra: str = "") -> config.Settings:
 def test_layout_is_under_deploy_root(tmp_path: Path) -> None:
     assert paths.layout(settings(tmp_path)).current == "/srv/shop/current"
     moved = paths.layout(settings(tmp_path, "DEPLOY_ROOT=/opt/shop\n"))
-    assert (moved.root, moved.release("R1"), moved.pidfile) == (
-        "/opt/shop", "/opt/shop/releases/R1", "/opt/shop/shared/pids/gunicorn.pid",
+    assert (moved.root, moved.release("R1"), moved.logs) == (
+        "/opt/shop", "/opt/shop/releases/R1", "/opt/shop/shared/log",
+    )  # fmt: skip
+
+
+def test_the_apps_settings_and_runtime_files_are_outside_the_deploy_root(tmp_path: Path) -> None:
+    moved = paths.layout(settings(tmp_path, "DEPLOY_ROOT=/opt/shop\n"))
+    assert (moved.etc, moved.env_file, moved.gunicorn_conf) == (
+        "/etc/shop", "/etc/shop/env", "/etc/shop/gunicorn.conf.py",
+    )  # fmt: skip
+    assert (moved.run, moved.pids, moved.pidfile) == ("/run/shop", "/run/shop", "/run/shop/gunicorn.pid")  # fmt: skip
+    assert (moved.legacy_env_file, moved.legacy_gunicorn_conf, moved.legacy_pids) == (
+        "/opt/shop/shared/.env", "/opt/shop/shared/gunicorn.conf.py", "/opt/shop/shared/pids",
     )  # fmt: skip
 
 

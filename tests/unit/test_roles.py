@@ -114,7 +114,7 @@ def test_a_companion_unit_runs_in_current_with_the_venv_secrets_and_stop_timeout
     settings = build(tmp_path, FLEET + 'PROCESS_ODD=echo 50% $HOME "q"\n')
     unit = units.render_process_unit(settings, "worker", "shop", "shop")
     assert "WorkingDirectory=/srv/shop/current\n" in unit
-    assert "EnvironmentFile=-/srv/shop/shared/.env\n" in unit
+    assert "EnvironmentFile=-/etc/shop/env\n" in unit
     assert "Environment=VIRTUAL_ENV=/srv/shop/current/.venv " in unit
     assert "PATH=/srv/shop/current/.venv/bin:" in unit
     assert "User=shop\n" in unit and "KillMode=mixed\n" in unit

@@ -198,7 +198,7 @@ def test_switch_reports_what_it_did(tmp_path: Path) -> None:
     done = service.switch(host, "20261124T090000.000Z")  # type: ignore[arg-type]
     assert done == service.Switched("20261124T090000.000Z", "20261124T080000.000Z", False)
     assert host.env["NEW_TARGET"] == "releases/20261124T090000.000Z"
-    assert host.env["PIDFILE"] == "/srv/shop/shared/pids/gunicorn.pid"
+    assert host.env["PIDFILE"] == "/run/shop/gunicorn.pid"
     assert host.env["WORKERS"] == 2
 
 

@@ -57,7 +57,7 @@ def test_gunicorn_conf_reads_what_fabdeploy_writes(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text(secretsfile.render(TRICKY), encoding="utf-8")
     text = units.render_gunicorn_conf(config.build("staging", tmp_path)).replace(
-        "'/srv/shop/shared/.env'", repr(str(env_file))
+        "'/etc/shop/env'", repr(str(env_file))
     )
     conf = tmp_path / "gunicorn.conf.py"
     conf.write_text(text)

@@ -6,8 +6,11 @@ import asyncio
 import os
 import re
 import runpy
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +19,7 @@ import pytest
 from tasks import config
 from tasks.build import tags
 from tasks.core import errors, shell
+from tasks.core.paths import layout
 from tasks.host import facts as host_facts
 from tasks.host import provision, service, units
 from tests.unit.fake_tags import SERVER_313
@@ -33,14 +37,15 @@ def test_unit_runs_gunicorn_through_current_unresolved(tmp_path: Path) -> None:
     unit = units.render_unit(settings(tmp_path), "deploy", "deploy")
     lines = unit.splitlines()
     assert "Type=forking" in lines
-    assert "PIDFile=/srv/shop/shared/pids/gunicorn.pid" in lines
+    assert "PIDFile=/run/shop/gunicorn.pid" in lines
+    assert "RuntimeDirectory=shop" in lines and "RuntimeDirectoryMode=0755" in lines
     assert "User=deploy" in lines and "Group=deploy" in lines
     assert "WorkingDirectory=/srv/shop/current" in lines
-    assert "EnvironmentFile=-/srv/shop/shared/.env" in lines
+    assert "EnvironmentFile=-/etc/shop/env" in lines  # root's (docs/security.md#ownership)
     assert "Restart=on-failure" in lines
     assert (
         "ExecStart=/srv/shop/current/.venv/bin/python -m gunicorn --daemon "
-        '--config /srv/shop/shared/gunicorn.conf.py "shop.web:create_app()"'
+        '--config /etc/shop/gunicorn.conf.py "shop.web:create_app()"'
     ) in lines
     assert "WantedBy=multi-user.target" in lines
     assert "$" not in unit.replace("$$", "")  # nothing for systemd to expand
@@ -55,7 +60,7 @@ def test_systemd_quote_escapes_specifiers_and_spaces() -> None:
 
 def test_unit_follows_deploy_root_and_escapes_percent(tmp_path: Path) -> None:
     unit = units.render_unit(settings(tmp_path, "DEPLOY_ROOT=/opt/my%app\n"), "web", "www")
-    assert "PIDFile=/opt/my%%app/shared/pids/gunicorn.pid" in unit
+    assert "WorkingDirectory=/opt/my%%app/current" in unit
     assert "User=web" in unit and "Group=www" in unit
 
 
@@ -67,13 +72,13 @@ def test_gunicorn_conf_is_valid_python_with_the_settings(tmp_path: Path, monkeyp
     values = runpy.run_path(str(conf))
     assert values["bind"] == "0.0.0.0:8123"
     assert values["workers"] == 3
-    assert values["pidfile"] == "/srv/shop/shared/pids/gunicorn.pid"
+    assert values["pidfile"] == "/run/shop/gunicorn.pid"
     assert values["chdir"] == "/srv/shop/current"
     assert values["errorlog"] == "/srv/shop/shared/log/error.log"
     assert values["accesslog"] == "/srv/shop/shared/log/access.log"
     assert values["capture_output"] is True
     assert values["control_socket_disable"] is True
-    assert values["raw_env"] == []  # /srv/shop/shared/.env does not exist here
+    assert values["raw_env"] == []  # /etc/shop/env is not readable here
     monkeypatch.setenv("FABDEPLOY_CHDIR", "/srv/shop/releases/x")
     assert runpy.run_path(str(conf))["chdir"] == "/srv/shop/releases/x"
 
@@ -84,7 +89,7 @@ def test_gunicorn_conf_reads_the_env_file_setup_writes(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text(secrets.render())
     text = units.render_gunicorn_conf(settings(tmp_path)).replace(
-        "'/srv/shop/shared/.env'", repr(str(env_file))
+        "'/etc/shop/env'", repr(str(env_file))
     )
     conf = tmp_path / "gunicorn.conf.py"
     conf.write_text(text)
@@ -134,7 +139,8 @@ class FakeHost:
         self.answers = list(answers)
         self.settings = settings
         self.name = "web1"
-        self.app_user = "deploy"
+        self.conn = SimpleNamespace(user="deploy")
+        self.app_user = "shop"
         self.said: list[str] = []
         self.scripts: list[tuple[str, dict]] = []
 
@@ -145,6 +151,10 @@ class FakeHost:
     def say(self, text: str) -> None:
         self.said.append(text)
 
+    @property
+    def app_is_deploy_user(self) -> bool:
+        return self.app_user == self.conn.user
+
 
 def test_items_report_changed_or_no_change(tmp_path: Path) -> None:
     host = FakeHost(["no change\nPython 3.11.2\n", "changed\ndeploy\n"], settings(tmp_path))
@@ -153,9 +163,33 @@ def test_items_report_changed_or_no_change(tmp_path: Path) -> None:
     assert change.changed and group == "deploy"
     assert host.said == [
         "packages (python3, venv): no change (Python 3.11.2)",
-        "user deploy: changed",
+        "user shop: changed (the app's own; deploy deploys)",
     ]
     assert host.scripts[0][1] == {"PYTHON": "python3"}
+
+
+def test_the_app_running_as_the_ssh_user_is_warned_about(tmp_path: Path) -> None:
+    host = FakeHost(["no change\ndeploy\n"], settings(tmp_path, "APP_USER=deploy\n"))
+    host.app_user = "deploy"  # APP_USER set to the SSH user: the explicit opt-in
+    change, _ = provision.app_user(host)  # type: ignore[arg-type]
+    assert change.detail == (
+        "WARNING: the app runs as the SSH user deploy, who has sudo: a compromised app is root "
+        "on the host (docs/security.md#ownership)"
+    )
+    host.app_user = "shop"
+    assert provision.deploy_user_warning(host) == ""  # type: ignore[arg-type]
+
+
+def test_check_names_the_app_user_and_warns_about_the_ssh_user(tmp_path: Path) -> None:
+    from tasks.steps import checks
+
+    host = FakeHost([], settings(tmp_path))
+    own = checks.app_user_finding(host)  # type: ignore[arg-type]
+    assert own.line() == "ok      app user: shop, a user of its own (deploy deploys)"
+    host.app_user = "deploy"
+    warned = checks.app_user_finding(host)  # type: ignore[arg-type]
+    assert warned.ok and warned.warning  # said, not blocking: the opt-in is allowed
+    assert warned.line().startswith("WARNING app user: the app runs as the SSH user deploy")
 
 
 def test_check_parses_the_hosts_python_and_current(tmp_path: Path) -> None:
@@ -315,10 +349,12 @@ def _hooks(tmp_path: Path, own: str = "") -> tuple[dict[str, object], Path, list
     release = tmp_path / "release"
     release.mkdir()
     (release / "own.py").write_text(own)
-    pids = tmp_path / "srv" / "shared" / "pids"
-    pids.mkdir(parents=True)
     extra = f"DEPLOY_ROOT={tmp_path / 'srv'}\n" + ("GUNICORN_CONFIG=own.py\n" if own else "")
-    text = units.render_gunicorn_conf(settings(tmp_path, extra))
+    chosen = settings(tmp_path, extra)
+    pids = Path(layout(chosen).pids)  # /run/shop, under tmp_path (the `host_dirs` fixture)
+    assert pids.is_relative_to(tmp_path)
+    pids.mkdir(parents=True)
+    text = units.render_gunicorn_conf(chosen)
     calls: list[str] = []
     values = runpy.run_path(
         str(_conf(tmp_path, text)), init_globals={"CALLS": calls}, run_name="conf"
@@ -337,7 +373,7 @@ def _own_marker() -> str:
 
 
 def test_each_worker_marks_itself_ready_beside_the_pidfile(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_dirs: Path
 ) -> None:
     monkeypatch.setenv("FABDEPLOY_CHDIR", str(tmp_path / "release"))
     values, pids, _ = _hooks(tmp_path)
@@ -349,7 +385,7 @@ def test_each_worker_marks_itself_ready_beside_the_pidfile(
 
 
 def test_a_smoke_checks_gunicorn_writes_no_marker(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_dirs: Path
 ) -> None:
     monkeypatch.setenv("FABDEPLOY_CHDIR", str(tmp_path / "release"))
     values, pids, _ = _hooks(tmp_path)
@@ -358,7 +394,7 @@ def test_a_smoke_checks_gunicorn_writes_no_marker(
 
 
 def test_the_apps_own_worker_hooks_run_first_and_are_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_dirs: Path
 ) -> None:
     monkeypatch.setenv("FABDEPLOY_CHDIR", str(tmp_path / "release"))
     own = (
@@ -376,7 +412,9 @@ def test_the_apps_own_worker_hooks_run_first_and_are_kept(
     assert calls == ["own init: ", "own exit"] and list(pids.iterdir()) == []
 
 
-def test_gunicorn_accepts_the_hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gunicorn_accepts_the_hooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_dirs: Path
+) -> None:
     from gunicorn.config import Config
 
     monkeypatch.setenv("FABDEPLOY_CHDIR", str(tmp_path / "release"))
@@ -387,7 +425,7 @@ def test_gunicorn_accepts_the_hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_uvicorns_worker_is_ready_once_its_server_listens(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_dirs: Path
 ) -> None:
     monkeypatch.setenv("FABDEPLOY_CHDIR", str(tmp_path / "release"))
     values, pids, calls = _hooks(tmp_path)
@@ -408,12 +446,118 @@ def test_setup_s_note_on_changed_files_fits_a_host_where_nothing_runs_yet() -> N
     from types import SimpleNamespace
 
     said: list[str] = []
-    settings = SimpleNamespace(environment="staging")
+    settings = SimpleNamespace(environment="staging", deploy_root="/srv/shop", app_name="shop")
     host = SimpleNamespace(settings=settings, say=said.append)
-    provision.running_keeps(host, [provision.Change("secrets shared/.env", True)])  # type: ignore[arg-type]
-    provision.running_keeps(host, [provision.Change("secrets shared/.env", False)])  # type: ignore[arg-type]
-    assert said == [
+    provision.running_keeps(host, [provision.Change("secrets /etc/shop/env", True)])  # type: ignore[arg-type]
+    provision.running_keeps(host, [provision.Change("secrets /etc/shop/env", False)])  # type: ignore[arg-type]
+    provision.running_keeps(host, [provision.Change("/etc/shop/gunicorn.conf.py", True)])  # type: ignore[arg-type]
+    note = (
         "if the web service or its processes run already, they keep the old files until "
         "`fab staging deploy` applies them (gracefully, also when the revision did not change); "
         "a first deploy starts them with these"
-    ]
+    )
+    assert said == [note, note]
+
+
+# --- the ownership model's layout (scripts/setup-directories.sh), for real, as root ---------
+
+
+def layout_script(tmp_path: Path, mode: str, keep_env: str = "yes") -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """setup-directories.sh as `provision.directories` sends it, for a root and an /etc/<app>
+    under ``tmp_path`` (D: this user, root; A: nobody)."""
+    chosen = settings(tmp_path, f"DEPLOY_ROOT={tmp_path / 'srv'}\nAPP_USER=nobody\n"
+                      "LINKED_DIRS=media,instance/uploads\nSECRETS_FILE=\n")  # fmt: skip
+    host = SimpleNamespace(settings=chosen, app_user="nobody", name="web1")
+    env = provision._layout_env(host, "nogroup", mode)  # type: ignore[arg-type]
+    env.update(ETC=tmp_path / "etc" / "shop", ENV_FILE=tmp_path / "etc" / "shop" / "env", KEEP_ENV=keep_env)  # fmt: skip
+    (tmp_path / "etc").mkdir(exist_ok=True)
+    text = shell.bash_text(shell.shell("setup-directories"), env)
+    return subprocess.run(["bash", "-c", text], capture_output=True, text=True, check=False)
+
+
+def owners_of(top: Path) -> dict[str, str]:
+    """Every path under ``top`` (relative) -> ``owner:group mode`` (links not followed)."""
+    found = subprocess.run(
+        ["find", str(top), "-mindepth", "1", "-printf", "%P\t%u:%g %m\n"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return dict(line.split("\t") for line in found.splitlines())
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory other users may traverse (pytest's tmp_path is root's, 0700): the old app
+    user reads its secrets through it, as it does on a host."""
+    where = Path(tempfile.mkdtemp(prefix="fabdeploy-layout-", dir="/var/tmp"))
+    where.chmod(0o755)
+    try:
+        yield where
+    finally:
+        shutil.rmtree(where)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="hands paths to other users: needs root")
+def test_a_fresh_layout_is_the_ownership_models(open_dir: Path) -> None:
+    tmp_path = open_dir
+    assert layout_script(tmp_path, "survey").stdout == ""  # nothing to migrate
+    made = layout_script(tmp_path, "apply")
+    assert made.returncode == 0 and made.stdout.startswith("changed\n"), made.stderr
+    assert owners_of(tmp_path / "srv") == {
+        "releases": "root:root 755", "venvs": "root:root 755", "shared": "root:root 755",
+        "shared/log": "nobody:nogroup 750", ".incoming": "root:root 700", ".switch": "root:root 700",
+    }  # fmt: skip
+    assert owners_of(tmp_path / "etc") == {"shop": "root:nogroup 750"}
+    assert subprocess.run(["stat", "-c", "%U:%G %a", str(tmp_path / "srv")], capture_output=True,
+                          text=True, check=True).stdout == "root:nogroup 750\n"  # fmt: skip
+    assert layout_script(tmp_path, "apply").stdout == "no change\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="hands paths to other users: needs root")
+def test_an_older_layout_is_migrated_keeping_the_data_and_following_no_link(
+    open_dir: Path,
+) -> None:
+    tmp_path = open_dir
+    root = tmp_path / "srv"
+    for folder in ("releases/R1", "venvs/v1", "shared/pids", "shared/log", "shared/media",
+                   "shared/instance/uploads", ".incoming"):  # fmt: skip
+        (root / folder).mkdir(parents=True)
+    (root / "shared" / ".env").write_text('GREETING="hi"\n')
+    (root / "shared" / ".env").chmod(0o600)
+    (root / "shared" / "gunicorn.conf.py").write_text("workers = 2\n")
+    (root / "shared" / "pids" / "gunicorn.pid").write_text("42\n")
+    (root / "shared" / "__pycache__").mkdir()  # gunicorn compiled the old gunicorn.conf.py
+    (root / "shared" / "__pycache__" / "gunicorn.conf.cpython-311.pyc").write_bytes(b"\0")
+    (root / "shared" / "media" / "photo.jpg").write_bytes(b"\xff\xd8 jpeg")
+    (root / "shared" / "media" / "planted").symlink_to("/etc/shadow")
+    (root / "releases" / "R1" / ".env").symlink_to("../../shared/.env")
+    (root / "current").symlink_to("releases/R1")
+    subprocess.run(
+        ["chown", "-R", "-h", "daemon:daemon", str(root)], check=True
+    )  # the old app user's
+    shadow = os.stat("/etc/shadow")
+    survey = layout_script(tmp_path, "survey").stdout.splitlines()
+    assert f"migrate={root}: daemon:daemon -> root:nogroup" in survey
+    assert f"migrate={root}/shared/media: daemon:daemon -> nobody:nogroup" in survey
+    assert f"migrate={root}/shared/.env: the secrets move to {tmp_path}/etc/shop/env" in survey
+    assert layout_script(tmp_path, "apply").returncode == 0
+    assert (tmp_path / "etc" / "shop" / "env").read_text() == 'GREETING="hi"\n'  # read as daemon
+    assert owners_of(tmp_path / "etc")["shop/env"] == "root:nogroup 640"
+    found = owners_of(root)
+    assert {k: v for k, v in found.items() if not k.startswith("shared/")} == {
+        "releases": "root:root 755", "releases/R1": "root:root 755", "releases/R1/.env": "root:root 777",
+        "venvs": "root:root 755", "venvs/v1": "root:root 755", "current": "root:root 777",
+        "shared": "root:root 755", ".incoming": "root:root 700", ".switch": "root:root 700",
+    }  # fmt: skip
+    assert {k: v for k, v in found.items() if k.startswith("shared/")} == {
+        "shared/log": "nobody:nogroup 750",
+        "shared/media": "nobody:nogroup 755",
+        "shared/media/photo.jpg": "nobody:nogroup 644",
+        "shared/media/planted": "nobody:nogroup 777",
+        "shared/instance": "root:root 755",
+        "shared/instance/uploads": "nobody:nogroup 755",
+    }  # fmt: skip  (the leaves' modes: linked_paths.sh, as the app user)
+    assert (root / "shared" / "media" / "photo.jpg").read_bytes() == b"\xff\xd8 jpeg"
+    assert os.readlink(root / "releases" / "R1" / ".env") == f"{tmp_path}/etc/shop/env"
+    assert os.stat("/etc/shadow") == shadow  # the planted link was handed over, not followed
+    assert layout_script(tmp_path, "survey").stdout == ""
+    assert layout_script(tmp_path, "apply").stdout == "no change\n"

@@ -71,15 +71,16 @@ class Site:
     def __init__(self, tmp_path: Path) -> None:
         self.root = tmp_path / "srv"
         self.current = self.root / "current"
-        self.pidfile = self.root / "shared" / "pids" / "gunicorn.pid"
+        system = tmp_path / "host"  # /run and /etc as the `host_dirs` fixture moves them
+        self.pidfile = system / "run" / "hello" / "gunicorn.pid"
         self.log = self.root / "shared" / "log" / "error.log"
-        self.conf = self.root / "shared" / "gunicorn.conf.py"
+        self.conf = system / "etc" / "hello" / "gunicorn.conf.py"
         self.registry = tmp_path / "started.pids"
         self.calls = tmp_path / "systemctl.calls"
         self.bin = tmp_path / "bin"
         for path in (self.root / "releases" / "A", self.root / "releases" / "B"):
             path.mkdir(parents=True)
-        for path in (self.pidfile.parent, self.log.parent, self.bin, self.root / ".switch"):
+        for path in (self.pidfile.parent, self.conf.parent, self.log.parent, self.bin, self.root / ".switch"):  # fmt: skip
             path.mkdir(parents=True, exist_ok=True)
         self.log.touch()
         self.registry.touch()
@@ -272,7 +273,7 @@ def wait_for(condition: Callable[[], bool], what: str, seconds: float = 10) -> N
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
+def site(tmp_path: Path, host_dirs: Path) -> Iterator[Site]:
     made = Site(tmp_path)
     try:
         yield made

@@ -39,7 +39,9 @@ class LocalHost:
 
     def __init__(self, root: Path, name: str = "web1", path: str | None = None) -> None:
         (root / "srv" / ".incoming").mkdir(parents=True, exist_ok=True)
-        self.settings = SimpleNamespace(deploy_root=str(root / "srv"), python=sys.executable)
+        self.settings = SimpleNamespace(
+            deploy_root=str(root / "srv"), app_name="shop", python=sys.executable
+        )
         self.name = name
         self.path = path
         self.labels: list[str] = []

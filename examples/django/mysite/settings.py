@@ -73,7 +73,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"  # collectstatic fills it in each release
+# collectstatic (a hook, as the app user) fills shared/staticfiles, linked into each release
+# (LINKED_DIRS): the app user cannot write into a release (docs/security.md#ownership)
+STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = "media/"
 MEDIA_ROOT = BASE_DIR / "media"  # a LINKED_DIR: shared/media
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
