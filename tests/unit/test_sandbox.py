@@ -69,7 +69,7 @@ def test_every_unit_gets_every_directive_in_its_service_section(
 
 def test_the_web_unit_writes_its_data_logs_and_runtime_files_only(tmp_path: Path) -> None:
     conf = settings(tmp_path, "LINKED_DIRS=media,data\nLINKED_FILES=instance/app.cfg\n")
-    paths = Layout("/srv/shop")
+    paths = Layout("/srv/shop", "shop")
     data = [f"{paths.shared}/media", f"{paths.shared}/data", f"{paths.shared}/instance/app.cfg"]
     web, worker = both(conf).values()
     assert values(web, "ReadWritePaths") == [" ".join([*data, paths.logs, paths.pids])]
@@ -89,7 +89,7 @@ def test_writable_paths_follow_the_layout(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_writable_paths_escape_systemd_specifiers(tmp_path: Path) -> None:
     web = units.render_unit(settings(tmp_path, "DEPLOY_ROOT=/opt/my%app\n"), "shop", "shop")
-    assert values(web, "ReadWritePaths") == ["/opt/my%%app/shared/log /opt/my%%app/shared/pids"]
+    assert values(web, "ReadWritePaths") == ["/opt/my%%app/shared/log /run/shop"]
 
 
 def test_sandbox_writable_adds_paths_to_every_unit_once(tmp_path: Path) -> None:
