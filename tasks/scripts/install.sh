@@ -67,7 +67,11 @@ with_pip() {  # pip from the shipped wheelhouse, or from INDEX_URL
   how="with pip"
 }
 
-exec 9>>"$VENVS/.$DIGEST.lock"
+# 0600: the app user (who may read venvs/) cannot open it, so cannot hold it to stall installs
+lockfile="$VENVS/.$DIGEST.lock"
+(umask 077 && exec 9>>"$lockfile")
+[ -O "$lockfile" ] && [ ! -L "$lockfile" ] && chmod 600 -- "$lockfile"
+exec 9>>"$lockfile"
 flock -w 900 9 || { echo "venv $DIGEST is locked by another install" >&2; exit 3; }
 if [ -f "$venv/$MARKER" ]; then
   echo "venv $DIGEST reused"

@@ -143,6 +143,11 @@ if alive "$leftover" && [ "$leftover" != "$old" ]; then
   as_app kill -TERM "$leftover" || true
   wait_gone "$leftover" "$GRACE" || as_app kill -KILL "$leftover" || true
 fi
+# Whatever else is named gunicorn.pid.2 (a dead master's pid, a file or link the app made that
+# it cannot read) would stop the new master writing its pidfile: gone, as the app user.
+if listed "${PIDFILE%/*}" "${PIDFILE##*/}.2" && ! alive "$(app_pid "$PIDFILE.2")"; then
+  as_app rm -f -- "$PIDFILE.2" || true
+fi
 
 new=""
 winched=no
@@ -210,7 +215,8 @@ while [ "$(children "$old" "$new")" -gt 0 ]; do
 done
 code=$(wait_healthy "$URL" "$TIMEOUT" "$new") || fail "health check $URL answered $code"
 # shellcheck disable=SC2016  # $1 and $2 are the inner shell's
-as_app sh -c 'printf "%s\n" "$1" > "$2.fabdeploy" && mv -f "$2.fabdeploy" "$2"' _ "$new" "$PIDFILE"
+# (a new temp name each time, made exclusively: nothing planted at a fixed name is written)
+as_app sh -c 't=$(mktemp "$2.XXXXXX") && printf "%s\n" "$1" > "$t" && mv -f "$t" "$2"' _ "$new" "$PIDFILE"
 as_app kill -TERM "$old"
 if ! wait_gone "$old" "$GRACE"; then
   echo "old master $old still running after ${GRACE}s: killing it"

@@ -131,14 +131,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attacked]:
         stop_kit(kit)
 
 
-def plant(site: Attacked) -> list[str]:
+def plant(site: Attacked, logs: tuple[str, ...] = ("app.log", "other.log")) -> list[str]:
     """As the app user: a link to a secret, to /etc and to the deploy user's keys, and a
     program that records who ran it, at every name fabdeploy uses in each place the app
-    user can write; returns the places it could write."""
+    user can write (in shared/log: ``logs``); returns the places it could write."""
     targets = [ROOT_SECRET, DEPLOY_SECRET, "/etc/shadow", "/home/deploy/.ssh/authorized_keys"]
     places = [f"{ROOT}/shared/{DATA}", f"{ROOT}/shared/log", f"/run/{APP}"]
     names = {
-        f"{ROOT}/shared/log": ["error.log", "access.log", "migrations.log", "app.log"],
+        f"{ROOT}/shared/log": list(logs),
         f"/run/{APP}": ["gunicorn.pid.2", "ready.1.1", "gunicorn.pid.fabdeploy"],
         f"{ROOT}/shared/{DATA}": ["x", ".env"],
     }
@@ -214,6 +214,12 @@ def test_commands_over_planted_links_change_nothing_outside_the_data(site: Attac
         outputs.append(proc.stdout + proc.stderr)
     site.app("3.0.0")  # a third release: cleanup removes the oldest (KEEP_RELEASES=2)
     outputs.append(site.fab("staging", "deploy").stdout)
+    # gunicorn's own logs replaced by links too (the running master keeps its open files;
+    # a new one could not start, so no deploy follows): whoever reads them must not follow
+    plant(site, ("error.log", "access.log"))
+    for args in (("logs", "-n", "50"), ("status",), ("plan",), ("check",)):
+        proc = site.fab("staging", *args)
+        outputs.append(proc.stdout + proc.stderr)
     after = site.snapshot()
 
     shown = "\n".join(outputs)
