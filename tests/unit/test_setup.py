@@ -384,6 +384,20 @@ def test_each_worker_marks_itself_ready_beside_the_pidfile(
     assert list(pids.iterdir()) == []  # the master removes an exited worker's marker
 
 
+def test_the_master_takes_the_units_umask_back_then_runs_the_apps_hook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_dirs: Path
+) -> None:
+    monkeypatch.setenv("FABDEPLOY_CHDIR", str(tmp_path / "release"))
+    own = "import os\ndef on_starting(server):\n    CALLS.append(oct(os.umask(0o22)))\n"
+    values, _, calls = _hooks(tmp_path, own)
+    was = os.umask(0o022)  # as gunicorn's --daemon leaves it
+    try:
+        values["on_starting"](None)  # type: ignore[operator]
+        assert calls == ["0o27"]  # set before the app's own hook ran
+    finally:
+        os.umask(was)
+
+
 def test_a_smoke_checks_gunicorn_writes_no_marker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_dirs: Path
 ) -> None:
