@@ -267,7 +267,10 @@ class Settings:
         "Releases kept on each host (current and previous always)",
     )
     secrets_file: str = setting(
-        "SECRETS_FILE", parse.local_path, "", "Local env file of the app's secrets, uploaded 0600"
+        "SECRETS_FILE",
+        parse.local_path,
+        "",
+        "Local env file of the app's secrets, installed as /etc/APP_NAME/env (0640)",
     )
     test_command: str = setting(
         "TEST_COMMAND",
@@ -345,13 +348,13 @@ class Settings:
         "LINKED_DIRS",
         parse.linked,
         "",
-        "Directories of the app kept in shared/ and linked into every release (media)",
+        "Directories of the app kept in shared/ and linked into every release (media, data)",
     )
     linked_files: tuple[str, ...] = setting(
         "LINKED_FILES",
         parse.linked,
         "",
-        "Files of the app kept in shared/ and linked into every release (db.sqlite3)",
+        "Files of the app kept in shared/ and linked into every release (not a SQLite db)",
     )
     stop_timeout: int = setting(
         "STOP_TIMEOUT",

@@ -38,6 +38,7 @@ from . import units as host_units
 from .units import render_gunicorn_conf, render_unit
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..ssh.host import Host
 
 
@@ -81,6 +82,7 @@ class Drift:
     had: dict[str, bool] = field(default_factory=dict)  # path -> the host had the file
     stale: tuple[str, ...] = ()  # processes running on older files (a switch reloads them)
     secrets: bool = False  # the secrets file is among the files
+    new_secrets: bool = False  # ... with other values (not only another owner or mode)
     stage: str = ""  # where `stage` put the files on the host
     applied: bool = False  # the files are in place (the switch took them)
 
@@ -95,6 +97,17 @@ class Drift:
             what[-1] = "the secrets"  # appended last by `drift`
         what += [f"{Path(s).name} started before its files changed" for s in self.stale]
         return ", ".join(what)
+
+    def secrets_note(self, settings: Settings) -> str:
+        """When the secrets' values change: what runs before the switch still has the old
+        ones, and how to give it the new ones ("" otherwise)."""
+        if not self.new_secrets:
+            return ""
+        return (
+            "the new secrets take effect with the switch: this deploy's hooks, migration and "
+            "smoke check run with the ones the host has; if they need the new values, stop and "
+            f"run `{fab_command(settings, 'setup')}` first (docs/security.md#secrets)"
+        )
 
 
 def program(host: Host) -> tuple[str, dict[str, object]]:
@@ -202,6 +215,7 @@ def drift(host: Host, found: OnHost) -> Drift:
         result.files.append(secrets[0])
         result.had[secrets[0].path] = bool(found.secrets)
         result.secrets = True
+        result.new_secrets = found.secrets.partition(" ")[0] != secrets[1].partition(" ")[0]
     return result
 
 

@@ -13,7 +13,7 @@ if [ ${#missing[@]} -eq 0 ] && listed "${LEGACY_CONF%/*}" "${LEGACY_CONF##*/}"; 
   echo "set up by an older fabdeploy ($LEGACY_CONF): run \`$SETUP\` to move it to the" \
     "ownership model (docs/security.md#ownership)" >&2; exit 3
 fi
-[ -w "$INCOMING" ] || { echo "$INCOMING is not writable by $(id -un)" >&2; exit 3; }
+[ ! -d "$INCOMING" ] || [ -w "$INCOMING" ] || { echo "$INCOMING is not writable by $(id -un)" >&2; exit 3; }
 sudo -n true 2>/dev/null || { echo "sudo -n fails for $(id -un): passwordless sudo is required" >&2; exit 3; }
 sudo -n test -f "$CONF" || missing+=("$CONF")
 if [ ${#missing[@]} -gt 0 ]; then

@@ -115,6 +115,9 @@ def check_hosts(flow: Flow, host: Host) -> None:
         drift = state.drift = converge.drift(host, converge.parse(files))
         if drift:
             host.say(f"setup's files: {drift.describe()}: the switch applies them")
+            note = drift.secrets_note(flow.settings)
+            if note:
+                host.say(note)
 
 
 def learn_program(host: Host) -> tuple[str, dict[str, object]]:

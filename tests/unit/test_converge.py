@@ -80,12 +80,24 @@ def test_a_new_gunicorn_config_and_changed_secrets_are_converged(tmp_path: Path)
     assert "conf/gunicorn.py" in conf.text and (conf.owner, conf.group, conf.mode) == ("root", "deploy", "640")  # fmt: skip
     assert env.text == 'API_TOKEN="two"\n' and (env.owner, env.group, env.mode) == ("root", "deploy", "640")  # fmt: skip
     assert drift.describe() == "gunicorn.conf.py, the secrets"
+    # the hooks, migration and smoke check before the switch still read the old values
+    note = drift.secrets_note(now.settings)
+    assert "hooks, migration and smoke check run with the ones the host has" in note
+    assert "setup` first" in note
+
+
+def test_nothing_is_noted_when_the_secrets_file_is_the_same(tmp_path: Path) -> None:
+    files, secrets = as_set_up(tmp_path)
+    now = host(tmp_path, "GUNICORN_CONFIG=conf/gunicorn.py\n")
+    drift = converge.drift(now, converge.parse(answer(files, secrets=secrets)))
+    assert drift and not drift.secrets and drift.secrets_note(now.settings) == ""
 
 
 def test_a_secrets_file_with_the_wrong_mode_is_rewritten(tmp_path: Path) -> None:
     files, secrets = as_set_up(tmp_path)
     drift = converge.drift(host(tmp_path), converge.parse(answer(files, secrets=secrets[:-3] + "644")))  # fmt: skip
     assert drift.secrets and len(drift.files) == 1
+    assert drift.secrets_note(host(tmp_path).settings) == ""  # the same values: nothing to say
 
 
 def test_a_new_process_gets_its_unit_enabled(tmp_path: Path) -> None:

@@ -296,15 +296,20 @@ def _conf(tmp_path: Path, text: str) -> Path:
     return conf
 
 
-def run_facts(tmp_path: Path, python: Path) -> subprocess.CompletedProcess[str]:
-    """scripts/facts.sh as the check sends it, run here with bash (HOME in tmp_path)."""
+def run_facts(
+    tmp_path: Path, python: Path, set_up: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """scripts/facts.sh as the check sends it, run here with bash (HOME in tmp_path); with
+    ``set_up`` false, on a host where `fab setup` never ran (no directory, no file)."""
     conf = settings(tmp_path, f"DEPLOY_ROOT={tmp_path / 'srv'}\nPYTHON={python}\n")
     body, env = host_facts.facts_program(FakeHost([], conf))  # type: ignore[arg-type]
     for key in ("RELEASES", "VENVS", "SHARED", "INCOMING"):
-        Path(str(env[key])).mkdir(parents=True, exist_ok=True)
+        if set_up:
+            Path(str(env[key])).mkdir(parents=True, exist_ok=True)
     for key in ("UNIT", "CONF"):
         env[key] = tmp_path / f"{key}.file"
-        Path(str(env[key])).write_text("")
+        if set_up:
+            Path(str(env[key])).write_text("")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "sudo").write_text('#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n')
@@ -312,8 +317,16 @@ def run_facts(tmp_path: Path, python: Path) -> subprocess.CompletedProcess[str]:
     home = {"HOME": str(tmp_path / "home"), "PATH": f"{bin_dir}:/usr/bin:/bin"}
     text = shell.bash_text(body, env)
     return subprocess.run(
-        ["bash", "-c", text], capture_output=True, text=True, env=home, check=True
+        ["bash", "-c", text], capture_output=True, text=True, env=home, check=set_up
     )
+
+
+def test_a_host_never_set_up_is_told_to_run_setup(tmp_path: Path) -> None:
+    """Not that its missing .incoming "is not writable": the check names `fab setup`."""
+    done = run_facts(tmp_path, Path(sys.executable), set_up=False)
+    assert done.returncode == 3
+    assert "not set up: missing" in done.stderr and "setup` first" in done.stderr
+    assert ".incoming" in done.stderr and "not writable" not in done.stderr
 
 
 def test_the_python_facts_are_cached_until_a_file_they_depend_on_changes(tmp_path: Path) -> None:
