@@ -2,7 +2,7 @@
 
 Every item checks the host first and changes it only when needed, reporting "changed" or
 "no change" (a second ``fab setup`` prints "no change" for every item). Root actions use
-``sudo -n``: passwordless sudo for the SSH user is a documented requirement.
+``sudo -n``, each one a line of the sudoers rule ``setup.sudoers`` prints.
 
 The items are `tasks.host.provision`'s; ``setup`` runs the list `tasks.steps.lists.SETUP`.
 """
@@ -15,6 +15,7 @@ from invoke import Collection, task
 
 from .engine.flow import Flow
 from .engine.runner import execute
+from .host import sudoers
 from .host.provision import (
     app_user,
     directories,
@@ -78,8 +79,17 @@ def service_(c):  # type: ignore[no-untyped-def]
     fanout.on_each_host(c, "setup", work)
 
 
+@task(name="sudoers")
+def sudoers_(c):  # type: ignore[no-untyped-def]
+    """Print the sudoers file the hosts need (docs/security.md#sudo); install it as root."""
+    settings, hosts = session.session(c, fleet=True, data_on_stdout=True)
+    if hosts:
+        print(sudoers.for_hosts(settings, hosts), end="")
+
+
 ns = Collection("setup")
 ns.add_task(all_, default=True)
 ns.add_task(packages_)
 ns.add_task(layout)
 ns.add_task(service_)
+ns.add_task(sudoers_)

@@ -29,6 +29,10 @@ HUMAN_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
 #: The only time format the host scripts use (``date +%s``): epoch seconds.
 SCRIPT_FORMAT = "%s"
 
+#: How the scripts `stat` a root file (tasks/host/sudoers.py: one fixed sudo line): owner,
+#: group, mode and its modification time in epoch seconds (``%Y``), colon-separated.
+STAT_FORMAT = "%U:%G:%a:%Y"
+
 
 def release_name(now: dt.datetime | None = None) -> str:
     """A new release's name: its UTC time, sortable, unique to the millisecond."""

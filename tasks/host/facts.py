@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from ..core import kv, shell
 from ..core.errors import FabdeployError, HostError
 from ..core.paths import VENV_MARKER, layout, unit_file
 from ..ssh import fanout
+from . import sudoers
 
 if TYPE_CHECKING:
     from ..build.tags import TagSet
@@ -31,14 +33,23 @@ class Facts:
     revision: str = ""  # the revision of that release (its REVISION file)
     running: bool = False  # the gunicorn master in the pidfile is alive
     venvs: tuple[str, ...] = ()  # digests of the complete venvs on the host
+    app_group: str = ""  # the app user's group ("" when the user is missing)
+    sudo_missing: tuple[int, ...] = ()  # the `sudoers.probes` sudo refused (their indexes)
+    sudo_as_refused: bool = False  # sudo refused acting as the app user
 
 
-def facts_program(host: Host) -> tuple[str, dict[str, object]]:
-    """The script (``scripts/facts.sh``) and env that learn a host's `Facts`."""
+def facts_program(host: Host, *, cached: bool = True) -> tuple[str, dict[str, object]]:
+    """The script (``scripts/facts.sh``) and env that learn a host's `Facts`, asking sudo
+    about the rights of `sudoers.probes` (``cached``: the answer "all allowed" is kept on
+    the host while sudo's files are unchanged)."""
     settings = host.settings
     paths = layout(settings)
     facts_py, host_tags = shell.script_file("facts.py"), build_tags.script_text()
+    asked = sudoers.probe_env(host)
+    key = hashlib.sha256(repr(sorted(asked.items())).encode()).hexdigest()[:16]
     return shell.shell("facts"), {
+        **asked,
+        "SUDO_KEY": key if cached else "",
         "RELEASES": paths.releases,
         "VENVS": paths.venvs,
         "SHARED": paths.shared,
@@ -60,9 +71,10 @@ def facts_program(host: Host) -> tuple[str, dict[str, object]]:
     }
 
 
-def read_facts(host: Host) -> Facts:
-    """Refuse a host that was not set up; return its Python identity and current release."""
-    body, env = facts_program(host)
+def read_facts(host: Host, *, cached: bool = True) -> Facts:
+    """Refuse a host that was not set up; return its Python identity and current release
+    (and what sudo refused: `facts_program`)."""
+    body, env = facts_program(host, cached=cached)
     return parse_facts(host, host.script(body, env=env, hide=True, label="check").stdout)
 
 
@@ -88,6 +100,11 @@ def parse_facts(host: Host, text: str) -> Facts:
         revision=found.get("revision", ""),
         running=found.get("running") == "yes",
         venvs=tuple(line[5:] for line in lines[3:] if line.startswith("venv=")),
+        app_group=found.get("app_group", ""),
+        sudo_missing=tuple(
+            int(line[13:]) for line in lines[3:] if re.fullmatch(r"sudo_missing=\d+", line)
+        ),
+        sudo_as_refused=found.get("sudo_as") == "refused",
     )
 
 

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from ..core import shell
 from ..core.errors import FabdeployError, detail
 from ..ssh.fanout import ask
-from .status import base_env, process_env
+from . import units
+from .status import base_env
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -27,12 +28,14 @@ def log_patterns(settings: Settings) -> list[str]:
 
 
 def logs_env(host: Host, lines: int, follow: bool) -> dict[str, object]:
+    """What ``scripts/logs.sh`` reads: the journal of every unit of the environment (one
+    command line on every host, as the sudoers rule allows it: `tasks.host.sudoers`)."""
     return {
         **base_env(host),
         "PATTERNS": "\n".join(log_patterns(host.settings)),
         "LINES": max(int(lines), 0),
         "FOLLOW": "yes" if follow else "no",
-        **process_env(host),
+        "JOURNAL_UNITS": "\n".join(units.environment_units(host.settings)),
     }
 
 

@@ -3,7 +3,7 @@ secrets and the unit files (``fab setup``: `tasks.steps.lists.SETUP`).
 
 Every item checks the host first and changes it only when needed, reporting "changed" or
 "no change" (a second ``fab setup`` prints "no change" for every item). Root actions use
-``sudo -n``: passwordless sudo for the SSH user is a documented requirement.
+``sudo -n``, each one a line of the sudoers rule (`tasks.host.sudoers`, docs/security.md#sudo).
 
 The layout is the ownership model (docs/security.md#ownership): the deploy user (the SSH
 user) owns the code side of the deploy root, root owns /etc/<app> (the secrets and
@@ -252,10 +252,19 @@ def upload_secrets(host: Host, group: str) -> Change:
 def write_file(
     host: Host, path: str, text: str, *, owner: str = "root", group: str = "root", mode: str = "644"
 ) -> bool:
-    """Write ``text`` to ``path`` as root, only when content or owner/mode differ."""
+    """Write ``text`` to ``path`` as root, only when content or owner/mode differ (read by
+    sudo in /etc/<app>, which the SSH user may not read; elsewhere as the SSH user)."""
+    private = path.startswith(layout(host.settings).etc + "/")
     result = host.script(
         shell.shell("write-file"),
-        env={"DEST": path, "TEXT": text, "OWNER": owner, "GROUP": group, "MODE": mode},
+        env={
+            "DEST": path,
+            "TEXT": text,
+            "OWNER": owner,
+            "GROUP": group,
+            "MODE": mode,
+            "PRIVATE": "yes" if private else "no",
+        },
         hide=True,
         label=f"write {path}",
     )

@@ -293,7 +293,7 @@ def _systemctl(host: Host, verb: str, process: str = "") -> list[str]:
     settings, units = host.settings, []
     if process in ("", WEB) or (process == "all" and roles.serves_web(settings, host.name)):
         host.run(
-            f"systemctl {verb} {shell.quote(host_units.service_unit(settings))}",
+            f"systemctl {verb} -- {shell.quote(host_units.service_unit(settings))}",
             sudo=True,
             label=verb,
         )

@@ -57,6 +57,12 @@ def unit_name(settings: Settings, process: str) -> str:
     return service_unit(settings) if process == WEB else f"{settings.app_name}-{process}.service"
 
 
+def environment_units(settings: Settings) -> list[str]:
+    """Every unit of the environment: the web service, then each companion process's (a host
+    runs those of its roles)."""
+    return [service_unit(settings), *(unit_name(settings, p) for p in settings.processes)]
+
+
 def systemd_quote(word: str) -> str:
     """``word`` as one argument of a systemd command line (specifiers and $ escaped)."""
     escaped = word.replace("%", "%%").replace("$", "$$")

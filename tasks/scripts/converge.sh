@@ -3,7 +3,8 @@
 # files change just before the USR2 re-exec that reads them. Every file is root's, in a
 # root-owned directory (the units, /etc/<app>/gunicorn.conf.py and /etc/<app>/env): written by
 # sudo -n as a temp file beside it (`install`, the content through stdin, which the SSH user
-# reads from its own STAGE), then renamed over it.
+# reads from its own STAGE), then renamed over it. Each root command is a fixed line of the
+# sudoers rule's setup alias (tasks/host/sudoers.py).
 # In: MODE (apply | back | forget) STAGE (the SSH user's private dir the upload step staged
 # them in: 1, 2, ... in FILES' order) FILES (one a line, tab-separated: DEST OWNER GROUP
 # MODE HAD, HAD yes when the file existed before) RELOAD (yes: a unit is among them,
@@ -35,10 +36,8 @@ put_one() {  # N DEST OWNER GROUP MODE HAD
   echo "setup's files: ${2} updated"
 }
 back_one() {  # N DEST OWNER GROUP MODE HAD
-  if [ "$6" = yes ]; then
-    if sudo -n test -f "$2.fabdeploy-old"; then
-      sudo -n mv -fT -- "$2.fabdeploy-old" "$2"
-    fi
+  if [ "$6" = yes ]; then  # the copy of before, where apply got as far as making it
+    sudo -n mv -fT -- "$2.fabdeploy-old" "$2" 2>/dev/null || true
   else
     sudo -n rm -f -- "$2"
   fi
@@ -61,8 +60,9 @@ case $MODE in
     each_file forget_one  # no copy of an earlier deploy may be taken for this one's
     each_file put_one
     reload_units
-    mapfile -t enable <<< "${ENABLE:-}"
-    if [ -n "${enable[0]:-}" ]; then sudo -n systemctl enable -- "${enable[@]}" >/dev/null 2>&1; fi
+    while IFS= read -r unit; do  # one unit a command: a fixed line each
+      if [ -n "$unit" ]; then sudo -n systemctl enable -- "$unit" >/dev/null 2>&1; fi
+    done <<< "${ENABLE:-}"
     rm -rf -- "$STAGE"
     ;;
   back) each_file back_one; reload_units ;;

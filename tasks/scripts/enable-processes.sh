@@ -6,5 +6,5 @@ todo=()
 for unit in "${wanted[@]}"; do
   [ "$(systemctl is-enabled "$unit" 2>/dev/null)" = enabled ] || todo+=("$unit")
 done
-[ ${#todo[@]} -eq 0 ] || sudo -n systemctl enable "${todo[@]}" >/dev/null 2>&1
+for unit in "${todo[@]}"; do sudo -n systemctl enable -- "$unit" >/dev/null 2>&1; done
 echo "${#todo[@]}"

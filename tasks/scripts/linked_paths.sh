@@ -12,16 +12,21 @@
 # Out: "made shared/<path> ..." or "no change"; exit 4: refused.
 made=()
 group=$(id -gn -- "$APP_USER")
+refused() {  # PATH: root could not make shared/PATH (sudo's setup rights: docs/security.md#sudo)
+  echo "shared/$1 is missing and root could not make it: run \`fab setup\` (with the sudoers" \
+    "rule's setup alias, docs/security.md#sudo)" >&2
+  exit 4
+}
 ensure() {  # KIND PATH: the shared path exists, the app user's, not readable by others
   local target="$SHARED/$2" mode=0750 kind=directory found
   [ "$1" = file ] && mode=0640 kind="regular*file"  # "regular file", "regular empty file"
   mkdir -p -- "$(dirname -- "$target")"  # the directories above it: the deploy user's
   if [ ! -e "$target" ] && [ ! -L "$target" ]; then
     if [ "$1" = dir ]; then
-      sudo -n install -d -o "$APP_USER" -g "$group" -m "$mode" -- "$target"
+      sudo -n install -d -o "$APP_USER" -g "$group" -m "$mode" -- "$target" || refused "$2"
       made+=("$2/")
     else
-      sudo -n install -m "$mode" -o "$APP_USER" -g "$group" -- /dev/null "$target"
+      sudo -n install -m "$mode" -o "$APP_USER" -g "$group" -- /dev/null "$target" || refused "$2"
       made+=("$2")
     fi
   fi

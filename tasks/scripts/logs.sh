@@ -2,16 +2,18 @@
 # processes, then the app's log files under shared/log, found and read as the app user, whose
 # directory it is (docs/security.md#ownership).
 #
-# In: APP_USER UNIT PROCESS_UNITS ("<name> <unit>" lines) LOGDIR PATTERNS (globs relative to LOGDIR,
-#     one a line) LINES (lines of each to show first) FOLLOW (yes: keep streaming).
+# In: APP_USER JOURNAL_UNITS (every unit of the environment, one a line: the same journalctl
+#     command line on every host, a fixed line of the sudoers rule; a unit a host does not run
+#     adds nothing) LOGDIR PATTERNS (globs relative to LOGDIR, one a line) LINES (lines of each
+#     to show first) FOLLOW (yes: keep streaming).
 # Out: "==> journal of <units> <==", the journal's lines, then tail's "==> <file> <==" and
 #      each file's last lines. Following, journalctl and tail run in the background until
 #      this script's stdin closes (the client going away), then are stopped, so nothing is
 #      left tailing on the host.
-units=(-u "$UNIT") names=("$UNIT")  # the web service and every companion process it runs
-while IFS=' ' read -r _ unit; do
+units=() names=()  # the web service and every companion process
+while IFS= read -r unit; do
   [ -z "$unit" ] || { units+=(-u "$unit"); names+=("$unit"); }
-done <<< "${PROCESS_UNITS:-}"
+done <<< "$JOURNAL_UNITS"
 pick() {  # LOGDIR FOLLOW PATTERN...: the log files the patterns match, one a line (run as the
   # app user)
   local dir=$1 waiting=$2 pattern f matched
@@ -53,7 +55,8 @@ if [ "$FOLLOW" = yes ]; then
   exit 0
 fi
 echo "==> journal of ${names[*]} <=="
-sudo -n journalctl "${units[@]}" -n "$LINES" --no-pager 2>&1 || echo "(journal unavailable)"
+sudo -n journalctl "${units[@]}" -n "$LINES" --no-pager 2>&1 \
+  || echo "(journal unavailable: journalctl failed, or sudo refused it: docs/security.md#sudo)"
 if [ ${#files[@]} -gt 0 ]; then
   as_app tail -n "$LINES" -v -- "${files[@]}" 2>&1 || true
 else

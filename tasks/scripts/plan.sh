@@ -1,8 +1,9 @@
 # What setup owns on a host, as it is there: read by `fab plan` and by the deploy's lock
 # (tasks/host/converge.py), changing nothing. Every file is root's, in a root-owned directory
 # under /etc: the units (0644) are read as the SSH user, /etc/<app>'s gunicorn.conf.py and
-# secrets (root : app group, 0640, in a 0750 directory) by sudo -n, never through a path the
-# app user can change (docs/security.md#ownership); the pidfile is read as the app user.
+# secrets (root : app group, 0640, in a 0750 directory) by sudo -n with the fixed command lines
+# of tasks/host/sudoers.py, never through a path the app user can change
+# (docs/security.md#ownership); the pidfile is read as the app user.
 # In: UNIT CONF ENV_FILE APP_USER PIDFILE PROCESS_UNITS (the companion units' files, one a
 # line; may be empty).
 # Out: `group=<the app user's group>`, `secrets=<sha256> <user>:<group>:<mode>` (empty: no
@@ -10,27 +11,23 @@
 # text>` (`-`: missing), `stale=<what>` for each running process that started before a file
 # it reads last changed (`web`, or a process unit's file), and `secret=<name>` per secret
 # name in the env file (names only, never values).
-reading() {  # FILE CMD...: CMD (FILE among its arguments) as the SSH user when it may read
-  # FILE, else by sudo -n
-  local file=$1
-  shift
-  if [ -r "$file" ]; then "$@"; else sudo -n "$@"; fi
-}
 declare -A mtimes=()  # path -> its modification time (seconds), for the files that exist
 kv group "$(id -gn -- "$APP_USER" 2>/dev/null || true)"
-found=$(sudo -n stat -L -c '%U:%G:%a %Y' -- "$ENV_FILE" 2>/dev/null || true)
+found=$(sudo -n stat -c %U:%G:%a:%Y -- "$ENV_FILE" 2>/dev/null || true)
 if [ -n "$found" ]; then
-  mtimes[$ENV_FILE]=${found##* }
-  kv secrets "$(sudo -n sha256sum -- "$ENV_FILE" | cut -d' ' -f1) ${found% *}"
+  mtimes[$ENV_FILE]=${found##*:}
+  kv secrets "$(sudo -n sha256sum -- "$ENV_FILE" | cut -d' ' -f1) ${found%:*}"
 else
   kv secrets ""
 fi
 mapfile -t units <<< "${PROCESS_UNITS:-}"
 for file in "$UNIT" "$CONF" "${units[@]}"; do
   [ -n "$file" ] || continue
-  if time=$(reading "$file" stat -L -c %Y -- "$file" 2>/dev/null); then
-    mtimes[$file]=$time
-    echo "file=$file $(reading "$file" base64 -w0 -- "$file")"
+  reader=()  # the units as the SSH user; /etc/<app>'s gunicorn.conf.py by sudo -n
+  [ "$file" != "$CONF" ] || reader=(sudo -n)
+  if found=$("${reader[@]}" stat -c %U:%G:%a:%Y -- "$file" 2>/dev/null); then
+    mtimes[$file]=${found##*:}
+    echo "file=$file $("${reader[@]}" cat -- "$file" | base64 -w0)"
   else
     echo "file=$file -"
   fi
@@ -62,6 +59,7 @@ for file in "${units[@]}"; do
   since=$(started "$(systemctl show -p MainPID --value -- "${file##*/}" 2>/dev/null || true)")
   if [ -n "$since" ] && [ $((since + 2)) -lt "$(mtime "$ENV_FILE" "$file")" ]; then kv stale "$file"; fi
 done
-if [ -n "$found" ]; then
-  sudo -n sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/secret=\1/p' -- "$ENV_FILE" 2>/dev/null || true
+if [ -n "${mtimes[$ENV_FILE]:-}" ]; then  # the names only: what is left of the first = on each line
+  sudo -n cut -s -d= -f1 -- "$ENV_FILE" 2>/dev/null | grep -E '^[A-Za-z_][A-Za-z0-9_]*$' \
+    | sed 's/^/secret=/' || true
 fi

@@ -10,7 +10,9 @@
 mapfile -t units <<< "${UNITS:?}"
 [ -n "${units[0]:-}" ] || exit 0
 since=$(date +%s)
-sudo -n systemctl "$VERB" -- "${units[@]}" || true
+jobs_=()  # one unit a command (a fixed line of the sudoers rule each), all at once
+for unit in "${units[@]}"; do sudo -n systemctl "$VERB" -- "$unit" & jobs_+=($!); done
+for job in "${jobs_[@]}"; do wait "$job" || true; done
 [ "$VERB" = stop ] && exit 0
 declare -A pid restarts
 for unit in "${units[@]}"; do

@@ -4,6 +4,6 @@
 # env: TMP DEST GROUP DIGEST (the sha256 it must have).
 trap 'rm -f "$TMP"' EXIT
 # shellcheck disable=SC2024  # on purpose: the SSH user reads its own file, root only writes
-sudo -n install -m 0640 -o root -g "$GROUP" -- /dev/stdin "$DEST.fabdeploy-new" < "$TMP"
+sudo -n install -m 640 -o root -g "$GROUP" -- /dev/stdin "$DEST.fabdeploy-new" < "$TMP"
 sudo -n mv -fT -- "$DEST.fabdeploy-new" "$DEST"
 [ "$(sudo -n sha256sum -- "$DEST" | cut -d' ' -f1)" = "$DIGEST" ]

@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # The ownership model on a host (docs/security.md#ownership): the deploy root and /etc/<app>,
 # who owns each path and its mode. Runs as the SSH user (the deploy user, D); root only by
-# `sudo -n` on paths in directories no app user can write.
+# `sudo -n` on paths in directories no app user can write, each command a fixed line of the
+# sudoers rule (tasks/host/sudoers.py: `chown D:` and `chown APP_USER:` give the user's own
+# group, so no group name varies but GROUP's).
 #
 #   ETC          root : GROUP 0750     ROOT             D : GROUP 0750
 #   RELEASES VENVS SHARED   D : D 0755 INCOMING SWITCH  D : D 0700
@@ -63,11 +65,11 @@ fi
 # replaces them: read as the user whose directory shared/ was (the old app user, never root
 # through it), while the old layout still lets that user reach it
 if [ "$MODE" = apply ] && exists "$LEGACY_ENV" && [ "$KEEP_ENV" = yes ] \
-   && ! sudo -n test -e "$ENV_FILE"; then
+   && ! sudo -n stat -c %U:%G:%a:%Y -- "$ENV_FILE" >/dev/null 2>&1; then
   from=$(stat -c %U -- "${LEGACY_ENV%/*}")
   if [ "$from" = "$me" ]; then reader=(); else reader=(sudo -n -u "$from" --); fi
   "${reader[@]}" cat -- "$LEGACY_ENV" \
-    | sudo -n install -m 0640 -o root -g "$GROUP" -- /dev/stdin "$ENV_FILE.fabdeploy-new"
+    | sudo -n install -m 640 -o root -g "$GROUP" -- /dev/stdin "$ENV_FILE.fabdeploy-new"
   sudo -n mv -fT -- "$ENV_FILE.fabdeploy-new" "$ENV_FILE"
   done_+=("$LEGACY_ENV: moved to $ENV_FILE")
 fi
@@ -88,15 +90,15 @@ for spec in "$RELEASES 755 deep" "$VENVS 755 deep" "$SHARED 755 flat" "$INCOMING
   found=$(state "$dir")
   if [ -z "$found" ]; then act "$dir" mkdir -m "$want" -- "$dir"; continue; fi
   if [ "$how" = flat ] && [ "${found%:*}" != "$me:$mine" ]; then
-    hand "$dir" "$me:$mine" sudo -n chown -h "$me:$mine" -- "$dir"
+    hand "$dir" "$me:$mine" sudo -n chown -h "$me:" -- "$dir"
   elif [ "$how" = deep ] && ! all_mine "$dir"; then
-    hand "$dir" "$me:$mine" sudo -n chown -R -h "$me:$mine" -- "$dir"
+    hand "$dir" "$me:$mine" sudo -n chown -R -h "$me:" -- "$dir"
   fi
   if [ "${found##*:}" != "$want" ]; then act "$dir 0$want" chmod "$want" -- "$dir"; fi
 done
 for path in "$CURRENT" "$CURRENT_TMP" "$LOCK" "$REVLOG"; do
   if exists "$path" && ! all_mine "$path"; then
-    hand "$path" "$me:$mine" sudo -n chown -R -h "$me:$mine" -- "$path"
+    hand "$path" "$me:$mine" sudo -n chown -R -h "$me:" -- "$path"
   fi
 done
 
@@ -106,7 +108,7 @@ if [ -z "$found" ]; then
   act "$LOGS" sudo -n install -d -o "$APP_USER" -g "$GROUP" -m 0750 -- "$LOGS"
 else
   if [ "${found%:*}" != "$APP_USER:$GROUP" ]; then
-    hand "$LOGS" "$APP_USER:$GROUP" sudo -n chown -R -h "$APP_USER:$GROUP" -- "$LOGS"
+    hand "$LOGS" "$APP_USER:$GROUP" sudo -n chown -R -h "$APP_USER:" -- "$LOGS"
   fi
   if [ "${found##*:}" != 750 ]; then act "$LOGS 0750" as_app chmod 0750 -- "$LOGS"; fi
 fi
@@ -116,7 +118,7 @@ while IFS= read -r path; do
   while [ "$above" != "$SHARED" ] && [ "${#above}" -gt "${#SHARED}" ]; do
     found=$(state "$above")
     if [ -n "$found" ] && [ "${found%:*}" != "$me:$mine" ]; then
-      hand "$above" "$me:$mine" sudo -n chown -h "$me:$mine" -- "$above"
+      hand "$above" "$me:$mine" sudo -n chown -h "$me:" -- "$above"
     fi
     if [ -n "$found" ] && [ "${found##*:}" != 755 ]; then  # the app user passes through it
       act "$above 0755" chmod 0755 -- "$above"
@@ -125,7 +127,7 @@ while IFS= read -r path; do
   done
   found=$(state "$path")
   if [ -n "$found" ] && [ "${found%:*}" != "$APP_USER:$GROUP" ]; then
-    hand "$path" "$APP_USER:$GROUP" sudo -n chown -R -h "$APP_USER:$GROUP" -- "$path"
+    hand "$path" "$APP_USER:$GROUP" sudo -n chown -R -h "$APP_USER:" -- "$path"
   fi
 done <<< "${DATA:-}"
 
@@ -148,12 +150,12 @@ drop_cache() {
 }
 if exists "$cache"; then
   if [ "$MODE" = survey ]; then echo "migrate=$cache: the old gunicorn.conf.py's bytecode goes"; fi
-  all_mine "$cache" || act "$cache: -> $me:$mine" sudo -n chown -R -h "$me:$mine" -- "$cache"
+  all_mine "$cache" || act "$cache: -> $me:$mine" sudo -n chown -R -h "$me:" -- "$cache"
   act "$cache: the old gunicorn.conf.py's bytecode removed" drop_cache
 fi
 if exists "$LEGACY_PIDS"; then
   if [ "$MODE" = survey ]; then echo "migrate=$LEGACY_PIDS: the pidfile moves to /run"; fi
-  all_mine "$LEGACY_PIDS" || act "$LEGACY_PIDS: -> $me:$mine" sudo -n chown -R -h "$me:$mine" -- "$LEGACY_PIDS"
+  all_mine "$LEGACY_PIDS" || act "$LEGACY_PIDS: -> $me:$mine" sudo -n chown -R -h "$me:" -- "$LEGACY_PIDS"
   act "$LEGACY_PIDS: removed" rm -rf -- "$LEGACY_PIDS"
 fi
 # each release's .env: a link to ENV_FILE (D's links in D's releases)

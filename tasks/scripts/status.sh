@@ -7,7 +7,7 @@
 #      release_missing=yes, revision_file (REVISION in base64), pid, pid_alive (yes/no, when the
 #      pidfile names a pid); then status.py's workers, rss_kb, uptime, cpu, health_status or
 #      health_error, health_ms; probe_error when PY cannot run it.
-state=$(sudo -n systemctl is-active "$UNIT" 2>&1 | head -n 1) || true
+state=$(systemctl is-active -- "$UNIT" 2>&1 | head -n 1) || true  # (no root needed)
 kv state "$state"
 kv web "${WEB:-yes}"
 while IFS=' ' read -r process service; do

@@ -112,13 +112,13 @@ if ! alive "$old"; then
   [ "$new_target" = "$old_target" ] || relink "$new_target"
   fail_start() {
     echo "start failed: $*" >&2
-    sudo -n systemctl stop "$SERVICE" >/dev/null 2>&1 || true
+    sudo -n systemctl stop -- "$SERVICE" >/dev/null 2>&1 || true
     [ "$(current_target)" = "$old_target" ] || relink "$old_target"
     [ -n "$old_target" ] && echo "current is back on ${old_target##*/}" >&2
     tail_log
     exit 1
   }
-  sudo -n systemctl start "$SERVICE" || fail_start "systemctl start $SERVICE failed"
+  sudo -n systemctl start -- "$SERVICE" || fail_start "systemctl start $SERVICE failed"
   pid=$(app_pid "$PIDFILE")
   code=$(wait_healthy "$URL" $((deadline - SECONDS > 0 ? deadline - SECONDS : 1)) "$pid") \
     || fail_start "health check $URL answered $code"

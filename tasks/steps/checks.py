@@ -2,8 +2,9 @@
 
 Locally: the env file, the key file, APP_DIR, the requirements, the git state, the secrets
 file, the local Python and the app's Python requirement (`tasks.build.pyreq`). On each host: SSH
-and the host key, who the app runs as (a warning when it is the SSH user), the set-up layout, ``sudo -n``, the Python (against that requirement) and
-its wheel tags, the disk free under the deploy root, the port in BIND (free, or
+and the host key, who the app runs as (a warning when it is the SSH user), the set-up layout, what
+sudo allows (``sudo -n -l``: each right a deploy needs, `tasks.host.sudoers`), the Python
+(against that requirement) and its wheel tags, the disk free under the deploy root, the port in BIND (free, or
 held by the app's own service), the unit and its state, the deploy lock and its holder.
 
 One line per finding, host-prefixed; the command exits 0 when a deploy would start and 1 when
@@ -24,7 +25,7 @@ from ..core.errors import FabdeployError, HostError, detail
 from ..core.local import local_user, pid_alive
 from ..core.paths import layout
 from ..host import facts as host_facts
-from ..host import migrate, precheck, provision, units
+from ..host import migrate, precheck, provision, sudoers, units
 from ..host.lockfile import describe_held, is_stale, read_lock
 from ..ssh import session
 
@@ -139,14 +140,33 @@ def on_host(host: Host) -> list[Finding]:
         return [Finding("ssh", False, exc.detail)]
     found = [Finding("ssh", True, f"{host.conn.user}@{host.name}, host key known"), app_user_finding(host)]  # fmt: skip
     try:
-        facts = host_facts.read_facts(host)  # the layout, sudo -n, the Python and its tags
+        facts = host_facts.read_facts(host, cached=False)  # the layout, sudo, the Python
     except HostError as exc:
         return [*found, Finding("set up", False, exc.detail)]
     found += [
-        Finding("set up", True, f"{layout(host.settings).root}, sudo -n works"),
+        Finding("set up", True, layout(host.settings).root),
+        *sudo_findings(host, facts),
         attempt("python", lambda: host_python(host.settings, facts)),
     ]
     return found + host_state(host, facts.running)
+
+
+def sudo_findings(host: Host, facts: host_facts.Facts) -> list[Finding]:
+    """What sudo allows the SSH user (``sudo -n -l``, `tasks.host.sudoers`): the rights a
+    deploy needs (one finding per missing right, naming the line to add); a warning when a
+    deploy could not put changed setup files in place."""
+    user, group = host.conn.user, facts.app_group or host.app_user
+    if facts.sudo_as_refused:
+        return [Finding("sudo", False, sudoers.app_refused(host))]
+    needed = sudoers.missing(host, facts.sudo_missing, "check")
+    if needed:
+        return [Finding("sudo", False, sudoers.refusal(host, [right], group)) for right in needed]  # fmt: skip
+    files = sudoers.missing(host, facts.sudo_missing, "converge")
+    acting = "" if host.app_is_deploy_user else f", and acts as {host.app_user}"
+    found = [Finding("sudo", True, f"{user} runs as root what a deploy needs{acting}")]
+    if files:
+        found.append(Finding("sudo", True, sudoers.refusal(host, files, group, lead=f"a deploy that changes setup's files needs {user} to run as root, which sudo -n refuses"), warning=True))  # fmt: skip
+    return found
 
 
 def app_user_finding(host: Host) -> Finding:

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from ..build import archive, gitref, preflight, pyreq, testrun, wheels
 from ..config import roles
 from ..config.project import fab_command
-from ..core.errors import FabdeployError
+from ..core.errors import FabdeployError, HostError
 from ..engine import summary
-from ..host import converge, install, migrate, provision, smoke
+from ..host import converge, install, migrate, provision, smoke, sudoers
 from ..host import facts as host_facts
 from ..host.lockfile import LockedButFailed, take_lock
 from ..host.releases import inventory_program, parse_inventory
@@ -111,13 +111,27 @@ def check_hosts(flow: Flow, host: Host) -> None:
     warning = provision.deploy_user_warning(host)
     if warning:
         host.output.line(host.name, f"warning: {warning}", err=True)
+    changing: tuple[str, ...] = ()
     if flow.action == "deploy":  # a deploy converges setup's files, or refuses here
         drift = state.drift = converge.drift(host, converge.parse(files))
+        changing = tuple(target.path for target in drift.files)
         if drift:
             host.say(f"setup's files: {drift.describe()}: the switch applies them")
             note = drift.secrets_note(flow.settings)
             if note:
                 host.say(note)
+    refused = sudo_refused(host, facts, flow.action, changing)
+    if refused:
+        raise HostError(host.name, refused)
+
+
+def sudo_refused(host: Host, facts: host_facts.Facts, command: str, files: tuple[str, ...]) -> str:
+    """What sudo refuses on ``host`` that ``command`` needs (changing setup's ``files``), as
+    the lines to add ("" nothing)."""
+    if facts.sudo_as_refused:
+        return sudoers.app_refused(host)
+    found = sudoers.missing(host, facts.sudo_missing, command, files)
+    return sudoers.refusal(host, found, facts.app_group or host.app_user) if found else ""
 
 
 def learn_program(host: Host) -> tuple[str, dict[str, object]]:

@@ -17,6 +17,7 @@ deploy); each step builds on the one before, which keeps the file well under a f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -290,6 +291,28 @@ def write_project(project: Path, host: TestHost, kit: HostKit, app_user: str = "
     )
 
 
+@contextlib.contextmanager
+def fresh_site(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    release: str = "bookworm",
+    app_user: str = "",
+) -> Iterator[Site]:
+    """A fresh real-systemd host of ``release`` and a project (``write_project``) deploying
+    to it, for a module's fixture; the host stops at the end (skipped where none can boot)."""
+    missing = missing_for_netns()
+    if missing:
+        pytest.skip(f"[hostkit] deploying needs root and network namespaces; missing: {missing}")
+    kit = systemd_kit(tmp_path_factory.mktemp(f"{name}-hosts"), release)
+    try:
+        host = kit.start(1)[0]
+        project = tmp_path_factory.mktemp(f"{name}-project")
+        write_project(project, host, kit, app_user)
+        yield Site(host, project, fab_env(), kit, app_user or APP)
+    finally:
+        stop_kit(kit)
+
+
 @pytest.fixture(scope="module", params=sorted(APP_USERS))
 def site(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -297,23 +320,12 @@ def site(
     """A fresh real-systemd host of one Debian release (torn down after its story) and a
     project deploying to it."""
     release = request.param
-    missing = missing_for_netns()
-    if missing:
-        pytest.skip(f"[hostkit] deploying needs root and network namespaces; missing: {missing}")
-    kit = systemd_kit(tmp_path_factory.mktemp(f"deploy-{release}"), release)
-    try:
-        host = kit.start(1)[0]
-        project = tmp_path_factory.mktemp("deploy-project")
-        app_user = APP_USERS[release]
-        write_project(project, host, kit, app_user)
-        env = fab_env()
-        site = Site(host, project, env, kit, app_user or APP)
+    with fresh_site(tmp_path_factory, f"deploy-{release}", release, APP_USERS[release]) as site:
         site.app("1.0.0")
+        host = site.host
         site.numbers["host"] = f"Debian {release}, {host.systemd}, {host.python}"  # type: ignore[assignment]
         yield site
         print("deploy numbers:", json.dumps(site.numbers, indent=1))
-    finally:
-        stop_kit(kit)
 
 
 # --- the story, in order -------------------------------------------------------------------

@@ -9,31 +9,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import fab_env, missing_for_netns, stop_kit, systemd_kit
 from tests.integration.apps import write_fastapi
-from tests.integration.test_deploy import Site, running_in, write_project
+from tests.integration.test_deploy import Site, fresh_site, running_in
 
 ASGI = "WORKER_CLASS=uvicorn_worker.UvicornWorker\nTEST_COMMAND=\nMAX_REQUESTS=200\nMAX_REQUESTS_JITTER=20\n"
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    missing = missing_for_netns()
-    if missing:
-        pytest.skip(f"[hostkit] deploying needs root and network namespaces; missing: {missing}")
-    kit = systemd_kit(tmp_path_factory.mktemp("fastapi-hosts"), "bookworm")
-    try:
-        host = kit.start(1)[0]
-        project = tmp_path_factory.mktemp("fastapi-project")
-        write_project(project, host, kit)
-        env_file = project / "config" / "staging.env"
+    with fresh_site(tmp_path_factory, "fastapi") as site:
+        env_file = site.project / "config" / "staging.env"
         env_file.write_text(env_file.read_text() + ASGI)
-        env = fab_env()
-        site = Site(host, project, env, kit)
-        write_fastapi(project / "app", "1.0.0")
+        write_fastapi(site.project / "app", "1.0.0")
         yield site
-    finally:
-        stop_kit(kit)
 
 
 def test_an_asgi_app_deploys_and_redeploys_with_no_failed_request(site: Site) -> None:

@@ -74,7 +74,7 @@ def local_hosts(settings: config.Settings, out: io.StringIO, *names: str) -> lis
 
 @pytest.fixture
 def fake_sudo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_dirs: Path) -> Path:
-    """A `sudo` on PATH: systemctl answers from a file, journalctl prints two lines; ``-u
+    """A `sudo` and a `systemctl` on PATH: systemctl answers from a file, journalctl prints two lines; ``-u
     <user>`` (as_app: the app user is APP_NAME) runs the command as this user. /etc/<app>
     and /run/<app> are under tmp_path (`host_dirs`)."""
     bin_dir = tmp_path / "bin"
@@ -97,6 +97,9 @@ def fake_sudo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_dirs: Path) 
         )
     )
     (bin_dir / "sudo").chmod(0o755)
+    # status.sh asks `systemctl is-active` as the SSH user (no root needed): the same answer
+    (bin_dir / "systemctl").write_text(f'#!/bin/bash\ncat {state}; [ "$(cat {state})" = active ]\n')
+    (bin_dir / "systemctl").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     return state
 

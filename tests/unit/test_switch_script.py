@@ -124,7 +124,7 @@ class Site:
         q = {k: shlex.quote(str(v)) for k, v in vars(self).items() if isinstance(v, Path)}
         (self.bin / "systemctl").write_text(
             f"""#!/bin/bash
-# systemctl start|stop SERVICE: start the fake master (as systemd would) or TERM it
+# systemctl start|stop -- SERVICE: start the fake master (as systemd would) or TERM it
 echo "$*" >> {q["calls"]}
 case "$1" in
   start)
@@ -322,7 +322,7 @@ def test_first_deploy_starts_the_service(site: Site) -> None:
     assert f"started {SERVICE} (master {master}), serving B: health 200" in done.stdout
     assert site.target() == "releases/B"
     serving(site, master, "B")  # type: ignore[arg-type]
-    assert site.calls.read_text().split("\n")[0] == f"start {SERVICE}"
+    assert site.calls.read_text().split("\n")[0] == f"start -- {SERVICE}"
 
 
 def test_a_stopped_service_with_a_dead_pid_is_started(site: Site) -> None:
@@ -549,7 +549,7 @@ def test_a_failed_systemctl_start_puts_current_back(site: Site) -> None:
     assert "current is back on A" in done.stderr
     assert f"--- last lines of {site.log} ---" in done.stderr
     assert site.target() == "releases/A"
-    assert site.calls.read_text().split() == ["start", SERVICE, "stop", SERVICE]
+    assert site.calls.read_text().split() == ["start", "--", SERVICE, "stop", "--", SERVICE]
 
 
 def test_an_unhealthy_first_start_is_stopped_and_current_removed(site: Site) -> None:
@@ -558,7 +558,7 @@ def test_an_unhealthy_first_start_is_stopped_and_current_removed(site: Site) -> 
     assert done.returncode == 1
     assert f"start failed: health check {site.url} answered 500" in done.stderr
     assert site.target() is None  # there was none before
-    assert site.calls.read_text().split() == ["start", SERVICE, "stop", SERVICE]
+    assert site.calls.read_text().split() == ["start", "--", SERVICE, "stop", "--", SERVICE]
     assert site.pids() == (None, None)  # the started master was stopped
     started = [int(pid) for pid in site.registry.read_text().split()]
     assert started and not any(alive(pid) for pid in started)
