@@ -34,6 +34,7 @@ from . import processes, units
 if TYPE_CHECKING:
     from ..config import Settings
     from ..ssh.host import Host
+    from .facts import Facts
 
 
 #: What a right is for. The day-to-day ones:
@@ -425,6 +426,15 @@ def missing(host: Host, refused: tuple[int, ...], command: str, files: tuple[str
     asked, wanted = probes(host), NEEDS[command]
     found = [asked[index] for index in refused if index < len(asked)]
     return [r for r in found if r.use in wanted or (r.use == CONVERGE and r.about & set(files))]
+
+
+def refused_for(host: Host, facts: Facts, command: str, files: tuple[str, ...] = ()) -> str:
+    """What sudo refuses on ``host`` (its `Facts`) that ``command`` needs, changing setup's
+    ``files``: the lines to add ("" nothing)."""
+    if facts.sudo_as_refused:
+        return app_refused(host)
+    found = missing(host, facts.sudo_missing, command, files)
+    return refusal(host, found, facts.app_group or host.app_user) if found else ""
 
 
 def spelled(right: Right, group: str) -> str:

@@ -19,7 +19,7 @@ from tasks import config
 from tasks.core import shell
 from tasks.core.paths import layout
 from tasks.host import converge, facts, linked, logs, provision, sudoers
-from tasks.steps import checks, prepare
+from tasks.steps import checks
 from tests.unit.fake_tags import SERVER_313
 from tests.unit.strict_sudo import Sudo, pattern
 
@@ -231,9 +231,9 @@ def test_the_deploy_s_check_step_refuses_what_it_needs_and_only_that(tmp_path: P
     port = next(i for i, r in enumerate(asked) if r.use == sudoers.PORT)
     conf_new = next(i for i, r in enumerate(asked) if r.line().endswith("gunicorn.conf.py.fabdeploy-new"))  # fmt: skip
     found = facts.parse_facts(web, answer(f"sudo_missing={port}", f"sudo_missing={conf_new}"))  # type: ignore[arg-type]
-    assert prepare.sudo_refused(web, found, "deploy", ()) == ""  # type: ignore[arg-type]
-    assert prepare.sudo_refused(web, found, "rollback", ()) == ""  # type: ignore[arg-type]
-    said = prepare.sudo_refused(web, found, "deploy", ("/etc/hello/gunicorn.conf.py",))  # type: ignore[arg-type]
+    assert sudoers.refused_for(web, found, "deploy", ()) == ""  # type: ignore[arg-type]
+    assert sudoers.refused_for(web, found, "rollback", ()) == ""  # type: ignore[arg-type]
+    said = sudoers.refused_for(web, found, "deploy", ("/etc/hello/gunicorn.conf.py",))  # type: ignore[arg-type]
     assert said.startswith("deploy may not run as root with sudo -n: `/usr/bin/install -m 640 ")
 
 
