@@ -106,7 +106,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 def test_the_printed_rule_replaces_every_other_right(site: Site) -> None:
-    rule = fab(site, "setup.sudoers")
+    rule = site.fab("setup.sudoers").stdout  # the file alone on stdout
     assert rule.startswith("# /etc/sudoers.d/fabdeploy-hello: ")
     assert "Cmnd_Alias HELLO_DEPLOY = \\\n" in rule and "Cmnd_Alias HELLO_SETUP = \\\n" in rule
     assert rule.endswith(
