@@ -105,9 +105,6 @@ class Glob:
     sample: str
 
 
-Word = str | Glob
-
-
 @dataclass(frozen=True)
 class Right:
     """One command line the SSH user may run as root, and what uses it.
@@ -116,7 +113,7 @@ class Right:
     or has the file; empty: every host)."""
 
     command: str  # the name the scripts run it by (`PATHS` has its absolute path)
-    args: tuple[Word, ...]
+    args: tuple[str | Glob, ...]
     use: str
     about: frozenset[str] = frozenset()
 
@@ -130,7 +127,7 @@ class Right:
         return (self.command, *(w.sample if isinstance(w, Glob) else w for w in self.args))
 
 
-def sudoers_word(word: Word) -> str:
+def sudoers_word(word: str | Glob) -> str:
     """One argument as a sudoers line matches it literally (a `Glob` as its pattern)."""
     if isinstance(word, Glob):
         return word.pattern
