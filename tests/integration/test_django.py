@@ -209,7 +209,7 @@ def test_the_web_and_worker_units_run_sandboxed_and_rate_at_most_4(django: Djang
     for unit in (f"{APP}.service", WORKER):
         assert exposure(host, unit) <= MAX_EXPOSURE, django.sh(f"systemd-analyze security {unit}")
         writable = django.sh(f"systemctl show -p ReadWritePaths --value {unit}").split()
-        linked = [f"{ROOT}/shared/media", f"{ROOT}/shared/data", f"{ROOT}/shared/log"]
+        linked = [f"{ROOT}/shared/{name}" for name in ("media", "data", "staticfiles", "log")]
         pids = os.path.dirname(django.sh(f"systemctl show -p PIDFile --value {unit}"))
         assert writable == linked + ([pids] if unit == f"{APP}.service" else []), writable
         confined(host, main_pid(host, unit), writable, [f"{ROOT}/current", ROOT, "/etc"])
