@@ -11,8 +11,8 @@ than the SSH user's own, not more.
 - `render(settings, users)`: the sudoers file ``fab <env> setup.sudoers`` prints, the rights
   split into a day-to-day alias (`DAILY`) and a setup alias (`SETUP_ONLY`);
 - `probes(host)`: what ``scripts/facts.sh`` asks the host with ``sudo -n -l`` in the check's
-  round trip, and `missing(host, facts, uses, files)` the rights a command needs that it
-  refused, `refusal` saying which line to add.
+  round trip (`probe_env`); `missing(host, refused, command, files)` the rights a command
+  needs (`NEEDS`) that sudo refused, `refusal` the lines to add.
 
 The app user's group is the name of the app user (``useradd --user-group`` makes it so; an
 existing APP_USER's primary group is assumed to have its name, as Debian's ``adduser`` makes
@@ -34,6 +34,7 @@ from . import processes, units
 if TYPE_CHECKING:
     from ..config import Settings
     from ..ssh.host import Host
+    from .facts import Facts
 
 
 #: What a right is for. The day-to-day ones:
@@ -104,9 +105,6 @@ class Glob:
     sample: str
 
 
-Word = str | Glob
-
-
 @dataclass(frozen=True)
 class Right:
     """One command line the SSH user may run as root, and what uses it.
@@ -115,7 +113,7 @@ class Right:
     or has the file; empty: every host)."""
 
     command: str  # the name the scripts run it by (`PATHS` has its absolute path)
-    args: tuple[Word, ...]
+    args: tuple[str | Glob, ...]
     use: str
     about: frozenset[str] = frozenset()
 
@@ -129,7 +127,7 @@ class Right:
         return (self.command, *(w.sample if isinstance(w, Glob) else w for w in self.args))
 
 
-def sudoers_word(word: Word) -> str:
+def sudoers_word(word: str | Glob) -> str:
     """One argument as a sudoers line matches it literally (a `Glob` as its pattern)."""
     if isinstance(word, Glob):
         return word.pattern
@@ -162,50 +160,71 @@ def journal_lines() -> list[Glob]:
 
 def daily(settings: Settings) -> list[Right]:
     """The rights of deploy, rollback, run.*, logs, status, health, exec, cleanup and check."""
+    return [*reads(settings), *serving(settings), *running(settings), *journals(settings),
+            Right("ss", ("-Hltnp", f"( sport = :{settings.port} )"), PORT)]  # fmt: skip
+
+
+def reads(settings: Settings) -> list[Right]:
+    """/etc/<app>'s files, which only root and the app's group may read: gunicorn.conf.py's
+    text, the secrets' digest and names (never their values)."""
     paths = layout(settings)
-    found = [
-        Right("stat", (*STAT, paths.gunicorn_conf), READ, frozenset({paths.gunicorn_conf})),
-        Right("cat", ("--", paths.gunicorn_conf), READ, frozenset({paths.gunicorn_conf})),
-        Right("stat", (*STAT, paths.env_file), READ),
-        Right("sha256sum", ("--", paths.env_file), READ),
-        Right("cut", ("-s", "-d=", "-f1", "--", paths.env_file), READ),
+    conf, env = paths.gunicorn_conf, paths.env_file
+    return [
+        Right("stat", (*STAT, conf), READ),
+        Right("cat", ("--", conf), READ),
+        Right("stat", (*STAT, env), READ),
+        Right("sha256sum", ("--", env), READ),
+        Right("cut", ("-s", "-d=", "-f1", "--", env), READ),
     ]
+
+
+def serving(settings: Settings) -> list[Right]:
+    """The switch's start and stop of the web service; each companion process restarted
+    after it (its journal shown when it does not come back)."""
     web = units.service_unit(settings)
-    found += [Right("systemctl", (verb, "--", web), SERVE, frozenset({web})) for verb in ("start", "stop")]  # fmt: skip
-    since = Glob("@" + "[0-9]" * 10, "@1700000000")  # restart_processes.sh's journal
+    found = [Right("systemctl", (verb, "--", web), SERVE, frozenset({web})) for verb in ("start", "stop")]  # fmt: skip
+    since = Glob("@" + "[0-9]" * 10, "@1700000000")  # epoch seconds: restart_processes.sh's
     shown = ("-n", str(processes.JOURNAL_LINES), "--no-pager", "-o", "cat")
-    for name in settings.processes:
-        unit = units.unit_name(settings, name)
+    for unit in units.environment_units(settings)[1:]:
         about = frozenset({unit})
         found += [
             Right("systemctl", ("restart", "--", unit), SERVE, about),
             Right("journalctl", ("-u", unit, "--since", since, *shown), SERVE, about),
         ]
-    found.append(Right("systemctl", ("restart", "--", web), RUN, frozenset({web})))
-    for name in settings.processes:
-        unit = units.unit_name(settings, name)
-        found += [Right("systemctl", (verb, "--", unit), RUN, frozenset({unit})) for verb in ("start", "stop")]  # fmt: skip
-    journal = tuple(word for unit in units.environment_units(settings) for word in ("-u", unit))
-    for follow in ((), ("-f",)):
-        found += [Right("journalctl", (*journal, "-n", n, *follow, "--no-pager"), LOGS) for n in journal_lines()]  # fmt: skip
-    found.append(Right("ss", ("-Hltnp", f"( sport = :{settings.port} )"), PORT))
     return found
+
+
+def running(settings: Settings) -> list[Right]:
+    """run.start, run.stop and run.restart of each unit (those `serving` has aside)."""
+    verbs = {unit: ("start", "stop", "restart") for unit in units.environment_units(settings)}
+    return [
+        Right("systemctl", (verb, "--", unit), RUN, frozenset({unit}))
+        for unit, each in verbs.items()
+        for verb in each
+    ]
+
+
+def journals(settings: Settings) -> list[Right]:
+    """`fab logs`: the journal of every unit of the environment, ``-n N``, or followed."""
+    words = tuple(word for unit in units.environment_units(settings) for word in ("-u", unit))
+    return [
+        Right("journalctl", (*words, "-n", lines, *follow, "--no-pager"), LOGS)
+        for follow in ((), ("-f",))
+        for lines in journal_lines()
+    ]
 
 
 def setup_files(settings: Settings, group: str) -> list[tuple[str, str, str, str]]:
     """Every file setup writes as root: (path, owner, group, mode), as `install` makes it."""
     paths = layout(settings)
-    found = [
+    companions = [units.process_unit_path(settings, name) for name in settings.processes]
+    return [
         (paths.gunicorn_conf, "root", group, "640"),
         (unit_file(settings.app_name), "root", "root", "644"),
         (logrotate_file(settings.app_name), "root", "root", "644"),
-        *(
-            (units.process_unit_path(settings, p), "root", "root", "644")
-            for p in settings.processes
-        ),
+        *((path, "root", "root", "644") for path in companions),
         (paths.env_file, "root", group, "640"),
     ]
-    return found
 
 
 def converged(settings: Settings) -> set[str]:
@@ -214,27 +233,35 @@ def converged(settings: Settings) -> set[str]:
 
 
 def setup(settings: Settings, ssh_user: str, group: str) -> list[Right]:
-    """The rights of ``fab setup`` (as good as root) and of a deploy that changes setup's files."""
-    paths, app, me = layout(settings), settings.app_user, ssh_user
-    found = [
-        Right("apt-get", ("update", "-q"), SETUP),
-        Right(
-            "env",
-            (
-                "DEBIAN_FRONTEND=noninteractive",
-                "apt-get",
-                "install",
-                "-y",
-                "-q",
-                "python3",
-                "python3-venv",
-            ),
-            SETUP,
-        ),
+    """The rights of ``fab setup`` (as good as root) and of a deploy that changes setup's
+    files."""
+    return [
+        *provisioning(settings, ssh_user),
+        *layout_rights(settings, ssh_user, group),
+        *linked_rights(settings, ssh_user, group),
+        *file_rights(settings, group),
     ]
-    if app != me:
-        found.append(Right("useradd", ("--system", "--user-group", "--home-dir", paths.root, "--no-create-home", "--shell", "/usr/sbin/nologin", app), SETUP))  # fmt: skip
-    found += [
+
+
+#: setup.packages, only when venv support is missing.
+APT = ("DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "python3", "python3-venv")  # fmt: skip
+
+
+def provisioning(settings: Settings, ssh_user: str) -> list[Right]:
+    """The packages, and the app user (when it is not the SSH user) made when missing."""
+    root, app = layout(settings).root, settings.app_user
+    found = [Right("apt-get", ("update", "-q"), SETUP), Right("env", APT, SETUP)]
+    if app != ssh_user:
+        user = ("--system", "--user-group", "--home-dir", root, "--no-create-home")
+        found.append(Right("useradd", (*user, "--shell", "/usr/sbin/nologin", app), SETUP))
+    return found
+
+
+def layout_rights(settings: Settings, me: str, group: str) -> list[Right]:
+    """The ownership model's directories (scripts/setup-directories.sh): /etc/<app> and the
+    deploy root made, what a migration hands over (``chown USER:``: the user's own group)."""
+    paths, app = layout(settings), settings.app_user
+    found = [
         Right("install", ("-d", "-o", "root", "-g", group, "-m", "0750", "--", paths.etc), SETUP),
         Right("ls", ("-A", "--", paths.etc), SETUP),
         Right("chown", ("-h", f"root:{group}", "--", paths.etc), SETUP),
@@ -243,34 +270,55 @@ def setup(settings: Settings, ssh_user: str, group: str) -> list[Right]:
         Right("chown", ("-h", f"{me}:{group}", "--", paths.root), SETUP),
         Right("chown", ("-h", f"{me}:", "--", paths.shared), SETUP),
     ]
-    for path in (paths.releases, paths.venvs, paths.incoming, paths.switch_runs, paths.current,
-                 paths.current_tmp, paths.lock, paths.revisions_log):  # fmt: skip
-        found.append(Right("chown", ("-R", "-h", f"{me}:", "--", path), SETUP))
+    deep = (paths.releases, paths.venvs, paths.incoming, paths.switch_runs, paths.current,
+            paths.current_tmp, paths.lock, paths.revisions_log)  # fmt: skip
+    found += [Right("chown", ("-R", "-h", f"{me}:", "--", path), SETUP) for path in deep]
     found += [
         Right("install", ("-d", "-o", app, "-g", group, "-m", "0750", "--", paths.logs), SETUP),
         Right("chown", ("-R", "-h", f"{app}:", "--", paths.logs), SETUP),
     ]
-    found += linked_rights(settings, me, group)
     legacy = (f"{paths.legacy_gunicorn_conf.rpartition('/')[0]}/__pycache__", paths.legacy_pids)
-    found += [Right("chown", ("-R", "-h", f"{me}:", "--", path), SETUP) for path in legacy]
+    return found + [Right("chown", ("-R", "-h", f"{me}:", "--", path), SETUP) for path in legacy]
+
+
+def linked_rights(settings: Settings, me: str, group: str) -> list[Right]:
+    """LINKED_DIRS and LINKED_FILES in shared/ (scripts/linked_paths.sh): made as the app
+    user's when missing; handed over by a migration, the directories above a nested one to
+    the SSH user."""
+    paths, app = layout(settings), settings.app_user
+    found: list[Right] = []
+    for kind, linked in (("dir", settings.linked_dirs), ("file", settings.linked_files)):
+        for relative in linked:
+            path = f"{paths.shared}/{relative.strip('/')}"
+            above = path.rpartition("/")[0]
+            while len(above) > len(paths.shared):
+                found.append(Right("chown", ("-h", f"{me}:", "--", above), SETUP))
+                above = above.rpartition("/")[0]
+            found.append(Right("chown", ("-R", "-h", f"{app}:", "--", path), SETUP))
+            made = ("-d", "-o", app, "-g", group, "-m", "0750", "--", path)
+            if kind == "file":
+                made = ("-m", "0640", "-o", app, "-g", group, "--", "/dev/null", path)
+            found.append(Right("install", made, SETUP))
+    return found
+
+
+def file_rights(settings: Settings, group: str) -> list[Right]:
+    """Setup's files written as root (scripts/write-file.sh), and those a deploy keeps in step
+    (scripts/converge.sh: the copy of before kept, put back or removed); the units enabled."""
+    paths, kept = layout(settings), converged(settings)
     written = setup_files(settings, group)
-    for folder in dict.fromkeys(path.rpartition("/")[0] for path, *_ in written):
-        if folder != paths.etc:  # made by `install -d` above
-            found.append(Right("mkdir", ("-p", "--", folder), SETUP))
-    web, kept = units.service_unit(settings), converged(settings)
+    found = [
+        Right("mkdir", ("-p", "--", folder), SETUP)
+        for folder in dict.fromkeys(path.rpartition("/")[0] for path, *_ in written)
+        if folder != paths.etc  # made by `install -d` (`layout_rights`)
+    ]
+    web = units.service_unit(settings)
     found += [Right("systemctl", (verb, "--", web), SETUP, frozenset({web})) for verb in ("enable", "disable")]  # fmt: skip
     for path, owner, grp, mode in written:
         about, use = frozenset({path}), CONVERGE if path in kept else SETUP
-        found += [
-            Right(
-                "install",
-                ("-m", mode, "-o", owner, "-g", grp, "--", "/dev/stdin", path + NEW),
-                use,
-                about,
-            ),
-            Right("mv", ("-fT", "--", path + NEW, path), use, about),
-        ]
-        if path in kept:  # converge.sh: the copy of before kept, put back or removed
+        made = ("-m", mode, "-o", owner, "-g", grp, "--", "/dev/stdin", path + NEW)
+        found += [Right("install", made, use, about), Right("mv", ("-fT", "--", path + NEW, path), use, about)]  # fmt: skip
+        if path in kept:
             found += [
                 Right("rm", ("-f", "--", path + OLD), use, about),
                 Right("cp", ("-p", "--", path, path + OLD), use, about),
@@ -283,26 +331,6 @@ def setup(settings: Settings, ssh_user: str, group: str) -> list[Right]:
         unit = units.unit_name(settings, name)
         about = frozenset({unit, units.process_unit_path(settings, name)})
         found.append(Right("systemctl", ("enable", "--", unit), CONVERGE, about))
-    return found
-
-
-def linked_rights(settings: Settings, me: str, group: str) -> list[Right]:
-    """LINKED_DIRS and LINKED_FILES in shared/: made as the app user's when missing, handed
-    over by a migration (the directories above a nested one to the SSH user)."""
-    paths, app = layout(settings), settings.app_user
-    found: list[Right] = []
-    for kind, linked in (("dir", settings.linked_dirs), ("file", settings.linked_files)):
-        for relative in linked:
-            path = f"{paths.shared}/{relative.strip('/')}"
-            above = path.rpartition("/")[0]
-            while len(above) > len(paths.shared):
-                found.append(Right("chown", ("-h", f"{me}:", "--", above), SETUP))
-                above = above.rpartition("/")[0]
-            found.append(Right("chown", ("-R", "-h", f"{app}:", "--", path), SETUP))
-            if kind == "dir":
-                found.append(Right("install", ("-d", "-o", app, "-g", group, "-m", "0750", "--", path), SETUP))  # fmt: skip
-            else:
-                found.append(Right("install", ("-m", "0640", "-o", app, "-g", group, "--", "/dev/null", path), SETUP))  # fmt: skip
     return found
 
 
@@ -343,39 +371,41 @@ def for_hosts(settings: Settings, hosts: list[Host]) -> str:
 
 def header(settings: Settings, users: list[str], day: str, setup_alias: str) -> str:
     """The comment that opens the file: what it is for, how to install it, what each alias
-    allows."""
+    and the app user's rule allow."""
     paths, app = layout(settings), settings.app_user
     name = file_name(settings)
-    made = fab_command(settings, "setup.sudoers")
     return (
         f"# {name}: what fabdeploy runs with sudo on the hosts of {settings.environment}\n"
         f"# (APP_NAME={settings.app_name}, DEPLOY_ROOT={paths.root}, APP_USER={app} of group "
         f"{app_group(settings)}, SSH user {', '.join(users)}).\n"
-        f"# Printed by `{made}`; install it as root:\n"
-        f"#   visudo -cf <file> && install -m 0440 <file> {name}\n"
-        f"# {day}: deploy, rollback, run.*, logs (-n up to {MAX_LOG_LINES}), status, health, "
-        "exec, cleanup, check.\n"
-        f"# {setup_alias}: fab setup, and a deploy that puts changed setup files (units,\n"
-        f"#   {paths.etc}/*) in place. As good as root: whoever writes a unit decides what "
-        "runs.\n"
-        f"#   Grant it only while you run them if you like: `fab check` names what is missing.\n"
-        f"# Acting as {app} (hooks, migrations, exec, the app's files) is less privilege than "
-        "the\n"
-        "# SSH user's own: ALL as that user. docs/security.md#sudo explains every line.\n"
+        f"# Printed by `{fab_command(settings, 'setup.sudoers')}`; check it and install it as "
+        "root:\n"
+        f"#   visudo -cf FILE && install -m 0440 FILE {name}\n"
+        f"# {day}: deploy, rollback, run.*, logs (-n up to {MAX_LOG_LINES}), status, health,\n"
+        "#   exec, cleanup, check. Nothing in it writes a file as root.\n"
+        f"# {setup_alias}: fab setup, and a deploy that puts changed setup files (the units,\n"
+        f"#   {paths.etc}/*) in place: as good as root, since whoever writes a unit decides what\n"
+        "#   runs. Leave it out between setups if you like: `fab check` names what a deploy\n"
+        "#   then lacks.\n"
+        f"# ALL as {app}: hooks, migrations, exec, the app's files and signals. {app} owns only\n"
+        "#   the app's data, logs and runtime files: acting as it is less privilege than the\n"
+        "#   SSH user's own, not more. docs/security.md#sudo explains every line.\n"
     )
 
 
 def probes(host: Host) -> list[Right]:
-    """The rights ``scripts/facts.sh`` asks ``host`` about, in order: those of `NEEDS` and the
-    CONVERGE ones a deploy may need, the app user's group `APP_GROUP` (facts.sh puts it in)."""
+    """The rights ``scripts/facts.sh`` asks ``host`` about, in order: those of `NEEDS` (with
+    the CONVERGE ones a deploy may need) that concern what ``host`` runs and has; the app
+    user's group is `APP_GROUP` (facts.sh puts it in)."""
     settings = host.settings
     mine = {units.unit_name(settings, name) for name in roles.processes_of(settings, host.name)}
     mine |= {units.process_unit_path(settings, name) for name in roles.companions_of(settings, host.name)}  # fmt: skip
     mine |= converged(settings) - {units.process_unit_path(settings, p) for p in settings.processes}  # fmt: skip
+    asked = {use for uses in NEEDS.values() for use in uses}
     return [
         right
         for right in rights(settings, host.conn.user, APP_GROUP)
-        if right.use in (*DAILY, CONVERGE) and (not right.about or right.about & mine)
+        if right.use in asked and (not right.about or right.about & mine)
     ]
 
 
@@ -393,6 +423,15 @@ def missing(host: Host, refused: tuple[int, ...], command: str, files: tuple[str
     asked, wanted = probes(host), NEEDS[command]
     found = [asked[index] for index in refused if index < len(asked)]
     return [r for r in found if r.use in wanted or (r.use == CONVERGE and r.about & set(files))]
+
+
+def refused_for(host: Host, facts: Facts, command: str, files: tuple[str, ...] = ()) -> str:
+    """What sudo refuses on ``host`` (its `Facts`) that ``command`` needs, changing setup's
+    ``files``: the lines to add ("" nothing)."""
+    if facts.sudo_as_refused:
+        return app_refused(host)
+    found = missing(host, facts.sudo_missing, command, files)
+    return refusal(host, found, facts.app_group or host.app_user) if found else ""
 
 
 def spelled(right: Right, group: str) -> str:

@@ -2,10 +2,11 @@
 
 Locally: the env file, the key file, APP_DIR, the requirements, the git state, the secrets
 file, the local Python and the app's Python requirement (`tasks.build.pyreq`). On each host: SSH
-and the host key, who the app runs as (a warning when it is the SSH user), the set-up layout, what
-sudo allows (``sudo -n -l``: each right a deploy needs, `tasks.host.sudoers`), the Python
-(against that requirement) and its wheel tags, the disk free under the deploy root, the port in BIND (free, or
-held by the app's own service), the unit and its state, the deploy lock and its holder.
+and the host key, who the app runs as (a warning when it is the SSH user), the set-up layout,
+what sudo allows (``sudo -n -l``: each right a deploy needs, `tasks.host.sudoers`), the Python
+(against that requirement) and its wheel tags, the disk free under the deploy root, the port in
+BIND (free, or held by the app's own service), the unit and its state, the deploy lock and its
+holder.
 
 One line per finding, host-prefixed; the command exits 0 when a deploy would start and 1 when
 something blocks it, naming what. ``--json`` prints the findings as one JSON document
@@ -165,7 +166,8 @@ def sudo_findings(host: Host, facts: host_facts.Facts) -> list[Finding]:
     acting = "" if host.app_is_deploy_user else f", and acts as {host.app_user}"
     found = [Finding("sudo", True, f"{user} runs as root what a deploy needs{acting}")]
     if files:
-        found.append(Finding("sudo", True, sudoers.refusal(host, files, group, lead=f"a deploy that changes setup's files needs {user} to run as root, which sudo -n refuses"), warning=True))  # fmt: skip
+        lead = f"a deploy that changes setup's files needs {user} to run as root, which sudo -n refuses"  # fmt: skip
+        found.append(Finding("sudo", True, sudoers.refusal(host, files, group, lead=lead), warning=True))  # fmt: skip
     return found
 
 

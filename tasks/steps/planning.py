@@ -25,7 +25,7 @@ from ..core.errors import HostError
 from ..engine import hooks as engine_hooks
 from ..engine import step
 from ..engine.batches import batch_sizes, rounds
-from ..host import converge, install, migrate, provision
+from ..host import converge, install, migrate, provision, sudoers
 from ..host import facts as host_facts
 from ..ssh import fanout
 from . import lists
@@ -115,6 +115,8 @@ def plan_host(c: Context, host: Host, build: archive.Build, facts: host_facts.Fa
         drift, refused = converge.drift(host, found), ""
     except HostError as exc:
         drift, refused = converge.Drift(), exc.detail
+    changing = tuple(target.path for target in drift.files)
+    refused = refused or sudoers.refused_for(host, facts, "deploy", changing)
     wanted = build.packages_for(facts.tags)
     shipped = wanted is not None and install.needs_packages(build, facts)
     digest = install.facts_digest(build, facts)

@@ -120,18 +120,9 @@ def check_hosts(flow: Flow, host: Host) -> None:
             note = drift.secrets_note(flow.settings)
             if note:
                 host.say(note)
-    refused = sudo_refused(host, facts, flow.action, changing)
+    refused = sudoers.refused_for(host, facts, flow.action, changing)  # (sudo -n -l's answers)
     if refused:
         raise HostError(host.name, refused)
-
-
-def sudo_refused(host: Host, facts: host_facts.Facts, command: str, files: tuple[str, ...]) -> str:
-    """What sudo refuses on ``host`` that ``command`` needs (changing setup's ``files``), as
-    the lines to add ("" nothing)."""
-    if facts.sudo_as_refused:
-        return sudoers.app_refused(host)
-    found = sudoers.missing(host, facts.sudo_missing, command, files)
-    return sudoers.refusal(host, found, facts.app_group or host.app_user) if found else ""
 
 
 def learn_program(host: Host) -> tuple[str, dict[str, object]]:

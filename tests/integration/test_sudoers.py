@@ -14,8 +14,9 @@ of the web service and a companion process), check, a first deploy, a second one
 changed setup files in place (the secrets and the companion's unit) and cleans up with
 KEEP_RELEASES reached, run.reload, run.restart of the companion, rollback, exec, logs, status,
 health, a third deploy that removes a release, and a second setup with nothing to change. Then
-one right is removed: ``fab check`` names it, with the line to add, and a deploy is refused at
-its check step, nothing changed. On a failure, the host's sudo journal is printed.
+one right is removed: ``fab check`` names it, with the line to add, ``fab plan`` says the
+deploy would stop, and a deploy is refused at its check step, nothing changed. On a failure,
+the host's sudo journal is printed.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 def test_the_printed_rule_replaces_every_other_right(site: Site) -> None:
-    rule = fab(site, "setup.sudoers")
+    rule = site.fab("setup.sudoers").stdout  # the file alone on stdout
     assert rule.startswith("# /etc/sudoers.d/fabdeploy-hello: ")
     assert "Cmnd_Alias HELLO_DEPLOY = \\\n" in rule and "Cmnd_Alias HELLO_SETUP = \\\n" in rule
     assert rule.endswith(
@@ -193,6 +194,8 @@ def test_check_and_deploy_name_a_right_the_rule_lacks(site: Site) -> None:
     ) in checked, checked
     served, releases = site.current(), site.releases()
     app(site, "4.0.0", "two")
+    planned = fab(site, "plan")
+    assert f"deploy would stop here, changing no host: deploy may not run as root with sudo -n: `{line}`" in planned, planned  # fmt: skip
     refusal = fab(site, "deploy", "--skip-tests", ok=False)
     assert f"`{line}` (HELLO_DEPLOY)" in refusal, refusal
     assert site.current() == served and site.releases() == releases
