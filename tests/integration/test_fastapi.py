@@ -4,13 +4,15 @@ class the requirements do not install refused before anything reaches the host."
 
 from __future__ import annotations
 
+import socket
+import time
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
 from tests.integration.apps import write_fastapi
-from tests.integration.test_deploy import Site, fresh_site, running_in
+from tests.integration.test_deploy import PORT, Site, fresh_site, running_in
 
 ASGI = "WORKER_CLASS=uvicorn_worker.UvicornWorker\nTEST_COMMAND=\nMAX_REQUESTS=200\nMAX_REQUESTS_JITTER=20\n"
 
@@ -43,6 +45,21 @@ def test_an_asgi_app_deploys_and_redeploys_with_no_failed_request(site: Site) ->
         assert loop.versions[-3:] == [version] * 3
         assert site.master() != old and not running_in(site, old)
         site.tracked(journal)
+
+
+def test_a_stopping_worker_answers_the_request_of_a_connection_it_accepted(site: Site) -> None:
+    """uvicorn closes at once a connection it accepted but read nothing from yet when its worker
+    stops (a switch, MAX_REQUESTS): the conf's hook makes it wait for that first request."""
+    site.fab("deploy")  # nothing to deploy when the test before it ran; a deploy otherwise
+    with socket.create_connection((site.host.address, PORT), timeout=10) as client:
+        time.sleep(0.3)  # a worker accepts it
+        workers = site.sh(f"ps -o pid= --ppid {site.master()}").split()
+        site.sh(f"kill -TERM {' '.join(workers)}")  # each stops; the master starts new ones
+        time.sleep(0.4)  # uvicorn notices within 0.1 s, then closed the connection
+        client.sendall(b"GET / HTTP/1.1\r\nHost: hello\r\n\r\n")
+        answer = b"".join(iter(lambda: client.recv(4096), b""))  # then the worker closes it
+    assert answer.startswith(b"HTTP/1.1 200") and b"hello-fastapi" in answer, answer
+    assert site.wait_serving()["app"] == "hello-fastapi"  # the master replaced its workers
 
 
 def test_a_worker_class_the_requirements_lack_is_refused_before_any_host(site: Site) -> None:

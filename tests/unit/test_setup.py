@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -466,6 +467,54 @@ def test_uvicorns_worker_is_ready_once_its_server_listens(
     asyncio.run(server.callback_notify())
     assert [p.name for p in pids.iterdir()] == [_own_marker()] and calls == ["heartbeat"]
     assert server.callback_notify is heartbeat  # later ticks: the heartbeat alone
+
+
+def test_a_stopping_uvicorn_worker_answers_the_connections_it_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_dirs: Path
+) -> None:
+    """uvicorn closes a connection with no request read yet when it stops: the hook makes its
+    server stop accepting, then wait (bounded) for such a request before uvicorn's shutdown."""
+    monkeypatch.setenv("FABDEPLOY_CHDIR", str(tmp_path / "release"))
+    values, _, calls = _hooks(tmp_path)
+    values["_answer_accepted_connections"].__globals__["_FIRST_REQUEST_GRACE"] = 0.3  # type: ignore[attr-defined]
+
+    class Server:  # uvicorn.server.Server's parts the hook uses
+        def __init__(self, connections: list[SimpleNamespace]) -> None:
+            self.servers = [SimpleNamespace(close=lambda: calls.append("stop accepting"))]
+            self.server_state = SimpleNamespace(connections=connections)  # uvicorn: a set
+
+        async def shutdown(self, sockets: object = None) -> None:
+            connections = self.server_state.connections
+            calls.append("shutdown: " + ",".join(str(c.cycle) for c in connections))
+
+    monkeypatch.setitem(sys.modules, "uvicorn.server", SimpleNamespace(Server=Server))
+
+    async def notify() -> None:
+        pass
+
+    for _ in range(2):  # a worker's hook runs once per process; twice wraps once
+        config_ = SimpleNamespace(callback_notify=notify)
+        values["post_worker_init"](_worker(values["pidfile"], config=config_))  # type: ignore[operator]
+
+    async def request_arrives(connection: SimpleNamespace, after: float) -> None:
+        await asyncio.sleep(after)
+        connection.cycle = "GET /"
+
+    async def stop(after: float | None) -> float:
+        fresh, served = SimpleNamespace(cycle=None), SimpleNamespace(cycle="done")
+        server = Server([fresh, served])
+        began = time.monotonic()
+        if after is None:
+            await server.shutdown()
+        else:
+            await asyncio.gather(server.shutdown(), request_arrives(fresh, after))
+        return time.monotonic() - began
+
+    waited = asyncio.run(stop(0.05))
+    assert calls == ["stop accepting", "shutdown: GET /,done"] and waited < 0.25
+    calls.clear()
+    waited = asyncio.run(stop(None))  # a connection that never sends: closed after the grace
+    assert calls == ["stop accepting", "shutdown: None,done"] and 0.3 <= waited < 2
 
 
 def test_setup_s_note_on_changed_files_fits_a_host_where_nothing_runs_yet() -> None:
