@@ -431,6 +431,7 @@ def test_setup_then_first_deploy_serves_the_app_as_deploy(site: Site) -> None:
 
 
 def test_unchanged_redeploy_changes_nothing_and_forced_reuses_the_venv(site: Site) -> None:
+    on_one_release(site, "the no-op rule and the venv's key are fabdeploy's, not the host's")
     before, master = site.current(), site.master()
     digest = site.venv_of(before)
     venv = site.srv / "venvs" / digest

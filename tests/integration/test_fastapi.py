@@ -35,7 +35,7 @@ def test_an_asgi_app_deploys_and_redeploys_with_no_failed_request(site: Site) ->
     assert site.get("/")["app"] == "hello-fastapi"
     conf = site.host.path("/etc/hello/gunicorn.conf.py").read_text()
     assert "worker_class = 'uvicorn_worker.UvicornWorker'" in conf
-    for version in ("1.1.0", "1.2.0"):
+    for version in ("1.1.0",):  # one looped redeploy (the next test covers a worker's stop)
         old, journal = site.master(), len(site.journal())
         write_fastapi(site.project / "app", version)
         with site.loop() as loop:
