@@ -280,11 +280,7 @@ def prebuilt(settings: Settings, wheels: Path, say: Callable[[str], None]) -> Pa
     tmp = Path(f"{cache}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     started = time.monotonic()
-    command = [
-        sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "install",
-        "-q", "--no-index", "--find-links", str(wheels), "--target", str(tmp), "--no-compile",
-        "--no-warn-script-location", "-r", str(requirements_of(settings, wheels)),
-    ]  # fmt: skip
+    command = pip.target_install(wheels, tmp, requirements_of(settings, wheels))
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,5 +1,7 @@
 """Running pip on the deploying machine: one command shape, from PACKAGE_INDEX when set, with
-a host's environment markers when resolving for a host (``scripts/pip_for_host.py``)."""
+a host's environment markers when resolving for a host (``scripts/pip_for_host.py``); and
+installing a local wheelhouse into a plain directory, with uv when it is installed (offline:
+what uv resolves is the wheelhouse's pinned set, the same as pip's, ten times faster)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,34 @@ def command(settings: Settings, *args: str, markers: Mapping[str, str] | None = 
         sys.executable, "-m", "pip"
     ]  # fmt: skip
     return [*pip, "--disable-pip-version-check", "--no-input", *args, *index]
+
+
+def uv_binary() -> str | None:
+    """The ``uv`` executable of the ``uv`` package fab's Python has, or None (pip is used)."""
+    try:
+        from uv import find_uv_bin  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        return str(find_uv_bin())
+    except FileNotFoundError:
+        return None
+
+
+def target_install(wheels: Path, target: Path, requirements: Path) -> list[str]:
+    """Install ``requirements`` from the wheelhouse ``wheels`` only (no index) into the plain
+    directory ``target``, for fab's own Python, compiling nothing: uv, else pip."""
+    uv = uv_binary()
+    if uv is not None:  # files copied, not hard-linked from uv's cache (bin/ is edited after)
+        return [
+            uv, "pip", "install", "-q", "--python", sys.executable, "--no-index", "--find-links",
+            str(wheels), "--target", str(target), "--link-mode", "copy", "-r", str(requirements),
+        ]  # fmt: skip
+    return [
+        sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "install",
+        "-q", "--no-index", "--find-links", str(wheels), "--target", str(target), "--no-compile",
+        "--no-warn-script-location", "-r", str(requirements),
+    ]  # fmt: skip
 
 
 def run_in_app_dir(settings: Settings, argv: list[str]) -> subprocess.CompletedProcess[str]:

@@ -197,7 +197,19 @@ def run_install(release: Path, venvs: Path, packages_archive: Path) -> str:
     return result.stdout
 
 
-def test_a_venv_from_prebuilt_packages_has_console_scripts_for_its_python(tmp_path: Path) -> None:
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_a_venv_from_prebuilt_packages_has_console_scripts_for_its_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installer: str
+) -> None:
+    """The prebuilt packages, installed locally by uv (fabdeploy depends on it) or by pip
+    (where uv is missing), make a working venv on the host."""
+    from tasks.build import pip
+
+    assert pip.uv_binary() is not None  # installed with fabdeploy
+    if installer == "pip":
+        monkeypatch.setattr(pip, "uv_binary", lambda: None)
+    program = Path(pip.target_install(tmp_path, tmp_path, tmp_path)[0]).name
+    assert (program == "uv") == (installer == "uv"), program
     requirements = "flask\ngunicorn\n"
     conf = settings(tmp_path, requirements)
     local = tags.local()
