@@ -285,6 +285,7 @@ def prebuilt(settings: Settings, wheels: Path, say: Callable[[str], None]) -> Pa
     if result.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise FabdeployError(f"installing the requirements locally failed:\n{pip.tail(result)}")
+    (tmp / ".lock").unlink(missing_ok=True)  # uv's lock file for the target: not a package's
     for script in sorted((tmp / "bin").glob("*")) if (tmp / "bin").is_dir() else []:
         if script.is_file():
             placeholder_shebang(script, sys.executable)

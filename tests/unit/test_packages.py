@@ -234,6 +234,10 @@ def test_a_venv_from_prebuilt_packages_has_console_scripts_for_its_python(
     assert (release / "REVISION").read_text() == "revision=abc\n"
     assert not (release / packages.PREBUILT_BIN).exists()
     assert not (venv / "lib" / "bin").exists() and (venv / "bin" / "python").exists()
+    with tarfile.open(found.archive) as archive:
+        shipped = archive.getnames()
+    assert f"{packages.PREBUILT}/flask" in shipped
+    assert f"{packages.PREBUILT}/.lock" not in shipped  # uv's own lock file stays behind
 
 
 def test_upload_build_asks_the_hosts_tags_and_tells_per_tag_set_what_ships(
