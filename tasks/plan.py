@@ -16,7 +16,7 @@ from .core.report import JSON_HELP, print_json
 from .engine.batches import describe_rounds
 from .host import migrate
 from .ssh import fanout, session
-from .steps.planning import answers, checked, lines, make_plan, steps_line
+from .steps.planning import answers, build_line, checked, lines, make_plan, steps_line
 
 
 @task(
@@ -57,6 +57,9 @@ def plan(c, json=False, allow_dirty=False, ref=""):  # type: ignore[no-untyped-d
         print_json([asdict(p) for p in plans], output.clean)
         return
     output.say(steps_line(settings))
+    built = build_line(build) if build else ""
+    if built:  # what BUILD_COMMAND did: ran now (cached for the deploy) or cached already
+        output.say(built)
     for found in plans:
         for line in lines(found):
             output.line(found.host, line)

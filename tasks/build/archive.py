@@ -19,8 +19,8 @@ from ..core.errors import FabdeployError
 from ..core.local import local_user, pid_alive
 from ..core.paths import LOCAL_STATE, local_state
 from ..core.records import Revision
+from . import buildcmd, reqfiles, tags, workers
 from . import packages as build_packages
-from . import reqfiles, tags, workers
 from .packages import PREBUILT, PREBUILT_BIN, WHEELHOUSE
 from .source import (
     content_revision,
@@ -35,6 +35,7 @@ from .source import (
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from .buildcmd import Outputs
     from .packages import Packages
     from .tags import TagSet
     from .wheels import Builder
@@ -55,6 +56,8 @@ class Build:
     packages: tuple[Packages, ...] = ()
     #: REQUIREMENTS and every file it includes (`reqfiles.Requirements.identity`).
     requirements_files: str = ""
+    #: What BUILD_COMMAND made (None without one): `tasks.build.buildcmd`.
+    outputs: Outputs | None = None
 
     @property
     def size(self) -> int:
@@ -200,6 +203,7 @@ def build(
     workdir = _workdir(settings)
     try:
         revision, add_source = _source(settings, allow_dirty or settings.allow_dirty, workdir)
+        add_source, outputs = buildcmd.join(settings, add_source, workdir, say)  # BUILD_COMMAND
         found: list[Packages] = []
         if not settings.host_package_index:
             local = tags.local()
@@ -225,6 +229,7 @@ def build(
         workdir=workdir,
         packages=tuple(found),
         requirements_files=files.identity,
+        outputs=outputs,
     )
     sizes = [
         f"{p.size >> 10} KiB" + (f" for {p.tags.name}" if len(found) > 1 else "") for p in found

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import ConfigError, FabdeployError
-from . import reqfiles, source
+from . import buildcmd, reqfiles, source
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -24,6 +24,7 @@ def local(settings: Settings, *, allow_dirty: bool = False) -> None:
     app_dir(settings)
     requirements(settings)
     git_state(settings, allow_dirty=allow_dirty or settings.allow_dirty)
+    buildcmd.check(settings)  # the build keys agree (BUILD_COMMAND runs in the build step)
 
 
 def app_dir(settings: Settings) -> None:

@@ -194,6 +194,23 @@ def linked(raw: str) -> tuple[str, ...]:
     return tuple(path.strip("/") for path in paths)
 
 
+def build_outputs(raw: str) -> tuple[str, ...]:
+    """Paths inside APP_DIR a build command makes (BUILD_OUTPUTS): `linked`'s rules."""
+    return linked(raw)
+
+
+def source_globs(raw: str) -> tuple[str, ...]:
+    """Comma-separated file names, directories or globs relative to APP_DIR (BUILD_INPUTS)."""
+    patterns = comma_list(raw)
+    for pattern in patterns:
+        if not _GLOB.match(pattern) or pattern.startswith("/") or ".." in pattern.split("/"):
+            raise ValueError(
+                "expected files, directories or globs relative to APP_DIR (letters, digits, "
+                f". _ - / * ? []; no '..'), got {pattern!r}"
+            )
+    return patterns
+
+
 def primary(raw: str) -> str:
     """One host, ``[user@]host[:port]``, or empty."""
     if raw and not _HOST.match(raw.strip()):

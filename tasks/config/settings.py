@@ -169,6 +169,24 @@ class Settings:
     allow_dirty: bool = setting(
         "ALLOW_DIRTY", parse.yes_no, "no", "yes: ship uncommitted changes of a git checkout"
     )
+    build_command: str = setting(
+        "BUILD_COMMAND",
+        parse.command,
+        "",
+        "Local command making BUILD_OUTPUTS in a clean copy of the release source; empty: none",
+    )
+    build_outputs: tuple[str, ...] = setting(
+        "BUILD_OUTPUTS",
+        parse.build_outputs,
+        "",
+        "Files or directories BUILD_COMMAND makes, shipped in the release even if git ignores them",
+    )
+    build_inputs: tuple[str, ...] = setting(
+        "BUILD_INPUTS",
+        parse.source_globs,
+        "",
+        "Files or globs BUILD_OUTPUTS depend on (the build's cache key); empty: the whole source",
+    )
     prebuilt_packages: bool = setting(
         "PREBUILT_PACKAGES",
         parse.yes_no,

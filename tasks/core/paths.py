@@ -216,6 +216,11 @@ class LocalState:
         return self.root / "wheels"
 
     @property
+    def build(self) -> Path:
+        """BUILD_COMMAND's outputs, each set in a directory named by its cache key."""
+        return self.root / "build"
+
+    @property
     def test_venvs(self) -> Path:
         """The test command's venvs, each in a directory named by its key."""
         return self.root / "test-venvs"

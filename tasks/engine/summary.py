@@ -67,6 +67,8 @@ def text(flow: Flow) -> str:
         )
     headers = ["host", *steps, "total", "ssh conn/sess", "result"]
     table = report.table(headers, rows, right=",".join([*steps, "total"]))
+    built = flow.build.outputs if flow.build else None  # what BUILD_COMMAND did
+    table += f"\n{built.describe()}" if built else ""
     return table + (f"\nswitch rounds: {describe_rounds(flow.rounds)}" if flow.rounds else "")
 
 

@@ -63,6 +63,7 @@ class HostPlan:
     migrates: bool = False  # MIGRATE_COMMAND would run here (MIGRATE_ON)
     round: int = 0  # the switch round (1: the first, the canary)
     rounds: list[list[str]] = field(default_factory=list)  # the whole fleet's, in order
+    build: dict[str, object] = field(default_factory=dict)  # BUILD_COMMAND's step ({} none)
 
     @property
     def drifted(self) -> bool:
@@ -190,7 +191,19 @@ def make_plan(c: Context, settings: Settings, hosts: list[Host], build: archive.
         plan.migrates = plan.host in migrating
         plan.hooks = hooks_on(c, settings, index == 0)
         plan.rounds = order
+        plan.build = build.outputs.as_dict() if build.outputs else {}
     return plans
+
+
+def build_line(build: archive.Build) -> str:
+    """What the build step did for the plan (``""`` without BUILD_COMMAND): ran now and
+    cached for the deploy, or cached already (the deploy runs no command)."""
+    done = build.outputs
+    if done is None:
+        return ""
+    if done.cached:
+        return f"build: {done.made()} cached in .fabdeploy/build/{done.key}: deploy runs no BUILD_COMMAND"  # fmt: skip
+    return f"build: BUILD_COMMAND ran in {done.seconds:.1f}s (key {done.key}): {done.made()}, cached for the deploy"  # fmt: skip
 
 
 def lines(plan: HostPlan) -> list[str]:

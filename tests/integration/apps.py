@@ -9,6 +9,8 @@ from pathlib import Path
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "app"
 #: The ASGI example (FastAPI, served by uvicorn's worker).
 FASTAPI = EXAMPLE.with_name("fastapi")
+#: The example with a built, git-ignored frontend bundle (BUILD_COMMAND).
+FRONTEND = EXAMPLE.with_name("frontend")
 
 #: What each ``broken`` value does to the app.
 BROKEN = {
@@ -135,6 +137,17 @@ def write_fastapi(dest: Path, version: str, requirements: str | None = None) -> 
     (dest / "VERSION").write_text(version + "\n")
     if requirements is not None:
         (dest / "requirements.txt").write_text(requirements)
+    return dest
+
+
+def write_frontend(dest: Path, version: str) -> Path:
+    """Make ``dest`` a copy of examples/frontend serving ``version``, without a static/ of
+    a local build (replacing what was there)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    skip = shutil.ignore_patterns("__pycache__", ".pytest_cache", "static")
+    shutil.copytree(FRONTEND, dest, ignore=skip)
+    (dest / "VERSION").write_text(version + "\n")
     return dest
 
 

@@ -24,6 +24,7 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,7 +44,7 @@ from tasks.ssh import session
 from tests.conftest import fab_env, figure, missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import HostKit, TestHost
 from tests.hosts import pyindex
-from tests.integration.apps import write_app
+from tests.integration.apps import write_app, write_frontend
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
@@ -839,6 +840,57 @@ def test_exec_runs_in_current_as_the_app_with_its_venv_and_secrets(site: Site) -
     token = _parsed_secrets()["API_TOKEN"]
     masked = site.fab("exec", "--pty", 'echo "token: $API_TOKEN"; echo "$GREETING"')
     assert "token: ***" in masked.stdout and token not in masked.stdout  # a terminal's too
+
+
+def test_a_built_git_ignored_bundle_ships_from_a_clean_checkout_and_is_cached(
+    site: Site,
+) -> None:
+    """examples/frontend from a committed git work tree: BUILD_COMMAND makes static/app.js
+    (ignored by git) in a clean copy of the commit, the host serves it; a code change outside
+    BUILD_INPUTS is a new release with the cached bundle, the command not run again."""
+    on_one_release(site, "the build step runs locally: the host serves what was shipped")
+    app, env_file, runs = site.project / "app", site.project / "config" / "staging.env", site.project / "runs"  # fmt: skip
+    keys = env_file.read_text()
+    write_frontend(app, "1.8.0")
+    (app / "secrets.env").write_text(SECRETS_ENV)
+    env_file.write_text(
+        keys + f"BUILD_COMMAND=python3 bundle.py && echo ran >> {runs}\n"
+        "BUILD_OUTPUTS=static\nBUILD_INPUTS=frontend,bundle.py\n"
+    )
+    (site.project / ".gitignore").write_text(".fabdeploy/\nsecrets.env\nruns\n")
+
+    def commit(message: str) -> None:
+        for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", message]):
+            subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                           cwd=site.project, check=True, capture_output=True)  # fmt: skip
+
+    try:
+        commit("the frontend example")
+        (app / "static").mkdir()  # a stale local build, ignored by git: never shipped
+        (app / "static" / "app.js").write_text("// stale\n")
+        first = site.fab("deploy")
+        assert "build: BUILD_COMMAND ran in" in first.stdout, first.stdout
+        bundle = site.host.url(PORT, "/static/app.js")
+        with urllib.request.urlopen(bundle, timeout=10) as answer:
+            served = answer.read().decode()
+        assert served.startswith("// bundle ") and " built for staging\n" in served, served
+        assert 'greet("frontend")' in served and "import " not in served
+        assert site.get("/") == {"app": "hello-frontend", "version": "1.8.0", "release": site.current(), "bundle": True}  # fmt: skip
+        said = re.findall(r"build: BUILD_COMMAND ran in [\d.]+s: static \(1 file, ", first.stdout)
+        assert len(said) == 2, first.stdout  # in the build step, and under the summary table
+
+        (app / "VERSION").write_text("1.8.1\n")  # not an input of the build
+        commit("a code change")
+        again = site.fab("deploy")
+        assert re.search(r"build: static \(1 file, \d+ KiB\) reused from \.fabdeploy/build/[0-9a-f]{16} \(BUILD_COMMAND not run\)", again.stdout), again.stdout  # fmt: skip
+        assert runs.read_text() == "ran\n"  # once, for two deploys
+        assert site.get("/")["version"] == "1.8.1"
+        with urllib.request.urlopen(bundle, timeout=10) as answer:
+            assert answer.read().decode() == served
+    finally:
+        shutil.rmtree(site.project / ".git", ignore_errors=True)
+        (site.project / ".gitignore").unlink(missing_ok=True)
+        env_file.write_text(keys)
 
 
 def test_break_lock_and_unlock_say_who_held_it(site: Site) -> None:

@@ -413,7 +413,7 @@ def test_a_failing_suite_after_compare_leaves_nothing_to_resume_and_uploads_noth
 ) -> None:
     flow, done = fleet(tmp_path, monkeypatch, "")
     written: list[str] = []
-    flow.build = SimpleNamespace(release="R2", revision="abc")  # type: ignore[assignment]
+    flow.build = SimpleNamespace(release="R2", revision="abc", outputs=None)  # type: ignore[assignment]
     monkeypatch.setattr(
         summary, "write_json", lambda path, data, *_: written.append(data["release"])
     )
@@ -438,7 +438,7 @@ def test_a_failing_suite_after_compare_leaves_nothing_to_resume_and_uploads_noth
     monkeypatch.setattr(testrun, "run_suite", lambda *a: 0.1)
     runner.perform(flow, step["test"])
     assert written == ["R2"]  # passed: recorded for --resume
-    flow.build = SimpleNamespace(release="R3", revision="abd")  # type: ignore[assignment]
+    flow.build = SimpleNamespace(release="R3", revision="abd", outputs=None)  # type: ignore[assignment]
     flow.options = Options(skip_tests=True)
     runner.perform(flow, step["compare"])
     runner.perform(flow, step["test"])  # skipped, saying so

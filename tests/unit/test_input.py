@@ -42,9 +42,10 @@ from tests.unit.test_monitor import LocalConnection, fake_sudo  # noqa: F401 (a 
 from tests.unit.test_upload import git
 
 #: Keys whose value is a shell command on purpose: it runs as written (locally for
-#: TEST_COMMAND; on the hosts, as one quoted argument, for the hooks).
+#: TEST_COMMAND and BUILD_COMMAND; on the hosts, as one quoted argument, for the hooks).
 COMMANDS = {
     "TEST_COMMAND",
+    "BUILD_COMMAND",
     "HOOK_AFTER_UPLOAD",
     "HOOK_BEFORE_SWITCH",
     "HOOK_AFTER_SWITCH",
@@ -60,6 +61,7 @@ LOCAL_ONLY = {
     "SECRETS_FILE",
     "EXCLUDES",
     "TEST_COMMAND",
+    "BUILD_COMMAND",
     "PRIMARY_HOST",
     "HOOK_FAILED",
 }

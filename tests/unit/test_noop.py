@@ -69,7 +69,8 @@ def plan_says(
 
     monkeypatch.setattr(planning, "plan_host", plan_host)
     hosts = [FakeHost(name=name, settings=s) for name in found]
-    plans = planning.make_plan(Context(), s, hosts, SimpleNamespace(revision=build), found)  # type: ignore[arg-type]
+    built = SimpleNamespace(revision=build, outputs=None)
+    plans = planning.make_plan(Context(), s, hosts, built, found)  # type: ignore[arg-type]
     assert len({p.change for p in plans}) == 1  # one answer for the fleet
     return not plans[0].change
 

@@ -1,0 +1,4 @@
+// The greeting shown on the page.
+export function greet(name) {
+  return `Hello, ${name}!`;
+}
