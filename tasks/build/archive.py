@@ -19,8 +19,8 @@ from ..core.errors import FabdeployError
 from ..core.local import local_user, pid_alive
 from ..core.paths import LOCAL_STATE, local_state
 from ..core.records import Revision
+from . import lockfiles, tags, workers
 from . import packages as build_packages
-from . import reqfiles, tags, workers
 from .packages import PREBUILT, PREBUILT_BIN, WHEELHOUSE
 from .source import (
     content_revision,
@@ -48,13 +48,16 @@ class Build:
     revision: str
     archive: Path  # the app's source
     sha256: str
-    requirements: str  # text of REQUIREMENTS ("" when the app has none)
+    requirements: str  # what the packages are resolved from (`lockfiles.Source.wanted`)
     user: str  # local user@machine
     workdir: Path = field(repr=False)
     #: One packages archive per tag set of the hosts (none with HOST_PACKAGE_INDEX).
     packages: tuple[Packages, ...] = ()
-    #: REQUIREMENTS and every file it includes (`reqfiles.Requirements.identity`).
+    #: Every file the packages come from, and what fabdeploy added (`lockfiles.Source.identity`).
     requirements_files: str = ""
+    #: What a host installs from HOST_PACKAGE_INDEX when not the release's requirements file
+    #: as it is (a lock's export, packages added: `lockfiles.Source.for_hosts`).
+    host_requirements: str = ""
 
     @property
     def size(self) -> int:
@@ -190,13 +193,10 @@ def build(
     app_dir = settings.app_dir
     if not app_dir.is_dir():
         raise FabdeployError(f"APP_DIR {app_dir} is not a directory")
-    req_path = app_dir / settings.requirements
-    requirements = req_path.read_text(encoding="utf-8") if req_path.is_file() else ""
-    if not requirements:
-        raise FabdeployError(
-            f"{req_path}: requirements file missing or empty (it must list gunicorn at least)"
-        )
-    files = reqfiles.read(settings, requirements)  # a missing include: before any pip
+    source = lockfiles.read(settings)  # a missing include, a stale lock: before any pip
+    requirements = source.wanted
+    if source.added:
+        say(f"packages from {source.file}; fabdeploy adds {', '.join(source.added)}, which the app does not list")  # fmt: skip
     workdir = _workdir(settings)
     try:
         revision, add_source = _source(settings, allow_dirty or settings.allow_dirty, workdir)
@@ -224,7 +224,8 @@ def build(
         user=local_user(),
         workdir=workdir,
         packages=tuple(found),
-        requirements_files=files.identity,
+        requirements_files=source.identity,
+        host_requirements=source.for_hosts(),
     )
     sizes = [
         f"{p.size >> 10} KiB" + (f" for {p.tags.name}" if len(found) > 1 else "") for p in found
