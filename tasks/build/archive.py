@@ -19,7 +19,7 @@ from ..core.errors import FabdeployError
 from ..core.local import local_user, pid_alive
 from ..core.paths import LOCAL_STATE, local_state
 from ..core.records import Revision
-from . import buildcmd, reqfiles, tags, workers
+from . import buildcmd, lockfiles, tags, workers
 from . import packages as build_packages
 from .packages import PREBUILT, PREBUILT_BIN, WHEELHOUSE
 from .source import (
@@ -49,15 +49,18 @@ class Build:
     revision: str
     archive: Path  # the app's source
     sha256: str
-    requirements: str  # text of REQUIREMENTS ("" when the app has none)
+    requirements: str  # what the packages are resolved from (`lockfiles.Source.wanted`)
     user: str  # local user@machine
     workdir: Path = field(repr=False)
     #: One packages archive per tag set of the hosts (none with HOST_PACKAGE_INDEX).
     packages: tuple[Packages, ...] = ()
-    #: REQUIREMENTS and every file it includes (`reqfiles.Requirements.identity`).
+    #: Every file the packages come from, and what fabdeploy added (`lockfiles.Source.identity`).
     requirements_files: str = ""
     #: What BUILD_COMMAND made (None without one): `tasks.build.buildcmd`.
     outputs: Outputs | None = None
+    #: What a host installs from HOST_PACKAGE_INDEX when not the release's requirements file
+    #: as it is (a lock's export, packages added: `lockfiles.Source.for_hosts`).
+    host_requirements: str = ""
 
     @property
     def size(self) -> int:
@@ -193,13 +196,10 @@ def build(
     app_dir = settings.app_dir
     if not app_dir.is_dir():
         raise FabdeployError(f"APP_DIR {app_dir} is not a directory")
-    req_path = app_dir / settings.requirements
-    requirements = req_path.read_text(encoding="utf-8") if req_path.is_file() else ""
-    if not requirements:
-        raise FabdeployError(
-            f"{req_path}: requirements file missing or empty (it must list gunicorn at least)"
-        )
-    files = reqfiles.read(settings, requirements)  # a missing include: before any pip
+    source = lockfiles.read(settings)  # a missing include, a stale lock: before any pip
+    requirements = source.wanted
+    if source.added:
+        say(f"packages from {source.file}; fabdeploy adds {', '.join(source.added)}, which the app does not list")  # fmt: skip
     workdir = _workdir(settings)
     try:
         revision, add_source = _source(settings, allow_dirty or settings.allow_dirty, workdir)
@@ -228,7 +228,8 @@ def build(
         user=local_user(),
         workdir=workdir,
         packages=tuple(found),
-        requirements_files=files.identity,
+        requirements_files=source.identity,
+        host_requirements=source.for_hosts(),
         outputs=outputs,
     )
     sizes = [

@@ -41,7 +41,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from ..core.errors import FabdeployError
 from ..core.paths import VENV_MARKER, local_state
 from ..core.report import table
-from . import pip, reqfiles
+from . import lockfiles, pip, reqfiles
 from . import wheels as build_wheels
 from .wheels import NoWheel
 
@@ -111,7 +111,7 @@ def wheelhouse_command(
 ) -> list[str]:
     """The pip command that fills ``dest`` with wheels of REQUIREMENTS (or of
     ``requirements_file``) for ``tags``."""
-    requirements = str(requirements_file or settings.app_dir / settings.requirements)
+    requirements = str(requirements_file or settings.app_dir / lockfiles.top(settings))
     if tags == local:
         return pip.command(settings, "wheel", "-r", requirements, "-w", str(dest))
     return pip.command(
@@ -132,10 +132,12 @@ def built_wheels(output: str) -> list[str]:
 
 
 def cache_key(settings: Settings, requirements: str, tags: TagSet) -> str:
-    """The wheelhouse's cache key: the requirements and every file they include, the tag set
-    and the index resolved from."""
-    files = reqfiles.read(settings, requirements).identity
-    text = "\0".join([files, tags.digest(), settings.package_index])
+    """The wheelhouse's cache key: the requirements and every file they include (a lock file:
+    its hashes too), the tag set and the index resolved from."""
+    files = reqfiles.read(settings, requirements, lockfiles.top(settings)).identity
+    lock, hashes = lockfiles.locked_hashes(settings)
+    locked = "".join(f"{k}:{sorted(v)}" for k, v in sorted(hashes.items())) if lock else ""
+    text = "\0".join([files, tags.digest(), settings.package_index, *([locked] if lock else [])])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -171,10 +173,12 @@ def fill(
     not be found beside it), their constraints in ``dest/PINNED_CONSTRAINTS``."""
     found = build_wheels.Found(dest.with_name(dest.name + "-built"))
     requirements_file = None
-    flat, constraints = reqfiles.flatten(settings, requirements)
+    top = lockfiles.top(settings)
+    flat, constraints = reqfiles.flatten(settings, requirements, top)
     direct = build_wheels.direct_references(flat)
+    own = settings.app_dir / top
     try:
-        if direct:
+        if direct or not own.is_file() or own.read_text(encoding="utf-8") != requirements:
             pinned = build_wheels.pin_direct(
                 settings,
                 flat,
@@ -196,6 +200,7 @@ def fill(
             result = pip.run_in_app_dir(settings, command)
             if result.returncode == 0:
                 built = {name: "locally" for name in built_wheels(result.stdout)}
+                lockfiles.verify(settings, dest, {*built, *found.wheels})
                 return {**built, **found.wheels}
             missing = missing_requirement(result.stderr + result.stdout)
             if not missing or tags == local:
@@ -248,7 +253,7 @@ def wheelhouse(
 def requirements_of(settings: Settings, wheels: Path) -> Path:
     """The requirements file pip installs a wheelhouse with (pinned, when it has one)."""
     pinned = wheels / PINNED
-    return pinned if pinned.is_file() else settings.app_dir / settings.requirements
+    return pinned if pinned.is_file() else settings.app_dir / lockfiles.top(settings)
 
 
 def origins(wheels: Path) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 `local(settings, allow_dirty=...)` runs first in a deploy, before the app's test suite and
 before any connection, so a missing requirements file (or a missing file it includes) or an
-uncommitted change is reported in a second instead of after the tests. Each problem names
+uncommitted change (or a lock file behind its pyproject.toml) is reported in a second instead of after the tests. Each problem names
 the env file, line and key it comes from (or the requirements file and line), or says what
 git thinks of APP_DIR and what to do about it.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import ConfigError, FabdeployError
-from . import buildcmd, reqfiles, source
+from . import buildcmd, lockfiles, source
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -34,16 +34,11 @@ def app_dir(settings: Settings) -> None:
         raise ConfigError(f"{settings.where('APP_DIR')}: {settings.app_dir} {what}")
 
 
-def requirements(settings: Settings) -> reqfiles.Requirements:
-    """REQUIREMENTS is a non-empty file inside APP_DIR, and every file it includes
-    (``-r``/``-c``) exists inside APP_DIR; returns them all."""
-    path = settings.app_dir / settings.requirements
-    if not path.is_file() or not path.read_text(encoding="utf-8", errors="replace").strip():
-        state = "is empty" if path.is_file() else "not found"
-        raise ConfigError(
-            f"{settings.where('REQUIREMENTS')}: {path} {state} (it must list gunicorn at least)"
-        )
-    return reqfiles.read(settings)
+def requirements(settings: Settings) -> lockfiles.Source:
+    """The file the packages come from (REQUIREMENTS, or the lock or requirements file found
+    in APP_DIR) is non-empty, every file a requirements file includes (``-r``/``-c``) exists
+    inside APP_DIR, and a lock is up to date with pyproject.toml; returns what was read."""
+    return lockfiles.read(settings)
 
 
 def git_state(settings: Settings, *, allow_dirty: bool) -> None:

@@ -88,6 +88,21 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
     return found
 
 
+def normalize(name: str) -> str:
+    """A project name as PEP 503 compares it: lowercase, runs of ``-_.`` one ``-``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def names_of(text: str) -> set[str]:
+    """The normalized project names in requirements ``text`` (options and comments skipped)."""
+    found = set()
+    for line in text.splitlines():
+        named = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line.split("#")[0])
+        if named and not line.lstrip().startswith("-"):
+            found.add(normalize(named.group(1)))
+    return found
+
+
 def include_of(line: str) -> tuple[str, str] | None:
     """``(option, file)`` when ``line`` includes another file (``-r x``, ``-rx``,
     ``--requirement=x``, ``--constraint x``), else None."""
@@ -165,11 +180,11 @@ def walk(app_dir: Path, top: str, text: str | None = None) -> Requirements:
     return Requirements(tuple(found.items()))
 
 
-def flatten(settings: Settings, text: str) -> tuple[str, str]:
+def flatten(settings: Settings, text: str, top: str = "") -> tuple[str, str]:
     """REQUIREMENTS (``text``) as two texts that name no other file: its requirement lines
     with every ``-r`` file inlined, and the lines of every ``-c`` file (pip's rule: the option
     decides, even inside a constraints file). Each file once; URL includes stay as lines."""
-    found = read(settings, text)
+    found = read(settings, text, top)
     files, root = dict(found.files), settings.app_dir.resolve()
     wanted: list[str] = []
     limits: list[str] = []
@@ -191,6 +206,7 @@ def flatten(settings: Settings, text: str) -> tuple[str, str]:
     return "".join(f"{line}\n" for line in wanted), "".join(f"{line}\n" for line in limits)
 
 
-def read(settings: Settings, text: str | None = None) -> Requirements:
-    """REQUIREMENTS (``text``: its content, when read already) and the files it includes."""
-    return walk(settings.app_dir, settings.requirements, text)
+def read(settings: Settings, text: str | None = None, top: str = "") -> Requirements:
+    """``top`` (the file the packages come from: `lockfiles.top`), else REQUIREMENTS, else
+    requirements.txt (``text``: its content, when read already) and the files it includes."""
+    return walk(settings.app_dir, top or settings.requirements or "requirements.txt", text)

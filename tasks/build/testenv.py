@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING
 from ..core import paths
 from ..core.errors import FabdeployError
 from ..core.paths import VENV_MARKER
-from . import packages, pip, reqfiles, tags
+from . import lockfiles, packages, pip, reqfiles, tags
+from .reqfiles import names_of
 from .wheels import parse_toml
 
 if TYPE_CHECKING:
@@ -87,16 +88,6 @@ def read_requirements(app_dir: Path, relative: str) -> str:
     return "\n".join(body for _, body in reqfiles.walk(app_dir, relative).files) + "\n"
 
 
-def names_of(text: str) -> set[str]:
-    """The normalized project names in requirements ``text`` (options and comments skipped)."""
-    found = set()
-    for line in text.splitlines():
-        named = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line.split("#")[0])
-        if named and not line.lstrip().startswith("-"):
-            found.add(re.sub(r"[-_.]+", "-", named.group(1)).lower())
-    return found
-
-
 def group(table: dict, name: str, seen: tuple[str, ...] = ()) -> list[str]:  # type: ignore[type-arg]
     """A PEP 735 dependency group's requirements, ``{include-group = ...}`` followed."""
     found: list[str] = []
@@ -130,6 +121,18 @@ def from_pyproject(app_dir: Path) -> TestRequirements | None:
     return None
 
 
+def from_lock(settings: Settings, found: TestRequirements | None) -> TestRequirements | None:
+    """``found`` (a group or extra of pyproject.toml) as uv.lock pins it, when the app's
+    packages come from uv.lock: the test venv holds the locked versions, not the newest."""
+    if found is None or not found.source.startswith("pyproject.toml"):
+        return found
+    name, extra = found.source.rsplit(" ", 1)[1], "optional-dependencies" in found.source
+    text = lockfiles.test_requirements(settings, name, extra)
+    if text is None:
+        return found
+    return TestRequirements(f"{found.source}, locked in uv.lock", text)
+
+
 def lines(requirements: list[str]) -> str:
     """Requirement strings as a requirements file's text."""
     return "".join(f"{line}\n" for line in requirements)
@@ -147,7 +150,7 @@ def find(settings: Settings) -> TestRequirements:
         return TestRequirements(
             settings.test_requirements, read_requirements(app_dir, settings.test_requirements), path
         )
-    found = from_pyproject(app_dir)
+    found = from_lock(settings, from_pyproject(app_dir))
     if found is not None:
         return found
     for name in FILES:
@@ -157,9 +160,14 @@ def find(settings: Settings) -> TestRequirements:
 
 
 def app_requirements(settings: Settings) -> str:
-    """REQUIREMENTS' text, includes followed ("" without the file)."""
-    path = settings.app_dir / settings.requirements
-    return read_requirements(settings.app_dir, settings.requirements) if path.is_file() else ""
+    """What the app's packages are resolved from, as requirements text: a requirements file
+    and its includes, a lock's export ("" when APP_DIR has neither)."""
+    name = lockfiles.detect(settings, required=False)
+    if not name or not (settings.app_dir / name).is_file():
+        return ""
+    if lockfiles.kind_of(name) == "requirements":
+        return read_requirements(settings.app_dir, name)
+    return lockfiles.read(settings).wanted
 
 
 def pytest_configured(app_dir: Path) -> bool:
@@ -212,11 +220,13 @@ def venv_key(wheels: Path | None, found: TestRequirements, extra: tuple[str, ...
 
 def wheelhouse(settings: Settings, say: Callable[[str], None]) -> Path | None:
     """The app's wheelhouse for this machine's Python (cached, shared with the build: the
-    same key, so REQUIREMENTS' own text as the build reads it, not the includes joined)."""
-    path = settings.app_dir / settings.requirements
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if not text.strip():
+    same key, so the same text as the build reads it, `lockfiles.Source.wanted`); None when
+    APP_DIR has no lock or requirements file."""
+    name = lockfiles.detect(settings, required=False)
+    path = settings.app_dir / name
+    if not name or not path.is_file() or not path.read_text(encoding="utf-8").strip():
         return None
+    text = lockfiles.read(settings).wanted
     local = tags.local()
     return packages.wheelhouse(settings, text, local, local, (), say)
 

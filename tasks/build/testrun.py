@@ -25,7 +25,7 @@ from invoke import Context
 from ..core import shell
 from ..core.errors import FabdeployError, detail
 from ..core.output import LineWriter, Output
-from . import packages, tags, testenv
+from . import lockfiles, packages, testenv
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -55,15 +55,10 @@ def uncollected_hint(app_dir: Path) -> str:
 
 
 def app_packages(settings: Settings, say: Callable[[str], None]) -> Path | None:
-    """REQUIREMENTS installed locally from the local wheelhouse (both cached, shared with
-    the build); None when APP_DIR has no requirements file."""
-    path = settings.app_dir / settings.requirements
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if not text.strip():
-        return None
-    local = tags.local()
-    wheels = packages.wheelhouse(settings, text, local, local, (), say)
-    return packages.prebuilt(settings, wheels, say)
+    """The app's packages installed locally from the local wheelhouse (both cached, shared
+    with the build); None when APP_DIR has no lock or requirements file."""
+    wheels = testenv.wheelhouse(settings, say)
+    return packages.prebuilt(settings, wheels, say) if wheels is not None else None
 
 
 def test_env(site: Path | None) -> dict[str, str]:
@@ -95,7 +90,7 @@ def fab_python(settings: Settings, say: Callable[[str], None]) -> tuple[dict[str
     packages first (the behaviour before the test venv)."""
     site = app_packages(settings, say)
     if site is None:
-        return test_env(None), f"fab's own Python and packages: no {settings.requirements} in APP_DIR"  # fmt: skip
+        return test_env(None), f"fab's own Python and packages: no {settings.requirements or 'lock or requirements file'} in APP_DIR"  # fmt: skip
     count = len(list(site.glob("*.dist-info")))
     shown = site.relative_to(settings.project_dir) if settings.project_dir in site.parents else site
     return test_env(site), f"fab's Python, the app's requirements first: {count} packages from {shown}"  # fmt: skip
@@ -112,7 +107,7 @@ def test_venv(settings: Settings, command: str, found: testenv.TestRequirements,
     venv = testenv.venv(settings, found, extra, say)
     shown = venv.relative_to(settings.project_dir)
     plus = f" + {found.source}" if found.source else ", no test requirements found"
-    return venv_env(venv), f"venv {shown}: {settings.requirements}{plus}"
+    return venv_env(venv), f"venv {shown}: {lockfiles.top(settings)}{plus}"
 
 
 def run_suite(c: Context, settings: Settings, output: Output | None = None) -> float:

@@ -139,7 +139,7 @@ def pin_direct(
         new = [p for p in set(found.folder.iterdir()) - before if p.suffix == ".whl"]
         if result.returncode != 0 or len(new) != 1:
             raise FabdeployError(
-                f"{settings.requirements}: building a wheel of `{line}` here failed:\n"
+                f"{settings.requirements or 'the app'}: building a wheel of `{line}` here failed:\n"
                 f"{pip.tail(result)}"
             )
         built = new[0].name

@@ -158,7 +158,11 @@ class Settings:
         resolve=project_path,
     )
     requirements: str = setting(
-        "REQUIREMENTS", parse.relative_file, "requirements.txt", "Requirements file inside APP_DIR"
+        "REQUIREMENTS",
+        parse.optional_relative_file,
+        "",
+        "Lock or requirements file inside APP_DIR the packages come from; empty: uv.lock, "
+        "poetry.lock, pdm.lock, requirements.txt, the first found",
     )
     excludes: tuple[str, ...] = setting(
         "EXCLUDES",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from ..build import packages
+from ..build import lockfiles, packages
 from ..build.archive import Venv, venv_contents, venv_digest
 from ..core import shell
 from ..core.errors import HostError
@@ -64,7 +64,8 @@ def install_program(
         "PINNED": packages.PINNED,
         "PYTHON": settings.python,
         "RELEASE": paths.release(build.release),
-        "REQUIREMENTS": settings.requirements,
+        "REQUIREMENTS": lockfiles.top(settings),
+        "REQUIREMENTS_TEXT": build.host_requirements if settings.host_package_index else "",
         "REVISION_TEXT": build.revision_file(deploy_id=deploy_id),
         "INDEX_URL": settings.host_package_index,
     }

@@ -4,7 +4,8 @@
 #
 # In: VENVS DIGEST MARKER PREBUILT PREBUILT_BIN PINNED PYTHON RELEASE REQUIREMENTS REVISION_TEXT
 #     INDEX_URL (HOST_PACKAGE_INDEX: pip on the host installs from it; empty: the shipped
-#     wheelhouse). Prints "venv <digest> reused" or "venv <digest> built <how> (<n> packages)".
+#     wheelhouse) REQUIREMENTS_TEXT (with INDEX_URL: what pip installs when not the release's
+#     REQUIREMENTS file as it is: a lock's export, the server packages fabdeploy adds). Prints "venv <digest> reused" or "venv <digest> built <how> (<n> packages)".
 #
 # venvs/<digest> is reused when complete (it has $MARKER). Otherwise it is made from the
 # prebuilt packages without pip (site-packages copied, scripts given this venv's Python in
@@ -53,6 +54,10 @@ with_pip() {  # pip from the shipped wheelhouse, or from INDEX_URL
     source=(--no-index --find-links "$RELEASE/wheelhouse")
   fi
   local wanted="$RELEASE/$REQUIREMENTS"
+  if [ -n "$INDEX_URL" ] && [ -n "$REQUIREMENTS_TEXT" ]; then  # beside the file it may -r
+    wanted="$RELEASE/$PINNED"
+    printf '%s' "$REQUIREMENTS_TEXT" > "$wanted"
+  fi
   # URL, path and VCS requirements pinned to the wheels built of them (the host cannot fetch them)
   if [ -z "$INDEX_URL" ] && [ -f "$RELEASE/wheelhouse/$PINNED" ]; then
     wanted="$RELEASE/wheelhouse/$PINNED"
@@ -64,6 +69,7 @@ with_pip() {  # pip from the shipped wheelhouse, or from INDEX_URL
     echo "pip install failed; the unfinished venv $DIGEST will be rebuilt next time" >&2
     exit 3
   fi
+  if [ "$wanted" = "$RELEASE/$PINNED" ]; then mv -f -- "$wanted" "$venv/requirements.txt"; fi  # what it holds
   how="with pip"
 }
 

@@ -91,7 +91,8 @@ def local(settings: Settings) -> list[Finding]:
     def requirements() -> str:
         found = preflight.requirements(settings)
         more = f" (including {', '.join(found.included)})" if found.included else ""
-        return str(settings.app_dir / settings.requirements) + more
+        added = f"; fabdeploy adds {', '.join(found.added)}" if found.added else ""
+        return str(settings.app_dir / found.file) + more + added
 
     def git() -> str:
         if source.git_prefix(settings.app_dir) is None:

@@ -1,6 +1,7 @@
 """The FastAPI example (examples/fastapi) on a real-systemd host: an ASGI app served by
-uvicorn's worker under gunicorn, deployed and redeployed with no failed request, and a worker
-class the requirements do not install refused before anything reaches the host."""
+uvicorn's worker under gunicorn (neither listed by the app: fabdeploy adds both at their
+documented versions), deployed and redeployed with no failed request, and a custom worker class
+no package installs refused before anything reaches the host."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tasks.build import workers
 from tests.integration.apps import write_fastapi
 from tests.integration.test_deploy import PORT, Site, fresh_site, running_in
 
@@ -35,6 +37,9 @@ def test_an_asgi_app_deploys_and_redeploys_with_no_failed_request(site: Site) ->
     assert site.get("/")["app"] == "hello-fastapi"
     conf = site.host.path("/etc/hello/gunicorn.conf.py").read_text()
     assert "worker_class = 'uvicorn_worker.UvicornWorker'" in conf
+    site_packages = next(site.host.path("/srv/hello/current/.venv/lib").glob("python3*/site-packages"))  # fmt: skip
+    for name, version in (workers.GUNICORN, workers.WORKER_PACKAGES["uvicorn_worker"]):
+        assert (site_packages / f"{name.replace('-', '_')}-{version}.dist-info").is_dir(), name
     for version in ("1.1.0",):  # one looped redeploy (the next test covers a worker's stop)
         old, journal = site.master(), len(site.journal())
         write_fastapi(site.project / "app", version)
@@ -62,14 +67,14 @@ def test_a_stopping_worker_answers_the_request_of_a_connection_it_accepted(site:
     assert site.wait_serving()["app"] == "hello-fastapi"  # the master replaced its workers
 
 
-def test_a_worker_class_the_requirements_lack_is_refused_before_any_host(site: Site) -> None:
+def test_a_worker_class_no_package_provides_is_refused_before_any_host(site: Site) -> None:
     releases, served = site.releases(), site.get("/")["version"]
+    env_file = site.project / "config" / "staging.env"
+    text = env_file.read_text().replace("WORKER_CLASS=uvicorn_worker.UvicornWorker", "WORKER_CLASS=fastworkers.Worker")  # fmt: skip
+    env_file.write_text(text)
     write_fastapi(site.project / "app", "2.0.0", "fastapi\nuvicorn\ngunicorn\n")
     failed = site.fab("deploy", ok=False)
-    assert (
-        "staging.env:" in failed.stderr
-        and "WORKER_CLASS: uvicorn_worker.UvicornWorker" in failed.stderr
-    )
-    assert "uvicorn-worker" in failed.stderr and "Traceback" not in failed.stderr
+    assert "staging.env:" in failed.stderr and "WORKER_CLASS: fastworkers.Worker" in failed.stderr
+    assert "add the package that provides it" in failed.stderr and "Traceback" not in failed.stderr
     assert "-> upload" not in failed.stdout
     assert site.releases() == releases and site.get("/")["version"] == served

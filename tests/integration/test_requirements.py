@@ -3,7 +3,9 @@ requirements.txt includes (``-r``) reaches the host's venv, the same resolved se
 reusing it, and a missing include stops the deploy before the host changes (Debian 12); the
 app's Python requirement (``requires-python`` of its pyproject.toml) is checked against each
 host's Python: ``>=3.12`` fails on Debian 12 (Python 3.11) with one line, in check, plan,
-setup and deploy, and passes on Debian 13 (Python 3.13).
+setup and deploy, and passes on Debian 13 (Python 3.13), where the uv example
+(examples/uvapp: uv.lock, gunicorn not listed) then deploys from a clean clone and a stale lock
+is refused.
 
 The requirement that changes, ``tinyver``, is two hand-made pure wheels (1.0 and 2.0) in a
 private ``file://`` index (PACKAGE_INDEX): the hosts reach no index.
@@ -11,19 +13,24 @@ private ``file://`` index (PACKAGE_INDEX): the hosts reach no index.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import urllib.request
 import zipfile
 from pathlib import Path
 
+from tasks.build import workers
 from tests.conftest import HostFactory, fab_env
 from tests.hostkit import HostKit, TestHost
 from tests.hosts import pyindex
 from tests.integration.apps import write_app
 
 FAB = str(Path(sys.executable).with_name("fab"))
+UVAPP = Path(__file__).resolve().parents[2] / "examples" / "uvapp"
 ROOT = "/srv/hello"
 TINYVER = 'python -c "import tinyver; print(\\"tinyver\\", tinyver.VERSION)"'
 
@@ -187,7 +194,9 @@ def test_python_312_is_refused_on_debian_12_in_check_plan_deploy_and_setup(
     assert '"<3.11" (PYTHON_REQUIRES in ' in local
 
 
-def test_python_312_passes_on_debian_13(make_hosts: HostFactory, tmp_path: Path) -> None:
+def test_python_312_passes_on_debian_13_then_a_uv_project_deploys_from_a_clean_checkout(
+    make_hosts: HostFactory, tmp_path: Path
+) -> None:
     (host,) = make_hosts(1, release="trixie")
     project = Project(tmp_path / "project", make_hosts.kit, [host])
     app = project.app("1.0.0")
@@ -197,3 +206,47 @@ def test_python_312_passes_on_debian_13(make_hosts: HostFactory, tmp_path: Path)
     assert "ok      python: Python 3.13" in check and f"satisfies {SOURCE}" in check
     project.fab("deploy")
     assert project.current(host)
+    deploy_the_uv_example(project, host, tmp_path)
+
+
+def git(folder: Path, *args: str) -> str:
+    """Run git in ``folder`` (as a test user); its output."""
+    argv = ["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@example.com", *args]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
+def deploy_the_uv_example(project: Project, host: TestHost, tmp_path: Path) -> None:
+    """examples/uvapp (pyproject.toml and uv.lock, gunicorn not listed) deployed from a fresh
+    clone of a repository, replacing the app on the host: it serves under the documented
+    gunicorn; a lock behind its pyproject.toml is refused before the host changes."""
+    origin = tmp_path / "origin"
+    shutil.copytree(project.root, origin, ignore=shutil.ignore_patterns(".fabdeploy", "app"))
+    shutil.copytree(UVAPP, origin / "app", ignore=shutil.ignore_patterns("__pycache__", ".venv"))
+    (origin / ".gitignore").write_text(".fabdeploy/\n")
+    git(origin, "init", "-q")
+    git(origin, "add", "-A")
+    git(origin, "commit", "-q", "-m", "the uv example")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(origin), str(clone)], check=True)
+    project.root = clone
+    assert not (clone / "app" / "requirements.txt").exists()
+    out = project.fab("deploy")
+    assert f"packages from uv.lock; fabdeploy adds gunicorn=={workers.GUNICORN[1]}," in out
+    with urllib.request.urlopen(host.url(8000, "/"), timeout=10) as answer:
+        served = json.load(answer)
+    assert served["app"] == "hello-uv" and served["server"] == "gunicorn/" + workers.GUNICORN[1]
+    venv = host.path(f"{ROOT}/releases/{project.current(host)}/.venv")
+    found = sorted(p.name for p in venv.glob("lib/python3*/site-packages/*.dist-info"))
+    assert f"gunicorn-{workers.GUNICORN[1]}.dist-info" in found and "flask-3.1.3.dist-info" in found
+    assert not any(name.startswith("pytest") for name in found)  # the dev group stays out
+
+    serving, releases = project.current(host), sorted(host.path(f"{ROOT}/releases").iterdir())
+    pyproject = clone / "app" / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"flask>=3.0"', '"flask>=3.0", "six"'))
+    git(clone, "commit", "-q", "-am", "six, not locked")
+    out = project.fab("deploy", ok=False)
+    assert f"{clone / 'app' / 'uv.lock'} is out of date with {pyproject}: run `uv lock`" in out
+    assert "-> lock" not in out  # refused before any connection
+    assert "BLOCKS  requirements: " in project.fab("check", ok=False)
+    assert project.current(host) == serving
+    assert sorted(host.path(f"{ROOT}/releases").iterdir()) == releases

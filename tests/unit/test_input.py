@@ -343,7 +343,9 @@ def test_app_dir_and_requirements_are_checked(tmp_path: Path) -> None:
         preflight.local(config.build("staging", root))
     (root / "app").mkdir()
     with pytest.raises(
-        ConfigError, match=r"staging\.env: REQUIREMENTS: .*requirements\.txt not found"
+        ConfigError,
+        match=r"staging\.env: REQUIREMENTS: APP_DIR .*/app has none of uv\.lock \(with "
+        r"pyproject\.toml\), poetry\.lock, pdm\.lock, requirements\.txt",
     ):
         preflight.local(config.build("staging", root))
     (root / "app" / "requirements.txt").write_text("\n")

@@ -14,7 +14,7 @@ import pytest
 from invoke import Context
 
 from tasks import config
-from tasks.build import packages, tags, testenv, testrun
+from tasks.build import lockfiles, packages, tags, testenv, testrun, workers
 from tasks.core.errors import FabdeployError
 from tasks.core.output import Output
 from tests.hosts import pyindex
@@ -120,9 +120,10 @@ def test_pytest_is_added_only_when_the_command_runs_it_and_nothing_names_it(tmp_
 
 
 def probe_project(tmp_path: Path, extra: str = "") -> config.Settings:
-    """The app needs appprobe; its tests need testprobe too (REQUIREMENTS-TEST)."""
+    """The app needs appprobe; its tests need testprobe too (REQUIREMENTS-TEST); the index
+    has the server fabdeploy adds (a stand-in of gunicorn at its documented version)."""
     wheels = tmp_path / "wheels"
-    for name, version in (("appprobe", "0.1"), ("testprobe", "0.1"), ("testprobe", "0.2")):
+    for name, version in (("appprobe", "0.1"), ("testprobe", "0.1"), ("testprobe", "0.2"), workers.GUNICORN):  # fmt: skip
         pyindex.wheel(wheels, name, version)
     index = pyindex.build(tmp_path / "index", [], (), sorted(wheels.iterdir()))
     conf = settings(
@@ -201,11 +202,14 @@ def test_django_s_runner_finding_no_tests_stops_the_deploy_saying_what_to_name(
 
 def test_the_test_venv_s_wheelhouse_is_the_build_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """One wheelhouse per requirements: the test step asks for the key the build uses
-    (REQUIREMENTS' own text), so a deploy resolves the app's packages once, not twice."""
+    (REQUIREMENTS' own text and the server fabdeploy adds), so a deploy resolves the app's
+    packages once, not twice."""
     conf = settings(tmp_path, files={"requirements.txt": "-r base.txt\nflask\n", "base.txt": "click\n"})  # fmt: skip
     asked: list[str] = []
     monkeypatch.setattr(packages, "wheelhouse", lambda _s, text, *_a: asked.append(text))
     testenv.wheelhouse(conf, print)
-    built = (conf.app_dir / "requirements.txt").read_text()  # what the build passes
+    built = lockfiles.read(conf).wanted  # what the build passes
+    assert built.startswith((conf.app_dir / "requirements.txt").read_text())
+    assert built.endswith(f"\n{'=='.join(workers.GUNICORN)}\n")
     local = tags.local()
     assert packages.cache_key(conf, asked[0], local) == packages.cache_key(conf, built, local)

@@ -215,7 +215,7 @@ def test_wheelhouse_goes_into_the_archive(tmp_path: Path, monkeypatch) -> None: 
 def test_missing_requirements_is_refused(tmp_path: Path) -> None:
     root = project(tmp_path)
     (root / "app" / "requirements.txt").unlink()
-    with pytest.raises(FabdeployError, match="requirements file missing"):
+    with pytest.raises(FabdeployError, match=r"has none of uv\.lock .*requirements\.txt"):
         archive.build(config.build("staging", root), say=lambda _: None)
 
 

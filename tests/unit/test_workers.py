@@ -43,15 +43,27 @@ def test_a_worker_class_the_wheels_provide_passes(tmp_path: Path) -> None:
     assert workers.top_level_modules(wheels.glob("*.whl")) == {"uvicorn_worker", "six"}
 
 
-def test_a_missing_worker_package_names_the_line_and_the_way_out(tmp_path: Path) -> None:
+def test_a_custom_worker_class_nobody_provides_names_the_line_and_the_way_out(tmp_path: Path) -> None:  # fmt: skip
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     wheel(wheels, "uvicorn", "uvicorn/__init__.py")
     with pytest.raises(errors.ConfigError) as caught:
-        workers.require_worker_class(settings(tmp_path, "uvicorn_worker.UvicornWorker"), wheels)
+        workers.require_worker_class(settings(tmp_path, "fastworkers.Worker"), wheels)
     text = str(caught.value)
-    assert "config/staging.env:3: WORKER_CLASS: uvicorn_worker.UvicornWorker" in text
-    assert "'uvicorn_worker'" in text and "uvicorn-worker" in text
+    assert "config/staging.env:3: WORKER_CLASS: fastworkers.Worker" in text
+    assert "'fastworkers'" in text and "add the package that provides it" in text
     workers.require_worker_class(
         settings(tmp_path, "sync"), wheels
     )  # gunicorn's own: nothing needed
+
+
+def test_the_server_is_added_when_the_app_does_not_name_it_and_a_pin_wins(tmp_path: Path) -> None:
+    gunicorn = "==".join(workers.GUNICORN)
+    assert gunicorn == "gunicorn==27.0.1"  # docs/upload.md#the-server says so
+    assert workers.server_packages(settings(tmp_path, "sync"), {"flask"}) == (gunicorn,)
+    assert workers.server_packages(settings(tmp_path, "gthread"), {"gunicorn", "flask"}) == ()
+    uvicorn = settings(tmp_path, "uvicorn_worker.UvicornWorker")
+    assert workers.server_packages(uvicorn, {"fastapi"}) == (gunicorn, "uvicorn-worker==0.4.0")
+    assert workers.server_packages(uvicorn, {"gunicorn", "uvicorn-worker"}) == ()
+    assert workers.server_packages(settings(tmp_path, "gevent"), {"gunicorn"}) == ("gevent==26.9.0",)  # fmt: skip
+    assert workers.server_packages(settings(tmp_path, "fastworkers.Worker"), {"x"}) == (gunicorn,)
