@@ -21,6 +21,7 @@ from ..core.paths import LOCAL_STATE, local_state
 from ..core.records import Revision
 from . import packages as build_packages
 from . import reqfiles, tags, workers
+from .content import digest as content_digest
 from .packages import PREBUILT, PREBUILT_BIN, WHEELHOUSE
 from .source import (
     content_revision,
@@ -55,6 +56,8 @@ class Build:
     packages: tuple[Packages, ...] = ()
     #: REQUIREMENTS and every file it includes (`reqfiles.Requirements.identity`).
     requirements_files: str = ""
+    #: What the release is made of (`tasks.build.content.digest`): the no-op rule compares it.
+    content: str = ""
 
     @property
     def size(self) -> int:
@@ -80,7 +83,9 @@ class Build:
     def revision_file(self, now: str | None = None, deploy_id: str = "") -> str:
         """The REVISION file's text for this release (made by the deploy ``deploy_id``)."""
         stamp = now or utc_now()
-        return Revision(self.revision, self.release, self.user, stamp, deploy_id).format()
+        return Revision(
+            self.revision, self.release, self.user, stamp, deploy_id, self.content
+        ).format()
 
     def cleanup(self) -> None:
         """Remove the local temporary directory."""
@@ -225,6 +230,11 @@ def build(
         workdir=workdir,
         packages=tuple(found),
         requirements_files=files.identity,
+        content=content_digest(
+            archive,
+            (wheel for done in found for wheel in done.wheels),
+            "" if found else files.identity,
+        ),
     )
     sizes = [
         f"{p.size >> 10} KiB" + (f" for {p.tags.name}" if len(found) > 1 else "") for p in found
