@@ -21,6 +21,7 @@ from ..core.paths import LOCAL_STATE, local_state
 from ..core.records import Revision
 from . import buildcmd, lockfiles, tags, workers
 from . import packages as build_packages
+from .content import digest as content_digest
 from .packages import PREBUILT, PREBUILT_BIN, WHEELHOUSE
 from .source import (
     content_revision,
@@ -61,6 +62,8 @@ class Build:
     #: What a host installs from HOST_PACKAGE_INDEX when not the release's requirements file
     #: as it is (a lock's export, packages added: `lockfiles.Source.for_hosts`).
     host_requirements: str = ""
+    #: What the release is made of (`tasks.build.content.digest`): the no-op rule compares it.
+    content: str = ""
 
     @property
     def size(self) -> int:
@@ -86,7 +89,9 @@ class Build:
     def revision_file(self, now: str | None = None, deploy_id: str = "") -> str:
         """The REVISION file's text for this release (made by the deploy ``deploy_id``)."""
         stamp = now or utc_now()
-        return Revision(self.revision, self.release, self.user, stamp, deploy_id).format()
+        return Revision(
+            self.revision, self.release, self.user, stamp, deploy_id, self.content
+        ).format()
 
     def cleanup(self) -> None:
         """Remove the local temporary directory."""
@@ -231,6 +236,11 @@ def build(
         requirements_files=source.identity,
         host_requirements=source.for_hosts(),
         outputs=outputs,
+        content=content_digest(
+            archive,
+            (wheel for done in found for wheel in done.wheels),
+            "" if found else source.identity,
+        ),
     )
     sizes = [
         f"{p.size >> 10} KiB" + (f" for {p.tags.name}" if len(found) > 1 else "") for p in found

@@ -39,6 +39,15 @@ def git_prefix(app_dir: Path) -> str | None:
     return git(app_dir, "rev-parse", "--show-prefix").stdout.strip()
 
 
+def changed_files(app_dir: Path, old: str, new: str) -> list[str] | None:
+    """The files (relative to the git root) that differ between commits ``old`` and ``new``
+    of APP_DIR's work tree; None when either is not a commit git knows here."""
+    if git_prefix(app_dir) is None or old.endswith("-dirty") or new.endswith("-dirty"):
+        return None
+    result = git(app_dir, "diff", "--name-only", "--no-renames", old, new, "--")
+    return result.stdout.split() if result.returncode == 0 else None
+
+
 def dirty_files(app_dir: Path, untracked_excludes: Iterable[str] = ()) -> list[str]:
     """Changed, added, deleted or untracked files under APP_DIR (relative to the git root);
     untracked ones matching ``untracked_excludes`` are left out (`--allow-dirty` would not

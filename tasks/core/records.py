@@ -45,6 +45,7 @@ class Revision:
     user: str
     time: str
     deploy_id: str = ""  # the deploy that made it, the same id on every host
+    content: str = ""  # what it is made of (`tasks.build.content`): the no-op rule's evidence
 
     def format(self) -> str:
         """The file's text: ``key=value`` lines."""
@@ -61,7 +62,7 @@ class Revision:
 
 
 #: Fields of `Audit` and `Revision` written only when set (files from older versions lack them).
-OPTIONAL = ("detail", "deploy_id")
+OPTIONAL = ("detail", "deploy_id", "content")
 
 
 Parsed = TypeVar("Parsed", Audit, Revision)

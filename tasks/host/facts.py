@@ -31,6 +31,7 @@ class Facts:
     current: str  # release `current` points to ("" when none)
     tags: TagSet  # the wheel tags the host's Python accepts: part of the venv hash
     revision: str = ""  # the revision of that release (its REVISION file)
+    content: str = ""  # what that release is made of (`tasks.build.content`; "" made before)
     running: bool = False  # the gunicorn master in the pidfile is alive
     venvs: tuple[str, ...] = ()  # digests of the complete venvs on the host
     app_group: str = ""  # the app user's group ("" when the user is missing)
@@ -98,6 +99,7 @@ def parse_facts(host: Host, text: str) -> Facts:
         current=found.get("current", ""),
         tags=host_tags,
         revision=found.get("revision", ""),
+        content=found.get("content", ""),
         running=found.get("running") == "yes",
         venvs=tuple(line[5:] for line in lines[3:] if line.startswith("venv=")),
         app_group=found.get("app_group", ""),

@@ -84,13 +84,15 @@ if [ -z "${SUDO_KEY:-}" ] || [ ! -r "$sudo_cache" ] || [ "$(cat -- "$sudo_cache"
   fi
 fi
 kv current "$(current_release)"
-revision=""  # read by bash itself: no process per fact
+revision="" content=""  # read by bash itself: no process per fact
 if [ -r "$CURRENT/REVISION" ]; then
   while IFS= read -r line || [ -n "$line" ]; do
     if [[ $line == revision=* ]]; then revision=${line#revision=}; fi
+    if [[ $line == content=* ]]; then content=${line#content=}; fi
   done < "$CURRENT/REVISION"
 fi
 kv revision "$revision"
+kv content "$content"
 pid=$(app_pid "$PIDFILE")
 if alive "$pid"; then kv running yes; else kv running no; fi
 shopt -s nullglob

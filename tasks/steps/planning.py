@@ -184,7 +184,7 @@ def make_plan(c: Context, settings: Settings, hosts: list[Host], build: archive.
             if plan.host in batch:
                 plan.round = number
     drifted = [p.host for p in plans if p.drifted]
-    change = not nothing_to_deploy(settings, facts, build.revision, drifted)
+    change = not nothing_to_deploy(settings, facts, build, drifted)
     migrating = migrate.hosts(settings, [p.host for p in plans])
     for index, plan in enumerate(plans):
         plan.change = change
@@ -208,6 +208,11 @@ def build_line(build: archive.Build) -> str:
 
 def lines(plan: HostPlan) -> list[str]:
     """The plan of one host as ``fab plan`` prints it."""
+    if not plan.change and plan.serving_revision != plan.revision:
+        return [
+            f"no change: serves revision {plan.serving_revision}, made of the same files and "
+            f"packages as revision {plan.revision} (nothing would restart)"
+        ]
     if not plan.change:
         return [f"no change: serves revision {plan.revision} already (nothing would restart)"]
     venv = (

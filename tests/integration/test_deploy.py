@@ -235,6 +235,15 @@ class Site:
     def sh(self, script: str, user: str = "root") -> str:
         return self.host.sh(script, user=user).stdout.strip()
 
+    def git(self, *args: str) -> str:
+        """Run git in the project (as a test user) and return what it printed."""
+        who = ["-c", "user.name=Test", "-c", "user.email=test@example.invalid"]
+        done = subprocess.run(
+            ["git", "-C", str(self.project), *who, *args],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return done.stdout.strip()
+
     def current(self) -> str:
         return os.readlink(self.srv / "current").rpartition("/")[2]
 
@@ -447,6 +456,16 @@ def test_unchanged_redeploy_changes_nothing_and_forced_reuses_the_venv(site: Sit
     assert "-> test" not in again.stdout and "passed" not in again.stdout  # a no-op runs no tests
     assert (site.current(), site.master()) == (before, master)  # nothing restarted
 
+    # The same files as a git checkout: another revision (a commit), the same content.
+    site.git("init", "-q")
+    (site.project / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n.fabdeploy/\n")
+    site.git("add", "-A")
+    site.git("commit", "-qm", "the same app, now in git")
+    commit = site.git("rev-parse", "--short=12", "HEAD")
+    same = site.fab("deploy")
+    assert f"no change: revision {commit} is made of the same files and packages" in same.stdout
+    assert (site.current(), site.master()) == (before, master)
+
     forced = site.fab("deploy", "--force")
     assert f"venv {digest} reused" in forced.stdout
     assert "built" not in forced.stdout.split("-> install")[1].split("-> smoke")[0]
@@ -457,6 +476,29 @@ def test_unchanged_redeploy_changes_nothing_and_forced_reuses_the_venv(site: Sit
     assert {p: p.stat().st_mtime_ns for p in venv.glob("**/pip-install.log")} == pip_logs
     assert site.venvs() == venvs_before
     assert site.get("/")["release"] == site.current()
+
+    # A commit that changes nothing the release ships (a README outside APP_DIR): a no-op
+    # that says why; the plan agrees.
+    served, master = site.current(), site.master()
+    (site.project / "README.md").write_text("How to deploy this app.\n")
+    site.git("add", "README.md")
+    site.git("commit", "-qm", "docs only")
+    docs = site.fab("deploy")
+    assert (
+        f"no change: revision {site.git('rev-parse', '--short=12', 'HEAD')} is made of the same "
+        f"files and packages as revision {commit}, which the hosts serve: nothing it changed "
+        "(changed since: README.md) is part of the release"
+    ) in docs.stdout, docs.stdout
+    assert "-> upload" not in docs.stdout and "passed" not in docs.stdout
+    plan = site.fab("plan")
+    assert f"no change: serves revision {commit}, made of the same files" in plan.stdout
+    assert (site.current(), site.master()) == (served, master)
+    version = (site.project / "app" / "VERSION").read_text()
+    (site.project / "app" / "VERSION").write_text("1.0.0-docs\n")  # a shipped file: deployed
+    site.git("commit", "-qam", "a shipped file")
+    assert "no change: serves" not in site.fab("plan").stdout
+    shutil.rmtree(site.project / ".git")  # the later tests deploy the plain directory
+    (site.project / "app" / "VERSION").write_text(version)
 
 
 @pytest.mark.parametrize("version", ["1.0.1", "1.0.2", "1.1.0"])

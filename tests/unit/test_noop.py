@@ -42,7 +42,7 @@ def deploy_says(s: config.Settings, found: dict[str, Facts], build: str, drifted
     said: list[str] = []
     hosts = [SimpleNamespace(name=name, output=SimpleNamespace(say=said.append)) for name in found]
     flow = Flow(Context(), s, hosts)  # type: ignore[arg-type]
-    flow.build = SimpleNamespace(revision=build)  # type: ignore[assignment]
+    flow.build = SimpleNamespace(revision=build, content="")  # type: ignore[assignment]
     for name, f in found.items():
         state = flow.at(name)
         state.facts, state.served = f, "R1"
@@ -69,7 +69,7 @@ def plan_says(
 
     monkeypatch.setattr(planning, "plan_host", plan_host)
     hosts = [FakeHost(name=name, settings=s) for name in found]
-    built = SimpleNamespace(revision=build, outputs=None)
+    built = SimpleNamespace(revision=build, outputs=None, content="")
     plans = planning.make_plan(Context(), s, hosts, built, found)  # type: ignore[arg-type]
     assert len({p.change for p in plans}) == 1  # one answer for the fleet
     return not plans[0].change
@@ -98,6 +98,49 @@ def test_plan_and_deploy_agree_on_no_change(
 ) -> None:
     s = settings(tmp_path)
     found = {"web1": web1, "jobs1": jobs1}
-    assert noop.nothing_to_deploy(s, found, build, [drifted] if drifted else []) is unchanged
+    built = SimpleNamespace(revision=build, content="")
+    assert noop.nothing_to_deploy(s, found, built, [drifted] if drifted else []) is unchanged
     assert deploy_says(s, found, build, drifted) is unchanged
     assert plan_says(s, found, build, drifted, monkeypatch) is unchanged
+
+
+@pytest.mark.parametrize(
+    ("served", "build", "unchanged"),
+    [
+        # another commit of the same files and packages: nothing to deploy
+        (("fedcba987654", "c0ffee"), (REV, "c0ffee"), True),
+        # a dirty tree with what the host serves, byte for byte: nothing either
+        ((REV, "c0ffee"), (REV + "-dirty", "c0ffee"), True),
+        (("fedcba987654", "c0ffee"), (REV, "beef"), False),  # the content differs
+        # the same commit, other content (BUILD_COMMAND's outputs, a new resolved set)
+        ((REV, "c0ffee"), (REV, "beef"), False),
+        (("fedcba987654", ""), (REV, "c0ffee"), False),  # a release made before the digest
+        ((REV, ""), (REV + "-dirty", ""), False),  # a dirty tree's name is no evidence
+    ],
+)
+def test_the_content_digest_decides_over_the_commit(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    served: tuple[str, str],
+    build: tuple[str, str],
+    unchanged: bool,
+) -> None:
+    s = settings(tmp_path)
+    host = Facts("CPython 3.11", "3.11", "R1", TAGS, revision=served[0], content=served[1], running=True)  # type: ignore[arg-type]  # fmt: skip
+    found = {"web1": host, "jobs1": host}
+    built = SimpleNamespace(revision=build[0], content=build[1])
+    assert noop.nothing_to_deploy(s, found, built, []) is unchanged
+    said: list[str] = []
+    hosts = [SimpleNamespace(name=name, output=SimpleNamespace(say=said.append)) for name in found]
+    flow = Flow(Context(), s, hosts)  # type: ignore[arg-type]
+    flow.build = built  # type: ignore[assignment]
+    flow.say = said.append  # type: ignore[method-assign]
+    for name, f in found.items():
+        flow.at(name).facts, flow.at(name).served = f, "R1"
+    assert noop.already_serving(flow) is unchanged
+    if unchanged and served[0] != build[0]:
+        assert said == [
+            f"no change: revision {build[0]} is made of the same files and packages as revision "
+            f"{served[0]}, which the hosts serve: nothing it changed is part of the release "
+            "(nothing restarted; --force deploys it again)"
+        ]

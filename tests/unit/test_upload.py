@@ -224,7 +224,10 @@ def test_revision_file_round_trips(tmp_path: Path) -> None:
     built = archive.build(settings, say=lambda _: None)
     built.cleanup()
     parsed = Revision.parse(built.revision_file("2026-11-24T08:00:00Z"))
-    assert parsed == Revision(built.revision, built.release, built.user, "2026-11-24T08:00:00Z")
+    assert len(built.content) == 16
+    assert parsed == Revision(
+        built.revision, built.release, built.user, "2026-11-24T08:00:00Z", content=built.content
+    )
 
 
 def test_venv_digest_changes_with_requirements_and_python() -> None:
