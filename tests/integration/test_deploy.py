@@ -903,8 +903,7 @@ def test_a_built_git_ignored_bundle_ships_from_a_clean_checkout_and_is_cached(
 
     def commit(message: str) -> None:
         for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", message]):
-            subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                           cwd=site.project, check=True, capture_output=True)  # fmt: skip
+            site.git(*args)
 
     try:
         commit("the frontend example")
