@@ -23,9 +23,11 @@ import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -99,6 +101,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "needs_root: needs root and network namespaces (hostkit netns mode)"
     )
     _install_signal_handlers()
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        os.environ[SHARED_CACHE] = tempfile.mkdtemp(prefix="fabdeploy-test-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The controller removes the run's shared cache (`fab_env`)."""
+    if not hasattr(config, "workerinput") and os.environ.get(SHARED_CACHE):
+        shutil.rmtree(os.environ.pop(SHARED_CACHE), ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -143,10 +153,19 @@ def require_release(release: str) -> None:
         pytest.skip(f"{SKIP_TAG} real-systemd {release} hosts cannot boot here: {reason}")
 
 
-def fab_env() -> dict[str, str]:
+#: The environment variable naming this run's shared cache (made by the controller).
+SHARED_CACHE = "FABDEPLOY_TEST_CACHE"
+
+
+def fab_env(shared_cache: bool = True) -> dict[str, str]:
     """The environment a test runs ``fab`` in: this checkout's tasks first on PYTHONPATH, the
-    test's venv first on PATH, and no FABDEPLOY_* setting leaking in from the caller."""
+    test's venv first on PATH, and no FABDEPLOY_* setting leaking in from the caller but
+    FABDEPLOY_CACHE_DIR: the run's one cache of wheelhouses and test venvs, shared by every
+    test's project as checkouts share it (``shared_cache=False``: the project's own, for the
+    tests of what is cached when)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FABDEPLOY_")}
+    if shared_cache and os.environ.get(SHARED_CACHE):
+        env["FABDEPLOY_CACHE_DIR"] = os.environ[SHARED_CACHE]
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
     return env

@@ -39,9 +39,10 @@ from typing import TYPE_CHECKING
 from packaging.requirements import InvalidRequirement, Requirement
 
 from ..core.errors import FabdeployError
+from ..core.local import exclusive
 from ..core.paths import VENV_MARKER, local_state
 from ..core.report import table
-from . import lockfiles, pip, reqfiles
+from . import lockfiles, pip, pyreq, reqfiles
 from . import wheels as build_wheels
 from .wheels import NoWheel
 
@@ -137,7 +138,12 @@ def cache_key(settings: Settings, requirements: str, tags: TagSet) -> str:
     files = reqfiles.read(settings, requirements, lockfiles.top(settings)).identity
     lock, hashes = lockfiles.locked_hashes(settings)
     locked = "".join(f"{k}:{sorted(v)}" for k, v in sorted(hashes.items())) if lock else ""
-    text = "\0".join([files, tags.digest(), settings.package_index, *([locked] if lock else [])])
+    # A path or URL requirement is built from what it names, which its line does not show:
+    # its project's wheels are its own (never shared through FABDEPLOY_CACHE_DIR).
+    local = [str(settings.app_dir)] if build_wheels.direct_references(files) else []
+    text = "\0".join(
+        [files, tags.digest(), settings.package_index, *([locked] if lock else []), *local]
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -225,29 +231,50 @@ def wheelhouse(
     say: Callable[[str], None],
     builder: Builder | None = None,
 ) -> Path:
-    """Wheels of REQUIREMENTS for ``tags``, cached in ``.fabdeploy/wheels/<key>``."""
+    """Wheels of REQUIREMENTS for ``tags``, cached in ``.fabdeploy/wheels/<key>`` (or
+    FABDEPLOY_CACHE_DIR's ``wheels/<key>``, made by one fab at a time: `local.exclusive`)."""
     cache = local_state(settings).wheels / cache_key(settings, requirements, tags)
-    if (cache / VENV_MARKER).exists():
-        count = len(check_wheels(cache, tags))
-        shown = cache.relative_to(settings.project_dir)
-        say(f"wheelhouse for {tags.name}: {count} wheels (cached in {shown})")
-        return cache
+    if not (cache / VENV_MARKER).exists():
+        with exclusive(lock_of(cache)):
+            if not (cache / VENV_MARKER).exists():  # not made while this fab waited
+                return made_wheelhouse(
+                    cache, tags, say,
+                    lambda tmp: fill(settings, requirements, tags, local, hosts, tmp, builder),
+                )  # fmt: skip
+    count = len(check_wheels(cache, tags))
+    say(f"wheelhouse for {tags.name}: {count} wheels (cached in {pyreq.shown(settings, cache)})")
+    return cache
+
+
+def made_wheelhouse(
+    cache: Path,
+    tags: TagSet,
+    say: Callable[[str], None],
+    filled: Callable[[Path], dict[str, str]],
+) -> Path:
+    """Make the wheelhouse ``cache`` (`wheelhouse`): ``filled`` puts the wheels into a
+    temporary dir (returning those it built, and where), renamed into place."""
     tmp = Path(f"{cache}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     started = time.monotonic()
     try:
-        built = fill(settings, requirements, tags, local, hosts, tmp, builder)
+        built = filled(tmp)
         count = len(check_wheels(tmp, tags))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     (tmp / ORIGINS).write_text(json.dumps(built, sort_keys=True) + "\n")
     (tmp / VENV_MARKER).write_text("")
-    shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)  # an interrupted one (no marker)
     tmp.rename(cache)
     say(f"wheelhouse for {tags.name}: {count} wheels in {time.monotonic() - started:.1f}s")
     return cache
+
+
+def lock_of(entry: Path) -> Path:
+    """The lock file beside a cache entry (`local.exclusive`)."""
+    return entry.with_name(f"{entry.name}.lock")
 
 
 def requirements_of(settings: Settings, wheels: Path) -> Path:
@@ -282,21 +309,24 @@ def prebuilt(settings: Settings, wheels: Path, say: Callable[[str], None]) -> Pa
     cache = wheels.with_name(f"{wheels.name}-site")
     if (cache / VENV_MARKER).exists():
         return cache
-    tmp = Path(f"{cache}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    started = time.monotonic()
-    command = pip.target_install(wheels, tmp, requirements_of(settings, wheels))
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
+    with exclusive(lock_of(cache)):
+        if (cache / VENV_MARKER).exists():
+            return cache
+        tmp = Path(f"{cache}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        raise FabdeployError(f"installing the requirements locally failed:\n{pip.tail(result)}")
-    (tmp / ".lock").unlink(missing_ok=True)  # uv's lock file for the target: not a package's
-    for script in sorted((tmp / "bin").glob("*")) if (tmp / "bin").is_dir() else []:
-        if script.is_file():
-            placeholder_shebang(script, sys.executable)
-    (tmp / VENV_MARKER).write_text("")
-    shutil.rmtree(cache, ignore_errors=True)
-    tmp.rename(cache)
+        started = time.monotonic()
+        command = pip.target_install(wheels, tmp, requirements_of(settings, wheels))
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise FabdeployError(f"installing the requirements locally failed:\n{pip.tail(result)}")  # fmt: skip
+        (tmp / ".lock").unlink(missing_ok=True)  # uv's lock file for the target: not a package's
+        for script in sorted((tmp / "bin").glob("*")) if (tmp / "bin").is_dir() else []:
+            if script.is_file():
+                placeholder_shebang(script, sys.executable)
+        (tmp / VENV_MARKER).write_text("")
+        shutil.rmtree(cache, ignore_errors=True)
+        tmp.rename(cache)
     say(f"packages installed locally for the hosts in {time.monotonic() - started:.1f}s")
     return cache
 
@@ -310,18 +340,21 @@ def packed(wheels: Path, site: Path | None) -> tuple[Path, str]:
     stamp = archive.with_name(archive.name + ".sha256")
     if archive.exists() and stamp.exists():
         return archive, stamp.read_text().strip()
-    tmp = archive.with_name(f"{archive.name}.tmp-{os.getpid()}")
-    with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
-        for path in sorted(source.iterdir()):
-            if path.name in (VENV_MARKER, ORIGINS):
-                continue
-            if site is not None and path.name == "bin":
-                tar.add(path, arcname=PREBUILT_BIN)
-            else:
-                tar.add(path, arcname=f"{arcname}/{path.name}")
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    tmp.rename(archive)
-    stamp.write_text(digest + "\n")
+    with exclusive(lock_of(archive)):
+        if archive.exists() and stamp.exists():
+            return archive, stamp.read_text().strip()
+        tmp = archive.with_name(f"{archive.name}.tmp-{os.getpid()}")
+        with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+            for path in sorted(source.iterdir()):
+                if path.name in (VENV_MARKER, ORIGINS):
+                    continue
+                if site is not None and path.name == "bin":
+                    tar.add(path, arcname=PREBUILT_BIN)
+                else:
+                    tar.add(path, arcname=f"{arcname}/{path.name}")
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        tmp.rename(archive)
+        stamp.write_text(digest + "\n")
     return archive, digest
 
 

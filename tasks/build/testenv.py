@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING
 
 from ..core import paths
 from ..core.errors import FabdeployError
+from ..core.local import exclusive
 from ..core.paths import VENV_MARKER
-from . import lockfiles, packages, pip, reqfiles, tags
+from . import lockfiles, packages, pip, pyreq, reqfiles, tags
 from .reqfiles import names_of
-from .wheels import parse_toml
+from .wheels import direct_references, parse_toml
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -60,6 +61,10 @@ FILES = (
 
 #: How many test venvs (`LocalState.test_venvs`) are kept, the newest.
 KEEP = 3
+
+
+#: Seconds since its last use before a test venv beyond the KEEP newest is removed.
+IDLE = 24 * 3600
 
 
 #: The default command, and the one for a Django project without pytest.
@@ -213,8 +218,11 @@ def python_identity() -> str:
 
 
 def venv_key(wheels: Path | None, found: TestRequirements, extra: tuple[str, ...], settings: Settings) -> str:  # fmt: skip
-    """The test venv's key: the app's wheelhouse, the test requirements, the Python, the index."""
+    """The test venv's key: the app's wheelhouse, the test requirements, the Python, the index
+    (and the project, when a test requirement is a path or URL: never shared)."""
     parts = [wheels.name if wheels else "", found.text, *extra, python_identity(), settings.package_index]  # fmt: skip
+    if direct_references(found.text):
+        parts.append(str(settings.app_dir))
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
@@ -297,29 +305,10 @@ def fill(settings: Settings, where: Path, wheels: Path | None, found: TestRequir
         pip_install(settings, python, args, f"the test requirements ({found.source or ', '.join(extra)})")  # fmt: skip
 
 
-def prune(folder: Path, keep: Path) -> None:
-    """Remove all but the KEEP newest test venvs (``keep`` among them)."""
-    venvs = sorted(
-        (p for p in folder.iterdir() if p.is_dir() and p != keep),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    for old in venvs[KEEP - 1 :]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def venv(settings: Settings, found: TestRequirements, extra: tuple[str, ...], say: Callable[[str], None]) -> Path:  # fmt: skip
-    """The test venv (the module doc says what is in it), made or reused."""
-    wheels = wheelhouse(settings, say)
-    folder = paths.local_state(settings).test_venvs
-    where = folder / venv_key(wheels, found, extra, settings)
-    shown = where.relative_to(settings.project_dir)
-    if (where / VENV_MARKER).exists():
-        os.utime(where)
-        say(f"test venv {shown}: reused")
-        return where
+def made(settings: Settings, where: Path, wheels: Path | None, found: TestRequirements, extra: tuple[str, ...]) -> float:  # fmt: skip
+    """Make the venv at ``where`` (`fill`), its marker last; the seconds it took."""
     shutil.rmtree(where, ignore_errors=True)  # an interrupted one: made again
-    folder.mkdir(parents=True, exist_ok=True)
+    where.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
         fill(settings, where, wheels, found, extra)
@@ -327,6 +316,39 @@ def venv(settings: Settings, found: TestRequirements, extra: tuple[str, ...], sa
         shutil.rmtree(where, ignore_errors=True)
         raise
     (where / VENV_MARKER).write_text("")
-    prune(folder, where)
-    say(f"test venv {shown}: made in {time.monotonic() - started:.1f}s")
+    return time.monotonic() - started
+
+
+def prune(folder: Path, keep: Path, shared: bool) -> None:
+    """Remove the test venvs beyond the KEEP newest (``keep`` among them); in a ``shared``
+    FABDEPLOY_CACHE_DIR only those no fab used in the last `IDLE` seconds (another checkout
+    may be using an older one right now)."""
+    venvs = sorted(
+        (p for p in folder.iterdir() if p.is_dir() and p != keep and "." not in p.name),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    idle = time.time() - (IDLE if shared else 0)
+    for old in venvs[KEEP - 1 :]:
+        if old.stat().st_mtime <= idle:
+            shutil.rmtree(old, ignore_errors=True)
+            packages.lock_of(old).unlink(missing_ok=True)
+
+
+def venv(settings: Settings, found: TestRequirements, extra: tuple[str, ...], say: Callable[[str], None]) -> Path:  # fmt: skip
+    """The test venv (the module doc says what is in it), made or reused; made by one fab at
+    a time (`local.exclusive`: a shared FABDEPLOY_CACHE_DIR)."""
+    wheels = wheelhouse(settings, say)
+    folder = paths.local_state(settings).test_venvs
+    where = folder / venv_key(wheels, found, extra, settings)
+    shown = pyreq.shown(settings, where)
+    if not (where / VENV_MARKER).exists():
+        with exclusive(packages.lock_of(where)):
+            if not (where / VENV_MARKER).exists():
+                seconds = made(settings, where, wheels, found, extra)
+                prune(folder, where, settings.cache_dir is not None)
+                say(f"test venv {shown}: made in {seconds:.1f}s")
+                return where
+    os.utime(where)
+    say(f"test venv {shown}: reused")
     return where

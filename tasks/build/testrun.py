@@ -25,7 +25,7 @@ from invoke import Context
 from ..core import shell
 from ..core.errors import FabdeployError, detail
 from ..core.output import LineWriter, Output
-from . import lockfiles, packages, testenv
+from . import lockfiles, packages, pyreq, testenv
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -92,7 +92,7 @@ def fab_python(settings: Settings, say: Callable[[str], None]) -> tuple[dict[str
     if site is None:
         return test_env(None), f"fab's own Python and packages: no {settings.requirements or 'lock or requirements file'} in APP_DIR"  # fmt: skip
     count = len(list(site.glob("*.dist-info")))
-    shown = site.relative_to(settings.project_dir) if settings.project_dir in site.parents else site
+    shown = pyreq.shown(settings, site)
     return test_env(site), f"fab's Python, the app's requirements first: {count} packages from {shown}"  # fmt: skip
 
 
@@ -105,7 +105,7 @@ def test_venv(settings: Settings, command: str, found: testenv.TestRequirements,
             "the test venv (name it in the test requirements to choose its version)"
         )
     venv = testenv.venv(settings, found, extra, say)
-    shown = venv.relative_to(settings.project_dir)
+    shown = pyreq.shown(settings, venv)
     plus = f" + {found.source}" if found.source else ", no test requirements found"
     return venv_env(venv), f"venv {shown}: {lockfiles.top(settings)}{plus}"
 

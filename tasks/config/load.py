@@ -19,7 +19,7 @@ from . import parse
 from .envfile import read_env_file
 from .key import Loaded, field_values
 from .named import NAMED_KEY, check_roles, named_values
-from .project import environments, project_dir, selected_environment
+from .project import cache_dir, environments, project_dir, selected_environment
 from .settings import KEYS, KEYS_BY_NAME, Secrets, Settings
 
 
@@ -110,6 +110,7 @@ def build(environment: str, project: Path) -> Settings:
         environment=environment,
         source=source,
         project_dir=project,
+        cache_dir=cache_dir(),
         **field_values(Settings, Loaded(project, values, roles)),
         processes=processes,
         roles=roles,

@@ -33,6 +33,13 @@ def find_project_dir(start: Path | None = None) -> Path:
     return here
 
 
+def cache_dir() -> Path | None:
+    """FABDEPLOY_CACHE_DIR, absolute: where the wheelhouses and test venvs are kept, shared by
+    every checkout that names it (None: each project's ``.fabdeploy``)."""
+    explicit = os.environ.get("FABDEPLOY_CACHE_DIR", "").strip()
+    return Path(explicit).expanduser().resolve() if explicit else None
+
+
 def environments(config_dir: Path) -> list[str]:
     """The deploy targets in ``config_dir``: one per ``<name>.env``, documentation excluded."""
     if not config_dir.is_dir():

@@ -417,6 +417,8 @@ class Settings:
         "1,25%",
         "Hosts switched a round: counts or percentages, the last repeating (1,25%: a canary first)",
     )
+    #: FABDEPLOY_CACHE_DIR (`tasks.config.project.cache_dir`): the shared caches; None: the project's.
+    cache_dir: Path | None = field(default=None, compare=False)
     #: Companion processes: name -> command (``PROCESS_<NAME>``), in env-file order.
     processes: dict[str, str] = field(default_factory=dict, compare=False)
     #: Roles: name -> its hosts (``ROLE_<NAME>``), and name -> what it runs (``RUNS_<NAME>``).

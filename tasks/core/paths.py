@@ -36,6 +36,9 @@ In the project, fabdeploy's own files (`LOCAL_STATE`; never shipped, never "dirt
   test-venvs/<key>/             the test command's venvs (the newest few are kept)
   tmp/build-<pid>-*/            a build's work dirs (removed when their fab is gone)
 ```
+wheels/ and test-venvs/ are caches keyed by their content: with FABDEPLOY_CACHE_DIR set
+(`tasks.config.project.cache_dir`), they live there instead, shared by every checkout and
+project that uses the same directory.
 Every module asks `local_state(settings)` for them.
 """
 
@@ -195,10 +198,16 @@ class LocalState:
 
     project_dir: Path
     environment: str
+    shared: Path | None = None  # FABDEPLOY_CACHE_DIR: where wheels/ and test-venvs/ go instead
 
     @property
     def root(self) -> Path:
         return self.project_dir / LOCAL_STATE
+
+    @property
+    def cache(self) -> Path:
+        """Where the caches keyed by content live: the shared dir, else `root`."""
+        return self.shared or self.root
 
     @property
     def deploy_record(self) -> Path:
@@ -213,7 +222,7 @@ class LocalState:
     @property
     def wheels(self) -> Path:
         """The wheelhouses, each in a directory named by its cache key."""
-        return self.root / "wheels"
+        return self.cache / "wheels"
 
     @property
     def build(self) -> Path:
@@ -223,7 +232,7 @@ class LocalState:
     @property
     def test_venvs(self) -> Path:
         """The test command's venvs, each in a directory named by its key."""
-        return self.root / "test-venvs"
+        return self.cache / "test-venvs"
 
     @property
     def tmp(self) -> Path:
@@ -240,7 +249,10 @@ class InProject(Protocol):
     @property
     def environment(self) -> str: ...
 
+    @property
+    def cache_dir(self) -> Path | None: ...
+
 
 def local_state(settings: InProject) -> LocalState:
     """fabdeploy's files in the project of ``settings``, for its environment."""
-    return LocalState(settings.project_dir, settings.environment)
+    return LocalState(settings.project_dir, settings.environment, settings.cache_dir)

@@ -318,7 +318,7 @@ def fresh_site(
         host = kit.start(1)[0]
         project = tmp_path_factory.mktemp(f"{name}-project")
         write_project(project, host, kit, app_user)
-        yield Site(host, project, fab_env(), kit, app_user or APP)
+        yield Site(host, project, fab_env(shared_cache=False), kit, app_user or APP)
     finally:
         stop_kit(kit)
 

@@ -65,7 +65,7 @@ class Project:
             "APP_NAME=hello\nAPP_DIR=app\nBIND=0.0.0.0:8000\nSECRETS_FILE=app/secrets.env\n"
             "WORKERS=1\nHEALTH_TIMEOUT=10\nTEST_COMMAND=\nSWITCH_BATCH=100%\n" + extra
         )
-        self.env = fab_env()
+        self.env = fab_env(shared_cache=False)  # it tests what is cached when
 
     def app(self, version: str, requirements: tuple[str, ...] = ()) -> Path:
         dest = write_app(self.root / "app", version, requirements=requirements)

@@ -210,6 +210,7 @@ NOT_KEYS = {
     "environment",
     "source",
     "project_dir",
+    "cache_dir",
     "processes",
     "roles",
     "runs",

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
 import re
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +21,7 @@ from invoke import Context
 from tasks import config
 from tasks.build import lockfiles, packages, tags, testenv, testrun, workers
 from tasks.core.errors import FabdeployError
+from tasks.core.local import exclusive
 from tasks.core.output import Output
 from tests.hosts import pyindex
 
@@ -185,7 +191,8 @@ def test_a_test_requirement_pip_cannot_install_names_the_test_step(tmp_path: Pat
     assert "test step: installing the test requirements (requirements-test.txt)" in message
     assert "nosuchprobe" in message and "--skip-tests" in message
     assert message.count("fabdeploy:") == 1 and message.count("test step") == 1, message
-    assert not list((conf.project_dir / ".fabdeploy" / "test-venvs").iterdir())  # none half-made
+    left = (conf.project_dir / ".fabdeploy" / "test-venvs").iterdir()
+    assert [p.name for p in left if not p.name.endswith(".lock")] == []  # none half-made
 
 
 def test_django_s_runner_finding_no_tests_stops_the_deploy_saying_what_to_name(
@@ -213,3 +220,75 @@ def test_the_test_venv_s_wheelhouse_is_the_build_s(tmp_path: Path, monkeypatch: 
     assert built.endswith(f"\n{'=='.join(workers.GUNICORN)}\n")
     local = tags.local()
     assert packages.cache_key(conf, asked[0], local) == packages.cache_key(conf, built, local)
+
+
+# --- FABDEPLOY_CACHE_DIR: one cache for every checkout -------------------------------------
+
+
+def test_two_checkouts_share_the_wheelhouse_and_test_venv_of_fabdeploy_cache_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "cache"
+    monkeypatch.setenv("FABDEPLOY_CACHE_DIR", str(shared))
+    one = probe_project(tmp_path)
+    other_dir = tmp_path / "other"
+    shutil.copytree(one.project_dir, other_dir)
+    other = config.build("staging", other_dir)
+    assert (one.cache_dir, other.cache_dir) == (shared, shared)
+    first = run(one)
+    made = re.search(r"test venv (\S+): made in", first)
+    assert made and made.group(1).startswith(f"{shared}/test-venvs/"), first
+    again = run(other)  # another checkout: nothing made again
+    assert f"test venv {made.group(1)}: reused" in again, again
+    assert f"(cached in {shared}/wheels/" in again and "made in" not in again, again
+    assert not (one.project_dir / ".fabdeploy" / "test-venvs").exists()
+    assert not (other_dir / ".fabdeploy" / "wheels").exists()
+
+
+def test_a_path_requirement_keeps_its_wheelhouse_to_its_own_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FABDEPLOY_CACHE_DIR", str(tmp_path / "cache"))
+    one = settings(tmp_path / "one", files={"requirements.txt": "./libs/probe\n"})
+    other = settings(tmp_path / "two", files={"requirements.txt": "./libs/probe\n"})
+    local = tags.local()
+    text = "./libs/probe\n"
+    assert packages.cache_key(one, text, local) != packages.cache_key(other, text, local)
+    plain = settings(tmp_path / "three", files={"requirements.txt": "flask\n"})
+    same = settings(tmp_path / "four", files={"requirements.txt": "flask\n"})
+    assert packages.cache_key(plain, "flask\n", local) == packages.cache_key(same, "flask\n", local)
+
+
+def test_one_fab_at_a_time_fills_a_cache_entry(tmp_path: Path) -> None:
+    lock = tmp_path / "entry.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from tasks.core.local import exclusive\n"
+         "with exclusive(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(1.5)",
+         str(lock)],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    started = time.monotonic()
+    with exclusive(lock):
+        waited = time.monotonic() - started
+    holder.wait(timeout=10)
+    assert waited > 0.5, waited  # it waited for the holder to let go
+
+
+def test_a_shared_cache_keeps_the_test_venvs_another_checkout_used_lately(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "test-venvs"
+    for number in range(6):
+        (folder / f"{number:016x}").mkdir(parents=True)
+    keep = folder / f"{0:016x}"
+    testenv.prune(folder, keep, shared=True)
+    assert len(list(folder.iterdir())) == 6  # all used within IDLE
+    stale = time.time() - testenv.IDLE - 60
+    for number in range(1, 6):
+        os.utime(folder / f"{number:016x}", (stale, stale + number))
+    testenv.prune(folder, keep, shared=True)
+    assert sorted(p.name for p in folder.iterdir()) == [f"{n:016x}" for n in (0, 4, 5)]
+    testenv.prune(folder, keep, shared=False)  # a project's own: the KEEP newest, used or not
+    assert len(list(folder.iterdir())) == testenv.KEEP
