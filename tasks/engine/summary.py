@@ -67,7 +67,11 @@ def text(flow: Flow) -> str:
         )
     headers = ["host", *steps, "total", "ssh conn/sess", "result"]
     table = report.table(headers, rows, right=",".join([*steps, "total"]))
-    return table + (f"\nswitch rounds: {describe_rounds(flow.rounds)}" if flow.rounds else "")
+    table += f"\nswitch rounds: {describe_rounds(flow.rounds)}" if flow.rounds else ""
+    for host in flow.hosts:
+        seen = flow.at(host).canary
+        table += f"\ncanary {host.name}: {seen.line()}" if seen else ""
+    return table
 
 
 def data(flow: Flow, error: BaseException | None = None) -> dict[str, object]:
@@ -94,6 +98,8 @@ def data(flow: Flow, error: BaseException | None = None) -> dict[str, object]:
                 "steps": seconds(flow, host.name),
                 "ssh_connections": host.connections,
                 "ssh_sessions": host.sessions,
+                "probes": dict(flow.at(host).probes),
+                "canary": canary.data() if (canary := flow.at(host).canary) else None,
             }
             for host in flow.hosts
         ],
