@@ -26,6 +26,7 @@ import pytest
 from tests.conftest import fab_env, missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import HostKit, TestHost
 from tests.integration.apps import write_app
+from tests.integration.test_deploy import RequestLoop
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
@@ -80,8 +81,10 @@ class Fleet:
             text=True,
         )
 
-    def app(self, version: str, *, marked_unhealthy: bool = False) -> None:
-        dest = write_app(self.project / "app", version)
+    def app(
+        self, version: str, *, marked_unhealthy: bool = False, broken: str | None = None
+    ) -> None:
+        dest = write_app(self.project / "app", version, broken=broken)
         (dest / "migrate.py").write_text(MIGRATE)
         (dest / "secrets.env").write_text("GREETING=hi\n")
         if marked_unhealthy:
@@ -134,6 +137,7 @@ def start_fleet(kit: HostKit, project: Path, kind: type[F], count: int = 3) -> F
         f"SSH_KEY={kit.client_key}\nKNOWN_HOSTS={kit.known_hosts}\n"
         f"APP_NAME={APP}\nAPP_DIR=app\nBIND=0.0.0.0:{PORT}\nSECRETS_FILE=app/secrets.env\n"
         "WORKERS=1\nHEALTH_TIMEOUT=10\nSWITCH_BATCH=1\nPARALLEL=8\nTEST_COMMAND=\n"
+        "CANARY_BAKE=0\n"  # no bake but where a test sets one (test_fleet's canary test)
     )
     env = fab_env()
     return kind(hosts, project, env)
@@ -248,3 +252,70 @@ def test_a_failing_hook_from_the_env_file_stops_the_deploy_with_none_switched(
     assert "-> switch" not in proc.stdout
     assert fleet.served() == served
     assert [fleet.releases(h) for h in fleet.hosts] == releases
+
+
+def test_a_canary_serving_5xx_goes_back_and_no_other_host_switches(fleet: Fleet) -> None:
+    """A release whose home page raises while /health answers 200, deployed while a request
+    loop runs against every host: the canary's access log shows the 5xx during its bake (the
+    probes ask /health only here, so the log alone must tell), the canary goes back, the deploy
+    fails naming it, and the hosts of the later rounds never switch nor answer one request
+    wrong. Then a good release bakes, passes and goes everywhere."""
+    h1, h2, h3 = fleet.hosts
+    served, releases = fleet.served(), [fleet.releases(h) for h in fleet.hosts]
+    env_file = fleet.project / "config" / "staging.env"
+    settings = env_file.read_text()
+    report = fleet.project / "summary.json"
+    env_file.write_text(settings + "CANARY_BAKE=20\nCANARY_URLS=/health\n")
+    try:
+        fleet.app("6.0.0", broken="home")
+        loops = [RequestLoop(h.url(PORT, "/"), limit=120, where=h.address) for h in fleet.hosts]
+        for loop in loops:
+            loop.__enter__()
+        try:
+            proc = fleet.fab("staging", "deploy", "--summary-json", str(report), ok=False)
+        finally:
+            for loop in loops:
+                loop.__exit__()
+        for loop, host in zip(loops, fleet.hosts):
+            loop.report(f"canary deploy of a broken home page, {host.address}")
+        assert proc.stderr.count(f"canary (batch 1 of 3) failed on 1 host(s): [{h1.address}]") == 1
+        assert (
+            "answered 5xx" in proc.stderr and "over CANARY_MAX_5XX=5%), by path: / " in proc.stderr
+        )
+        assert "No other host was switched" in proc.stderr
+        assert (
+            f"{h2.address} not switched" in proc.stderr
+            and f"{h3.address} not switched" in proc.stderr
+        )
+        assert "switch: batch 2 of 3" not in proc.stdout
+        assert fleet.served() == served
+        for loop in loops[1:]:  # the later rounds served the old release all along
+            assert loop.failures == [] and loop.ok > 20 and set(loop.versions) == set(served)
+        wrong = len(loops[0].failures)
+        assert wrong and all("HTTP Error 500" in each for each in loops[0].failures)
+        data = json.loads(report.read_text())
+        canary = data["hosts"][0]["canary"]
+        assert data["ok"] is False and data["hosts"][1]["canary"] is None
+        assert canary["errors"] >= 1 and canary["requests"] >= 20 and canary["rate"] > 5
+        assert canary["failed_paths"]["/"] == canary["errors"] <= wrong  # every 500 the loop met
+        assert canary["probes"] == {f"http://127.0.0.1:{PORT}/health": "200"}
+        assert [h["probes"] for h in data["hosts"][1:]] == [{}, {}]
+        assert [fleet.releases(h) for h in fleet.hosts] == releases  # removed everywhere
+        fleet.tracked()
+
+        env_file.write_text(settings + "CANARY_BAKE=3\n")  # the default probes: /
+        fleet.app("6.0.1")
+        with RequestLoop(h1.url(PORT, "/"), limit=60) as loop:
+            proc = fleet.fab("staging", "deploy", "--summary-json", str(report))
+        assert loop.failures == []
+        assert f"[{h1.address}] canary passed: " in proc.stdout
+        data = json.loads(report.read_text())
+        canary = data["hosts"][0]["canary"]
+        assert canary["errors"] == 0 and canary["seconds"] >= 3
+        # its own requests only: none of the 500s above, none of fabdeploy's probes
+        assert 0 < canary["requests"] <= loop.ok and set(canary["codes"]) == {"200"}
+        assert canary["probes"] == {f"http://127.0.0.1:{PORT}/": "200"}
+        assert f"canary {h1.address}: {canary['requests']} requests, 0 answered 5xx" in proc.stdout
+        assert fleet.served() == ["6.0.1"] * 3
+    finally:
+        env_file.write_text(settings)
