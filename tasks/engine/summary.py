@@ -52,7 +52,9 @@ def reported(flow: Flow, *, table: bool = True) -> Iterator[Flow]:
 
 def text(flow: Flow) -> str:
     """The summary table: seconds per step, result and SSH use per host (and the local steps)."""
-    order = [step.name for step in flow.steps]
+    order: list[str] = []
+    for step in flow.steps:  # the canary's bake (`Step.bake`) right after its step
+        order += [step.name, "canary"] if step.bake else [step.name]
     steps = [s for s in order if any(s in t for t in flow.timings.values())]
     steps += [s for t in flow.timings.values() for s in t if s not in steps]
     rows, results = [], flow.results()

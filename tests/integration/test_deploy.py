@@ -583,7 +583,7 @@ def test_a_home_page_that_raises_is_caught_by_the_probe_after_the_switch(site: S
     assert "RuntimeError: a template error on the home page" in output  # the error log's tail
     # the new release served alone from the health check to the way back: the loop may have
     # met its 500s then (never a refused connection), counted in the run's figures
-    assert all("HTTP Error 500" in each for each in loop.failures), loop.failures[:3]
+    assert all("HTTPError 500" in each for each in loop.failures), loop.failures[:3]
     site.numbers["requests answered 500, one host, broken home page"] = len(loop.failures)
     assert site.get("/")["version"] == "1.2.0" and loop.versions[-3:] == ["1.2.0"] * 3
     assert site.current() == served and site.releases() == releases

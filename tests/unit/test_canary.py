@@ -394,3 +394,20 @@ def test_plan_shows_the_probes_everywhere_and_the_bake_on_the_canary(
     web1, _, _ = plan("CANARY_BAKE=0\nCANARY_URLS=\n")
     assert web1.canary == {} and web1.probes == []
     assert not any("probe" in line or "canary" in line for line in planning.lines(web1))
+
+
+def test_the_summary_shows_the_bake_after_the_switch_and_the_canary_figures(tmp_path: Path) -> None:
+    from tasks.engine import summary
+    from tasks.steps import lists
+
+    flow = make_flow(tmp_path, names=("web1", "web2"))
+    flow.steps = (lists.SWITCH, lists.UNLOCK)
+    flow.timings = {"web1": {"switch": 1.0, "unlock": 0.1, "canary": 2.0}, "web2": {"switch": 1.0}}
+    flow.at("web1").probes = {"http://127.0.0.1:8000/": "200"}
+    flow.at("web1").canary = canary.Traffic(codes={"200": 40}, seconds=2.0)
+    header, *rows = summary.text(flow).splitlines()
+    assert header.split()[:5] == ["host", "switch", "canary", "unlock", "total"]
+    assert rows[-1] == "canary web1: 40 requests, 0 answered 5xx (0.0%) in 2s"
+    hosts = summary.data(flow)["hosts"]
+    assert hosts[0]["probes"] == {"http://127.0.0.1:8000/": "200"}  # type: ignore[index]
+    assert hosts[0]["canary"]["requests"] == 40 and hosts[1]["canary"] is None  # type: ignore[index]
