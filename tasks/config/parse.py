@@ -355,3 +355,8 @@ def hosts(raw: str) -> tuple[str, ...]:
         if not _HOST.match(host):
             raise ValueError(f"expected [user@]host[:port], got {host!r}")
     return names
+
+
+def url_paths(raw: str) -> tuple[str, ...]:
+    """Comma-separated URL paths (`url_path` each), or empty."""
+    return tuple(url_path(item) for item in comma_list(raw))

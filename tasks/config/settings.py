@@ -417,6 +417,30 @@ class Settings:
         "1,25%",
         "Hosts switched a round: counts or percentages, the last repeating (1,25%: a canary first)",
     )
+    canary_urls: tuple[str, ...] = setting(
+        "CANARY_URLS",
+        parse.url_paths,
+        "/",
+        "Paths probed on each host right after its health check; a 5xx rolls it back (empty: none)",
+    )
+    canary_bake: int = setting(
+        "CANARY_BAKE",
+        parse.whole(0),
+        "30",
+        "Seconds the first switch round serves, watched, before the next round (0: no bake)",
+    )
+    canary_max_5xx: int = setting(
+        "CANARY_MAX_5XX",
+        parse.whole(0),
+        "5",
+        "Percent of the canary's requests that may answer 5xx during its bake",
+    )
+    canary_min_requests: int = setting(
+        "CANARY_MIN_REQUESTS",
+        parse.whole(1),
+        "20",
+        "Requests the canary must have served before its 5xx rate counts",
+    )
     #: FABDEPLOY_CACHE_DIR (`tasks.config.project.cache_dir`): the shared caches; None: the project's.
     cache_dir: Path | None = field(default=None, compare=False)
     #: Companion processes: name -> command (``PROCESS_<NAME>``), in env-file order.

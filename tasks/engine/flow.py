@@ -25,6 +25,7 @@ from .batches import batch_sizes, rounds
 if TYPE_CHECKING:
     from ..build.archive import Build
     from ..config import Settings
+    from ..host.canary import Traffic
     from ..host.converge import Drift
     from ..host.facts import Facts
     from ..host.lockfile import Deferred
@@ -69,6 +70,9 @@ class HostState:
     reused: bool = False  # --resume: it had the release complete already
     deferred: list[Deferred] = field(default_factory=list)  # scripts sent with the unlock
     result: str = ""  # how it ended ("serving R2", "prepare failed", ...)
+    probes: dict[str, str] = field(default_factory=dict)  # CANARY_URLS after its switch
+    access_from: int | None = None  # the canary: where its access log's new lines begin
+    canary: Traffic | None = None  # the canary: what it served during its bake
 
 
 @dataclass
@@ -177,6 +181,11 @@ class Flow:
         return "now serving: " + ", ".join(
             f"{name} {what}" for name, what in self.serving_map().items()
         )
+
+    def canary(self) -> list[Host]:
+        """The hosts of the first switch round when later rounds follow (none otherwise)."""
+        batches = self.batches()
+        return batches[0] if len(batches) > 1 else []
 
     def batches(self) -> list[list[Host]]:
         """The hosts in switch rounds of SWITCH_BATCH (the first host first: the canary)."""

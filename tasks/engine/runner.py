@@ -136,7 +136,8 @@ def on_hosts(flow: Flow, step: Step, hosts: list[Host]) -> None:
 def in_batches(flow: Flow, step: Step) -> None:
     """A `BATCHES` step: its ``once`` hooks before it on the primary host, then batch after
     batch (`Flow.batches`; the first, the canary), each host's hooks around its work and the
-    deploy recorded after each batch (`summary.save`), then the ``once`` hooks after it.
+    deploy recorded after each batch (`summary.save`), then the ``once`` hooks after it. The
+    first batch, when later ones follow, bakes first (`Step.bake`: the canary's watch).
 
     A failure undoes what the step declares (`Step.undo`) and raises: a failed batch goes
     back, the hosts of the later batches are cleaned up and those of the earlier ones
@@ -156,13 +157,15 @@ def in_batches(flow: Flow, step: Step) -> None:
         if len(batches) > 1:
             canary = " (the canary)" if number == 1 and "," in flow.settings.switch_batch else ""
             flow.say(f"{step.name}: {where}{canary}: " + ", ".join(h.name for h in batch))
-        done = flow.across(batch, around(flow, step))
+        done, name = flow.across(batch, around(flow, step)), step.phase or step.name
+        if not done.failed and step.bake and number == 1 and len(batches) > 1:
+            done, name = flow.across(batch, partial(step.bake, flow)), "canary"
         if done.failed:
             later = [host for host in flow.hosts if host not in reached and host not in batch]
             undo(flow, step, back=batch, unreached=later, reached=reached)
             went = "That batch went back to what it served. " if step.undo else ""
             alone = "" if reached else "No other host was switched. "
-            raise done.error(f"{step.phase or step.name} ({where})", went + alone + flow.serving())
+            raise done.error(f"{name} ({where})", went + alone + flow.serving())
         reached += batch
         summary.save(flow)  # a fab killed now leaves a record of the hosts that took the release
     try:

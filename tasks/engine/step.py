@@ -54,7 +54,9 @@ class Step:
     ``skip`` gives a reason to skip the step this time ("" runs it). ``recover`` runs after a
     host step failed on some hosts, before the error is raised, and returns a sentence for the
     error (what the hosts serve now); ``undo`` is what a failure of a `BATCHES` step does on
-    each host (`Undo`). ``before`` and ``after`` are the hook points around the step (default
+    each host (`Undo`). ``bake`` runs on each host of a `BATCHES` step's first batch when
+    later batches follow (the canary), before the next batch; its failure fails that batch
+    (`Flow.canary`). ``before`` and ``after`` are the hook points around the step (default
     ``before_<name>``, ``after_<name>``; a step may carry an older name too; ``()``: none).
     """
 
@@ -71,6 +73,7 @@ class Step:
     primary: str = ""  # FIRST: on the primary host alone, then the others; LAST: it last
     when: Callable[[Flow], bool] | None = None
     phase: str = ""
+    bake: Callable[[Flow, Host], None] | None = None  # `BATCHES`: the canary's, after round 1
 
     @property
     def doc(self) -> str:

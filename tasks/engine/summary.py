@@ -52,7 +52,9 @@ def reported(flow: Flow, *, table: bool = True) -> Iterator[Flow]:
 
 def text(flow: Flow) -> str:
     """The summary table: seconds per step, result and SSH use per host (and the local steps)."""
-    order = [step.name for step in flow.steps]
+    order: list[str] = []
+    for step in flow.steps:  # the canary's bake (`Step.bake`) right after its step
+        order += [step.name, "canary"] if step.bake else [step.name]
     steps = [s for s in order if any(s in t for t in flow.timings.values())]
     steps += [s for t in flow.timings.values() for s in t if s not in steps]
     rows, results = [], flow.results()
@@ -69,7 +71,11 @@ def text(flow: Flow) -> str:
     table = report.table(headers, rows, right=",".join([*steps, "total"]))
     built = flow.build.outputs if flow.build else None  # what BUILD_COMMAND did
     table += f"\n{built.describe()}" if built else ""
-    return table + (f"\nswitch rounds: {describe_rounds(flow.rounds)}" if flow.rounds else "")
+    table += f"\nswitch rounds: {describe_rounds(flow.rounds)}" if flow.rounds else ""
+    for host in flow.hosts:
+        seen = flow.at(host).canary
+        table += f"\ncanary {host.name}: {seen.line()}" if seen else ""
+    return table
 
 
 def data(flow: Flow, error: BaseException | None = None) -> dict[str, object]:
@@ -96,6 +102,8 @@ def data(flow: Flow, error: BaseException | None = None) -> dict[str, object]:
                 "steps": seconds(flow, host.name),
                 "ssh_connections": host.connections,
                 "ssh_sessions": host.sessions,
+                "probes": dict(flow.at(host).probes),
+                "canary": canary.data() if (canary := flow.at(host).canary) else None,
             }
             for host in flow.hosts
         ],

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..config import WEB, roles
@@ -81,6 +81,13 @@ HEALTHY_STATUS = 200
 def healthy(status: object) -> bool:
     """Whether an HTTP status (an int, or a script's text such as ``"200"``) is healthy."""
     return str(status).strip() == str(HEALTHY_STATUS)
+
+
+def failing(status: object) -> bool:
+    """Whether a probe of CANARY_URLS fails with this HTTP status: a 5xx, or no answer
+    (``000``); a redirect or a 4xx does not. lib.sh's ``failing`` is the same rule."""
+    text = str(status).strip()
+    return text == "000" or (len(text) == 3 and text.startswith("5") and text.isdigit())
 
 
 #: Addresses gunicorn may bind that mean "every interface": a probe connects to `LOOPBACK`.
@@ -161,12 +168,16 @@ class Switched:
     release: str  # the release now served
     previous: str  # the release served before ("" when none)
     started: bool  # True: the service was not running and was started
+    probes: dict[str, str] = field(default_factory=dict)  # URL -> status, right after health
+    access_from: int | None = None  # the access log's size when only the new release served
 
 
-def _switch_env(host: Host, target: str) -> dict[str, object]:
+def _switch_env(host: Host, target: str, probes: list[str], access_log: bool) -> dict[str, object]:
     settings = host.settings
     paths = layout(settings)
     return {
+        "PROBE_URLS": "\n".join(probes),
+        "ACCESS_LOG": paths.access_log if access_log else "",
         **health_env(settings),
         "APP_USER": host.app_user,
         "ROOT": paths.root,
@@ -205,6 +216,8 @@ def switch(
     release: str | None = None,
     before: str | None = None,
     setup_files: tuple[str, dict[str, object]] | None = None,
+    probes: list[str] | None = None,
+    access_log: bool = False,
 ) -> Switched:
     """Serve ``release`` (None: whatever `current` points to) without dropping a request.
 
@@ -216,14 +229,16 @@ def switch(
     ``before``, the release served now, when the caller knows it (saves a round trip).
     ``setup_files``: ``scripts/converge.sh`` and its env (`tasks.host.converge.script`), run first
     in the switch's body: setup's files change just before the re-exec that reads them, and
-    go back if the switch fails.
+    go back if the switch fails. ``probes``: URLs requested once the health check passed
+    (`tasks.host.canary`), a 5xx or no answer failing the switch as a failed health check
+    does; ``access_log``: learn where the access log's lines of the new release begin.
 
     Raises `HostError` when the new release does not become healthy; the host then serves
     what it served before, and the last lines of the error log have been printed.
     """
     target = f"releases/{release}" if release else ""
     before = current_release(host) if before is None else before  # a deploy knows it already
-    body, env = shell.shell("switch"), _switch_env(host, target)
+    body, env = shell.shell("switch"), _switch_env(host, target, probes or [], access_log)
     if setup_files:
         first, first_env = setup_files
         body, env = (
@@ -243,12 +258,27 @@ def switch(
         what = f"release {release}" if release else "the current release"
         sent = host_header(host.settings, health_url(host.settings))
         why = refused_in(host.settings, result.stdout, sent)  # the detached run's log
+        bad = [f"probe {url} answered {code} (CANARY_URLS)"
+               for url, code in probed(result.stdout).items() if failing(code)]  # fmt: skip
+        why = "; ".join([*bad, why] if why else bad)
         raise HostError(
             host.name,
             f"switch to {what} failed; still serving {before or 'nothing'}"
             + (f". {why}" if why else ""),
         )
-    return Switched(release=release or before, previous=before, started="started " in result.stdout)
+    mark = re.search(r"^new release's requests: .* from byte (\d+)$", result.stdout, re.M)
+    return Switched(
+        release=release or before,
+        previous=before,
+        started="started " in result.stdout,
+        probes=probed(result.stdout),
+        access_from=int(mark.group(1)) if mark else None,
+    )
+
+
+def probed(text: str) -> dict[str, str]:
+    """URL -> status of each ``probe <url> answered <status>`` line of a switch's output."""
+    return dict(re.findall(r"^probe (\S+) answered (\d{3})$", text, re.M))
 
 
 def current_release(host: Host) -> str:

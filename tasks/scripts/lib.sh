@@ -66,14 +66,20 @@ healthy() {  # STATUS: the one rule of health: HTTP 200 is healthy, anything els
   [ "${1:-}" = 200 ]
 }
 
+failing() {  # STATUS: a canary probe's status that fails it: a 5xx, or no answer (000); a
+  # redirect or a 4xx does not (tasks/host/service.py's `failing` is the same rule)
+  [[ ${1:-000} =~ ^(5[0-9][0-9]|000)$ ]]
+}
+
 probe() {  # URL: print the HTTP status it answers (000: no answer); bash's /dev/tcp, no process
-  # The Host header is $HEALTH_HOST, else the URL's host:port.
+  # The Host header is $HEALTH_HOST, else the URL's host:port; the User-Agent fabdeploy-probe
+  # (the canary's count leaves these requests out: tasks/host/canary.py's AGENT).
   local rest=${1#http://} hostport host port code
   hostport=${rest%%/*}
   host=${hostport%:*} port=${hostport##*:}
   host=${host#[} host=${host%]}
   if exec 3<>"/dev/tcp/$host/$port"; then
-    printf 'GET /%s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' "${rest#*/}" "${HEALTH_HOST:-$hostport}" >&3
+    printf 'GET /%s HTTP/1.0\r\nHost: %s\r\nUser-Agent: fabdeploy-probe\r\nConnection: close\r\n\r\n' "${rest#*/}" "${HEALTH_HOST:-$hostport}" >&3
     if IFS=' ' read -r -t 5 _ code _ <&3 && [[ $code =~ ^[0-9]{3}$ ]]; then
       exec 3<&-
       echo "$code"

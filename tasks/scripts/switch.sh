@@ -10,8 +10,12 @@
 #     meanwhile) TIMEOUT (seconds for health, once ready or started) GRACE (seconds an old
 #     master has to exit) TAIL (error.log lines shown on failure) ANSWER_GRACE, CONF
 #     (gunicorn.conf.py) READY_HOOK (the text that says CONF has the ready-marker hooks), and
-#     NEW_TARGET (releases/<name>; empty: the release `current` points to).
-# Out: "started <service> (master <pid>), serving <release>: health <status>" or
+#     NEW_TARGET (releases/<name>; empty: the release `current` points to), PROBE_URLS (one
+#     a line: requested once healthy, a 5xx or no answer fails the switch; empty: none) and
+#     ACCESS_LOG (set: say its size once only the new release serves, for the canary's count).
+# Out: "probe <url> answered <status>" for each of PROBE_URLS, "new release's requests:
+#      <ACCESS_LOG> from byte <n>" with ACCESS_LOG, then
+#      "started <service> (master <pid>), serving <release>: health <status>" or
 #      "switched: master <old> -> <new>, serving <release>: health <status>", exit 0.
 #      Failures go to stderr ("switch failed: ...", "rolling back: ...", "start failed: ..."
 #      and the error log's last lines), exit 1; exit 3: no release to serve.
@@ -35,6 +39,23 @@ started_at() {  # PID -> its start time (clock ticks after boot, /proc's field 2
   { read -r stat < "/proc/$1/stat"; } 2>/dev/null || return 0
   read -ra fields <<< "${stat##*) }"
   echo "${fields[19]:-}"
+}
+mark_access() {  # with ACCESS_LOG: its size now, where the new release's requests begin
+  [ -n "${ACCESS_LOG:-}" ] || return 0
+  local size
+  size=$(as_app stat -c %s -- "$ACCESS_LOG" 2>/dev/null) || size=0
+  echo "new release's requests: $ACCESS_LOG from byte ${size:-0}"
+}
+probe_urls() {  # each of PROBE_URLS once (lib.sh's probe); false at the first that fails
+  # (lib.sh's failing), which $bad names
+  local url code
+  bad=""
+  while IFS= read -r url; do
+    [ -n "$url" ] || continue
+    code=$(probe "$url")
+    echo "probe $url answered $code"
+    if failing "$code"; then bad="probe $url answered $code"; return 1; fi
+  done <<< "${PROBE_URLS:-}"
 }
 ready_dir=${PIDFILE%/*}
 ready() {  # PID [EXCEPT] -> how many of PID's children (EXCEPT not counted) are ready workers:
@@ -118,10 +139,12 @@ if ! alive "$old"; then
     tail_log
     exit 1
   }
+  mark_access
   sudo -n systemctl start -- "$SERVICE" || fail_start "systemctl start $SERVICE failed"
   pid=$(app_pid "$PIDFILE")
   code=$(wait_healthy "$URL" $((deadline - SECONDS > 0 ? deadline - SECONDS : 1)) "$pid") \
     || fail_start "health check $URL answered $code"
+  probe_urls || fail_start "$bad (CANARY_URLS: a 5xx or no answer fails the switch)"
   # Serving already; a start reports once every worker is ready, as a switch does.
   pid=$(app_pid "$PIDFILE")
   wait_ready "$pid" "" "$READY_TIMEOUT" \
@@ -213,7 +236,9 @@ while [ "$(children "$old" "$new")" -gt 0 ]; do
   [ $SECONDS -ge $until ] && fail "the old master's workers did not stop within $((GRACE + 5))s"
   sleep 0.05
 done
+mark_access
 code=$(wait_healthy "$URL" "$TIMEOUT" "$new") || fail "health check $URL answered $code"
+probe_urls || fail "$bad (CANARY_URLS: a 5xx or no answer fails the switch)"
 # shellcheck disable=SC2016  # $1 and $2 are the inner shell's
 # (a new temp name each time, made exclusively: nothing planted at a fixed name is written)
 as_app sh -c 't=$(mktemp "$2.XXXXXX") && printf "%s\n" "$1" > "$t" && mv -f "$t" "$2"' _ "$new" "$PIDFILE"

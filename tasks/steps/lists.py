@@ -60,6 +60,7 @@ from .rollback import agree_on_release, choose_release
 from .switch import (
     ROLLBACK_UNDO,
     SWITCH_UNDO,
+    bake_canary,
     processes_failed,
     restart_processes,
     switch_one,
@@ -87,7 +88,7 @@ MIGRATE = Step(
     recover=undo_everywhere,
 )  # fmt: skip
 SMOKE = Step("smoke", smoke_test, HOSTS, recover=undo_everywhere)
-SWITCH = Step("switch", switch_one, BATCHES, undo=SWITCH_UNDO)
+SWITCH = Step("switch", switch_one, BATCHES, undo=SWITCH_UNDO, bake=bake_canary)
 PROCESSES = Step("processes", restart_processes, HOSTS, hosts=companion_hosts, recover=processes_failed)  # fmt: skip
 CLEANUP = Step("cleanup", plan_cleanup, HOSTS)
 RECORD = Step("record", record_result, HOSTS)
@@ -95,7 +96,7 @@ UNLOCK = Step("unlock", unlock_hosts, HOSTS, hosts=locked_hosts, always=True, pr
 CHOOSE = Step("choose", choose_release, HOSTS)
 AGREE = Step("agree", agree_on_release, LOCAL)
 #: The rollback's switch: no hook points of its own, and a failed batch removes no release.
-SWITCH_BACK = replace(SWITCH, undo=ROLLBACK_UNDO, before=(), after=())
+SWITCH_BACK = replace(SWITCH, undo=ROLLBACK_UNDO, before=(), after=(), bake=None)
 READY = Step("ready", say_ready, HOSTS)
 
 #: The deploy, step by step (docs/architecture.md).

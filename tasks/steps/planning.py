@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 from invoke import Context
 
 from ..build import pyreq
+from ..config import roles
 from ..core.errors import HostError
 from ..engine import hooks as engine_hooks
 from ..engine import step
 from ..engine.batches import batch_sizes, rounds
-from ..host import converge, install, migrate, provision, sudoers
+from ..host import canary, converge, install, migrate, provision, sudoers
 from ..host import facts as host_facts
 from ..ssh import fanout
 from . import lists
@@ -64,6 +65,8 @@ class HostPlan:
     round: int = 0  # the switch round (1: the first, the canary)
     rounds: list[list[str]] = field(default_factory=list)  # the whole fleet's, in order
     build: dict[str, object] = field(default_factory=dict)  # BUILD_COMMAND's step ({} none)
+    probes: list[str] = field(default_factory=list)  # CANARY_URLS requested after its switch
+    canary: dict[str, int] = field(default_factory=dict)  # its bake, as the canary ({}: none)
 
     @property
     def drifted(self) -> bool:
@@ -192,6 +195,14 @@ def make_plan(c: Context, settings: Settings, hosts: list[Host], build: archive.
         plan.hooks = hooks_on(c, settings, index == 0)
         plan.rounds = order
         plan.build = build.outputs.as_dict() if build.outputs else {}
+        web = roles.serves_web(settings, plan.host)
+        plan.probes = canary.probe_urls(settings) if web else []
+        if web and settings.canary_bake and plan.round == 1 and len(order) > 1:
+            plan.canary = {
+                "bake": settings.canary_bake,
+                "max_5xx": settings.canary_max_5xx,
+                "min_requests": settings.canary_min_requests,
+            }
     return plans
 
 
@@ -243,5 +254,16 @@ def lines(plan: HostPlan) -> list[str]:
     ]
     if plan.migrates:
         out.append("migrate: MIGRATE_COMMAND runs here, before the smoke check")
+    if plan.probes:
+        out.append(
+            f"probe after the switch: {', '.join(plan.probes)} (a 5xx or no answer sends it "
+            "back and stops the deploy)"
+        )
+    if plan.canary:
+        out.append(
+            f"canary: watched {plan.canary['bake']}s after its switch, before the next round: "
+            f"5xx over {plan.canary['max_5xx']}% of at least {plan.canary['min_requests']} "
+            "requests in its access log, or a probe's 5xx, sends it back and stops the deploy"
+        )
     out += [f"hook {hook}" for hook in plan.hooks]
     return out

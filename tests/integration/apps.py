@@ -31,6 +31,13 @@ BROKEN = {
         "    from flask import request\n\n"
         '    ok = bool(os.environ.get("GREETING")) and not request.host.endswith(":8000")\n',
     ),
+    # the home page raises (a template error) while the health path answers 200: the switch's
+    # probe of CANARY_URLS (default /) must catch it, and a canary's bake its access log
+    "home": (
+        '    """The version this release serves, and where it runs from."""\n',
+        '    """The version this release serves, and where it runs from."""\n'
+        '    raise RuntimeError("a template error on the home page")\n',
+    ),
     # the app's own test suite fails: the local test gate stops the deploy
     "tests": (
         'assert response.get_json()["app"] == "hello"',

@@ -608,6 +608,34 @@ def test_broken_release_never_replaces_the_served_one(
     assert len(site.masters()) == 1, site.masters()
 
 
+def test_a_home_page_that_raises_is_caught_by_the_probe_after_the_switch(site: Site) -> None:
+    """/health answers 200, / raises: the switch's probe of CANARY_URLS (default /) sends the
+    one host back to what it served, as a failed health check does."""
+    on_one_release(site, "the probe is switch.sh's on every release")
+    served, releases = site.current(), site.releases()
+    master, journal = site.master(), len(site.journal())
+    site.app("1.3.0-home", requirements=("python-dotenv",), uses="dotenv", broken="home")
+    with site.loop() as loop:
+        failed = site.fab("deploy", "--skip-tests", ok=False)
+    loop.report("broken home page, one host")
+    output = failed.stdout + failed.stderr
+    home = f"http://127.0.0.1:{PORT}/"
+    assert f"probe {home} answered 500" in failed.stdout
+    assert f"switch failed: probe {home} answered 500 (CANARY_URLS:" in output
+    assert f"still serving {served}. probe {home} answered 500 (CANARY_URLS)" in failed.stderr
+    assert "RuntimeError: a template error on the home page" in output  # the error log's tail
+    # the new release served alone from the health check to the way back: the loop may have
+    # met its 500s then (never a refused connection), counted in the run's figures
+    assert all("HTTPError 500" in each for each in loop.failures), loop.failures[:3]
+    site.numbers["requests answered 500, one host, broken home page"] = len(loop.failures)
+    assert site.get("/")["version"] == "1.2.0" and loop.versions[-3:] == ["1.2.0"] * 3
+    assert site.current() == served and site.releases() == releases
+    assert site.master() == master
+    assert site.audit()[-1]["result"] == "failed"
+    site.tracked(journal)
+    assert len(site.masters()) == 1, site.masters()
+
+
 def test_failing_local_tests_stop_the_deploy_before_any_host_changes(site: Site) -> None:
     on_one_release(site, "the tests run here, before anything reaches the host")
     releases, lines = site.releases(), len(site.audit())

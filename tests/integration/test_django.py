@@ -136,6 +136,7 @@ def env_file(hosts: list[TestHost], kit: object) -> str:
         "HOOK_AFTER_UPLOAD=python manage.py collectstatic --noinput -v 0\n"
         "SMOKE_COMMAND=python manage.py check --deploy --fail-level WARNING\n"
         "LINKED_DIRS=media,data,staticfiles\n"
+        "CANARY_BAKE=0\n"  # the probe of / runs; the bake is test_fleet's
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import pytest
 from tests.conftest import fab_env, missing_for_netns, stop_kit, systemd_kit
 from tests.hostkit import HostKit, TestHost
 from tests.integration.apps import write_app
+from tests.integration.test_deploy import RequestLoop
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
@@ -80,8 +82,10 @@ class Fleet:
             text=True,
         )
 
-    def app(self, version: str, *, marked_unhealthy: bool = False) -> None:
-        dest = write_app(self.project / "app", version)
+    def app(
+        self, version: str, *, marked_unhealthy: bool = False, broken: str | None = None
+    ) -> None:
+        dest = write_app(self.project / "app", version, broken=broken)
         (dest / "migrate.py").write_text(MIGRATE)
         (dest / "secrets.env").write_text("GREETING=hi\n")
         if marked_unhealthy:
@@ -134,6 +138,7 @@ def start_fleet(kit: HostKit, project: Path, kind: type[F], count: int = 3) -> F
         f"SSH_KEY={kit.client_key}\nKNOWN_HOSTS={kit.known_hosts}\n"
         f"APP_NAME={APP}\nAPP_DIR=app\nBIND=0.0.0.0:{PORT}\nSECRETS_FILE=app/secrets.env\n"
         "WORKERS=1\nHEALTH_TIMEOUT=10\nSWITCH_BATCH=1\nPARALLEL=8\nTEST_COMMAND=\n"
+        "CANARY_BAKE=0\n"  # no bake but where a test sets one (test_fleet's canary test)
     )
     env = fab_env()
     return kind(hosts, project, env)
@@ -149,6 +154,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         project = tmp_path_factory.mktemp("fleet-project")
         shutil.copy(EXAMPLE_FABFILE, project / "fabfile.py")
         fleet = start_fleet(kit, project, Fleet)
+        env_file = project / "config" / "staging.env"  # the canary bakes 2 s in this module
+        env_file.write_text(env_file.read_text().replace("CANARY_BAKE=0\n", "CANARY_BAKE=2\n"))
         fleet.app("1.0.0")
         fleet.fab("staging", "setup")
         yield fleet
@@ -215,6 +222,60 @@ def test_a_batch_failing_its_health_check_goes_back_and_the_report_says_so(fleet
     fleet.tracked()  # the host that went back is still the unit's, as are the others
 
 
+def test_a_canary_serving_5xx_goes_back_and_no_other_host_switches(fleet: Fleet) -> None:
+    """A release whose home page raises while /health answers 200, deployed while a request
+    loop runs against every host: the canary's access log shows the 5xx during its bake (the
+    probes ask /health only here, so the log alone must tell), the canary goes back, the deploy
+    fails naming it, and the hosts of the later rounds never switch nor answer one request
+    wrong. (The next test's deploy bakes this canary again, on an access log that holds these
+    500s: it passes, so only the lines after its switch count.)"""
+    h1, h2, h3 = fleet.hosts
+    served, releases = fleet.served(), [fleet.releases(h) for h in fleet.hosts]
+    env_file = fleet.project / "config" / "staging.env"
+    settings = env_file.read_text()
+    report = fleet.project / "summary.json"
+    baked = settings.replace("CANARY_BAKE=2\n", "CANARY_BAKE=20\n")
+    env_file.write_text(baked + "CANARY_URLS=/health\n")
+    try:
+        fleet.app("6.0.0", broken="home")
+        loops = [RequestLoop(h.url(PORT, "/"), limit=120, where=h.address) for h in fleet.hosts]
+        for loop in loops:
+            loop.__enter__()
+        try:
+            proc = fleet.fab("staging", "deploy", "--summary-json", str(report), ok=False)
+        finally:
+            for loop in loops:
+                loop.__exit__()
+        for loop, host in zip(loops, fleet.hosts):
+            loop.report(f"canary deploy of a broken home page, {host.address}")
+        assert proc.stderr.count(f"canary (batch 1 of 3) failed on 1 host(s): [{h1.address}]") == 1
+        assert (
+            "answered 5xx" in proc.stderr and "over CANARY_MAX_5XX=5%), by path: / " in proc.stderr
+        )
+        assert "No other host was switched" in proc.stderr
+        assert (
+            f"{h2.address} not switched" in proc.stderr
+            and f"{h3.address} not switched" in proc.stderr
+        )
+        assert "switch: batch 2 of 3" not in proc.stdout
+        assert fleet.served() == served
+        for loop, was in zip(loops[1:], served[1:]):  # the later rounds: the old release all along
+            assert loop.failures == [] and loop.ok > 20 and set(loop.versions) == {was}
+        wrong = len(loops[0].failures)
+        assert wrong and all("HTTPError 500" in each for each in loops[0].failures)
+        data = json.loads(report.read_text())
+        canary = data["hosts"][0]["canary"]
+        assert data["ok"] is False and data["hosts"][1]["canary"] is None
+        assert canary["errors"] >= 1 and canary["requests"] >= 20 and canary["rate"] > 5
+        assert canary["failed_paths"]["/"] == canary["errors"] <= wrong  # every 500 the loop met
+        assert canary["probes"] == {f"http://127.0.0.1:{PORT}/health": "200"}
+        assert [h["probes"] for h in data["hosts"][1:]] == [{}, {}]
+        assert [fleet.releases(h) for h in fleet.hosts] == releases  # removed everywhere
+        fleet.tracked()
+    finally:
+        env_file.write_text(settings)
+
+
 def test_dash_h_fleet_flag_and_the_projects_own_tasks(fleet: Fleet) -> None:
     fleet.app("4.0.0")
     planned = json.loads(fleet.fab("staging", "plan", "--json").stdout)  # the fabfile's hook
@@ -224,9 +285,15 @@ def test_dash_h_fleet_flag_and_the_projects_own_tasks(fleet: Fleet) -> None:
     assert fleet.served() == ["4.0.0"] * 3
     assert proc.stdout.count("hook before_switch: migrate (once)") == 1
     assert proc.stdout.count("deployed ") == 1  # one fleet deploy, not one per -H host
+    # the canary baked on an access log holding the previous test's 500s: only the requests
+    # after its switch count (none here but fabdeploy's probes, which are not counted)
+    h1 = fleet.hosts[0]
+    passed = re.search(rf"^\[{re.escape(h1.address)}\] canary passed: 0 requests, 0 answered 5xx .*$", proc.stdout, re.M)  # fmt: skip
+    assert passed and passed.group(0).endswith(f"; probes: http://127.0.0.1:{PORT}/ 200"), passed
+    assert f"canary {h1.address}: 0 requests" in proc.stdout
     # the requirements did not change: every host has the venv, so no package is shipped
     assert proc.stdout.count("packages not shipped: the host has this release's venv") == 3
-    assert len(fleet.migrations()) == 3
+    assert len(fleet.migrations()) == 4  # (the canary test's deploy ran it before its switch)
     uptime = fleet.fab("staging", "uptime")
     for host in fleet.hosts:
         assert f"[{host.address}]" in uptime.stdout and "load average" in uptime.stdout

@@ -233,7 +233,8 @@ def test_plan_is_what_the_following_deploy_does(ops: Ops) -> None:
     (ops.project / "app" / "secrets.env").write_text("GREETING=hi\nNEW_KEY=x1y2z3\n")
     env = ops.project / "config" / "staging.env"
     settings = env.read_text()
-    env.write_text(settings.replace("SWITCH_BATCH=1\n", "SWITCH_BATCH=1,2\n"))
+    rounds = settings.replace("SWITCH_BATCH=1\n", "SWITCH_BATCH=1,2\n")
+    env.write_text(rounds.replace("CANARY_BAKE=0\n", "CANARY_BAKE=1\n"))  # a canary that bakes
     try:
         logins = [ops.logins(h) for h in ops.hosts]
         served = [ops.current(h) for h in ops.hosts]
@@ -242,6 +243,7 @@ def test_plan_is_what_the_following_deploy_does(ops: Ops) -> None:
         assert [ops.logins(h) for h in ops.hosts] == [n + 1 for n in logins]  # one login each
         human = ops.fab("staging", "plan")
         assert "switch rounds: 1. " in human.stdout
+        assert f"[{ops.hosts[0].address}] canary: watched 1s after its switch" in human.stdout
         done = ops.fab("staging", "deploy", "--summary-json", "plan-summary.json")
     finally:
         env.write_text(settings)
@@ -268,6 +270,10 @@ def test_plan_is_what_the_following_deploy_does(ops: Ops) -> None:
         assert plan["secrets_added"] == ["NEW_KEY"] and plan["secrets_removed"] == []
         assert set(plan["files"].values()) == {""}  # setup would change no file
         assert plan["hooks"] == []
+        # the probes it plans are the ones the switch made, the bake the one that ran
+        assert plan["probes"] == list(host["probes"]) and set(host["probes"].values()) == {"200"}
+        assert bool(plan["canary"]) is (host["canary"] is not None) is (plan["round"] == 1)
+    assert planned[0]["canary"] == {"bake": 1, "max_5xx": 5, "min_requests": 20}
     assert ops.served() == ["7.0.0"] * 3
     again = json.loads(ops.fab("staging", "plan", "--json").stdout)
     assert [p["change"] for p in again] == [False] * 3  # the next deploy would change nothing

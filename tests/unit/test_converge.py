@@ -277,7 +277,7 @@ def switching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[
         h.app_user = "deploy"  # type: ignore[attr-defined]
     seen: list[tuple[str, str, str]] = []
 
-    def switched(host, release, before=None, setup_files=None):  # type: ignore[no-untyped-def]
+    def switched(host, release, before=None, setup_files=None, probes=None, access_log=False):  # type: ignore[no-untyped-def]  # fmt: skip
         seen.append(("switch", host.name, str(setup_files[1]["MODE"]) if setup_files else ""))
 
     monkeypatch.setattr(service, "switch", switched)

@@ -21,8 +21,8 @@ from tasks.core.errors import ConfigError, FabdeployError
 from tasks.core.records import Audit
 from tasks.engine import hooks
 from tasks.engine.flow import Flow, Options
-from tasks.host import facts as host_facts
 from tasks.host import (
+    canary,
     install,
     linked,
     lockfile,
@@ -34,6 +34,7 @@ from tasks.host import (
     smoke,
     status,
 )
+from tasks.host import facts as host_facts
 from tasks.ssh import fanout, session
 from tasks.ssh import host as ssh_host
 from tasks.steps import prepare
@@ -137,6 +138,8 @@ def sent_commands(settings: config.Settings, tmp_path: Path) -> list[str]:
         lambda: migrate.migrate_release(host, "R1"),
         lambda: linked.apply(host, "R1"),
         lambda: service.switch(host, "R1"),
+        lambda: service.switch(host, "R1", probes=canary.probe_urls(settings), access_log=True),
+        lambda: canary.look(host, 0),
         lambda: service.health(host),
         lambda: service.master_pid(host),
         lambda: service.start(host),
@@ -244,7 +247,7 @@ def test_shell_metacharacters_in_every_key_are_rejected_or_quoted(tmp_path: Path
             assert reached, f"{key}: {payload!r} was accepted but reached no command"
     if key in COMMANDS:
         assert accepted, f"{key} is a command: it must accept shell syntax"
-    elif key not in LOCAL_ONLY and key != "HEALTH_PATH":
+    elif key not in LOCAL_ONLY and key not in ("HEALTH_PATH", "CANARY_URLS"):  # RFC 3986 paths
         assert not accepted, f"{key} accepts shell metacharacters: {accepted[0]!r}"
     assert not mark.exists()
 

@@ -228,6 +228,8 @@ def test_the_summary_is_written_as_json(tmp_path: Path) -> None:
             "steps": {"lock": 0.1},
             "ssh_connections": 1,
             "ssh_sessions": 9,
+            "probes": {},
+            "canary": None,
         }
     ]
 

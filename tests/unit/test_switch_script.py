@@ -48,14 +48,15 @@ APP_USER = "fabdeploy-fake-app"
 
 
 class Health(http.server.BaseHTTPRequestHandler):
-    """Answers with the status in ``<current>/health`` (200 without one, 503 without current)."""
+    """Answers with the status in ``<current>/health`` (200 without one, 503 without current);
+    any other path than /health with the status in ``<current>/page``."""
 
     current: Path
 
     def do_GET(self) -> None:
         code = 503
         if self.current.is_dir():
-            found = self.current / "health"
+            found = self.current / ("health" if self.path == "/health" else "page")
             code = int(found.read_text()) if found.exists() else 200
         self.send_response(code)
         self.end_headers()
@@ -156,10 +157,15 @@ exec "$@"
         for name in ("systemctl", "sudo"):
             (self.bin / name).chmod(0o755)
 
-    def release(self, name: str, *, health: int | None = None, **fake: object) -> None:
-        """Make release ``name`` answer ``health`` and its masters behave as ``fake`` says."""
+    def release(
+        self, name: str, *, health: int | None = None, page: int | None = None, **fake: object
+    ) -> None:
+        """Make release ``name`` answer ``health`` (and ``page`` on any other path) and its
+        masters behave as ``fake`` says."""
         if health is not None:
             (self.root / "releases" / name / "health").write_text(str(health))
+        if page is not None:
+            (self.root / "releases" / name / "page").write_text(str(page))
         if fake:
             (self.root / "releases" / name / "fake.json").write_text(json.dumps(fake))
 
@@ -632,6 +638,43 @@ def test_an_unhealthy_new_release_rolls_back(site: Site) -> None:
     assert "new master " in done.stdout  # it got as far as the health check
     rolled_back(site, done, old)
     wait_for(lambda: site.pids() == (old, None), "the new master removed its .2 pidfile")
+
+
+def test_a_release_whose_probed_page_answers_5xx_rolls_back(site: Site) -> None:
+    site.release("B", page=500)
+    old = site.start("A")
+    home, other = site.url.replace("/health", "/"), site.url.replace("/health", "/about")
+    done = site.switch("releases/B", PROBE_URLS=f"{other}\n{home}")
+    assert f"probe {other} answered 500" in done.stdout  # the first fails: no more asked
+    assert f"switch failed: probe {other} answered 500 (CANARY_URLS:" in done.stderr
+    assert f"probe {home} " not in done.stdout
+    rolled_back(site, done, old)
+
+
+def test_probes_that_redirect_or_answer_4xx_pass_and_the_access_log_is_marked(
+    site: Site,
+) -> None:
+    site.release("B", page=404)
+    site.point("A")
+    access = site.log.with_name("access.log")
+    access.write_text("x" * 123)
+    old = site.start("A")
+    home = site.url.replace("/health", "/")
+    done = site.switch("releases/B", PROBE_URLS=home, ACCESS_LOG=access)
+    assert done.returncode == 0, done.stderr
+    assert f"probe {home} answered 404" in done.stdout
+    assert f"new release's requests: {access} from byte 123" in done.stdout
+    assert service.probed(done.stdout) == {home: "404"}
+    assert alive(site.pids()[0]) and not alive(old)
+
+
+def test_a_first_start_whose_probe_fails_is_stopped(site: Site) -> None:
+    site.release("B", page=502)
+    home = site.url.replace("/health", "/")
+    done = site.switch("releases/B", PROBE_URLS=home)
+    assert done.returncode == 1
+    assert f"start failed: probe {home} answered 502 (CANARY_URLS:" in done.stderr
+    assert site.target() is None and site.pids() == (None, None)
 
 
 # --- through service.switch and detach.sh --------------------------------------------------
