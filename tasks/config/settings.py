@@ -421,7 +421,7 @@ class Settings:
         "CANARY_URLS",
         parse.url_paths,
         "/",
-        "Paths probed on each host right after its health check; a 5xx rolls it back (empty: none)",
+        "Paths probed on the smoke check's side port and after each switch; a 5xx stops the release",
     )
     canary_bake: int = setting(
         "CANARY_BAKE",

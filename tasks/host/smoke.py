@@ -36,7 +36,8 @@ def smoke_command(host: Host, release: str) -> None:
 
 def smoke(host: Host, release: str) -> None:
     """SMOKE_COMMAND, then import the WSGI target and serve ``release`` on a side port until it
-    is healthy."""
+    is healthy and each path of CANARY_URLS answers there without a 5xx (a home page that
+    raises stops the deploy before any switch, so no request is answered wrong)."""
     settings = host.settings
     paths = layout(settings)
     smoke_command(host, release)
@@ -51,6 +52,7 @@ def smoke(host: Host, release: str) -> None:
             "IMPORT_CODE": shell.script_file("import_target.py"),
             "INCOMING": paths.incoming,
             "HEALTH_PATH": settings.health_path,
+            "PROBE_PATHS": "\n".join(settings.canary_urls),
             "TIMEOUT": settings.health_timeout,
             "LIMIT": settings.health_timeout + 30,
         },

@@ -71,6 +71,19 @@ failing() {  # STATUS: a canary probe's status that fails it: a 5xx, or no answe
   [[ ${1:-000} =~ ^(5[0-9][0-9]|000)$ ]]
 }
 
+probe_urls() {  # URLS (one a line): each once (probe); false at the first that fails
+  # (failing), which $bad names; prints "probe URL answered CODE" for each
+  local url code
+  # shellcheck disable=SC2034  # read by the caller
+  bad=""
+  while IFS= read -r url; do
+    [ -n "$url" ] || continue
+    code=$(probe "$url")
+    echo "probe $url answered $code"
+    # shellcheck disable=SC2034  # read by the caller
+    if failing "$code"; then bad="probe $url answered $code"; return 1; fi
+  done <<< "$1"
+}
 probe() {  # URL: print the HTTP status it answers (000: no answer); bash's /dev/tcp, no process
   # The Host header is $HEALTH_HOST, else the URL's host:port; the User-Agent fabdeploy-probe
   # (the canary's count leaves these requests out: tasks/host/canary.py's AGENT).

@@ -7,10 +7,12 @@
 #
 # In: APP_USER RELEASE (its directory) CONF (gunicorn.conf.py) WSGI_APP INCOMING (where the
 #     app's output is kept meanwhile) HEALTH_PATH TIMEOUT (seconds to be healthy)
+#     PROBE_PATHS (CANARY_URLS' paths, one a line: each must answer without a 5xx once healthy)
 #     LIMIT (seconds gunicorn may run at all) PROBE_PYTHON ANSWER_GRACE, and IMPORT_CODE (the
 #     text of scripts/import_target.py, run when the release does not become healthy).
 # Out: "smoke: ... answered 200 on a side port", exit 0. Exit 1: the import failed (its
-#      traceback) or the release did not become healthy (the app's output), on stderr;
+#      traceback), the release did not become healthy or a probed path answered a 5xx or
+#      nothing (the app's output), on stderr;
 #      exit 3: the release has no venv.
 cd -- "$RELEASE" || exit 1
 py="$RELEASE/.venv/bin/python"
@@ -26,13 +28,25 @@ pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null || true; as_app rm -rf -- "$private"' EXIT
 url="http://127.0.0.1:$port$HEALTH_PATH"
 if code=$(wait_healthy "$url" "$TIMEOUT" "$pid"); then ok=yes; else ok=no; fi
+probed=""
+if [ $ok = yes ]; then
+  urls=""
+  while IFS= read -r path; do [ -z "$path" ] || urls+="http://127.0.0.1:$port$path"$'\n'; done <<< "${PROBE_PATHS:-}"
+  probed=$(probe_urls "$urls") || ok=probe
+fi
 kill -TERM "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 trap - EXIT
 as_app rm -rf -- "$private"
 if [ $ok = yes ]; then
-  echo "smoke: $WSGI_APP imported; $url answered $code on a side port"
+  echo "smoke: $WSGI_APP imported; $url answered $code on a side port${probed:+ (and CANARY_URLS did: ${probed//$'\n'/; })}"
   rm -f -- "$log"
+elif [ $ok = probe ]; then
+  echo "smoke: healthy on a side port, but ${probed##*$'\n'} (CANARY_URLS: a 5xx or no answer fails the release before any switch)" >&2
+  echo "--- the app's output ---" >&2
+  tail -n 40 -- "$log" >&2 || true
+  rm -f -- "$log"
+  exit 1
 elif ! out=$(as_app "$py" -c "$IMPORT_CODE" "$CONF" "$WSGI_APP" 2>&1); then
   echo "smoke: importing $WSGI_APP with the release's Python failed:" >&2
   printf '%s\n' "$out" | tail -n 30 >&2

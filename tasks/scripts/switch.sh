@@ -46,17 +46,6 @@ mark_access() {  # with ACCESS_LOG: its size now, where the new release's reques
   size=$(as_app stat -c %s -- "$ACCESS_LOG" 2>/dev/null) || size=0
   echo "new release's requests: $ACCESS_LOG from byte ${size:-0}"
 }
-probe_urls() {  # each of PROBE_URLS once (lib.sh's probe); false at the first that fails
-  # (lib.sh's failing), which $bad names
-  local url code
-  bad=""
-  while IFS= read -r url; do
-    [ -n "$url" ] || continue
-    code=$(probe "$url")
-    echo "probe $url answered $code"
-    if failing "$code"; then bad="probe $url answered $code"; return 1; fi
-  done <<< "${PROBE_URLS:-}"
-}
 ready_dir=${PIDFILE%/*}
 ready() {  # PID [EXCEPT] -> how many of PID's children (EXCEPT not counted) are ready workers:
   # with the hooks, those that wrote ready.<pid>.<start time> (the pid and start time of the
@@ -144,7 +133,8 @@ if ! alive "$old"; then
   pid=$(app_pid "$PIDFILE")
   code=$(wait_healthy "$URL" $((deadline - SECONDS > 0 ? deadline - SECONDS : 1)) "$pid") \
     || fail_start "health check $URL answered $code"
-  probe_urls || fail_start "$bad (CANARY_URLS: a 5xx or no answer fails the switch)"
+  # shellcheck disable=SC2154  # $bad: set by lib.sh's probe_urls
+  probe_urls "${PROBE_URLS:-}" || fail_start "$bad (CANARY_URLS: a 5xx or no answer fails the switch)"
   # Serving already; a start reports once every worker is ready, as a switch does.
   pid=$(app_pid "$PIDFILE")
   wait_ready "$pid" "" "$READY_TIMEOUT" \
@@ -238,7 +228,8 @@ while [ "$(children "$old" "$new")" -gt 0 ]; do
 done
 mark_access
 code=$(wait_healthy "$URL" "$TIMEOUT" "$new") || fail "health check $URL answered $code"
-probe_urls || fail "$bad (CANARY_URLS: a 5xx or no answer fails the switch)"
+# shellcheck disable=SC2154  # $bad: set by lib.sh's probe_urls
+probe_urls "${PROBE_URLS:-}" || fail "$bad (CANARY_URLS: a 5xx or no answer fails the switch)"
 # shellcheck disable=SC2016  # $1 and $2 are the inner shell's
 # (a new temp name each time, made exclusively: nothing planted at a fixed name is written)
 as_app sh -c 't=$(mktemp "$2.XXXXXX") && printf "%s\n" "$1" > "$t" && mv -f "$t" "$2"' _ "$new" "$PIDFILE"

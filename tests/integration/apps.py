@@ -38,6 +38,15 @@ BROKEN = {
         '    """The version this release serves, and where it runs from."""\n'
         '    raise RuntimeError("a template error on the home page")\n',
     ),
+    # the home page raises on the service's port 8000 only: the smoke check's side port passes
+    # it, the switch's own probe of CANARY_URLS must catch it
+    "home-live": (
+        '    """The version this release serves, and where it runs from."""\n',
+        '    """The version this release serves, and where it runs from."""\n'
+        "    from flask import request\n\n"
+        '    if request.host.endswith(":8000"):\n'
+        '        raise RuntimeError("a template error on the home page")\n',
+    ),
     # the app's own test suite fails: the local test gate stops the deploy
     "tests": (
         'assert response.get_json()["app"] == "hello"',

@@ -608,16 +608,32 @@ def test_broken_release_never_replaces_the_served_one(
     assert len(site.masters()) == 1, site.masters()
 
 
-def test_a_home_page_that_raises_is_caught_by_the_probe_after_the_switch(site: Site) -> None:
-    """/health answers 200, / raises: the switch's probe of CANARY_URLS (default /) sends the
-    one host back to what it served, as a failed health check does."""
-    on_one_release(site, "the probe is switch.sh's on every release")
+def test_a_home_page_that_raises_is_caught_by_the_probes_before_and_after_the_switch(
+    site: Site,
+) -> None:
+    """/health answers 200, / raises: the smoke check's probe of CANARY_URLS (default /) on its
+    side port stops the deploy before any switch, so no request is answered wrong; a page that
+    raises on the service's port only passes the side port, and the switch's own probe sends
+    the one host back to what it served, as a failed health check does."""
+    on_one_release(site, "the probes are smoke.sh's and switch.sh's on every release")
     served, releases = site.current(), site.releases()
-    master, journal = site.master(), len(site.journal())
+    master, journal, version = site.master(), len(site.journal()), site.get("/")["version"]
     site.app("1.3.0-home", requirements=("python-dotenv",), uses="dotenv", broken="home")
     with site.loop() as loop:
+        stopped = site.fab("deploy", "--skip-tests", ok=False)
+    loop.report("broken home page, one host: stopped by the smoke check")
+    output = stopped.stdout + stopped.stderr
+    assert "smoke: healthy on a side port, but probe http://127.0.0.1:" in output, output
+    assert "/ answered 500 (CANARY_URLS: a 5xx or no answer fails the release before any switch)" in output  # fmt: skip
+    assert "RuntimeError: a template error on the home page" in output  # the app's output
+    assert "-> switch" not in stopped.stdout
+    assert loop.failures == [] and loop.versions[-3:] == [version] * 3  # none answered wrong
+    assert site.current() == served and site.releases() == releases
+
+    site.app("1.3.0-home", requirements=("python-dotenv",), uses="dotenv", broken="home-live")
+    with site.loop() as loop:
         failed = site.fab("deploy", "--skip-tests", ok=False)
-    loop.report("broken home page, one host")
+    loop.report("broken home page on the service's port, one host")
     output = failed.stdout + failed.stderr
     home = f"http://127.0.0.1:{PORT}/"
     assert f"probe {home} answered 500" in failed.stdout
@@ -628,7 +644,7 @@ def test_a_home_page_that_raises_is_caught_by_the_probe_after_the_switch(site: S
     # met its 500s then (never a refused connection), counted in the run's figures
     assert all("HTTPError 500" in each for each in loop.failures), loop.failures[:3]
     site.numbers["requests answered 500, one host, broken home page"] = len(loop.failures)
-    assert site.get("/")["version"] == "1.2.0" and loop.versions[-3:] == ["1.2.0"] * 3
+    assert site.get("/")["version"] == version and loop.versions[-3:] == [version] * 3
     assert site.current() == served and site.releases() == releases
     assert site.master() == master
     assert site.audit()[-1]["result"] == "failed"
