@@ -26,7 +26,7 @@ from ..core.errors import HostError
 from ..engine import hooks as engine_hooks
 from ..engine import step
 from ..engine.batches import batch_sizes, rounds
-from ..host import canary, converge, install, migrate, provision, sudoers
+from ..host import canary, converge, install, migrate, provision, sudoers, units
 from ..host import facts as host_facts
 from ..ssh import fanout
 from . import lists
@@ -59,6 +59,7 @@ class HostPlan:
     secrets_changed: bool = False  # the deploy would install the secrets file
     stale: list[str] = field(default_factory=list)  # processes started before their files
     refused: str = ""  # why the deploy would stop before changing any host ("" it would not)
+    restarts: list[str] = field(default_factory=list)  # what the deploy restarts here, and how
     warnings: list[str] = field(default_factory=list)  # what the deploy would do, but should not
     hooks: list[str] = field(default_factory=list)  # "point: name" that would run here
     migrates: bool = False  # MIGRATE_COMMAND would run here (MIGRATE_ON)
@@ -197,6 +198,7 @@ def make_plan(c: Context, settings: Settings, hosts: list[Host], build: archive.
         plan.build = build.outputs.as_dict() if build.outputs else {}
         web = roles.serves_web(settings, plan.host)
         plan.probes = canary.probe_urls(settings) if web else []
+        plan.restarts = restarts_on(settings, plan.host) if change else []
         if web and settings.canary_bake and plan.round == 1 and len(order) > 1:
             plan.canary = {
                 "bake": settings.canary_bake,
@@ -204,6 +206,20 @@ def make_plan(c: Context, settings: Settings, hosts: list[Host], build: archive.
                 "min_requests": settings.canary_min_requests,
             }
     return plans
+
+
+def restarts_on(settings: Settings, host: str) -> list[str]:
+    """What a deploy restarts on ``host``, and how: the web process by the USR2 handover in
+    its switch round, each companion process once every host switched."""
+    found = []
+    if roles.serves_web(settings, host):
+        found.append(f"{settings.app_name}.service: USR2 handover in its switch round (no request refused)")  # fmt: skip
+    found += [
+        f"{units.unit_name(settings, name)}: restarted once every host switched (TERM, up to "
+        f"STOP_TIMEOUT={settings.stop_timeout}s, then KILL)"
+        for name in roles.companions_of(settings, host)
+    ]
+    return found
 
 
 def build_line(build: archive.Build) -> str:
@@ -256,9 +272,10 @@ def lines(plan: HostPlan) -> list[str]:
         out.append("migrate: MIGRATE_COMMAND runs here, before the smoke check")
     if plan.probes:
         out.append(
-            f"probe after the switch: {', '.join(plan.probes)} (a 5xx or no answer sends it "
-            "back and stops the deploy)"
+            f"probe on the smoke check's side port, then after the switch: {', '.join(plan.probes)}"
+            " (a 5xx or no answer stops the deploy; after the switch it sends the host back)"
         )
+    out += [f"restart {what}" for what in plan.restarts]
     if plan.canary:
         out.append(
             f"canary: watched {plan.canary['bake']}s after its switch, before the next round: "

@@ -385,7 +385,7 @@ def test_plan_shows_the_probes_everywhere_and_the_bake_on_the_canary(
     assert web1.canary == {"bake": 30, "max_5xx": 5, "min_requests": 20} and web1.round == 1
     assert web2.canary == jobs1.canary == {}
     said = planning.lines(web1)
-    assert f"probe after the switch: {home} (a 5xx or no answer sends it back and stops the deploy)" in said  # fmt: skip
+    assert f"probe on the smoke check's side port, then after the switch: {home} (a 5xx or no answer stops the deploy; after the switch it sends the host back)" in said  # fmt: skip
     assert (
         "canary: watched 30s after its switch, before the next round: 5xx over 5% of at least "
         "20 requests in its access log, or a probe's 5xx, sends it back and stops the deploy"

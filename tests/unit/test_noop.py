@@ -144,3 +144,17 @@ def test_the_content_digest_decides_over_the_commit(
             f"{served[0]}, which the hosts serve: nothing it changed is part of the release "
             "(nothing restarted; --force deploys it again)"
         ]
+
+
+def test_plan_says_what_each_host_restarts_and_how(tmp_path: Path) -> None:
+    s = settings(tmp_path)  # web1 serves the web, jobs1 runs the worker
+    assert planning.restarts_on(s, "web1") == [
+        "shop.service: USR2 handover in its switch round (no request refused)"
+    ]
+    assert planning.restarts_on(s, "jobs1") == [
+        "shop-worker.service: restarted once every host switched (TERM, up to STOP_TIMEOUT="
+        f"{s.stop_timeout}s, then KILL)"
+    ]
+    plan = planning.HostPlan("web1", "R1", "a", "b", True, 0, False, "d", True, [])
+    plan.restarts = planning.restarts_on(s, "web1")
+    assert "restart shop.service: USR2 handover in its switch round (no request refused)" in planning.lines(plan)  # fmt: skip
