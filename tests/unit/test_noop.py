@@ -100,3 +100,16 @@ def test_plan_and_deploy_agree_on_no_change(
     assert noop.nothing_to_deploy(s, found, build, [drifted] if drifted else []) is unchanged
     assert deploy_says(s, found, build, drifted) is unchanged
     assert plan_says(s, found, build, drifted, monkeypatch) is unchanged
+
+
+def test_plan_shows_a_settings_only_change_in_clear_and_as_a_change() -> None:
+    plan = planning.HostPlan(
+        "web1", "R1", REV, REV, True, 0, False, "d", True, [],
+        files={"/etc/shop/settings": '-DEBUG="0"\n+DEBUG="1"\n'},
+        settings_changes=["DEBUG: 0 -> 1", "SITE=https://shop.example"],
+    )  # fmt: skip
+    assert plan.drifted  # the settings file differs: a deploy of the same revision is no no-op
+    assert (
+        "settings: DEBUG: 0 -> 1; SITE=https://shop.example: deploy installs them with the "
+        "switch (a graceful reload)"
+    ) in planning.lines(plan)

@@ -302,6 +302,10 @@ def test_setup_s_files_and_secrets_run_declared_commands(tmp_path: Path, example
         done = sudo.run("write-file", write)
         assert_declared(sudo, done)
         assert done.stdout.strip() == said
+    # the app's settings (ENV_<NAME>), as setup writes them
+    done = sudo.run("write-file", {**write, "DEST": paths.settings_file, "TEXT": 'DEBUG="1"\n'})
+    assert_declared(sudo, done)
+    assert done.stdout.strip() == "changed"
     assert sudo.run("secrets-have", {"DEST": paths.env_file}).stdout == ""
     text = 'API_TOKEN="t1"\n'
     upload = tmp_path / "upload"
