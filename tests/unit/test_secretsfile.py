@@ -90,5 +90,9 @@ def test_gunicorn_conf_gives_settings_then_secrets_and_drops_what_the_files_no_l
     assert "OLD" not in os.environ and os.environ["KEEP"] == "not the files'"
     assert "FABDEPLOY_FILES_ENV" not in os.environ  # the app never sees it
     server = SimpleNamespace(cfg=SimpleNamespace(env_orig=handed_on))
-    loaded["on_starting"](server)  # what this master's own re-exec hands on
+    was = os.umask(0o022)
+    try:
+        loaded["on_starting"](server)  # what this master's own re-exec hands on
+    finally:
+        os.umask(was)  # on_starting sets the unit's: not this test process's
     assert handed_on == {"KEEP": "not the files'", "FABDEPLOY_FILES_ENV": "DEBUG,SITE"}
