@@ -12,12 +12,23 @@ from invoke import task
 from .core.errors import ConfigError, FabdeployError, detail
 from .core.report import JSON_HELP, print_json
 from .ssh import fanout, session
+from .steps import checks
 from .steps.checks import THIS_MACHINE, Finding, local, migrations, on_host, to_json
 
 
-@task(name="check", help={"json": JSON_HELP})
-def check(c, json=False):  # type: ignore[no-untyped-def]
+@task(
+    name="check",
+    help={
+        "json": JSON_HELP,
+        "sources": "print each key's value and where it came from (config/common.env:LINE, the "
+        "environment's file, default, -H), secrets masked, and check nothing else",
+    },
+)
+def check(c, json=False, sources=False):  # type: ignore[no-untyped-def]
     """Check every precondition of a deploy, locally and on each host, changing nothing."""
+    if sources:
+        checks.sources(c, as_json=json)
+        return
     try:
         settings, hosts = session.session(c, fleet=True, data_on_stdout=json)
     except ConfigError as exc:  # the env file or the key file: nothing else can be checked

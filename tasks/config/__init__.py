@@ -6,7 +6,7 @@ from ..core.errors import ConfigError
 from .envfile import read_env_file
 from .key import Key, setting
 from .load import build, load, load_secrets, parse_values, secrets_files
-from .named import NAMED_KEY, check_roles, host_key, named_values
+from .named import NAMED_KEY, SETTING_KEY, app_settings, check_roles, host_key, named_values
 from .parse import GUNICORN_WORKERS, RESERVED_IN_RELEASE
 from .project import (
     NOT_ENVIRONMENTS,
@@ -19,6 +19,7 @@ from .project import (
 )
 from .reference import example_env, summary_table
 from .settings import (
+    COMMON,
     DEFAULT_ENVIRONMENT,
     HOOK_POINTS,
     KEYS,
@@ -29,6 +30,7 @@ from .settings import (
 )
 
 __all__ = [
+    "COMMON",
     "DEFAULT_ENVIRONMENT",
     "GUNICORN_WORKERS",
     "HOOK_POINTS",
@@ -37,11 +39,13 @@ __all__ = [
     "NAMED_KEY",
     "NOT_ENVIRONMENTS",
     "RESERVED_IN_RELEASE",
+    "SETTING_KEY",
     "WEB",
     "ConfigError",
     "Key",
     "Secrets",
     "Settings",
+    "app_settings",
     "build",
     "check_roles",
     "environments",

@@ -1,7 +1,7 @@
 """Env files -> one validated, typed `Settings` object.
 
-This package is the only reader of ``config/<environment>.env`` files and of the app's
-secrets file. Every other module receives a `Settings` (or the `Secrets` inside it) from
+This package is the only reader of ``config/<environment>.env`` files (over the base,
+``config/common.env``, when there is one: `layers`, `merge`) and of the app's secrets file. Every other module receives a `Settings` (or the `Secrets` inside it) from
 `load`; none reads the environment or the files on its own.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from invoke.context import Context
 
@@ -18,9 +18,9 @@ from ..core.errors import ConfigError
 from . import parse
 from .envfile import read_env_file
 from .key import Loaded, field_values
-from .named import NAMED_KEY, check_roles, named_values
+from .named import NAMED_KEY, SETTING_KEY, app_settings, check_roles, named_values
 from .project import cache_dir, environments, project_dir, selected_environment
-from .settings import KEYS, KEYS_BY_NAME, Secrets, Settings
+from .settings import COMMON, KEYS, KEYS_BY_NAME, Secrets, Settings
 
 
 def refuse_control_characters(raw: dict[str, tuple[str, int]], source: Path) -> None:
@@ -37,26 +37,27 @@ def refuse_control_characters(raw: dict[str, tuple[str, int]], source: Path) -> 
             )
 
 
-def parse_values(raw: dict[str, tuple[str, int]], source: Path) -> dict[str, Any]:
-    """Check names and types of ``raw`` against `KEYS`; return ``{key: typed value}``."""
+def parse_values(raw: dict[str, tuple[str, int]], where: Callable[[str], str]) -> dict[str, Any]:
+    """Check names and types of ``raw`` against `KEYS`; return ``{key: typed value}``.
+    ``where(key)`` is the ``<file>:<line>: KEY`` errors name (``<file>: KEY`` for a key unset)."""
     values: dict[str, Any] = {}
-    for name, (text, line) in raw.items():
-        if NAMED_KEY.match(name):
-            continue  # PROCESS_/ROLE_/RUNS_<NAME>: read by `named_values`
+    for name, (text, _) in raw.items():
+        if NAMED_KEY.match(name) or SETTING_KEY.match(name):
+            continue  # PROCESS_/ROLE_/RUNS_<NAME>: `named_values`; ENV_<NAME>: `app_settings`
         key = KEYS_BY_NAME.get(name)
         if key is None:
             close = difflib.get_close_matches(name, KEYS_BY_NAME, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"{source}:{line}: {name}: unknown key{hint}")
+            raise ConfigError(f"{where(name)}: unknown key{hint}")
         try:
             values[name] = key.parse(text)
         except ValueError as exc:
-            raise ConfigError(f"{source}:{line}: {name}: {exc}") from None
+            raise ConfigError(f"{where(name)}: {exc}") from None
     for key in KEYS:
         if key.name in values:
             continue
         if key.required:
-            raise ConfigError(f"{source}: {key.name}: required key is missing ({key.help})")
+            raise ConfigError(f"{where(key.name)}: required key is missing ({key.help})")
         values[key.name] = key.parse(key.default)
     return values
 
@@ -75,7 +76,8 @@ def load_secrets(path_text: str, project: Path, where: str = "") -> Secrets:
             raise ConfigError(f"{path}:{line}: {name}: not a valid variable name")
         if "\0" in value:  # no environment can hold it; any other character is kept
             raise ConfigError(f"{path}:{line}: {name}: a secret may not hold NUL (\\x00)")
-    return Secrets(path, {name: value for name, (value, _) in raw.items()})
+    values = {name: value for name, (value, _) in raw.items()}
+    return Secrets(path, values, {name: line for name, (_, line) in raw.items()})
 
 
 def secrets_files(project: Path) -> list[Path]:
@@ -93,19 +95,73 @@ def secrets_files(project: Path) -> list[Path]:
     return found
 
 
+def layers(source: Path) -> list[tuple[Path, dict[str, tuple[str, int]]]]:
+    """The files an environment reads, each ``(path, {KEY: (value, line)})``, the base first:
+    `COMMON` (``config/common.env``) when it exists, then ``source``, each checked for
+    control characters (`refuse_control_characters`)."""
+    common = source.parent / f"{COMMON}.env"
+    found = [(common, read_env_file(common))] if common.is_file() else []
+    found.append((source, read_env_file(source)))
+    for path, raw in found:
+        refuse_control_characters(raw, path)
+    return found
+
+
+def merge(
+    found: list[tuple[Path, dict[str, tuple[str, int]]]],
+) -> tuple[dict[str, tuple[str, int]], dict[str, tuple[Path, int]]]:
+    """`layers` as one file: each key's value from the last file that sets it (the
+    environment's over the base, key by key), and where it came from: KEY -> (file, line)."""
+    raw: dict[str, tuple[str, int]] = {}
+    origins: dict[str, tuple[Path, int]] = {}
+    for path, each in found:
+        for key, (text, line) in each.items():
+            raw[key] = (text, line)
+            origins[key] = (path, line)
+    return raw, origins
+
+
+def refuse_shared_names(env: dict[str, str], secrets: Secrets, where: Callable[[str], str]) -> None:
+    """A variable is an app setting (``ENV_<NAME>``) or a secret, never both: a `ConfigError`
+    naming both places."""
+    for name in sorted(set(env) & set(secrets.names())):
+        raise ConfigError(
+            f"{where(f'ENV_{name}')}: {name} is also a secret ({secrets.path}:{secrets.line(name)}): "
+            "a variable is either a setting (ENV_) or a secret; keep it in one place"
+        )
+
+
 def build(environment: str, project: Path) -> Settings:
-    """Read and validate ``config/<environment>.env`` under ``project``."""
+    """Read and validate ``config/<environment>.env`` under ``project``, over
+    ``config/common.env`` when it exists (`layers`)."""
     config_dir = project / "config"
     source = config_dir / f"{environment}.env"
+    if environment == COMMON:
+        known = ", ".join(environments(config_dir)) or "none"
+        raise ConfigError(
+            f"{source}: the base every environment reads first, not an environment: name one "
+            f"(environments here: {known})"
+        )
     if not source.is_file():
         known = ", ".join(environments(config_dir)) or "none"
         raise ConfigError(f"{source}: environment file not found (environments here: {known})")
-    raw = read_env_file(source)
-    refuse_control_characters(raw, source)
-    values = parse_values(raw, source)
-    named = named_values(raw, source)
-    check_roles(values, raw, source, named)
+    raw, origins = merge(layers(source))
+
+    def where(key: str) -> str:
+        if key not in origins:
+            return f"{source}: {key}"
+        path, line = origins[key]
+        return f"{path}:{line}: {key}"
+
+    values = parse_values(raw, where)
+    named = named_values(raw, where)
+    check_roles(values, where, named)
+    env = app_settings(raw, where)
     processes, roles, runs = named
+    secrets = load_secrets(
+        values["SECRETS_FILE"], project, where("SECRETS_FILE").rpartition(": ")[0]
+    )
+    refuse_shared_names(env, secrets, where)
     return Settings(
         environment=environment,
         source=source,
@@ -116,9 +172,10 @@ def build(environment: str, project: Path) -> Settings:
         roles=roles,
         runs=runs,
         lines={key: line for key, (_, line) in raw.items()},
-        secrets=load_secrets(
-            values["SECRETS_FILE"], project, f"{source}:{raw.get('SECRETS_FILE', ('', 0))[1]}"
-        ),
+        origins=origins,
+        texts={key: text for key, (text, _) in raw.items()},
+        app_env=env,
+        secrets=secrets,
     )
 
 

@@ -1,11 +1,12 @@
 """The keys named by the user: ``PROCESS_<NAME>`` (a companion process's command),
-``ROLE_<NAME>`` (a role's hosts) and ``RUNS_<NAME>`` (the processes a role runs)."""
+``ROLE_<NAME>`` (a role's hosts), ``RUNS_<NAME>`` (the processes a role runs) and
+``ENV_<NAME>`` (an app setting: the variable ``<NAME>`` in the app's environment, not a
+secret)."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..core.errors import ConfigError
 from . import parse
@@ -14,15 +15,22 @@ from .settings import WEB
 #: A key named by the user: its kind (PROCESS, ROLE or RUNS) and its NAME.
 NAMED_KEY = re.compile(r"^(PROCESS|ROLE|RUNS)_([A-Z][A-Z0-9_]{0,40})$")
 
+#: An app setting: ``ENV_<NAME>``, ``<NAME>`` a variable name as the secrets file allows.
+SETTING_KEY = re.compile(r"^ENV_([A-Za-z_][A-Za-z0-9_]*)$")
+
+#: Variables fabdeploy or gunicorn set in the app's environment themselves: no ENV_ sets them.
+RESERVED_VARIABLES = frozenset({"PATH", "VIRTUAL_ENV", "PYTHONPATH", "HOME", "USER", "LOGNAME"})
+RESERVED_PREFIXES = ("FABDEPLOY_", "GUNICORN_")
+
 
 def named_values(
-    raw: dict[str, tuple[str, int]], source: Path
+    raw: dict[str, tuple[str, int]], where: Callable[[str], str]
 ) -> tuple[dict[str, str], dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
     """The ``PROCESS_``, ``ROLE_`` and ``RUNS_<NAME>`` keys: processes, roles, what roles run."""
     processes: dict[str, str] = {}
     roles: dict[str, tuple[str, ...]] = {}
     runs: dict[str, tuple[str, ...]] = {}
-    for name, (text, line) in raw.items():
+    for name, (text, _) in raw.items():
         match = NAMED_KEY.match(name)
         if not match:
             continue
@@ -39,8 +47,26 @@ def named_values(
             else:
                 runs[label] = tuple(parse.name(item) for item in parse.comma_list(text))
         except ValueError as exc:
-            raise ConfigError(f"{source}:{line}: {name}: {exc}") from None
+            raise ConfigError(f"{where(name)}: {exc}") from None
     return processes, roles, runs
+
+
+def app_settings(raw: dict[str, tuple[str, int]], where: Callable[[str], str]) -> dict[str, str]:
+    """The ``ENV_<NAME>`` keys: variable name -> value, as written (``where(key)``: the
+    ``<file>:<line>: KEY`` of a key, for errors)."""
+    found: dict[str, str] = {}
+    for key, (text, _) in raw.items():
+        match = SETTING_KEY.match(key)
+        if not match:
+            continue
+        name = match.group(1)
+        if name in RESERVED_VARIABLES or name.startswith(RESERVED_PREFIXES):
+            raise ConfigError(
+                f"{where(key)}: {name} is set by fabdeploy or gunicorn in the app's environment; "
+                "name the setting otherwise"
+            )
+        found[name] = text
+    return found
 
 
 def host_key(host: str) -> str:
@@ -54,16 +80,12 @@ def host_key(host: str) -> str:
 
 def check_roles(
     values: dict[str, Any],
-    raw: dict[str, tuple[str, int]],
-    source: Path,
+    where: Callable[[str], str],
     named: tuple[dict[str, str], dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]],
 ) -> None:
     """Every role has hosts (of HOSTS, when it is set) and runs known processes; PRIMARY_HOST
     is one of the hosts: else a `ConfigError` naming file, line and key."""
     processes, roles, runs = named
-
-    def where(key: str) -> str:
-        return f"{source}:{raw[key][1]}: {key}" if key in raw else f"{source}: {key}"
 
     def key_of(prefix: str, role: str) -> str:
         return f"{prefix}_{role.upper().replace('-', '_')}"

@@ -11,10 +11,11 @@ from typing import Any
 from invoke.context import Context
 
 from .parse import NAME
-from .settings import DEFAULT_ENVIRONMENT, Settings
+from .settings import COMMON, DEFAULT_ENVIRONMENT, Settings
 
-#: Env files in the config dir that are documentation, not deploy targets.
-NOT_ENVIRONMENTS = frozenset({"example"})
+#: Env files in the config dir that are not deploy targets: documentation, and the base every
+#: environment reads first (config/common.env).
+NOT_ENVIRONMENTS = frozenset({"example", COMMON})
 
 
 def find_project_dir(start: Path | None = None) -> Path:

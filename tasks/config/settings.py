@@ -15,6 +15,8 @@ from .key import Key, Loaded, declared, setting
 
 #: The environment used when the command line names none.
 DEFAULT_ENVIRONMENT = "default"
+#: The base env file every environment reads first (``config/common.env``): not an environment.
+COMMON = "common"
 #: The process gunicorn serves; every other process is a companion named by PROCESS_<NAME>.
 WEB = "web"
 
@@ -66,9 +68,16 @@ def hosts_of_roles(hosts: tuple[str, ...], loaded: Loaded) -> tuple[str, ...]:
 class Secrets:
     """The app's secrets: key names are shown, values never are."""
 
-    def __init__(self, path: Path | None, values: dict[str, str]) -> None:
+    def __init__(
+        self, path: Path | None, values: dict[str, str], lines: dict[str, int] | None = None
+    ) -> None:
         self.path = path
         self._values = dict(values)
+        self._lines = dict(lines or {})
+
+    def line(self, name: str) -> int:
+        """The line of the secrets file that sets ``name`` (0: unknown)."""
+        return self._lines.get(name, 0)
 
     def names(self) -> list[str]:
         """Names of the secrets, for messages."""
@@ -449,6 +458,14 @@ class Settings:
     roles: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
     runs: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
     lines: dict[str, int] = field(default_factory=dict, compare=False)  # KEY -> its line
+    #: Each key set in a file: KEY -> (the file, its line): config/common.env's or the
+    #: environment's own, which overrides it (`where`, ``fab check --sources``).
+    origins: dict[str, tuple[Path, int]] = field(default_factory=dict, compare=False)
+    #: Each key set in a file: KEY -> its text there, as written.
+    texts: dict[str, str] = field(default_factory=dict, compare=False)
+    #: The app's settings (``ENV_<NAME>``): variable name -> value, in file order. Not
+    #: secrets: shown in clear, installed as /etc/<app>/settings (docs/configuration.md).
+    app_env: dict[str, str] = field(default_factory=dict, compare=False)
     #: `deploy --ref`: the ref's commit; APP_DIR is then that commit's tree, exported.
     revision: str = field(default="", compare=False)
     secrets: Secrets = field(repr=False, compare=False, default_factory=lambda: Secrets(None, {}))
@@ -464,7 +481,11 @@ class Settings:
         return {point: getattr(self, f"hook_{point}") for point in HOOK_POINTS}
 
     def where(self, key: str) -> str:
-        """``<env file>:<line>: KEY`` (or ``<env file>: KEY`` for a default), for messages."""
+        """``<file>:<line>: KEY``, the file config/common.env or the environment's (or
+        ``<env file>: KEY`` for a default), for messages."""
+        if key in self.origins:
+            path, line = self.origins[key]
+            return f"{path}:{line}: {key}"
         line = self.lines.get(key)
         return f"{self.source}:{line}: {key}" if line else f"{self.source}: {key}"
 

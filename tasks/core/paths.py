@@ -16,6 +16,8 @@ machine (`LocalState`, `local_state(settings)`).
   .switch/                      each switch's script, log and exit status (it runs detached), 0700
   revisions.log                 one audit line per deploy or rollback, appended only
 /etc/<app>/                     root : app group, 0750
+  settings                      the app's settings (ENV_<NAME>), root : app group, 0640
+                                (EnvironmentFile=, read before env)
   env                           the app's secrets, root : app group, 0640 (EnvironmentFile=)
   gunicorn.conf.py              gunicorn's settings, rendered by setup, root : app group, 0640
 /run/<app>/                     the unit's RuntimeDirectory=, the app user's:
@@ -85,6 +87,12 @@ class Layout:
     def env_file(self) -> str:
         """The app's secrets, as systemd's EnvironmentFile= reads them."""
         return f"{self.etc}/env"
+
+    @property
+    def settings_file(self) -> str:
+        """The app's settings (``ENV_<NAME>``), as systemd's EnvironmentFile= reads them:
+        read before `env_file`, in the same format."""
+        return f"{self.etc}/settings"
 
     @property
     def legacy_env_file(self) -> str:

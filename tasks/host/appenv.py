@@ -5,8 +5,8 @@ user) that runs ``command`` in the release directory ``where``, with that releas
 on PATH (``VIRTUAL_ENV`` set, so ``python``, ``flask``, ``celery``, ``manage.py`` shebangs
 resolve to it), ``where`` first on PYTHONPATH (the app's own packages import as they do under
 gunicorn, whatever directory the script is in; a PYTHONPATH the app sets comes after it) and
-the app's secrets from ``where/.env`` in its environment, parsed by
-``scripts/with_secrets.py``, never sourced. Hooks, MIGRATE_COMMAND, SMOKE_COMMAND and
+the app's settings (/etc/<app>/settings, the ``ENV_<NAME>`` keys) then its secrets (from
+``where/.env``) in its environment, parsed by ``scripts/with_secrets.py``, never sourced. Hooks, MIGRATE_COMMAND, SMOKE_COMMAND and
 ``fab exec`` use it.
 """
 
@@ -49,10 +49,10 @@ def command_line(settings: Settings, where: str, command: str, *, venv: bool = T
     """
     python = ".venv/bin/python" if venv else settings.python
     path = 'export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"; ' if venv else ""
-    release = ' "$PWD"' if venv else ""
+    release = '"$PWD"' if venv else "''"
     script = (
         f"cd {quote(where)} && {path}exec {quote(python)} -c {quote(WITH_SECRETS.read_text())}"
-        f' "$0"{release}'
+        f' "$0" {release} {quote(layout(settings).settings_file)}'
     )
     return f"bash -c {quote(script)} {quote(command)}"
 
@@ -77,6 +77,7 @@ def run_bounded(
             "VENV": "yes" if venv else "no",
             "PYTHON": host.settings.python,
             "WITH_SECRETS": WITH_SECRETS.read_text(),
+            "SETTINGS": layout(host.settings).settings_file,
             "COMMAND": cmd,
             "LABEL": label,
             "TIMEOUT": timeout,

@@ -1,6 +1,7 @@
 """What setup owns on a host, kept in step by every deploy: the web unit, /etc/<app>/gunicorn.conf.py,
-the secrets file (/etc/<app>/env) and the companion processes' units: every one root's, in a
-root-owned directory (docs/security.md#ownership).
+the app's settings (/etc/<app>/settings, the ``ENV_<NAME>`` keys: written when the app has
+some or the host has the file), the secrets file (/etc/<app>/env) and the companion processes'
+units: every one root's, in a root-owned directory (docs/security.md#ownership).
 
 The deploy's lock learns them in its session (`program`, ``scripts/plan.sh``: the files'
 texts, the secrets file's digest, never its values, and which running process started
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from ..config import roles
 from ..config.project import fab_command
-from ..core import kv, sandbox, shell
+from ..core import kv, sandbox, secretsfile, shell
 from ..core.errors import HostError
 from ..core.paths import layout, unit_file
 from . import units as host_units
@@ -50,6 +51,9 @@ RESTART_ONLY = ("User=", "Group=", "PIDFile=", "RuntimeDirectory", "WorkingDirec
 
 #: The suffix of a file's copy kept while the deploy runs (converge.sh).
 KEPT = ".fabdeploy-old"
+
+#: The settings file's name in /etc/<app> (`tasks.core.paths.Layout.settings_file`).
+SETTINGS_NAME = "settings"
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class Drift:
     stale: tuple[str, ...] = ()  # processes running on older files (a switch reloads them)
     secrets: bool = False  # the secrets file is among the files
     new_secrets: bool = False  # ... with other values (not only another owner or mode)
+    settings: list[str] = field(default_factory=list)  # the app settings' changes, in clear
     stage: str = ""  # where `stage` put the files on the host
     applied: bool = False  # the files are in place (the switch took them)
 
@@ -95,6 +100,8 @@ class Drift:
         what = [Path(t.path).name for t in self.files]
         if self.secrets:
             what[-1] = "the secrets"  # appended last by `drift`
+        told = f"the settings ({', '.join(self.settings)})" if self.settings else "the settings"
+        what = [told if name == SETTINGS_NAME else name for name in what]
         what += [f"{Path(s).name} started before its files changed" for s in self.stale]
         return ", ".join(what)
 
@@ -119,6 +126,7 @@ def program(host: Host) -> tuple[str, dict[str, object]]:
         "UNIT": unit_file(settings.app_name),
         "CONF": paths.gunicorn_conf,
         "ENV_FILE": paths.env_file,
+        "SETTINGS": paths.settings_file,
         "APP_USER": host.app_user,
         "PIDFILE": paths.pidfile,
         "PROCESS_UNITS": "\n".join(units),
@@ -151,8 +159,10 @@ def read(host: Host) -> OnHost:
     return parse(host.script(body, env=env, hide=True, label="read setup's files").stdout)
 
 
-def targets(host: Host, group: str) -> list[Target]:
-    """The files setup writes on ``host`` (the secrets file apart), as it would write them."""
+def targets(host: Host, group: str, has_settings: bool = False) -> list[Target]:
+    """The files setup writes on ``host`` (the secrets file apart), as it would write them;
+    the settings file when the app has settings or the host has the file (``has_settings``:
+    then emptied of those removed)."""
     settings, user = host.settings, host.app_user
     conf = render_gunicorn_conf(settings)
     found = [
@@ -162,7 +172,25 @@ def targets(host: Host, group: str) -> list[Target]:
     for name in roles.companions_of(settings, host.name):
         text = host_units.render_process_unit(settings, name, user, group)
         found.append(Target(host_units.process_unit_path(settings, name), text))
+    if settings.app_env or has_settings:
+        found.append(settings_target(settings, group))
     return found
+
+
+def settings_target(settings: Settings, group: str) -> Target:
+    """The app's settings file (``ENV_<NAME>``: the secrets file's format, values in clear)."""
+    text = secretsfile.render(settings.app_env)
+    return Target(layout(settings).settings_file, text, "root", group, "640")
+
+
+def settings_changes(have: str | None, settings: Settings) -> list[str]:
+    """What a deploy changes in the app's settings on a host whose file holds ``have`` (None:
+    no file): ``NAME=value`` added, ``NAME: old -> new``, ``NAME removed``, in clear."""
+    old = secretsfile.parse(have or "")
+    new = settings.app_env
+    found = [f"{name}={value}" for name, value in new.items() if name not in old]
+    found += [f"{name}: {old[name]} -> {value}" for name, value in new.items() if name in old and old[name] != value]  # fmt: skip
+    return found + [f"{name} removed" for name in old if name not in new]
 
 
 def secrets_target(host: Host, group: str) -> tuple[Target, str] | None:
@@ -196,13 +224,15 @@ def drift(host: Host, found: OnHost) -> Drift:
     (or the app user created): a deploy never applies that part, and changes nothing."""
     group = found.group or host.app_user
     result = Drift(stale=found.stale)
-    for target in targets(host, group):
+    has_settings = found.files.get(layout(host.settings).settings_file) is not None
+    for target in targets(host, group, has_settings):
         have = found.files.get(target.path)
         if have == target.text:
             continue
         if not found.group:
             refuse(host, f"APP_USER {host.app_user} does not exist on the host")
-        lines = restart_only(have or "", target.text) if have is not None else []
+        is_settings = target.path == layout(host.settings).settings_file
+        lines = restart_only(have or "", target.text) if have is not None and not is_settings else []  # fmt: skip
         if lines:
             refuse(
                 host,
@@ -210,6 +240,8 @@ def drift(host: Host, found: OnHost) -> Drift:
             )
         result.files.append(target)
         result.had[target.path] = have is not None
+        if is_settings:
+            result.settings = settings_changes(have, host.settings)
     secrets = secrets_target(host, group)
     if secrets and found.secrets != secrets[1]:
         result.files.append(secrets[0])

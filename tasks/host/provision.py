@@ -44,7 +44,7 @@ from ..config.project import fab_command
 from ..core import shell
 from ..core.errors import FabdeployError, HostError
 from ..core.paths import layout, logrotate_file, unit_file
-from . import linked, processes, service, units
+from . import converge, linked, processes, service, units
 from .units import render_gunicorn_conf, render_logrotate, render_unit
 
 if TYPE_CHECKING:
@@ -281,6 +281,10 @@ def service_files(host: Host, group: str) -> list[Change]:
         host, paths.gunicorn_conf, render_gunicorn_conf(settings), group=group, mode="640"
     )
     changes = [_say(host, Change(paths.gunicorn_conf, conf))]
+    if settings.app_env:  # the app's settings (ENV_<NAME>); a deploy keeps them in step too
+        made = converge.settings_target(settings, group)
+        written = write_file(host, made.path, made.text, group=group, mode=made.mode)
+        changes.append(_say(host, Change(f"settings {made.path}", written)))
     unit_path = unit_file(settings.app_name)
     unit = write_file(host, unit_path, render_unit(settings, name, group))
     web = roles.serves_web(settings, host.name)
@@ -430,7 +434,7 @@ def running_keeps(host: Host, changes: list[Change]) -> None:
     """Say that the running processes keep the files setup just changed until a deploy
     (nothing when a migration restarted them on these files)."""
     paths = layout(host.settings)
-    files = ("secrets", paths.gunicorn_conf, "/etc/systemd/system/")
+    files = ("secrets", "settings", paths.gunicorn_conf, "/etc/systemd/system/")
     if any(c.item == RESTARTED for c in changes):
         return
     if any(c.changed and c.item.startswith(files) for c in changes):

@@ -166,12 +166,15 @@ def daily(settings: Settings) -> list[Right]:
 
 def reads(settings: Settings) -> list[Right]:
     """/etc/<app>'s files, which only root and the app's group may read: gunicorn.conf.py's
-    text, the secrets' digest and names (never their values)."""
+    and the settings' text, the secrets' digest and names (never their values)."""
     paths = layout(settings)
-    conf, env = paths.gunicorn_conf, paths.env_file
+    conf, env, app_settings = paths.gunicorn_conf, paths.env_file, paths.settings_file
+    about = frozenset({app_settings})
     return [
         Right("stat", (*STAT, conf), READ),
         Right("cat", ("--", conf), READ),
+        Right("stat", (*STAT, app_settings), READ, about),
+        Right("cat", ("--", app_settings), READ, about),
         Right("stat", (*STAT, env), READ),
         Right("sha256sum", ("--", env), READ),
         Right("cut", ("-s", "-d=", "-f1", "--", env), READ),
@@ -223,6 +226,7 @@ def setup_files(settings: Settings, group: str) -> list[tuple[str, str, str, str
         (unit_file(settings.app_name), "root", "root", "644"),
         (logrotate_file(settings.app_name), "root", "root", "644"),
         *((path, "root", "root", "644") for path in companions),
+        (paths.settings_file, "root", group, "640"),
         (paths.env_file, "root", group, "640"),
     ]
 
@@ -396,11 +400,14 @@ def header(settings: Settings, users: list[str], day: str, setup_alias: str) -> 
 def probes(host: Host) -> list[Right]:
     """The rights ``scripts/facts.sh`` asks ``host`` about, in order: those of `NEEDS` (with
     the CONVERGE ones a deploy may need) that concern what ``host`` runs and has; the app
-    user's group is `APP_GROUP` (facts.sh puts it in)."""
+    user's group is `APP_GROUP` (facts.sh puts it in). The settings file's only when the app
+    has settings (``ENV_<NAME>``): a host whose rule predates them keeps working without."""
     settings = host.settings
     mine = {units.unit_name(settings, name) for name in roles.processes_of(settings, host.name)}
     mine |= {units.process_unit_path(settings, name) for name in roles.companions_of(settings, host.name)}  # fmt: skip
     mine |= converged(settings) - {units.process_unit_path(settings, p) for p in settings.processes}  # fmt: skip
+    if not settings.app_env:
+        mine.discard(layout(settings).settings_file)
     asked = {use for uses in NEEDS.values() for use in uses}
     return [
         right

@@ -3,6 +3,7 @@
 #
 # In: DIR (the release, where it runs) VENV (yes: DIR/.venv first on PATH, DIR first on
 #     PYTHONPATH) PYTHON (the host's, without VENV) WITH_SECRETS (the text of with_secrets.py)
+#     SETTINGS (the app's settings file, read before the secrets)
 #     COMMAND (the user's bash line, run as written) LABEL (how messages name it) TIMEOUT
 #     (seconds; 0: no limit) GRACE (seconds between TERM and KILL).
 # The command runs under `timeout`, in a process group of its own, its stdin /dev/null. When
@@ -13,12 +14,12 @@
 # session ended first. Either way one line on stderr says what was stopped and why.
 trap '' PIPE  # the session may be gone: stopping the command must not die writing about it
 cd -- "$DIR" || exit 3
-interpreter=$PYTHON release=()
+interpreter=$PYTHON release=""
 if [ "$VENV" = yes ]; then
   export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"
-  interpreter=.venv/bin/python release=("$PWD")
+  interpreter=.venv/bin/python release=$PWD
 fi
-timeout -k "$GRACE" "$TIMEOUT" "$interpreter" -c "$WITH_SECRETS" "$COMMAND" "${release[@]}" < /dev/null &
+timeout -k "$GRACE" "$TIMEOUT" "$interpreter" -c "$WITH_SECRETS" "$COMMAND" "$release" "$SETTINGS" < /dev/null &
 running=$!
 exec 3<&0  # a job started with & reads /dev/null: hand it our stdin explicitly
 cat <&3 > /dev/null 2>&1 &

@@ -50,7 +50,7 @@ if [ -z "$found" ]; then
 elif [ "$found" != "root:$GROUP:750" ]; then
   while IFS= read -r name; do
     case $name in
-      ''|env|gunicorn.conf.py|*.fabdeploy-new|*.fabdeploy-old) ;;
+      ''|env|settings|gunicorn.conf.py|*.fabdeploy-new|*.fabdeploy-old) ;;
       *) echo "$ETC exists and holds $name, which is not fabdeploy's: the app's settings go to" \
            "/etc/<APP_NAME>, so choose an APP_NAME no other software uses" >&2; exit 4 ;;
     esac

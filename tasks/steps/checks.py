@@ -21,10 +21,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from fabric import Connection
+from invoke.context import Context
+
+from .. import config
 from ..build import preflight, pyreq, source
+from ..config import origins
 from ..core.errors import FabdeployError, HostError, detail
 from ..core.local import local_user, pid_alive
+from ..core.output import Output
 from ..core.paths import layout
+from ..core.report import print_json
 from ..host import facts as host_facts
 from ..host import migrate, precheck, provision, sudoers, units
 from ..host.lockfile import describe_held, is_stale, read_lock
@@ -56,6 +63,27 @@ class Finding:
         """The finding as ``fab check`` prints it."""
         status = "BLOCKS " if not self.ok else "WARNING" if self.warning else "ok     "
         return f"{status} {self.check}: {self.detail}"
+
+
+def sources(c: Context, *, as_json: bool = False) -> None:
+    """``fab check --sources``: each key's value and where it came from (config/common.env,
+    the environment's file, a default, ``-H``), the secrets by name with their values masked;
+    no host is asked. Under ``fab -H a,b`` it prints once (Fabric calls the task per host)."""
+    settings = config.load(c)
+    given = session.fab_hosts()
+    if isinstance(c, Connection):  # one call per -H host: the first prints, as a fleet's
+        shared = session.command(c)
+        if shared.fleet_covers:
+            shared.fleet_covers -= 1
+            return
+        shared.fleet_covers = max(len(given) - 1, 0)
+    rows = origins.origins(settings, given)
+    output = Output(mask=settings.secrets.values())
+    if as_json:
+        print_json([row._asdict() for row in rows], output.clean)
+        return
+    for line in origins.render(rows):
+        output.say(line)
 
 
 def migrations(settings: Settings, hosts: list[str]) -> list[Finding]:

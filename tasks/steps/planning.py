@@ -5,7 +5,8 @@ facts (the `check` step's, read-only), and the build itself (local, the same arc
 packages the deploy would make, then thrown away). From those, per host: the revision to
 deploy over the one it serves, the bytes to ship, the venv reused or built (and its
 packages), the files setup owns that the deploy would put in place with the switch (a diff;
-`tasks.host.converge`), the secrets changed (names added or removed only), the processes running
+`tasks.host.converge`), the app's settings changed (``ENV_<NAME>``, in clear), the secrets
+changed (names added or removed only), the processes running
 on older files, or the change the deploy would refuse and the commands to run instead, the
 hooks that would run there, and the switch round it is in.
 
@@ -23,6 +24,7 @@ from invoke import Context
 from ..build import pyreq
 from ..config import roles
 from ..core.errors import HostError
+from ..core.paths import layout
 from ..engine import hooks as engine_hooks
 from ..engine import step
 from ..engine.batches import batch_sizes, rounds
@@ -57,6 +59,8 @@ class HostPlan:
     secrets_added: list[str] = field(default_factory=list)
     secrets_removed: list[str] = field(default_factory=list)
     secrets_changed: bool = False  # the deploy would install the secrets file
+    #: The app's settings the deploy would change here, in clear (`converge.settings_changes`).
+    settings_changes: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)  # processes started before their files
     refused: str = ""  # why the deploy would stop before changing any host ("" it would not)
     restarts: list[str] = field(default_factory=list)  # what the deploy restarts here, and how
@@ -115,7 +119,10 @@ def plan_host(c: Context, host: Host, build: archive.Build, facts: host_facts.Fa
     """The plan of one host from its facts and the build."""
     settings = host.settings
     found = converge.read(host)
-    want = {t.path: t.text for t in converge.targets(host, found.group or host.app_user)}
+    settings_path = layout(settings).settings_file
+    on_host = found.files.get(settings_path)
+    targets = converge.targets(host, found.group or host.app_user, on_host is not None)
+    want = {t.path: t.text for t in targets}
     try:
         drift, refused = converge.drift(host, found), ""
     except HostError as exc:
@@ -142,6 +149,7 @@ def plan_host(c: Context, host: Host, build: archive.Build, facts: host_facts.Fa
         secrets_added=sorted(local_names - set(found.secret_names)),
         secrets_removed=sorted(set(found.secret_names) - local_names),
         secrets_changed=drift.secrets,
+        settings_changes=converge.settings_changes(on_host, settings),
         stale=list(drift.stale),
         refused=refused,
         warnings=[w for w in [provision.deploy_user_warning(host)] if w],
@@ -259,6 +267,9 @@ def lines(plan: HostPlan) -> list[str]:
     for path, text in plan.files.items():
         applied = "deploy puts it in place with the switch:\n" + text.rstrip()
         out.append(f"{path}: " + (applied if text else "no change"))
+    if plan.settings_changes:
+        changed = "; ".join(plan.settings_changes)
+        out.append(f"settings: {changed}: deploy installs them with the switch (a graceful reload)")
     if plan.secrets_changed:
         added = " ".join(f"+{n}" for n in plan.secrets_added)
         removed = " ".join(f"-{n}" for n in plan.secrets_removed)

@@ -66,6 +66,19 @@ def greeting_sha256() -> dict[str, str]:
     return {"sha256": hashlib.sha256(os.environ.get("GREETING", "").encode()).hexdigest()}
 '''
 
+#: Added to every variant: the variables ``?names=A,B`` as a worker sees them (null: unset),
+#: and the pid of its master (the app's settings, ENV_<NAME>, are not secrets).
+ENV_ROUTE = '''
+
+@app.get("/env")
+def env_names() -> dict[str, object]:
+    """The variables named in ?names= as this worker has them, and its master's pid."""
+    from flask import request
+
+    names = [name for name in request.args.get("names", "").split(",") if name]
+    return {"master": os.getppid(), "env": {name: os.environ.get(name) for name in names}}
+'''
+
 #: Added to every variant: what the app may do from inside its unit's sandbox, tried by the
 #: app itself (docs/security.md#what-the-unit-forbids).
 SANDBOX_ROUTE = '''
@@ -120,7 +133,7 @@ def write_app(
         with (dest / "requirements.txt").open("a") as handle:
             handle.write("".join(f"{line}\n" for line in requirements))
     app = dest / "app.py"
-    text = app.read_text() + DIGEST_ROUTE + SANDBOX_ROUTE
+    text = app.read_text() + DIGEST_ROUTE + ENV_ROUTE + SANDBOX_ROUTE
     if uses:
         text = text.replace(
             "from flask import Flask, jsonify\n",

@@ -2,7 +2,9 @@
 (Debian 12 and 13):
 a changed secret and a new GUNICORN_CONFIG reach the web app and a companion process through
 a plain ``fab deploy``, under a request loop with no failed request; a deploy of the same
-revision with only the secrets changed is not a no-op; ``fab setup`` then ``deploy`` applies
+revision with only the secrets changed is not a no-op; app settings (ENV_<NAME>) reach a host
+set up before them with a settings-only deploy, in clear, and a USR2-handed-over master loses
+a removed one; ``fab setup`` then ``deploy`` applies
 what setup wrote; a switch that fails puts the old files back; a change the running service
 would keep (BIND) stops the deploy before any host changes, naming the commands to run."""
 
@@ -68,6 +70,25 @@ def settings(site: Site, **keys: str) -> None:
     path.write_text("\n".join([*lines, *(f"{k}={v}" for k, v in keys.items())]) + "\n")
 
 
+def seen_env(site: Site) -> dict[str, str | None]:
+    """SITE_ROOT and DEBUG as a worker of the app has them (None: unset)."""
+    return site.get("/env?names=SITE_ROOT,DEBUG")["env"]  # type: ignore[return-value]
+
+
+def before_settings(site: Site) -> None:
+    """Make the host's unit and gunicorn.conf.py as a fabdeploy before app settings wrote
+    them (no settings file named in either), and restart the web service on them."""
+    unit = f"/etc/systemd/system/{APP}.service"
+    conf = f"{ETC}/gunicorn.conf.py"
+    site.sh(
+        f"sed -i '/settings/d' {unit} && "
+        f"sed -i \"s|_read_env('{ETC}/settings')|{{}}|\" {conf} && "
+        f"systemctl daemon-reload && systemctl restart {APP}"
+    )
+    assert "settings" not in site.sh(f"cat {unit}") and "/settings'" not in site.sh(f"cat {conf}")
+    site.wait_serving()
+
+
 def seen_by_watch(site: Site) -> str:
     return site.sh(f"cat {ROOT}/shared/log/watch.sha256")
 
@@ -124,6 +145,37 @@ def test_deploy_converges_secrets_gunicorn_config_and_processes(
     same = site.fab("deploy", "--skip-tests")
     assert "no change: every host already serves revision" in same.stdout, same.stdout
 
+    # app settings (ENV_<NAME>) on a host set up before they existed (a unit and a
+    # gunicorn.conf.py that name no settings file, a master systemd started so): only the
+    # settings changed, no `fab setup`: shown in clear, installed, given to the app, gracefully
+    before_settings(site)
+    settings(site, ENV_SITE_ROOT="https://one.example", ENV_DEBUG="0")  # (plan's line: unit-tested)
+    with site.loop() as loop:
+        done = site.fab("deploy", "--skip-tests")
+    loop.report("same revision, settings given to a host set up before them")
+    told = "the settings (SITE_ROOT=https://one.example, DEBUG=0)"
+    assert loop.failures == [] and told in done.stdout, done.stdout
+    assert seen_env(site) == {"SITE_ROOT": "https://one.example", "DEBUG": "0"}
+    assert site.sh(f"stat -c '%U %G %a' {ETC}/settings") == f"root {group} 640"
+    ran = site.fab("exec", 'echo "settings: $SITE_ROOT $DEBUG"').stdout
+    assert "settings: https://one.example 0" in ran, ran  # in clear, never masked
+    watch = site.sh(f"systemctl show -p MainPID --value {APP}-watch")
+    assert "DEBUG=0" in site.sh(f"tr '\\0' '\\n' < /proc/{watch}/environ")  # its unit's
+    # a master systemd starts reads them from the unit's EnvironmentFile=; one setting changed
+    # and one removed: a USR2 re-exec hands its new master neither the old value nor the
+    # removed one (it inherits what systemd gave the first), and so does the next re-exec
+    site.fab("run.restart")
+    assert seen_env(site)["SITE_ROOT"] == "https://one.example"
+    env_file = site.project / "config" / "staging.env"
+    kept = [line for line in env_file.read_text().splitlines() if not line.startswith("ENV_SITE_ROOT=")]  # fmt: skip
+    env_file.write_text("\n".join(kept) + "\n")
+    settings(site, ENV_DEBUG="1")
+    master = site.master()
+    again = site.fab("deploy", "--skip-tests")
+    assert "the settings (DEBUG: 0 -> 1, SITE_ROOT removed)" in again.stdout, again.stdout
+    assert site.master() != master  # a USR2 handover, not a restart
+    assert seen_env(site) == {"SITE_ROOT": None, "DEBUG": "1"}
+
     # only the secrets changed, the same revision: deployed again, gracefully
     secrets(site, "three")
     with site.loop() as loop:
@@ -132,6 +184,7 @@ def test_deploy_converges_secrets_gunicorn_config_and_processes(
     assert loop.failures == [] and "setup's files changed on" in again.stdout, again.stdout
     assert site.get("/greeting-sha256")["sha256"] == sha("three")
     assert seen_by_watch(site) == sha("three")
+    assert seen_env(site)["SITE_ROOT"] is None  # a second re-exec: still gone
 
     # `fab setup` writes the secrets; the next deploy finds the processes on older files
     secrets(site, "four")

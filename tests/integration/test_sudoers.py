@@ -201,3 +201,27 @@ def test_check_and_deploy_name_a_right_the_rule_lacks(site: Site) -> None:
     assert site.current() == served and site.releases() == releases
     assert site.get("/")["version"] == "3.0.0"
     assert refused(site) == []  # asked with sudo -l, never run
+
+
+def test_a_rule_printed_before_app_settings_keeps_working_until_the_app_has_some(
+    site: Site,
+) -> None:
+    """A host whose rule predates the settings file (its lines left out): an app without
+    ENV_ keys deploys as before; with one, the deploy stops at its check naming the lines."""
+    printed = site.fab("setup.sudoers").stdout
+    mine = f"/etc/{APP}/settings"
+    lines = printed.splitlines()
+    kept = [line for line in lines if mine not in line]
+    assert len(lines) - len(kept) >= 6, printed  # read, and put in place by a deploy
+    install_rule(site, "\n".join(kept) + "\n")
+    app(site, "5.0.0", "two")
+    deployed = fab(site, "deploy", "--skip-tests")
+    assert site.get("/")["version"] == "5.0.0", deployed
+    # what sudo refused: only the settings file's reads (a host without them: no file)
+    assert [line for line in refused(site) if mine not in line] == []
+    settings(site, ENV_DEBUG="1")
+    served = site.current()
+    refusal = fab(site, "deploy", "--skip-tests", ok=False)
+    assert f"`/usr/bin/cat -- {mine}` (HELLO_DEPLOY)" in refusal, refusal
+    assert f"{mine}.fabdeploy-new` (HELLO_SETUP)" in refusal, refusal
+    assert site.current() == served and site.get("/")["version"] == "5.0.0"

@@ -129,3 +129,18 @@ def test_exec_pty_masks_secrets_in_the_terminals_output(tmp_path: Path) -> None:
     shown = out.getvalue()
     assert "token ***." in shown and "*** done" in shown  # split in two writes: masked too
     assert token not in shown and token[:6] not in shown and token[6:] not in shown
+
+
+def test_the_app_settings_come_first_then_the_secrets(tmp_path: Path) -> None:
+    settings, where = release(tmp_path, {"SHARED": "secret", "TOKEN": "t"})
+    line = appenv.command_line(settings, str(where), 'echo "$SITE $SHARED $TOKEN"')
+    assert "/etc/shop/settings" in line  # the host's settings file, read by with_secrets.py
+    script = appenv.WITH_SECRETS.read_text()
+    own = tmp_path / "settings"
+    own.write_text(secretsfile.render({"SITE": "https://shop.example", "SHARED": "setting"}))
+    for given, expected in ((own, "https://shop.example secret t"), (tmp_path / "none", " secret t")):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", script, 'echo "$SITE $SHARED $TOKEN"', "", str(given)],
+            cwd=where, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert (done.returncode, done.stdout.strip()) == (0, expected.strip()), done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -215,6 +216,9 @@ NOT_KEYS = {
     "roles",
     "runs",
     "lines",
+    "origins",
+    "texts",
+    "app_env",
     "revision",
     "secrets",
 }
@@ -375,18 +379,98 @@ def test_fab_reports_config_errors_without_traceback_or_connection(
         listener.close()
 
 
-def test_missing_environment_file_from_fab(tmp_path: Path) -> None:
-    root = project(tmp_path, "APP_NAME=shop\n")
+def fab(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``fab argv...`` in the project ``root`` (a fabfile of fabdeploy's tasks made)."""
     (root / "fabfile.py").write_text("from tasks import ns\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [FAB, "-H", "127.0.0.1:1", "status"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    return subprocess.run(
+        [FAB, *argv], cwd=root, env=env, capture_output=True, text=True, timeout=60
     )
+
+
+def test_missing_environment_file_from_fab(tmp_path: Path) -> None:
+    root = project(tmp_path, "APP_NAME=shop\n")
+    proc = fab(root, "-H", "127.0.0.1:1", "status")
     assert proc.returncode == 2
     assert "default.env: environment file not found (environments here: staging)" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- config/common.env, the base of every environment, and ENV_<NAME>, the app's settings --
+
+
+def test_common_env_is_the_base_each_environment_overrides_key_by_key(tmp_path: Path) -> None:
+    root = project(tmp_path, "APP_NAME=shop\nWORKERS=3\nENV_SITE=base\nENV_DEBUG=0\n", "common")
+    project(root, "HOSTS=web1\nWORKERS=5\nENV_DEBUG=1\n", "staging")
+    settings = config.build("staging", root)
+    assert settings.app_name == "shop" and settings.workers == 5  # the environment's wins
+    assert settings.app_env == {"SITE": "base", "DEBUG": "1"}
+    assert settings.where("APP_NAME") == f"{root / 'config' / 'common.env'}:1: APP_NAME"
+    assert settings.where("WORKERS") == f"{root / 'config' / 'staging.env'}:2: WORKERS"
+    assert settings.where("BIND") == f"{root / 'config' / 'staging.env'}: BIND"  # a default
+    assert config.environments(root / "config") == ["staging"]  # common is no environment
+    with pytest.raises(
+        ConfigError, match=r"common\.env: the base every environment reads.*staging"
+    ):
+        config.build("common", root)
+
+
+@pytest.mark.parametrize(
+    ("common", "expected"),
+    [
+        ("APP_NAME=shop\n\nWORKERS=many\n", r"common\.env:3: WORKERS: expected a whole number"),
+        (
+            "APP_NAME=shop\nENV_X=\x1b[31m\n",
+            r"common\.env:2: ENV_X: a value may not hold a control",
+        ),
+        (
+            "APP_NAME=shop\nPROCESS_WORKER=\n",
+            r"common\.env:2: PROCESS_WORKER: expected the command",
+        ),
+        ("WORKERS=2\n", r"staging\.env: APP_NAME: required key is missing"),
+    ],
+)
+def test_errors_name_the_file_of_the_layer_the_value_came_from(
+    tmp_path: Path, common: str, expected: str
+) -> None:
+    root = project(project(tmp_path, "HOSTS=web1\n"), common, "common")
+    with pytest.raises(ConfigError, match=expected):
+        config.build("staging", root)
+
+
+def test_an_app_setting_is_never_also_a_secret_nor_a_variable_fabdeploy_sets(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "staging.secrets.env").write_text("TOKEN=abc\nDEBUG=x\n")
+    root = project(
+        tmp_path, "APP_NAME=shop\nSECRETS_FILE=config/staging.secrets.env\nENV_DEBUG=1\n"
+    )
+    with pytest.raises(ConfigError, match=r"staging\.env:3: ENV_DEBUG: DEBUG is also a secret \(.*staging\.secrets\.env:2\)"):  # fmt: skip
+        config.build("staging", root)
+    for name in ("PATH", "PYTHONPATH", "GUNICORN_FD", "FABDEPLOY_CHDIR"):
+        project(root, f"APP_NAME=shop\nENV_{name}=x\n")
+        with pytest.raises(ConfigError, match=f"staging.env:2: ENV_{name}: {name} is set by fabdeploy"):  # fmt: skip
+            config.build("staging", root)
+    project(root, "APP_NAME=shop\nENV_lower_ok=a b $HOME\nENV_EMPTY=\n")
+    assert config.build("staging", root).app_env == {"lower_ok": "a b $HOME", "EMPTY": ""}
+
+
+def test_check_sources_shows_each_value_and_where_it_came_from(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "staging.secrets.env").write_text("TOKEN=s3cr3t-value\n")
+    root = project(tmp_path, "APP_NAME=shop\nWORKERS=3\nENV_SITE=https://shop.example\n", "common")
+    project(root, "HOSTS=web1\nWORKERS=5\nSECRETS_FILE=config/staging.secrets.env\n", "staging")
+    proc = fab(root, "staging", "check", "--sources")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()}
+    assert rows["APP_NAME"] == ["shop", "config/common.env:1"]
+    assert rows["WORKERS"] == ["5", "config/staging.env:2"]
+    assert rows["BIND"] == ["127.0.0.1:8000", "default"]
+    assert rows["ENV_SITE"] == ["https://shop.example", "config/common.env:3"]  # in clear
+    assert rows["TOKEN"] == ["***", "config/staging.secrets.env:1"]
+    assert "s3cr3t" not in proc.stdout + proc.stderr
+    proc = fab(root, "-H", "a@web9,web8", "staging", "check", "--sources", "--json")
+    assert proc.returncode == 0, proc.stderr
+    found = {row["key"]: row for row in json.loads(proc.stdout)}  # printed once, not per host
+    assert found["HOSTS"] == {"key": "HOSTS", "value": "a@web9,web8", "source": "-H"}

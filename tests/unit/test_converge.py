@@ -328,3 +328,32 @@ def test_a_host_without_drift_switches_as_before(tmp_path: Path, monkeypatch: py
     flow.at("web1").drift = converge.Drift()
     switch.switch_one(flow, web1)
     assert seen == [("switch", "web1", "")]
+
+
+def test_app_settings_are_converged_in_clear_and_emptied_when_all_are_removed(
+    tmp_path: Path,
+) -> None:
+    files, secrets = as_set_up(tmp_path)  # set up before ENV_ existed: no settings file
+    paths = layout(host(tmp_path / "x").settings)
+    assert paths.settings_file not in files  # an app without settings writes no file
+    now = host(tmp_path / "now", "ENV_DEBUG=1\nENV_SITE=https://shop.example\n")
+    drift = converge.drift(now, converge.parse(answer(files, secrets=secrets)))
+    assert [t.path for t in drift.files] == [paths.settings_file]  # the settings alone
+    target = drift.files[0]
+    assert target.text == 'DEBUG="1"\nSITE="https://shop.example"\n'  # in clear, sorted
+    assert (target.owner, target.group, target.mode) == ("root", "deploy", "640")
+    assert drift.had == {paths.settings_file: False} and not drift.secrets
+    assert drift.describe() == "the settings (DEBUG=1, SITE=https://shop.example)"
+    # plan's words for it, against what the host has
+    assert converge.settings_changes(None, now.settings) == ["DEBUG=1", "SITE=https://shop.example"]  # fmt: skip
+    have = 'DEBUG="0"\nOLD="x"\nSITE="https://shop.example"\n'
+    assert converge.settings_changes(have, now.settings) == ["DEBUG: 0 -> 1", "OLD removed"]
+    # every ENV_ key removed: the host's file is emptied, not left to give the old values
+    files[paths.settings_file] = target.text
+    bare = host(tmp_path / "bare")
+    drift = converge.drift(bare, converge.parse(answer(files, secrets=secrets)))
+    assert [(t.path, t.text) for t in drift.files] == [(paths.settings_file, "")]
+    # a setting named like a sandbox directive is no restart-only line
+    files[paths.settings_file] = 'ProtectSystem="a"\n'
+    odd = host(tmp_path / "odd", "ENV_ProtectSystem=b\n")
+    assert converge.drift(odd, converge.parse(answer(files, secrets=secrets))).files

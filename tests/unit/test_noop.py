@@ -158,3 +158,16 @@ def test_plan_says_what_each_host_restarts_and_how(tmp_path: Path) -> None:
     plan = planning.HostPlan("web1", "R1", "a", "b", True, 0, False, "d", True, [])
     plan.restarts = planning.restarts_on(s, "web1")
     assert "restart shop.service: USR2 handover in its switch round (no request refused)" in planning.lines(plan)  # fmt: skip
+
+
+def test_plan_shows_a_settings_only_change_in_clear_and_as_a_change() -> None:
+    plan = planning.HostPlan(
+        "web1", "R1", REV, REV, True, 0, False, "d", True, [],
+        files={"/etc/shop/settings": '-DEBUG="0"\n+DEBUG="1"\n'},
+        settings_changes=["DEBUG: 0 -> 1", "SITE=https://shop.example"],
+    )  # fmt: skip
+    assert plan.drifted  # the settings file differs: a deploy of the same revision is no no-op
+    assert (
+        "settings: DEBUG: 0 -> 1; SITE=https://shop.example: deploy installs them with the "
+        "switch (a graceful reload)"
+    ) in planning.lines(plan)

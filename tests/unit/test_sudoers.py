@@ -70,9 +70,11 @@ def test_the_rule_splits_the_day_to_day_rights_from_setup_s(tmp_path: Path) -> N
     text = sudoers.render(settings(tmp_path), ["deploy"])
     day, setup = text.split("Cmnd_Alias HELLO_DEPLOY = \\\n")[1].split("Cmnd_Alias HELLO_SETUP")
     day_lines = [line.strip().rstrip(", \\") for line in day.strip().splitlines()]
-    assert day_lines[:5] == [
+    assert day_lines[:7] == [
         "/usr/bin/stat -c %U\\:%G\\:%a\\:%Y -- /etc/hello/gunicorn.conf.py",
         "/usr/bin/cat -- /etc/hello/gunicorn.conf.py",
+        "/usr/bin/stat -c %U\\:%G\\:%a\\:%Y -- /etc/hello/settings",
+        "/usr/bin/cat -- /etc/hello/settings",
         "/usr/bin/stat -c %U\\:%G\\:%a\\:%Y -- /etc/hello/env",
         "/usr/bin/sha256sum -- /etc/hello/env",
         "/usr/bin/cut -s -d\\= -f1 -- /etc/hello/env",
@@ -87,6 +89,7 @@ def test_the_rule_splits_the_day_to_day_rights_from_setup_s(tmp_path: Path) -> N
     assert not [line for line in day_lines if re.match(r"/usr/bin/(install|mv|cp|rm|chown|chmod|mkdir) ", line)]  # fmt: skip
     assert "/usr/sbin/useradd --system --user-group --home-dir /srv/hello --no-create-home --shell /usr/sbin/nologin hello" in setup  # fmt: skip
     assert "/usr/bin/install -m 640 -o root -g hello -- /dev/stdin /etc/hello/env.fabdeploy-new" in setup  # fmt: skip
+    assert "/usr/bin/install -m 640 -o root -g hello -- /dev/stdin /etc/hello/settings.fabdeploy-new" in setup  # fmt: skip
     assert "/usr/bin/chown -h deploy\\: -- /srv/hello/shared/data" in setup  # above a nested one
     assert "/usr/bin/systemctl daemon-reload" in setup
     assert text.endswith(
@@ -299,6 +302,10 @@ def test_setup_s_files_and_secrets_run_declared_commands(tmp_path: Path, example
         done = sudo.run("write-file", write)
         assert_declared(sudo, done)
         assert done.stdout.strip() == said
+    # the app's settings (ENV_<NAME>), as setup writes them
+    done = sudo.run("write-file", {**write, "DEST": paths.settings_file, "TEXT": 'DEBUG="1"\n'})
+    assert_declared(sudo, done)
+    assert done.stdout.strip() == "changed"
     assert sudo.run("secrets-have", {"DEST": paths.env_file}).stdout == ""
     text = 'API_TOKEN="t1"\n'
     upload = tmp_path / "upload"
