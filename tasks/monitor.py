@@ -31,7 +31,7 @@ from .host import resources as host_resources
 from .host.history import render_releases
 from .host.logs import follow_logs, read_logs
 from .host.resources import render_resources
-from .host.status import gather_status, health_line, refused, render_status
+from .host.status import gather_status, health_line, refused, render_status, settings_lines
 from .ssh import session
 from .ssh.fanout import fail_if_unanswered, report_errors
 
@@ -48,7 +48,8 @@ def status(c, json=False, roles=""):  # type: ignore[no-untyped-def]
     """Show service state, release, revision, pid, uptime, memory, CPU and health per host."""
     settings, hosts = session.session(c, data_on_stdout=json, roles=roles)
     statuses = gather_status(hosts, settings, sample=True)
-    show(hosts[0].output, statuses, None if json else render_status(statuses))
+    text = "\n".join([render_status(statuses), *settings_lines(statuses)])
+    show(hosts[0].output, statuses, None if json else text)
     report_errors(hosts[0].output, statuses)
     why = refused(settings, statuses)
     if why:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from ..config import roles
-from ..core import kv, shell
+from ..core import kv, secretsfile, shell
 from ..core.paths import layout
 from ..core.records import Revision
 from ..core.report import human_duration, human_kib, short_revision, table
@@ -99,6 +99,7 @@ class Status:
     health_error: str = ""
     web: bool = True  # the host runs the web process (its roles say so)
     processes: dict[str, str] = field(default_factory=dict)  # companion unit -> its state
+    settings: dict[str, str] | None = None  # the app settings the host holds (None: not read)
 
     @classmethod
     def parse(cls, host: str, text: str) -> Status:
@@ -134,6 +135,9 @@ class Status:
             for key, value in pairs.items()
             if key.startswith("process_")
         }
+        if "settings_file" in pairs:
+            text = base64.b64decode(pairs["settings_file"]).decode("utf-8", "replace")
+            status.settings = secretsfile.parse(text)
         return status
 
     @classmethod
@@ -248,6 +252,7 @@ def gather_status(hosts: list[Host], settings: Settings, *, sample: bool) -> lis
             "SAMPLE": CPU_SAMPLE if sample else 0,
             "TIMEOUT": PROBE_TIMEOUT,
             "STATUS_PY": shell.script_file("status.py"),
+            "SETTINGS": layout(settings).settings_file if settings.app_env else "",
             **process_env(host),
         }
 
@@ -262,6 +267,17 @@ def render_status(statuses: list[Status]) -> str:
     rows = [s.row() + [""] * (len(STATUS_HEADERS) - len(s.row())) for s in statuses]
     rows = [[*row, s.processes_text()] for row, s in zip(rows, statuses)]
     return table((*STATUS_HEADERS, "PROCESSES"), rows, right="PID,WORKERS,RSS,CPU")
+
+
+def settings_lines(statuses: Sequence[Status]) -> list[str]:
+    """Each host's app settings as it holds them, in clear (they are not secrets): one line a
+    host whose settings were read."""
+    return [
+        f"settings {s.host}: "
+        + (" ".join(f"{name}={value}" for name, value in s.settings.items()) or "none")
+        for s in statuses
+        if s.settings is not None and not s.error
+    ]
 
 
 def refused(settings: Settings, statuses: Sequence[Status]) -> str:

@@ -159,6 +159,8 @@ def test_deploy_converges_secrets_gunicorn_config_and_processes(
     assert site.sh(f"stat -c '%U %G %a' {ETC}/settings") == f"root {group} 640"
     ran = site.fab("exec", 'echo "settings: $SITE_ROOT $DEBUG"').stdout
     assert "settings: https://one.example 0" in ran, ran  # in clear, never masked
+    shown = site.fab("status").stdout  # what the host holds, read back by status.sh
+    assert f"settings {site.host.address}: DEBUG=0 SITE_ROOT=https://one.example" in shown, shown
     watch = site.sh(f"systemctl show -p MainPID --value {APP}-watch")
     assert "DEBUG=0" in site.sh(f"tr '\\0' '\\n' < /proc/{watch}/environ")  # its unit's
     # a master systemd starts reads them from the unit's EnvironmentFile=; one setting changed

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 STATUS_KEYS = {
     "host", "error", "unreachable", "healthy", "problems", "state", "state_detail", "release",
     "release_missing", "revision", "pid", "pid_alive", "workers", "rss_kb", "cpu", "uptime",
-    "health_status", "health_ms", "health_error", "web", "processes",
+    "health_status", "health_ms", "health_error", "web", "processes", "settings",
 }  # fmt: skip
 RESOURCES_KEYS = {
     "host", "error", "unreachable", "load", "cpus", "mem_total_kb", "mem_available_kb",

@@ -555,3 +555,18 @@ def test_follow_names_a_host_that_could_not_stream(tmp_path: Path) -> None:
     conns = [StreamingConnection("web1"), StreamingConnection("web2", fail=True)]
     with pytest.raises(FabdeployError, match="1 of 2 hosts could not stream: web2"):
         follow_with_ctrl_c(settings, conns)
+
+
+def test_status_shows_the_app_settings_the_host_holds_in_clear() -> None:
+    text = 'DEBUG="0"\nSITE_ROOT="https://one.example"\n'
+    encoded = base64.b64encode(text.encode()).decode()
+    held = status.Status.parse("web1", f"state=active\nsettings_file={encoded}\n")
+    empty = status.Status.parse("web2", "state=active\nsettings_file=\n")
+    unread = status.Status.parse("web3", "state=active\n")
+    assert held.settings == {"DEBUG": "0", "SITE_ROOT": "https://one.example"}
+    assert (empty.settings, unread.settings) == ({}, None)
+    assert status.settings_lines([held, empty, unread]) == [
+        "settings web1: DEBUG=0 SITE_ROOT=https://one.example",
+        "settings web2: none",
+    ]
+    assert held.to_json()["settings"] == {"DEBUG": "0", "SITE_ROOT": "https://one.example"}
