@@ -214,9 +214,17 @@ def export(settings: Settings, kind: str, path: Path, *args: str) -> str:
     if said:
         raise FabdeployError(
             f"{path} is out of date with {path.parent / 'pyproject.toml'}: run `{RELOCK[kind]}` "
-            f"in {path.parent} and commit the lock ({kind} says: {said})"
+            f"in {path.parent}{off_path(kind, program)} and commit the lock ({kind} says: {said})"
         )
     raise FabdeployError(f"{path}: `{' '.join(command[1:3])}` failed:\n{pip.tail(result)}")
+
+
+def off_path(kind: str, program: str) -> str:
+    """What to run instead of the bare tool name when ``kind`` is not on PATH (fab run as
+    ``.venv/bin/fab``, uv only fabdeploy's dependency): `` (`uv` is not on PATH: ...)``."""
+    if shutil.which(kind):
+        return ""
+    return f" (`{kind}` is not on PATH; the one fab used is {program}: `{program} lock`)"
 
 
 def stale(kind: str, said: str) -> str:

@@ -194,7 +194,10 @@ def pytest_configured(app_dir: Path) -> bool:
 def choose(settings: Settings, found: TestRequirements) -> tuple[str, str]:
     """The test command and why it is that one (TEST_COMMAND set, or what was detected)."""
     if "TEST_COMMAND" in settings.lines:
-        return settings.test_command.strip(), f"TEST_COMMAND in {settings.source.name}"
+        return (
+            settings.test_command.strip(),
+            f"TEST_COMMAND in {settings.file_of('TEST_COMMAND').name}",
+        )
     names = found.names() | names_of(app_requirements(settings))
     if (settings.app_dir / "manage.py").is_file():
         if not pytest_configured(settings.app_dir) and not any(

@@ -80,7 +80,7 @@ def venv_env(venv: Path) -> dict[str, str]:
 def ways_out(settings: Settings) -> str:
     """How to change or skip the test step, for its errors."""
     return (
-        f"set TEST_COMMAND in {settings.source} to change the command (TEST_COMMAND=...; an "
+        f"set TEST_COMMAND in {settings.file_of('TEST_COMMAND')} to change the command (TEST_COMMAND=...; an "
         "empty TEST_COMMAND= runs none), or deploy with --skip-tests"
     )
 

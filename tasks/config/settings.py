@@ -480,6 +480,11 @@ class Settings:
         """The command of each hook point (`HOOK_POINTS`), from its ``HOOK_<POINT>`` key."""
         return {point: getattr(self, f"hook_{point}") for point in HOOK_POINTS}
 
+    def file_of(self, key: str) -> Path:
+        """The file that sets ``key``: config/common.env or the environment's own (the
+        environment's for a key left to its default: where to set it)."""
+        return self.origins[key][0] if key in self.origins else self.source
+
     def where(self, key: str) -> str:
         """``<file>:<line>: KEY``, the file config/common.env or the environment's (or
         ``<env file>: KEY`` for a default), for messages."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,28 @@ def test_a_stale_uv_lock_is_refused_naming_it_and_uv_lock(tmp_path: Path) -> Non
     text = str(caught.value)
     assert f"{conf.app_dir / 'uv.lock'} is out of date with {pyproject}: run `uv lock`" in text
     assert "needs to be updated" in text and "six" not in (conf.app_dir / "uv.lock").read_text()
+
+
+def test_a_stale_lock_names_the_tool_fab_used_when_it_is_not_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = uvapp(tmp_path)
+    pyproject = conf.app_dir / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"flask>=3.0"', '"flask>=3.0", "six"'))
+    uv = lockfiles.tool("uv")
+    assert uv is not None
+    bare = tmp_path / "bin"  # fab run as .venv/bin/fab: a python on PATH (uv asks), no uv
+    bare.mkdir()
+    (bare / "python3").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", str(bare))
+    with pytest.raises(FabdeployError) as caught:
+        lockfiles.read(conf)
+    where = f"run `uv lock` in {conf.app_dir} (`uv` is not on PATH; the one fab used is {uv}: `{uv} lock`) and commit the lock"  # fmt: skip
+    assert where in str(caught.value)
+    (bare / "uv").symlink_to(uv)  # on PATH: the plain command
+    with pytest.raises(FabdeployError) as caught:
+        lockfiles.read(conf)
+    assert f"run `uv lock` in {conf.app_dir} and commit the lock" in str(caught.value)
 
 
 def test_the_lock_s_hashes_are_checked_against_the_wheels(tmp_path: Path) -> None:

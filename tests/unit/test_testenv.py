@@ -113,6 +113,18 @@ def test_a_set_test_command_is_used_as_set_even_empty(tmp_path: Path) -> None:
     assert testenv.choose(plain, testenv.find(plain)) == ("python -m pytest -q", "the default")
 
 
+def test_a_test_command_from_common_env_is_said_to_come_from_there(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "common.env").write_text("TEST_COMMAND=make test\n")
+    conf = settings(tmp_path)
+    assert testenv.choose(conf, testenv.find(conf)) == ("make test", "TEST_COMMAND in common.env")
+    common = tmp_path / "config" / "common.env"
+    assert f"set TEST_COMMAND in {common} to change the command" in testrun.ways_out(conf)
+    conf = settings(tmp_path, "TEST_COMMAND=make check\n")  # the environment's overrides it
+    assert testenv.choose(conf, testenv.find(conf)) == ("make check", "TEST_COMMAND in staging.env")
+    assert f"set TEST_COMMAND in {conf.source} to change" in testrun.ways_out(conf)
+
+
 def test_pytest_is_added_only_when_the_command_runs_it_and_nothing_names_it(tmp_path: Path) -> None:
     conf = settings(tmp_path)
     none = testenv.TestRequirements()
