@@ -82,8 +82,8 @@ def already_serving(flow: Flow) -> bool:
     drifted = [name for name, state in flow.states.items() if state.drift]
     if drifted and serving_everywhere(settings, facts, build):
         flow.say(
-            f"every host serves revision {build.revision} already, but setup's files changed "
-            f"on {', '.join(drifted)}: deploying it again applies them (graceful restarts)"
+            f"{why_unchanged(settings, facts, build)}, but setup's files changed on "
+            f"{', '.join(drifted)}: deploying it again applies them (graceful restarts)"
         )
         return False
     if not nothing_to_deploy(settings, facts, build, drifted):

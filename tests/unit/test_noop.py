@@ -171,3 +171,24 @@ def test_plan_shows_a_settings_only_change_in_clear_and_as_a_change() -> None:
         "settings: DEBUG: 0 -> 1; SITE=https://shop.example: deploy installs them with the "
         "switch (a graceful reload)"
     ) in planning.lines(plan)
+
+
+def test_a_drifted_host_of_the_same_content_is_deployed_naming_what_it_serves(
+    tmp_path: Path,
+) -> None:
+    s = settings(tmp_path)
+    host = Facts("CPython 3.11", "3.11", "R1", TAGS, revision="fedcba987654", content="c0ffee", running=True)  # type: ignore[arg-type]  # fmt: skip
+    said: list[str] = []
+    hosts = [SimpleNamespace(name=name, output=SimpleNamespace(say=said.append)) for name in ("web1", "jobs1")]  # fmt: skip
+    flow = Flow(Context(), s, hosts)  # type: ignore[arg-type]
+    flow.build = SimpleNamespace(revision=REV, content="c0ffee")  # type: ignore[assignment]
+    flow.say = said.append  # type: ignore[method-assign]
+    for name in ("web1", "jobs1"):
+        flow.at(name).facts, flow.at(name).served = host, "R1"
+    flow.at("web1").drift = ["a file"]  # type: ignore[assignment]
+    assert noop.already_serving(flow) is False
+    assert said == [
+        f"revision {REV} is made of the same files and packages as revision fedcba987654, which "
+        "the hosts serve: nothing it changed is part of the release, but setup's files changed "
+        "on web1: deploying it again applies them (graceful restarts)"
+    ]
