@@ -101,6 +101,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "needs_root: needs root and network namespaces (hostkit netns mode)"
     )
     _install_signal_handlers()
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # Started as a background job of a non-interactive shell (`bash .ci/run &`), which
+        # ignores SIGINT for it: every fab a test starts would inherit that and never see the
+        # Ctrl-C the tests send it, nor would `_thread.interrupt_main` reach Python's handler.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
         os.environ[SHARED_CACHE] = tempfile.mkdtemp(prefix="fabdeploy-test-cache-")
 
